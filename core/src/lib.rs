@@ -1,0 +1,18 @@
+//! Satchel core: the patient-held health record that runs on the phone, the
+//! desktop CLI and (for providers) integration engines.
+//!
+//! One folder per concern; each `mod.rs` says what it owns:
+//! - [`ids`]: the small identifier types shared by every module.
+//! - [`crypto`]: identities, envelope sealing, signatures, key wrapping, the vault.
+//! - [`fhir`]: validation of incoming FHIR R4 resources and the fields we index.
+//! - [`record`]: sections as automerge documents, entries, versions, queries (I/O-free).
+//! - [`store`]: the storage trait, its in-memory and SQLite backends, migrations.
+//! - [`profile`]: an unlocked home: keys from the vault, the record loaded from
+//!   the encrypted store, and every change sealed before it is persisted.
+
+pub mod crypto;
+pub mod fhir;
+pub mod ids;
+pub mod profile;
+pub mod record;
+pub mod store;
