@@ -1,0 +1,137 @@
+//! The conformance suite every [`Store`] backend must pass. Each backend's
+//! test module calls [`run_all`] with a factory for fresh, empty stores.
+
+#![allow(clippy::unwrap_used)]
+
+use super::{Store, StoreError, WriteBatch};
+
+/// Run every conformance check against fresh stores from `make`.
+pub(crate) fn run_all<S: Store>(mut make: impl FnMut() -> S) {
+    empty_store(&mut make());
+    meta_put_get_delete(&mut make());
+    append_assigns_increasing_seqs(&mut make());
+    sections_are_separate(&mut make());
+    snapshot_hides_covered_log(&mut make());
+    failed_batch_changes_nothing(&mut make());
+    empty_batch_is_fine(&mut make());
+    large_values_round_trip(&mut make());
+}
+
+fn empty_store<S: Store>(s: &mut S) {
+    assert_eq!(s.get_meta("missing").unwrap(), None);
+    assert!(s.sections().unwrap().is_empty());
+    assert_eq!(s.last_seq().unwrap(), 0);
+    let log = s.load_section("allergies").unwrap();
+    assert!(log.snapshot.is_none() && log.tail.is_empty());
+}
+
+fn meta_put_get_delete<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.put_meta("a", vec![1, 2, 3]).put_meta("b", vec![]);
+    s.commit(b).unwrap();
+    assert_eq!(s.get_meta("a").unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(s.get_meta("b").unwrap(), Some(vec![]));
+    let mut b = WriteBatch::new();
+    b.put_meta("a", vec![9])
+        .delete_meta("b")
+        .delete_meta("never-there");
+    s.commit(b).unwrap();
+    assert_eq!(s.get_meta("a").unwrap(), Some(vec![9]));
+    assert_eq!(s.get_meta("b").unwrap(), None);
+}
+
+fn append_assigns_increasing_seqs<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![1])
+        .append("labs", vec![2])
+        .append("vitals", vec![3]);
+    let first = s.commit(b).unwrap().appended;
+    assert_eq!(first.len(), 3);
+    assert!(first.windows(2).all(|w| w[0] < w[1]));
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![4]);
+    let second = s.commit(b).unwrap().appended;
+    assert!(second[0] > first[2]);
+    assert_eq!(s.last_seq().unwrap(), second[0]);
+    let labs = s.load_section("labs").unwrap();
+    let bodies: Vec<_> = labs.tail.iter().map(|i| i.envelope.clone()).collect();
+    assert_eq!(bodies, vec![vec![1], vec![2], vec![4]]);
+    assert_eq!(labs.tail[2].seq, second[0]);
+}
+
+fn sections_are_separate<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("vitals", vec![1]).append("allergies", vec![2]);
+    s.commit(b).unwrap();
+    assert_eq!(
+        s.sections().unwrap(),
+        vec!["allergies".to_string(), "vitals".to_string()]
+    );
+    assert_eq!(s.load_section("vitals").unwrap().tail.len(), 1);
+    assert_eq!(
+        s.load_section("allergies").unwrap().tail[0].envelope,
+        vec![2]
+    );
+    assert!(s.load_section("labs").unwrap().tail.is_empty());
+}
+
+fn snapshot_hides_covered_log<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("notes", vec![1]).append("notes", vec![2]);
+    let seqs = s.commit(b).unwrap().appended;
+    let mut b = WriteBatch::new();
+    b.put_snapshot("notes", seqs[1], vec![12])
+        .append("notes", vec![3]);
+    let later = s.commit(b).unwrap().appended;
+    let log = s.load_section("notes").unwrap();
+    let snap = log.snapshot.unwrap();
+    assert_eq!((snap.upto_seq, snap.envelope), (seqs[1], vec![12]));
+    assert_eq!(log.tail.len(), 1);
+    assert_eq!(log.tail[0].seq, later[0]);
+    // A snapshot and the appends it covers may share one batch.
+    let mut b = WriteBatch::new();
+    b.append("notes", vec![4])
+        .put_snapshot("notes", later[0] + 1, vec![12, 34]);
+    s.commit(b).unwrap();
+    let log = s.load_section("notes").unwrap();
+    assert_eq!(log.snapshot.unwrap().envelope, vec![12, 34]);
+    assert!(log.tail.is_empty());
+    // A section with only a snapshot is still listed.
+    assert!(s.sections().unwrap().contains(&"notes".to_string()));
+}
+
+fn failed_batch_changes_nothing<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.put_meta("k", vec![1]).append("labs", vec![1]);
+    s.commit(b).unwrap();
+    let before_seq = s.last_seq().unwrap();
+    let before_log = s.load_section("labs").unwrap();
+    let mut b = WriteBatch::new();
+    b.put_meta("k", vec![2])
+        .append("labs", vec![2])
+        .put_snapshot("labs", before_seq + 100, vec![0]);
+    let err = s.commit(b).unwrap_err();
+    assert!(matches!(err, StoreError::SnapshotBeyondLog { .. }));
+    assert_eq!(s.get_meta("k").unwrap(), Some(vec![1]));
+    assert_eq!(s.load_section("labs").unwrap(), before_log);
+    // The next append still gets a fresh, higher sequence.
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![3]);
+    let seq = s.commit(b).unwrap().appended[0];
+    assert!(seq > before_seq);
+}
+
+fn empty_batch_is_fine<S: Store>(s: &mut S) {
+    assert!(s.commit(WriteBatch::new()).unwrap().appended.is_empty());
+    assert_eq!(s.last_seq().unwrap(), 0);
+}
+
+fn large_values_round_trip<S: Store>(s: &mut S) {
+    let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut b = WriteBatch::new();
+    b.append("documents", big.clone())
+        .put_meta("big", big.clone());
+    s.commit(b).unwrap();
+    assert_eq!(s.load_section("documents").unwrap().tail[0].envelope, big);
+    assert_eq!(s.get_meta("big").unwrap(), Some(big));
+}
