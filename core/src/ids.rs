@@ -96,7 +96,10 @@ macro_rules! hex_id {
 
 impl Clone for IdParseError {
     fn clone(&self) -> Self {
-        Self { kind: self.kind, expected: self.expected }
+        Self {
+            kind: self.kind,
+            expected: self.expected,
+        }
     }
 }
 
@@ -122,6 +125,7 @@ impl IdentityId {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,127 @@
+//! Serde helpers for fixed-size byte arrays in this module's public types.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Deserializer, Serializer};
+
+/// `[u8; N]` as lower-case hex (the same text form as [`crate::ids`]).
+pub(crate) mod hex_array {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer, const N: usize>(
+        v: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = hex::decode(s.trim()).map_err(|_| serde::de::Error::custom("invalid hex"))?;
+        <[u8; N]>::try_from(bytes.as_slice())
+            .map_err(|_| serde::de::Error::custom(format_args!("expected {N} bytes")))
+    }
+}
+
+/// `[u8; N]` as unpadded base64url.
+pub(crate) mod b64_array {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer, const N: usize>(
+        v: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&URL_SAFE_NO_PAD.encode(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(s.trim())
+            .map_err(|_| serde::de::Error::custom("invalid base64url"))?;
+        <[u8; N]>::try_from(bytes.as_slice())
+            .map_err(|_| serde::de::Error::custom(format_args!("expected {N} bytes")))
+    }
+}
+
+/// `Vec<u8>` as unpadded base64url.
+pub(crate) mod b64_vec {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&URL_SAFE_NO_PAD.encode(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        URL_SAFE_NO_PAD
+            .decode(s.trim())
+            .map_err(|_| serde::de::Error::custom("invalid base64url"))
+    }
+}
+
+/// A bounds-checked cursor over untrusted bytes. Every read checks the
+/// remaining length first, so parsing never panics and never allocates more
+/// than the input holds.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    /// `what` names the thing being parsed in error messages.
+    pub(crate) fn new(buf: &'a [u8], what: &'static str) -> Self {
+        Self { buf, what }
+    }
+
+    fn err(&self) -> super::error::CryptoError {
+        super::error::CryptoError::Malformed(self.what)
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> super::error::Result<&'a [u8]> {
+        if self.buf.len() < n {
+            return Err(self.err());
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> super::error::Result<[u8; N]> {
+        let bytes = self.take(N)?;
+        <[u8; N]>::try_from(bytes).map_err(|_| self.err())
+    }
+
+    pub(crate) fn u8(&mut self) -> super::error::Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> super::error::Result<u16> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> super::error::Result<u32> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> super::error::Result<u64> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn remaining(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Fails unless every byte was consumed.
+    pub(crate) fn finish(self) -> super::error::Result<()> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err())
+        }
+    }
+}
