@@ -1,1 +1,94 @@
-//! x
+//! End-to-end test support: locating (and building, once) the workspace's
+//! binaries, running them in throwaway homes, and scanning files for bytes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// Path to a workspace binary (`satchel`, `satchel-sync`), built on first use
+/// with the same cargo and profile as the running tests.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--bins",
+            "-p",
+            "satchel",
+            "-p",
+            "satchel-sync-server",
+        ]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo build could not start");
+        assert!(status.success(), "building the workspace binaries failed");
+    });
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-exe> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    dir.join(name)
+}
+
+/// A `satchel` command for `home`, unlocking with `passphrase`.
+pub fn satchel(home: &Path, passphrase: &str) -> Command {
+    let mut cmd = Command::new(bin("satchel"));
+    cmd.arg("--home")
+        .arg(home)
+        .env("SATCHEL_PASSPHRASE", passphrase)
+        .env_remove("SATCHEL_HOME");
+    cmd
+}
+
+/// Run and return output; panics with stderr when `expect_success` disagrees.
+pub fn run(cmd: &mut Command, expect_success: bool) -> Output {
+    let out = cmd.output().expect("command could not start");
+    if out.status.success() != expect_success {
+        panic!(
+            "command {:?} {} (exit {:?})\nstdout:\n{}\nstderr:\n{}",
+            cmd,
+            if expect_success {
+                "failed"
+            } else {
+                "unexpectedly succeeded"
+            },
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Every file under `dir`, recursively, with its bytes, sorted by path.
+pub fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("readable directory") {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("readable file");
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    snapshot_files(dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(p, _)| p)
+        .collect()
+}

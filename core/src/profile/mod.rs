@@ -1,1 +1,592 @@
-//! profile (being written).
+//! A profile is one unlocked home on a device: the vault that guards its
+//! keys, the device identity, and the record loaded from the encrypted store.
+//!
+//! It owns the key hierarchy at rest and the rule that nothing clinical
+//! reaches a [`Store`] unsealed:
+//!
+//! ```text
+//! vault key (Argon2id(passphrase) on desktop, or the platform keystore via SecretStore)
+//!   └─ wraps the random master key                     meta "vault"       (AES-256-GCM)
+//!        ├─ wraps the device identity's secrets        meta "identity"
+//!        ├─ wraps each section key, per epoch          meta "section-key/<section>/<epoch>"
+//!        └─ wraps the profile details (owner name)     meta "profile"
+//! section key (per section, per epoch)
+//!   └─ seals every change and snapshot of that section as a signed Envelope
+//! ```
+//!
+//! Unlocking reads only the vault header, derives the vault key and opens the
+//! master key; a wrong passphrase or key fails there, before anything is
+//! written. Changes to the record are validated in full before any section
+//! document is touched, then sealed and committed in one atomic batch.
+//!
+//! The record model itself is I/O-free ([`crate::record`]); this module is the
+//! thin shell that moves its bytes to and from a [`Store`].
+
+mod secret_store;
+mod vault;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::crypto::{
+    CryptoError, Envelope, EnvelopeHeader, Identity, IdentityCard, Role, SectionKey, SymmetricKey,
+};
+use crate::fhir::{self, FhirError};
+use crate::ids::{EntryId, IdentityId, RecordId};
+use crate::record::{
+    Entry, EntryVersion, NewEntry, Query, Record, RecordError, Section, SectionDoc, SectionSummary,
+};
+use crate::store::{Store, StoreError, WriteBatch};
+
+pub use secret_store::{MemorySecretStore, SecretStore, SecretStoreError};
+pub use vault::{Unlock, VaultHeader, VaultKind};
+
+/// After this many stored changes past its snapshot, a section is compacted
+/// into a fresh snapshot so opening it stays fast.
+pub const SNAPSHOT_EVERY: usize = 32;
+
+/// Everything that can go wrong with a profile. Messages never carry health
+/// data: at most section names, entry ids and resource type names.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    #[error("no Satchel profile here; create one first (satchel init)")]
+    NotInitialised,
+    #[error("a Satchel profile already exists here")]
+    AlreadyInitialised,
+    #[error("wrong passphrase or key: the vault could not be opened (nothing was changed)")]
+    WrongKey,
+    #[error("the platform keystore has no key for this profile")]
+    MissingVaultKey,
+    #[error("keystore failure: {0}")]
+    SecretStore(#[from] SecretStoreError),
+    #[error(
+        "stored data failed its integrity check ({0}); the store may be damaged or tampered with"
+    )]
+    Corrupt(&'static str),
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("resource {index} of the input: {source}")]
+    InInput {
+        index: usize,
+        #[source]
+        source: FhirError,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, ProfileError>;
+
+/// Sealed profile details (the owner's name is personal data).
+#[derive(Serialize, Deserialize)]
+struct ProfileDetails {
+    owner_name: String,
+}
+
+const META_VAULT: &str = "vault";
+const META_RECORD: &str = "record-id";
+const META_IDENTITY: &str = "identity";
+const META_PROFILE: &str = "profile";
+const META_DEVICE_SEQ: &str = "device-seq";
+
+fn section_key_meta(section: Section, epoch: u32) -> String {
+    format!("section-key/{}/{epoch}", section.as_str())
+}
+
+fn aad(record: &RecordId, what: &str) -> Vec<u8> {
+    format!("satchel/v1/at-rest|{record}|{what}").into_bytes()
+}
+
+fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// What was added by [`Profile::add_resources`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub section: Section,
+    pub entry: EntryId,
+}
+
+/// Key and storage bookkeeping for one section (its document is in the
+/// [`Record`]).
+struct SectionState {
+    epoch: u32,
+    key: SectionKey,
+    /// Highest store sequence holding a change of this section.
+    last_seq: u64,
+    /// Stored changes not yet covered by the snapshot.
+    tail_len: usize,
+}
+
+/// An unlocked profile over a store.
+pub struct Profile<S: Store> {
+    store: S,
+    master: SymmetricKey,
+    identity: Identity,
+    owner_name: String,
+    record: Record,
+    sections: BTreeMap<Section, SectionState>,
+    /// Next sequence number for envelopes written by this device.
+    device_seq: u64,
+    /// Set when an in-memory change could not be persisted; the profile
+    /// must be reopened before more writes.
+    poisoned: bool,
+}
+
+impl<S: Store> std::fmt::Debug for Profile<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("record_id", &self.record.id)
+            .field("device", &self.identity.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Profile<S> {
+    /// Create a new record and this device's identity in an empty store.
+    pub fn create(mut store: S, owner_name: &str, unlock: Unlock<'_>) -> Result<Self> {
+        if store.get_meta(META_VAULT)?.is_some() {
+            return Err(ProfileError::AlreadyInitialised);
+        }
+        let record_id = RecordId::random();
+        let master = SymmetricKey::generate()?;
+        let (header, vault_key) = vault::create(&record_id, unlock)?;
+        let header = header
+            .with_wrapped_master(vault_key.seal(&aad(&record_id, META_VAULT), master.expose())?);
+        let identity = Identity::generate(owner_name, Role::PatientDevice, None)?;
+        let details = ProfileDetails {
+            owner_name: owner_name.to_string(),
+        };
+        let details_json =
+            serde_json::to_vec(&details).map_err(|_| ProfileError::Corrupt("profile details"))?;
+        let mut batch = WriteBatch::new();
+        batch
+            .put_meta(META_RECORD, record_id.to_hex().into_bytes())
+            .put_meta(
+                META_IDENTITY,
+                master.seal(&aad(&record_id, META_IDENTITY), &identity.to_secret_bytes())?,
+            )
+            .put_meta(
+                META_PROFILE,
+                master.seal(&aad(&record_id, META_PROFILE), &details_json)?,
+            )
+            .put_meta(META_DEVICE_SEQ, 1u64.to_be_bytes().to_vec())
+            .put_meta(META_VAULT, header.to_bytes());
+        store.commit(batch)?;
+        Ok(Self {
+            store,
+            master,
+            identity,
+            owner_name: owner_name.to_string(),
+            record: Record::new(record_id),
+            sections: BTreeMap::new(),
+            device_seq: 1,
+            poisoned: false,
+        })
+    }
+
+    /// Unlock an existing profile and load its record. Writes nothing.
+    pub fn open(store: S, unlock: Unlock<'_>) -> Result<Self> {
+        let header_bytes = store
+            .get_meta(META_VAULT)?
+            .ok_or(ProfileError::NotInitialised)?;
+        let header = VaultHeader::from_bytes(&header_bytes)?;
+        let record_id: RecordId = store
+            .get_meta(META_RECORD)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or(ProfileError::Corrupt("record id"))?;
+        let vault_key = vault::unlock(&header, unlock)?;
+        let master_bytes = vault_key
+            .open(&aad(&record_id, META_VAULT), &header.wrapped_master())
+            .map_err(|_| ProfileError::WrongKey)?;
+        let master = SymmetricKey::from_slice(&master_bytes)?;
+        drop(vault_key);
+
+        let identity_bytes = open_meta(&store, &master, &record_id, META_IDENTITY, "identity")?;
+        let identity = Identity::from_secret_bytes(&identity_bytes)?;
+        let details: ProfileDetails = serde_json::from_slice(&open_meta(
+            &store,
+            &master,
+            &record_id,
+            META_PROFILE,
+            "profile details",
+        )?)
+        .map_err(|_| ProfileError::Corrupt("profile details"))?;
+        let device_seq = store
+            .get_meta(META_DEVICE_SEQ)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .ok_or(ProfileError::Corrupt("device sequence"))?;
+
+        let mut profile = Self {
+            store,
+            master,
+            identity,
+            owner_name: details.owner_name,
+            record: Record::new(record_id),
+            sections: BTreeMap::new(),
+            device_seq,
+            poisoned: false,
+        };
+        for name in profile.store.sections()? {
+            let section: Section = name
+                .parse()
+                .map_err(|_| ProfileError::Corrupt("section name"))?;
+            profile.load_section(section)?;
+        }
+        Ok(profile)
+    }
+
+    fn open_envelope(&self, bytes: &[u8], section: Section, key: &SectionKey) -> Result<Vec<u8>> {
+        let env = Envelope::from_bytes(bytes).map_err(|_| ProfileError::Corrupt("envelope"))?;
+        if env.header.record_id != self.record.id || env.header.section != section.as_str() {
+            return Err(ProfileError::Corrupt("envelope header"));
+        }
+        let plain = env
+            .open(key)
+            .map_err(|_| ProfileError::Corrupt("envelope"))?;
+        Ok(plain.to_vec())
+    }
+
+    fn load_section(&mut self, section: Section) -> Result<()> {
+        // Epoch 0 is the only epoch until key rotation (sharing) exists.
+        let epoch = 0;
+        let what = section_key_meta(section, epoch);
+        let key_bytes = open_meta(
+            &self.store,
+            &self.master,
+            &self.record.id,
+            &what,
+            "section key",
+        )?;
+        let key =
+            SectionKey::from_slice(&key_bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
+        let log = self.store.load_section(section.as_str())?;
+        let mut doc = match &log.snapshot {
+            Some(snap) => {
+                let plain = self.open_envelope(&snap.envelope, section, &key)?;
+                SectionDoc::load(section, &plain)?
+            }
+            None => SectionDoc::new(section),
+        };
+        for item in &log.tail {
+            let plain = self.open_envelope(&item.envelope, section, &key)?;
+            doc.apply_changes(&plain)?;
+        }
+        // Everything in the document is already stored.
+        doc.take_changes();
+        let last_seq = log
+            .tail
+            .last()
+            .map(|i| i.seq)
+            .or(log.snapshot.as_ref().map(|s| s.upto_seq))
+            .unwrap_or(0);
+        self.record.insert_section(doc);
+        self.sections.insert(
+            section,
+            SectionState {
+                epoch,
+                key,
+                last_seq,
+                tail_len: log.tail.len(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The record's id.
+    pub fn record_id(&self) -> RecordId {
+        self.record.id
+    }
+
+    /// The record (read-only; change it through the profile so every change
+    /// is sealed and stored).
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// This device's public identity card.
+    pub fn identity_card(&self) -> &IdentityCard {
+        self.identity.card()
+    }
+
+    /// This device's identity id.
+    pub fn device_id(&self) -> IdentityId {
+        self.identity.id()
+    }
+
+    /// The name the record's owner gave at creation.
+    pub fn owner_name(&self) -> &str {
+        &self.owner_name
+    }
+
+    /// The store underneath (read-only access).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Close the profile and give the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Add FHIR resources (single resources and/or Bundles, already parsed).
+    /// All are validated before any is added: one bad resource refuses the
+    /// whole call and changes nothing. Durable when this returns.
+    pub fn add_resources(
+        &mut self,
+        resources: Vec<Value>,
+        source_system: Option<&str>,
+    ) -> Result<Vec<Added>> {
+        self.check_writable()?;
+        let mut flat = Vec::with_capacity(resources.len());
+        for (index, value) in resources.into_iter().enumerate() {
+            let is_bundle = value.get("resourceType").and_then(Value::as_str) == Some("Bundle");
+            if is_bundle {
+                let inner = fhir::bundle_resources(&value)
+                    .map_err(|source| ProfileError::InInput { index, source })?;
+                flat.extend(inner.into_iter().map(|r| (index, r)));
+            } else {
+                flat.push((index, value));
+            }
+        }
+        // Validate everything first (naming the offending input), so that
+        // nothing is touched unless all of it fits.
+        for (index, resource) in &flat {
+            let fail = |source| ProfileError::InInput {
+                index: *index,
+                source,
+            };
+            fhir::summarize(resource).map_err(fail)?;
+            fhir::section_for(resource).map_err(fail)?;
+        }
+        let author = self.identity.id();
+        let at = now_ms();
+        let new = flat
+            .into_iter()
+            .map(|(_, resource)| {
+                let source_id = resource
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                NewEntry {
+                    resource,
+                    author,
+                    recorded_at_ms: at,
+                    source_system: source_system.map(str::to_string),
+                    source_id: source_system.and(source_id),
+                }
+            })
+            .collect();
+        let added = self.record.add_many(new)?;
+        let mut batch = WriteBatch::new();
+        for (section, _) in &added {
+            self.ensure_section_key(*section, &mut batch)?;
+        }
+        self.persist(batch)?;
+        Ok(added
+            .into_iter()
+            .map(|(section, entry)| Added { section, entry })
+            .collect())
+    }
+
+    /// Amend an entry: a new version; every earlier version stays in history.
+    pub fn amend(&mut self, entry: &EntryId, resource: Value) -> Result<()> {
+        self.check_writable()?;
+        let author = self.identity.id();
+        self.record.amend(*entry, resource, author, now_ms())?;
+        self.persist(WriteBatch::new())
+    }
+
+    /// Mark an entry entered-in-error: hidden from normal views, kept in history.
+    pub fn mark_entered_in_error(&mut self, entry: &EntryId) -> Result<()> {
+        self.check_writable()?;
+        let author = self.identity.id();
+        self.record
+            .mark_entered_in_error(*entry, author, now_ms())?;
+        self.persist(WriteBatch::new())
+    }
+
+    /// One entry (hidden ones included).
+    pub fn entry(&self, entry: &EntryId) -> Option<Entry> {
+        self.record.entry(*entry)
+    }
+
+    /// Every version of an entry (see [`SectionDoc::history`]).
+    pub fn history(&self, entry: &EntryId) -> Result<Vec<EntryVersion>> {
+        Ok(self.record.history(*entry)?)
+    }
+
+    /// Entries matching a query, newest clinical date first.
+    pub fn query(&self, query: &Query) -> Vec<Entry> {
+        self.record.query(query)
+    }
+
+    /// Per-section counts and latest dates, from the index fields only.
+    pub fn summary(&self) -> Vec<SectionSummary> {
+        self.record.summary()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(ProfileError::Corrupt(
+                "an earlier write failed; reopen the profile",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Give a section its first key if this is its first entry.
+    fn ensure_section_key(&mut self, section: Section, batch: &mut WriteBatch) -> Result<()> {
+        if self.sections.contains_key(&section) {
+            return Ok(());
+        }
+        let key = SectionKey::generate()?;
+        let what = section_key_meta(section, 0);
+        batch.put_meta(
+            what.clone(),
+            self.master
+                .seal(&aad(&self.record.id, &what), key.expose())?,
+        );
+        self.sections.insert(
+            section,
+            SectionState {
+                epoch: 0,
+                key,
+                last_seq: 0,
+                tail_len: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn seal(
+        &self,
+        section: Section,
+        state: &SectionState,
+        seq: u64,
+        plain: &[u8],
+    ) -> Result<Vec<u8>> {
+        let header = EnvelopeHeader {
+            record_id: self.record.id,
+            section: section.as_str().to_string(),
+            epoch: state.epoch,
+            author: self.identity.id(),
+            seq,
+        };
+        Ok(Envelope::seal(&state.key, header, plain, &self.identity)?.to_bytes())
+    }
+
+    /// Seal every section's pending changes into envelopes and commit them,
+    /// with `batch`'s other writes, atomically. Then compact long tails.
+    fn persist(&mut self, mut batch: WriteBatch) -> Result<()> {
+        let mut appended = Vec::new();
+        let mut seq = self.device_seq;
+        let pending: Vec<(Section, Vec<u8>)> = self
+            .record
+            .sections
+            .iter_mut()
+            .filter(|(_, doc)| doc.has_pending_changes())
+            .map(|(section, doc)| (*section, doc.take_changes()))
+            .collect();
+        for (section, changes) in pending {
+            let state = self
+                .sections
+                .get(&section)
+                .ok_or(ProfileError::Corrupt("section key"))?;
+            batch.append(section.as_str(), self.seal(section, state, seq, &changes)?);
+            seq += 1;
+            appended.push(section);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.put_meta(META_DEVICE_SEQ, seq.to_be_bytes().to_vec());
+        let committed = match self.store.commit(batch) {
+            Ok(c) => c,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(e.into());
+            }
+        };
+        self.device_seq = seq;
+        for (section, stored) in appended.iter().zip(committed.appended) {
+            if let Some(state) = self.sections.get_mut(section) {
+                state.last_seq = stored;
+                state.tail_len += 1;
+            }
+        }
+        self.compact_long_tails()
+    }
+
+    /// Replace the snapshot of every section whose tail has grown past
+    /// [`SNAPSHOT_EVERY`].
+    fn compact_long_tails(&mut self) -> Result<()> {
+        let due: Vec<Section> = self
+            .sections
+            .iter()
+            .filter(|(_, s)| s.tail_len >= SNAPSHOT_EVERY)
+            .map(|(section, _)| *section)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        let mut seq = self.device_seq;
+        for section in &due {
+            let Some(doc) = self.record.sections.get_mut(section) else {
+                continue;
+            };
+            let full = doc.save();
+            let state = self
+                .sections
+                .get(section)
+                .ok_or(ProfileError::Corrupt("section key"))?;
+            batch.put_snapshot(
+                section.as_str(),
+                state.last_seq,
+                self.seal(*section, state, seq, &full)?,
+            );
+            seq += 1;
+        }
+        batch.put_meta(META_DEVICE_SEQ, seq.to_be_bytes().to_vec());
+        if let Err(e) = self.store.commit(batch) {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        self.device_seq = seq;
+        for section in due {
+            if let Some(state) = self.sections.get_mut(&section) {
+                state.tail_len = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Open a meta value sealed under the master key.
+fn open_meta<S: Store>(
+    store: &S,
+    master: &SymmetricKey,
+    record: &RecordId,
+    key: &str,
+    what: &'static str,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let sealed = store.get_meta(key)?.ok_or(ProfileError::Corrupt(what))?;
+    master
+        .open(&aad(record, key), &sealed)
+        .map_err(|_| ProfileError::Corrupt(what))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,291 @@
-//! record (being written).
+//! The record: sections as automerge documents, entries, versions, queries.
+//! I/O-free: bytes in, bytes out; storage, encryption and sync live elsewhere.
+//!
+//! ## Layout of a section document
+//!
+//! ```text
+//! ROOT { "section": "<name>",
+//!        "entries": { "<entry id hex>": {
+//!            "resource_type", "source_system"?, "source_id"?,
+//!            "created_by" (identity hex), "created_at" (i64 ms),
+//!            "versions": [ { "author" (identity hex), "recorded_at" (i64 ms),
+//!                            "status" ("active" | "entered-in-error"),
+//!                            "resource" (the resource JSON, one string),
+//!                            "date"? (i64 ms), "date_text"?,
+//!                            "codes" ["system|code", ...], "displays" [...] } ] } } }
+//! ```
+//!
+//! Every key of an entry is written once, when it is created; afterwards the
+//! only writes are appends to its `versions` list. Versions are immutable.
+//! The index fields (`date`, `date_text`, `codes`, `displays`) are derived by
+//! [`crate::fhir::summarize`] when a version is written, so listing, queries
+//! and [`SectionDoc::summary`] never parse resource JSON (only the current
+//! version of entries actually returned is parsed). Each [`SectionDoc`] also
+//! keeps these index fields in memory: built in one pass over the document on
+//! `load`, updated entry by entry on local writes and, from automerge's
+//! patches, on `apply_changes`. Summaries and filters run on that in-memory
+//! index; only resources being returned are read from the document.
+//!
+//! ## Rules
+//!
+//! - **Current version**: the greatest by (`recorded_at_ms`, author identity,
+//!   position in the merged list). [`SectionDoc::history`] returns versions in
+//!   that order, so every replica shows the same history and current version.
+//! - **Entered-in-error is sticky**: an entry is hidden iff *any* of its
+//!   versions has status entered-in-error, even if a concurrent amend sorts
+//!   later. Hidden entries cannot be amended or marked again
+//!   ([`RecordError::AlreadyEnteredInError`]); they stay readable
+//!   (`entry`, `history`, `entries(true)`). Nothing is ever deleted here.
+//! - **No loss on concurrent edits**: concurrent amends (or an amend and an
+//!   entered-in-error mark) are all kept as versions. Concurrent adds of the
+//!   same entry id cannot happen (ids are 128 random bits).
+//! - **Routing**: [`crate::fhir::section_for`] decides the section of a
+//!   resource; a section refuses resources that map elsewhere. Amending must
+//!   keep the resource type and the section ([`RecordError::WrongSection`]).
+//!   The wearables and notes sections are filled only by explicit calls
+//!   ([`Record::add_to`]) and accept any known resource type but `Bundle`.
+//!
+//! ## Automerge use
+//!
+//! - Every document starts with a deterministic **genesis change** for its
+//!   section (fixed actor `satchel/section/<name>`, time 0), so that two
+//!   devices creating the same section independently share that history and
+//!   merge cleanly. Changes that do not descend from it are refused.
+//! - After that, each [`SectionDoc`] instance (each `new` or `load`) uses a
+//!   fresh **random actor id**: an actor is never reused across sessions or
+//!   devices, so automerge's (actor, sequence) pairs can never collide, and
+//!   nothing in the change metadata identifies the person writing (authorship
+//!   is the `author` field, verified by the signed envelope around changes).
+//! - [`SectionDoc::take_changes`] returns exactly the local changes made since
+//!   the last `take_changes`/`save`/`load` (tracked by hash, so changes
+//!   received from others are never echoed). [`SectionDoc::apply_changes`]
+//!   accepts those bytes or a full save, in any order, with duplicates;
+//!   changes with missing dependencies are held until those arrive. Corrupt
+//!   bytes are refused as a whole before anything is applied.
+//! - Bulk imports ([`SectionDoc::add_entries`], [`Record::add_many`]) write
+//!   one change per section, all or nothing.
+//! - Errors carry entry ids, section names and resource type names only, and
+//!   the `Debug` of entries, versions, queries and summaries redacts health
+//!   data.
+
+mod doc;
+mod section;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+pub use automerge::ChangeHash;
+pub use doc::{Entry, EntryStatus, EntryVersion, NewEntry, Query, SectionDoc, SectionSummary};
+pub use section::{ParseSectionError, Section};
+
+use crate::fhir::{self, FhirError};
+use crate::ids::{EntryId, IdentityId, RecordId};
+
+/// Errors of the record. Messages name entry ids, sections and resource
+/// types only: never health data.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecordError {
+    /// No entry with this id (in this section / record).
+    #[error("no entry {0}")]
+    UnknownEntry(EntryId),
+    /// The resource was refused by the FHIR checks.
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
+    /// An amend whose resource has another resource type than the entry, or
+    /// maps to another section.
+    #[error("entry {entry} is in the {expected} section: an amendment must keep its resource type and section")]
+    WrongSection {
+        /// The entry being amended.
+        entry: EntryId,
+        /// The entry's section.
+        expected: Section,
+    },
+    /// A new entry's resource maps to another section than the one it was added to.
+    #[error("a {resource_type} resource belongs in the {belongs_in} section, not {section}")]
+    ResourceNotForSection {
+        /// The resource type.
+        resource_type: String,
+        /// The section it was added to.
+        section: Section,
+        /// The section it maps to.
+        belongs_in: Section,
+    },
+    /// The document bytes are corrupt or not of this section, or automerge
+    /// refused an operation. Fixed messages, no content.
+    #[error("section document: {0}")]
+    Automerge(String),
+    /// The entry is already hidden (entered-in-error).
+    #[error("entry {0} is entered-in-error")]
+    AlreadyEnteredInError(EntryId),
+}
+
+/// A patient's record: one [`SectionDoc`] per section present.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The record id.
+    pub id: RecordId,
+    /// The section documents present (created lazily).
+    pub sections: BTreeMap<Section, SectionDoc>,
+}
+
+impl Record {
+    /// An empty record.
+    pub fn new(id: RecordId) -> Self {
+        Record {
+            id,
+            sections: BTreeMap::new(),
+        }
+    }
+
+    /// Put a (loaded) section document in place; returns the one it replaces.
+    pub fn insert_section(&mut self, doc: SectionDoc) -> Option<SectionDoc> {
+        self.sections.insert(doc.section(), doc)
+    }
+
+    /// A section document, if present.
+    pub fn section(&self, section: Section) -> Option<&SectionDoc> {
+        self.sections.get(&section)
+    }
+
+    /// A section document, created empty if absent.
+    pub fn section_mut(&mut self, section: Section) -> &mut SectionDoc {
+        self.sections
+            .entry(section)
+            .or_insert_with(|| SectionDoc::new(section))
+    }
+
+    /// Add a resource to the section [`fhir::section_for`] maps it to.
+    pub fn add(&mut self, new: NewEntry) -> Result<(Section, EntryId), RecordError> {
+        fhir::summarize(&new.resource)?;
+        let section = fhir::section_for(&new.resource)?;
+        let id = self.section_mut(section).add_entry(new)?;
+        Ok((section, id))
+    }
+
+    /// Add many resources (e.g. the contents of a Bundle), each to the section
+    /// it maps to, as one change per section. Every resource is checked
+    /// before anything is written: on error nothing is added. Ids are
+    /// returned in input order.
+    pub fn add_many(&mut self, new: Vec<NewEntry>) -> Result<Vec<(Section, EntryId)>, RecordError> {
+        let mut by_section: BTreeMap<Section, Vec<(usize, NewEntry)>> = BTreeMap::new();
+        let count = new.len();
+        for (i, n) in new.into_iter().enumerate() {
+            fhir::summarize(&n.resource)?;
+            let section = fhir::section_for(&n.resource)?;
+            by_section.entry(section).or_default().push((i, n));
+        }
+        let mut out: Vec<Option<(Section, EntryId)>> = vec![None; count];
+        for (section, items) in by_section {
+            let (positions, entries): (Vec<usize>, Vec<NewEntry>) = items.into_iter().unzip();
+            let ids = self.section_mut(section).add_entries(entries)?;
+            for (pos, id) in positions.into_iter().zip(ids) {
+                out[pos] = Some((section, id));
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Add a resource to a given section (the way into wearables and notes;
+    /// routed sections still refuse resources that map elsewhere).
+    pub fn add_to(&mut self, section: Section, new: NewEntry) -> Result<EntryId, RecordError> {
+        let summary = fhir::summarize(&new.resource)?;
+        if section.is_routed() {
+            let belongs_in = fhir::section_for(&new.resource)?;
+            if belongs_in != section {
+                return Err(RecordError::ResourceNotForSection {
+                    resource_type: summary.resource_type,
+                    section,
+                    belongs_in,
+                });
+            }
+        }
+        self.section_mut(section).add_entry(new)
+    }
+
+    /// The section holding entry `id` (scans the present sections).
+    pub fn section_of(&self, id: EntryId) -> Option<Section> {
+        self.sections
+            .values()
+            .find(|d| d.contains(id))
+            .map(SectionDoc::section)
+    }
+
+    fn doc_of_mut(&mut self, id: EntryId) -> Result<&mut SectionDoc, RecordError> {
+        self.sections
+            .values_mut()
+            .find(|d| d.contains(id))
+            .ok_or(RecordError::UnknownEntry(id))
+    }
+
+    /// Append a corrected version to entry `id`.
+    pub fn amend(
+        &mut self,
+        id: EntryId,
+        resource: Value,
+        author: IdentityId,
+        recorded_at_ms: i64,
+    ) -> Result<(), RecordError> {
+        self.doc_of_mut(id)?
+            .amend_entry(id, resource, author, recorded_at_ms)
+    }
+
+    /// Mark entry `id` entered-in-error (hides it).
+    pub fn mark_entered_in_error(
+        &mut self,
+        id: EntryId,
+        author: IdentityId,
+        recorded_at_ms: i64,
+    ) -> Result<(), RecordError> {
+        self.doc_of_mut(id)?
+            .mark_entered_in_error(id, author, recorded_at_ms)
+    }
+
+    /// Entry `id`, hidden or not.
+    pub fn entry(&self, id: EntryId) -> Option<Entry> {
+        self.sections.values().find_map(|d| d.entry(id))
+    }
+
+    /// All versions of entry `id` (see [`SectionDoc::history`]).
+    pub fn history(&self, id: EntryId) -> Result<Vec<EntryVersion>, RecordError> {
+        self.sections
+            .values()
+            .find(|d| d.contains(id))
+            .ok_or(RecordError::UnknownEntry(id))?
+            .history(id)
+    }
+
+    /// The entry created from this source system and id, in any section.
+    pub fn find_by_source(
+        &self,
+        source_system: &str,
+        source_id: &str,
+    ) -> Option<(Section, EntryId)> {
+        self.sections.values().find_map(|d| {
+            d.find_by_source(source_system, source_id)
+                .map(|id| (d.section(), id))
+        })
+    }
+
+    /// Entries matching `query` across sections, sorted by clinical date
+    /// descending (undated last), then id.
+    pub fn query(&self, query: &Query) -> Vec<Entry> {
+        let mut out: Vec<Entry> = self
+            .sections
+            .values()
+            .filter(|d| query.section.is_none_or(|s| s == d.section()))
+            .flat_map(|d| d.query(query))
+            .collect();
+        doc::sort_for_listing(&mut out);
+        out
+    }
+
+    /// One summary per section present, in section order.
+    pub fn summary(&self) -> Vec<SectionSummary> {
+        self.sections.values().map(SectionDoc::summary).collect()
+    }
+}

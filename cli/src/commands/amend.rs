@@ -1,0 +1,51 @@
+//! `satchel amend ENTRY FILE` and `satchel entered-in-error ENTRY`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use satchel_core::fhir;
+use satchel_core::ids::EntryId;
+
+use crate::home;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The entry to amend (its full id, from `satchel list`).
+    pub entry: EntryId,
+    /// The corrected resource (JSON file).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EieArgs {
+    /// The entry to hide (its full id, from `satchel list`).
+    pub entry: EntryId,
+}
+
+pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
+    let mut profile = home::open(home_dir)?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let value = fhir::parse_resource(&bytes)
+        .context("the file is not a FHIR resource; nothing was changed")?;
+    profile
+        .amend(&args.entry, value)
+        .context("nothing was changed")?;
+    println!(
+        "Amended {}; earlier versions remain in its history.",
+        args.entry
+    );
+    Ok(())
+}
+
+pub fn run_eie(home_dir: Option<PathBuf>, args: EieArgs) -> Result<()> {
+    let mut profile = home::open(home_dir)?;
+    profile
+        .mark_entered_in_error(&args.entry)
+        .context("nothing was changed")?;
+    println!(
+        "Marked {} entered-in-error; it is hidden from lists and kept in history.",
+        args.entry
+    );
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! `satchel history ENTRY`: every version of an entry.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use satchel_core::ids::EntryId;
+
+use crate::home;
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The entry (its full id, from `satchel list`).
+    pub entry: EntryId,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
+    let profile = home::open(home_dir)?;
+    let versions = profile.history(&args.entry).context("no history")?;
+    if args.json {
+        let out: Vec<_> = versions.iter().map(output::version_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let mut table = output::table(&["#", "RECORDED", "AUTHOR", "STATUS", "SUMMARY"]);
+    for (i, v) in versions.iter().enumerate() {
+        table.add_row(vec![
+            (i + 1).to_string(),
+            output::format_ms(v.recorded_at_ms),
+            v.author.short(),
+            v.status.as_str().to_string(),
+            output::summary_text(&v.displays),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `satchel list` and `satchel summary`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use satchel_core::record::{Query, Section};
+
+use crate::home;
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this section (e.g. allergies, medications, labs).
+    #[arg(long)]
+    pub section: Option<Section>,
+    /// Clinical date on or after (YYYY, YYYY-MM or YYYY-MM-DD).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Clinical date on or before (YYYY, YYYY-MM or YYYY-MM-DD).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// A code, as SYSTEM|CODE or just CODE.
+    #[arg(long)]
+    pub code: Option<String>,
+    /// Text to find in display strings (case-insensitive).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Include entries marked entered-in-error.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
+    let profile = home::open(home_dir)?;
+    let code = args.code.as_deref().map(|c| match c.split_once('|') {
+        Some((system, code)) => (Some(system.to_string()), code.to_string()),
+        None => (None, c.to_string()),
+    });
+    let query = Query {
+        section: args.section,
+        from_ms: args
+            .from
+            .as_deref()
+            .map(|d| output::parse_day(d, false))
+            .transpose()
+            .context("--from")?,
+        to_ms: args
+            .to
+            .as_deref()
+            .map(|d| output::parse_day(d, true))
+            .transpose()
+            .context("--to")?,
+        code,
+        text: args.text,
+        include_entered_in_error: args.all,
+    };
+    let entries = profile.query(&query);
+    if args.json {
+        let out: Vec<_> = entries.iter().map(output::entry_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "Record of {} ({})",
+        profile.owner_name(),
+        profile.record_id()
+    );
+    let mut table = output::table(&["ENTRY", "SECTION", "TYPE", "DATE", "SUMMARY", "V", "STATUS"]);
+    for e in &entries {
+        table.add_row(vec![
+            e.id.to_string(),
+            e.section.as_str().to_string(),
+            e.resource_type.clone(),
+            e.current.date_text.clone().unwrap_or_default(),
+            output::summary_text(&e.current.displays),
+            e.version_count.to_string(),
+            e.status.as_str().to_string(),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "{} entr{}",
+        entries.len(),
+        if entries.len() == 1 { "y" } else { "ies" }
+    );
+    Ok(())
+}
+
+pub fn run_summary(home_dir: Option<PathBuf>, args: SummaryArgs) -> Result<()> {
+    let profile = home::open(home_dir)?;
+    let summary = profile.summary();
+    if args.json {
+        let out: Vec<_> = summary.iter().map(output::summary_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let mut table = output::table(&["SECTION", "ACTIVE", "ENTERED-IN-ERROR", "LATEST"]);
+    for s in &summary {
+        table.add_row(vec![
+            s.section.as_str().to_string(),
+            s.active.to_string(),
+            s.entered_in_error.to_string(),
+            s.latest_date_ms.map(output::format_ms).unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}

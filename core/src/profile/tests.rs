@@ -1,0 +1,219 @@
+#![allow(clippy::unwrap_used)]
+
+use serde_json::json;
+
+use super::*;
+use crate::crypto::KdfParams;
+use crate::store::{MemoryStore, SqliteStore};
+
+fn pass_unlock(p: &[u8]) -> Unlock<'_> {
+    Unlock::Passphrase {
+        passphrase: p,
+        params: Some(KdfParams::for_tests()),
+    }
+}
+
+fn observation(code: &str, display: &str, date: &str) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+        "effectiveDateTime": date,
+        "valueQuantity": {"value": 5.4, "unit": "%"}
+    })
+}
+
+fn allergy(text: &str) -> Value {
+    json!({
+        "resourceType": "AllergyIntolerance",
+        "id": "a1",
+        "code": {"text": text},
+        "patient": {"reference": "Patient/p"},
+        "recordedDate": "2020-01-02"
+    })
+}
+
+#[test]
+fn create_then_open_with_passphrase_restores_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let (record, device, entry) = {
+        let mut p =
+            Profile::create(SqliteStore::open(&path).unwrap(), "Sam", pass_unlock(b"pw")).unwrap();
+        let added = p
+            .add_resources(vec![observation("4548-4", "HbA1c", "2024-05-01")], None)
+            .unwrap();
+        (p.record_id(), p.device_id(), added[0].entry)
+    };
+    let p = Profile::open(SqliteStore::open(&path).unwrap(), pass_unlock(b"pw")).unwrap();
+    assert_eq!(p.record_id(), record);
+    assert_eq!(p.device_id(), device);
+    assert_eq!(p.owner_name(), "Sam");
+    let e = p.entry(&entry).unwrap();
+    assert_eq!(e.section, Section::Labs);
+    assert_eq!(e.current.author, device);
+}
+
+#[test]
+fn wrong_passphrase_is_wrong_key() {
+    let store = MemoryStore::new();
+    let p = Profile::create(store, "Sam", pass_unlock(b"right")).unwrap();
+    let store = p.into_store();
+    let err = Profile::open(store, pass_unlock(b"wrong")).unwrap_err();
+    assert!(matches!(err, ProfileError::WrongKey), "{err}");
+    assert!(err.to_string().contains("wrong passphrase"));
+}
+
+#[test]
+fn secret_store_unlock_and_missing_key() {
+    let keystore = MemorySecretStore::new();
+    let p = Profile::create(MemoryStore::new(), "Sam", Unlock::SecretStore(&keystore)).unwrap();
+    let store = p.into_store();
+    let p = Profile::open(store, Unlock::SecretStore(&keystore)).unwrap();
+    let store = p.into_store();
+    // A passphrase for a keystore profile is the wrong kind of key.
+    assert!(matches!(
+        Profile::open(store.clone(), pass_unlock(b"x")),
+        Err(ProfileError::WrongKey)
+    ));
+    // Another keystore (a different phone) has no key for it.
+    let other = MemorySecretStore::new();
+    assert!(matches!(
+        Profile::open(store.clone(), Unlock::SecretStore(&other)),
+        Err(ProfileError::MissingVaultKey)
+    ));
+    // A keystore holding a different key under that name: wrong key.
+    let item = format!(
+        "satchel.vault-key.{}",
+        Profile::open(store.clone(), Unlock::SecretStore(&keystore))
+            .unwrap()
+            .record_id()
+    );
+    other.put(&item, &[7u8; 32]).unwrap();
+    assert!(matches!(
+        Profile::open(store, Unlock::SecretStore(&other)),
+        Err(ProfileError::WrongKey)
+    ));
+}
+
+#[test]
+fn create_refuses_an_initialised_store() {
+    let p = Profile::create(MemoryStore::new(), "Sam", pass_unlock(b"pw")).unwrap();
+    let err = Profile::create(p.into_store(), "Eve", pass_unlock(b"pw")).unwrap_err();
+    assert!(matches!(err, ProfileError::AlreadyInitialised));
+}
+
+#[test]
+fn open_of_empty_store_is_not_initialised() {
+    assert!(matches!(
+        Profile::open(MemoryStore::new(), pass_unlock(b"pw")),
+        Err(ProfileError::NotInitialised)
+    ));
+}
+
+#[test]
+fn one_bad_resource_refuses_the_whole_input() {
+    let mut p = Profile::create(MemoryStore::new(), "Sam", pass_unlock(b"pw")).unwrap();
+    let before = p.store().clone();
+    let bad = json!({"resourceType": "Observation", "code": "not-a-concept"});
+    let err = p
+        .add_resources(vec![observation("1", "x", "2020"), bad], None)
+        .unwrap_err();
+    assert!(
+        matches!(err, ProfileError::InInput { index: 1, .. }),
+        "{err}"
+    );
+    assert!(p.query(&Query::default()).is_empty());
+    assert_eq!(p.store().last_seq().unwrap(), before.last_seq().unwrap());
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": allergy("Peanut")},
+        {"resource": {"resourceType": "Account", "id": "x"}}
+    ]});
+    let err = p.add_resources(vec![bundle], None).unwrap_err();
+    assert!(err.to_string().contains("Account"), "{err}");
+    assert!(p.query(&Query::default()).is_empty());
+}
+
+#[test]
+fn amend_and_entered_in_error_survive_reopen_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let keystore = MemorySecretStore::new();
+    let (allergy_id, ids) = {
+        let mut p = Profile::create(
+            SqliteStore::open(&path).unwrap(),
+            "Sam",
+            Unlock::SecretStore(&keystore),
+        )
+        .unwrap();
+        let a = p
+            .add_resources(vec![allergy("Peanut")], Some("https://gp.example"))
+            .unwrap()[0]
+            .entry;
+        let mut amended = allergy("Peanut");
+        amended["criticality"] = json!("high");
+        p.amend(&a, amended).unwrap();
+        // Enough single writes to force several snapshots.
+        let mut ids = Vec::new();
+        for i in 0..(SNAPSHOT_EVERY * 2 + 5) {
+            let day = format!("2021-01-{:02}", i % 28 + 1);
+            ids.push(
+                p.add_resources(vec![observation(&i.to_string(), "Glucose", &day)], None)
+                    .unwrap()[0]
+                    .entry,
+            );
+        }
+        p.mark_entered_in_error(&ids[3]).unwrap();
+        (a, ids)
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(store.load_section("labs").unwrap().snapshot.is_some());
+    assert!(store.load_section("labs").unwrap().tail.len() < SNAPSHOT_EVERY);
+    let p = Profile::open(store, Unlock::SecretStore(&keystore)).unwrap();
+    let history = p.history(&allergy_id).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].resource["criticality"], json!("high"));
+    let visible = p.query(&Query {
+        section: Some(Section::Labs),
+        ..Query::default()
+    });
+    assert_eq!(visible.len(), ids.len() - 1);
+    assert!(visible.iter().all(|e| e.id != ids[3]));
+    let all = p.query(&Query {
+        section: Some(Section::Labs),
+        include_entered_in_error: true,
+        ..Query::default()
+    });
+    assert_eq!(all.len(), ids.len());
+    assert_eq!(p.history(&ids[3]).unwrap().len(), 2);
+    let e = p.entry(&allergy_id).unwrap();
+    assert_eq!(e.source_system.as_deref(), Some("https://gp.example"));
+    assert_eq!(e.source_id.as_deref(), Some("a1"));
+}
+
+#[test]
+fn tampered_store_is_reported_not_loaded() {
+    let mut p = Profile::create(MemoryStore::new(), "Sam", pass_unlock(b"pw")).unwrap();
+    p.add_resources(vec![allergy("Peanut")], None).unwrap();
+    let mut store = p.into_store();
+    let log = store.load_section("allergies").unwrap();
+    let mut env = log.tail[0].envelope.clone();
+    let last = env.len() - 70;
+    env[last] ^= 1;
+    let mut b = WriteBatch::new();
+    b.append("allergies", env);
+    store.commit(b).unwrap();
+    let err = Profile::open(store, pass_unlock(b"pw")).unwrap_err();
+    assert!(matches!(err, ProfileError::Corrupt(_)), "{err}");
+}
+
+#[test]
+fn errors_carry_no_health_data() {
+    let mut p = Profile::create(MemoryStore::new(), "Sam", pass_unlock(b"pw")).unwrap();
+    let canary = "CANARY-7f3a-bronchiectasis";
+    let bad =
+        json!({"resourceType": "Observation", "code": {"coding": [{"system": canary, "code": 5}]}});
+    let err = p.add_resources(vec![bad], None).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains(canary));
+}

@@ -1,0 +1,93 @@
+//! Strict decoding of automerge byte streams (concatenated chunks) into
+//! changes, so that bad bytes are refused as a whole before anything is
+//! applied. (automerge's own `load_incremental` silently keeps a valid prefix.)
+
+use automerge::{Automerge, Change, LoadOptions, OnPartialLoad, VerificationMode};
+
+const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_DOCUMENT: u8 = 0;
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+
+/// Unsigned LEB128; returns (value, bytes read).
+fn uleb128(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value: u64 = 0;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        let low = u64::from(b & 0x7f);
+        let shift = 7 * u32::try_from(i).ok()?;
+        if shift == 63 && low > 1 {
+            return None;
+        }
+        value |= low << shift;
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Options for strict document loading.
+pub(crate) fn strict_load_options() -> LoadOptions<'static> {
+    LoadOptions::new()
+        .on_partial_load(OnPartialLoad::Error)
+        .verification_mode(VerificationMode::Check)
+}
+
+/// Split `bytes` (the output of `save`, `save_after` or concatenated change
+/// chunks) into verified changes. Errors are fixed strings without content.
+pub(crate) fn decode_changes(bytes: &[u8]) -> Result<Vec<Change>, &'static str> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < 10 || rest[..4] != MAGIC {
+            return Err("not automerge data");
+        }
+        let chunk_type = rest[8];
+        let (len, len_bytes) = uleb128(&rest[9..]).ok_or("bad chunk length")?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| (9 + len_bytes).checked_add(len))
+            .filter(|end| *end <= rest.len())
+            .ok_or("truncated automerge data")?;
+        let chunk = &rest[..end];
+        match chunk_type {
+            CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => {
+                let change = Change::try_from(chunk).map_err(|_| "corrupt change")?;
+                if change.hash().0[..4] != chunk[4..8] {
+                    return Err("change checksum mismatch");
+                }
+                out.push(change);
+            }
+            CHUNK_DOCUMENT => {
+                let doc = Automerge::load_with_options(chunk, strict_load_options())
+                    .map_err(|_| "corrupt document")?;
+                out.extend(doc.get_changes(&[]));
+            }
+            _ => return Err("unsupported automerge chunk type"),
+        }
+        rest = &rest[end..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leb128() {
+        assert_eq!(uleb128(&[0x00]), Some((0, 1)));
+        assert_eq!(uleb128(&[0x7f]), Some((127, 1)));
+        assert_eq!(uleb128(&[0x80, 0x01]), Some((128, 2)));
+        assert_eq!(uleb128(&[0x80]), None);
+        assert_eq!(uleb128(&[]), None);
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        assert!(decode_changes(b"definitely not automerge").is_err());
+        assert!(decode_changes(&[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0x7f]).is_err());
+        assert_eq!(decode_changes(&[]).unwrap().len(), 0);
+    }
+}
