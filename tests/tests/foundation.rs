@@ -1,6 +1,8 @@
 //! End-to-end tests of the foundation through the real `satchel` binary:
 //! what reaches the disk, what a wrong passphrase does, how bad FHIR is refused.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::Path;
 
 use satchel_tests::{files_containing, run, satchel, snapshot_files};
@@ -9,7 +11,10 @@ use serde_json::{json, Value};
 const PASS: &str = "a long test passphrase";
 
 fn init(home: &Path) {
-    run(satchel(home, PASS).args(["init", "--name", "Test Patient"]), true);
+    run(
+        satchel(home, PASS).args(["init", "--name", "Test Patient"]),
+        true,
+    );
 }
 
 fn add_json(home: &Path, value: &Value) -> std::process::Output {
@@ -21,7 +26,10 @@ fn add_json(home: &Path, value: &Value) -> std::process::Output {
 }
 
 fn list_json(home: &Path, extra: &[&str]) -> Vec<Value> {
-    let out = run(satchel(home, PASS).args(["list", "--json"]).args(extra), true);
+    let out = run(
+        satchel(home, PASS).args(["list", "--json"]).args(extra),
+        true,
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -46,12 +54,25 @@ fn canary_absent_from_disk() {
     let canary = format!("CANARY-{}-pulmonary", std::process::id());
     assert!(add_json(&home, &condition_with(&canary)).status.success());
     let entries = list_json(&home, &["--text", &canary]);
-    assert_eq!(entries.len(), 1, "the canary entry is readable through the CLI");
+    assert_eq!(
+        entries.len(),
+        1,
+        "the canary entry is readable through the CLI"
+    );
     let id = entries[0]["id"].as_str().unwrap().to_string();
     let mut amended = condition_with(&canary);
     amended["clinicalStatus"] = json!({"text": format!("{canary} resolved")});
-    std::fs::write(home.join("amend.json"), serde_json::to_vec(&amended).unwrap()).unwrap();
-    run(satchel(&home, PASS).args(["amend", &id]).arg(home.join("amend.json")), true);
+    std::fs::write(
+        home.join("amend.json"),
+        serde_json::to_vec(&amended).unwrap(),
+    )
+    .unwrap();
+    run(
+        satchel(&home, PASS)
+            .args(["amend", &id])
+            .arg(home.join("amend.json")),
+        true,
+    );
     std::fs::remove_file(home.join("amend.json")).unwrap();
     // Enough further writes to the same section to force a snapshot.
     let bundle = json!({"resourceType": "Bundle", "type": "collection",
@@ -61,14 +82,25 @@ fn canary_absent_from_disk() {
         assert!(add_json(&home, &condition_with(&canary)).status.success());
     }
     run(satchel(&home, PASS).args(["entered-in-error", &id]), true);
-    assert_eq!(run(satchel(&home, PASS).args(["history", &id, "--json"]), true).status.code(), Some(0));
+    assert_eq!(
+        run(satchel(&home, PASS).args(["history", &id, "--json"]), true)
+            .status
+            .code(),
+        Some(0)
+    );
 
     let files = snapshot_files(&home);
     assert!(files.iter().any(|(p, _)| p.ends_with("satchel.db")));
-    assert!(files_containing(&home, canary.as_bytes()).is_empty(), "canary found on disk");
+    assert!(
+        files_containing(&home, canary.as_bytes()).is_empty(),
+        "canary found on disk"
+    );
     // Not even a fragment long enough to be recognisable.
     assert!(files_containing(&home, b"pulmonary").is_empty());
-    assert!(files_containing(&home, b"Test Patient").is_empty(), "owner name found on disk");
+    assert!(
+        files_containing(&home, b"Test Patient").is_empty(),
+        "owner name found on disk"
+    );
 }
 
 /// A wrong passphrase is a clear error and leaves every byte of the store
@@ -87,8 +119,15 @@ fn wrong_passphrase_changes_nothing() {
     ] {
         let out = run(satchel(&home, "not the passphrase").args(&cmd), false);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("wrong passphrase"), "unclear error for {cmd:?}: {stderr}");
-        assert_eq!(snapshot_files(&home), before, "bytes changed after a wrong passphrase ({cmd:?})");
+        assert!(
+            stderr.contains("wrong passphrase"),
+            "unclear error for {cmd:?}: {stderr}"
+        );
+        assert_eq!(
+            snapshot_files(&home),
+            before,
+            "bytes changed after a wrong passphrase ({cmd:?})"
+        );
     }
     let out = add_json_with(&home, "not the passphrase", &condition_with("Eczema"));
     assert!(!out.status.success());
@@ -116,11 +155,27 @@ fn malformed_fhir_is_refused() {
     let before_bytes = snapshot_files(&home);
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("not JSON", b"{\"resourceType\": \"Observation\", ".to_vec(), "not valid JSON"),
+        (
+            "not JSON",
+            b"{\"resourceType\": \"Observation\", ".to_vec(),
+            "not valid JSON",
+        ),
         ("not an object", b"[1, 2, 3]".to_vec(), "object"),
-        ("no resourceType", br#"{"id": "x", "status": "final"}"#.to_vec(), "resourceType"),
-        ("unknown type", br#"{"resourceType": "Observasion"}"#.to_vec(), "Observasion"),
-        ("no section", br#"{"resourceType": "Account", "id": "a"}"#.to_vec(), "no section"),
+        (
+            "no resourceType",
+            br#"{"id": "x", "status": "final"}"#.to_vec(),
+            "resourceType",
+        ),
+        (
+            "unknown type",
+            br#"{"resourceType": "Observasion"}"#.to_vec(),
+            "Observasion",
+        ),
+        (
+            "no section",
+            br#"{"resourceType": "Account", "id": "a"}"#.to_vec(),
+            "no section",
+        ),
         (
             "wrong shape",
             br#"{"resourceType": "Observation", "status": "final", "code": "glucose"}"#.to_vec(),
@@ -128,7 +183,8 @@ fn malformed_fhir_is_refused() {
         ),
         (
             "wrong shape deep",
-            br#"{"resourceType": "Condition", "code": {"coding": [{"system": 7, "code": "x"}]}}"#.to_vec(),
+            br#"{"resourceType": "Condition", "code": {"coding": [{"system": 7, "code": "x"}]}}"#
+                .to_vec(),
             "code.coding[0].system",
         ),
         (
@@ -138,10 +194,12 @@ fn malformed_fhir_is_refused() {
         ),
         (
             "bundle with one bad resource",
-            serde_json::to_vec(&json!({"resourceType": "Bundle", "type": "collection", "entry": [
-                {"resource": condition_with("Eczema")},
-                {"resource": {"resourceType": "Observation", "code": ["x"]}}
-            ]}))
+            serde_json::to_vec(
+                &json!({"resourceType": "Bundle", "type": "collection", "entry": [
+                    {"resource": condition_with("Eczema")},
+                    {"resource": {"resourceType": "Observation", "code": ["x"]}}
+                ]}),
+            )
             .unwrap(),
             "Observation",
         ),
@@ -151,9 +209,19 @@ fn malformed_fhir_is_refused() {
         std::fs::write(&file, &bytes).unwrap();
         let out = run(satchel(&home, PASS).arg("add").arg(&file), false);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(expect), "{name}: error does not mention {expect:?}: {stderr}");
-        assert!(stderr.contains("nothing was added"), "{name}: error does not say nothing changed: {stderr}");
-        assert_eq!(snapshot_files(&home), before_bytes, "{name}: store bytes changed");
+        assert!(
+            stderr.contains(expect),
+            "{name}: error does not mention {expect:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("nothing was added"),
+            "{name}: error does not say nothing changed: {stderr}"
+        );
+        assert_eq!(
+            snapshot_files(&home),
+            before_bytes,
+            "{name}: store bytes changed"
+        );
     }
     assert_eq!(list_json(&home, &["--all"]), before_list);
 }
