@@ -22,6 +22,7 @@
 //! The record model itself is I/O-free ([`crate::record`]); this module is the
 //! thin shell that moves its bytes to and from a [`Store`].
 
+mod payload;
 mod secret_store;
 mod vault;
 
@@ -46,6 +47,12 @@ pub use vault::{Unlock, VaultHeader, VaultKind};
 /// After this many stored changes past its snapshot, a section is compacted
 /// into a fresh snapshot so opening it stays fast.
 pub const SNAPSHOT_EVERY: usize = 32;
+
+/// ... or once the changes past its snapshot hold this many bytes and at
+/// least as many as the snapshot itself: replaying large changes costs more
+/// than loading a compact snapshot, and tying the threshold to the snapshot's
+/// size keeps the cost of rewriting snapshots linear in what was written.
+pub const SNAPSHOT_TAIL_BYTES: usize = 256 * 1024;
 
 /// Everything that can go wrong with a profile. Messages never carry health
 /// data: at most section names, entry ids and resource type names.
@@ -123,8 +130,18 @@ struct SectionState {
     key: SectionKey,
     /// Highest store sequence holding a change of this section.
     last_seq: u64,
-    /// Stored changes not yet covered by the snapshot.
+    /// Stored changes not yet covered by the snapshot, and their size.
     tail_len: usize,
+    tail_bytes: usize,
+    /// Size of the current snapshot's plaintext (0 without one).
+    snapshot_bytes: usize,
+}
+
+impl SectionState {
+    fn compaction_due(&self) -> bool {
+        self.tail_len >= SNAPSHOT_EVERY
+            || self.tail_bytes >= SNAPSHOT_TAIL_BYTES.max(self.snapshot_bytes)
+    }
 }
 
 /// An unlocked profile over a store.
@@ -255,7 +272,7 @@ impl<S: Store> Profile<S> {
         let plain = env
             .open(key)
             .map_err(|_| ProfileError::Corrupt("envelope"))?;
-        Ok(plain.to_vec())
+        payload::decode(&plain)
     }
 
     fn load_section(&mut self, section: Section) -> Result<()> {
@@ -272,17 +289,21 @@ impl<S: Store> Profile<S> {
         let key =
             SectionKey::from_slice(&key_bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
         let log = self.store.load_section(section.as_str())?;
+        let mut snapshot_bytes = 0;
         let mut doc = match &log.snapshot {
             Some(snap) => {
                 let plain = self.open_envelope(&snap.envelope, section, &key)?;
+                snapshot_bytes = plain.len();
                 SectionDoc::load(section, &plain)?
             }
             None => SectionDoc::new(section),
         };
+        // One merge for the whole tail: the document re-indexes once.
+        let mut tail = Vec::new();
         for item in &log.tail {
-            let plain = self.open_envelope(&item.envelope, section, &key)?;
-            doc.apply_changes(&plain)?;
+            tail.extend_from_slice(&self.open_envelope(&item.envelope, section, &key)?);
         }
+        doc.apply_changes(&tail)?;
         // Everything in the document is already stored.
         doc.take_changes();
         let last_seq = log
@@ -299,6 +320,8 @@ impl<S: Store> Profile<S> {
                 key,
                 last_seq,
                 tail_len: log.tail.len(),
+                tail_bytes: tail.len(),
+                snapshot_bytes,
             },
         );
         Ok(())
@@ -465,6 +488,8 @@ impl<S: Store> Profile<S> {
                 key,
                 last_seq: 0,
                 tail_len: 0,
+                tail_bytes: 0,
+                snapshot_bytes: 0,
             },
         );
         Ok(())
@@ -484,7 +509,8 @@ impl<S: Store> Profile<S> {
             author: self.identity.id(),
             seq,
         };
-        Ok(Envelope::seal(&state.key, header, plain, &self.identity)?.to_bytes())
+        let framed = payload::encode(plain);
+        Ok(Envelope::seal(&state.key, header, &framed, &self.identity)?.to_bytes())
     }
 
     /// Seal every section's pending changes into envelopes and commit them,
@@ -506,7 +532,7 @@ impl<S: Store> Profile<S> {
                 .ok_or(ProfileError::Corrupt("section key"))?;
             batch.append(section.as_str(), self.seal(section, state, seq, &changes)?);
             seq += 1;
-            appended.push(section);
+            appended.push((section, changes.len()));
         }
         if batch.is_empty() {
             return Ok(());
@@ -520,10 +546,11 @@ impl<S: Store> Profile<S> {
             }
         };
         self.device_seq = seq;
-        for (section, stored) in appended.iter().zip(committed.appended) {
+        for ((section, size), stored) in appended.iter().zip(committed.appended) {
             if let Some(state) = self.sections.get_mut(section) {
                 state.last_seq = stored;
                 state.tail_len += 1;
+                state.tail_bytes += size;
             }
         }
         self.compact_long_tails()
@@ -535,7 +562,7 @@ impl<S: Store> Profile<S> {
         let due: Vec<Section> = self
             .sections
             .iter()
-            .filter(|(_, s)| s.tail_len >= SNAPSHOT_EVERY)
+            .filter(|(_, s)| s.compaction_due())
             .map(|(section, _)| *section)
             .collect();
         if due.is_empty() {
@@ -543,11 +570,13 @@ impl<S: Store> Profile<S> {
         }
         let mut batch = WriteBatch::new();
         let mut seq = self.device_seq;
+        let mut sizes = Vec::with_capacity(due.len());
         for section in &due {
             let Some(doc) = self.record.sections.get_mut(section) else {
                 continue;
             };
             let full = doc.save();
+            sizes.push((*section, full.len()));
             let state = self
                 .sections
                 .get(section)
@@ -565,9 +594,11 @@ impl<S: Store> Profile<S> {
             return Err(e.into());
         }
         self.device_seq = seq;
-        for section in due {
+        for (section, size) in sizes {
             if let Some(state) = self.sections.get_mut(&section) {
                 state.tail_len = 0;
+                state.tail_bytes = 0;
+                state.snapshot_bytes = size;
             }
         }
         Ok(())
