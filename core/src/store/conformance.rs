@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::{Store, StoreError, WriteBatch};
+use super::{envelope_hash, Store, StoreError, WriteBatch};
 
 /// Run every conformance check against fresh stores from `make`.
 pub(crate) fn run_all<S: Store>(mut make: impl FnMut() -> S) {
@@ -15,6 +15,9 @@ pub(crate) fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     failed_batch_changes_nothing(&mut make());
     empty_batch_is_fine(&mut make());
     large_values_round_trip(&mut make());
+    outbox_until_acknowledged(&mut make());
+    received_envelopes_are_deduplicated(&mut make());
+    duplicate_local_change_is_refused(&mut make());
 }
 
 fn empty_store<S: Store>(s: &mut S) {
@@ -134,4 +137,63 @@ fn large_values_round_trip<S: Store>(s: &mut S) {
     s.commit(b).unwrap();
     assert_eq!(s.load_section("documents").unwrap().tail[0].envelope, big);
     assert_eq!(s.get_meta("big").unwrap(), Some(big));
+}
+
+fn outbox_until_acknowledged<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![1])
+        .append("vitals", vec![2])
+        .append("labs", vec![3]);
+    s.commit(b).unwrap();
+    let out = s.outbox(10).unwrap();
+    assert_eq!(
+        out.iter().map(|o| o.envelope.clone()).collect::<Vec<_>>(),
+        vec![vec![1], vec![2], vec![3]]
+    );
+    assert_eq!(out[1].section, "vitals");
+    assert_eq!(out[0].hash, envelope_hash(&[1]));
+    assert_eq!(s.outbox(2).unwrap().len(), 2);
+    let mut b = WriteBatch::new();
+    b.acknowledge(envelope_hash(&[1]), 100)
+        .acknowledge(envelope_hash(&[3]), 101);
+    s.commit(b).unwrap();
+    let out = s.outbox(10).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].envelope, vec![2]);
+    // Acknowledged changes stay in the log.
+    assert_eq!(s.load_section("labs").unwrap().tail.len(), 2);
+    assert!(s.contains(&envelope_hash(&[1])).unwrap());
+    assert!(!s.contains(&envelope_hash(&[9])).unwrap());
+}
+
+fn received_envelopes_are_deduplicated<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![1]);
+    s.commit(b).unwrap();
+    // Our own change echoed back by the relay: not stored twice, but now
+    // acknowledged; a new one is stored and never enters the outbox.
+    let mut b = WriteBatch::new();
+    b.receive("labs", vec![1], 7)
+        .receive("labs", vec![2], 8)
+        .receive("labs", vec![2], 8);
+    let c = s.commit(b).unwrap();
+    assert_eq!(c.received.len(), 3);
+    assert!(c.received[0].is_none());
+    assert!(c.received[1].is_some());
+    assert!(c.received[2].is_none());
+    assert!(s.outbox(10).unwrap().is_empty());
+    let tail = s.load_section("labs").unwrap().tail;
+    assert_eq!(tail.len(), 2);
+    assert_eq!(s.last_seq().unwrap(), c.received[1].unwrap());
+}
+
+fn duplicate_local_change_is_refused<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![5]);
+    s.commit(b).unwrap();
+    let mut b = WriteBatch::new();
+    b.put_meta("x", vec![1]).append("labs", vec![5]);
+    assert!(matches!(s.commit(b), Err(StoreError::Duplicate)));
+    assert_eq!(s.get_meta("x").unwrap(), None);
+    assert_eq!(s.load_section("labs").unwrap().tail.len(), 1);
 }

@@ -1,16 +1,27 @@
 //! An in-memory [`Store`]: for tests and for throwaway profiles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    Committed, LogItem, Result, SectionLog, Snapshot, Store, StoreError, WriteBatch, WriteOp,
+    envelope_hash, Committed, LogItem, OutboxItem, Result, SectionLog, Snapshot, Store, StoreError,
+    WriteBatch, WriteOp,
 };
+
+#[derive(Debug, Clone)]
+struct Row {
+    section: String,
+    envelope: Vec<u8>,
+    hash: [u8; 32],
+    server_seq: Option<u64>,
+    outbound: bool,
+}
 
 /// Keeps everything in maps; nothing survives the process.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     meta: BTreeMap<String, Vec<u8>>,
-    log: BTreeMap<u64, (String, Vec<u8>)>,
+    log: BTreeMap<u64, Row>,
+    by_hash: HashMap<[u8; 32], u64>,
     snapshots: BTreeMap<String, Snapshot>,
     last_seq: u64,
 }
@@ -27,7 +38,7 @@ impl Store for MemoryStore {
     }
 
     fn sections(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self.log.values().map(|(s, _)| s.clone()).collect();
+        let mut names: Vec<String> = self.log.values().map(|r| r.section.clone()).collect();
         names.extend(self.snapshots.keys().cloned());
         names.sort();
         names.dedup();
@@ -40,10 +51,10 @@ impl Store for MemoryStore {
         let tail = self
             .log
             .range(after + 1..)
-            .filter(|(_, (s, _))| s == section)
-            .map(|(seq, (_, envelope))| LogItem {
+            .filter(|(_, r)| r.section == section)
+            .map(|(seq, r)| LogItem {
                 seq: *seq,
-                envelope: envelope.clone(),
+                envelope: r.envelope.clone(),
             })
             .collect();
         Ok(SectionLog { snapshot, tail })
@@ -53,12 +64,44 @@ impl Store for MemoryStore {
         Ok(self.last_seq)
     }
 
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+        Ok(self
+            .log
+            .iter()
+            .filter(|(_, r)| r.outbound && r.server_seq.is_none())
+            .take(limit)
+            .map(|(seq, r)| OutboxItem {
+                seq: *seq,
+                section: r.section.clone(),
+                envelope: r.envelope.clone(),
+                hash: r.hash,
+            })
+            .collect())
+    }
+
+    fn contains(&self, hash: &[u8; 32]) -> Result<bool> {
+        Ok(self.by_hash.contains_key(hash))
+    }
+
     fn commit(&mut self, batch: WriteBatch) -> Result<Committed> {
         // Check first, so a refused batch leaves the store untouched.
         let mut seq = self.last_seq;
+        let mut seen = std::collections::HashSet::new();
         for op in &batch.ops {
             match op {
-                WriteOp::Append { .. } => seq += 1,
+                WriteOp::Append { envelope, .. } => {
+                    let hash = envelope_hash(envelope);
+                    if self.by_hash.contains_key(&hash) || !seen.insert(hash) {
+                        return Err(StoreError::Duplicate);
+                    }
+                    seq += 1;
+                }
+                WriteOp::Receive { envelope, .. } => {
+                    let hash = envelope_hash(envelope);
+                    if !self.by_hash.contains_key(&hash) && seen.insert(hash) {
+                        seq += 1;
+                    }
+                }
                 WriteOp::PutSnapshot {
                     section, upto_seq, ..
                 } if *upto_seq > seq => {
@@ -70,27 +113,69 @@ impl Store for MemoryStore {
                 _ => {}
             }
         }
-        let next = self;
         let mut committed = Committed::default();
         for op in batch.ops {
             match op {
                 WriteOp::PutMeta { key, value } => {
-                    next.meta.insert(key, value);
+                    self.meta.insert(key, value);
                 }
                 WriteOp::DeleteMeta { key } => {
-                    next.meta.remove(&key);
+                    self.meta.remove(&key);
                 }
                 WriteOp::Append { section, envelope } => {
-                    next.last_seq += 1;
-                    next.log.insert(next.last_seq, (section, envelope));
-                    committed.appended.push(next.last_seq);
+                    let hash = envelope_hash(&envelope);
+                    self.last_seq += 1;
+                    self.by_hash.insert(hash, self.last_seq);
+                    self.log.insert(
+                        self.last_seq,
+                        Row {
+                            section,
+                            envelope,
+                            hash,
+                            server_seq: None,
+                            outbound: true,
+                        },
+                    );
+                    committed.appended.push(self.last_seq);
+                }
+                WriteOp::Receive {
+                    section,
+                    envelope,
+                    server_seq,
+                } => {
+                    let hash = envelope_hash(&envelope);
+                    if let Some(existing) = self.by_hash.get(&hash) {
+                        if let Some(row) = self.log.get_mut(existing) {
+                            row.server_seq.get_or_insert(server_seq);
+                        }
+                        committed.received.push(None);
+                    } else {
+                        self.last_seq += 1;
+                        self.by_hash.insert(hash, self.last_seq);
+                        self.log.insert(
+                            self.last_seq,
+                            Row {
+                                section,
+                                envelope,
+                                hash,
+                                server_seq: Some(server_seq),
+                                outbound: false,
+                            },
+                        );
+                        committed.received.push(Some(self.last_seq));
+                    }
+                }
+                WriteOp::Acknowledge { hash, server_seq } => {
+                    if let Some(row) = self.by_hash.get(&hash).and_then(|s| self.log.get_mut(s)) {
+                        row.server_seq = Some(server_seq);
+                    }
                 }
                 WriteOp::PutSnapshot {
                     section,
                     upto_seq,
                     envelope,
                 } => {
-                    next.snapshots
+                    self.snapshots
                         .insert(section, Snapshot { upto_seq, envelope });
                 }
             }

@@ -11,6 +11,7 @@ use super::{Result, StoreError};
 pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_snapshots.sql")),
+    (3, include_str!("migrations/0003_sync.sql")),
 ];
 
 /// The schema version a fully migrated database has.

@@ -38,6 +38,9 @@ pub enum StoreError {
     /// The database was written by a newer Satchel than this one.
     #[error("the store has schema version {found}, newer than this build supports ({supported}); update Satchel")]
     TooNew { found: u32, supported: u32 },
+    /// A local change identical (same hash) to one already stored.
+    #[error("this envelope is already stored")]
+    Duplicate,
     /// A snapshot claimed to cover log entries that do not exist.
     #[error("snapshot for section {section} covers sequence {upto}, beyond the log")]
     SnapshotBeyondLog { section: String, upto: u64 },
@@ -85,9 +88,24 @@ pub enum WriteOp {
     DeleteMeta {
         key: String,
     },
+    /// A change made on this device: stored and queued for upload (the
+    /// outbox) until [`WriteOp::Acknowledge`].
     Append {
         section: String,
         envelope: Vec<u8>,
+    },
+    /// An envelope pulled from the relay with its relay sequence. Ignored
+    /// when an envelope with the same hash is already stored (then it only
+    /// records `server_seq` if that was unknown).
+    Receive {
+        section: String,
+        envelope: Vec<u8>,
+        server_seq: u64,
+    },
+    /// The relay holds the envelope with this hash under `server_seq`.
+    Acknowledge {
+        hash: [u8; 32],
+        server_seq: u64,
     },
     /// Replace the section's snapshot. `upto_seq` must not exceed the highest
     /// sequence appended so far (including earlier ops of the same batch).
@@ -126,6 +144,23 @@ impl WriteBatch {
         });
         self
     }
+    pub fn receive(
+        &mut self,
+        section: impl Into<String>,
+        envelope: Vec<u8>,
+        server_seq: u64,
+    ) -> &mut Self {
+        self.ops.push(WriteOp::Receive {
+            section: section.into(),
+            envelope,
+            server_seq,
+        });
+        self
+    }
+    pub fn acknowledge(&mut self, hash: [u8; 32], server_seq: u64) -> &mut Self {
+        self.ops.push(WriteOp::Acknowledge { hash, server_seq });
+        self
+    }
     pub fn put_snapshot(
         &mut self,
         section: impl Into<String>,
@@ -144,11 +179,31 @@ impl WriteBatch {
     }
 }
 
-/// The result of a commit: the sequence numbers given to each `Append`, in
-/// the order of the batch.
+/// The result of a commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {
+    /// The sequence given to each `Append`, in batch order.
     pub appended: Vec<u64>,
+    /// For each `Receive`, in batch order: its new sequence, or `None` when
+    /// the envelope was already stored.
+    pub received: Vec<Option<u64>>,
+}
+
+/// A local change waiting for the relay to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub seq: u64,
+    pub section: String,
+    pub envelope: Vec<u8>,
+    pub hash: [u8; 32],
+}
+
+/// SHA-256 of a stored envelope: its identity in the store and on the relay.
+pub fn envelope_hash(envelope: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, envelope);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 /// Device storage. Every backend must pass [`conformance`].
@@ -161,6 +216,10 @@ pub trait Store: Send {
     fn load_section(&self, section: &str) -> Result<SectionLog>;
     /// Highest sequence number ever appended (0 for an empty store).
     fn last_seq(&self) -> Result<u64>;
+    /// Local changes not yet acknowledged by the relay, oldest first.
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// Whether an envelope with this hash is stored.
+    fn contains(&self, hash: &[u8; 32]) -> Result<bool>;
     /// Apply a batch atomically and durably.
     fn commit(&mut self, batch: WriteBatch) -> Result<Committed>;
 }
@@ -215,11 +274,15 @@ mod tests {
         for start in 1..LATEST_VERSION {
             let path = dir.path().join(format!("from-{start}.db"));
             {
-                let mut old = SqliteStore::open_at_version(&path, start).unwrap();
+                let old = SqliteStore::open_at_version(&path, start).unwrap();
                 assert_eq!(old.schema_version().unwrap(), start);
-                let mut b = WriteBatch::new();
-                b.put_meta("m", vec![1]).append("labs", vec![2]);
-                old.commit(b).unwrap();
+                // Rows written the way that schema version wrote them.
+                old.conn
+                    .execute_batch(
+                        "INSERT INTO meta (key, value) VALUES ('m', x'01');
+                         INSERT INTO section_log (section, envelope) VALUES ('labs', x'02');",
+                    )
+                    .unwrap();
             }
             let upgraded = SqliteStore::open(&path).unwrap();
             assert_eq!(upgraded.schema_version().unwrap(), LATEST_VERSION);

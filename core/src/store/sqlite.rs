@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::migrations::{current_version, migrate_to, LATEST_VERSION};
 use super::{
-    Committed, LogItem, Result, SectionLog, Snapshot, Store, StoreError, WriteBatch, WriteOp,
+    envelope_hash, Committed, LogItem, OutboxItem, Result, SectionLog, Snapshot, Store, StoreError,
+    WriteBatch, WriteOp,
 };
 
 /// A store in one SQLite file (plus its `-wal` and `-shm` while open).
@@ -49,6 +50,16 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true)?;
         // Deleted content is overwritten, not left in free pages.
         conn.pragma_update(None, "secure_delete", true)?;
+        conn.create_scalar_function(
+            "satchel_sha256",
+            1,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8
+                | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| {
+                let bytes: Vec<u8> = ctx.get(0)?;
+                Ok(envelope_hash(&bytes).to_vec())
+            },
+        )?;
         migrate_to(&mut conn, version)?;
         Ok(Self { conn })
     }
@@ -132,6 +143,34 @@ impl Store for SqliteStore {
         Ok(SectionLog { snapshot, tail })
     }
 
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, section, envelope, hash FROM section_log \
+             WHERE outbound = 1 AND server_seq IS NULL ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                let hash: Vec<u8> = r.get(3)?;
+                Ok(OutboxItem {
+                    seq: to_u64(r.get(0)?),
+                    section: r.get(1)?,
+                    envelope: r.get(2)?,
+                    hash: <[u8; 32]>::try_from(hash.as_slice()).unwrap_or([0; 32]),
+                })
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn contains(&self, hash: &[u8; 32]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM section_log WHERE hash = ?1")?
+            .query_row([&hash[..]], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     fn last_seq(&self) -> Result<u64> {
         let seq: Option<i64> = self
             .conn
@@ -159,13 +198,51 @@ impl Store for SqliteStore {
                             .execute([key])?;
                     }
                     WriteOp::Append { section, envelope } => {
-                        tx.prepare_cached(
-                            "INSERT INTO section_log (section, envelope) VALUES (?1, ?2)",
-                        )?
-                        .execute(params![section, envelope])?;
+                        let hash = envelope_hash(envelope);
+                        let inserted = tx
+                            .prepare_cached(
+                                "INSERT INTO section_log (section, envelope, hash, outbound) \
+                                 VALUES (?1, ?2, ?3, 1) ON CONFLICT(hash) DO NOTHING",
+                            )?
+                            .execute(params![section, envelope, &hash[..]])?;
+                        if inserted == 0 {
+                            // Dropping `tx` rolls back everything of this batch.
+                            return Err(StoreError::Duplicate);
+                        }
                         let seq = to_u64(tx.last_insert_rowid());
                         last = Some(seq);
                         committed.appended.push(seq);
+                    }
+                    WriteOp::Receive {
+                        section,
+                        envelope,
+                        server_seq,
+                    } => {
+                        let hash = envelope_hash(envelope);
+                        let inserted = tx
+                            .prepare_cached(
+                                "INSERT INTO section_log (section, envelope, hash, server_seq, outbound) \
+                                 VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT(hash) DO NOTHING",
+                            )?
+                            .execute(params![section, envelope, &hash[..], to_i64(*server_seq)])?;
+                        if inserted == 0 {
+                            tx.prepare_cached(
+                                "UPDATE section_log SET server_seq = ?2 \
+                                 WHERE hash = ?1 AND server_seq IS NULL",
+                            )?
+                            .execute(params![&hash[..], to_i64(*server_seq)])?;
+                            committed.received.push(None);
+                        } else {
+                            let seq = to_u64(tx.last_insert_rowid());
+                            last = Some(seq);
+                            committed.received.push(Some(seq));
+                        }
+                    }
+                    WriteOp::Acknowledge { hash, server_seq } => {
+                        tx.prepare_cached(
+                            "UPDATE section_log SET server_seq = ?2 WHERE hash = ?1",
+                        )?
+                        .execute(params![&hash[..], to_i64(*server_seq)])?;
                     }
                     WriteOp::PutSnapshot {
                         section,
