@@ -58,7 +58,12 @@ fn examples_dir() -> PathBuf {
 fn load_examples() -> Vec<Value> {
     let dir = examples_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|_| panic!("no FHIR examples at {}: run scripts/setup.sh", dir.display()))
+        .unwrap_or_else(|_| {
+            panic!(
+                "no FHIR examples at {}: run scripts/setup.sh",
+                dir.display()
+            )
+        })
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
@@ -72,10 +77,25 @@ fn load_examples() -> Vec<Value> {
 }
 
 const DATE_FIELDS: &[&str] = &[
-    "effectiveDateTime", "onsetDateTime", "recordedDate", "occurrenceDateTime", "performedDateTime",
-    "authoredOn", "date", "issued", "dateAsserted", "created", "dateTime", "recorded",
+    "effectiveDateTime",
+    "onsetDateTime",
+    "recordedDate",
+    "occurrenceDateTime",
+    "performedDateTime",
+    "authoredOn",
+    "date",
+    "issued",
+    "dateAsserted",
+    "created",
+    "dateTime",
+    "recorded",
 ];
-const PERIOD_FIELDS: &[&str] = &["effectivePeriod", "performedPeriod", "period", "onsetPeriod"];
+const PERIOD_FIELDS: &[&str] = &[
+    "effectivePeriod",
+    "performedPeriod",
+    "period",
+    "onsetPeriod",
+];
 
 /// Cycle the examples to `n` resources with fresh ids and dates over ten years.
 fn ten_year_record(examples: &[Value], n: usize) -> Vec<Value> {
@@ -87,7 +107,9 @@ fn ten_year_record(examples: &[Value], n: usize) -> Vec<Value> {
     for i in 0..n {
         let mut r = examples[i % examples.len()].clone();
         let when = start + span.mul_f64(i as f64 / n as f64);
-        let stamp = when.format(&time::format_description::well_known::Rfc3339).unwrap();
+        let stamp = when
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
         r["id"] = json!(format!("bench-{i}"));
         let obj = r.as_object_mut().unwrap();
         for f in DATE_FIELDS {
@@ -132,7 +154,13 @@ fn open_and_summarise(home: &Path) -> (Duration, usize) {
 fn child(home: &Path) {
     let before = vm_kib("VmRSS:");
     let (elapsed, active) = open_and_summarise(home);
-    println!("{} {} {} {}", elapsed.as_micros(), active, before, vm_kib("VmHWM:"));
+    println!(
+        "{} {} {} {}",
+        elapsed.as_micros(),
+        active,
+        before,
+        vm_kib("VmHWM:")
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -151,9 +179,16 @@ fn main() {
     }
     let examples = load_examples();
     let resources = ten_year_record(&examples, RECORD_SIZE);
-    let json_bytes: usize = resources.iter().map(|r| serde_json::to_vec(r).unwrap().len()).sum();
-    println!("foundation benchmark: {} resources ({} distinct examples cycled, {:.1} MB of JSON)",
-        resources.len(), examples.len(), json_bytes as f64 / 1e6);
+    let json_bytes: usize = resources
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap().len())
+        .sum();
+    println!(
+        "foundation benchmark: {} resources ({} distinct examples cycled, {:.1} MB of JSON)",
+        resources.len(),
+        examples.len(),
+        json_bytes as f64 / 1e6
+    );
 
     // 1. Durable batched adds.
     let dir = tempfile::tempdir().unwrap();
@@ -163,11 +198,17 @@ fn main() {
     let mut profile = Profile::create(store, "Bench", Unlock::SecretStore(&keystore)).unwrap();
     let t = Instant::now();
     for chunk in resources.chunks(BATCH) {
-        profile.add_resources(chunk.to_vec(), Some("https://bench.example/fhir")).unwrap();
+        profile
+            .add_resources(chunk.to_vec(), Some("https://bench.example/fhir"))
+            .unwrap();
     }
     let add = t.elapsed();
-    println!("add, batches of {BATCH}, durable: {} entries in {} = {:.0} entries/s",
-        resources.len(), ms(add), resources.len() as f64 / add.as_secs_f64());
+    println!(
+        "add, batches of {BATCH}, durable: {} entries in {} = {:.0} entries/s",
+        resources.len(),
+        ms(add),
+        resources.len() as f64 / add.as_secs_f64()
+    );
     drop(profile);
     // Single-entry commits, for comparison (fewer entries: each is an fsync).
     {
@@ -181,15 +222,21 @@ fn main() {
             p.add_resources(vec![r.clone()], None).unwrap();
         }
         let d = t.elapsed();
-        println!("add, one entry per commit (for comparison): {n} entries in {} = {:.0} entries/s",
-            ms(d), n as f64 / d.as_secs_f64());
+        println!(
+            "add, one entry per commit (for comparison): {n} entries in {} = {:.0} entries/s",
+            ms(d),
+            n as f64 / d.as_secs_f64()
+        );
     }
     {
         let s = SqliteStore::open(&home.join("satchel.db")).unwrap();
         s.checkpoint().unwrap();
     }
     let db_size = std::fs::metadata(home.join("satchel.db")).unwrap().len();
-    println!("store size: {:.2} MB (encrypted, after checkpoint)", db_size as f64 / 1e6);
+    println!(
+        "store size: {:.2} MB (encrypted, after checkpoint)",
+        db_size as f64 / 1e6
+    );
 
     // 2. Open + summarise, in process.
     let runs = 15;
@@ -200,8 +247,12 @@ fn main() {
         times.push(d);
     }
     times.sort();
-    println!("open + summarise ({runs} runs): min {} median {} p90 {}  (target <= 50 ms)",
-        ms(times[0]), ms(percentile(&times, 0.5)), ms(percentile(&times, 0.9)));
+    println!(
+        "open + summarise ({runs} runs): min {} median {} p90 {}  (target <= 50 ms)",
+        ms(times[0]),
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.9))
+    );
 
     // 3. Peak RSS of a fresh process doing one open + summary.
     let out = std::process::Command::new(std::env::current_exe().unwrap())
@@ -210,17 +261,28 @@ fn main() {
         .output()
         .unwrap();
     let line = String::from_utf8_lossy(&out.stdout);
-    let parts: Vec<u64> = line.split_whitespace().filter_map(|s| s.parse().ok()).collect();
+    let parts: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
     if let [micros, active, before, hwm] = parts[..] {
         println!("child process: open + summarise {:.1} ms, {active} entries, RSS before open {:.1} MB, peak RSS {:.1} MB  (target <= 30 MB)",
             micros as f64 / 1000.0, before as f64 / 1024.0, hwm as f64 / 1024.0);
     } else {
-        println!("child process failed: {line} {}", String::from_utf8_lossy(&out.stderr));
+        println!(
+            "child process failed: {line} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // Unlocking with a passphrase instead of a keystore adds one Argon2id run.
     let params = KdfParams::recommended().unwrap();
     let t = Instant::now();
     let _ = satchel_core::crypto::derive_vault_key(b"bench passphrase", &params).unwrap();
-    println!("Argon2id (m={} KiB, t={}, p={}) passphrase unlock on desktop: {}",
-        params.m_cost_kib, params.t_cost, params.p_cost, ms(t.elapsed()));
+    println!(
+        "Argon2id (m={} KiB, t={}, p={}) passphrase unlock on desktop: {}",
+        params.m_cost_kib,
+        params.t_cost,
+        params.p_cost,
+        ms(t.elapsed())
+    );
 }

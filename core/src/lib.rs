@@ -7,6 +7,7 @@
 //! - [`fhir`]: validation of incoming FHIR R4 resources and the fields we index.
 //! - [`record`]: sections as automerge documents, entries, versions, queries (I/O-free).
 //! - [`store`]: the storage trait, its in-memory and SQLite backends, migrations.
+//! - [`sharing`]: the signed access log: who may read and write the record.
 //! - [`profile`]: an unlocked home: keys from the vault, the record loaded from
 //!   the encrypted store, and every change sealed before it is persisted.
 
@@ -15,4 +16,5 @@ pub mod fhir;
 pub mod ids;
 pub mod profile;
 pub mod record;
+pub mod sharing;
 pub mod store;

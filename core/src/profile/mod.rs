@@ -22,7 +22,9 @@
 //! The record model itself is I/O-free ([`crate::record`]); this module is the
 //! thin shell that moves its bytes to and from a [`Store`].
 
+mod bundle;
 mod payload;
+mod replica;
 mod secret_store;
 mod vault;
 
@@ -41,6 +43,8 @@ use crate::record::{
 };
 use crate::store::{Store, StoreError, WriteBatch};
 
+pub use bundle::DeviceBundle;
+pub use replica::{ApplyReport, Rejected, SyncState};
 pub use secret_store::{MemorySecretStore, SecretStore, SecretStoreError};
 pub use vault::{Unlock, VaultHeader, VaultKind};
 
@@ -81,6 +85,8 @@ pub enum ProfileError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error("the access log does not verify: {0}")]
+    Sharing(#[from] crate::sharing::SharingError),
     #[error("resource {index} of the input: {source}")]
     InInput {
         index: usize,
@@ -95,6 +101,8 @@ pub type Result<T> = std::result::Result<T, ProfileError>;
 #[derive(Serialize, Deserialize)]
 struct ProfileDetails {
     owner_name: String,
+    /// The device that created the record: the root of its access log.
+    creator: IdentityId,
 }
 
 const META_VAULT: &str = "vault";
@@ -150,6 +158,9 @@ pub struct Profile<S: Store> {
     master: SymmetricKey,
     identity: Identity,
     owner_name: String,
+    creator: IdentityId,
+    /// Every section's key (epoch 0; rotation arrives with sharing).
+    keys: BTreeMap<Section, SectionKey>,
     record: Record,
     sections: BTreeMap<Section, SectionState>,
     /// Next sequence number for envelopes written by this device.
@@ -170,19 +181,53 @@ impl<S: Store> std::fmt::Debug for Profile<S> {
 
 impl<S: Store> Profile<S> {
     /// Create a new record and this device's identity in an empty store.
-    pub fn create(mut store: S, owner_name: &str, unlock: Unlock<'_>) -> Result<Self> {
+    /// Every section gets its key now, so devices that join later receive
+    /// all keys at once.
+    pub fn create(store: S, owner_name: &str, unlock: Unlock<'_>) -> Result<Self> {
+        let identity = Identity::generate(owner_name, Role::PatientDevice, None)?;
+        let keys = Section::ALL
+            .iter()
+            .map(|s| Ok((*s, SectionKey::generate()?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let details = ProfileDetails {
+            owner_name: owner_name.to_string(),
+            creator: identity.id(),
+        };
+        Self::initialise(store, unlock, RecordId::random(), identity, details, keys)
+    }
+
+    /// Set up this device as another device of an existing record, from the
+    /// bundle an owner device sent it (see [`crate::sync::link`]). The record
+    /// itself arrives by syncing.
+    pub fn join(
+        store: S,
+        unlock: Unlock<'_>,
+        identity: Identity,
+        bundle: DeviceBundle,
+    ) -> Result<Self> {
+        let keys = bundle.section_keys()?;
+        let details = ProfileDetails {
+            owner_name: bundle.owner_name.clone(),
+            creator: bundle.creator,
+        };
+        Self::initialise(store, unlock, bundle.record_id, identity, details, keys)
+    }
+
+    fn initialise(
+        mut store: S,
+        unlock: Unlock<'_>,
+        record_id: RecordId,
+        identity: Identity,
+        details: ProfileDetails,
+        keys: BTreeMap<Section, SectionKey>,
+    ) -> Result<Self> {
         if store.get_meta(META_VAULT)?.is_some() {
             return Err(ProfileError::AlreadyInitialised);
         }
-        let record_id = RecordId::random();
         let master = SymmetricKey::generate()?;
         let (header, vault_key) = vault::create(&record_id, unlock)?;
         let header = header
             .with_wrapped_master(vault_key.seal(&aad(&record_id, META_VAULT), master.expose())?);
-        let identity = Identity::generate(owner_name, Role::PatientDevice, None)?;
-        let details = ProfileDetails {
-            owner_name: owner_name.to_string(),
-        };
         let details_json =
             serde_json::to_vec(&details).map_err(|_| ProfileError::Corrupt("profile details"))?;
         let mut batch = WriteBatch::new();
@@ -196,14 +241,23 @@ impl<S: Store> Profile<S> {
                 META_PROFILE,
                 master.seal(&aad(&record_id, META_PROFILE), &details_json)?,
             )
-            .put_meta(META_DEVICE_SEQ, 1u64.to_be_bytes().to_vec())
-            .put_meta(META_VAULT, header.to_bytes());
+            .put_meta(META_DEVICE_SEQ, 1u64.to_be_bytes().to_vec());
+        for (section, key) in &keys {
+            let what = section_key_meta(*section, 0);
+            batch.put_meta(
+                what.clone(),
+                master.seal(&aad(&record_id, &what), key.expose())?,
+            );
+        }
+        batch.put_meta(META_VAULT, header.to_bytes());
         store.commit(batch)?;
         Ok(Self {
             store,
             master,
             identity,
-            owner_name: owner_name.to_string(),
+            owner_name: details.owner_name,
+            creator: details.creator,
+            keys,
             record: Record::new(record_id),
             sections: BTreeMap::new(),
             device_seq: 1,
@@ -244,24 +298,54 @@ impl<S: Store> Profile<S> {
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map(u64::from_be_bytes)
             .ok_or(ProfileError::Corrupt("device sequence"))?;
+        let mut keys = BTreeMap::new();
+        for section in Section::ALL {
+            let what = section_key_meta(section, 0);
+            let bytes = open_meta(&store, &master, &record_id, &what, "section key")?;
+            let key =
+                SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
+            keys.insert(section, key);
+        }
 
         let mut profile = Self {
             store,
             master,
             identity,
             owner_name: details.owner_name,
+            creator: details.creator,
+            keys,
             record: Record::new(record_id),
             sections: BTreeMap::new(),
             device_seq,
             poisoned: false,
         };
-        for name in profile.store.sections()? {
+        profile.load_all_sections()?;
+        Ok(profile)
+    }
+
+    fn load_all_sections(&mut self) -> Result<()> {
+        for name in self.store.sections()? {
             let section: Section = name
                 .parse()
                 .map_err(|_| ProfileError::Corrupt("section name"))?;
-            profile.load_section(section)?;
+            self.load_section(section)?;
         }
-        Ok(profile)
+        Ok(())
+    }
+
+    /// Re-read the record from the store, picking up what another process
+    /// (a `satchel sync` next to a running app, say) wrote since opening.
+    pub fn refresh(&mut self) -> Result<()> {
+        self.record = Record::new(self.record.id);
+        self.sections.clear();
+        self.device_seq = self
+            .store
+            .get_meta(META_DEVICE_SEQ)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .ok_or(ProfileError::Corrupt("device sequence"))?;
+        self.poisoned = false;
+        self.load_all_sections()
     }
 
     fn open_envelope(&self, bytes: &[u8], section: Section, key: &SectionKey) -> Result<Vec<u8>> {
@@ -278,16 +362,11 @@ impl<S: Store> Profile<S> {
     fn load_section(&mut self, section: Section) -> Result<()> {
         // Epoch 0 is the only epoch until key rotation (sharing) exists.
         let epoch = 0;
-        let what = section_key_meta(section, epoch);
-        let key_bytes = open_meta(
-            &self.store,
-            &self.master,
-            &self.record.id,
-            &what,
-            "section key",
-        )?;
-        let key =
-            SectionKey::from_slice(&key_bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
+        let key = self
+            .keys
+            .get(&section)
+            .cloned()
+            .ok_or(ProfileError::Corrupt("section key"))?;
         let log = self.store.load_section(section.as_str())?;
         let mut snapshot_bytes = 0;
         let mut doc = match &log.snapshot {
@@ -412,11 +491,10 @@ impl<S: Store> Profile<S> {
             })
             .collect();
         let added = self.record.add_many(new)?;
-        let mut batch = WriteBatch::new();
         for (section, _) in &added {
-            self.ensure_section_key(*section, &mut batch)?;
+            self.ensure_section_state(*section)?;
         }
-        self.persist(batch)?;
+        self.persist(WriteBatch::new())?;
         Ok(added
             .into_iter()
             .map(|(section, entry)| Added { section, entry })
@@ -469,18 +547,16 @@ impl<S: Store> Profile<S> {
         Ok(())
     }
 
-    /// Give a section its first key if this is its first entry.
-    fn ensure_section_key(&mut self, section: Section, batch: &mut WriteBatch) -> Result<()> {
+    /// Start storage bookkeeping for a section on its first entry.
+    fn ensure_section_state(&mut self, section: Section) -> Result<()> {
         if self.sections.contains_key(&section) {
             return Ok(());
         }
-        let key = SectionKey::generate()?;
-        let what = section_key_meta(section, 0);
-        batch.put_meta(
-            what.clone(),
-            self.master
-                .seal(&aad(&self.record.id, &what), key.expose())?,
-        );
+        let key = self
+            .keys
+            .get(&section)
+            .cloned()
+            .ok_or(ProfileError::Corrupt("section key"))?;
         self.sections.insert(
             section,
             SectionState {

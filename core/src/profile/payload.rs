@@ -59,7 +59,9 @@ mod tests {
     fn round_trips_small_large_and_incompressible() {
         let small = b"abc".to_vec();
         let large = b"{\"resourceType\":\"Observation\"}".repeat(1000);
-        let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         for input in [small, large.clone(), noise, Vec::new()] {
             assert_eq!(decode(&encode(&input)).unwrap(), input);
         }

@@ -1,0 +1,398 @@
+//! What syncing needs from a profile: the outbox, acknowledgements, cursors,
+//! the verified access log, and merging envelopes pulled from the relay.
+//!
+//! Every envelope from the relay is checked before it is merged: it parses,
+//! belongs to this record and section, its author may write the section
+//! according to the verified access log, its signature verifies and it
+//! decrypts. Anything else is refused, counted in [`ApplyReport`] and never
+//! merged.
+
+use std::collections::BTreeMap;
+
+use super::{aad, open_meta, payload, Profile, ProfileError, Result, META_DEVICE_SEQ};
+use crate::crypto::Envelope;
+use crate::ids::IdentityId;
+use crate::record::Section;
+use crate::sharing::{verify_log, AccessStatement, Members, SignedStatement};
+use crate::store::{envelope_hash, OutboxItem, Store, WriteBatch};
+
+const META_RELAY: &str = "sync/relay";
+const META_FEED: &str = "sync/feed";
+const META_ACCESS_CURSOR: &str = "sync/access";
+const META_REGISTERED: &str = "sync/registered";
+const META_ACCESS_LOG: &str = "access-log";
+
+fn cursor_key(section: &str) -> String {
+    format!("sync/cursor/{section}")
+}
+
+fn since_snapshot_key(section: &str) -> String {
+    format!("sync/since-snapshot/{section}")
+}
+
+fn get_u64<S: Store>(store: &S, key: &str) -> Result<u64> {
+    Ok(store
+        .get_meta(key)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
+}
+
+/// Where this device stands with its relay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    /// The relay these cursors belong to.
+    pub relay: Option<String>,
+    /// Per section: the relay sequence pulled up to.
+    pub cursors: BTreeMap<String, u64>,
+    /// Feed cursor (relay sequence).
+    pub feed_cursor: u64,
+    /// How many access statements have been fetched.
+    pub access_cursor: u64,
+    /// Per section: envelopes stored on the relay since its last snapshot
+    /// that this device knows of.
+    pub since_snapshot: BTreeMap<String, u64>,
+    /// Whether this device registered the record with the relay.
+    pub registered: bool,
+}
+
+/// Why a pulled envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub server_seq: u64,
+    pub author: Option<IdentityId>,
+    pub reason: &'static str,
+}
+
+/// The outcome of merging pulled envelopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// New envelopes merged.
+    pub merged: usize,
+    /// Envelopes this device already had (its own, or seen before).
+    pub known: usize,
+    /// Envelopes refused (never merged).
+    pub rejected: Vec<Rejected>,
+}
+
+impl<S: Store> Profile<S> {
+    /// The device that created the record (root of the access log).
+    pub fn creator(&self) -> IdentityId {
+        self.creator
+    }
+
+    /// Whether this device created the record.
+    pub fn is_creator(&self) -> bool {
+        self.creator == self.identity.id()
+    }
+
+    /// Sign `message` with this device's identity.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.identity.sign(message)
+    }
+
+    /// This device's identity (for key unwrapping in the link flow).
+    pub fn identity(&self) -> &crate::crypto::Identity {
+        &self.identity
+    }
+
+    /// The sync state for `relay`. Switching to another relay starts over
+    /// (cursors reset; everything is pulled and the outbox re-sent).
+    pub fn sync_state(&mut self, relay: &str) -> Result<SyncState> {
+        let current = self
+            .store
+            .get_meta(META_RELAY)?
+            .and_then(|b| String::from_utf8(b).ok());
+        if current.as_deref() != Some(relay) {
+            let mut batch = WriteBatch::new();
+            batch
+                .put_meta(META_RELAY, relay.as_bytes().to_vec())
+                .delete_meta(META_FEED)
+                .delete_meta(META_ACCESS_CURSOR)
+                .delete_meta(META_REGISTERED);
+            for section in Section::ALL {
+                batch
+                    .delete_meta(cursor_key(section.as_str()))
+                    .delete_meta(since_snapshot_key(section.as_str()));
+            }
+            self.store.commit(batch)?;
+        }
+        let mut state = SyncState {
+            relay: Some(relay.to_string()),
+            feed_cursor: get_u64(&self.store, META_FEED)?,
+            access_cursor: get_u64(&self.store, META_ACCESS_CURSOR)?,
+            registered: self.store.get_meta(META_REGISTERED)?.is_some(),
+            ..SyncState::default()
+        };
+        for section in Section::ALL {
+            let name = section.as_str();
+            let cursor = get_u64(&self.store, &cursor_key(name))?;
+            if cursor > 0 {
+                state.cursors.insert(name.to_string(), cursor);
+            }
+            let since = get_u64(&self.store, &since_snapshot_key(name))?;
+            if since > 0 {
+                state.since_snapshot.insert(name.to_string(), since);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Record that the relay knows this record (registered by this device).
+    pub fn mark_registered(&mut self) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put_meta(META_REGISTERED, vec![1]);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Advance the feed cursor.
+    pub fn set_feed_cursor(&mut self, cursor: u64) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put_meta(META_FEED, cursor.to_be_bytes().to_vec());
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Local changes not yet acknowledged by the relay.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+        Ok(self.store.outbox(limit)?)
+    }
+
+    /// The relay acknowledged these envelopes (hash, relay sequence).
+    pub fn acknowledge(&mut self, acks: &[([u8; 32], u64)]) -> Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let outbox = self.store.outbox(usize::MAX)?;
+        for (hash, seq) in acks {
+            batch.acknowledge(*hash, *seq);
+            if let Some(item) = outbox.iter().find(|o| o.hash == *hash) {
+                *counts.entry(item.section.clone()).or_default() += 1;
+            }
+        }
+        for (section, n) in counts {
+            let key = since_snapshot_key(&section);
+            let since = get_u64(&self.store, &key)? + n;
+            batch.put_meta(key, since.to_be_bytes().to_vec());
+        }
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// The locally stored, verified access log.
+    pub fn access_log(&self) -> Result<Vec<SignedStatement>> {
+        if self.store.get_meta(META_ACCESS_LOG)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let bytes = open_meta(
+            &self.store,
+            &self.master,
+            &self.record.id,
+            META_ACCESS_LOG,
+            "access log",
+        )?;
+        serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("access log"))
+    }
+
+    /// The record's members, from the verified access log.
+    pub fn members(&self) -> Result<Members> {
+        verify_log(self.record.id, self.creator, &self.access_log()?)
+            .map_err(|_| ProfileError::Corrupt("access log"))
+    }
+
+    /// Append statements fetched from the relay (after `access_cursor`).
+    /// The whole log must verify from the creator, else nothing is kept.
+    pub fn apply_access(&mut self, fetched: Vec<SignedStatement>, new_cursor: u64) -> Result<()> {
+        let mut log = self.access_log()?;
+        let before = log.len();
+        for statement in fetched {
+            if !log.contains(&statement) {
+                log.push(statement);
+            }
+        }
+        verify_log(self.record.id, self.creator, &log).map_err(ProfileError::Sharing)?;
+        let mut batch = WriteBatch::new();
+        if log.len() != before {
+            let json = serde_json::to_vec(&log).map_err(|_| ProfileError::Corrupt("access log"))?;
+            batch.put_meta(
+                META_ACCESS_LOG,
+                self.master
+                    .seal(&aad(&self.record.id, META_ACCESS_LOG), &json)?,
+            );
+        }
+        batch.put_meta(META_ACCESS_CURSOR, new_cursor.to_be_bytes().to_vec());
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// A signed statement adding `device` as another device of the owner.
+    pub fn add_device_statement(&self, device: &crate::crypto::IdentityCard) -> SignedStatement {
+        AccessStatement::AddDevice {
+            record_id: self.record.id,
+            device: device.clone(),
+            by: self.identity.id(),
+            at_ms: super::now_ms(),
+        }
+        .sign(&self.identity)
+    }
+
+    /// Merge envelopes pulled from the relay for one section: an optional
+    /// relay snapshot, then envelopes in relay order. Verified one by one;
+    /// refused ones are reported, never merged. Advances the section's
+    /// cursor to `next_cursor`. Durable when this returns.
+    pub fn apply_remote(
+        &mut self,
+        section_name: &str,
+        snapshot: Option<(u64, Vec<u8>)>,
+        envelopes: Vec<(u64, Vec<u8>)>,
+        next_cursor: u64,
+    ) -> Result<ApplyReport> {
+        self.check_writable()?;
+        let mut report = ApplyReport::default();
+        let mut batch = WriteBatch::new();
+        batch.put_meta(cursor_key(section_name), next_cursor.to_be_bytes().to_vec());
+        let Ok(section) = section_name.parse::<Section>() else {
+            for (seq, _) in snapshot.iter().chain(envelopes.iter()) {
+                report.rejected.push(Rejected {
+                    server_seq: *seq,
+                    author: None,
+                    reason: "unknown section",
+                });
+            }
+            self.store.commit(batch)?;
+            return Ok(report);
+        };
+        let members = self.members()?;
+        let key = self
+            .keys
+            .get(&section)
+            .cloned()
+            .ok_or(ProfileError::Corrupt("section key"))?;
+        let mut merged_plain = Vec::new();
+        let mut received = 0u64;
+        let mut receives = Vec::new();
+        for (seq, bytes) in snapshot.into_iter().chain(envelopes) {
+            received += 1;
+            if self.store.contains(&envelope_hash(&bytes))? {
+                report.known += 1;
+                // Records the relay sequence of our own change if unknown.
+                batch.receive(section_name, bytes, seq);
+                continue;
+            }
+            let reject = |reason, author| Rejected {
+                server_seq: seq,
+                author,
+                reason,
+            };
+            let Ok(env) = Envelope::from_bytes(&bytes) else {
+                report.rejected.push(reject("malformed envelope", None));
+                continue;
+            };
+            let author = Some(env.header.author);
+            if env.header.record_id != self.record.id || env.header.section != section_name {
+                report
+                    .rejected
+                    .push(reject("envelope for another record or section", author));
+                continue;
+            }
+            if !members.may_write(&env.header.author, section_name) {
+                report
+                    .rejected
+                    .push(reject("author may not write this section", author));
+                continue;
+            }
+            let Ok(plain) = env.open(&key) else {
+                report
+                    .rejected
+                    .push(reject("signature or decryption failed", author));
+                continue;
+            };
+            let Ok(changes) = payload::decode(&plain) else {
+                report.rejected.push(reject("undecodable payload", author));
+                continue;
+            };
+            merged_plain.push(changes);
+            receives.push((seq, bytes));
+        }
+        self.ensure_section_state(section)?;
+        let doc = self.record.section_mut(section);
+        let all: Vec<u8> = merged_plain.concat();
+        if doc.apply_changes(&all).is_err() {
+            // Find the culprit(s): apply one by one, keep the good ones.
+            let mut kept = Vec::new();
+            for (changes, (seq, bytes)) in merged_plain.iter().zip(receives) {
+                if doc.apply_changes(changes).is_ok() {
+                    kept.push((seq, bytes));
+                } else {
+                    report.rejected.push(Rejected {
+                        server_seq: seq,
+                        author: None,
+                        reason: "changes do not apply to the section document",
+                    });
+                }
+            }
+            receives = kept;
+        }
+        report.merged = receives.len();
+        let sizes: Vec<usize> = receives.iter().map(|(_, b)| b.len()).collect();
+        for (seq, bytes) in receives {
+            batch.receive(section_name, bytes, seq);
+        }
+        let since_key = since_snapshot_key(section_name);
+        let since = get_u64(&self.store, &since_key)? + received;
+        batch.put_meta(since_key, since.to_be_bytes().to_vec());
+        let committed = match self.store.commit(batch) {
+            Ok(c) => c,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(e.into());
+            }
+        };
+        if let Some(state) = self.sections.get_mut(&section) {
+            let new: Vec<u64> = committed.received.iter().flatten().copied().collect();
+            if let Some(last) = new.last() {
+                state.last_seq = state.last_seq.max(*last);
+            }
+            state.tail_len += new.len();
+            state.tail_bytes += sizes.iter().sum::<usize>();
+        }
+        self.compact_long_tails()?;
+        Ok(report)
+    }
+
+    /// A sealed snapshot of a section for the relay's compaction (the whole
+    /// document as one envelope by this device). `None` for an empty section.
+    pub fn relay_snapshot(&mut self, section_name: &str) -> Result<Option<Vec<u8>>> {
+        let Ok(section) = section_name.parse::<Section>() else {
+            return Ok(None);
+        };
+        // Local changes must be stored before the document is saved.
+        self.persist(WriteBatch::new())?;
+        let Some(doc) = self.record.sections.get_mut(&section) else {
+            return Ok(None);
+        };
+        let full = doc.save();
+        let state = self
+            .sections
+            .get(&section)
+            .ok_or(ProfileError::Corrupt("section state"))?;
+        let seq = self.device_seq;
+        let sealed = self.seal(section, state, seq, &full)?;
+        let mut batch = WriteBatch::new();
+        batch.put_meta(META_DEVICE_SEQ, (seq + 1).to_be_bytes().to_vec());
+        self.store.commit(batch)?;
+        self.device_seq = seq + 1;
+        Ok(Some(sealed))
+    }
+
+    /// The relay stored our snapshot: restart the per-section count.
+    pub fn relay_snapshot_stored(&mut self, section_name: &str) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete_meta(since_snapshot_key(section_name));
+        self.store.commit(batch)?;
+        Ok(())
+    }
+}
