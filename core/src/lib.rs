@@ -18,3 +18,4 @@ pub mod profile;
 pub mod record;
 pub mod sharing;
 pub mod store;
+pub mod sync;

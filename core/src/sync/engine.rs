@@ -1,0 +1,597 @@
+//! The sans-IO sync engine: a state machine for one sync round. It decides
+//! what to send and what to apply; the driver ([`super::transport`]) does
+//! the HTTP and the profile does the storage, and both report back.
+//!
+//! A round: authenticate (challenge, signature, token) → register the record
+//! (creator device, once per relay) → fetch new access statements → upload
+//! the outbox in batches → read the feed → pull every changed section until
+//! caught up → upload compaction snapshots for sections whose relay log grew
+//! past [`SNAPSHOT_EVERY`]. Transient failures (offline, 5xx, 429) are retried
+//! with exponential backoff; an expired token re-authenticates once.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::wire::{
+    AccessResponse, ChallengeRequest, ChallengeResponse, FeedResponse, PullResponse,
+    RegisterRequest, SnapshotRequest, TokenRequest, TokenResponse, UploadResponse,
+};
+use crate::crypto::IdentityCard;
+use crate::ids::{IdentityId, RecordId};
+use crate::profile::SyncState;
+use crate::sharing::SignedStatement;
+use crate::store::OutboxItem;
+
+/// Envelopes per upload request (the relay accepts up to 1,000).
+pub const UPLOAD_BATCH: usize = 500;
+/// Bytes per upload request (the relay accepts up to 16 MiB).
+pub const UPLOAD_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Upload a compaction snapshot once a section's relay log has grown by this
+/// many envelopes since the last snapshot this device knows of.
+pub const SNAPSHOT_EVERY: u64 = 256;
+/// Domain prefix of the authentication signature.
+pub const AUTH_DOMAIN: &[u8] = b"satchel/v1/auth";
+
+/// A request for the driver to send.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Challenge(ChallengeRequest),
+    Token(TokenRequest),
+    Register(RegisterRequest),
+    Access {
+        after: u64,
+    },
+    Upload {
+        section: String,
+        envelopes: Vec<Vec<u8>>,
+    },
+    Feed {
+        after: u64,
+    },
+    Pull {
+        section: String,
+        after: u64,
+    },
+    Snapshot {
+        section: String,
+        body: SnapshotRequest,
+    },
+}
+
+/// A failed request, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer: connection refused, reset, timed out.
+    Offline(String),
+    /// An HTTP error status with the relay's error body.
+    Http {
+        status: u16,
+        code: String,
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
+}
+
+/// What the relay answered.
+#[derive(Debug)]
+pub enum Response {
+    Challenge(ChallengeResponse),
+    Token(TokenResponse),
+    Registered,
+    Access(AccessResponse),
+    Uploaded(UploadResponse),
+    Feed(FeedResponse),
+    Pulled(PullResponse),
+    SnapshotStored,
+    Failed(Failure),
+}
+
+/// Work for the profile.
+#[derive(Debug)]
+pub enum Apply {
+    /// New access statements (and the new access cursor).
+    Access {
+        statements: Vec<SignedStatement>,
+        cursor: u64,
+    },
+    /// The relay holds these envelopes (hash, relay sequence).
+    Acknowledge { acks: Vec<([u8; 32], u64)> },
+    /// Merge pulled envelopes of a section and advance its cursor.
+    Envelopes {
+        section: String,
+        snapshot: Option<(u64, Vec<u8>)>,
+        envelopes: Vec<(u64, Vec<u8>)>,
+        next: u64,
+    },
+    /// Advance the feed cursor.
+    FeedCursor(u64),
+    /// The record is registered with the relay.
+    Registered,
+    /// Build a compaction snapshot of a section (answer with
+    /// [`SyncEngine::snapshot_made`]).
+    MakeSnapshot { section: String, upto_seq: u64 },
+    /// The relay stored our snapshot of the section.
+    SnapshotStored { section: String },
+}
+
+/// The next thing the driver must do.
+#[derive(Debug)]
+pub enum Step {
+    Send(Request),
+    /// Sign `AUTH_DOMAIN || challenge` with the device key and call
+    /// [`SyncEngine::signed`].
+    Sign(Vec<u8>),
+    Apply(Apply),
+    /// Wait, then call [`SyncEngine::poll`] again (backoff).
+    Wait(Duration),
+    Finished(RoundReport),
+    Failed(SyncError),
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub uploaded: usize,
+    pub pulled: usize,
+    pub sections_pulled: Vec<String>,
+    pub snapshots_uploaded: usize,
+    pub retries: u32,
+}
+
+/// Why a round stopped. Local data is never lost: the outbox keeps every
+/// unacknowledged change for the next round.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error("the relay could not be reached ({0}); changes stay queued and will be sent later")]
+    Offline(String),
+    #[error("the relay refused the request: {status} {code}: {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("the relay answered something unexpected")]
+    Protocol,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Start,
+    Challenge,
+    Sign,
+    Token,
+    Register,
+    Access,
+    Upload,
+    Feed,
+    Pull,
+    Snapshots,
+    Done,
+}
+
+/// One sync round.
+#[derive(Debug)]
+pub struct SyncEngine {
+    record: RecordId,
+    identity: IdentityId,
+    register: Option<IdentityCard>,
+    token: Option<String>,
+    state: SyncState,
+    outbox: VecDeque<OutboxItem>,
+    to_pull: VecDeque<String>,
+    to_snapshot: VecDeque<(String, u64)>,
+    phase: Phase,
+    /// The request in flight, kept for a retry.
+    in_flight: Option<Request>,
+    /// Whether a step handed to the driver awaits its answer.
+    waiting: bool,
+    challenge: Vec<u8>,
+    signature: Option<[u8; 64]>,
+    attempts: u32,
+    max_attempts: u32,
+    reauthenticated: bool,
+    report: RoundReport,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    // 100 ms, 200 ms, 400 ms, ... capped at 30 s.
+    Duration::from_millis((100u64 << attempt.min(9)).min(30_000))
+}
+
+impl SyncEngine {
+    /// A round for `record` as `identity`. `register` is the creator
+    /// device's card when the relay does not know the record yet. `outbox`
+    /// is every unacknowledged local change at the start of the round.
+    pub fn new(
+        record: RecordId,
+        identity: IdentityId,
+        register: Option<IdentityCard>,
+        token: Option<String>,
+        state: SyncState,
+        outbox: Vec<OutboxItem>,
+    ) -> Self {
+        Self {
+            record,
+            identity,
+            register,
+            token,
+            state,
+            outbox: outbox.into(),
+            to_pull: VecDeque::new(),
+            to_snapshot: VecDeque::new(),
+            phase: Phase::Start,
+            in_flight: None,
+            waiting: false,
+            challenge: Vec::new(),
+            signature: None,
+            attempts: 0,
+            max_attempts: 6,
+            reauthenticated: false,
+            report: RoundReport::default(),
+        }
+    }
+
+    /// How many times a failing request is tried before the round fails.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// The token obtained during the round (to reuse in the next one).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The record being synced.
+    pub fn record(&self) -> RecordId {
+        self.record
+    }
+
+    fn send(&mut self, request: Request) -> Step {
+        self.waiting = true;
+        self.in_flight = Some(request.clone());
+        Step::Send(request)
+    }
+
+    fn apply(&mut self, apply: Apply) -> Step {
+        self.waiting = true;
+        Step::Apply(apply)
+    }
+
+    /// The next step. Call again after each step's answer was given.
+    pub fn poll(&mut self) -> Step {
+        if self.waiting {
+            // Resend what is in flight (after a Wait).
+            if let Some(request) = self.in_flight.clone() {
+                return Step::Send(request);
+            }
+        }
+        loop {
+            match self.phase {
+                Phase::Start => {
+                    self.phase = if self.token.is_some() {
+                        Phase::Register
+                    } else {
+                        Phase::Challenge
+                    };
+                }
+                Phase::Challenge => {
+                    return self.send(Request::Challenge(ChallengeRequest {
+                        identity: self.identity,
+                    }));
+                }
+                Phase::Sign => {
+                    self.waiting = true;
+                    let mut msg = AUTH_DOMAIN.to_vec();
+                    msg.extend_from_slice(&self.challenge);
+                    return Step::Sign(msg);
+                }
+                Phase::Token => {
+                    let Some(signature) = self.signature else {
+                        self.phase = Phase::Sign;
+                        continue;
+                    };
+                    return self.send(Request::Token(TokenRequest {
+                        identity: self.identity,
+                        challenge: self.challenge.clone(),
+                        signature: signature.to_vec(),
+                    }));
+                }
+                Phase::Register => match (&self.register, self.state.registered) {
+                    (Some(card), false) => {
+                        let body = RegisterRequest {
+                            record_id: self.record,
+                            owner: card.clone(),
+                        };
+                        return self.send(Request::Register(body));
+                    }
+                    _ => self.phase = Phase::Access,
+                },
+                Phase::Access => {
+                    return self.send(Request::Access {
+                        after: self.state.access_cursor,
+                    });
+                }
+                Phase::Upload => {
+                    let Some(first) = self.outbox.front() else {
+                        self.phase = Phase::Feed;
+                        continue;
+                    };
+                    let section = first.section.clone();
+                    let mut envelopes = Vec::new();
+                    let mut bytes = 0;
+                    while let Some(item) = self.outbox.front() {
+                        if item.section != section
+                            || envelopes.len() == UPLOAD_BATCH
+                            || (!envelopes.is_empty()
+                                && bytes + item.envelope.len() > UPLOAD_BATCH_BYTES)
+                        {
+                            break;
+                        }
+                        bytes += item.envelope.len();
+                        if let Some(item) = self.outbox.pop_front() {
+                            envelopes.push(item.envelope);
+                        }
+                    }
+                    return self.send(Request::Upload { section, envelopes });
+                }
+                Phase::Feed => {
+                    return self.send(Request::Feed {
+                        after: self.state.feed_cursor,
+                    });
+                }
+                Phase::Pull => {
+                    let Some(section) = self.to_pull.front().cloned() else {
+                        self.phase = Phase::Snapshots;
+                        continue;
+                    };
+                    let after = self.state.cursors.get(&section).copied().unwrap_or(0);
+                    return self.send(Request::Pull { section, after });
+                }
+                Phase::Snapshots => {
+                    let Some((section, upto_seq)) = self.to_snapshot.pop_front() else {
+                        self.phase = Phase::Done;
+                        continue;
+                    };
+                    return self.apply(Apply::MakeSnapshot { section, upto_seq });
+                }
+                Phase::Done => {
+                    return Step::Finished(std::mem::take(&mut self.report));
+                }
+            }
+        }
+    }
+
+    /// The signature asked for by [`Step::Sign`].
+    pub fn signed(&mut self, signature: [u8; 64]) {
+        self.signature = Some(signature);
+        self.waiting = false;
+        self.phase = Phase::Token;
+    }
+
+    /// The profile applied the last [`Step::Apply`] successfully.
+    pub fn applied(&mut self) {
+        self.waiting = false;
+    }
+
+    /// The snapshot asked for by [`Apply::MakeSnapshot`] (`None`: nothing
+    /// to snapshot).
+    pub fn snapshot_made(&mut self, section: String, upto_seq: u64, envelope: Option<Vec<u8>>) {
+        self.waiting = false;
+        if let Some(envelope) = envelope {
+            self.send(Request::Snapshot {
+                section,
+                body: SnapshotRequest { upto_seq, envelope },
+            });
+            // `send` marked the request in flight; the driver gets it from poll.
+        }
+    }
+
+    /// The relay's answer to the request in flight. Returns a step to take
+    /// before polling again (an application of the answer, a wait, or a
+    /// failure), or `None` to poll right away.
+    pub fn on_response(&mut self, response: Response) -> Option<Step> {
+        let request = self.in_flight.take();
+        self.waiting = false;
+        let Some(request) = request else {
+            return Some(Step::Failed(SyncError::Protocol));
+        };
+        if let Response::Failed(failure) = response {
+            return self.on_failure(request, failure);
+        }
+        self.attempts = 0;
+        match (request, response) {
+            (Request::Challenge(_), Response::Challenge(c)) => {
+                self.challenge = c.challenge;
+                self.phase = Phase::Sign;
+                None
+            }
+            (Request::Token(_), Response::Token(t)) => {
+                self.token = Some(t.token);
+                self.phase = Phase::Register;
+                None
+            }
+            (Request::Register(_), Response::Registered) => {
+                self.state.registered = true;
+                self.phase = Phase::Access;
+                Some(self.apply(Apply::Registered))
+            }
+            (Request::Access { .. }, Response::Access(a)) => {
+                self.phase = Phase::Upload;
+                let cursor = a
+                    .statements
+                    .iter()
+                    .map(|s| s.seq)
+                    .max()
+                    .unwrap_or(self.state.access_cursor)
+                    .max(self.state.access_cursor);
+                self.state.access_cursor = cursor;
+                let statements: Vec<SignedStatement> =
+                    a.statements.into_iter().map(|e| e.signed).collect();
+                Some(self.apply(Apply::Access { statements, cursor }))
+            }
+            (Request::Upload { envelopes, .. }, Response::Uploaded(u)) => {
+                self.report.uploaded += envelopes.len();
+                let mut acks = Vec::with_capacity(u.accepted.len());
+                for a in u.accepted {
+                    let Ok(bytes) = hex::decode(&a.hash) else {
+                        return Some(Step::Failed(SyncError::Protocol));
+                    };
+                    let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                        return Some(Step::Failed(SyncError::Protocol));
+                    };
+                    acks.push((hash, a.seq));
+                }
+                // Stay in Upload until the outbox is empty.
+                Some(self.apply(Apply::Acknowledge { acks }))
+            }
+            (Request::Feed { .. }, Response::Feed(f)) => {
+                for s in f.sections {
+                    let cursor = self.state.cursors.get(&s.section).copied().unwrap_or(0);
+                    if s.seq > cursor && !self.to_pull.contains(&s.section) {
+                        self.to_pull.push_back(s.section);
+                    }
+                }
+                self.state.feed_cursor = f.cursor.max(self.state.feed_cursor);
+                self.phase = Phase::Pull;
+                Some(self.apply(Apply::FeedCursor(self.state.feed_cursor)))
+            }
+            (Request::Pull { section, .. }, Response::Pulled(p)) => {
+                let snapshot = p.snapshot.map(|s| (s.upto_seq, s.envelope));
+                if snapshot.is_some() {
+                    // Someone compacted: our count restarts from their snapshot.
+                    self.state.since_snapshot.remove(&section);
+                }
+                let envelopes: Vec<(u64, Vec<u8>)> = p
+                    .envelopes
+                    .into_iter()
+                    .map(|e| (e.seq, e.envelope))
+                    .collect();
+                let count = envelopes.len() + usize::from(snapshot.is_some());
+                self.report.pulled += count;
+                if count > 0 && !self.report.sections_pulled.contains(&section) {
+                    self.report.sections_pulled.push(section.clone());
+                }
+                let since = self
+                    .state
+                    .since_snapshot
+                    .entry(section.clone())
+                    .or_default();
+                *since += envelopes.len() as u64;
+                let next = p
+                    .next
+                    .max(self.state.cursors.get(&section).copied().unwrap_or(0));
+                self.state.cursors.insert(section.clone(), next);
+                if !p.more {
+                    self.to_pull.pop_front();
+                    if *since >= SNAPSHOT_EVERY {
+                        self.to_snapshot.push_back((section.clone(), next));
+                    }
+                }
+                Some(self.apply(Apply::Envelopes {
+                    section,
+                    snapshot,
+                    envelopes,
+                    next,
+                }))
+            }
+            (Request::Snapshot { section, .. }, Response::SnapshotStored) => {
+                self.report.snapshots_uploaded += 1;
+                self.state.since_snapshot.remove(&section);
+                Some(self.apply(Apply::SnapshotStored { section }))
+            }
+            _ => Some(Step::Failed(SyncError::Protocol)),
+        }
+    }
+
+    fn on_failure(&mut self, request: Request, failure: Failure) -> Option<Step> {
+        match &failure {
+            Failure::Http { status: 401, .. }
+                if !self.reauthenticated && !matches!(request, Request::Token(_)) =>
+            {
+                // Token expired: authenticate again, then go on from
+                // registration (cursors and queues are kept).
+                self.reauthenticated = true;
+                self.token = None;
+                self.signature = None;
+                self.requeue(request);
+                self.phase = Phase::Challenge;
+                None
+            }
+            Failure::Http { status: 409, .. } if matches!(request, Request::Snapshot { .. }) => {
+                // Someone stored a newer snapshot: nothing to do.
+                None
+            }
+            Failure::Http {
+                status,
+                retry_after_ms,
+                ..
+            } if *status == 429 || *status >= 500 => {
+                let wait = retry_after_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or_else(|| backoff(self.attempts));
+                self.retry(request, failure, wait)
+            }
+            Failure::Offline(_) => {
+                let wait = backoff(self.attempts);
+                self.retry(request, failure, wait)
+            }
+            Failure::Http {
+                status,
+                code,
+                message,
+                ..
+            } => Some(Step::Failed(SyncError::Refused {
+                status: *status,
+                code: code.clone(),
+                message: message.clone(),
+            })),
+        }
+    }
+
+    fn retry(&mut self, request: Request, failure: Failure, wait: Duration) -> Option<Step> {
+        self.attempts += 1;
+        if self.attempts >= self.max_attempts {
+            return Some(Step::Failed(match failure {
+                Failure::Offline(m) => SyncError::Offline(m),
+                Failure::Http {
+                    status,
+                    code,
+                    message,
+                    ..
+                } => SyncError::Refused {
+                    status,
+                    code,
+                    message,
+                },
+            }));
+        }
+        self.report.retries += 1;
+        self.in_flight = Some(request);
+        self.waiting = true;
+        Some(Step::Wait(wait))
+    }
+
+    /// Put a request back so it is redone after re-authentication.
+    fn requeue(&mut self, request: Request) {
+        match request {
+            Request::Upload { section, envelopes } => {
+                // Re-queue the batch at the front of the outbox.
+                for envelope in envelopes.into_iter().rev() {
+                    let hash = crate::store::envelope_hash(&envelope);
+                    self.outbox.push_front(OutboxItem {
+                        seq: 0,
+                        section: section.clone(),
+                        envelope,
+                        hash,
+                    });
+                }
+            }
+            Request::Snapshot { section, body } => {
+                self.to_snapshot.push_front((section, body.upto_seq));
+            }
+            // Other requests are recomputed from the phase.
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Adding another device of the same patient.
+//!
+//! The existing device creates a link on the relay and shows a one-time
+//! code (`satchel-link:...`) carrying the relay address, the record id and a
+//! random 256-bit secret `K`. The new device posts its identity card with an
+//! HMAC under a key derived from `K`, proving it saw the code. The existing
+//! device checks that HMAC, publishes a signed `add-device` statement, and
+//! answers with the record's keys wrapped to the new device (HPKE) and
+//! MACed with `K`. The relay sees neither `K` nor any key.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use ring::hkdf::{self, HKDF_SHA256};
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::engine::{Failure, SyncError, AUTH_DOMAIN};
+use super::transport::{RelayClient, TransportError};
+use super::wire::{
+    b64, ChallengeRequest, ChallengeResponse, CreateLinkRequest, LinkPayload, LinkState,
+    TokenRequest, TokenResponse,
+};
+use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, WrappedKey};
+use crate::ids::RecordId;
+use crate::profile::{DeviceBundle, Profile, ProfileError};
+use crate::sharing::SignedStatement;
+use crate::store::Store;
+
+const CODE_PREFIX: &str = "satchel-link:";
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Why linking failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("this is not a Satchel device-link code")]
+    BadCode,
+    #[error("the other device's answer failed its integrity check (wrong code?)")]
+    BadProof,
+    #[error("the link expired before the other device answered")]
+    TimedOut,
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+}
+
+impl From<Failure> for LinkError {
+    fn from(f: Failure) -> Self {
+        LinkError::Transport(TransportError::Sync(match f {
+            Failure::Offline(m) => SyncError::Offline(m),
+            Failure::Http {
+                status,
+                code,
+                message,
+                ..
+            } => SyncError::Refused {
+                status,
+                code,
+                message,
+            },
+        }))
+    }
+}
+
+/// The one-time code shown by the existing device.
+#[derive(Serialize, Deserialize)]
+pub struct LinkCode {
+    pub relay: String,
+    pub record_id: RecordId,
+    #[serde(with = "b64")]
+    secret: Vec<u8>,
+}
+
+impl Drop for LinkCode {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
+impl std::fmt::Debug for LinkCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkCode")
+            .field("relay", &self.relay)
+            .field("record_id", &self.record_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Len(usize);
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+impl LinkCode {
+    fn new(relay: &str, record_id: RecordId) -> Result<Self, LinkError> {
+        let key =
+            crate::crypto::SymmetricKey::generate().map_err(|e| LinkError::Profile(e.into()))?;
+        Ok(Self {
+            relay: relay.to_string(),
+            record_id,
+            secret: key.expose().to_vec(),
+        })
+    }
+
+    fn derive(&self, info: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(vec![0u8; len]);
+        let prk = hkdf::Salt::new(HKDF_SHA256, b"satchel/v1/link").extract(&self.secret);
+        let infos = [info];
+        if let Ok(okm) = prk.expand(&infos, Len(len)) {
+            let _ = okm.fill(&mut out);
+        }
+        out
+    }
+
+    /// The link's id on the relay (reveals nothing about the secret).
+    pub fn link_id(&self) -> String {
+        hex::encode(&self.derive(b"satchel/v1/link-id", 16)[..])
+    }
+
+    fn mac_key(&self) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &self.derive(b"satchel/v1/link-mac", 32))
+    }
+
+    /// The printable code.
+    pub fn encode(&self) -> String {
+        let json = Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
+        format!("{CODE_PREFIX}{}", B64URL.encode(&json[..]))
+    }
+
+    /// Read a printed code.
+    pub fn parse(code: &str) -> Result<Self, LinkError> {
+        let body = code
+            .trim()
+            .strip_prefix(CODE_PREFIX)
+            .ok_or(LinkError::BadCode)?;
+        let json = Zeroizing::new(B64URL.decode(body).map_err(|_| LinkError::BadCode)?);
+        let code: LinkCode = serde_json::from_slice(&json).map_err(|_| LinkError::BadCode)?;
+        if code.secret.len() != 32 {
+            return Err(LinkError::BadCode);
+        }
+        Ok(code)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct JoinMessage {
+    card: IdentityCard,
+    #[serde(with = "b64")]
+    mac: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AcceptMessage {
+    wrapped: WrappedKey,
+    #[serde(with = "b64")]
+    mac: Vec<u8>,
+}
+
+impl RelayClient {
+    /// Authenticate as `identity` (challenge, signature, token).
+    pub async fn authenticate(&mut self, identity: &Identity) -> Result<(), LinkError> {
+        let challenge: ChallengeResponse = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/auth/challenge",
+                Some(&ChallengeRequest {
+                    identity: identity.id(),
+                }),
+            )
+            .await?;
+        let mut msg = AUTH_DOMAIN.to_vec();
+        msg.extend_from_slice(&challenge.challenge);
+        let token: TokenResponse = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/auth/token",
+                Some(&TokenRequest {
+                    identity: identity.id(),
+                    challenge: challenge.challenge.clone(),
+                    signature: identity.sign(&msg).to_vec(),
+                }),
+            )
+            .await?;
+        self.set_token(Some(token.token));
+        Ok(())
+    }
+}
+
+/// Existing device, step 1: create the link on the relay and return the
+/// code to show. (Syncs first, so the relay knows the record.)
+pub async fn offer<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+) -> Result<LinkCode, LinkError> {
+    client.sync(profile).await?;
+    let code = LinkCode::new(client.base(), profile.record_id())?;
+    client
+        .call::<serde_json::Value>(
+            reqwest::Method::PUT,
+            &format!("/v1/links/{}", code.link_id()),
+            Some(&CreateLinkRequest {
+                record_id: profile.record_id(),
+                expires_in: 600,
+            }),
+        )
+        .await?;
+    Ok(code)
+}
+
+async fn poll_link(
+    client: &RelayClient,
+    code: &LinkCode,
+    timeout: Duration,
+    pick: fn(LinkState) -> Option<Vec<u8>>,
+) -> Result<Vec<u8>, LinkError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state: LinkState = client
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/links/{}", code.link_id()),
+                None::<&()>,
+            )
+            .await?;
+        if let Some(payload) = pick(state) {
+            return Ok(payload);
+        }
+        if Instant::now() >= deadline {
+            return Err(LinkError::TimedOut);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Existing device, step 2: wait for the new device, check its proof, add
+/// it to the record and send it the keys. Returns the new device's card.
+pub async fn complete<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+    code: &LinkCode,
+    timeout: Duration,
+) -> Result<IdentityCard, LinkError> {
+    let payload = poll_link(client, code, timeout, |s| s.join).await?;
+    let join: JoinMessage = serde_json::from_slice(&payload).map_err(|_| LinkError::BadProof)?;
+    let card_bytes = join.card.to_bytes();
+    hmac::verify(&code.mac_key(), &card_bytes, &join.mac).map_err(|_| LinkError::BadProof)?;
+    join.card.verify().map_err(|_| LinkError::BadProof)?;
+    let statement: SignedStatement = profile.add_device_statement(&join.card);
+    client
+        .call::<serde_json::Value>(
+            reqwest::Method::POST,
+            &format!("/v1/records/{}/access", profile.record_id()),
+            Some(&statement),
+        )
+        .await?;
+    let bundle = profile.device_bundle();
+    let aad = format!("satchel/v1/device-bundle|{}", code.link_id());
+    let wrapped = wrap_key(&join.card, &bundle.to_bytes(), aad.as_bytes())
+        .map_err(|e| LinkError::Profile(e.into()))?;
+    let wrapped_json = serde_json::to_vec(&wrapped).unwrap_or_default();
+    let mac = hmac::sign(&code.mac_key(), &wrapped_json);
+    let accept = AcceptMessage {
+        wrapped,
+        mac: mac.as_ref().to_vec(),
+    };
+    client
+        .call::<serde_json::Value>(
+            reqwest::Method::POST,
+            &format!("/v1/links/{}/accept", code.link_id()),
+            Some(&LinkPayload {
+                payload: serde_json::to_vec(&accept).unwrap_or_default(),
+            }),
+        )
+        .await?;
+    // Pull the new statement into our own verified access log.
+    client.sync(profile).await?;
+    Ok(join.card)
+}
+
+/// New device: prove knowledge of the code, wait for the keys, and return
+/// the bundle to create the local profile from (then sync to fetch the record).
+pub async fn join(
+    client: &mut RelayClient,
+    identity: &Identity,
+    code: &LinkCode,
+    timeout: Duration,
+) -> Result<DeviceBundle, LinkError> {
+    client.authenticate(identity).await?;
+    let card = identity.card().clone();
+    let mac = hmac::sign(&code.mac_key(), &card.to_bytes());
+    let join = JoinMessage {
+        card,
+        mac: mac.as_ref().to_vec(),
+    };
+    client
+        .call::<serde_json::Value>(
+            reqwest::Method::POST,
+            &format!("/v1/links/{}/join", code.link_id()),
+            Some(&LinkPayload {
+                payload: serde_json::to_vec(&join).unwrap_or_default(),
+            }),
+        )
+        .await?;
+    let payload = poll_link(client, code, timeout, |s| s.accept).await?;
+    let accept: AcceptMessage =
+        serde_json::from_slice(&payload).map_err(|_| LinkError::BadProof)?;
+    let wrapped_json = serde_json::to_vec(&accept.wrapped).unwrap_or_default();
+    hmac::verify(&code.mac_key(), &wrapped_json, &accept.mac).map_err(|_| LinkError::BadProof)?;
+    let aad = format!("satchel/v1/device-bundle|{}", code.link_id());
+    let bytes =
+        unwrap_key(identity, &accept.wrapped, aad.as_bytes()).map_err(|_| LinkError::BadProof)?;
+    let bundle = DeviceBundle::from_bytes(&bytes)?;
+    if bundle.record_id != code.record_id {
+        return Err(LinkError::BadProof);
+    }
+    Ok(bundle)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_round_trip_and_ids() {
+        let code = LinkCode::new("http://127.0.0.1:1", RecordId::random()).unwrap();
+        let text = code.encode();
+        assert!(text.starts_with(CODE_PREFIX));
+        let parsed = LinkCode::parse(&text).unwrap();
+        assert_eq!(parsed.link_id(), code.link_id());
+        assert_eq!(parsed.record_id, code.record_id);
+        assert_eq!(code.link_id().len(), 32);
+        assert!(LinkCode::parse("satchel-link:!!").is_err());
+        assert!(LinkCode::parse("hello").is_err());
+        // Debug shows no secret.
+        assert!(!format!("{code:?}").contains(&B64URL.encode(&code.secret)));
+    }
+}

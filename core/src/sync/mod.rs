@@ -1,0 +1,21 @@
+//! Relay sync: a sans-IO engine plus a reqwest/tokio transport.
+//!
+//! - [`engine`]: the state machine of one sync round (no I/O): what to send,
+//!   what to apply, retries with backoff, re-authentication.
+//! - [`transport`]: the shell: HTTP requests, the WebSocket push channel, and
+//!   the loop that drives the engine against a [`crate::profile::Profile`].
+//! - [`link`]: adding another device of the same patient with a one-time code.
+//! - [`wire`]: the JSON bodies of docs/protocol.md.
+//!
+//! Durability: local changes live in the store's outbox until the relay
+//! acknowledges them, so a round that fails (offline, relay restarted) loses
+//! nothing; the next round sends them again and the relay de-duplicates by
+//! envelope hash.
+
+pub mod engine;
+pub mod link;
+pub mod transport;
+pub mod wire;
+
+pub use engine::{RoundReport, SyncEngine, SyncError};
+pub use transport::{RelayClient, TransportError};

@@ -1,0 +1,291 @@
+//! The thin I/O shell around the engine: HTTP with reqwest on tokio, push
+//! notifications over a WebSocket, and the loop that drives a round against
+//! a profile.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use super::engine::{Apply, Failure, Request, Response, RoundReport, Step, SyncEngine, SyncError};
+use super::wire::{ErrorBody, PushMessage};
+use crate::ids::RecordId;
+use crate::profile::{Profile, ProfileError};
+use crate::store::Store;
+
+/// Errors of a sync round as the caller sees them.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error("invalid relay address: {0}")]
+    BadUrl(String),
+}
+
+/// A connection to one relay (keeps the session token between rounds).
+#[derive(Debug, Clone)]
+pub struct RelayClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    max_attempts: u32,
+}
+
+impl RelayClient {
+    /// A client for the relay at `base` (e.g. `http://127.0.0.1:8787`).
+    pub fn new(base: &str) -> Result<Self, TransportError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(TransportError::BadUrl(base));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| TransportError::BadUrl(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            token: None,
+            max_attempts: 6,
+        })
+    }
+
+    /// How often a failing request is tried within a round.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// The relay's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The current session token, if authenticated.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub(crate) fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&(impl serde::Serialize + ?Sized)>,
+    ) -> Result<T, Failure> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Offline(describe(&e)))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Failure::Offline(describe(&e)))?;
+        if status.is_success() {
+            // An empty 2xx body reads as JSON null.
+            let bytes = if bytes.is_empty() {
+                &b"null"[..]
+            } else {
+                &bytes[..]
+            };
+            return serde_json::from_slice(bytes).map_err(|_| Failure::Http {
+                status: status.as_u16(),
+                code: "bad_response".into(),
+                message: "the relay's answer could not be read".into(),
+                retry_after_ms: None,
+            });
+        }
+        let err: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        Err(Failure::Http {
+            status: status.as_u16(),
+            code: err
+                .as_ref()
+                .map(|e| e.error.clone())
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string()),
+            message: err.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+            retry_after_ms: err.and_then(|e| e.retry_after_ms),
+        })
+    }
+
+    async fn execute(&self, record: RecordId, request: Request) -> Response {
+        use reqwest::Method as M;
+        let rec = format!("/v1/records/{record}");
+        let result = match request {
+            Request::Challenge(body) => self
+                .call(M::POST, "/v1/auth/challenge", Some(&body))
+                .await
+                .map(Response::Challenge),
+            Request::Token(body) => self
+                .call(M::POST, "/v1/auth/token", Some(&body))
+                .await
+                .map(Response::Token),
+            Request::Register(body) => self
+                .call::<serde_json::Value>(M::POST, "/v1/records", Some(&body))
+                .await
+                .map(|_| Response::Registered),
+            Request::Access { after } => self
+                .call(M::GET, &format!("{rec}/access?after={after}"), None::<&()>)
+                .await
+                .map(Response::Access),
+            Request::Upload { section, envelopes } => {
+                let body = super::wire::UploadRequest { envelopes };
+                self.call(
+                    M::POST,
+                    &format!("{rec}/sections/{section}/envelopes"),
+                    Some(&body),
+                )
+                .await
+                .map(Response::Uploaded)
+            }
+            Request::Feed { after } => self
+                .call(M::GET, &format!("{rec}/feed?after={after}"), None::<&()>)
+                .await
+                .map(Response::Feed),
+            Request::Pull { section, after } => self
+                .call(
+                    M::GET,
+                    &format!("{rec}/sections/{section}/envelopes?after={after}&limit=1000"),
+                    None::<&()>,
+                )
+                .await
+                .map(Response::Pulled),
+            Request::Snapshot { section, body } => self
+                .call::<serde_json::Value>(
+                    M::PUT,
+                    &format!("{rec}/sections/{section}/snapshot"),
+                    Some(&body),
+                )
+                .await
+                .map(|_| Response::SnapshotStored),
+        };
+        result.unwrap_or_else(Response::Failed)
+    }
+
+    /// One full sync round of `profile` with this relay.
+    pub async fn sync<S: Store>(
+        &mut self,
+        profile: &mut Profile<S>,
+    ) -> Result<RoundReport, TransportError> {
+        let state = profile.sync_state(&self.base)?;
+        let outbox = profile.outbox(usize::MAX)?;
+        let register = profile
+            .is_creator()
+            .then(|| profile.identity_card().clone());
+        let mut engine = SyncEngine::new(
+            profile.record_id(),
+            profile.device_id(),
+            register,
+            self.token.clone(),
+            state,
+            outbox,
+        )
+        .with_max_attempts(self.max_attempts);
+        let record = profile.record_id();
+        let mut pending: Option<Step> = None;
+        loop {
+            let step = match pending.take() {
+                Some(step) => step,
+                None => engine.poll(),
+            };
+            match step {
+                Step::Send(request) => {
+                    // Token requests and everything after carry the token the
+                    // engine holds.
+                    self.token = engine.token().map(str::to_string);
+                    let response = self.execute(record, request).await;
+                    pending = engine.on_response(response);
+                    self.token = engine.token().map(str::to_string);
+                }
+                Step::Sign(message) => engine.signed(profile.sign(&message)),
+                Step::Apply(apply) => {
+                    match apply {
+                        Apply::Access { statements, cursor } => {
+                            profile.apply_access(statements, cursor)?
+                        }
+                        Apply::Acknowledge { acks } => profile.acknowledge(&acks)?,
+                        Apply::Envelopes {
+                            section,
+                            snapshot,
+                            envelopes,
+                            next,
+                        } => {
+                            let report =
+                                profile.apply_remote(&section, snapshot, envelopes, next)?;
+                            for rejected in report.rejected {
+                                tracing::warn!(
+                                    section = %section,
+                                    seq = rejected.server_seq,
+                                    author = ?rejected.author,
+                                    reason = rejected.reason,
+                                    "refused an envelope from the relay"
+                                );
+                            }
+                        }
+                        Apply::FeedCursor(cursor) => profile.set_feed_cursor(cursor)?,
+                        Apply::Registered => profile.mark_registered()?,
+                        Apply::MakeSnapshot { section, upto_seq } => {
+                            let envelope = profile.relay_snapshot(&section)?;
+                            engine.snapshot_made(section, upto_seq, envelope);
+                            continue;
+                        }
+                        Apply::SnapshotStored { section } => {
+                            profile.relay_snapshot_stored(&section)?
+                        }
+                    }
+                    engine.applied();
+                }
+                Step::Wait(duration) => tokio::time::sleep(duration).await,
+                Step::Finished(report) => return Ok(report),
+                Step::Failed(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Open the push channel for `record`: yields the sections the relay
+    /// reports changed. Ends when the connection drops.
+    pub async fn subscribe(
+        &self,
+        record: RecordId,
+    ) -> Result<impl futures_util::Stream<Item = (String, u64)>, TransportError> {
+        let token = self
+            .token
+            .clone()
+            .ok_or(TransportError::Sync(SyncError::Protocol))?;
+        let ws_base = self.base.replacen("http", "ws", 1);
+        let url = format!("{ws_base}/v1/records/{record}/subscribe?token={token}");
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| TransportError::Sync(SyncError::Offline(e.to_string())))?;
+        Ok(socket.filter_map(|msg| async move {
+            let text = msg.ok()?.into_text().ok()?;
+            match serde_json::from_str::<PushMessage>(&text).ok()? {
+                PushMessage::Changed { section, seq } => Some((section, seq)),
+                PushMessage::Other => None,
+            }
+        }))
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else {
+        "connection failed".into()
+    }
+}
