@@ -43,6 +43,12 @@ enum Command {
     Summary(commands::list::SummaryArgs),
     /// This device's identity card and fingerprint.
     Whoami(commands::init::WhoamiArgs),
+    /// Sync with a relay (one round, or --watch to stay subscribed).
+    Sync(commands::sync::Args),
+    /// Add another device of yours: prints a one-time code for it.
+    LinkDevice(commands::sync::LinkArgs),
+    /// Set up this home as another device of an existing record.
+    JoinDevice(commands::sync::JoinArgs),
     /// Run a self-contained demonstration in a temporary home.
     Demo(commands::demo::Args),
 }
@@ -62,6 +68,9 @@ fn main() -> ExitCode {
         Command::EnteredInError(args) => commands::amend::run_eie(cli.home, args),
         Command::Summary(args) => commands::list::run_summary(cli.home, args),
         Command::Whoami(args) => commands::init::run_whoami(cli.home, args),
+        Command::Sync(args) => commands::sync::run(cli.home, args),
+        Command::LinkDevice(args) => commands::sync::run_link(cli.home, args),
+        Command::JoinDevice(args) => commands::sync::run_join(cli.home, args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {

@@ -6,3 +6,4 @@ pub mod demo;
 pub mod history;
 pub mod init;
 pub mod list;
+pub mod sync;
