@@ -92,3 +92,88 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         .map(|(p, _)| p)
         .collect()
 }
+
+/// A `satchel-sync` relay running as a child process on loopback, with its
+/// SQLite database and its log in a directory of the test's. Killed on drop.
+pub struct Relay {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Relay {
+    /// Start a relay on a free port.
+    pub fn start(dir: &Path) -> Relay {
+        Self::start_on(dir, "127.0.0.1:0", &[])
+    }
+
+    /// Start a relay on `listen` with extra flags.
+    pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> Relay {
+        use std::io::BufRead;
+        std::fs::create_dir_all(dir).expect("relay directory");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("relay.log"))
+            .expect("relay log");
+        let mut child = Command::new(bin("satchel-sync"))
+            .arg("--listen")
+            .arg(listen)
+            .arg("--db")
+            .arg(dir.join("relay.db"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("satchel-sync could not start");
+        let stdout = child.stdout.take().expect("relay stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("relay printed its address");
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from satchel-sync: {line:?}"));
+        Relay {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The relay's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Kill the relay with SIGKILL (no chance to flush anything).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Restart on the same address after a kill.
+    pub fn restart(&mut self) {
+        let addr = self.addr.to_string();
+        for _ in 0..50 {
+            let started = std::panic::catch_unwind(|| Self::start_on(&self.dir, &addr, &[]));
+            if let Ok(relay) = started {
+                *self = relay;
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the relay did not restart on {addr}");
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -276,12 +276,6 @@ impl<S: Store> Profile<S> {
         let mut receives = Vec::new();
         for (seq, bytes) in snapshot.into_iter().chain(envelopes) {
             received += 1;
-            if self.store.contains(&envelope_hash(&bytes))? {
-                report.known += 1;
-                // Records the relay sequence of our own change if unknown.
-                batch.receive(section_name, bytes, seq);
-                continue;
-            }
             let reject = |reason, author| Rejected {
                 server_seq: seq,
                 author,
@@ -296,6 +290,12 @@ impl<S: Store> Profile<S> {
                 report
                     .rejected
                     .push(reject("envelope for another record or section", author));
+                continue;
+            }
+            if self.store.contains(&envelope_hash(&bytes))? {
+                report.known += 1;
+                // Records the relay sequence of our own change if unknown.
+                batch.receive(section_name, bytes, seq);
                 continue;
             }
             if !members.may_write(&env.header.author, section_name) {
