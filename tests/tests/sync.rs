@@ -55,15 +55,18 @@ fn link(a: &Path, b: &Path, relay: &Relay) {
         .spawn()
         .unwrap();
     let stdout = offer.stdout.take().unwrap();
-    let mut code = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(pos) = line.find("satchel-link:") {
-            code = Some(line[pos..].trim().to_string());
-            break;
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep draining link-device's output so it never writes to a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(pos) = line.find("satchel-link:") {
+                let _ = tx.send(line[pos..].trim().to_string());
+            }
         }
-    }
-    let code = code.expect("link-device printed a code");
+    });
+    let code = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("link-device printed a code");
     run(
         satchel(b, PASS).args(["join-device", &code, "--timeout", "60"]),
         true,

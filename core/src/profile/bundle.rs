@@ -50,14 +50,17 @@ impl DeviceBundle {
             let encoded = self
                 .section_keys
                 .get(section.as_str())
-                .ok_or(ProfileError::Corrupt("device bundle: a section key is missing"))?;
+                .ok_or(ProfileError::Corrupt(
+                    "device bundle: a section key is missing",
+                ))?;
             let bytes = zeroize::Zeroizing::new(
                 B64.decode(encoded)
                     .map_err(|_| ProfileError::Corrupt("device bundle"))?,
             );
             keys.insert(
                 section,
-                SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("device bundle"))?,
+                SectionKey::from_slice(&bytes)
+                    .map_err(|_| ProfileError::Corrupt("device bundle"))?,
             );
         }
         Ok(keys)

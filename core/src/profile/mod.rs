@@ -184,7 +184,8 @@ impl<S: Store> Profile<S> {
     /// Every section gets its key now, so devices that join later receive
     /// all keys at once.
     pub fn create(store: S, owner_name: &str, unlock: Unlock<'_>) -> Result<Self> {
-        let identity = Identity::generate(owner_name, Role::PatientDevice, None)?;
+        // The card is public (the relay keeps it): it names the device, not the patient.
+        let identity = Identity::generate("Patient device", Role::PatientDevice, None)?;
         let keys = Section::ALL
             .iter()
             .map(|s| Ok((*s, SectionKey::generate()?)))

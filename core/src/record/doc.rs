@@ -3,17 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use automerge::iter::{DocItem, DocObjItem};
 use automerge::transaction::{Transactable, Transaction};
 use automerge::{
     ActorId, Automerge, AutomergeError, ChangeHash, ObjId, ObjType, Patch, PatchAction, PatchLog,
-    Prop, ReadDoc, ScalarValue, ScalarValueRef, Value as AmValue, ValueRef, ROOT,
+    Prop, ReadDoc, SaveOptions, ScalarValue, ScalarValueRef, Value as AmValue, ValueRef, ROOT,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::layout::{self, MetaRef, VersionHeader};
 use super::wire;
 use super::{RecordError, Section};
 use crate::fhir::{self, Coding, ResourceSummary};
@@ -21,21 +22,13 @@ use crate::ids::{EntryId, IdentityId};
 
 // Document keys (the layout is described in the module documentation).
 const K_SECTION: &str = "section";
+const K_LAYOUT: &str = "layout";
 const K_ENTRIES: &str = "entries";
-const K_RESOURCE_TYPE: &str = "resource_type";
-const K_SOURCE_SYSTEM: &str = "source_system";
-const K_SOURCE_ID: &str = "source_id";
-const K_CREATED_BY: &str = "created_by";
-const K_CREATED_AT: &str = "created_at";
+const K_META: &str = "meta";
 const K_VERSIONS: &str = "versions";
-const K_AUTHOR: &str = "author";
-const K_RECORDED_AT: &str = "recorded_at";
-const K_STATUS: &str = "status";
-const K_RESOURCE: &str = "resource";
-const K_DATE: &str = "date";
-const K_DATE_TEXT: &str = "date_text";
-const K_CODES: &str = "codes";
-const K_DISPLAYS: &str = "displays";
+
+/// The document layout this code reads and writes (ROOT `"layout"`).
+pub(super) const LAYOUT: u64 = 2;
 
 /// Status of an entry version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -53,14 +46,6 @@ impl EntryStatus {
         match self {
             EntryStatus::Active => "active",
             EntryStatus::EnteredInError => "entered-in-error",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "active" => Some(EntryStatus::Active),
-            "entered-in-error" => Some(EntryStatus::EnteredInError),
-            _ => None,
         }
     }
 }
@@ -217,39 +202,57 @@ struct VersionKey {
     pos: usize,
 }
 
-/// The in-memory index of one version (everything but the resource).
-#[derive(Clone, PartialEq)]
+/// The in-memory index of one version.
+#[derive(Clone, Copy, PartialEq)]
 struct IndexedVersion {
     key: VersionKey,
     status: EntryStatus,
-    date: Option<i64>,
-    date_text: Option<String>,
-    codes: Vec<Coding>,
-    displays: Vec<String>,
-    obj: ObjId,
 }
 
-/// The in-memory index of one entry; `versions` sorted by key, never empty.
+/// An entry's immutable metadata (decoded from its `meta` scalar).
 #[derive(Clone, PartialEq)]
-struct IndexedEntry {
-    obj: ObjId,
+struct Meta {
     resource_type: String,
     source_system: Option<String>,
     source_id: Option<String>,
     created_by: IdentityId,
     created_at: i64,
+}
+
+impl Meta {
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let m = MetaRef::decode(bytes)?;
+        Some(Meta {
+            resource_type: m.resource_type.to_string(),
+            source_system: m.source_system.map(str::to_string),
+            source_id: m.source_id.map(str::to_string),
+            created_by: m.created_by,
+            created_at: m.created_at,
+        })
+    }
+}
+
+/// The in-memory index of one entry. Holds no resource JSON: only what
+/// summaries, filters and lookups need.
+#[derive(Clone, PartialEq)]
+struct IndexedEntry {
+    /// The entry's `versions` list.
+    versions_obj: ObjId,
+    meta: Meta,
+    /// Every readable version, sorted by key; never empty. The last one is
+    /// the current version.
     versions: Vec<IndexedVersion>,
+    /// Whether any version is entered-in-error.
+    hidden: bool,
+    /// Clinical date of the current version.
+    date: Option<i64>,
+    /// Header of the current version (its codes and displays, for queries).
+    current_header: Box<[u8]>,
 }
 
 impl IndexedEntry {
-    fn hidden(&self) -> bool {
-        self.versions
-            .iter()
-            .any(|v| v.status == EntryStatus::EnteredInError)
-    }
-
     fn status(&self) -> EntryStatus {
-        if self.hidden() {
+        if self.hidden {
             EntryStatus::EnteredInError
         } else {
             EntryStatus::Active
@@ -259,82 +262,61 @@ impl IndexedEntry {
     fn current(&self) -> Option<&IndexedVersion> {
         self.versions.last()
     }
+
+    fn current_header(&self) -> Option<VersionHeader<'_>> {
+        VersionHeader::decode(&self.current_header)
+    }
 }
 
-/// What is written for a version.
-struct VersionWrite {
-    author: IdentityId,
-    recorded_at: i64,
-    status: EntryStatus,
-    resource_json: String,
-    date: Option<i64>,
-    date_text: Option<String>,
-    codes: Vec<String>,
-    displays: Vec<String>,
+/// Collects the readable versions of one entry, in list order.
+#[derive(Default)]
+struct VersionsAcc {
+    versions: Vec<IndexedVersion>,
+    /// The greatest so far: key, date and header.
+    current: Option<(VersionKey, Option<i64>, Box<[u8]>)>,
 }
 
-impl VersionWrite {
-    fn from_summary(
-        summary: ResourceSummary,
-        resource: &Value,
-        author: IdentityId,
-        recorded_at: i64,
-    ) -> Result<Self, RecordError> {
-        let resource_json = serde_json::to_string(resource)
-            .map_err(|_| RecordError::Automerge("could not serialise the resource".into()))?;
-        Ok(VersionWrite {
-            author,
-            recorded_at,
-            status: EntryStatus::Active,
-            resource_json,
-            date: summary.date.as_ref().map(|d| d.start_ms),
-            date_text: summary.date.map(|d| d.text),
-            codes: summary.codes.iter().map(encode_code).collect(),
-            displays: summary.displays,
+impl VersionsAcc {
+    /// Add the version scalar at list position `pos` (skipped if unreadable).
+    fn push(&mut self, pos: usize, bytes: &[u8]) {
+        let Some((header, _resource)) = layout::split_version(bytes) else {
+            return;
+        };
+        let Some(h) = VersionHeader::decode(header) else {
+            return;
+        };
+        let key = VersionKey {
+            recorded_at: h.recorded_at,
+            author: h.author,
+            pos,
+        };
+        self.versions.push(IndexedVersion {
+            key,
+            status: h.status,
+        });
+        if self.current.as_ref().is_none_or(|(k, ..)| key > *k) {
+            self.current = Some((key, h.date, header.into()));
+        }
+    }
+
+    /// The entry's index; `None` without a readable version (such entries
+    /// are invisible).
+    fn finish(mut self, meta: Meta, versions_obj: ObjId) -> Option<IndexedEntry> {
+        let (_, date, current_header) = self.current?;
+        self.versions.sort_unstable_by_key(|v| v.key);
+        let hidden = self
+            .versions
+            .iter()
+            .any(|v| v.status == EntryStatus::EnteredInError);
+        Some(IndexedEntry {
+            versions_obj,
+            meta,
+            versions: self.versions,
+            hidden,
+            date,
+            current_header,
         })
     }
-}
-
-/// `system|code`, with `%` and `|` in the system percent-escaped; an absent
-/// system is empty (`|code`). The code is everything after the first `|`.
-fn encode_code(c: &Coding) -> String {
-    let mut out = String::new();
-    for ch in c.system.as_deref().unwrap_or("").chars() {
-        match ch {
-            '%' => out.push_str("%25"),
-            '|' => out.push_str("%7C"),
-            _ => out.push(ch),
-        }
-    }
-    out.push('|');
-    out.push_str(&c.code);
-    out
-}
-
-fn decode_code(s: &str) -> Option<Coding> {
-    let (sys, code) = s.split_once('|')?;
-    let system = if sys.is_empty() {
-        None
-    } else {
-        let mut out = String::with_capacity(sys.len());
-        let mut rest = sys;
-        while let Some(pos) = rest.find('%') {
-            out.push_str(&rest[..pos]);
-            let esc = rest.get(pos..pos + 3)?;
-            match esc {
-                "%25" => out.push('%'),
-                "%7C" => out.push('|'),
-                _ => return None,
-            }
-            rest = &rest[pos + 3..];
-        }
-        out.push_str(rest);
-        Some(out)
-    };
-    Some(Coding {
-        system,
-        code: code.to_string(),
-    })
 }
 
 // ----- reading helpers -------------------------------------------------------
@@ -356,298 +338,155 @@ fn get_obj(doc: &Automerge, obj: &ObjId, key: &str, ty: ObjType) -> Option<ObjId
     }
 }
 
-fn as_str<'a>(v: &'a ValueRef<'_>) -> Option<&'a str> {
+fn as_bytes<'a>(v: &'a ValueRef<'_>) -> Option<&'a [u8]> {
     match v {
-        ValueRef::Scalar(ScalarValueRef::Str(s)) => Some(s.as_ref()),
+        ValueRef::Scalar(ScalarValueRef::Bytes(b)) => Some(b.as_ref()),
         _ => None,
     }
 }
 
-fn as_int(v: &ValueRef<'_>) -> Option<i64> {
-    match v {
-        ValueRef::Scalar(ScalarValueRef::Int(i)) => Some(*i),
+fn is_list(v: &ValueRef<'_>) -> bool {
+    matches!(v, ValueRef::Object(ObjType::List))
+}
+
+fn is_map(v: &ValueRef<'_>) -> bool {
+    matches!(v, ValueRef::Object(ObjType::Map))
+}
+
+/// An entry key: exactly the 32 lower-case hex digits of an entry id (any
+/// other key in the entries map is ignored).
+fn parse_entry_key(key: &str) -> Option<EntryId> {
+    let bytes = key.as_bytes();
+    if bytes.len() != 2 * EntryId::LEN {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
+    };
+    let mut id = [0u8; EntryId::LEN];
+    for (out, pair) in id.iter_mut().zip(bytes.chunks_exact(2)) {
+        *out = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
+    Some(EntryId(id))
 }
 
-fn str_list(doc: &Automerge, list: &ObjId) -> Vec<String> {
-    doc.list_range(list, ..)
-        .filter_map(|item| as_str(&item.value).map(str::to_string))
-        .collect()
-}
-
-/// Read the index of one version map (one pass over its keys).
-fn read_version(doc: &Automerge, obj: ObjId, pos: usize) -> Option<IndexedVersion> {
-    let (mut author, mut recorded_at, mut status) = (None, None, None);
-    let (mut date, mut date_text, mut codes, mut displays) = (None, None, None, None);
-    for item in doc.map_range(&obj, ..) {
-        match item.key.as_ref() {
-            K_AUTHOR => author = as_str(&item.value).and_then(|s| s.parse::<IdentityId>().ok()),
-            K_RECORDED_AT => recorded_at = as_int(&item.value),
-            K_STATUS => status = as_str(&item.value).and_then(EntryStatus::parse),
-            K_DATE => date = as_int(&item.value),
-            K_DATE_TEXT => date_text = as_str(&item.value).map(str::to_string),
-            K_CODES if matches!(item.value, ValueRef::Object(ObjType::List)) => {
-                codes = Some(item.id())
-            }
-            K_DISPLAYS if matches!(item.value, ValueRef::Object(ObjType::List)) => {
-                displays = Some(item.id())
-            }
-            _ => {}
-        }
-    }
-    Some(IndexedVersion {
-        key: VersionKey {
-            recorded_at: recorded_at?,
-            author: author?,
-            pos,
+/// The layout version stored in ROOT, if any.
+fn layout_of(doc: &Automerge) -> Option<u64> {
+    match doc.get(ROOT, K_LAYOUT) {
+        Ok(Some((AmValue::Scalar(s), _))) => match s.as_ref() {
+            ScalarValue::Uint(n) => Some(*n),
+            ScalarValue::Int(n) => u64::try_from(*n).ok(),
+            _ => None,
         },
-        status: status?,
-        date,
-        date_text,
-        codes: codes
-            .map(|l| {
-                str_list(doc, &l)
-                    .iter()
-                    .filter_map(|s| decode_code(s))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        displays: displays.map(|l| str_list(doc, &l)).unwrap_or_default(),
-        obj,
-    })
+        _ => None,
+    }
 }
 
 /// Read the index of one entry map; `None` if malformed or without a
 /// readable version (such entries are invisible).
-fn read_entry(doc: &Automerge, obj: ObjId) -> Option<IndexedEntry> {
-    let (mut resource_type, mut source_system, mut source_id) = (None, None, None);
-    let (mut created_by, mut created_at, mut versions_obj) = (None, None, None);
-    for item in doc.map_range(&obj, ..) {
+fn read_entry(doc: &Automerge, obj: &ObjId) -> Option<IndexedEntry> {
+    let (mut meta, mut versions_obj) = (None, None);
+    for item in doc.map_range(obj, ..) {
         match item.key.as_ref() {
-            K_RESOURCE_TYPE => resource_type = as_str(&item.value).map(str::to_string),
-            K_SOURCE_SYSTEM => source_system = as_str(&item.value).map(str::to_string),
-            K_SOURCE_ID => source_id = as_str(&item.value).map(str::to_string),
-            K_CREATED_BY => created_by = as_str(&item.value).and_then(|s| s.parse().ok()),
-            K_CREATED_AT => created_at = as_int(&item.value),
-            K_VERSIONS if matches!(item.value, ValueRef::Object(ObjType::List)) => {
-                versions_obj = Some(item.id())
-            }
+            K_META => meta = as_bytes(&item.value).and_then(Meta::decode),
+            K_VERSIONS if is_list(&item.value) => versions_obj = Some(item.id()),
             _ => {}
         }
     }
-    let versions_obj = versions_obj?;
-    let mut versions: Vec<IndexedVersion> = doc
-        .list_range(&versions_obj, ..)
-        .filter(|item| matches!(item.value, ValueRef::Object(ObjType::Map)))
-        .filter_map(|item| read_version(doc, item.id(), item.index))
-        .collect();
-    if versions.is_empty() {
-        return None;
+    let (meta, versions_obj) = (meta?, versions_obj?);
+    let mut acc = VersionsAcc::default();
+    for item in doc.list_range(&versions_obj, ..) {
+        if let Some(bytes) = as_bytes(&item.value) {
+            acc.push(item.index, bytes);
+        }
     }
-    versions.sort_by_key(|v| v.key);
-    Some(IndexedEntry {
-        obj,
-        resource_type: resource_type?,
-        source_system,
-        source_id,
-        created_by: created_by?,
-        created_at: created_at?,
-        versions,
-    })
+    acc.finish(meta, versions_obj)
 }
 
 /// The key of the entry a patch touches, or `None` if it touches the
 /// document outside the entries (the whole index is then rebuilt).
-fn entry_key_of(patch: &Patch, entries: Option<&ObjId>) -> Option<String> {
+fn entry_key_of<'p>(patch: &'p Patch, entries: Option<&ObjId>) -> Option<&'p str> {
     let entries = entries?;
     if &patch.obj == entries {
         return match &patch.action {
-            PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => Some(key.clone()),
+            PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => Some(key),
             PatchAction::Conflict {
                 prop: Prop::Map(key),
-            } => Some(key.clone()),
+            } => Some(key),
             _ => None,
         };
     }
     match patch.path.get(1) {
-        Some((obj, Prop::Map(key))) if obj == entries => Some(key.clone()),
+        Some((obj, Prop::Map(key))) if obj == entries => Some(key),
         _ => None,
     }
 }
 
-/// What an object of the document is, while scanning it.
-#[derive(Clone, Copy)]
-enum Role {
-    Other,
-    Entries,
-    Entry(EntryId),
-    Versions(EntryId),
-    Version(EntryId, usize),
-    Codes(EntryId, usize),
-    Displays(EntryId, usize),
-}
-
-#[derive(Default)]
+/// One entry while scanning the document.
 struct EntryParts {
-    obj: Option<ObjId>,
-    resource_type: Option<String>,
-    source_system: Option<String>,
-    source_id: Option<String>,
-    created_by: Option<IdentityId>,
-    created_at: Option<i64>,
-    versions: BTreeMap<usize, VersionParts>,
-}
-
-#[derive(Default)]
-struct VersionParts {
-    obj: Option<ObjId>,
-    author: Option<IdentityId>,
-    recorded_at: Option<i64>,
-    status: Option<EntryStatus>,
-    date: Option<i64>,
-    date_text: Option<String>,
-    codes: Vec<Coding>,
-    displays: Vec<String>,
-}
-
-impl VersionParts {
-    fn finish(self, pos: usize) -> Option<IndexedVersion> {
-        Some(IndexedVersion {
-            key: VersionKey {
-                recorded_at: self.recorded_at?,
-                author: self.author?,
-                pos,
-            },
-            status: self.status?,
-            date: self.date,
-            date_text: self.date_text,
-            codes: self.codes,
-            displays: self.displays,
-            obj: self.obj?,
-        })
-    }
-}
-
-impl EntryParts {
-    fn finish(self) -> Option<IndexedEntry> {
-        let mut versions: Vec<IndexedVersion> = self
-            .versions
-            .into_iter()
-            .filter_map(|(pos, v)| v.finish(pos))
-            .collect();
-        if versions.is_empty() {
-            return None;
-        }
-        versions.sort_by_key(|v| v.key);
-        Some(IndexedEntry {
-            obj: self.obj?,
-            resource_type: self.resource_type?,
-            source_system: self.source_system,
-            source_id: self.source_id,
-            created_by: self.created_by?,
-            created_at: self.created_at?,
-            versions,
-        })
-    }
+    id: EntryId,
+    meta: Option<Meta>,
+    versions_obj: Option<ObjId>,
+    versions: VersionsAcc,
 }
 
 /// Build the whole index in one pass over the document (automerge's
 /// document iterator visits an object's items before the objects they
-/// contain, so every object's role is known when it is reached). Gives the
-/// same result as [`read_entry`] on every entry, at a fraction of the cost.
+/// contain, so every object's role is known when it is reached). Only
+/// version headers are decoded. Gives the same result as [`read_entry`] on
+/// every entry, at a fraction of the cost.
 fn build_index(doc: &Automerge, entries: &ObjId) -> BTreeMap<EntryId, IndexedEntry> {
+    /// What an object of the document is: the entries map, or the map or
+    /// versions list of `parts[i]`.
+    #[derive(Clone, Copy)]
+    enum Role {
+        Other,
+        Entries,
+        Entry(usize),
+        Versions(usize),
+    }
     let mut roles: HashMap<ObjId, Role> = HashMap::new();
     roles.insert(entries.clone(), Role::Entries);
-    let mut parts: HashMap<EntryId, EntryParts> = HashMap::new();
+    let mut parts: Vec<EntryParts> = Vec::new();
     let mut last: Option<(Arc<ObjId>, Role)> = None;
-    let is_list = |v: &ValueRef<'_>| matches!(v, ValueRef::Object(ObjType::List));
-    let is_map = |v: &ValueRef<'_>| matches!(v, ValueRef::Object(ObjType::Map));
     for DocObjItem { obj, item } in doc.iter() {
         let role = match &last {
             Some((o, r)) if Arc::ptr_eq(o, &obj) => *r,
             _ => {
                 let r = roles.get(obj.as_ref()).copied().unwrap_or(Role::Other);
-                last = Some((obj.clone(), r));
+                last = Some((obj, r));
                 r
             }
         };
         match (role, item) {
             (Role::Entries, DocItem::Map(m)) if is_map(&m.value) => {
-                if let Ok(id) = m.key.parse::<EntryId>() {
-                    let o = m.id();
-                    roles.insert(o.clone(), Role::Entry(id));
-                    parts.entry(id).or_default().obj = Some(o);
+                if let Some(id) = parse_entry_key(&m.key) {
+                    roles.insert(m.id(), Role::Entry(parts.len()));
+                    parts.push(EntryParts {
+                        id,
+                        meta: None,
+                        versions_obj: None,
+                        versions: VersionsAcc::default(),
+                    });
                 }
             }
-            (Role::Entry(id), DocItem::Map(m)) => {
-                let p = parts.entry(id).or_default();
+            (Role::Entry(i), DocItem::Map(m)) => {
+                let Some(p) = parts.get_mut(i) else { continue };
                 match m.key.as_ref() {
-                    K_RESOURCE_TYPE => p.resource_type = as_str(&m.value).map(str::to_string),
-                    K_SOURCE_SYSTEM => p.source_system = as_str(&m.value).map(str::to_string),
-                    K_SOURCE_ID => p.source_id = as_str(&m.value).map(str::to_string),
-                    K_CREATED_BY => p.created_by = as_str(&m.value).and_then(|s| s.parse().ok()),
-                    K_CREATED_AT => p.created_at = as_int(&m.value),
+                    K_META => p.meta = as_bytes(&m.value).and_then(Meta::decode),
                     K_VERSIONS if is_list(&m.value) => {
-                        roles.insert(m.id(), Role::Versions(id));
+                        let o = m.id();
+                        roles.insert(o.clone(), Role::Versions(i));
+                        p.versions_obj = Some(o);
                     }
                     _ => {}
                 }
             }
-            (Role::Versions(id), DocItem::List(l)) if is_map(&l.value) => {
-                let o = l.id();
-                roles.insert(o.clone(), Role::Version(id, l.index));
-                let v = parts
-                    .entry(id)
-                    .or_default()
-                    .versions
-                    .entry(l.index)
-                    .or_default();
-                v.obj = Some(o);
-            }
-            (Role::Version(id, pos), DocItem::Map(m)) => {
-                let v = parts
-                    .entry(id)
-                    .or_default()
-                    .versions
-                    .entry(pos)
-                    .or_default();
-                match m.key.as_ref() {
-                    K_AUTHOR => v.author = as_str(&m.value).and_then(|s| s.parse().ok()),
-                    K_RECORDED_AT => v.recorded_at = as_int(&m.value),
-                    K_STATUS => v.status = as_str(&m.value).and_then(EntryStatus::parse),
-                    K_DATE => v.date = as_int(&m.value),
-                    K_DATE_TEXT => v.date_text = as_str(&m.value).map(str::to_string),
-                    K_CODES if is_list(&m.value) => {
-                        roles.insert(m.id(), Role::Codes(id, pos));
-                    }
-                    K_DISPLAYS if is_list(&m.value) => {
-                        roles.insert(m.id(), Role::Displays(id, pos));
-                    }
-                    _ => {}
-                }
-            }
-            (Role::Codes(id, pos), DocItem::List(l)) => {
-                if let Some(c) = as_str(&l.value).and_then(decode_code) {
-                    parts
-                        .entry(id)
-                        .or_default()
-                        .versions
-                        .entry(pos)
-                        .or_default()
-                        .codes
-                        .push(c);
-                }
-            }
-            (Role::Displays(id, pos), DocItem::List(l)) => {
-                if let Some(d) = as_str(&l.value) {
-                    let v = parts
-                        .entry(id)
-                        .or_default()
-                        .versions
-                        .entry(pos)
-                        .or_default();
-                    v.displays.push(d.to_string());
+            (Role::Versions(i), DocItem::List(l)) => {
+                if let (Some(p), Some(bytes)) = (parts.get_mut(i), as_bytes(&l.value)) {
+                    p.versions.push(l.index, bytes);
                 }
             }
             _ => {}
@@ -655,54 +494,24 @@ fn build_index(doc: &Automerge, entries: &ObjId) -> BTreeMap<EntryId, IndexedEnt
     }
     parts
         .into_iter()
-        .filter_map(|(id, p)| Some((id, p.finish()?)))
+        .filter_map(|p| {
+            let entry = p.versions.finish(p.meta?, p.versions_obj?)?;
+            Some((p.id, entry))
+        })
         .collect()
-}
-
-fn write_str_list(
-    tx: &mut Transaction<'_>,
-    obj: &ObjId,
-    key: &str,
-    items: &[String],
-) -> Result<(), AutomergeError> {
-    let list = tx.put_object(obj, key, ObjType::List)?;
-    for (i, s) in items.iter().enumerate() {
-        tx.insert(&list, i, s.as_str())?;
-    }
-    Ok(())
-}
-
-fn write_version(
-    tx: &mut Transaction<'_>,
-    versions: &ObjId,
-    index: usize,
-    v: &VersionWrite,
-) -> Result<(), AutomergeError> {
-    let m = tx.insert_object(versions, index, ObjType::Map)?;
-    tx.put(&m, K_AUTHOR, v.author.to_hex())?;
-    tx.put(&m, K_RECORDED_AT, v.recorded_at)?;
-    tx.put(&m, K_STATUS, v.status.as_str())?;
-    tx.put(&m, K_RESOURCE, v.resource_json.as_str())?;
-    if let Some(d) = v.date {
-        tx.put(&m, K_DATE, d)?;
-    }
-    if let Some(t) = &v.date_text {
-        tx.put(&m, K_DATE_TEXT, t.as_str())?;
-    }
-    write_str_list(tx, &m, K_CODES, &v.codes)?;
-    write_str_list(tx, &m, K_DISPLAYS, &v.displays)?;
-    Ok(())
 }
 
 /// The deterministic first change of every document of `section`: the same
 /// bytes (and hash) on every device, so documents created independently
-/// share history and merge without conflicting roots. Never change this.
+/// share history and merge without conflicting roots. Never change this
+/// within a layout version.
 fn genesis(section: Section) -> Result<(Automerge, ChangeHash), RecordError> {
     let mut doc = Automerge::new();
     let actor = format!("satchel/section/{}", section.as_str());
     doc.set_actor(ActorId::from(actor.as_bytes()));
     let result = doc.transact(|tx| -> Result<(), AutomergeError> {
         tx.put(ROOT, K_SECTION, section.as_str())?;
+        tx.put(ROOT, K_LAYOUT, LAYOUT)?;
         tx.put_object(ROOT, K_ENTRIES, ObjType::Map)?;
         Ok(())
     });
@@ -719,14 +528,59 @@ fn genesis(section: Section) -> Result<(Automerge, ChangeHash), RecordError> {
     }
 }
 
+/// The hash of [`genesis`] (computed once per section and process).
+fn genesis_hash(section: Section) -> Result<ChangeHash, RecordError> {
+    static HASHES: [OnceLock<ChangeHash>; Section::ALL.len()] =
+        [const { OnceLock::new() }; Section::ALL.len()];
+    let cell = HASHES
+        .get(section as usize)
+        .ok_or_else(|| RecordError::Automerge("unknown section".into()))?;
+    if let Some(hash) = cell.get() {
+        return Ok(*hash);
+    }
+    let (_, hash) = genesis(section)?;
+    Ok(*cell.get_or_init(|| hash))
+}
+
 fn random_actor() -> ActorId {
     // 16 bytes from the system CSPRNG (via the entry-id generator).
     ActorId::from(&EntryId::random().0[..])
 }
 
-/// Above this many incoming operations, re-index everything instead of
-/// tracking which entries changed.
-const FULL_REINDEX_OPS: usize = 5_000;
+/// Above this many incoming operations, or bytes, re-index everything
+/// instead of tracking which entries changed (patches copy every value).
+const FULL_REINDEX_OPS: usize = 2_000;
+const FULL_REINDEX_BYTES: usize = 1 << 20;
+
+/// A new entry, checked and encoded, ready to be written.
+pub(super) struct PreparedEntry {
+    id: EntryId,
+    meta: Vec<u8>,
+    version: Vec<u8>,
+}
+
+/// Encode a new entry whose resource has been summarised (and checked to
+/// fit the section it goes to). The resource JSON is serialised here.
+pub(super) fn prepare_entry(
+    new: &NewEntry,
+    summary: &ResourceSummary,
+) -> Result<PreparedEntry, RecordError> {
+    let meta = MetaRef {
+        resource_type: &summary.resource_type,
+        created_by: new.author,
+        created_at: new.recorded_at_ms,
+        source_system: new.source_system.as_deref(),
+        source_id: new.source_id.as_deref(),
+    }
+    .encode();
+    let version = layout::encode_version(new.author, new.recorded_at_ms, summary, &new.resource)
+        .map_err(|_| RecordError::Automerge("could not serialise the resource".into()))?;
+    Ok(PreparedEntry {
+        id: EntryId::random(),
+        meta,
+        version,
+    })
+}
 
 /// One section of a record as an automerge document. See the module
 /// documentation for the layout and the merge rules.
@@ -769,19 +623,35 @@ impl SectionDoc {
         }
     }
 
-    /// Load a full save (output of [`SectionDoc::save`]). Refuses bytes that
-    /// are corrupt or belong to another section.
+    /// Load a full save (output of [`SectionDoc::save`], compressed or
+    /// not). Refuses bytes that are corrupt, belong to another section, or
+    /// have another layout version.
     pub fn load(section: Section, bytes: &[u8]) -> Result<Self, RecordError> {
-        let (_, genesis) = genesis(section)?;
+        let genesis = genesis_hash(section)?;
         let mut doc = Automerge::load_with_options(bytes, wire::strict_load_options())
             .map_err(|_| RecordError::Automerge("corrupt section document".into()))?;
-        if doc.get_change_by_hash(&genesis).is_none()
-            || get_string(&doc, &ROOT, K_SECTION).as_deref() != Some(section.as_str())
+        let not_ours =
+            || RecordError::Automerge(format!("not a document of the {section} section"));
+        if get_string(&doc, &ROOT, K_SECTION).as_deref() != Some(section.as_str()) {
+            return Err(not_ours());
+        }
+        match layout_of(&doc) {
+            Some(LAYOUT) => {}
+            Some(other) => {
+                return Err(RecordError::Automerge(format!(
+                    "section document has layout {other}; this version reads layout {LAYOUT} only"
+                )))
+            }
+            None => {
+                return Err(RecordError::Automerge(format!(
+                "section document has no layout version; this version reads layout {LAYOUT} only"
+            )))
+            }
+        }
+        if doc.get_change_meta_by_hash(&genesis).is_none()
             || get_obj(&doc, &ROOT, K_ENTRIES, ObjType::Map).is_none()
         {
-            return Err(RecordError::Automerge(format!(
-                "not a document of the {section} section"
-            )));
+            return Err(not_ours());
         }
         doc.set_actor(random_actor());
         let mut loaded = SectionDoc {
@@ -801,11 +671,15 @@ impl SectionDoc {
     }
 
     /// A full, compact save of the document (including changes still waiting
-    /// for their dependencies). Counts as having handed out every local
+    /// for their dependencies), without DEFLATE: callers compress (and
+    /// encrypt) it as they see fit. Counts as having handed out every local
     /// change: a following [`SectionDoc::take_changes`] returns only newer ones.
     pub fn save(&mut self) -> Vec<u8> {
         self.pending.clear();
-        self.doc.save()
+        self.doc.save_with_options(SaveOptions {
+            deflate: false,
+            retain_orphans: true,
+        })
     }
 
     /// The bytes of every local change made since the previous
@@ -848,7 +722,7 @@ impl SectionDoc {
         }
         let ops: usize = changes.iter().map(|c| c.len()).sum();
         let refused = |_| RecordError::Automerge("could not apply changes".into());
-        if ops > FULL_REINDEX_OPS {
+        if ops > FULL_REINDEX_OPS || bytes.len() > FULL_REINDEX_BYTES {
             let result = self.doc.apply_changes(changes).map_err(refused);
             self.reindex_all();
             return result;
@@ -864,7 +738,7 @@ impl SectionDoc {
         for patch in &patches {
             match entry_key_of(patch, entries.as_ref()) {
                 Some(key) => {
-                    if let Ok(id) = key.parse::<EntryId>() {
+                    if let Some(id) = parse_entry_key(key) {
                         touched.insert(id);
                     }
                 }
@@ -924,13 +798,13 @@ impl SectionDoc {
         let mut index = BTreeMap::new();
         if let Some(entries) = self.entries_obj() {
             for item in self.doc.map_range(&entries, ..) {
-                if !matches!(item.value, ValueRef::Object(ObjType::Map)) {
+                if !is_map(&item.value) {
                     continue;
                 }
-                let Ok(id) = item.key.parse::<EntryId>() else {
+                let Some(id) = parse_entry_key(&item.key) else {
                     continue;
                 };
-                if let Some(e) = read_entry(&self.doc, item.id()) {
+                if let Some(e) = read_entry(&self.doc, &item.id()) {
                     index.insert(id, e);
                 }
             }
@@ -963,7 +837,7 @@ impl SectionDoc {
             let read = entries
                 .as_ref()
                 .and_then(|e| get_obj(&self.doc, e, &id.to_hex(), ObjType::Map))
-                .and_then(|obj| read_entry(&self.doc, obj));
+                .and_then(|obj| read_entry(&self.doc, &obj));
             match read {
                 Some(e) => {
                     self.index.insert(id, e);
@@ -1027,36 +901,50 @@ impl SectionDoc {
         for n in new {
             let summary = fhir::summarize(&n.resource)?;
             self.check_fits(&n.resource, &summary)?;
-            let resource_type = summary.resource_type.clone();
-            let version =
-                VersionWrite::from_summary(summary, &n.resource, n.author, n.recorded_at_ms)?;
-            prepared.push((EntryId::random(), resource_type, n, version));
+            prepared.push(prepare_entry(&n, &summary)?);
         }
+        self.write_entries(prepared)
+    }
+
+    /// Write prepared entries as one change (the caller checked that they
+    /// belong here). Returns their ids, in order.
+    pub(super) fn write_entries(
+        &mut self,
+        prepared: Vec<PreparedEntry>,
+    ) -> Result<Vec<EntryId>, RecordError> {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
         let entries = self
             .entries_obj()
             .ok_or_else(|| RecordError::Automerge("section document has no entries map".into()))?;
-        self.transact(|tx| {
-            for (id, resource_type, new, version) in &prepared {
-                let e = tx.put_object(&entries, id.to_hex(), ObjType::Map)?;
-                tx.put(&e, K_RESOURCE_TYPE, resource_type.as_str())?;
-                if let Some(s) = &new.source_system {
-                    tx.put(&e, K_SOURCE_SYSTEM, s.as_str())?;
-                }
-                if let Some(s) = &new.source_id {
-                    tx.put(&e, K_SOURCE_ID, s.as_str())?;
-                }
-                tx.put(&e, K_CREATED_BY, new.author.to_hex())?;
-                tx.put(&e, K_CREATED_AT, new.recorded_at_ms)?;
+        // Index the new entries from the very bytes written (as a rebuild would).
+        let mut fresh = Vec::with_capacity(prepared.len());
+        for p in &prepared {
+            let meta = Meta::decode(&p.meta)
+                .ok_or_else(|| RecordError::Automerge("could not encode an entry".into()))?;
+            let mut versions = VersionsAcc::default();
+            versions.push(0, &p.version);
+            fresh.push((p.id, meta, versions));
+        }
+        let lists = self.transact(|tx| {
+            let mut lists = Vec::with_capacity(prepared.len());
+            for p in prepared {
+                let e = tx.put_object(&entries, p.id.to_hex(), ObjType::Map)?;
+                tx.put(&e, K_META, ScalarValue::Bytes(p.meta))?;
                 let versions = tx.put_object(&e, K_VERSIONS, ObjType::List)?;
-                write_version(tx, &versions, 0, version)?;
+                tx.insert(&versions, 0, ScalarValue::Bytes(p.version))?;
+                lists.push(versions);
             }
-            Ok(())
+            Ok(lists)
         })?;
-        let ids: Vec<EntryId> = prepared.into_iter().map(|(id, ..)| id).collect();
-        self.reindex(ids.iter().copied());
+        let mut ids = Vec::with_capacity(lists.len());
+        for ((id, meta, versions), list) in fresh.into_iter().zip(lists) {
+            if let Some(e) = versions.finish(meta, list) {
+                self.index.insert(id, e);
+            }
+            ids.push(id);
+        }
         Ok(ids)
     }
 
@@ -1071,7 +959,7 @@ impl SectionDoc {
         recorded_at_ms: i64,
     ) -> Result<(), RecordError> {
         let indexed = self.index.get(&id).ok_or(RecordError::UnknownEntry(id))?;
-        if indexed.hidden() {
+        if indexed.hidden {
             return Err(RecordError::AlreadyEnteredInError(id));
         }
         let summary = fhir::summarize(&resource)?;
@@ -1079,14 +967,15 @@ impl SectionDoc {
             entry: id,
             expected: self.section,
         };
-        if summary.resource_type != indexed.resource_type {
+        if summary.resource_type != indexed.meta.resource_type {
             return Err(wrong);
         }
         if self.check_fits(&resource, &summary).is_err() {
             return Err(wrong);
         }
-        let version = VersionWrite::from_summary(summary, &resource, author, recorded_at_ms)?;
-        self.append_version(id, &version)
+        let version = layout::encode_version(author, recorded_at_ms, &summary, &resource)
+            .map_err(|_| RecordError::Automerge("could not serialise the resource".into()))?;
+        self.append_version(id, version)
     }
 
     /// Append a version with status entered-in-error (the current version's
@@ -1098,52 +987,67 @@ impl SectionDoc {
         recorded_at_ms: i64,
     ) -> Result<(), RecordError> {
         let indexed = self.index.get(&id).ok_or(RecordError::UnknownEntry(id))?;
-        if indexed.hidden() {
+        if indexed.hidden {
             return Err(RecordError::AlreadyEnteredInError(id));
         }
         let current = indexed.current().ok_or(RecordError::UnknownEntry(id))?;
-        let version = VersionWrite {
-            author,
-            recorded_at: recorded_at_ms,
-            status: EntryStatus::EnteredInError,
-            resource_json: get_string(&self.doc, &current.obj, K_RESOURCE)
-                .ok_or(RecordError::UnknownEntry(id))?,
-            date: current.date,
-            date_text: current.date_text.clone(),
-            codes: current.codes.iter().map(encode_code).collect(),
-            displays: current.displays.clone(),
-        };
-        self.append_version(id, &version)
+        let version = self
+            .with_version_bytes(indexed, current.key.pos, |bytes| {
+                layout::reissue_version(bytes, author, recorded_at_ms, EntryStatus::EnteredInError)
+            })
+            .ok_or(RecordError::UnknownEntry(id))?;
+        self.append_version(id, version)
     }
 
-    fn append_version(&mut self, id: EntryId, version: &VersionWrite) -> Result<(), RecordError> {
-        let obj = self
+    fn append_version(&mut self, id: EntryId, version: Vec<u8>) -> Result<(), RecordError> {
+        let versions = self
             .index
             .get(&id)
-            .map(|e| e.obj.clone())
-            .ok_or(RecordError::UnknownEntry(id))?;
-        let versions = get_obj(&self.doc, &obj, K_VERSIONS, ObjType::List)
+            .map(|e| e.versions_obj.clone())
             .ok_or(RecordError::UnknownEntry(id))?;
         let index = self.doc.length(&versions);
-        self.transact(|tx| write_version(tx, &versions, index, version))?;
+        self.transact(|tx| tx.insert(&versions, index, ScalarValue::Bytes(version)))?;
         self.reindex([id]);
         Ok(())
     }
 
     // ----- reading -----------------------------------------------------------
 
-    fn full_version(&self, v: &IndexedVersion) -> Option<EntryVersion> {
-        let json = get_string(&self.doc, &v.obj, K_RESOURCE)?;
-        let resource: Value = serde_json::from_str(&json).ok()?;
-        Some(EntryVersion {
-            author: v.key.author,
-            recorded_at_ms: v.key.recorded_at,
-            status: v.status,
-            resource,
-            date: v.date,
-            date_text: v.date_text.clone(),
-            codes: v.codes.clone(),
-            displays: v.displays.clone(),
+    /// Run `f` on the bytes of the version at list position `pos` (borrowed
+    /// from the document, not copied).
+    fn with_version_bytes<R>(
+        &self,
+        e: &IndexedEntry,
+        pos: usize,
+        f: impl FnOnce(&[u8]) -> Option<R>,
+    ) -> Option<R> {
+        let item = self.doc.list_range(&e.versions_obj, pos..pos + 1).next()?;
+        f(as_bytes(&item.value)?)
+    }
+
+    /// A version as returned: its header decoded, its resource parsed.
+    fn full_version(&self, e: &IndexedEntry, v: &IndexedVersion) -> Option<EntryVersion> {
+        self.with_version_bytes(e, v.key.pos, |bytes| {
+            let (header, resource) = layout::split_version(bytes)?;
+            let h = VersionHeader::decode(header)?;
+            let resource: Value = serde_json::from_slice(resource).ok()?;
+            Some(EntryVersion {
+                author: h.author,
+                recorded_at_ms: h.recorded_at,
+                status: h.status,
+                resource,
+                date: h.date,
+                date_text: h.date_text.map(str::to_string),
+                codes: h
+                    .codes
+                    .codes()
+                    .map(|(system, code)| Coding {
+                        system: system.map(str::to_string),
+                        code: code.to_string(),
+                    })
+                    .collect(),
+                displays: h.displays.strs().map(str::to_string).collect(),
+            })
         })
     }
 
@@ -1151,12 +1055,12 @@ impl SectionDoc {
         Some(Entry {
             id,
             section: self.section,
-            resource_type: e.resource_type.clone(),
-            source_system: e.source_system.clone(),
-            source_id: e.source_id.clone(),
-            created_by: e.created_by,
-            created_at_ms: e.created_at,
-            current: self.full_version(e.current()?)?,
+            resource_type: e.meta.resource_type.clone(),
+            source_system: e.meta.source_system.clone(),
+            source_id: e.meta.source_id.clone(),
+            created_by: e.meta.created_by,
+            created_at_ms: e.meta.created_at,
+            current: self.full_version(e, e.current()?)?,
             version_count: e.versions.len(),
             status: e.status(),
         })
@@ -1173,7 +1077,7 @@ impl SectionDoc {
         let e = self.index.get(&id).ok_or(RecordError::UnknownEntry(id))?;
         Ok(e.versions
             .iter()
-            .filter_map(|v| self.full_version(v))
+            .filter_map(|v| self.full_version(e, v))
             .collect())
     }
 
@@ -1181,7 +1085,7 @@ impl SectionDoc {
     pub fn entries(&self, include_hidden: bool) -> Vec<Entry> {
         self.index
             .iter()
-            .filter(|(_, e)| include_hidden || !e.hidden())
+            .filter(|(_, e)| include_hidden || !e.hidden)
             .filter_map(|(id, e)| self.build_entry(*id, e))
             .collect()
     }
@@ -1191,7 +1095,7 @@ impl SectionDoc {
     pub fn entry_ids(&self, include_hidden: bool) -> Vec<EntryId> {
         self.index
             .iter()
-            .filter(|(_, e)| include_hidden || !e.hidden())
+            .filter(|(_, e)| include_hidden || !e.hidden)
             .map(|(id, _)| *id)
             .collect()
     }
@@ -1200,12 +1104,12 @@ impl SectionDoc {
     /// (visible entries are preferred over hidden ones; then the lowest id).
     pub fn find_by_source(&self, source_system: &str, source_id: &str) -> Option<EntryId> {
         let mut matches = self.index.iter().filter(|(_, e)| {
-            e.source_id.as_deref() == Some(source_id)
-                && e.source_system.as_deref() == Some(source_system)
+            e.meta.source_id.as_deref() == Some(source_id)
+                && e.meta.source_system.as_deref() == Some(source_system)
         });
         let mut hidden_match = None;
         for (id, e) in matches.by_ref() {
-            if !e.hidden() {
+            if !e.hidden {
                 return Some(*id);
             }
             hidden_match = hidden_match.or(Some(*id));
@@ -1223,13 +1127,10 @@ impl SectionDoc {
         let mut out: Vec<Entry> = self
             .index
             .iter()
-            .filter(|(_, e)| query.include_entered_in_error || !e.hidden())
+            .filter(|(_, e)| query.include_entered_in_error || !e.hidden)
             .filter(|(_, e)| {
-                let Some(current) = e.current() else {
-                    return false;
-                };
                 if query.from_ms.is_some() || query.to_ms.is_some() {
-                    let Some(date) = current.date else {
+                    let Some(date) = e.date else {
                         return false;
                     };
                     if query.from_ms.is_some_and(|from| date < from)
@@ -1238,10 +1139,15 @@ impl SectionDoc {
                         return false;
                     }
                 }
+                if query.code.is_none() && text.is_none() {
+                    return true;
+                }
+                let Some(current) = e.current_header() else {
+                    return false;
+                };
                 if let Some((system, code)) = &query.code {
-                    let hit = current.codes.iter().any(|c| {
-                        c.code == *code
-                            && system.as_ref().is_none_or(|s| c.system.as_ref() == Some(s))
+                    let hit = current.codes.codes().any(|(s, c)| {
+                        c == code && system.as_deref().is_none_or(|want| s == Some(want))
                     });
                     if !hit {
                         return false;
@@ -1250,7 +1156,7 @@ impl SectionDoc {
                 if let Some(text) = &text {
                     if !current
                         .displays
-                        .iter()
+                        .strs()
                         .any(|d| d.to_lowercase().contains(text.as_str()))
                     {
                         return false;
@@ -1274,18 +1180,20 @@ impl SectionDoc {
             by_resource_type: BTreeMap::new(),
         };
         for e in self.index.values() {
-            if e.hidden() {
+            if e.hidden {
                 summary.entered_in_error += 1;
                 continue;
             }
             summary.active += 1;
-            match summary.by_resource_type.get_mut(&e.resource_type) {
+            match summary.by_resource_type.get_mut(&e.meta.resource_type) {
                 Some(n) => *n += 1,
                 None => {
-                    summary.by_resource_type.insert(e.resource_type.clone(), 1);
+                    summary
+                        .by_resource_type
+                        .insert(e.meta.resource_type.clone(), 1);
                 }
             }
-            if let Some(date) = e.current().and_then(|v| v.date) {
+            if let Some(date) = e.date {
                 summary.latest_date_ms = Some(summary.latest_date_ms.map_or(date, |d| d.max(date)));
             }
         }
@@ -1309,30 +1217,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn code_encoding_round_trips() {
-        let cases = [
-            Coding {
-                system: Some("http://loinc.org".into()),
-                code: "1234-5".into(),
-            },
-            Coding {
-                system: None,
-                code: "a|b".into(),
-            },
-            Coding {
-                system: Some("urn:x|y%z".into()),
-                code: "c|d%7C".into(),
-            },
-            Coding {
-                system: Some("%7C".into()),
-                code: String::new(),
-            },
+    fn entry_keys_are_canonical_hex() {
+        let id = EntryId::random();
+        assert_eq!(parse_entry_key(&id.to_hex()), Some(id));
+        assert_eq!(parse_entry_key(&id.to_hex().to_uppercase()), None);
+        assert_eq!(parse_entry_key(&format!(" {}", &id.to_hex()[1..])), None);
+        assert_eq!(parse_entry_key(&id.to_hex()[2..]), None);
+        assert_eq!(parse_entry_key(""), None);
+        assert_eq!(parse_entry_key(&"g".repeat(32)), None);
+    }
+
+    /// The genesis change of every section, pinned: changing it (or the
+    /// layout it writes) splits devices into documents that cannot merge.
+    #[test]
+    fn genesis_hashes_are_pinned() {
+        let pinned: [(Section, &str); 13] = [
+            (
+                Section::Demographics,
+                "74b7cb30892f895feba826ebc721023406eae2b6e66c3fb8d43c8a0e11bd4749",
+            ),
+            (
+                Section::Allergies,
+                "be2027e87ff0fc75219906cf0434560f63bff6efe9977680b059018fd843fb4f",
+            ),
+            (
+                Section::Medications,
+                "8bfeb9ffbcbb79590f31aa7757dda731360b1768fcbc41b13d86ca616a7fea86",
+            ),
+            (
+                Section::Conditions,
+                "cc9fa4b12beb6ab1286b4db6bd9d6a54af99f4ce19fc2ccc822dac738d7db6fd",
+            ),
+            (
+                Section::Immunizations,
+                "0fbbac3dba4e23880236b9d742da9b057da49723b6d08016eaa811f106b18b6d",
+            ),
+            (
+                Section::Procedures,
+                "95bec521234e2ad86fb669afe54caddfb218772bc56ed04d539bde2d1ab18d92",
+            ),
+            (
+                Section::Encounters,
+                "6dccfdff5e24430f5a7c4a026907fe9bb5d5ea24c2c673d990295a112d668cf1",
+            ),
+            (
+                Section::Vitals,
+                "d925811a1efa5a066468db5cea481df545ad0b919b702591cec383c888b5326f",
+            ),
+            (
+                Section::Labs,
+                "26edf9d3358a6ac29ae522ba5ca672dadd72b81f3ffbd4a2defff23e61a4c4c6",
+            ),
+            (
+                Section::Documents,
+                "73c157f5168bc060ae2e4fa52c1e56fbbd097afdec6161d513e91d9e5cc44a7f",
+            ),
+            (
+                Section::CarePlan,
+                "be8f8b4ba800a45eb0aba5fd0e1b062c3350713d2b6a1d7ff421e783b9812ffa",
+            ),
+            (
+                Section::Wearables,
+                "66f0f33d26f4185b7281ad803e5b333c59f5319d8143a67fa7b77d7061871d48",
+            ),
+            (
+                Section::Notes,
+                "2fcb07cb6243d20e30803f411932c9f06359481159714378c62a320d26d18a0b",
+            ),
         ];
-        for c in cases {
-            let enc = encode_code(&c);
-            assert_eq!(decode_code(&enc), Some(c));
+        for (section, want) in pinned {
+            let (_, hash) = genesis(section).unwrap();
+            assert_eq!(hash.to_string(), want, "{section}");
+            assert_eq!(genesis_hash(section).unwrap(), hash);
         }
-        assert_eq!(decode_code("no-bar"), None);
-        assert_eq!(decode_code("bad%zz|c"), None);
     }
 }

@@ -69,9 +69,12 @@
 //!   data.
 
 mod doc;
+mod layout;
 mod section;
 mod wire;
 
+#[cfg(test)]
+mod prof;
 #[cfg(test)]
 mod tests;
 
@@ -161,9 +164,13 @@ impl Record {
 
     /// Add a resource to the section [`fhir::section_for`] maps it to.
     pub fn add(&mut self, new: NewEntry) -> Result<(Section, EntryId), RecordError> {
-        fhir::summarize(&new.resource)?;
+        let summary = fhir::summarize(&new.resource)?;
         let section = fhir::section_for(&new.resource)?;
-        let id = self.section_mut(section).add_entry(new)?;
+        let prepared = doc::prepare_entry(&new, &summary)?;
+        let mut ids = self.section_mut(section).write_entries(vec![prepared])?;
+        let id = ids
+            .pop()
+            .ok_or_else(|| RecordError::Automerge("no entry was written".into()))?;
         Ok((section, id))
     }
 
@@ -172,17 +179,19 @@ impl Record {
     /// before anything is written: on error nothing is added. Ids are
     /// returned in input order.
     pub fn add_many(&mut self, new: Vec<NewEntry>) -> Result<Vec<(Section, EntryId)>, RecordError> {
-        let mut by_section: BTreeMap<Section, Vec<(usize, NewEntry)>> = BTreeMap::new();
+        let mut by_section: BTreeMap<Section, Vec<(usize, doc::PreparedEntry)>> = BTreeMap::new();
         let count = new.len();
         for (i, n) in new.into_iter().enumerate() {
-            fhir::summarize(&n.resource)?;
+            let summary = fhir::summarize(&n.resource)?;
             let section = fhir::section_for(&n.resource)?;
-            by_section.entry(section).or_default().push((i, n));
+            let prepared = doc::prepare_entry(&n, &summary)?;
+            by_section.entry(section).or_default().push((i, prepared));
         }
         let mut out: Vec<Option<(Section, EntryId)>> = vec![None; count];
         for (section, items) in by_section {
-            let (positions, entries): (Vec<usize>, Vec<NewEntry>) = items.into_iter().unzip();
-            let ids = self.section_mut(section).add_entries(entries)?;
+            let (positions, entries): (Vec<usize>, Vec<doc::PreparedEntry>) =
+                items.into_iter().unzip();
+            let ids = self.section_mut(section).write_entries(entries)?;
             for (pos, id) in positions.into_iter().zip(ids) {
                 out[pos] = Some((section, id));
             }

@@ -189,6 +189,9 @@ mod tests {
         assert!(verify_log(record, a.id(), &[bad]).is_err());
         // Round trip through JSON.
         let json = serde_json::to_string(&log[0]).unwrap();
-        assert_eq!(serde_json::from_str::<SignedStatement>(&json).unwrap(), log[0]);
+        assert_eq!(
+            serde_json::from_str::<SignedStatement>(&json).unwrap(),
+            log[0]
+        );
     }
 }
