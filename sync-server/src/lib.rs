@@ -1,98 +1,127 @@
-//! The Satchel relay: a blind sync server. It stores signed, encrypted
-//! envelopes and can decrypt none of them.
+//! # satchel-sync-server: the Satchel relay
 //!
-//! This first cut serves the versioned health endpoint over an embedded
-//! SQLite database; the envelope log, authentication and push notifications
-//! arrive with the relay-sync issue (see docs/ARCHITECTURE.md).
+//! A blind sync relay for Satchel's patient-held health record. Devices
+//! meet here to exchange **signed, encrypted envelopes**; the relay checks
+//! signatures and membership, stores the bytes, numbers them, and pushes
+//! change notices. It holds no keys and can decrypt nothing. The wire
+//! contract is `docs/protocol.md` (served as OpenAPI at `/v1/openapi.json`).
+//!
+//! ## Running
+//!
+//! ```text
+//! satchel-sync --listen 127.0.0.1:8787 --db satchel-sync.db          # SQLite (default)
+//! satchel-sync --listen 0.0.0.0:8787 --database-url postgres://user@host/db [--pg-schema S]
+//! ```
+//!
+//! The first line on stdout is `listening on ADDR` (the bound address, so
+//! `--listen 127.0.0.1:0` works for tests). Limits and the rate limit are
+//! flags (`satchel-sync --help`). SIGTERM / SIGINT stop accepting, finish
+//! in-flight requests, close WebSockets and flush the SQLite writer.
+//!
+//! ## Layout
+//!
+//! - [`storage`]: the [`storage::Storage`] trait and its SQLite
+//!   (group-committing writer thread) and PostgreSQL (LISTEN/NOTIFY)
+//!   backends, with numbered SQL migrations.
+//! - [`api`]: axum handlers for every route, auth and rate limiting,
+//!   envelope verification, WebSocket push, metrics, OpenAPI.
+//! - [`config`]: [`Config`] (storage, limits, rate).
+//! - [`serve`]: run the relay on a listener until a shutdown future
+//!   resolves (used by the binary, the CLI's `serve`, and tests).
+//!
+//! ## Privacy
+//!
+//! Logs carry method, route template, status, latency, the caller's short
+//! identity id and item counts; never bodies. Error messages never echo
+//! payload content. Stored rows are ids, public cards and signatures, and
+//! ciphertext.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+pub mod api;
+pub mod config;
+pub mod storage;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Serialize;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Server storage errors. They never carry stored values.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
-}
+pub use api::ops::Health;
+pub use config::{Config, Limits, RateLimit, StorageConfig};
+use storage::Storage;
 
-/// Shared state of one server instance.
-#[derive(Clone)]
-pub struct AppState {
-    db: Arc<Mutex<rusqlite::Connection>>,
-}
+/// How often expired links, tokens and challenges are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
-impl AppState {
-    /// Open (creating if missing) the server database in WAL mode.
-    pub fn open_sqlite(path: &Path) -> Result<Self, ServerError> {
-        let conn = rusqlite::Connection::open(path)?;
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS server_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-        )?;
-        Ok(Self {
-            db: Arc::new(Mutex::new(conn)),
-        })
+/// Open the configured storage (creating the schema if needed).
+pub async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>> {
+    match config {
+        StorageConfig::Sqlite { path } => {
+            let path = path.clone();
+            let storage =
+                tokio::task::spawn_blocking(move || storage::sqlite::SqliteStorage::open(&path))
+                    .await??;
+            Ok(Arc::new(storage))
+        }
+        StorageConfig::Postgres { url, schema } => Ok(Arc::new(
+            storage::postgres::PostgresStorage::open(url, schema.as_deref()).await?,
+        )),
     }
-
-    fn database_ok(&self) -> bool {
-        self.db
-            .lock()
-            .ok()
-            .and_then(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).ok())
-            == Some(1)
-    }
 }
 
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Health {
-    pub status: String,
-    pub version: String,
-    pub storage: String,
+/// Run the relay on `listener` until `shutdown` resolves, then finish
+/// in-flight requests, close subscribers and flush storage.
+pub async fn serve<F>(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let storage = open_storage(&config.storage).await?;
+    serve_with_storage(storage, config, listener, shutdown).await
 }
 
-async fn health(State(state): State<AppState>) -> Json<Health> {
-    let ok = state.database_ok();
-    Json(Health {
-        status: if ok { "ok" } else { "degraded" }.to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        storage: "sqlite".to_string(),
+/// [`serve`] over an already opened storage.
+pub async fn serve_with_storage<F>(
+    storage: Arc<dyn Storage>,
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = api::AppState::new(Arc::clone(&storage), config.limits, config.rate, stop_rx);
+    let app = api::router(state.clone());
+
+    let purge_state = state.clone();
+    let purge = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let now = storage::now_ms();
+            if let Err(e) = purge_state.storage.purge_expired(now).await {
+                tracing::warn!(error = %e, "purge of expired rows failed");
+            }
+            purge_state.tokens.prune(now);
+            purge_state.limiters.prune();
+        }
+    });
+
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
     })
-}
-
-/// The HTTP API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .with_state(state)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn health_reports_ok_over_http() {
-        let dir = std::env::temp_dir().join(format!("satchel-sync-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let state = AppState::open_sqlite(&dir.join("server.db")).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-        let health: Health = reqwest::get(format!("http://{addr}/v1/health"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(health.status, "ok");
-        assert_eq!(health.storage, "sqlite");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
+    .await;
+    purge.abort();
+    storage.close().await;
+    tracing::info!("storage closed");
+    result.map_err(Into::into)
 }

@@ -1,39 +1,135 @@
-//! `satchel-sync`: run the relay.
+//! `satchel-sync`: run the relay. A thin shell over
+//! [`satchel_sync_server::serve`]: parse flags, bind, print the bound
+//! address as the first stdout line, wait for SIGTERM / SIGINT.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use satchel_sync_server::{Config, Limits, RateLimit, StorageConfig};
 
-/// The Satchel blind relay: stores only ciphertext.
+/// The Satchel blind relay: stores only signed ciphertext.
 #[derive(Debug, Parser)]
 #[command(name = "satchel-sync", version, about)]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on (port 0 picks a free port; see the first
+    /// stdout line).
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: SocketAddr,
     /// The embedded SQLite database file (created if missing).
-    #[arg(long, default_value = "satchel-sync.db")]
+    #[arg(
+        long,
+        default_value = "satchel-sync.db",
+        conflicts_with = "database_url"
+    )]
     db: PathBuf,
+    /// Use PostgreSQL instead of SQLite (postgres://user@host:port/db).
+    #[arg(long, env = "SATCHEL_DATABASE_URL")]
+    database_url: Option<String>,
+    /// PostgreSQL schema to use (created if missing).
+    #[arg(long, requires = "database_url")]
+    pg_schema: Option<String>,
+    /// Sustained requests per second per identity (0 = no rate limit).
+    #[arg(long, default_value_t = RateLimit::default().per_second)]
+    rate_per_sec: u32,
+    /// Burst size of the per-identity token bucket.
+    #[arg(long, default_value_t = RateLimit::default().burst)]
+    rate_burst: u32,
+    /// Sustained auth requests (challenge, token) per second per client IP
+    /// (0 = no limit).
+    #[arg(long, default_value_t = RateLimit::default().auth_per_second)]
+    auth_rate_per_sec: u32,
+    /// Burst size of the per-IP auth token bucket.
+    #[arg(long, default_value_t = RateLimit::default().auth_burst)]
+    auth_rate_burst: u32,
+    /// Largest envelope, bytes.
+    #[arg(long, default_value_t = Limits::default().max_envelope_bytes)]
+    max_envelope_bytes: usize,
+    /// Most envelopes per upload.
+    #[arg(long, default_value_t = Limits::default().max_batch_envelopes)]
+    max_batch_envelopes: usize,
+    /// Largest upload batch, bytes (sum of envelopes).
+    #[arg(long, default_value_t = Limits::default().max_batch_bytes)]
+    max_batch_bytes: usize,
+    /// Largest snapshot, bytes.
+    #[arg(long, default_value_t = Limits::default().max_snapshot_bytes)]
+    max_snapshot_bytes: usize,
+    /// Log filter (tracing EnvFilter syntax), e.g. `warn` for benchmarks.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
+        )
         .init();
-    let args = Args::parse();
-    let state = satchel_sync_server::AppState::open_sqlite(&args.db)
-        .with_context(|| format!("cannot open {}", args.db.display()))?;
+    let storage = match args.database_url {
+        Some(url) => StorageConfig::Postgres {
+            url,
+            schema: args.pg_schema,
+        },
+        None => StorageConfig::Sqlite { path: args.db },
+    };
+    let config = Config {
+        storage,
+        limits: Limits {
+            max_envelope_bytes: args.max_envelope_bytes,
+            max_batch_envelopes: args.max_batch_envelopes,
+            max_batch_bytes: args.max_batch_bytes,
+            max_snapshot_bytes: args.max_snapshot_bytes,
+            ..Limits::default()
+        },
+        rate: RateLimit {
+            per_second: args.rate_per_sec,
+            burst: args.rate_burst,
+            auth_per_second: args.auth_rate_per_sec,
+            auth_burst: args.auth_rate_burst,
+        },
+    };
+    let storage = satchel_sync_server::open_storage(&config.storage)
+        .await
+        .context("cannot open storage")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(addr = %args.listen, "satchel-sync listening");
-    axum::serve(listener, satchel_sync_server::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, storage = storage.kind(), "satchel-sync listening");
+    satchel_sync_server::serve_with_storage(storage, config, listener, shutdown_signal()).await?;
+    tracing::info!("satchel-sync stopped");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

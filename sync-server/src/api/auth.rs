@@ -1,0 +1,288 @@
+//! Authentication: challenge → signed challenge → bearer token, the
+//! [`Auth`] extractor every authenticated handler takes, the token cache,
+//! and the per-identity / per-IP rate limiters.
+//!
+//! Tokens are 32 random bytes sent as 64 hex characters; the storage keeps
+//! only their SHA-256. Tokens are never revoked before expiry in version 1,
+//! so an in-process cache of validated tokens is safe on every instance.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::Json;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ring::rand::SecureRandom;
+use satchel_core::crypto::verify_signature;
+use satchel_core::ids::IdentityId;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{b64, b64_decode, read_json};
+use super::{AppState, RequestInfo};
+use crate::config::RateLimit;
+use crate::storage::now_ms;
+
+/// Domain-separation prefix of the signed challenge.
+pub const AUTH_DOMAIN: &[u8] = b"satchel/v1/auth";
+
+/// An authenticated (and rate-checked) caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Auth(pub IdentityId);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthenticated("missing bearer token"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthenticated("missing bearer token"))?;
+        let id = authenticate(state, token.trim()).await?;
+        if let Some(info) = parts.extensions.get::<RequestInfo>() {
+            info.set_identity(id);
+        }
+        state.limiters.check_identity(&id, state)?;
+        Ok(Auth(id))
+    }
+}
+
+/// Resolve a bearer token to its identity (cache, then storage).
+pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<IdentityId> {
+    let raw: [u8; 32] = hex::decode(token)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ApiError::Unauthenticated("invalid token"))?;
+    let hash = sha256(&raw);
+    let now = now_ms();
+    if let Some(id) = state.tokens.get(&hash, now) {
+        return Ok(id);
+    }
+    match state.storage.token(hash, now).await? {
+        Some((id, expires)) => {
+            state.tokens.put(hash, id, expires, now);
+            Ok(id)
+        }
+        None => Err(ApiError::Unauthenticated("unknown or expired token")),
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn random32() -> ApiResult<[u8; 32]> {
+    let mut out = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| ApiError::Unavailable)?;
+    Ok(out)
+}
+
+fn ttl_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+#[derive(Deserialize)]
+struct ChallengeRequest {
+    identity: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct ChallengeResponse {
+    challenge: String,
+    expires_in: u64,
+}
+
+fn parse_identity(s: &str) -> ApiResult<IdentityId> {
+    s.parse()
+        .map_err(|_| ApiError::bad("identity must be 64 hex characters"))
+}
+
+/// `POST /v1/auth/challenge`
+pub(super) async fn challenge(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Body,
+) -> ApiResult<Json<ChallengeResponse>> {
+    state.limiters.check_ip(peer.ip(), &state)?;
+    let req: ChallengeRequest = read_json(body, state.limits.small_body_bytes()).await?;
+    let identity = parse_identity(&req.identity)?;
+    let challenge = random32()?;
+    let ttl = state.limits.challenge_ttl_secs;
+    state
+        .storage
+        .put_challenge(identity, challenge, now_ms().saturating_add(ttl_ms(ttl)))
+        .await?;
+    Ok(Json(ChallengeResponse {
+        challenge: b64(&challenge),
+        expires_in: ttl,
+    }))
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    identity: String,
+    challenge: String,
+    signature: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct TokenResponse {
+    token: String,
+    expires_in: u64,
+}
+
+/// `POST /v1/auth/token`
+pub(super) async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Body,
+) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
+    state.limiters.check_ip(peer.ip(), &state)?;
+    let req: TokenRequest = read_json(body, state.limits.small_body_bytes()).await?;
+    let identity = parse_identity(&req.identity)?;
+    let challenge: [u8; 32] = b64_decode(&req.challenge, "challenge")?
+        .try_into()
+        .map_err(|_| ApiError::bad("challenge must be 32 bytes"))?;
+    let signature = b64_decode(&req.signature, "signature")?;
+    // Consume the challenge first: any attempt, good or bad, uses it up.
+    let now = now_ms();
+    if !state
+        .storage
+        .take_challenge(identity, challenge, now)
+        .await?
+    {
+        return Err(ApiError::Unauthenticated(
+            "unknown, expired or already used challenge",
+        ));
+    }
+    let mut msg = Vec::with_capacity(AUTH_DOMAIN.len() + 32);
+    msg.extend_from_slice(AUTH_DOMAIN);
+    msg.extend_from_slice(&challenge);
+    verify_signature(&identity, &msg, &signature)
+        .map_err(|_| ApiError::Unauthenticated("signature does not verify"))?;
+    let raw = random32()?;
+    let ttl = state.limits.token_ttl_secs;
+    let expires = now.saturating_add(ttl_ms(ttl));
+    state
+        .storage
+        .put_token(sha256(&raw), identity, expires)
+        .await?;
+    tracing::info!(identity = %identity.short(), "token issued");
+    Ok((
+        StatusCode::OK,
+        Json(TokenResponse {
+            token: hex::encode(raw),
+            expires_in: ttl,
+        }),
+    ))
+}
+
+/// Validated tokens: hash → (identity, expiry).
+#[derive(Default)]
+pub struct TokenCache {
+    map: Mutex<HashMap<[u8; 32], (IdentityId, i64)>>,
+}
+
+const TOKEN_CACHE_MAX: usize = 100_000;
+
+impl TokenCache {
+    fn get(&self, hash: &[u8; 32], now: i64) -> Option<IdentityId> {
+        let map = self.map.lock().ok()?;
+        match map.get(hash) {
+            Some(&(id, expires)) if expires > now => Some(id),
+            _ => None,
+        }
+    }
+
+    fn put(&self, hash: [u8; 32], id: IdentityId, expires: i64, now: i64) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= TOKEN_CACHE_MAX {
+                map.retain(|_, (_, e)| *e > now);
+                if map.len() >= TOKEN_CACHE_MAX {
+                    map.clear();
+                }
+            }
+            map.insert(hash, (id, expires));
+        }
+    }
+
+    /// Drop expired entries.
+    pub fn prune(&self, now: i64) {
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|_, (_, e)| *e > now);
+        }
+    }
+}
+
+/// The rate limiters (absent when disabled).
+pub struct Limiters {
+    by_identity: Option<DefaultKeyedRateLimiter<IdentityId>>,
+    by_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl Limiters {
+    /// Build from the configuration.
+    pub fn new(rate: RateLimit) -> Self {
+        let quota = |per_second: u32, burst: u32| {
+            NonZeroU32::new(per_second).map(|per| {
+                Quota::per_second(per).allow_burst(NonZeroU32::new(burst).unwrap_or(per))
+            })
+        };
+        Limiters {
+            by_identity: quota(rate.per_second, rate.burst).map(RateLimiter::keyed),
+            by_ip: quota(rate.auth_per_second, rate.auth_burst).map(RateLimiter::keyed),
+        }
+    }
+
+    fn refuse(state: &AppState, wait: std::time::Duration) -> ApiError {
+        state.metrics.rate_limited();
+        ApiError::RateLimited {
+            retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+        }
+    }
+
+    /// Take one token from the identity's bucket.
+    pub fn check_identity(&self, id: &IdentityId, state: &AppState) -> ApiResult<()> {
+        match &self.by_identity {
+            Some(l) => l
+                .check_key(id)
+                .map_err(|n| Self::refuse(state, n.wait_time_from(DefaultClock::default().now()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Take one token from the peer address's bucket (auth endpoints).
+    pub fn check_ip(&self, ip: IpAddr, state: &AppState) -> ApiResult<()> {
+        match &self.by_ip {
+            Some(l) => l
+                .check_key(&ip)
+                .map_err(|n| Self::refuse(state, n.wait_time_from(DefaultClock::default().now()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Forget idle buckets.
+    pub fn prune(&self) {
+        if let Some(l) = &self.by_identity {
+            l.retain_recent();
+        }
+        if let Some(l) = &self.by_ip {
+            l.retain_recent();
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The API's error type and its JSON form `{"error": CODE, "message":
+//! TEXT, ...}`. Messages are fixed or name fields; they never echo payload
+//! content.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::storage::StorageError;
+
+/// Everything a handler can refuse with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: malformed request.
+    BadRequest(String),
+    /// 401: missing, unknown or expired token; failed authentication.
+    Unauthenticated(&'static str),
+    /// 403: authenticated but not allowed.
+    Forbidden(&'static str),
+    /// 404: no such record, link or route.
+    NotFound(&'static str),
+    /// 409: conflicts with stored state.
+    Conflict(String),
+    /// 413: over a size or count limit.
+    TooLarge {
+        /// The limit (bytes or count).
+        limit: u64,
+        /// What was too large.
+        message: String,
+    },
+    /// 422: an item failed verification.
+    Rejected {
+        /// Index of the first bad item.
+        index: usize,
+        /// Why (no content).
+        message: String,
+    },
+    /// 429: over the rate limit.
+    RateLimited {
+        /// When to retry.
+        retry_after_ms: u64,
+    },
+    /// 503: storage unavailable or shutting down.
+    Unavailable,
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        match self {
+            ApiError::BadRequest(m) => json!({"error": "bad_request", "message": m}),
+            ApiError::Unauthenticated(m) => json!({"error": "unauthenticated", "message": m}),
+            ApiError::Forbidden(m) => json!({"error": "forbidden", "message": m}),
+            ApiError::NotFound(m) => json!({"error": "not_found", "message": m}),
+            ApiError::Conflict(m) => json!({"error": "conflict", "message": m}),
+            ApiError::TooLarge { limit, message } => {
+                json!({"error": "payload_too_large", "message": message, "limit": limit})
+            }
+            ApiError::Rejected { index, message } => {
+                json!({"error": "rejected", "message": message, "index": index})
+            }
+            ApiError::RateLimited { retry_after_ms } => json!({
+                "error": "rate_limited",
+                "message": "too many requests",
+                "retry_after_ms": retry_after_ms,
+            }),
+            ApiError::Unavailable => {
+                json!({"error": "unavailable", "message": "storage unavailable, retry later"})
+            }
+        }
+    }
+
+    /// 400 with a message.
+    pub fn bad(message: impl Into<String>) -> Self {
+        ApiError::BadRequest(message.into())
+    }
+
+    /// 422 for item `index`.
+    pub fn rejected(index: usize, message: impl Into<String>) -> Self {
+        ApiError::Rejected {
+            index,
+            message: message.into(),
+        }
+    }
+
+    /// 413 with the limit.
+    pub fn too_large(limit: usize, message: impl Into<String>) -> Self {
+        ApiError::TooLarge {
+            limit: u64::try_from(limit).unwrap_or(u64::MAX),
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status(), Json(self.body())).into_response();
+        if let ApiError::RateLimited { retry_after_ms } = self {
+            let secs = retry_after_ms.div_ceil(1000).max(1);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound => ApiError::NotFound("not found"),
+            StorageError::Conflict(m) => ApiError::Conflict(m.to_owned()),
+            StorageError::Backend(detail) => {
+                tracing::warn!(error = %detail, "storage error");
+                ApiError::Unavailable
+            }
+            StorageError::Closed => ApiError::Unavailable,
+        }
+    }
+}
+
+/// Result alias for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,151 @@
+//! Request parsing helpers whose failures are the API's JSON errors: path
+//! and query wrappers, size-limited JSON bodies, base64 and id parsing.
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use satchel_core::ids::RecordId;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// `axum::extract::Path` with a JSON 400 on failure.
+pub struct P<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for P<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| P(v))
+            .map_err(|_| ApiError::bad("invalid path parameter"))
+    }
+}
+
+/// `axum::extract::Query` with a JSON 400 on failure.
+pub struct Q<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Q<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|e| ApiError::bad(format!("invalid query: {}", e.body_text())))
+    }
+}
+
+/// Read the whole body, refusing (413) past `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // The limit error (http_body_util::LengthLimitError) is somewhere in
+        // the source chain; match it by its message to avoid a dependency.
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut too_large = false;
+        while let Some(err) = cur {
+            if err.to_string().contains("length limit exceeded") {
+                too_large = true;
+                break;
+            }
+            cur = err.source();
+        }
+        if too_large {
+            ApiError::too_large(limit, "request body too large")
+        } else {
+            ApiError::bad("could not read request body")
+        }
+    })
+}
+
+/// Read and parse a JSON body of at most `limit` bytes.
+pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
+    let bytes = read_body(body, limit).await?;
+    parse_json(&bytes)
+}
+
+/// Parse JSON; the error names the problem's position, not content.
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad(format!(
+            "invalid JSON body ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Decode standard base64 (with padding).
+pub fn b64_decode(s: &str, what: &str) -> Result<Vec<u8>, ApiError> {
+    STANDARD
+        .decode(s)
+        .map_err(|_| ApiError::bad(format!("{what}: invalid base64")))
+}
+
+/// Encode standard base64 (with padding).
+pub fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Exact decoded length of a padded base64 string (before validation).
+pub fn b64_decoded_len(s: &str) -> usize {
+    let pad = s.bytes().rev().take(2).filter(|&b| b == b'=').count();
+    (s.len() / 4 * 3).saturating_sub(pad)
+}
+
+/// Parse a record id from the path.
+pub fn record_id(s: &str) -> Result<RecordId, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::bad("record id must be 32 hex characters"))
+}
+
+/// Check a section name from the path (1..=64 printable ASCII, no spaces).
+pub fn section(s: &str) -> Result<(), ApiError> {
+    let b = s.as_bytes();
+    if b.is_empty()
+        || b.len() > satchel_core::crypto::envelope::MAX_SECTION_LEN
+        || !b.iter().all(u8::is_ascii_graphic)
+    {
+        return Err(ApiError::bad("invalid section name"));
+    }
+    Ok(())
+}
+
+/// Check a link id (32 lower-case hex characters).
+pub fn link_id(s: &str) -> Result<(), ApiError> {
+    if s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::bad(
+            "link id must be 32 lower-case hex characters",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoded_len_is_exact() {
+        for n in 0..20usize {
+            let s = b64(&vec![7u8; n]);
+            assert_eq!(b64_decoded_len(&s), n);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Invite and device-link mailboxes. The link id is derived from a secret
+//! the relay never sees; the payloads are MACed / encrypted by the clients.
+//! The creator (an owner device) opens the mailbox, one joiner drops its
+//! payload once, the creator replies once, both poll with `GET`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use satchel_core::ids::RecordId;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Auth;
+use super::error::{ApiError, ApiResult};
+use super::extract::{b64, b64_decode, link_id, read_json, P};
+use super::records::require_member;
+use super::AppState;
+use crate::storage::now_ms;
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    record_id: RecordId,
+    expires_in: Option<u64>,
+}
+
+/// `PUT /v1/links/{link_id}`
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    P(id): P<String>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    link_id(&id)?;
+    let req: CreateRequest = read_json(body, state.limits.small_body_bytes()).await?;
+    let ttl = req.expires_in.unwrap_or(state.limits.link_default_ttl_secs);
+    if ttl == 0 || ttl > state.limits.link_max_ttl_secs {
+        return Err(ApiError::bad(format!(
+            "expires_in must be between 1 and {} seconds",
+            state.limits.link_max_ttl_secs
+        )));
+    }
+    require_member(&state, req.record_id, caller).await?;
+    let now = now_ms();
+    let expires_at_ms = now.saturating_add(i64::try_from(ttl * 1000).unwrap_or(i64::MAX));
+    state
+        .storage
+        .create_link(&id, req.record_id, caller, expires_at_ms, now)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "link_id": id, "expires_at_ms": expires_at_ms })),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PayloadRequest {
+    payload: String,
+}
+
+async fn payload(state: &AppState, body: Body) -> ApiResult<Vec<u8>> {
+    let req: PayloadRequest = read_json(body, state.limits.small_body_bytes()).await?;
+    let bytes = b64_decode(&req.payload, "payload")?;
+    if bytes.len() > state.limits.max_payload_bytes {
+        return Err(ApiError::too_large(
+            state.limits.max_payload_bytes,
+            "payload exceeds the size limit",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `POST /v1/links/{link_id}/join`
+pub(super) async fn join(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    P(id): P<String>,
+    body: Body,
+) -> ApiResult<Json<serde_json::Value>> {
+    link_id(&id)?;
+    let bytes = payload(&state, body).await?;
+    state
+        .storage
+        .join_link(&id, caller, bytes, now_ms())
+        .await
+        .map_err(|e| match e {
+            crate::storage::StorageError::NotFound => {
+                ApiError::NotFound("no such link, or it expired")
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(json!({ "link_id": id })))
+}
+
+/// `POST /v1/links/{link_id}/accept`
+pub(super) async fn accept(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    P(id): P<String>,
+    body: Body,
+) -> ApiResult<Json<serde_json::Value>> {
+    link_id(&id)?;
+    let now = now_ms();
+    let link = state
+        .storage
+        .get_link(&id, now)
+        .await?
+        .ok_or(ApiError::NotFound("no such link, or it expired"))?;
+    if link.creator != caller {
+        return Err(ApiError::Forbidden("only the link's creator can accept"));
+    }
+    let bytes = payload(&state, body).await?;
+    state
+        .storage
+        .accept_link(&id, bytes, now)
+        .await
+        .map_err(|e| match e {
+            crate::storage::StorageError::NotFound => {
+                ApiError::NotFound("no such link, or it expired")
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(json!({ "link_id": id })))
+}
+
+/// `GET /v1/links/{link_id}`
+pub(super) async fn get(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    P(id): P<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    link_id(&id)?;
+    let link = state
+        .storage
+        .get_link(&id, now_ms())
+        .await?
+        .ok_or(ApiError::NotFound("no such link, or it expired"))?;
+    if link.creator != caller && link.joiner != Some(caller) {
+        return Err(ApiError::Forbidden(
+            "only the link's creator or joiner can read it",
+        ));
+    }
+    Ok(Json(json!({
+        "record_id": link.record,
+        "join": link.join.as_deref().map(b64),
+        "accept": link.accept.as_deref().map(b64),
+        "expires_at_ms": link.expires_at_ms,
+    })))
+}

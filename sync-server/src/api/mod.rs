@@ -1,0 +1,276 @@
+//! The HTTP API (axum 0.8): every route of `docs/protocol.md`, the shared
+//! [`AppState`], and the request middleware (global body limit, request
+//! log, response metrics).
+//!
+//! - [`auth`]: challenge/token, the [`auth::Auth`] extractor, rate limits.
+//! - [`records`]: record registration, access statements, members.
+//! - [`envelopes`]: upload (with [`verify`]), pull, snapshot, feed.
+//! - [`subscribe`]: the WebSocket push channel.
+//! - [`links`]: invite / device-link mailboxes.
+//! - [`ops`]: health, metrics, the OpenAPI document.
+//!
+//! Handlers are thin: parse, authorize, call [`crate::storage::Storage`],
+//! shape the JSON. Logs carry method, route template, status, latency,
+//! identity and counts, never bodies.
+
+pub mod auth;
+pub mod envelopes;
+pub mod error;
+pub mod extract;
+pub mod links;
+pub mod metrics;
+pub mod ops;
+pub mod records;
+pub mod subscribe;
+pub mod verify;
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put, MethodRouter};
+use axum::Router;
+use satchel_core::ids::IdentityId;
+use tokio::sync::watch;
+
+use crate::config::Limits;
+use crate::storage::Storage;
+use error::ApiError;
+
+/// Shared state of one relay instance.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+pub struct Shared {
+    /// The database.
+    pub storage: Arc<dyn Storage>,
+    /// Size and count limits.
+    pub limits: Limits,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Metrics,
+    /// Validated bearer tokens.
+    pub tokens: auth::TokenCache,
+    /// Rate limiters.
+    pub limiters: auth::Limiters,
+    /// Becomes `true` when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Assemble the state.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        limits: Limits,
+        rate: crate::config::RateLimit,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        AppState(Arc::new(Shared {
+            storage,
+            limits,
+            metrics: metrics::Metrics::default(),
+            tokens: auth::TokenCache::default(),
+            limiters: auth::Limiters::new(rate),
+            shutdown,
+        }))
+    }
+}
+
+/// Per-request facts filled in by extractors and handlers, read by the
+/// request log.
+#[derive(Clone, Default)]
+pub struct RequestInfo(Arc<InfoInner>);
+
+#[derive(Default)]
+struct InfoInner {
+    identity: OnceLock<IdentityId>,
+    count: AtomicU64,
+}
+
+impl RequestInfo {
+    /// The authenticated caller.
+    pub fn set_identity(&self, id: IdentityId) {
+        let _ = self.0.identity.set(id);
+    }
+
+    /// Items handled (envelopes, statements).
+    pub fn set_count(&self, n: usize) {
+        self.0
+            .count
+            .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// Every route: (method, path template, handler). The router is built from
+/// this table and the OpenAPI test checks the document against it.
+pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::POST, "/v1/auth/challenge", post(auth::challenge)),
+        (Method::POST, "/v1/auth/token", post(auth::token)),
+        (Method::POST, "/v1/records", post(records::register)),
+        (
+            Method::POST,
+            "/v1/records/{rid}/access",
+            post(records::append_statement),
+        ),
+        (
+            Method::GET,
+            "/v1/records/{rid}/access",
+            get(records::statements),
+        ),
+        (
+            Method::GET,
+            "/v1/records/{rid}/members",
+            get(records::members),
+        ),
+        (
+            Method::POST,
+            "/v1/records/{rid}/sections/{section}/envelopes",
+            post(envelopes::upload),
+        ),
+        (
+            Method::GET,
+            "/v1/records/{rid}/sections/{section}/envelopes",
+            get(envelopes::pull),
+        ),
+        (
+            Method::PUT,
+            "/v1/records/{rid}/sections/{section}/snapshot",
+            put(envelopes::snapshot),
+        ),
+        (Method::GET, "/v1/records/{rid}/feed", get(envelopes::feed)),
+        (
+            Method::GET,
+            "/v1/records/{rid}/subscribe",
+            get(subscribe::subscribe),
+        ),
+        (Method::PUT, "/v1/links/{link_id}", put(links::create)),
+        (Method::GET, "/v1/links/{link_id}", get(links::get)),
+        (Method::POST, "/v1/links/{link_id}/join", post(links::join)),
+        (
+            Method::POST,
+            "/v1/links/{link_id}/accept",
+            post(links::accept),
+        ),
+        (Method::GET, "/v1/health", get(ops::health)),
+        (Method::GET, "/v1/openapi.json", get(ops::openapi)),
+        (Method::GET, "/metrics", get(ops::metrics)),
+    ]
+}
+
+/// The HTTP API with its middleware.
+pub fn router(state: AppState) -> Router {
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for (_, path, handler) in routes() {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => {
+                let merged = std::mem::take(existing).merge(handler);
+                *existing = merged;
+            }
+            None => by_path.push((path, handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(|| async { ApiError::NotFound("no such route") })
+        .method_not_allowed_fallback(|| async {
+            (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(serde_json::json!({
+                    "error": "method_not_allowed",
+                    "message": "method not allowed on this route"
+                })),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_layer,
+        ))
+        .with_state(state)
+}
+
+/// Global body limit (by `Content-Length`; handlers enforce their own
+/// tighter limits while reading), request log and response counters.
+async fn request_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let info = RequestInfo::default();
+    req.extensions_mut().insert(info.clone());
+    let max = state.limits.max_body_bytes();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let resp = match declared {
+        Some(n) if n > u64::try_from(max).unwrap_or(u64::MAX) => {
+            ApiError::too_large(max, "request body too large").into_response()
+        }
+        _ => next.run(req).await,
+    };
+    let status = resp.status().as_u16();
+    state.metrics.response(status);
+    let identity = info.0.identity.get().map(IdentityId::short);
+    tracing::info!(
+        %method,
+        route = %route,
+        status,
+        latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+        identity = identity.as_deref().unwrap_or("-"),
+        count = info.0.count.load(Ordering::Relaxed),
+        "request"
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc: serde_json::Value = serde_json::from_str(ops::OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        let table = routes();
+        for (method, path, _) in &table {
+            let op = &paths
+                .get(*path)
+                .unwrap_or_else(|| panic!("{path} missing from openapi.json"))
+                [method.as_str().to_ascii_lowercase()];
+            assert!(op.is_object(), "{method} {path} missing from openapi.json");
+            assert!(
+                op["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
+        }
+        // ...and the document describes nothing the router lacks.
+        let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(documented, table.len());
+        // Every $ref resolves.
+        let text = ops::OPENAPI;
+        for piece in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+    }
+}

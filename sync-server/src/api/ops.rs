@@ -1,0 +1,56 @@
+//! Operations endpoints: health, Prometheus metrics, and the OpenAPI 3
+//! document (hand-written `openapi.json`, checked against the route table
+//! by a test).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+
+/// The OpenAPI 3 description of every route.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /v1/health` body.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// `ok`, or `degraded` when the database does not answer (then 503).
+    pub status: String,
+    /// Relay version.
+    pub version: String,
+    /// `sqlite` or `postgres`.
+    pub storage: String,
+}
+
+/// `GET /v1/health`
+pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let ok = state.storage.health().await.is_ok();
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(Health {
+            status: if ok { "ok" } else { "degraded" }.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            storage: state.storage.kind().to_owned(),
+        }),
+    )
+}
+
+/// `GET /metrics`
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /v1/openapi.json`
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}

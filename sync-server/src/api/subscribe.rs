@@ -1,0 +1,113 @@
+//! WebSocket push: `GET /v1/records/{rid}/subscribe?token=TOKEN` upgrades
+//! and then receives `{"type":"changed","section":NAME,"seq":N}` for every
+//! stored batch of the record (from any instance sharing the database),
+//! plus a ping every 20 s. A subscriber too slow to keep up, or a relay
+//! shutting down, gets a close frame; clients reconnect and read the feed.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use satchel_core::ids::RecordId;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::auth::authenticate;
+use super::error::{ApiError, ApiResult};
+use super::extract::{record_id, P, Q};
+use super::records::require_member;
+use super::{AppState, RequestInfo};
+use crate::storage::Change;
+
+/// Interval between server pings.
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Close code: going away (shutdown).
+const GOING_AWAY: u16 = 1001;
+/// Close code: try again later (subscriber fell behind).
+const TRY_AGAIN_LATER: u16 = 1013;
+
+#[derive(Deserialize)]
+pub(super) struct SubscribeQuery {
+    token: String,
+}
+
+/// `GET /v1/records/{rid}/subscribe?token=TOKEN`
+pub(super) async fn subscribe(
+    State(state): State<AppState>,
+    P(rid): P<String>,
+    Q(q): Q<SubscribeQuery>,
+    axum::Extension(info): axum::Extension<RequestInfo>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let record = record_id(&rid)?;
+    let caller = authenticate(&state, &q.token).await?;
+    info.set_identity(caller);
+    state.limiters.check_identity(&caller, &state)?;
+    require_member(&state, record, caller).await?;
+    let ws = ws.map_err(|_| ApiError::bad("expected a WebSocket upgrade request"))?;
+    // Subscribe before answering so nothing stored after the upgrade is missed.
+    let changes = state.storage.subscribe();
+    Ok(ws.on_upgrade(move |socket| run(socket, state, record, changes)))
+}
+
+async fn run(
+    mut socket: WebSocket,
+    state: AppState,
+    record: RecordId,
+    mut changes: broadcast::Receiver<Change>,
+) {
+    state.metrics.subscribers(1);
+    let mut shutdown = state.shutdown.clone();
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let close = |code: u16, reason: &'static str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
+    loop {
+        if *shutdown.borrow() {
+            let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+            break;
+        }
+        tokio::select! {
+            change = changes.recv() => match change {
+                Ok(c) if c.record == record => {
+                    let text = json!({"type": "changed", "section": c.section, "seq": c.seq}).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let _ = socket.send(close(TRY_AGAIN_LATER, "fell behind; reconnect and read the feed")).await;
+                    break;
+                }
+                Err(RecvError::Closed) => {
+                    let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+                    break;
+                }
+            },
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            },
+            res = shutdown.changed() => {
+                if res.is_err() {
+                    let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+                    break;
+                }
+            }
+        }
+    }
+    state.metrics.subscribers(-1);
+}

@@ -1,0 +1,153 @@
+//! Relay configuration: where to store, size limits, rate limits. The CLI
+//! (`main.rs`) fills it from flags; tests build it directly.
+
+use std::path::PathBuf;
+
+const MIB: usize = 1024 * 1024;
+
+/// Everything [`crate::serve`] needs besides the listener.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Storage backend.
+    pub storage: StorageConfig,
+    /// Size and count limits.
+    pub limits: Limits,
+    /// Per-identity (and, for the auth endpoints, per-IP) rate limit.
+    pub rate: RateLimit,
+}
+
+impl Config {
+    /// Defaults (the documented protocol limits) over a SQLite file.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        Config {
+            storage: StorageConfig::Sqlite { path: path.into() },
+            limits: Limits::default(),
+            rate: RateLimit::default(),
+        }
+    }
+}
+
+/// Which database.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// Embedded SQLite file (created if missing).
+    Sqlite {
+        /// Database file.
+        path: PathBuf,
+    },
+    /// PostgreSQL (`postgres://user@host:port/db`, no TLS).
+    Postgres {
+        /// Connection URL.
+        url: String,
+        /// Schema to use (created if missing); `None` = the server default
+        /// search path.
+        schema: Option<String>,
+    },
+}
+
+/// Size, count and time limits (protocol version 1 defaults).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest envelope (bytes, decoded).
+    pub max_envelope_bytes: usize,
+    /// Most envelopes in one upload.
+    pub max_batch_envelopes: usize,
+    /// Largest upload batch (sum of decoded envelope bytes).
+    pub max_batch_bytes: usize,
+    /// Largest snapshot envelope (bytes, decoded).
+    pub max_snapshot_bytes: usize,
+    /// Largest link payload or access statement (bytes, decoded).
+    pub max_payload_bytes: usize,
+    /// Most envelopes one pull returns.
+    pub max_pull_limit: u32,
+    /// Envelopes one pull returns without `limit`.
+    pub default_pull_limit: u32,
+    /// Token lifetime (seconds).
+    pub token_ttl_secs: u64,
+    /// Challenge lifetime (seconds).
+    pub challenge_ttl_secs: u64,
+    /// Link lifetime when the creator gives none (seconds).
+    pub link_default_ttl_secs: u64,
+    /// Longest link lifetime (seconds).
+    pub link_max_ttl_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_envelope_bytes: 4 * MIB,
+            max_batch_envelopes: 1000,
+            max_batch_bytes: 16 * MIB,
+            max_snapshot_bytes: 32 * MIB,
+            max_payload_bytes: 256 * 1024,
+            max_pull_limit: 1000,
+            default_pull_limit: 500,
+            token_ttl_secs: 900,
+            challenge_ttl_secs: 60,
+            link_default_ttl_secs: 600,
+            link_max_ttl_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Base64 (with padding) length of `n` bytes.
+fn b64_len(n: usize) -> usize {
+    n.div_ceil(3).saturating_mul(4)
+}
+
+/// Slack for JSON syntax and small fields around the base64 values.
+const JSON_SLACK: usize = 64 * 1024;
+
+impl Limits {
+    /// Largest HTTP body of an envelope upload.
+    pub fn upload_body_bytes(&self) -> usize {
+        b64_len(self.max_batch_bytes)
+            .saturating_add(self.max_batch_envelopes.saturating_mul(8))
+            .saturating_add(JSON_SLACK)
+    }
+
+    /// Largest HTTP body of a snapshot upload.
+    pub fn snapshot_body_bytes(&self) -> usize {
+        b64_len(self.max_snapshot_bytes).saturating_add(JSON_SLACK)
+    }
+
+    /// Largest HTTP body of any other request.
+    pub fn small_body_bytes(&self) -> usize {
+        b64_len(self.max_payload_bytes)
+            .saturating_mul(2)
+            .saturating_add(JSON_SLACK)
+    }
+
+    /// Largest body any route accepts (the global body-limit layer).
+    pub fn max_body_bytes(&self) -> usize {
+        self.upload_body_bytes()
+            .max(self.snapshot_body_bytes())
+            .max(self.small_body_bytes())
+    }
+}
+
+/// Token buckets: one per authenticated identity (every authenticated
+/// request), one per client IP address for the unauthenticated auth
+/// endpoints. A rate of 0 disables that limiter.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// Sustained requests per second per identity.
+    pub per_second: u32,
+    /// Bucket size per identity.
+    pub burst: u32,
+    /// Sustained auth requests (challenge, token) per second per IP.
+    pub auth_per_second: u32,
+    /// Bucket size per IP for the auth endpoints.
+    pub auth_burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 50,
+            burst: 200,
+            auth_per_second: 20,
+            auth_burst: 200,
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! Relay storage: one async trait, [`Storage`], and its two backends.
+//!
+//! The relay keeps only what it needs to route ciphertext: hashed bearer
+//! tokens, single-use auth challenges, records and their member devices, the
+//! signed access-statement log (exact bytes), the envelope log with a
+//! relay-wide sequence number, one compaction snapshot per section, and the
+//! invite/link mailboxes. Every value it stores is either public (ids, cards,
+//! signatures) or ciphertext; error messages never carry stored values.
+//!
+//! - [`sqlite`]: embedded, zero set-up. One writer thread owns the write
+//!   connection and *group-commits* every queued job into one transaction
+//!   (one fsync, WAL, `synchronous=FULL`); each job runs in its own
+//!   savepoint so one failing batch never affects another. Reads run on a
+//!   small pool of read connections on the blocking thread pool.
+//! - [`postgres`]: for several stateless relay instances over one database.
+//!   Appends take a per-record advisory lock so sequence numbers commit in
+//!   order; changes are announced with `NOTIFY` and relayed from `LISTEN`.
+//!
+//! Both backends create their schema from numbered `.sql` migrations in
+//! their folder. The behavioural suite both must pass is
+//! `tests/storage_conformance.rs`.
+//!
+//! Times are passed in as `now_ms` (Unix milliseconds) so the behaviour
+//! around expiry is testable without sleeping.
+
+use async_trait::async_trait;
+use satchel_core::ids::{IdentityId, RecordId};
+use tokio::sync::broadcast;
+
+pub mod postgres;
+pub mod sqlite;
+
+/// A relay sequence number (positive, increasing across the whole relay).
+pub type Seq = i64;
+
+/// Storage failures. Messages name what failed, never a stored value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The record (or link) does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The write contradicts what is stored (named, e.g. "link already joined").
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database failed; the text is the driver's message.
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// The storage was closed (server shutting down).
+    #[error("storage closed")]
+    Closed,
+}
+
+/// Result alias for [`StorageError`].
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Backend(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StorageError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's code and message only: a DETAIL line may quote values.
+        match e.as_db_error() {
+            Some(db) => StorageError::Backend(format!("{}: {}", db.code().code(), db.message())),
+            None => StorageError::Backend(e.to_string()),
+        }
+    }
+}
+
+/// "Envelopes were stored for `record`/`section`, the newest with `seq`".
+/// Sent to subscribers after the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The record.
+    pub record: RecordId,
+    /// The section.
+    pub section: String,
+    /// The newest sequence number stored by the batch.
+    pub seq: Seq,
+}
+
+/// A verified envelope ready to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEnvelope {
+    /// SHA-256 of `bytes` (the idempotency key).
+    pub hash: [u8; 32],
+    /// The (verified) author.
+    pub author: IdentityId,
+    /// The author's sequence number from the envelope header.
+    pub author_seq: u64,
+    /// The envelope exactly as uploaded (never empty).
+    pub bytes: Vec<u8>,
+}
+
+impl NewEnvelope {
+    /// `author_seq` as stored (the same 64 bits, as a signed integer).
+    pub fn author_seq_db(&self) -> i64 {
+        i64::from_be_bytes(self.author_seq.to_be_bytes())
+    }
+}
+
+/// What happened to one envelope of an appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its relay sequence number (the original one for a duplicate).
+    pub seq: Seq,
+    /// It was already stored (same hash) before this batch, or earlier in it.
+    pub duplicate: bool,
+}
+
+/// One stored envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEnvelope {
+    /// Relay sequence number.
+    pub seq: Seq,
+    /// The envelope bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A section's compaction snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// It covers every envelope of the section with `seq <= upto_seq`.
+    pub upto_seq: Seq,
+    /// The snapshot envelope bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// One page of a section pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullPage {
+    /// The snapshot, when its `upto_seq` is after the requested cursor; the
+    /// envelopes then start after `upto_seq`.
+    pub snapshot: Option<Snapshot>,
+    /// Envelopes in sequence order.
+    pub envelopes: Vec<StoredEnvelope>,
+    /// More envelopes follow the last one returned.
+    pub more: bool,
+}
+
+impl PullPage {
+    /// The cursor for the next pull.
+    pub fn next(&self, after: Seq) -> Seq {
+        let snap = self
+            .snapshot
+            .as_ref()
+            .map_or(after, |s| s.upto_seq.max(after));
+        self.envelopes.last().map_or(snap, |e| e.seq.max(snap))
+    }
+}
+
+/// Outcome of [`Storage::put_snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// Stored (there was none, or it had a smaller `upto_seq`).
+    Replaced,
+    /// Kept the current one: its `upto_seq` is not smaller.
+    NotNewer {
+        /// The current snapshot's `upto_seq`.
+        current: Seq,
+    },
+    /// `upto_seq` is after the section's newest envelope (`newest`, 0 if
+    /// none): such a snapshot would hide envelopes stored later.
+    BeyondLog {
+        /// The section's newest sequence number.
+        newest: Seq,
+    },
+}
+
+/// Outcome of [`Storage::register_record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// New record.
+    Created,
+    /// Already registered with this owner device (idempotent).
+    AlreadyRegistered,
+    /// Already registered with a different first owner.
+    Conflict,
+}
+
+/// A member's role. Version 1 knows only the record owner's devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemberRole {
+    /// A device of the record's owner: full read and write.
+    OwnerDevice,
+}
+
+impl MemberRole {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::OwnerDevice => "owner-device",
+        }
+    }
+
+    /// Parse the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner-device" => Some(MemberRole::OwnerDevice),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an identity belongs to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// No such record.
+    NoRecord,
+    /// The record exists; the identity is not a member.
+    NotMember,
+    /// A member with this role.
+    Member(MemberRole),
+}
+
+/// A record member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The member's identity.
+    pub identity: IdentityId,
+    /// Its role.
+    pub role: MemberRole,
+}
+
+/// A member added by an access statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMember {
+    /// Identity of the new member.
+    pub identity: IdentityId,
+    /// Role granted.
+    pub role: MemberRole,
+    /// Its identity card (binary encoding).
+    pub card: Vec<u8>,
+}
+
+/// One entry of a record's access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementRow {
+    /// Position in the log (relay-wide increasing).
+    pub seq: Seq,
+    /// The statement's exact bytes.
+    pub statement: Vec<u8>,
+    /// Its signature.
+    pub signature: Vec<u8>,
+}
+
+/// Outcome of [`Storage::append_statement`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementOutcome {
+    /// Appended at this position.
+    Appended(Seq),
+    /// The same statement bytes were already in the log at this position.
+    Duplicate(Seq),
+}
+
+/// An invite / device-link mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// 32 hex characters derived from the out-of-band secret.
+    pub link_id: String,
+    /// The record it invites to.
+    pub record: RecordId,
+    /// The owner device that created it.
+    pub creator: IdentityId,
+    /// Who joined, once joined.
+    pub joiner: Option<IdentityId>,
+    /// The joiner's payload.
+    pub join: Option<Vec<u8>>,
+    /// The creator's reply.
+    pub accept: Option<Vec<u8>>,
+    /// Expiry (Unix ms).
+    pub expires_at_ms: i64,
+}
+
+/// The relay's storage. Implementations are cheap to share (`Arc<dyn
+/// Storage>`), never block the async runtime, and make every write durable
+/// before returning.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn kind(&self) -> &'static str;
+
+    /// A trivial round trip to the database.
+    async fn health(&self) -> Result<()>;
+
+    // ----- tokens and challenges -----
+
+    /// Store a token by its SHA-256 `hash`.
+    async fn put_token(
+        &self,
+        hash: [u8; 32],
+        identity: IdentityId,
+        expires_at_ms: i64,
+    ) -> Result<()>;
+    /// The identity and expiry of an unexpired token.
+    async fn token(&self, hash: [u8; 32], now_ms: i64) -> Result<Option<(IdentityId, i64)>>;
+    /// Remember an issued challenge.
+    async fn put_challenge(
+        &self,
+        identity: IdentityId,
+        challenge: [u8; 32],
+        expires_at_ms: i64,
+    ) -> Result<()>;
+    /// Consume a challenge: `true` exactly once, if it was issued to
+    /// `identity` and has not expired.
+    async fn take_challenge(
+        &self,
+        identity: IdentityId,
+        challenge: [u8; 32],
+        now_ms: i64,
+    ) -> Result<bool>;
+
+    // ----- records, members, access log -----
+
+    /// Register a record whose first owner device is `owner`.
+    async fn register_record(
+        &self,
+        record: RecordId,
+        owner: IdentityId,
+        owner_card: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<RegisterOutcome>;
+    /// Whether `identity` is a member of `record`.
+    async fn membership(&self, record: RecordId, identity: IdentityId) -> Result<Membership>;
+    /// The record's members ([`StorageError::NotFound`] without the record).
+    async fn members(&self, record: RecordId) -> Result<Vec<Member>>;
+    /// Append a verified statement and add its member, atomically.
+    /// Idempotent on the exact statement bytes.
+    async fn append_statement(
+        &self,
+        record: RecordId,
+        statement: Vec<u8>,
+        signature: Vec<u8>,
+        member: NewMember,
+    ) -> Result<StatementOutcome>;
+    /// Statements of the record's log after `after`, oldest first.
+    async fn statements(
+        &self,
+        record: RecordId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<StatementRow>>;
+
+    // ----- envelopes and snapshots -----
+
+    /// Append a batch to one section, atomically and durably. Envelopes
+    /// already stored (by hash) keep their original seq. Fails with
+    /// `NotFound` without the record and `Conflict` for an empty envelope;
+    /// then nothing of the batch is stored.
+    /// Announces a [`Change`] to subscribers when something new was stored.
+    async fn append_envelopes(
+        &self,
+        record: RecordId,
+        section: &str,
+        batch: Vec<NewEnvelope>,
+    ) -> Result<Vec<Appended>>;
+    /// Envelopes after `after` (or after the snapshot's `upto_seq` when the
+    /// snapshot is returned), at most `limit`.
+    async fn pull(
+        &self,
+        record: RecordId,
+        section: &str,
+        after: Seq,
+        limit: u32,
+    ) -> Result<PullPage>;
+    /// Sections of the record whose newest envelope is after `after`, with
+    /// that newest seq, ordered by section name.
+    async fn feed(&self, record: RecordId, after: Seq) -> Result<Vec<(String, Seq)>>;
+    /// Replace the section's snapshot if `upto_seq` is greater than the
+    /// current one's and not after the section's newest envelope.
+    async fn put_snapshot(
+        &self,
+        record: RecordId,
+        section: &str,
+        upto_seq: Seq,
+        bytes: Vec<u8>,
+    ) -> Result<SnapshotOutcome>;
+
+    // ----- links -----
+
+    /// Create a link mailbox (`Conflict` if an unexpired one has the id).
+    async fn create_link(
+        &self,
+        link_id: &str,
+        record: RecordId,
+        creator: IdentityId,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Join once (`NotFound` if missing or expired, `Conflict` if joined).
+    async fn join_link(
+        &self,
+        link_id: &str,
+        joiner: IdentityId,
+        payload: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Accept once (`NotFound` if missing or expired, `Conflict` if not yet
+    /// joined or already accepted).
+    async fn accept_link(&self, link_id: &str, payload: Vec<u8>, now_ms: i64) -> Result<()>;
+    /// An unexpired link.
+    async fn get_link(&self, link_id: &str, now_ms: i64) -> Result<Option<Link>>;
+
+    /// Delete expired links, tokens and challenges; returns how many rows.
+    async fn purge_expired(&self, now_ms: i64) -> Result<u64>;
+
+    // ----- notifications and lifecycle -----
+
+    /// Changes stored from now on (on any instance sharing the database).
+    fn subscribe(&self) -> broadcast::Receiver<Change>;
+
+    /// Finish queued writes and stop; later calls fail with `Closed`.
+    async fn close(&self);
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Capacity of the change broadcast: a subscriber further behind than this
+/// is told to reconnect and read the feed.
+pub const CHANGE_CHANNEL_CAPACITY: usize = 4096;
+
+/// The newest seq per section among newly stored envelopes of a batch, as
+/// a [`Change`] (none when the whole batch was duplicates).
+pub(crate) fn change_of(record: RecordId, section: &str, appended: &[Appended]) -> Option<Change> {
+    appended
+        .iter()
+        .filter(|a| !a.duplicate)
+        .map(|a| a.seq)
+        .max()
+        .map(|seq| Change {
+            record,
+            section: section.to_owned(),
+            seq,
+        })
+}

@@ -1,0 +1,578 @@
+//! The storage conformance suite: the same behavioural checks against the
+//! SQLite and the PostgreSQL backend.
+//!
+//! PostgreSQL: `SATCHEL_TEST_DATABASE_URL` if set, else the local server at
+//! 127.0.0.1:5432 (trust auth; users `postgres` then `root`; databases
+//! `test`, `postgres`, `root`). Each run uses a fresh uniquely named schema,
+//! dropped at the end. When no database is reachable the test fails if `CI`
+//! is set and is skipped (with a note) otherwise.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use satchel_core::ids::{IdentityId, RecordId};
+use satchel_sync_server::storage::{
+    MemberRole, Membership, NewEnvelope, NewMember, RegisterOutcome, SnapshotOutcome,
+    StatementOutcome, Storage, StorageError,
+};
+
+fn env(n: u8, author: IdentityId) -> NewEnvelope {
+    let bytes = vec![n; 40 + usize::from(n)];
+    NewEnvelope {
+        hash: ring::digest::digest(&ring::digest::SHA256, &bytes)
+            .as_ref()
+            .try_into()
+            .unwrap(),
+        author,
+        author_seq: u64::from(n),
+        bytes,
+    }
+}
+
+async fn conformance(s: Arc<dyn Storage>) {
+    tokens_and_challenges(&*s).await;
+    records_and_access(&*s).await;
+    envelopes(&*s).await;
+    snapshots(&*s).await;
+    links(&*s).await;
+    notifications(Arc::clone(&s)).await;
+    s.health().await.unwrap();
+    s.close().await;
+}
+
+async fn tokens_and_challenges(s: &dyn Storage) {
+    let who = IdentityId::random();
+    let hash = [1u8; 32];
+    s.put_token(hash, who, 1_000).await.unwrap();
+    assert_eq!(s.token(hash, 999).await.unwrap(), Some((who, 1_000)));
+    assert_eq!(s.token(hash, 1_000).await.unwrap(), None, "expired token");
+    assert_eq!(s.token([2u8; 32], 0).await.unwrap(), None, "unknown token");
+
+    let ch = [9u8; 32];
+    s.put_challenge(who, ch, 5_000).await.unwrap();
+    assert!(
+        !s.take_challenge(IdentityId::random(), ch, 0).await.unwrap(),
+        "challenge is bound to its identity"
+    );
+    assert!(s.take_challenge(who, ch, 10).await.unwrap());
+    assert!(!s.take_challenge(who, ch, 10).await.unwrap(), "single use");
+    s.put_challenge(who, [8u8; 32], 5_000).await.unwrap();
+    assert!(
+        !s.take_challenge(who, [8u8; 32], 5_000).await.unwrap(),
+        "expired challenge"
+    );
+    assert!(
+        !s.take_challenge(who, [8u8; 32], 0).await.unwrap(),
+        "gone after use"
+    );
+
+    s.put_token([3u8; 32], who, 100).await.unwrap();
+    s.put_challenge(who, [7u8; 32], 100).await.unwrap();
+    assert!(s.purge_expired(200).await.unwrap() >= 2);
+    assert_eq!(s.token([3u8; 32], 0).await.unwrap(), None, "purged");
+    assert!(s.token(hash, 0).await.unwrap().is_some(), "unexpired kept");
+}
+
+async fn records_and_access(s: &dyn Storage) {
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    let other = IdentityId::random();
+    assert_eq!(
+        s.membership(rid, owner).await.unwrap(),
+        Membership::NoRecord
+    );
+    assert_eq!(s.members(rid).await, Err(StorageError::NotFound));
+    assert_eq!(
+        s.register_record(rid, owner, vec![1, 2, 3], 1)
+            .await
+            .unwrap(),
+        RegisterOutcome::Created
+    );
+    assert_eq!(
+        s.register_record(rid, owner, vec![1, 2, 3], 2)
+            .await
+            .unwrap(),
+        RegisterOutcome::AlreadyRegistered
+    );
+    assert_eq!(
+        s.register_record(rid, other, vec![4], 3).await.unwrap(),
+        RegisterOutcome::Conflict
+    );
+    assert_eq!(
+        s.membership(rid, owner).await.unwrap(),
+        Membership::Member(MemberRole::OwnerDevice)
+    );
+    assert_eq!(
+        s.membership(rid, other).await.unwrap(),
+        Membership::NotMember
+    );
+
+    let member = NewMember {
+        identity: other,
+        role: MemberRole::OwnerDevice,
+        card: vec![5, 6],
+    };
+    let first = match s
+        .append_statement(rid, b"stmt-1".to_vec(), vec![0xAA; 64], member.clone())
+        .await
+        .unwrap()
+    {
+        StatementOutcome::Appended(seq) => seq,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(
+        s.append_statement(rid, b"stmt-1".to_vec(), vec![0xAA; 64], member.clone())
+            .await
+            .unwrap(),
+        StatementOutcome::Duplicate(first),
+        "exact statement bytes are idempotent"
+    );
+    let second = match s
+        .append_statement(rid, b"stmt-2".to_vec(), vec![0xBB; 64], member.clone())
+        .await
+        .unwrap()
+    {
+        StatementOutcome::Appended(seq) => seq,
+        o => panic!("{o:?}"),
+    };
+    assert!(second > first);
+    assert_eq!(
+        s.membership(rid, other).await.unwrap(),
+        Membership::Member(MemberRole::OwnerDevice)
+    );
+    let mut members: Vec<_> = s
+        .members(rid)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.identity)
+        .collect();
+    members.sort();
+    let mut want = vec![owner, other];
+    want.sort();
+    assert_eq!(members, want);
+
+    let log = s.statements(rid, 0, 100).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].statement, b"stmt-1");
+    assert_eq!(log[0].signature, vec![0xAA; 64]);
+    assert_eq!(log[0].seq, first);
+    let after = s.statements(rid, first, 100).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, second);
+    assert_eq!(s.statements(rid, 0, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        s.append_statement(RecordId::random(), b"x".to_vec(), vec![], member)
+            .await,
+        Err(StorageError::NotFound)
+    );
+}
+
+async fn envelopes(s: &dyn Storage) {
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    s.register_record(rid, owner, vec![1], 1).await.unwrap();
+
+    // Unknown record: nothing stored.
+    assert_eq!(
+        s.append_envelopes(RecordId::random(), "vitals", vec![env(1, owner)])
+            .await,
+        Err(StorageError::NotFound)
+    );
+
+    // First batch, with an in-batch duplicate.
+    let batch = vec![env(1, owner), env(2, owner), env(1, owner), env(3, owner)];
+    let got = s
+        .append_envelopes(rid, "vitals", batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    assert!(!got[0].duplicate && !got[1].duplicate && !got[3].duplicate);
+    assert!(got[2].duplicate);
+    assert_eq!(got[2].seq, got[0].seq);
+    assert!(got[0].seq < got[1].seq && got[1].seq < got[3].seq);
+
+    // Idempotent re-upload: the original seqs, all duplicates.
+    let again = s.append_envelopes(rid, "vitals", batch).await.unwrap();
+    assert!(again.iter().all(|a| a.duplicate));
+    assert_eq!(
+        again.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        got.iter().map(|a| a.seq).collect::<Vec<_>>()
+    );
+
+    // Two envelopes of one author with the same author seq but different
+    // bytes are different envelopes: both stored.
+    let mut twin = env(3, owner);
+    twin.bytes.push(0xFF);
+    twin.hash = ring::digest::digest(&ring::digest::SHA256, &twin.bytes)
+        .as_ref()
+        .try_into()
+        .unwrap();
+    let t = s
+        .append_envelopes(rid, "vitals", vec![twin.clone(), env(3, owner)])
+        .await
+        .unwrap();
+    assert!(!t[0].duplicate && t[1].duplicate);
+    assert_eq!(t[1].seq, got[3].seq);
+    let t2 = s.append_envelopes(rid, "vitals", vec![twin]).await.unwrap();
+    assert_eq!(t2[0].seq, t[0].seq);
+    assert!(t2[0].duplicate);
+
+    // Atomic: the third item is refused (empty), so the first two new ones
+    // must not be stored either.
+    let mut empty = env(12, owner);
+    empty.bytes.clear();
+    let bad = vec![env(10, owner), env(11, owner), empty];
+    assert!(matches!(
+        s.append_envelopes(rid, "labs", bad).await,
+        Err(StorageError::Conflict(_))
+    ));
+    let labs = s.pull(rid, "labs", 0, 100).await.unwrap();
+    assert!(labs.envelopes.is_empty(), "failed batch left nothing");
+    assert!(s
+        .feed(rid, 0)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(sec, _)| sec != "labs"));
+    // ...and the same new envelopes can then be stored normally.
+    let ok = s
+        .append_envelopes(rid, "labs", vec![env(10, owner), env(11, owner)])
+        .await
+        .unwrap();
+    assert!(ok.iter().all(|a| !a.duplicate));
+
+    // Pagination.
+    let more: Vec<_> = (20..45).map(|n| env(n, owner)).collect();
+    s.append_envelopes(rid, "vitals", more).await.unwrap();
+    let mut after = 0;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = s.pull(rid, "vitals", after, 10).await.unwrap();
+        assert!(page.snapshot.is_none());
+        assert!(page.envelopes.len() <= 10);
+        seen.extend(page.envelopes.iter().map(|e| (e.seq, e.bytes.clone())));
+        after = page.next(after);
+        pages += 1;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 29);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "seq order");
+    assert_eq!(seen[0].1, env(1, owner).bytes, "exact bytes back");
+    let page = s.pull(rid, "vitals", after, 10).await.unwrap();
+    assert!(page.envelopes.is_empty() && !page.more);
+    assert_eq!(page.next(after), after);
+
+    // Feed.
+    let feed = s.feed(rid, 0).await.unwrap();
+    let names: Vec<_> = feed.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, vec!["labs", "vitals"]);
+    let vitals_max = seen.last().unwrap().0;
+    assert_eq!(feed[1].1, vitals_max);
+    let labs_max = ok[1].seq;
+    assert_eq!(feed[0].1, labs_max);
+    let later = s.feed(rid, labs_max.min(vitals_max)).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert!(s
+        .feed(rid, labs_max.max(vitals_max))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.feed(RecordId::random(), 0).await.unwrap().is_empty());
+}
+
+async fn snapshots(s: &dyn Storage) {
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    s.register_record(rid, owner, vec![1], 1).await.unwrap();
+    let got = s
+        .append_envelopes(rid, "notes", (50..56).map(|n| env(n, owner)).collect())
+        .await
+        .unwrap();
+    let seqs: Vec<_> = got.iter().map(|a| a.seq).collect();
+
+    assert_eq!(
+        s.put_snapshot(rid, "notes", seqs[5] + 1_000_000, b"too far".to_vec())
+            .await
+            .unwrap(),
+        SnapshotOutcome::BeyondLog { newest: seqs[5] }
+    );
+    assert_eq!(
+        s.put_snapshot(rid, "empty", 1, b"nothing".to_vec())
+            .await
+            .unwrap(),
+        SnapshotOutcome::BeyondLog { newest: 0 }
+    );
+    assert_eq!(
+        s.put_snapshot(rid, "notes", seqs[2], b"snap-a".to_vec())
+            .await
+            .unwrap(),
+        SnapshotOutcome::Replaced
+    );
+    assert_eq!(
+        s.put_snapshot(rid, "notes", seqs[2], b"snap-b".to_vec())
+            .await
+            .unwrap(),
+        SnapshotOutcome::NotNewer { current: seqs[2] }
+    );
+    assert_eq!(
+        s.put_snapshot(rid, "notes", seqs[1], b"snap-c".to_vec())
+            .await
+            .unwrap(),
+        SnapshotOutcome::NotNewer { current: seqs[2] }
+    );
+
+    // Pull from 0: snapshot, then the envelopes after it, paginated.
+    let page = s.pull(rid, "notes", 0, 2).await.unwrap();
+    let snap = page.snapshot.clone().unwrap();
+    assert_eq!(snap.upto_seq, seqs[2]);
+    assert_eq!(snap.bytes, b"snap-a");
+    assert_eq!(
+        page.envelopes.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![seqs[3], seqs[4]]
+    );
+    assert!(page.more);
+    let next = page.next(0);
+    let page2 = s.pull(rid, "notes", next, 2).await.unwrap();
+    assert!(page2.snapshot.is_none(), "cursor is past the snapshot");
+    assert_eq!(
+        page2.envelopes.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![seqs[5]]
+    );
+    assert!(!page2.more);
+    // A cursor after the snapshot ignores it.
+    let page = s.pull(rid, "notes", seqs[3], 10).await.unwrap();
+    assert!(page.snapshot.is_none());
+    assert_eq!(page.envelopes.len(), 2);
+    // Snapshot only, no later envelopes: next is upto_seq.
+    assert_eq!(
+        s.put_snapshot(rid, "notes", seqs[5], b"snap-d".to_vec())
+            .await
+            .unwrap(),
+        SnapshotOutcome::Replaced
+    );
+    let page = s.pull(rid, "notes", 0, 10).await.unwrap();
+    assert_eq!(page.snapshot.as_ref().unwrap().bytes, b"snap-d");
+    assert!(page.envelopes.is_empty());
+    assert_eq!(page.next(0), seqs[5]);
+    assert_eq!(
+        s.put_snapshot(RecordId::random(), "notes", 1, vec![]).await,
+        Err(StorageError::NotFound)
+    );
+}
+
+async fn links(s: &dyn Storage) {
+    let rid = RecordId::random();
+    let creator = IdentityId::random();
+    let joiner = IdentityId::random();
+    let id = "00112233445566778899aabbccddeeff";
+    let now = 1_000_000;
+    s.create_link(id, rid, creator, now + 600_000, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.create_link(id, rid, creator, now + 600_000, now).await,
+        Err(StorageError::Conflict("link already exists"))
+    );
+    let link = s.get_link(id, now).await.unwrap().unwrap();
+    assert_eq!(link.record, rid);
+    assert_eq!(link.creator, creator);
+    assert_eq!(
+        (link.joiner, link.join.clone(), link.accept.clone()),
+        (None, None, None)
+    );
+    assert_eq!(link.expires_at_ms, now + 600_000);
+
+    assert!(matches!(
+        s.accept_link(id, b"early".to_vec(), now).await,
+        Err(StorageError::Conflict(_))
+    ));
+    s.join_link(id, joiner, b"card+mac".to_vec(), now + 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.join_link(id, IdentityId::random(), b"again".to_vec(), now + 2)
+            .await,
+        Err(StorageError::Conflict(_))
+    ));
+    s.accept_link(id, b"wrapped keys".to_vec(), now + 3)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.accept_link(id, b"twice".to_vec(), now + 4).await,
+        Err(StorageError::Conflict(_))
+    ));
+    let link = s.get_link(id, now + 5).await.unwrap().unwrap();
+    assert_eq!(link.joiner, Some(joiner));
+    assert_eq!(link.join.as_deref(), Some(&b"card+mac"[..]));
+    assert_eq!(link.accept.as_deref(), Some(&b"wrapped keys"[..]));
+
+    // Expiry: gone for reads and writes, and its id can be reused.
+    let later = now + 600_000;
+    assert_eq!(s.get_link(id, later).await.unwrap(), None);
+    let id2 = "ffeeddccbbaa99887766554433221100";
+    s.create_link(id2, rid, creator, now + 10, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.join_link(id2, joiner, b"late".to_vec(), now + 10).await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(
+        s.join_link("0000", joiner, b"x".to_vec(), now).await,
+        Err(StorageError::NotFound)
+    );
+    s.create_link(id, rid, joiner, later + 100, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_link(id, later).await.unwrap().unwrap().creator,
+        joiner
+    );
+    assert!(s.purge_expired(later + 1_000).await.unwrap() >= 1);
+    assert_eq!(s.get_link(id, 0).await.unwrap(), None, "purged");
+}
+
+async fn notifications(s: Arc<dyn Storage>) {
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    s.register_record(rid, owner, vec![1], 1).await.unwrap();
+    let mut rx = s.subscribe();
+    let got = s
+        .append_envelopes(rid, "meds", vec![env(90, owner), env(91, owner)])
+        .await
+        .unwrap();
+    let change = loop {
+        let c = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("change notification")
+            .unwrap();
+        if c.record == rid {
+            break c;
+        }
+    };
+    assert_eq!(change.section, "meds");
+    assert_eq!(change.seq, got[1].seq);
+    // A batch of duplicates announces nothing new.
+    s.append_envelopes(rid, "meds", vec![env(90, owner)])
+        .await
+        .unwrap();
+    s.append_envelopes(rid, "meds", vec![env(92, owner)])
+        .await
+        .unwrap();
+    let next = loop {
+        let c = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if c.record == rid {
+            break c;
+        }
+    };
+    assert!(next.seq > got[1].seq, "the duplicate batch sent nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_conformance_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage =
+        satchel_sync_server::storage::sqlite::SqliteStorage::open(&dir.path().join("relay.db"))
+            .unwrap();
+    conformance(Arc::new(storage)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_conformance_sqlite_concurrent_group_commit() {
+    // Many concurrent batches share transactions; each keeps its own
+    // atomicity and every seq is unique.
+    let dir = tempfile::tempdir().unwrap();
+    let s: Arc<dyn Storage> = Arc::new(
+        satchel_sync_server::storage::sqlite::SqliteStorage::open(&dir.path().join("relay.db"))
+            .unwrap(),
+    );
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    s.register_record(rid, owner, vec![1], 1).await.unwrap();
+    s.append_envelopes(rid, "a", vec![env(0, owner)])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..40u8 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            let mut batch: Vec<_> = (0..5u8)
+                .map(|i| {
+                    let mut e = env(1, owner);
+                    e.bytes.extend_from_slice(&[t, i]);
+                    e.author_seq = u64::from(t) * 100 + u64::from(i);
+                    e.hash = ring::digest::digest(&ring::digest::SHA256, &e.bytes)
+                        .as_ref()
+                        .try_into()
+                        .unwrap();
+                    e
+                })
+                .collect();
+            if t % 4 == 0 {
+                // Poison: an empty envelope at the end.
+                let mut poison = env(0, owner);
+                poison.bytes.clear();
+                batch.push(poison);
+            }
+            s.append_envelopes(rid, "b", batch).await
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(a) => stored += a.len(),
+            Err(StorageError::Conflict(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(stored, 30 * 5);
+    let page = s.pull(rid, "b", 0, 1000).await.unwrap();
+    assert_eq!(page.envelopes.len(), 150);
+    s.close().await;
+    assert_eq!(
+        s.append_envelopes(rid, "b", vec![env(7, owner)]).await,
+        Err(StorageError::Closed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_conformance_postgres() {
+    let Some((url, schema)) = common::pg_test_schema().await else {
+        common::pg_unreachable("storage_conformance_postgres");
+        return;
+    };
+    let opened =
+        satchel_sync_server::storage::postgres::PostgresStorage::open(&url, Some(&schema)).await;
+    let storage = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            common::pg_drop_schema(&url, &schema).await;
+            panic!("open postgres storage: {e}");
+        }
+    };
+    assert_eq!(storage.kind(), "postgres");
+    // Run the suite; drop the schema whatever happens.
+    let result = tokio::spawn(conformance(Arc::new(storage))).await;
+    // A second open of the same schema is a no-op migration.
+    if result.is_ok() {
+        let again =
+            satchel_sync_server::storage::postgres::PostgresStorage::open(&url, Some(&schema))
+                .await
+                .unwrap();
+        again.close().await;
+    }
+    common::pg_drop_schema(&url, &schema).await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
