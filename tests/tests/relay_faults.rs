@@ -188,9 +188,10 @@ fn tampered_envelope_rejected() {
     rt.block_on(client.sync(&mut a)).unwrap();
     rt.block_on(other_client.sync(&mut other)).unwrap();
 
-    // A fresh, unsent change of A's to tamper with.
+    // A genuine change of A's, stored on the relay, to tamper with.
     a.add_resources(vec![lab(2)], None).unwrap();
     let good = a.outbox(1).unwrap().remove(0).envelope;
+    rt.block_on(client.sync(&mut a)).unwrap();
     let parsed = Envelope::from_bytes(&good).unwrap();
     let mut flipped = good.clone();
     let n = flipped.len() - 90;
@@ -262,8 +263,7 @@ fn tampered_envelope_rejected() {
             "{name}: relay answered {status}"
         );
     }
-    // Nothing of that was stored: a fresh pull of A's record has only the
-    // first change (plus the genesis-bearing first envelope).
+    // Nothing of that was stored: the next round pulls nothing new.
     let before = a.query(&Query::default());
     let report = rt.block_on(client.sync(&mut a)).unwrap();
     assert_eq!(
