@@ -304,3 +304,43 @@ fn tampered_envelope_rejected() {
         before
     );
 }
+
+/// A section whose relay log grew long is compacted: the device that pulls
+/// it uploads a snapshot, and a fresh device starts from that snapshot plus
+/// the tail instead of every envelope, ending with the same record.
+#[test]
+fn fresh_device_starts_from_relay_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let keys = MemorySecretStore::new();
+    let rt = runtime();
+    let a_path = dir.path().join("a.db");
+    let mut a = Profile::create(
+        SqliteStore::open(&a_path).unwrap(),
+        "A",
+        Unlock::SecretStore(&keys),
+    )
+    .unwrap();
+    let n = satchel_core::sync::engine::SNAPSHOT_EVERY as usize + 20;
+    for i in 0..n {
+        a.add_resources(vec![lab(i)], None).unwrap();
+    }
+    let mut client = RelayClient::new(&relay.url()).unwrap();
+    let report = rt.block_on(client.sync(&mut a)).unwrap();
+    assert_eq!(report.snapshots_uploaded, 1, "{report:?}");
+    // Five more changes after the snapshot: the tail.
+    for i in n..n + 5 {
+        a.add_resources(vec![lab(i)], None).unwrap();
+    }
+    rt.block_on(client.sync(&mut a)).unwrap();
+    let b_path = dir.path().join("b.db");
+    let b = second_device(&rt, &relay.url(), &mut a, &b_path, &keys);
+    let q = Query::default();
+    assert_eq!(b.query(&q).len(), n + 5);
+    assert_eq!(b.query(&q), a.query(&q));
+    let received = all_hashes(&b_path).len();
+    assert!(
+        received < 20,
+        "the fresh device pulled {received} envelopes instead of a snapshot and a tail"
+    );
+}

@@ -159,24 +159,16 @@ impl<S: Store> Profile<S> {
         Ok(self.store.outbox(limit)?)
     }
 
-    /// The relay acknowledged these envelopes (hash, relay sequence).
+    /// The relay acknowledged these envelopes (hash, relay sequence). (They
+    /// count towards the relay-snapshot threshold when they come back in
+    /// a pull, like everyone else's.)
     pub fn acknowledge(&mut self, acks: &[([u8; 32], u64)]) -> Result<()> {
         if acks.is_empty() {
             return Ok(());
         }
         let mut batch = WriteBatch::new();
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        let outbox = self.store.outbox(usize::MAX)?;
         for (hash, seq) in acks {
             batch.acknowledge(*hash, *seq);
-            if let Some(item) = outbox.iter().find(|o| o.hash == *hash) {
-                *counts.entry(item.section.clone()).or_default() += 1;
-            }
-        }
-        for (section, n) in counts {
-            let key = since_snapshot_key(&section);
-            let since = get_u64(&self.store, &key)? + n;
-            batch.put_meta(key, since.to_be_bytes().to_vec());
         }
         self.store.commit(batch)?;
         Ok(())

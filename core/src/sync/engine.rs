@@ -595,3 +595,306 @@ impl SyncEngine {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::wire::{Accepted, AccessResponse, FeedSection, PulledEnvelope};
+    use super::*;
+    use crate::crypto::{Identity, Role};
+
+    fn item(section: &str, n: u8) -> OutboxItem {
+        OutboxItem {
+            seq: u64::from(n),
+            section: section.into(),
+            envelope: vec![n; 10],
+            hash: crate::store::envelope_hash(&[n; 10]),
+        }
+    }
+
+    fn engine(outbox: Vec<OutboxItem>, register: bool) -> SyncEngine {
+        let id = Identity::generate("d", Role::PatientDevice, None).unwrap();
+        SyncEngine::new(
+            RecordId::random(),
+            id.id(),
+            register.then(|| id.card().clone()),
+            None,
+            SyncState::default(),
+            outbox,
+        )
+    }
+
+    /// Drive through authentication, answering the challenge and signature.
+    fn authenticate(e: &mut SyncEngine) {
+        assert!(matches!(e.poll(), Step::Send(Request::Challenge(_))));
+        assert!(e
+            .on_response(Response::Challenge(ChallengeResponse {
+                challenge: vec![7; 32]
+            }))
+            .is_none());
+        match e.poll() {
+            Step::Sign(msg) => {
+                assert!(msg.starts_with(AUTH_DOMAIN));
+                e.signed([1; 64]);
+            }
+            other => panic!("expected Sign, got {other:?}"),
+        }
+        assert!(matches!(e.poll(), Step::Send(Request::Token(_))));
+        assert!(e
+            .on_response(Response::Token(TokenResponse {
+                token: "t".into(),
+                expires_in: 900
+            }))
+            .is_none());
+    }
+
+    fn expect_apply(step: Option<Step>, e: &mut SyncEngine) -> Apply {
+        match step {
+            Some(Step::Apply(a)) => {
+                e.applied();
+                a
+            }
+            other => panic!("expected Apply, got {other:?}"),
+        }
+    }
+
+    fn empty_access() -> Response {
+        Response::Access(AccessResponse { statements: vec![] })
+    }
+
+    #[test]
+    fn full_round_in_order() {
+        let mut e = engine(
+            vec![item("labs", 1), item("labs", 2), item("vitals", 3)],
+            true,
+        );
+        authenticate(&mut e);
+        assert_eq!(e.token(), Some("t"));
+        assert!(matches!(e.poll(), Step::Send(Request::Register(_))));
+        let a = e.on_response(Response::Registered);
+        assert!(matches!(expect_apply(a, &mut e), Apply::Registered));
+        assert!(matches!(e.poll(), Step::Send(Request::Access { after: 0 })));
+        expect_apply(e.on_response(empty_access()), &mut e);
+        // Uploads are batched per section, in outbox order.
+        match e.poll() {
+            Step::Send(Request::Upload { section, envelopes }) => {
+                assert_eq!(section, "labs");
+                assert_eq!(envelopes.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        let acks = e.on_response(Response::Uploaded(UploadResponse {
+            accepted: vec![
+                Accepted {
+                    hash: hex::encode(item("labs", 1).hash),
+                    seq: 10,
+                },
+                Accepted {
+                    hash: hex::encode(item("labs", 2).hash),
+                    seq: 11,
+                },
+            ],
+        }));
+        match expect_apply(acks, &mut e) {
+            Apply::Acknowledge { acks } => assert_eq!(acks[1], (item("labs", 2).hash, 11)),
+            other => panic!("{other:?}"),
+        }
+        match e.poll() {
+            Step::Send(Request::Upload { section, .. }) => assert_eq!(section, "vitals"),
+            other => panic!("{other:?}"),
+        }
+        expect_apply(
+            e.on_response(Response::Uploaded(UploadResponse { accepted: vec![] })),
+            &mut e,
+        );
+        assert!(matches!(e.poll(), Step::Send(Request::Feed { after: 0 })));
+        let feed = e.on_response(Response::Feed(FeedResponse {
+            sections: vec![FeedSection {
+                section: "labs".into(),
+                seq: 12,
+            }],
+            cursor: 12,
+        }));
+        assert!(matches!(expect_apply(feed, &mut e), Apply::FeedCursor(12)));
+        assert!(matches!(
+            e.poll(),
+            Step::Send(Request::Pull { after: 0, .. })
+        ));
+        // Two pages.
+        let page = |seq, more| {
+            Response::Pulled(PullResponse {
+                snapshot: None,
+                envelopes: vec![PulledEnvelope {
+                    seq,
+                    envelope: vec![seq as u8],
+                }],
+                next: seq,
+                more,
+            })
+        };
+        expect_apply(e.on_response(page(11, true)), &mut e);
+        assert!(matches!(
+            e.poll(),
+            Step::Send(Request::Pull { after: 11, .. })
+        ));
+        expect_apply(e.on_response(page(12, false)), &mut e);
+        match e.poll() {
+            Step::Finished(report) => {
+                assert_eq!(report.uploaded, 3);
+                assert_eq!(report.pulled, 2);
+                assert_eq!(report.sections_pulled, vec!["labs".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn offline_retries_with_backoff_then_fails_keeping_the_outbox() {
+        let mut e = engine(vec![item("labs", 1)], false).with_max_attempts(3);
+        assert!(matches!(e.poll(), Step::Send(Request::Challenge(_))));
+        let mut waits = Vec::new();
+        loop {
+            match e.on_response(Response::Failed(Failure::Offline("refused".into()))) {
+                Some(Step::Wait(d)) => {
+                    waits.push(d);
+                    // After the wait the same request is sent again.
+                    assert!(matches!(e.poll(), Step::Send(Request::Challenge(_))));
+                }
+                Some(Step::Failed(SyncError::Offline(_))) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            waits,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
+    }
+
+    #[test]
+    fn server_errors_and_rate_limits_are_retried() {
+        let mut e = engine(vec![], false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        let busy = Failure::Http {
+            status: 429,
+            code: "rate_limited".into(),
+            message: String::new(),
+            retry_after_ms: Some(1234),
+        };
+        assert!(matches!(
+            e.on_response(Response::Failed(busy)),
+            Some(Step::Wait(d)) if d == Duration::from_millis(1234)
+        ));
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        let down = Failure::Http {
+            status: 503,
+            code: "unavailable".into(),
+            message: String::new(),
+            retry_after_ms: None,
+        };
+        assert!(matches!(
+            e.on_response(Response::Failed(down)),
+            Some(Step::Wait(_))
+        ));
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        expect_apply(e.on_response(empty_access()), &mut e);
+    }
+
+    #[test]
+    fn expired_token_reauthenticates_and_resends_the_batch() {
+        let mut e = engine(vec![item("labs", 1)], false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        expect_apply(e.on_response(empty_access()), &mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Upload { .. })));
+        let expired = Failure::Http {
+            status: 401,
+            code: "unauthenticated".into(),
+            message: String::new(),
+            retry_after_ms: None,
+        };
+        assert!(e.on_response(Response::Failed(expired.clone())).is_none());
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        expect_apply(e.on_response(empty_access()), &mut e);
+        match e.poll() {
+            Step::Send(Request::Upload { envelopes, .. }) => {
+                assert_eq!(envelopes, vec![vec![1; 10]])
+            }
+            other => panic!("{other:?}"),
+        }
+        // A second 401 in the same round is a failure, not a loop.
+        assert!(matches!(
+            e.on_response(Response::Failed(expired)),
+            Some(Step::Failed(SyncError::Refused { status: 401, .. }))
+        ));
+    }
+
+    #[test]
+    fn refusals_fail_the_round() {
+        let mut e = engine(vec![item("labs", 1)], false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        expect_apply(e.on_response(empty_access()), &mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Upload { .. })));
+        let rejected = Failure::Http {
+            status: 422,
+            code: "rejected".into(),
+            message: "bad signature".into(),
+            retry_after_ms: None,
+        };
+        assert!(matches!(
+            e.on_response(Response::Failed(rejected)),
+            Some(Step::Failed(SyncError::Refused { status: 422, .. }))
+        ));
+    }
+
+    #[test]
+    fn long_relay_logs_get_a_snapshot() {
+        let mut e = engine(vec![], false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        expect_apply(e.on_response(empty_access()), &mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Feed { .. })));
+        expect_apply(
+            e.on_response(Response::Feed(FeedResponse {
+                sections: vec![FeedSection {
+                    section: "labs".into(),
+                    seq: 300,
+                }],
+                cursor: 300,
+            })),
+            &mut e,
+        );
+        assert!(matches!(e.poll(), Step::Send(Request::Pull { .. })));
+        let envelopes = (1..=SNAPSHOT_EVERY)
+            .map(|seq| PulledEnvelope {
+                seq,
+                envelope: vec![1],
+            })
+            .collect();
+        expect_apply(
+            e.on_response(Response::Pulled(PullResponse {
+                snapshot: None,
+                envelopes,
+                next: 300,
+                more: false,
+            })),
+            &mut e,
+        );
+        match e.poll() {
+            Step::Apply(Apply::MakeSnapshot { section, upto_seq }) => {
+                assert_eq!((section.as_str(), upto_seq), ("labs", 300));
+                e.snapshot_made(section, upto_seq, Some(vec![9]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(e.poll(), Step::Send(Request::Snapshot { .. })));
+        let stored = e.on_response(Response::SnapshotStored);
+        assert!(matches!(
+            expect_apply(stored, &mut e),
+            Apply::SnapshotStored { .. }
+        ));
+        assert!(matches!(e.poll(), Step::Finished(r) if r.snapshots_uploaded == 1));
+    }
+}
