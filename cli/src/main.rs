@@ -49,6 +49,8 @@ enum Command {
     LinkDevice(commands::sync::LinkArgs),
     /// Set up this home as another device of an existing record.
     JoinDevice(commands::sync::JoinArgs),
+    /// Run a relay in this process (embedded SQLite).
+    Serve(commands::serve::Args),
     /// Run a self-contained demonstration in a temporary home.
     Demo(commands::demo::Args),
 }
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => commands::sync::run(cli.home, args),
         Command::LinkDevice(args) => commands::sync::run_link(cli.home, args),
         Command::JoinDevice(args) => commands::sync::run_join(cli.home, args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {

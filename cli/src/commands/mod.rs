@@ -6,4 +6,5 @@ pub mod demo;
 pub mod history;
 pub mod init;
 pub mod list;
+pub mod serve;
 pub mod sync;
