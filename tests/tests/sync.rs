@@ -178,3 +178,38 @@ fn server_holds_no_plaintext() {
         );
     }
 }
+
+/// `satchel sync --watch` stays subscribed: a change pushed by another
+/// device reaches the watching device's store without another command.
+#[test]
+fn watch_receives_pushed_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let a = dir.path().join("phone");
+    let b = dir.path().join("tablet");
+    run(satchel(&a, PASS).args(["init", "--name", "Pat"]), true);
+    add(&a, &allergy("Peanut"));
+    sync(&a, &relay);
+    link(&a, &b, &relay);
+    let mut watch = satchel(&b, PASS)
+        .args(["sync", "--watch", "--server", &relay.url()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    add(&a, &lab("2339-0", "Glucose", "2024-02-01"));
+    sync(&a, &relay);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = false;
+    while std::time::Instant::now() < deadline {
+        if list_all(&b).len() == 2 {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(seen, "the watching device never received the pushed change");
+}
