@@ -1,23 +1,19 @@
-//! Byte formats of the two scalars an entry is made of (layout 2; see the
-//! module documentation of [`crate::record`] for the document around them).
-//!
-//! Both are automerge *bytes* scalars, written once and never changed:
+//! The byte format of a version: one automerge *bytes* scalar, written once
+//! and never changed (layout 2; see the module documentation of
+//! [`crate::record`] for the document around it).
 //!
 //! ```text
-//! meta    = 0x01                      format
-//!           str  resource_type
-//!           [32] created_by           identity
-//!           i64  created_at           unix ms
-//!           opt<str> source_system
-//!           opt<str> source_id
-//!           ...                       (ignored: room for later fields)
-//!
 //! version = 0x01                      format
 //!           uleb H                    header length
 //!           header (H bytes):
+//!             [16] entry              entry id
 //!             [32] author             identity
 //!             i64  recorded_at        unix ms
 //!             u8   status             0 active, 1 entered-in-error
+//!             opt<creation>           present only in the version that creates the entry:
+//!               str      resource_type
+//!               opt<str> source_system
+//!               opt<str> source_id
 //!             opt<i64> date           clinical date, unix ms UTC
 //!             opt<str> date_text      clinical date as written
 //!             uleb n, n × (opt<str> system, str code)    codes
@@ -30,19 +26,15 @@
 //! ```
 //!
 //! Everything before the resource is what the index needs, so indexing a
-//! version reads its header only and never parses the resource JSON.
+//! version decodes its header only and never parses the resource JSON.
 
 use serde_json::Value;
 
 use super::EntryStatus;
 use crate::fhir::ResourceSummary;
-use crate::ids::IdentityId;
+use crate::ids::{EntryId, IdentityId};
 
 const FORMAT_1: u8 = 1;
-
-/// Offset, within a version header, of what follows author, time and
-/// status (copied verbatim when a version is re-issued with a new status).
-const HEADER_FIXED: usize = IdentityId::LEN + 8 + 1;
 
 // ----- primitives ------------------------------------------------------------
 
@@ -127,6 +119,10 @@ impl<'a> Reader<'a> {
         IdentityId::from_slice(self.take(IdentityId::LEN)?).ok()
     }
 
+    fn entry_id(&mut self) -> Option<EntryId> {
+        EntryId::from_slice(self.take(EntryId::LEN)?).ok()
+    }
+
     fn str(&mut self) -> Option<&'a str> {
         let n = self.len()?;
         std::str::from_utf8(self.take(n)?).ok()
@@ -153,46 +149,6 @@ impl<'a> Reader<'a> {
             Some(self.i64()?)
         } else {
             None
-        })
-    }
-}
-
-// ----- meta ------------------------------------------------------------------
-
-/// An entry's immutable metadata, borrowed from its `meta` scalar.
-#[derive(Clone, Copy)]
-pub(super) struct MetaRef<'a> {
-    pub resource_type: &'a str,
-    pub created_by: IdentityId,
-    pub created_at: i64,
-    pub source_system: Option<&'a str>,
-    pub source_id: Option<&'a str>,
-}
-
-impl<'a> MetaRef<'a> {
-    pub fn encode(&self) -> Vec<u8> {
-        let extra = self.source_system.map_or(0, str::len) + self.source_id.map_or(0, str::len);
-        let mut out = Vec::with_capacity(64 + self.resource_type.len() + extra);
-        out.push(FORMAT_1);
-        put_str(&mut out, self.resource_type);
-        out.extend_from_slice(self.created_by.as_bytes());
-        out.extend_from_slice(&self.created_at.to_le_bytes());
-        put_opt_str(&mut out, self.source_system);
-        put_opt_str(&mut out, self.source_id);
-        out
-    }
-
-    pub fn decode(bytes: &'a [u8]) -> Option<Self> {
-        let mut r = Reader { buf: bytes };
-        if r.u8()? != FORMAT_1 {
-            return None;
-        }
-        Some(MetaRef {
-            resource_type: r.str()?,
-            created_by: r.identity()?,
-            created_at: r.i64()?,
-            source_system: r.opt_str()?,
-            source_id: r.opt_str()?,
         })
     }
 }
@@ -231,22 +187,35 @@ impl<'a> Items<'a> {
     }
 }
 
+/// What the version that creates an entry says about it (immutable).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) struct Creation<'a> {
+    pub resource_type: &'a str,
+    pub source_system: Option<&'a str>,
+    pub source_id: Option<&'a str>,
+}
+
 /// A version header, borrowed and fully validated.
 #[derive(Clone, Copy)]
 pub(super) struct VersionHeader<'a> {
+    pub entry: EntryId,
     pub author: IdentityId,
     pub recorded_at: i64,
     pub status: EntryStatus,
+    pub creation: Option<Creation<'a>>,
     pub date: Option<i64>,
     pub date_text: Option<&'a str>,
     pub codes: Items<'a>,
     pub displays: Items<'a>,
+    /// Where the index fields (date onwards) start in the header.
+    index_fields: usize,
 }
 
 impl<'a> VersionHeader<'a> {
     /// Decode (and check all of) a header, as split off by [`split_version`].
     pub fn decode(header: &'a [u8]) -> Option<Self> {
         let mut r = Reader { buf: header };
+        let entry = r.entry_id()?;
         let author = r.identity()?;
         let recorded_at = r.i64()?;
         let status = match r.u8()? {
@@ -254,6 +223,16 @@ impl<'a> VersionHeader<'a> {
             1 => EntryStatus::EnteredInError,
             _ => return None,
         };
+        let creation = if r.flag()? {
+            Some(Creation {
+                resource_type: r.str()?,
+                source_system: r.opt_str()?,
+                source_id: r.opt_str()?,
+            })
+        } else {
+            None
+        };
+        let index_fields = header.len() - r.buf.len();
         let date = r.opt_i64()?;
         let date_text = r.opt_str()?;
         let count = r.len()?;
@@ -276,13 +255,16 @@ impl<'a> VersionHeader<'a> {
             bytes: &start[..start.len() - r.buf.len()],
         };
         Some(VersionHeader {
+            entry,
             author,
             recorded_at,
             status,
+            creation,
             date,
             date_text,
             codes,
             displays,
+            index_fields,
         })
     }
 }
@@ -302,17 +284,48 @@ fn assemble(header: &[u8], resource_json_len: usize) -> Vec<u8> {
     out
 }
 
-/// A version scalar (status active) for a resource and its index fields.
-pub(super) fn encode_version(
+fn put_prefix(
+    out: &mut Vec<u8>,
+    entry: EntryId,
     author: IdentityId,
     recorded_at: i64,
+    status: EntryStatus,
+    creation: Option<Creation<'_>>,
+) {
+    out.extend_from_slice(entry.as_bytes());
+    out.extend_from_slice(author.as_bytes());
+    out.extend_from_slice(&recorded_at.to_le_bytes());
+    out.push(status_byte(status));
+    match creation {
+        Some(c) => {
+            out.push(1);
+            put_str(out, c.resource_type);
+            put_opt_str(out, c.source_system);
+            put_opt_str(out, c.source_id);
+        }
+        None => out.push(0),
+    }
+}
+
+/// A version scalar (status active) for a resource and its index fields;
+/// `creation` is given for the version that creates the entry.
+pub(super) fn encode_version(
+    entry: EntryId,
+    author: IdentityId,
+    recorded_at: i64,
+    creation: Option<Creation<'_>>,
     summary: &ResourceSummary,
     resource: &Value,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let mut header = Vec::with_capacity(128);
-    header.extend_from_slice(author.as_bytes());
-    header.extend_from_slice(&recorded_at.to_le_bytes());
-    header.push(status_byte(EntryStatus::Active));
+    let mut header = Vec::with_capacity(256);
+    put_prefix(
+        &mut header,
+        entry,
+        author,
+        recorded_at,
+        EntryStatus::Active,
+        creation,
+    );
     match &summary.date {
         Some(d) => {
             header.push(1);
@@ -336,7 +349,8 @@ pub(super) fn encode_version(
 }
 
 /// A copy of version scalar `bytes` (format 1) with another author, time
-/// and status: the index fields and the resource are kept byte for byte.
+/// and status, creating nothing: the index fields and the resource are kept
+/// byte for byte.
 pub(super) fn reissue_version(
     bytes: &[u8],
     author: IdentityId,
@@ -344,12 +358,10 @@ pub(super) fn reissue_version(
     status: EntryStatus,
 ) -> Option<Vec<u8>> {
     let (header, resource) = split_version(bytes)?;
-    VersionHeader::decode(header)?;
-    let rest = header.get(HEADER_FIXED..)?;
+    let h = VersionHeader::decode(header)?;
+    let rest = header.get(h.index_fields..)?;
     let mut new_header = Vec::with_capacity(header.len());
-    new_header.extend_from_slice(author.as_bytes());
-    new_header.extend_from_slice(&recorded_at.to_le_bytes());
-    new_header.push(status_byte(status));
+    put_prefix(&mut new_header, h.entry, author, recorded_at, status, None);
     new_header.extend_from_slice(rest);
     let mut out = assemble(&new_header, resource.len());
     out.extend_from_slice(resource);
@@ -388,13 +400,29 @@ mod tests {
     fn version_round_trips() {
         let json = br#"{"resourceType":"Condition","b":1,"a":2}"#;
         let value: Value = serde_json::from_slice(json).unwrap();
-        let bytes = encode_version(IdentityId([7; 32]), 42, &summary(), &value).unwrap();
+        let entry = EntryId([5; 16]);
+        let creation = Creation {
+            resource_type: "Condition",
+            source_system: Some("https://h.example"),
+            source_id: None,
+        };
+        let bytes = encode_version(
+            entry,
+            IdentityId([7; 32]),
+            42,
+            Some(creation),
+            &summary(),
+            &value,
+        )
+        .unwrap();
         let (header, resource) = split_version(&bytes).unwrap();
         assert_eq!(resource, json);
         let h = VersionHeader::decode(header).unwrap();
+        assert_eq!(h.entry, entry);
         assert_eq!(h.author, IdentityId([7; 32]));
         assert_eq!(h.recorded_at, 42);
         assert_eq!(h.status, EntryStatus::Active);
+        assert_eq!(h.creation, Some(creation));
         assert_eq!(h.date, Some(-1234));
         assert_eq!(h.date_text, Some("2012-05"));
         assert_eq!(
@@ -403,16 +431,32 @@ mod tests {
         );
         assert_eq!(h.displays.strs().collect::<Vec<_>>(), vec!["Ünïcode", ""]);
 
+        // Re-issued: new author, time and status; no creation; the rest kept.
         let again =
             reissue_version(&bytes, IdentityId([9; 32]), 7, EntryStatus::EnteredInError).unwrap();
         let (header2, resource2) = split_version(&again).unwrap();
         assert_eq!(resource2, json);
         let h2 = VersionHeader::decode(header2).unwrap();
         assert_eq!(
-            (h2.author, h2.recorded_at, h2.status),
-            (IdentityId([9; 32]), 7, EntryStatus::EnteredInError)
+            (h2.entry, h2.author, h2.recorded_at, h2.status, h2.creation),
+            (
+                entry,
+                IdentityId([9; 32]),
+                7,
+                EntryStatus::EnteredInError,
+                None
+            )
         );
-        assert_eq!(&header2[HEADER_FIXED..], &header[HEADER_FIXED..]);
+        assert_eq!(&header2[h2.index_fields..], &header[h.index_fields..]);
+        assert_eq!(
+            (
+                h2.date,
+                h2.date_text,
+                h2.codes.codes().count(),
+                h2.displays.strs().count()
+            ),
+            (h.date, h.date_text, 2, 2)
+        );
 
         // Every truncation of the header is refused; trailing header bytes are not.
         for n in 0..header.len() {
@@ -421,32 +465,15 @@ mod tests {
         let mut longer = header.to_vec();
         longer.push(0xff);
         assert!(VersionHeader::decode(&longer).is_some());
+        // Bad format byte, header longer than the scalar, bad status or flag.
         assert!(split_version(&[2, 0]).is_none());
         assert!(split_version(&[1, 5, 0]).is_none());
-    }
-
-    #[test]
-    fn meta_round_trips() {
-        let meta = MetaRef {
-            resource_type: "Observation",
-            created_by: IdentityId([3; 32]),
-            created_at: i64::MIN,
-            source_system: Some("https://h.example"),
-            source_id: None,
-        };
-        let bytes = meta.encode();
-        let m = MetaRef::decode(&bytes).unwrap();
-        assert_eq!(m.resource_type, "Observation");
-        assert_eq!(m.created_by, IdentityId([3; 32]));
-        assert_eq!(m.created_at, i64::MIN);
-        assert_eq!(m.source_system, Some("https://h.example"));
-        assert_eq!(m.source_id, None);
-        for n in 0..bytes.len() {
-            assert!(MetaRef::decode(&bytes[..n]).is_none(), "{n}");
-        }
-        let mut bad = bytes.clone();
-        bad[0] = 2;
-        assert!(MetaRef::decode(&bad).is_none());
+        let mut bad = header.to_vec();
+        bad[56] = 2;
+        assert!(VersionHeader::decode(&bad).is_none());
+        let mut bad = header.to_vec();
+        bad[57] = 2;
+        assert!(VersionHeader::decode(&bad).is_none());
     }
 
     #[test]

@@ -1,36 +1,53 @@
 //! The record: sections as automerge documents, entries, versions, queries.
 //! I/O-free: bytes in, bytes out; storage, encryption and sync live elsewhere.
 //!
-//! ## Layout of a section document
+//! ## Layout of a section document (layout 2)
 //!
 //! ```text
 //! ROOT { "section": "<name>",
-//!        "entries": { "<entry id hex>": {
-//!            "resource_type", "source_system"?, "source_id"?,
-//!            "created_by" (identity hex), "created_at" (i64 ms),
-//!            "versions": [ { "author" (identity hex), "recorded_at" (i64 ms),
-//!                            "status" ("active" | "entered-in-error"),
-//!                            "resource" (the resource JSON, one string),
-//!                            "date"? (i64 ms), "date_text"?,
-//!                            "codes" ["system|code", ...], "displays" [...] } ] } } }
+//!        "layout": 2,
+//!        "versions": [ <version>, <version>, ... ] }
 //! ```
 //!
-//! Every key of an entry is written once, when it is created; afterwards the
-//! only writes are appends to its `versions` list. Versions are immutable.
-//! The index fields (`date`, `date_text`, `codes`, `displays`) are derived by
+//! One flat list holds every version of every entry, each version one
+//! immutable automerge *bytes* scalar (so writing an entry, an amendment or
+//! an entered-in-error mark is a single list insert, always at the end):
+//!
+//! ```text
+//! <version> = format 0x01, header length, header, resource JSON (unchanged)
+//! header    = entry id, author, recorded_at_ms, status,
+//!             creation? (resource_type, source_system?, source_id?),
+//!             date? (start, unix ms UTC), date_text?,
+//!             codes [(system?, code)], displays [text]
+//! ```
+//!
+//! (byte by byte in `layout.rs`). An entry is created by the version that
+//! carries `creation`; its `created_by`/`created_at_ms` are that version's
+//! author and time; every later version of the entry (amendments, marks)
+//! appends to the list with the same entry id. Versions of an entry without a
+//! creating version are ignored, as are list items that are not readable
+//! versions. The header's index fields are derived by
 //! [`crate::fhir::summarize`] when a version is written, so listing, queries
 //! and [`SectionDoc::summary`] never parse resource JSON (only the current
-//! version of entries actually returned is parsed). Each [`SectionDoc`] also
-//! keeps these index fields in memory: built in one pass over the document on
-//! `load`, updated entry by entry on local writes and, from automerge's
-//! patches, on `apply_changes`. Summaries and filters run on that in-memory
-//! index; only resources being returned are read from the document.
+//! version of entries actually returned is parsed, straight from the bytes
+//! of the document). Each [`SectionDoc`] keeps an in-memory index (entry
+//! metadata, version keys and statuses, and the current version's header,
+//! never a resource): built in one pass over the list on `load`, extended
+//! on local writes and, from automerge's patches, when incoming changes only
+//! append; rebuilt otherwise.
+//!
+//! `"layout"` is checked on load: documents of another layout are refused
+//! ([`RecordError::Automerge`], naming the layout). The genesis change below
+//! writes it, so changes of another layout never share history with these.
+//! [`SectionDoc::save`] writes automerge's document format without DEFLATE
+//! (callers compress); [`SectionDoc::load`] reads compressed saves too.
 //!
 //! ## Rules
 //!
 //! - **Current version**: the greatest by (`recorded_at_ms`, author identity,
-//!   position in the merged list). [`SectionDoc::history`] returns versions in
-//!   that order, so every replica shows the same history and current version.
+//!   position in the merged versions list). [`SectionDoc::history`] returns
+//!   versions in that order, so every replica shows the same history and
+//!   current version.
 //! - **Entered-in-error is sticky**: an entry is hidden iff *any* of its
 //!   versions has status entered-in-error, even if a concurrent amend sorts
 //!   later. Hidden entries cannot be amended or marked again
@@ -73,8 +90,6 @@ mod layout;
 mod section;
 mod wire;
 
-#[cfg(test)]
-mod prof;
 #[cfg(test)]
 mod tests;
 

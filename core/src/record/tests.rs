@@ -1106,8 +1106,18 @@ fn step(n: usize) -> impl Strategy<Value = Step> {
     ]
 }
 
-fn scenario() -> impl Strategy<Value = (usize, Vec<Step>, u64)> {
-    (2usize..=5).prop_flat_map(|n| (Just(n), prop::collection::vec(step(n), 1..60), any::<u64>()))
+/// Replicas, steps, a shuffling seed, and how incoming changes are indexed
+/// (`None`: as in production; `Some(true)`: always from patches;
+/// `Some(false)`: always by rebuilding).
+fn scenario() -> impl Strategy<Value = (usize, Vec<Step>, u64, Option<bool>)> {
+    (2usize..=5).prop_flat_map(|n| {
+        (
+            Just(n),
+            prop::collection::vec(step(n), 1..60),
+            any::<u64>(),
+            prop_oneof![Just(None), Just(Some(true)), Just(Some(false))],
+        )
+    })
 }
 
 /// What a replica wrote: (entry, author, recorded_at, status, resource).
@@ -1117,7 +1127,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn replicas_converge((n, steps, seed) in scenario()) {
+    fn replicas_converge((n, steps, seed, incremental) in scenario()) {
+        doc::FORCE_INCREMENTAL.with(|f| f.set(incremental));
         let base = SectionDoc::new(Section::Conditions).save();
         let mut replicas: Vec<SectionDoc> =
             (0..n).map(|_| SectionDoc::load(Section::Conditions, &base).unwrap()).collect();
@@ -1176,6 +1187,7 @@ proptest! {
                     let i = pick % inbox[replica].len();
                     let msg = inbox[replica].swap_remove(i);
                     replicas[replica].apply_changes(&msg).unwrap();
+                    replicas[replica].assert_index_consistent();
                 }
             }
         }
