@@ -120,16 +120,22 @@ fn server_kill_loses_nothing() {
         relay
     });
 
-    let rounds = 40;
+    // Keep the stream going for as long as the relay is being killed.
     let per_round = 4;
+    let mut rounds = 0;
     let mut failures = 0;
-    for round in 0..rounds {
-        let batch = (0..per_round).map(|i| lab(round * per_round + i)).collect();
+    let mut retries = 0;
+    while !killer.is_finished() || rounds < 20 {
+        let batch = (0..per_round)
+            .map(|i| lab(rounds * per_round + i))
+            .collect();
         a.add_resources(batch, None).unwrap();
-        if rt.block_on(client.sync(&mut a)).is_err() {
-            failures += 1;
+        match rt.block_on(client.sync(&mut a)) {
+            Ok(report) => retries += report.retries,
+            Err(_) => failures += 1,
         }
-        std::thread::sleep(Duration::from_millis(20));
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(10));
     }
     let relay = killer.join().unwrap();
     // Finish syncing now the relay stays up.
@@ -139,7 +145,13 @@ fn server_kill_loses_nothing() {
         a.outbox(usize::MAX).unwrap().is_empty(),
         "changes left unsent"
     );
-    println!("{failures} of {rounds} rounds were interrupted by a kill");
+    println!(
+        "{rounds} rounds: {failures} failed and {retries} requests were retried because of kills"
+    );
+    assert!(
+        failures + retries as usize > 0,
+        "no kill hit the upload stream"
+    );
 
     let acked = acknowledged_hashes(&a_path);
     assert!(

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 
-use satchel_core::crypto::envelope::ENVELOPE_SIGNATURE_DOMAIN;
 use satchel_core::crypto::Envelope;
 use satchel_core::ids::{IdentityId, RecordId};
 
@@ -87,18 +86,6 @@ pub fn parse_one(
         ));
     }
     Ok(env)
-}
-
-fn signed_message(env: &Envelope) -> Vec<u8> {
-    let header = env.header.canonical_bytes();
-    let mut msg = Vec::with_capacity(
-        ENVELOPE_SIGNATURE_DOMAIN.len() + header.len() + 32 + env.ciphertext.len(),
-    );
-    msg.extend_from_slice(ENVELOPE_SIGNATURE_DOMAIN);
-    msg.extend_from_slice(&header);
-    msg.extend_from_slice(&env.salt);
-    msg.extend_from_slice(&env.ciphertext);
-    msg
 }
 
 /// Check a batch of base64 envelopes for `record`/`section`.
@@ -181,7 +168,7 @@ fn batch_verifies(parsed: &[(Envelope, Vec<u8>)]) -> bool {
         };
         vks.push(vk);
         sigs.push(ed25519_dalek::Signature::from_bytes(&env.signature));
-        msgs.push(signed_message(env));
+        msgs.push(env.signed_message());
     }
     let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
     ed25519_dalek::verify_batch(&refs, &sigs, &vks).is_ok()
