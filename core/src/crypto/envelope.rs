@@ -38,7 +38,7 @@ use std::fmt;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::digest::{digest, SHA256};
 use ring::hkdf::{self, HKDF_SHA256};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::encoding::Reader;
 use super::error::{CryptoError, Result};
@@ -60,41 +60,14 @@ pub const MAX_CIPHERTEXT_LEN: usize = 64 * 1024 * 1024;
 /// Largest plaintext [`Envelope::seal`] accepts.
 pub const MAX_PLAINTEXT_LEN: usize = MAX_CIPHERTEXT_LEN - TAG_LEN;
 
-/// A section's 256-bit key for one epoch. Zeroized on drop; `Debug` is
-/// redacted.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct SectionKey {
-    bytes: [u8; 32],
-}
+super::random::key256!(
+    /// A section's 256-bit key for one epoch. Zeroized on drop; `Debug` is
+    /// redacted.
+    SectionKey,
+    "section key"
+);
 
 impl SectionKey {
-    /// A fresh random key from the system RNG.
-    pub fn generate() -> Result<Self> {
-        let mut key = Self { bytes: [0u8; 32] };
-        random::fill(&mut key.bytes)?;
-        Ok(key)
-    }
-
-    /// Wrap existing key bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self { bytes }
-    }
-
-    /// Wrap existing key bytes given as a slice (must be exactly 32 bytes),
-    /// e.g. the output of [`super::unwrap_key`].
-    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| CryptoError::Malformed("section key length"))?;
-        Ok(Self { bytes })
-    }
-
-    /// The raw key bytes (to wrap them for a recipient or the vault).
-    pub fn expose(&self) -> &[u8; 32] {
-        &self.bytes
-    }
-
-    /// Per-envelope AEAD key and nonce: HKDF-SHA256(salt, self, info).
     fn derive(&self, salt: &[u8; 32]) -> Result<(LessSafeKey, [u8; NONCE_LEN])> {
         struct Len(usize);
         impl hkdf::KeyType for Len {
@@ -113,12 +86,6 @@ impl SectionKey {
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&okm[32..]);
         Ok((LessSafeKey::new(key), nonce))
-    }
-}
-
-impl fmt::Debug for SectionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SectionKey(<redacted>)")
     }
 }
 

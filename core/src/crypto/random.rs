@@ -72,3 +72,51 @@ impl TryRng for RingRng {
 }
 
 impl TryCryptoRng for RingRng {}
+
+/// Defines a 256-bit secret key type: random generation, construction from
+/// bytes, `expose`, zeroize-on-drop and a redacted `Debug`. Each key type
+/// then adds what it is for (direct AEAD, per-envelope HKDF, ...).
+macro_rules! key256 {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+        pub struct $name {
+            bytes: [u8; 32],
+        }
+
+        impl $name {
+            /// A fresh random key from the system RNG.
+            pub fn generate() -> $crate::crypto::Result<Self> {
+                let mut key = Self { bytes: [0u8; 32] };
+                $crate::crypto::random::fill(&mut key.bytes)?;
+                Ok(key)
+            }
+
+            /// Wrap existing key bytes.
+            pub fn from_bytes(bytes: [u8; 32]) -> Self {
+                Self { bytes }
+            }
+
+            /// Wrap existing key bytes given as a slice (exactly 32 bytes).
+            pub fn from_slice(bytes: &[u8]) -> $crate::crypto::Result<Self> {
+                let bytes: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| $crate::crypto::CryptoError::Malformed(concat!($what, " length")))?;
+                Ok(Self { bytes })
+            }
+
+            /// The raw key bytes. Copy them only into zeroizing storage
+            /// (e.g. to wrap them for a recipient or the vault).
+            pub fn expose(&self) -> &[u8; 32] {
+                &self.bytes
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
+}
+pub(crate) use key256;

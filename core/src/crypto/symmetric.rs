@@ -7,10 +7,8 @@
 //! authenticated but not stored. Random 96-bit nonces are safe for well under
 //! 2^32 messages per key, far more than a vault ever seals.
 
-use std::fmt;
-
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::error::{CryptoError, Result};
 use super::random;
@@ -22,40 +20,14 @@ pub(crate) const TAG_LEN: usize = 16;
 /// Bytes [`SymmetricKey::seal`] adds to the plaintext length.
 pub const SEALED_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
 
-/// A 256-bit symmetric key (AES-256-GCM). Zeroized on drop; `Debug` is
-/// redacted.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct SymmetricKey {
-    bytes: [u8; 32],
-}
+super::random::key256!(
+    /// A 256-bit symmetric key (AES-256-GCM). Zeroized on drop; `Debug` is
+    /// redacted.
+    SymmetricKey,
+    "symmetric key"
+);
 
 impl SymmetricKey {
-    /// A fresh random key from the system RNG.
-    pub fn generate() -> Result<Self> {
-        let mut key = Self { bytes: [0u8; 32] };
-        random::fill(&mut key.bytes)?;
-        Ok(key)
-    }
-
-    /// Wrap existing key bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self { bytes }
-    }
-
-    /// Wrap existing key bytes given as a slice (must be exactly 32 bytes).
-    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| CryptoError::Malformed("symmetric key length"))?;
-        Ok(Self { bytes })
-    }
-
-    /// The raw key bytes. Handle with care: copy them only into zeroizing
-    /// storage.
-    pub fn expose(&self) -> &[u8; 32] {
-        &self.bytes
-    }
-
     fn aead_key(&self) -> Result<LessSafeKey> {
         UnboundKey::new(&AES_256_GCM, &self.bytes)
             .map(LessSafeKey::new)
@@ -107,12 +79,6 @@ impl SymmetricKey {
             .len();
         buf.truncate(len);
         Ok(buf)
-    }
-}
-
-impl fmt::Debug for SymmetricKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SymmetricKey(<redacted>)")
     }
 }
 

@@ -294,11 +294,7 @@ impl<S: Store> Profile<S> {
             "profile details",
         )?)
         .map_err(|_| ProfileError::Corrupt("profile details"))?;
-        let device_seq = store
-            .get_meta(META_DEVICE_SEQ)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_be_bytes)
-            .ok_or(ProfileError::Corrupt("device sequence"))?;
+        let device_seq = read_device_seq(&store)?;
         let mut keys = BTreeMap::new();
         for section in Section::ALL {
             let what = section_key_meta(section, 0);
@@ -339,12 +335,7 @@ impl<S: Store> Profile<S> {
     pub fn refresh(&mut self) -> Result<()> {
         self.record = Record::new(self.record.id);
         self.sections.clear();
-        self.device_seq = self
-            .store
-            .get_meta(META_DEVICE_SEQ)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_be_bytes)
-            .ok_or(ProfileError::Corrupt("device sequence"))?;
+        self.device_seq = read_device_seq(&self.store)?;
         self.poisoned = false;
         self.load_all_sections()
     }
@@ -680,6 +671,15 @@ impl<S: Store> Profile<S> {
         }
         Ok(())
     }
+}
+
+/// This device's next envelope sequence number.
+fn read_device_seq<S: Store>(store: &S) -> Result<u64> {
+    store
+        .get_meta(META_DEVICE_SEQ)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes)
+        .ok_or(ProfileError::Corrupt("device sequence"))
 }
 
 /// Open a meta value sealed under the master key.

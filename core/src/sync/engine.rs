@@ -154,6 +154,24 @@ pub enum SyncError {
     Protocol,
 }
 
+impl From<Failure> for SyncError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Offline(m) => SyncError::Offline(m),
+            Failure::Http {
+                status,
+                code,
+                message,
+                ..
+            } => SyncError::Refused {
+                status,
+                code,
+                message,
+            },
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
     Start,
@@ -552,19 +570,7 @@ impl SyncEngine {
     fn retry(&mut self, request: Request, failure: Failure, wait: Duration) -> Option<Step> {
         self.attempts += 1;
         if self.attempts >= self.max_attempts {
-            return Some(Step::Failed(match failure {
-                Failure::Offline(m) => SyncError::Offline(m),
-                Failure::Http {
-                    status,
-                    code,
-                    message,
-                    ..
-                } => SyncError::Refused {
-                    status,
-                    code,
-                    message,
-                },
-            }));
+            return Some(Step::Failed(failure.into()));
         }
         self.report.retries += 1;
         self.in_flight = Some(request);

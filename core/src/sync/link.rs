@@ -16,7 +16,7 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::engine::{Failure, SyncError, AUTH_DOMAIN};
+use super::engine::{Failure, AUTH_DOMAIN};
 use super::transport::{RelayClient, TransportError};
 use super::wire::{
     b64, ChallengeRequest, ChallengeResponse, CreateLinkRequest, LinkPayload, LinkState,
@@ -48,19 +48,7 @@ pub enum LinkError {
 
 impl From<Failure> for LinkError {
     fn from(f: Failure) -> Self {
-        LinkError::Transport(TransportError::Sync(match f {
-            Failure::Offline(m) => SyncError::Offline(m),
-            Failure::Http {
-                status,
-                code,
-                message,
-                ..
-            } => SyncError::Refused {
-                status,
-                code,
-                message,
-            },
-        }))
+        LinkError::Transport(TransportError::Sync(f.into()))
     }
 }
 
