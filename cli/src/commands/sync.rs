@@ -57,6 +57,8 @@ fn print_report(report: &RoundReport, json: bool) {
         let out = serde_json::json!({
             "uploaded": report.uploaded,
             "pulled": report.pulled,
+            "merged": report.merged,
+            "refused": report.refused,
             "sections": report.sections_pulled,
             "snapshots_uploaded": report.snapshots_uploaded,
             "retries": report.retries,
@@ -64,10 +66,18 @@ fn print_report(report: &RoundReport, json: bool) {
         println!("{out}");
     } else {
         println!(
-            "Synced: {} sent, {} received{}{}",
+            "Synced: {} sent, {} new from other devices{}{}{}",
             report.uploaded,
-            report.pulled,
-            if report.sections_pulled.is_empty() {
+            report.merged,
+            if report.refused > 0 {
+                format!(
+                    ", {} refused (not merged: failed verification)",
+                    report.refused
+                )
+            } else {
+                String::new()
+            },
+            if report.merged == 0 || report.sections_pulled.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", report.sections_pulled.join(", "))

@@ -132,7 +132,13 @@ pub enum Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoundReport {
     pub uploaded: usize,
+    /// Envelopes pulled (including this device's own, echoed back).
     pub pulled: usize,
+    /// Pulled envelopes that were new here and merged (filled in by the
+    /// driver, which applies them).
+    pub merged: usize,
+    /// Pulled envelopes refused (bad signature, not a member, ...).
+    pub refused: usize,
     pub sections_pulled: Vec<String>,
     pub snapshots_uploaded: usize,
     pub retries: u32,

@@ -196,6 +196,7 @@ impl RelayClient {
         .with_max_attempts(self.max_attempts);
         let record = profile.record_id();
         let mut pending: Option<Step> = None;
+        let (mut merged, mut refused) = (0, 0);
         loop {
             let step = match pending.take() {
                 Some(step) => step,
@@ -225,6 +226,8 @@ impl RelayClient {
                         } => {
                             let report =
                                 profile.apply_remote(&section, snapshot, envelopes, next)?;
+                            merged += report.merged;
+                            refused += report.rejected.len();
                             for rejected in report.rejected {
                                 tracing::warn!(
                                     section = %section,
@@ -249,7 +252,13 @@ impl RelayClient {
                     engine.applied();
                 }
                 Step::Wait(duration) => tokio::time::sleep(duration).await,
-                Step::Finished(report) => return Ok(report),
+                Step::Finished(report) => {
+                    return Ok(RoundReport {
+                        merged,
+                        refused,
+                        ..report
+                    })
+                }
                 Step::Failed(error) => return Err(error.into()),
             }
         }
