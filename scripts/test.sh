@@ -7,4 +7,9 @@ bash scripts/setup.sh
 export SATCHEL_FHIR_EXAMPLES="$PWD/.cache/npm/node_modules/hl7.fhir.r4.examples"
 # The end-to-end tests drive the real binaries; build them first.
 cargo build --workspace --bins
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line for the whole run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
