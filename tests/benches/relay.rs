@@ -10,17 +10,35 @@
 //! cargo bench -p satchel-tests --bench relay -- --only raw|full|upload|push
 //! ```
 //!
-//! 1. `raw`: a writer pushes N sections x M small changes and a fresh reader
-//!    (a second owner device, added with a signed add-device statement)
-//!    pulls them: feed, paginated GETs, signature check and decryption of
-//!    every envelope. Sealed envelopes with section names `s0`.. (a record's
-//!    13 fixed sections cannot hold 1,000 sections through the full client).
-//!    `full`: 1 x 5,000 through the full client (`Profile` + `RelayClient`).
-//! 2. `upload`: durable upload throughput, 50 concurrent clients.
-//! 3. `push`: push-to-merged latency with 1,000 WebSocket subscribers.
+//! 1. `raw`: a writer pushes N sections x M small changes (1000x10, 10x1000,
+//!    1x5000; 3 runs each) and a fresh reader (a second owner device, added
+//!    with a signed add-device statement) pulls them: access log, feed,
+//!    paginated GETs, signature check and decryption of every envelope.
+//!    Sealed envelopes with section names `s0`.. under one record: a record's
+//!    13 fixed sections cannot hold 1,000 sections through the full client.
+//!    HTTP/1.1 keep-alive; 8 sections pushed and 16 pulled concurrently;
+//!    verification on the blocking pool so both cores verify.
+//!    `full`: 1 x 5,000 through the full client (`Profile` + `RelayClient`):
+//!    the writer's sync round and a freshly linked device's round; then, on
+//!    a second relay without any relay snapshot, a device that has to
+//!    verify, decrypt and merge all 5,000 changes. Wire bytes through a
+//!    counting TCP proxy.
+//! 2. `upload`: durable upload throughput, 50 concurrent clients (each its
+//!    own identity and record), pre-sealed batches of 100 and of 500.
+//! 3. `push`: 1,000 WebSocket subscribers, all owner devices of one record
+//!    A; its writer uploads one envelope every 100 ms (200 uploads). Every
+//!    notification is timed; a rotating 1 in 20 subscribers per upload
+//!    pulls, verifies and decrypts. Merging into a real `Profile` (a full
+//!    sync round on every push, as `satchel sync --watch` does) is timed on
+//!    a second record B of normal size (3 devices) while A's 1,000
+//!    subscribers stay connected, and, for a few rounds, on record A.
+//!
+//! `--quick` (CI smoke run): 1 run per shape, 500 changes through the full
+//! client, 1 s of uploads, 100 subscribers x 20 uploads.
 //!
 //! The bench client runs on a 2-worker tokio runtime, the relay in its own
-//! process; both share the machine's cores.
+//! process; both share the machine's cores. Every phase prints the CPU used
+//! by the relay, the bench and other processes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -130,6 +148,13 @@ fn cpu_seconds(pid: u32) -> f64 {
         (Some(u), Some(s)) => (u + s) / 100.0,
         _ => f64::NAN,
     }
+}
+
+/// The soft limit on open files of this process (the relay inherits it).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// CPU seconds all processes have used (busy time of every CPU, Linux).
@@ -518,52 +543,31 @@ fn seal_all(
     per: usize,
 ) -> Vec<(String, Vec<Vec<u8>>)> {
     let plain = vec![0x5Au8; RAW_PAYLOAD];
-    let names: Vec<String> = (0..sections).map(|s| format!("s{s}")).collect();
-    let seal_section = |name: &String| {
-        let envs = (0..per)
-            .map(|n| {
-                let header = EnvelopeHeader {
-                    record_id: rid,
-                    section: name.clone(),
-                    epoch: 0,
-                    author: identity.id(),
-                    seq: n as u64 + 1,
-                };
-                Envelope::seal(key, header, &plain, identity)
-                    .unwrap()
-                    .to_bytes()
-            })
-            .collect::<Vec<_>>();
-        (name.clone(), envs)
+    let seal = |section: &str, n: usize| {
+        let header = EnvelopeHeader {
+            record_id: rid,
+            section: section.to_string(),
+            epoch: 0,
+            author: identity.id(),
+            seq: n as u64 + 1,
+        };
+        Envelope::seal(key, header, &plain, identity)
+            .unwrap()
+            .to_bytes()
     };
+    let names: Vec<String> = (0..sections).map(|s| format!("s{s}")).collect();
     if sections == 1 {
         // Split one big section over both cores.
-        let name = &names[0];
         let half = per / 2;
-        let seal_range = |range: std::ops::Range<usize>| {
-            range
-                .map(|n| {
-                    let header = EnvelopeHeader {
-                        record_id: rid,
-                        section: name.clone(),
-                        epoch: 0,
-                        author: identity.id(),
-                        seq: n as u64 + 1,
-                    };
-                    Envelope::seal(key, header, &plain, identity)
-                        .unwrap()
-                        .to_bytes()
-                })
-                .collect::<Vec<_>>()
-        };
         let (mut a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| seal_range(0..half));
-            let b = s.spawn(|| seal_range(half..per));
+            let a = s.spawn(|| (0..half).map(|n| seal("s0", n)).collect::<Vec<_>>());
+            let b = s.spawn(|| (half..per).map(|n| seal("s0", n)).collect::<Vec<_>>());
             (a.join().unwrap(), b.join().unwrap())
         });
         a.extend(b);
-        return vec![(name.clone(), a)];
+        return vec![(names[0].clone(), a)];
     }
+    let seal_section = |name: &String| (name.clone(), (0..per).map(|n| seal(name, n)).collect());
     let mid = names.len() / 2;
     std::thread::scope(|s| {
         let a = s.spawn(|| names[..mid].iter().map(seal_section).collect::<Vec<_>>());
@@ -1553,6 +1557,15 @@ fn main() {
 
     if opts.runs("push") {
         let (subs, uploads) = if opts.quick { (100, 20) } else { (1000, 200) };
+        // Each subscriber holds a socket in this process and one in the relay.
+        if let Some(limit) = open_files_limit() {
+            if limit < 2 * subs as u64 + 512 {
+                println!(
+                    "warning: open-file limit {limit} is low for {subs} subscribers; \
+                     run `ulimit -n 4096` first"
+                );
+            }
+        }
         let interval = Duration::from_millis(100);
         println!("\n== 3. Push-to-merged latency, {subs} WebSocket subscribers ==");
         let r = rt.block_on(push_latency(&bin, subs, 3, uploads, interval));
