@@ -168,6 +168,9 @@ pub struct Profile<S: Store> {
     /// Set when an in-memory change could not be persisted; the profile
     /// must be reopened before more writes.
     poisoned: bool,
+    /// The verified access log's members, once computed (reset when the log
+    /// changes).
+    members: Option<crate::sharing::Members>,
 }
 
 impl<S: Store> std::fmt::Debug for Profile<S> {
@@ -263,6 +266,7 @@ impl<S: Store> Profile<S> {
             sections: BTreeMap::new(),
             device_seq: 1,
             poisoned: false,
+            members: None,
         })
     }
 
@@ -315,6 +319,7 @@ impl<S: Store> Profile<S> {
             sections: BTreeMap::new(),
             device_seq,
             poisoned: false,
+            members: None,
         };
         profile.load_all_sections()?;
         Ok(profile)
@@ -337,6 +342,7 @@ impl<S: Store> Profile<S> {
         self.sections.clear();
         self.device_seq = read_device_seq(&self.store)?;
         self.poisoned = false;
+        self.members = None;
         self.load_all_sections()
     }
 

@@ -205,7 +205,8 @@ impl<S: Store> Profile<S> {
                 log.push(statement);
             }
         }
-        verify_log(self.record.id, self.creator, &log).map_err(ProfileError::Sharing)?;
+        let members =
+            verify_log(self.record.id, self.creator, &log).map_err(ProfileError::Sharing)?;
         let mut batch = WriteBatch::new();
         if log.len() != before {
             let json = serde_json::to_vec(&log).map_err(|_| ProfileError::Corrupt("access log"))?;
@@ -217,6 +218,7 @@ impl<S: Store> Profile<S> {
         }
         batch.put_meta(META_ACCESS_CURSOR, new_cursor.to_be_bytes().to_vec());
         self.store.commit(batch)?;
+        self.members = Some(members);
         Ok(())
     }
 
@@ -257,7 +259,11 @@ impl<S: Store> Profile<S> {
             self.store.commit(batch)?;
             return Ok(report);
         };
-        let members = self.members()?;
+        let members = match self.members.take() {
+            Some(m) => m,
+            None => self.members()?,
+        };
+        self.members = Some(members.clone());
         let key = self
             .keys
             .get(&section)
