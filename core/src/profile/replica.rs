@@ -96,8 +96,10 @@ impl<S: Store> Profile<S> {
         &self.identity
     }
 
-    /// The sync state for `relay`. Switching to another relay starts over
-    /// (cursors reset; everything is pulled and the outbox re-sent).
+    /// The sync state for `relay`. Switching to another relay resets the
+    /// cursors (everything is pulled again); changes the previous relay
+    /// acknowledged are not re-sent, so moving a record between relays is
+    /// not supported yet.
     pub fn sync_state(&mut self, relay: &str) -> Result<SyncState> {
         let current = self
             .store
