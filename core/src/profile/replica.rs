@@ -75,6 +75,43 @@ pub struct ApplyReport {
     pub rejected: Vec<Rejected>,
 }
 
+/// Verify and decrypt envelopes (signature first, then AEAD, then the
+/// payload framing), spread over the available cores; results in order.
+fn open_all(
+    candidates: &[(u64, Vec<u8>, Envelope)],
+    key: &crate::crypto::SectionKey,
+) -> Vec<std::result::Result<Vec<u8>, &'static str>> {
+    let open_one = |(_, _, env): &(u64, Vec<u8>, Envelope)| {
+        let plain = env
+            .open(key)
+            .map_err(|_| "signature or decryption failed")?;
+        payload::decode(&plain).map_err(|_| "undecodable payload")
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || candidates.len() < 64 {
+        return candidates.iter().map(open_one).collect();
+    }
+    let chunk = candidates.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = candidates
+            .chunks(chunk)
+            .map(|part| {
+                let handle = scope.spawn(move || part.iter().map(open_one).collect::<Vec<_>>());
+                (part.len(), handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(len, handle)| {
+                // A failed thread refuses its whole share, never drops it.
+                handle
+                    .join()
+                    .unwrap_or_else(|_| vec![Err("verification failed"); len])
+            })
+            .collect()
+    })
+}
+
 impl<S: Store> Profile<S> {
     /// The device that created the record (root of the access log).
     pub fn creator(&self) -> IdentityId {
@@ -271,9 +308,9 @@ impl<S: Store> Profile<S> {
             .get(&section)
             .cloned()
             .ok_or(ProfileError::Corrupt("section key"))?;
-        let mut merged_plain = Vec::new();
         let mut received = 0u64;
-        let mut receives = Vec::new();
+        // Cheap checks first, in relay order.
+        let mut candidates = Vec::new();
         for (seq, bytes) in snapshot.into_iter().chain(envelopes) {
             received += 1;
             let reject = |reason, author| Rejected {
@@ -304,18 +341,24 @@ impl<S: Store> Profile<S> {
                     .push(reject("author may not write this section", author));
                 continue;
             }
-            let Ok(plain) = env.open(&key) else {
-                report
-                    .rejected
-                    .push(reject("signature or decryption failed", author));
-                continue;
-            };
-            let Ok(changes) = payload::decode(&plain) else {
-                report.rejected.push(reject("undecodable payload", author));
-                continue;
-            };
-            merged_plain.push(changes);
-            receives.push((seq, bytes));
+            candidates.push((seq, bytes, env));
+        }
+        // Signature check and decryption (the costly part) on every core.
+        let opened = open_all(&candidates, &key);
+        let mut merged_plain = Vec::with_capacity(candidates.len());
+        let mut receives = Vec::with_capacity(candidates.len());
+        for ((seq, bytes, env), result) in candidates.into_iter().zip(opened) {
+            match result {
+                Ok(changes) => {
+                    merged_plain.push(changes);
+                    receives.push((seq, bytes));
+                }
+                Err(reason) => report.rejected.push(Rejected {
+                    server_seq: seq,
+                    author: Some(env.header.author),
+                    reason,
+                }),
+            }
         }
         self.ensure_section_state(section)?;
         let doc = self.record.section_mut(section);
