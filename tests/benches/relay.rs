@@ -43,9 +43,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -244,64 +243,34 @@ fn relay_binary() -> PathBuf {
     bin
 }
 
-/// A `satchel-sync` child process on 127.0.0.1 over a fresh SQLite file.
+/// A `satchel-sync` child process on 127.0.0.1 over a fresh SQLite file in
+/// its own temporary directory, rate limits off (the tests' relay helper).
 struct Relay {
-    child: Child,
-    addr: std::net::SocketAddr,
+    inner: satchel_tests::Relay,
     _dir: tempfile::TempDir,
 }
 
 impl Relay {
     fn start(bin: &Path) -> Relay {
         let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("relay.log")).unwrap();
-        let mut child = Command::new(bin)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--db")
-            .arg(dir.path().join("relay.db"))
-            .args([
-                "--rate-per-sec",
-                "0",
-                "--auth-rate-per-sec",
-                "0",
-                "--log",
-                "warn",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("satchel-sync could not start");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from satchel-sync: {line:?}"));
-        Relay {
-            child,
-            addr,
-            _dir: dir,
-        }
+        let flags = [
+            "--rate-per-sec",
+            "0",
+            "--auth-rate-per-sec",
+            "0",
+            "--log",
+            "warn",
+        ];
+        let inner = satchel_tests::Relay::spawn(bin, dir.path(), "127.0.0.1:0", &flags);
+        Relay { inner, _dir: dir }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.inner.url()
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.inner.pid()
     }
 }
 
@@ -795,7 +764,7 @@ fn full_client(bin: &Path, rt: &tokio::runtime::Runtime, changes: usize) -> Full
     // (500 per request, in order, like the engine) and *no* relay snapshot,
     // so the fresh device verifies, decrypts and merges every change.
     let relay2 = Relay::start(bin);
-    let proxy2 = rt.block_on(CountingProxy::start(relay2.addr));
+    let proxy2 = rt.block_on(CountingProxy::start(relay2.inner.addr));
     let (raw_push, raw_push_bytes, mut reader_b, mut client_b) = rt.block_on(async {
         let http = Http::new(&relay2.url(), 4);
         let identity = writer.identity();
@@ -844,7 +813,7 @@ fn full_client(bin: &Path, rt: &tokio::runtime::Runtime, changes: usize) -> Full
     // (a) The normal flow on relay 1 (through a counting proxy): the
     // writer's sync round, then a freshly linked device's sync round.
     let relay = Relay::start(bin);
-    let proxy = rt.block_on(CountingProxy::start(relay.addr));
+    let proxy = rt.block_on(CountingProxy::start(relay.inner.addr));
     let mut client_a = RelayClient::new(&proxy.url).unwrap();
     rt.block_on(client_a.authenticate(writer.identity()))
         .unwrap();

@@ -109,6 +109,11 @@ impl Relay {
 
     /// Start a relay on `listen` with extra flags.
     pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> Relay {
+        Self::spawn(&bin("satchel-sync"), dir, listen, extra)
+    }
+
+    /// Start the relay binary `exe` (e.g. a release build for benchmarks).
+    pub fn spawn(exe: &Path, dir: &Path, listen: &str, extra: &[&str]) -> Relay {
         use std::io::BufRead;
         std::fs::create_dir_all(dir).expect("relay directory");
         let log = std::fs::OpenOptions::new()
@@ -116,7 +121,7 @@ impl Relay {
             .append(true)
             .open(dir.join("relay.log"))
             .expect("relay log");
-        let mut child = Command::new(bin("satchel-sync"))
+        let mut child = Command::new(exe)
             .arg("--listen")
             .arg(listen)
             .arg("--db")
@@ -148,6 +153,11 @@ impl Relay {
     /// The relay's base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kill the relay with SIGKILL (no chance to flush anything).

@@ -1,4 +1,6 @@
-//! Serde helpers for fixed-size byte arrays in this module's public types.
+//! Serde helpers for byte fields: fixed-size arrays in this module's
+//! public types, and standard padded base64 for the relay protocol and the
+//! access log.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -61,6 +63,57 @@ pub(crate) mod b64_vec {
         URL_SAFE_NO_PAD
             .decode(s.trim())
             .map_err(|_| serde::de::Error::custom("invalid base64url"))
+    }
+}
+
+/// `Vec<u8>` (and lists and options of them) as standard base64 with
+/// padding, as docs/protocol.md specifies.
+pub mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub const ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&ENGINE.encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        ENGINE.decode(s).map_err(serde::de::Error::custom)
+    }
+
+    pub mod vec {
+        use super::ENGINE;
+        use base64::Engine;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(v.iter().map(|b| ENGINE.encode(b)))
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+            let v = Vec::<String>::deserialize(d)?;
+            v.into_iter()
+                .map(|s| ENGINE.decode(s).map_err(serde::de::Error::custom))
+                .collect()
+        }
+    }
+
+    pub mod opt {
+        use super::ENGINE;
+        use base64::Engine;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(b) => s.serialize_some(&ENGINE.encode(b)),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| ENGINE.decode(s).map_err(serde::de::Error::custom))
+                .transpose()
+        }
     }
 }
 

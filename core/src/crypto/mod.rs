@@ -19,7 +19,7 @@
 //! `ring::rand::SystemRandom`; parsers of untrusted bytes never panic.
 //! Design record: `docs/adr/0001-crypto-choices.md`.
 
-mod encoding;
+pub(crate) mod encoding;
 pub mod envelope;
 mod error;
 pub mod identity;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{verify_signature, Identity, IdentityCard};
@@ -11,8 +10,6 @@ use crate::ids::{IdentityId, RecordId};
 
 /// Domain-separation prefix of statement signatures.
 pub const STATEMENT_DOMAIN: &[u8] = b"satchel/v1/statement";
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Why a statement or log was refused. No health data: ids and kinds only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,23 +68,10 @@ impl AccessStatement {
 /// over `STATEMENT_DOMAIN || bytes`. Serialised with base64 fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedStatement {
-    #[serde(with = "b64")]
+    #[serde(with = "crate::crypto::encoding::b64")]
     pub statement: Vec<u8>,
-    #[serde(with = "b64")]
+    #[serde(with = "crate::crypto::encoding::b64")]
     pub signature: Vec<u8>,
-}
-
-mod b64 {
-    use super::{Engine, B64};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&B64.encode(v))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        B64.decode(s).map_err(serde::de::Error::custom)
-    }
 }
 
 impl SignedStatement {

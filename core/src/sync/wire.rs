@@ -7,54 +7,7 @@ use crate::ids::{IdentityId, RecordId};
 use crate::sharing::SignedStatement;
 
 /// Standard base64 with padding, as the protocol specifies.
-pub mod b64 {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub const ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&ENGINE.encode(v))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        ENGINE.decode(s).map_err(serde::de::Error::custom)
-    }
-
-    pub mod vec {
-        use super::ENGINE;
-        use base64::Engine;
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-            s.collect_seq(v.iter().map(|b| ENGINE.encode(b)))
-        }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-            let v = Vec::<String>::deserialize(d)?;
-            v.into_iter()
-                .map(|s| ENGINE.decode(s).map_err(serde::de::Error::custom))
-                .collect()
-        }
-    }
-
-    pub mod opt {
-        use super::ENGINE;
-        use base64::Engine;
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(b) => s.serialize_some(&ENGINE.encode(b)),
-                None => s.serialize_none(),
-            }
-        }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-            Option::<String>::deserialize(d)?
-                .map(|s| ENGINE.decode(s).map_err(serde::de::Error::custom))
-                .transpose()
-        }
-    }
-}
+pub use crate::crypto::encoding::b64;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ChallengeRequest {

@@ -83,12 +83,7 @@ pub(super) async fn join(
         .storage
         .join_link(&id, caller, bytes, now_ms())
         .await
-        .map_err(|e| match e {
-            crate::storage::StorageError::NotFound => {
-                ApiError::NotFound("no such link, or it expired")
-            }
-            other => other.into(),
-        })?;
+        .map_err(link_gone)?;
     Ok(Json(json!({ "link_id": id })))
 }
 
@@ -105,7 +100,7 @@ pub(super) async fn accept(
         .storage
         .get_link(&id, now)
         .await?
-        .ok_or(ApiError::NotFound("no such link, or it expired"))?;
+        .ok_or(ApiError::NotFound(LINK_GONE))?;
     if link.creator != caller {
         return Err(ApiError::Forbidden("only the link's creator can accept"));
     }
@@ -114,12 +109,7 @@ pub(super) async fn accept(
         .storage
         .accept_link(&id, bytes, now)
         .await
-        .map_err(|e| match e {
-            crate::storage::StorageError::NotFound => {
-                ApiError::NotFound("no such link, or it expired")
-            }
-            other => other.into(),
-        })?;
+        .map_err(link_gone)?;
     Ok(Json(json!({ "link_id": id })))
 }
 
@@ -134,7 +124,7 @@ pub(super) async fn get(
         .storage
         .get_link(&id, now_ms())
         .await?
-        .ok_or(ApiError::NotFound("no such link, or it expired"))?;
+        .ok_or(ApiError::NotFound(LINK_GONE))?;
     if link.creator != caller && link.joiner != Some(caller) {
         return Err(ApiError::Forbidden(
             "only the link's creator or joiner can read it",
@@ -146,4 +136,15 @@ pub(super) async fn get(
         "accept": link.accept.as_deref().map(b64),
         "expires_at_ms": link.expires_at_ms,
     })))
+}
+
+const LINK_GONE: &str = "no such link, or it expired";
+
+/// A link that is missing or expired reads as 404 with a link-specific
+/// message; other storage errors map as usual.
+fn link_gone(e: crate::storage::StorageError) -> ApiError {
+    match e {
+        crate::storage::StorageError::NotFound => ApiError::NotFound(LINK_GONE),
+        other => other.into(),
+    }
 }
