@@ -105,6 +105,9 @@ struct ProfileDetails {
     creator: IdentityId,
 }
 
+/// The only key epoch until key rotation (revocation, with sharing) exists.
+const EPOCH: u32 = 0;
+
 const META_VAULT: &str = "vault";
 const META_RECORD: &str = "record-id";
 const META_IDENTITY: &str = "identity";
@@ -134,8 +137,6 @@ pub struct Added {
 /// Key and storage bookkeeping for one section (its document is in the
 /// [`Record`]).
 struct SectionState {
-    epoch: u32,
-    key: SectionKey,
     /// Highest store sequence holding a change of this section.
     last_seq: u64,
     /// Stored changes not yet covered by the snapshot, and their size.
@@ -247,7 +248,7 @@ impl<S: Store> Profile<S> {
             )
             .put_meta(META_DEVICE_SEQ, 1u64.to_be_bytes().to_vec());
         for (section, key) in &keys {
-            let what = section_key_meta(*section, 0);
+            let what = section_key_meta(*section, EPOCH);
             batch.put_meta(
                 what.clone(),
                 master.seal(&aad(&record_id, &what), key.expose())?,
@@ -301,7 +302,7 @@ impl<S: Store> Profile<S> {
         let device_seq = read_device_seq(&store)?;
         let mut keys = BTreeMap::new();
         for section in Section::ALL {
-            let what = section_key_meta(section, 0);
+            let what = section_key_meta(section, EPOCH);
             let bytes = open_meta(&store, &master, &record_id, &what, "section key")?;
             let key =
                 SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
@@ -357,19 +358,20 @@ impl<S: Store> Profile<S> {
         payload::decode(&plain)
     }
 
-    fn load_section(&mut self, section: Section) -> Result<()> {
-        // Epoch 0 is the only epoch until key rotation (sharing) exists.
-        let epoch = 0;
-        let key = self
-            .keys
+    /// A section's key for the current epoch.
+    fn section_key(&self, section: Section) -> Result<&SectionKey> {
+        self.keys
             .get(&section)
-            .cloned()
-            .ok_or(ProfileError::Corrupt("section key"))?;
+            .ok_or(ProfileError::Corrupt("section key"))
+    }
+
+    fn load_section(&mut self, section: Section) -> Result<()> {
+        let key = self.section_key(section)?;
         let log = self.store.load_section(section.as_str())?;
         let mut snapshot_bytes = 0;
         let mut doc = match &log.snapshot {
             Some(snap) => {
-                let plain = self.open_envelope(&snap.envelope, section, &key)?;
+                let plain = self.open_envelope(&snap.envelope, section, key)?;
                 snapshot_bytes = plain.len();
                 SectionDoc::load(section, &plain)?
             }
@@ -378,7 +380,7 @@ impl<S: Store> Profile<S> {
         // One merge for the whole tail: the document re-indexes once.
         let mut tail = Vec::new();
         for item in &log.tail {
-            tail.extend_from_slice(&self.open_envelope(&item.envelope, section, &key)?);
+            tail.extend_from_slice(&self.open_envelope(&item.envelope, section, key)?);
         }
         doc.apply_changes(&tail)?;
         // Everything in the document is already stored.
@@ -393,8 +395,6 @@ impl<S: Store> Profile<S> {
         self.sections.insert(
             section,
             SectionState {
-                epoch,
-                key,
                 last_seq,
                 tail_len: log.tail.len(),
                 tail_bytes: tail.len(),
@@ -550,16 +550,9 @@ impl<S: Store> Profile<S> {
         if self.sections.contains_key(&section) {
             return Ok(());
         }
-        let key = self
-            .keys
-            .get(&section)
-            .cloned()
-            .ok_or(ProfileError::Corrupt("section key"))?;
         self.sections.insert(
             section,
             SectionState {
-                epoch: 0,
-                key,
                 last_seq: 0,
                 tail_len: 0,
                 tail_bytes: 0,
@@ -569,22 +562,17 @@ impl<S: Store> Profile<S> {
         Ok(())
     }
 
-    fn seal(
-        &self,
-        section: Section,
-        state: &SectionState,
-        seq: u64,
-        plain: &[u8],
-    ) -> Result<Vec<u8>> {
+    fn seal(&self, section: Section, seq: u64, plain: &[u8]) -> Result<Vec<u8>> {
         let header = EnvelopeHeader {
             record_id: self.record.id,
             section: section.as_str().to_string(),
-            epoch: state.epoch,
+            epoch: EPOCH,
             author: self.identity.id(),
             seq,
         };
         let framed = payload::encode(plain);
-        Ok(Envelope::seal(&state.key, header, &framed, &self.identity)?.to_bytes())
+        let key = self.section_key(section)?;
+        Ok(Envelope::seal(key, header, &framed, &self.identity)?.to_bytes())
     }
 
     /// Seal every section's pending changes into envelopes and commit them,
@@ -600,11 +588,7 @@ impl<S: Store> Profile<S> {
             .map(|(section, doc)| (*section, doc.take_changes()))
             .collect();
         for (section, changes) in pending {
-            let state = self
-                .sections
-                .get(&section)
-                .ok_or(ProfileError::Corrupt("section key"))?;
-            batch.append(section.as_str(), self.seal(section, state, seq, &changes)?);
+            batch.append(section.as_str(), self.seal(section, seq, &changes)?);
             seq += 1;
             appended.push((section, changes.len()));
         }
@@ -658,7 +642,7 @@ impl<S: Store> Profile<S> {
             batch.put_snapshot(
                 section.as_str(),
                 state.last_seq,
-                self.seal(*section, state, seq, &full)?,
+                self.seal(*section, seq, &full)?,
             );
             seq += 1;
         }

@@ -303,11 +303,7 @@ impl<S: Store> Profile<S> {
             None => self.members()?,
         };
         self.members = Some(members.clone());
-        let key = self
-            .keys
-            .get(&section)
-            .cloned()
-            .ok_or(ProfileError::Corrupt("section key"))?;
+        let key = self.section_key(section)?.clone();
         let mut received = 0u64;
         // Cheap checks first, in relay order.
         let mut candidates = Vec::new();
@@ -418,12 +414,8 @@ impl<S: Store> Profile<S> {
             return Ok(None);
         };
         let full = doc.save();
-        let state = self
-            .sections
-            .get(&section)
-            .ok_or(ProfileError::Corrupt("section state"))?;
         let seq = self.device_seq;
-        let sealed = self.seal(section, state, seq, &full)?;
+        let sealed = self.seal(section, seq, &full)?;
         let mut batch = WriteBatch::new();
         batch.put_meta(META_DEVICE_SEQ, (seq + 1).to_be_bytes().to_vec());
         self.store.commit(batch)?;
