@@ -12,3 +12,13 @@ if [ ! -f "$examples/Patient-example.json" ]; then
   mkdir -p .cache/npm
   (cd .cache/npm && npm install --no-audit --no-fund --loglevel=error hl7.fhir.r4.examples@4.0.1 >/dev/null)
 fi
+
+# FHIR validation of what we export: PyPI fhir.resources 6.4.0 (FHIR R4
+# 4.0.1, needs pydantic 1) in a virtual environment.
+venv=.cache/venv
+if ! "$venv/bin/python" -c 'import fhir.resources' >/dev/null 2>&1; then
+  echo "setup: installing PyPI fhir.resources==6.4.0 into .cache/venv"
+  command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+  python3 -m venv "$venv" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q --disable-pip-version-check 'fhir.resources==6.4.0' 'pydantic<2'
+fi

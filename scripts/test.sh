@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export SATCHEL_FHIR_EXAMPLES="$PWD/.cache/npm/node_modules/hl7.fhir.r4.examples"
+# Validator for exported FHIR (tests call it; see tests/src/lib.rs).
+export SATCHEL_FHIR_VALIDATOR="$PWD/.cache/venv/bin/python $PWD/scripts/fhir_validate.py"
+export SATCHEL_REQUIRE_FIXTURES=1
 # The end-to-end tests drive the real binaries; build them first.
 cargo build --workspace --bins
 log=$(mktemp)

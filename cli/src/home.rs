@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use satchel_core::profile::{Profile, Unlock};
+use satchel_core::crypto::{Identity, Role};
+use satchel_core::ids::RecordId;
+use satchel_core::profile::{IdentityVault, MemberInfo, Profile, Unlock};
 use satchel_core::store::SqliteStore;
 use zeroize::Zeroizing;
 
@@ -41,25 +43,136 @@ pub fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
     Ok(first)
 }
 
-/// Open the profile in `home`, unlocking with the passphrase.
-pub fn open(home: Option<PathBuf>) -> Result<HomeProfile> {
+/// The identity of a home without a record of its own (a carer's or a
+/// provider's).
+pub const IDENTITY_FILE: &str = "identity.db";
+/// Records shared with this home's identity: `shared/<record id>.db`.
+pub const SHARED_DIR: &str = "shared";
+
+pub fn identity_path(home: &Path) -> PathBuf {
+    home.join(IDENTITY_FILE)
+}
+
+pub fn shared_path(home: &Path, record: &RecordId) -> PathBuf {
+    home.join(SHARED_DIR).join(format!("{record}.db"))
+}
+
+fn unlock(pass: &str) -> Unlock<'_> {
+    Unlock::Passphrase {
+        passphrase: pass.as_bytes(),
+        params: None,
+    }
+}
+
+/// Every record in `home`: its own (if any) first, then the records shared
+/// with it, unlocked with one passphrase.
+pub fn open_all(home: Option<PathBuf>) -> Result<Vec<HomeProfile>> {
     let home = require_home(home)?;
-    let path = db_path(&home);
-    if !path.exists() {
+    let own = db_path(&home);
+    let shared = shared_records(&home)?;
+    if !own.exists() && shared.is_empty() {
+        if identity_path(&home).exists() {
+            bail!(
+                "no record is shared with this home yet (after the owner approves your invite, run `satchel sync`)"
+            );
+        }
         bail!(
-            "no Satchel profile in {} (run `satchel --home {} init --name NAME`)",
+            "no Satchel profile in {} (run `satchel --home {} init --name NAME`, or `satchel accept CODE` for an invite)",
             home.display(),
             home.display()
         );
     }
     let pass = passphrase(false)?;
-    let store = SqliteStore::open(&path)?;
-    let profile = Profile::open(
-        store,
-        Unlock::Passphrase {
-            passphrase: pass.as_bytes(),
-            params: None,
-        },
-    )?;
-    Ok(profile)
+    let mut out = Vec::new();
+    if own.exists() {
+        out.push(Profile::open(SqliteStore::open(&own)?, unlock(&pass))?);
+    }
+    for path in shared {
+        out.push(Profile::open(SqliteStore::open(&path)?, unlock(&pass))?);
+    }
+    Ok(out)
+}
+
+/// The shared-record stores in `home`, sorted.
+pub fn shared_records(home: &Path) -> Result<Vec<PathBuf>> {
+    let dir = home.join(SHARED_DIR);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "db"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Open the one record a command works on: `record` when given, else the
+/// home's own record, else its only shared record.
+pub fn open_record(home: Option<PathBuf>, record: Option<&str>) -> Result<HomeProfile> {
+    let mut all = open_all(home)?;
+    if let Some(r) = record {
+        let r = r.trim().to_ascii_lowercase();
+        let i = all
+            .iter()
+            .position(|p| p.record_id().to_hex().starts_with(&r))
+            .with_context(|| format!("no record {r} in this home (see `satchel list`)"))?;
+        return Ok(all.swap_remove(i));
+    }
+    if all.len() > 1 && !all[0].is_owner_device() {
+        bail!("this home holds several records; choose one with --record RECORD_ID");
+    }
+    Ok(all.swap_remove(0))
+}
+
+/// Open the profile in `home` (its own record, or its only shared one).
+pub fn open(home: Option<PathBuf>) -> Result<HomeProfile> {
+    open_record(home, None)
+}
+
+/// Open (or, with `create`, make) the identity of a home without a record.
+pub fn open_identity(
+    home: &Path,
+    create: Option<(&str, Role, Option<&str>)>,
+) -> Result<IdentityVault<SqliteStore>> {
+    let path = identity_path(home);
+    if path.exists() {
+        let pass = passphrase(false)?;
+        return Ok(IdentityVault::open(
+            SqliteStore::open(&path)?,
+            unlock(&pass),
+        )?);
+    }
+    let Some((name, role, org)) = create else {
+        bail!("this home has no identity yet (accept an invite with `satchel accept CODE --name NAME`)");
+    };
+    let pass = passphrase(true)?;
+    if pass.is_empty() {
+        bail!("the passphrase is empty; choose one (nothing was created)");
+    }
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+    Ok(IdentityVault::create(
+        SqliteStore::open(&path)?,
+        unlock(&pass),
+        name,
+        role,
+        org,
+    )?)
+}
+
+/// Create the store for a record shared with this home's identity.
+pub fn create_shared(home: &Path, identity: Identity, info: MemberInfo) -> Result<HomeProfile> {
+    let path = shared_path(home, &info.record_id);
+    if path.exists() {
+        let pass = passphrase(false)?;
+        return Ok(Profile::open(SqliteStore::open(&path)?, unlock(&pass))?);
+    }
+    std::fs::create_dir_all(home.join(SHARED_DIR))?;
+    let pass = passphrase(false)?;
+    Ok(Profile::create_member(
+        SqliteStore::open(&path)?,
+        unlock(&pass),
+        identity,
+        info,
+    )?)
 }

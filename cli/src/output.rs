@@ -30,6 +30,22 @@ pub fn spinner(message: &str) -> ProgressBar {
     pb
 }
 
+/// A progress bar over the bytes of an input of known size (a spinner when
+/// the size is unknown); hidden when stderr is not a terminal.
+pub fn byte_progress(message: &str, size: Option<u64>) -> ProgressBar {
+    let Some(size) = size else {
+        return spinner(message);
+    };
+    let pb = ProgressBar::new(size);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(message.to_string());
+    pb
+}
+
 pub fn format_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()

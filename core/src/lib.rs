@@ -8,9 +8,13 @@
 //! - [`record`]: sections as automerge documents, entries, versions, queries (I/O-free).
 //! - [`store`]: the storage trait, its in-memory and SQLite backends, migrations.
 //! - [`sharing`]: the signed access log: who may read and write the record.
+//! - [`audit`]: who viewed and who contributed, as rows and FHIR AuditEvent/Provenance.
 //! - [`profile`]: an unlocked home: keys from the vault, the record loaded from
 //!   the encrypted store, and every change sealed before it is persisted.
+//! - [`api`]: the mobile API (uniffi) over all of the above, for Kotlin and Swift.
 
+pub mod api;
+pub mod audit;
 pub mod crypto;
 pub mod fhir;
 pub mod ids;
@@ -19,3 +23,6 @@ pub mod record;
 pub mod sharing;
 pub mod store;
 pub mod sync;
+pub mod wearables;
+
+uniffi::setup_scaffolding!();

@@ -9,6 +9,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use satchel_core::crypto::{Identity, Role};
 use satchel_core::ids::RecordId;
+use satchel_core::sharing::{AccessChange, AccessStatement};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -612,15 +613,21 @@ async fn add_device_statement_then_new_device_uploads() {
     let tablet = new_device(&c, &s, "tablet").await;
     let rid = register(&c, &s, &phone).await;
 
+    // Statements are core's signed access statements (the relay verifies
+    // them with core's sharing rules).
     let statement = |by: &Identity, device: &Identity, record: RecordId| {
-        serde_json::to_vec(&json!({
-            "kind": "add-device",
-            "record_id": record,
-            "device": device.card(),
-            "by": by.id(),
-            "at_ms": 1_700_000_000_000i64,
-        }))
-        .unwrap()
+        AccessStatement {
+            record_id: record,
+            by: by.id(),
+            at_ms: 1_700_000_000_000,
+            prev: [0; 32],
+            change: AccessChange::AddDevice {
+                device: device.card().clone(),
+                keys: vec![],
+            },
+        }
+        .sign(by)
+        .statement
     };
     let sign = |by: &Identity, bytes: &[u8]| {
         let mut msg = b"satchel/v1/statement".to_vec();

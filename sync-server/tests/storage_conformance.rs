@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use satchel_core::ids::{IdentityId, RecordId};
 use satchel_sync_server::storage::{
-    MemberRole, Membership, NewEnvelope, NewMember, RegisterOutcome, SnapshotOutcome,
-    StatementOutcome, Storage, StorageError,
+    Actor, AuditAction, AuditEvent, Member, MemberAccess, MemberRole, Membership, NewEnvelope,
+    RegisterOutcome, SnapshotOutcome, StatementOutcome, Storage, StorageError,
 };
 
 fn env(n: u8, author: IdentityId) -> NewEnvelope {
@@ -34,6 +34,7 @@ fn env(n: u8, author: IdentityId) -> NewEnvelope {
 async fn conformance(s: Arc<dyn Storage>) {
     tokens_and_challenges(&*s).await;
     records_and_access(&*s).await;
+    audit(&*s).await;
     envelopes(&*s).await;
     snapshots(&*s).await;
     links(&*s).await;
@@ -102,20 +103,41 @@ async fn records_and_access(s: &dyn Storage) {
     );
     assert_eq!(
         s.membership(rid, owner).await.unwrap(),
-        Membership::Member(MemberRole::OwnerDevice)
+        Membership::Member(MemberAccess::owner_device())
     );
     assert_eq!(
         s.membership(rid, other).await.unwrap(),
         Membership::NotMember
     );
 
-    let member = NewMember {
-        identity: other,
-        role: MemberRole::OwnerDevice,
-        card: vec![5, 6],
+    // Appends are compare-and-swap on the head (SHA-256 of the last
+    // statement's bytes; zeros for an empty log), and replace the derived
+    // member rows in the same transaction.
+    let sha = |b: &[u8]| -> [u8; 32] {
+        ring::digest::digest(&ring::digest::SHA256, b)
+            .as_ref()
+            .try_into()
+            .unwrap()
     };
+    let reader = IdentityId::random();
+    let grant = MemberAccess {
+        role: MemberRole::Reader,
+        sections: vec!["vitals".into(), "labs".into()],
+        write: false,
+        expires_at_ms: Some(5_000),
+    };
+    let rows1 = vec![
+        owner_row(owner, vec![1, 2, 3]),
+        owner_row(other, vec![5, 6]),
+    ];
     let first = match s
-        .append_statement(rid, b"stmt-1".to_vec(), vec![0xAA; 64], member.clone())
+        .append_statement(
+            rid,
+            b"stmt-1".to_vec(),
+            vec![0xAA; 64],
+            [0; 32],
+            rows1.clone(),
+        )
         .await
         .unwrap()
     {
@@ -123,14 +145,55 @@ async fn records_and_access(s: &dyn Storage) {
         o => panic!("{o:?}"),
     };
     assert_eq!(
-        s.append_statement(rid, b"stmt-1".to_vec(), vec![0xAA; 64], member.clone())
-            .await
-            .unwrap(),
+        s.append_statement(
+            rid,
+            b"stmt-1".to_vec(),
+            vec![0xAA; 64],
+            [0; 32],
+            rows1.clone()
+        )
+        .await
+        .unwrap(),
         StatementOutcome::Duplicate(first),
-        "exact statement bytes are idempotent"
+        "exact statement bytes are idempotent (even with a stale head)"
+    );
+    let mut rows2 = rows1.clone();
+    rows2.push(Member {
+        identity: reader,
+        access: grant.clone(),
+        card: vec![7],
+    });
+    assert_eq!(
+        s.append_statement(
+            rid,
+            b"stmt-2".to_vec(),
+            vec![0xBB; 64],
+            [0; 32],
+            rows2.clone()
+        )
+        .await
+        .unwrap(),
+        StatementOutcome::HeadMoved,
+        "a stale head is refused"
+    );
+    assert_eq!(
+        s.statements(rid, 0, 100).await.unwrap().len(),
+        1,
+        "nothing written"
+    );
+    assert_eq!(
+        s.membership(rid, reader).await.unwrap(),
+        Membership::NotMember,
+        "members untouched by a refused append"
     );
     let second = match s
-        .append_statement(rid, b"stmt-2".to_vec(), vec![0xBB; 64], member.clone())
+        .append_statement(
+            rid,
+            b"stmt-2".to_vec(),
+            vec![0xBB; 64],
+            sha(b"stmt-1"),
+            rows2,
+        )
         .await
         .unwrap()
     {
@@ -140,34 +203,148 @@ async fn records_and_access(s: &dyn Storage) {
     assert!(second > first);
     assert_eq!(
         s.membership(rid, other).await.unwrap(),
-        Membership::Member(MemberRole::OwnerDevice)
+        Membership::Member(MemberAccess::owner_device())
     );
-    let mut members: Vec<_> = s
-        .members(rid)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.identity)
-        .collect();
-    members.sort();
-    let mut want = vec![owner, other];
-    want.sort();
+    let Membership::Member(got) = s.membership(rid, reader).await.unwrap() else {
+        panic!("reader is a member");
+    };
+    assert_eq!(got, grant);
+    assert!(got.may_read("vitals", 4_999) && got.may_read("labs.chunks", 0));
+    assert!(!got.may_read("vitals", 5_000), "expired at expires_at_ms");
+    assert!(!got.may_read("notes", 0) && !got.may_write("vitals", 0));
+    let mut members = s.members(rid).await.unwrap();
+    members.sort_by_key(|m| m.identity);
+    let mut want = vec![
+        owner_row(owner, vec![1, 2, 3]),
+        owner_row(other, vec![5, 6]),
+        Member {
+            identity: reader,
+            access: grant,
+            card: vec![7],
+        },
+    ];
+    want.sort_by_key(|m| m.identity);
     assert_eq!(members, want);
 
+    // Concurrent appends on the same head: exactly one lands.
+    let mut tasks = Vec::new();
+    for n in 0..8u8 {
+        let bytes = format!("stmt-3-{n}").into_bytes();
+        let rows = vec![owner_row(owner, vec![1, 2, 3])];
+        tasks.push(s.append_statement(rid, bytes, vec![n; 64], sha(b"stmt-2"), rows));
+    }
+    let outcomes = futures_util::future::join_all(tasks).await;
+    let landed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(StatementOutcome::Appended(_))))
+        .count();
+    let moved = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(StatementOutcome::HeadMoved)))
+        .count();
+    assert_eq!((landed, moved), (1, 7), "{outcomes:?}");
+    assert_eq!(
+        s.membership(rid, reader).await.unwrap(),
+        Membership::NotMember,
+        "the landed statement's rows replaced the old ones"
+    );
+
     let log = s.statements(rid, 0, 100).await.unwrap();
-    assert_eq!(log.len(), 2);
+    assert_eq!(log.len(), 3);
     assert_eq!(log[0].statement, b"stmt-1");
     assert_eq!(log[0].signature, vec![0xAA; 64]);
     assert_eq!(log[0].seq, first);
     let after = s.statements(rid, first, 100).await.unwrap();
-    assert_eq!(after.len(), 1);
+    assert_eq!(after.len(), 2);
     assert_eq!(after[0].seq, second);
     assert_eq!(s.statements(rid, 0, 1).await.unwrap().len(), 1);
     assert_eq!(
-        s.append_statement(RecordId::random(), b"x".to_vec(), vec![], member)
+        s.append_statement(RecordId::random(), b"x".to_vec(), vec![], [0; 32], vec![])
             .await,
         Err(StorageError::NotFound)
     );
+    assert_eq!(
+        s.record_root(rid).await.unwrap(),
+        Some((owner, vec![1, 2, 3]))
+    );
+    assert_eq!(s.record_root(RecordId::random()).await.unwrap(), None);
+}
+
+fn owner_row(identity: IdentityId, card: Vec<u8>) -> Member {
+    Member {
+        identity,
+        access: MemberAccess::owner_device(),
+        card,
+    }
+}
+
+fn by() -> Actor {
+    Actor {
+        identity: IdentityId::from_slice(&[0xEE; 32]).unwrap(),
+        at_ms: 1_234,
+    }
+}
+
+async fn audit(s: &dyn Storage) {
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    s.register_record(rid, owner, vec![1], 1).await.unwrap();
+    assert!(s.audit(rid, 0, 100).await.unwrap().is_empty());
+    // A push with new envelopes records one event counting the new ones,
+    // in the same transaction; an all-duplicate push records nothing.
+    s.append_envelopes(rid, "vitals", vec![env(1, owner), env(2, owner)], by())
+        .await
+        .unwrap();
+    s.append_envelopes(rid, "vitals", vec![env(1, owner), env(3, owner)], by())
+        .await
+        .unwrap();
+    s.append_envelopes(rid, "vitals", vec![env(3, owner)], by())
+        .await
+        .unwrap();
+    // A failed batch leaves no event.
+    let mut empty = env(9, owner);
+    empty.bytes.clear();
+    assert!(s
+        .append_envelopes(rid, "vitals", vec![env(8, owner), empty], by())
+        .await
+        .is_err());
+    let reader = IdentityId::random();
+    let pulled = s
+        .record_audit(AuditEvent {
+            seq: 0,
+            record: rid,
+            at_ms: 2_000,
+            identity: reader,
+            action: AuditAction::Pull,
+            section: "vitals".into(),
+            count: 3,
+        })
+        .await
+        .unwrap();
+    let events = s.audit(rid, 0, 100).await.unwrap();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (e.identity, e.action, e.section.as_str(), e.count, e.at_ms))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (by().identity, AuditAction::Push, "vitals", 2, 1_234),
+            (by().identity, AuditAction::Push, "vitals", 1, 1_234),
+            (reader, AuditAction::Pull, "vitals", 3, 2_000),
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(events[2].seq, pulled);
+    assert!(events.iter().all(|e| e.record == rid));
+    let page = s.audit(rid, events[0].seq, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].seq, events[1].seq);
+    assert!(s
+        .audit(RecordId::random(), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn envelopes(s: &dyn Storage) {
@@ -177,7 +354,7 @@ async fn envelopes(s: &dyn Storage) {
 
     // Unknown record: nothing stored.
     assert_eq!(
-        s.append_envelopes(RecordId::random(), "vitals", vec![env(1, owner)])
+        s.append_envelopes(RecordId::random(), "vitals", vec![env(1, owner)], by())
             .await,
         Err(StorageError::NotFound)
     );
@@ -185,7 +362,7 @@ async fn envelopes(s: &dyn Storage) {
     // First batch, with an in-batch duplicate.
     let batch = vec![env(1, owner), env(2, owner), env(1, owner), env(3, owner)];
     let got = s
-        .append_envelopes(rid, "vitals", batch.clone())
+        .append_envelopes(rid, "vitals", batch.clone(), by())
         .await
         .unwrap();
     assert_eq!(got.len(), 4);
@@ -195,7 +372,10 @@ async fn envelopes(s: &dyn Storage) {
     assert!(got[0].seq < got[1].seq && got[1].seq < got[3].seq);
 
     // Idempotent re-upload: the original seqs, all duplicates.
-    let again = s.append_envelopes(rid, "vitals", batch).await.unwrap();
+    let again = s
+        .append_envelopes(rid, "vitals", batch, by())
+        .await
+        .unwrap();
     assert!(again.iter().all(|a| a.duplicate));
     assert_eq!(
         again.iter().map(|a| a.seq).collect::<Vec<_>>(),
@@ -211,12 +391,15 @@ async fn envelopes(s: &dyn Storage) {
         .try_into()
         .unwrap();
     let t = s
-        .append_envelopes(rid, "vitals", vec![twin.clone(), env(3, owner)])
+        .append_envelopes(rid, "vitals", vec![twin.clone(), env(3, owner)], by())
         .await
         .unwrap();
     assert!(!t[0].duplicate && t[1].duplicate);
     assert_eq!(t[1].seq, got[3].seq);
-    let t2 = s.append_envelopes(rid, "vitals", vec![twin]).await.unwrap();
+    let t2 = s
+        .append_envelopes(rid, "vitals", vec![twin], by())
+        .await
+        .unwrap();
     assert_eq!(t2[0].seq, t[0].seq);
     assert!(t2[0].duplicate);
 
@@ -226,7 +409,7 @@ async fn envelopes(s: &dyn Storage) {
     empty.bytes.clear();
     let bad = vec![env(10, owner), env(11, owner), empty];
     assert!(matches!(
-        s.append_envelopes(rid, "labs", bad).await,
+        s.append_envelopes(rid, "labs", bad, by()).await,
         Err(StorageError::Conflict(_))
     ));
     let labs = s.pull(rid, "labs", 0, 100).await.unwrap();
@@ -239,14 +422,14 @@ async fn envelopes(s: &dyn Storage) {
         .all(|(sec, _)| sec != "labs"));
     // ...and the same new envelopes can then be stored normally.
     let ok = s
-        .append_envelopes(rid, "labs", vec![env(10, owner), env(11, owner)])
+        .append_envelopes(rid, "labs", vec![env(10, owner), env(11, owner)], by())
         .await
         .unwrap();
     assert!(ok.iter().all(|a| !a.duplicate));
 
     // Pagination.
     let more: Vec<_> = (20..45).map(|n| env(n, owner)).collect();
-    s.append_envelopes(rid, "vitals", more).await.unwrap();
+    s.append_envelopes(rid, "vitals", more, by()).await.unwrap();
     let mut after = 0;
     let mut seen = Vec::new();
     let mut pages = 0;
@@ -292,7 +475,12 @@ async fn snapshots(s: &dyn Storage) {
     let owner = IdentityId::random();
     s.register_record(rid, owner, vec![1], 1).await.unwrap();
     let got = s
-        .append_envelopes(rid, "notes", (50..56).map(|n| env(n, owner)).collect())
+        .append_envelopes(
+            rid,
+            "notes",
+            (50..56).map(|n| env(n, owner)).collect(),
+            by(),
+        )
         .await
         .unwrap();
     let seqs: Vec<_> = got.iter().map(|a| a.seq).collect();
@@ -445,7 +633,7 @@ async fn notifications(s: Arc<dyn Storage>) {
     s.register_record(rid, owner, vec![1], 1).await.unwrap();
     let mut rx = s.subscribe();
     let got = s
-        .append_envelopes(rid, "meds", vec![env(90, owner), env(91, owner)])
+        .append_envelopes(rid, "meds", vec![env(90, owner), env(91, owner)], by())
         .await
         .unwrap();
     let change = loop {
@@ -460,10 +648,10 @@ async fn notifications(s: Arc<dyn Storage>) {
     assert_eq!(change.section, "meds");
     assert_eq!(change.seq, got[1].seq);
     // A batch of duplicates announces nothing new.
-    s.append_envelopes(rid, "meds", vec![env(90, owner)])
+    s.append_envelopes(rid, "meds", vec![env(90, owner)], by())
         .await
         .unwrap();
-    s.append_envelopes(rid, "meds", vec![env(92, owner)])
+    s.append_envelopes(rid, "meds", vec![env(92, owner)], by())
         .await
         .unwrap();
     let next = loop {
@@ -499,7 +687,7 @@ async fn storage_conformance_sqlite_concurrent_group_commit() {
     let rid = RecordId::random();
     let owner = IdentityId::random();
     s.register_record(rid, owner, vec![1], 1).await.unwrap();
-    s.append_envelopes(rid, "a", vec![env(0, owner)])
+    s.append_envelopes(rid, "a", vec![env(0, owner)], by())
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -524,7 +712,7 @@ async fn storage_conformance_sqlite_concurrent_group_commit() {
                 poison.bytes.clear();
                 batch.push(poison);
             }
-            s.append_envelopes(rid, "b", batch).await
+            s.append_envelopes(rid, "b", batch, by()).await
         }));
     }
     let mut stored = 0;
@@ -540,7 +728,8 @@ async fn storage_conformance_sqlite_concurrent_group_commit() {
     assert_eq!(page.envelopes.len(), 150);
     s.close().await;
     assert_eq!(
-        s.append_envelopes(rid, "b", vec![env(7, owner)]).await,
+        s.append_envelopes(rid, "b", vec![env(7, owner)], by())
+            .await,
         Err(StorageError::Closed)
     );
 }
@@ -575,4 +764,51 @@ async fn storage_conformance_postgres() {
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_sqlite_upgrades_from_schema_1() {
+    // A relay database written by schema 1 (owner devices only) opens under
+    // the sharing schema with its members intact and the creator's card
+    // moved onto the record.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    let device = IdentityId::random();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!(
+            "../src/storage/sqlite/migrations/0001_init.sql"
+        ))
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO records (record_id, owner, created_at_ms) VALUES (?1, ?2, 1)",
+            rusqlite::params![&rid.as_bytes()[..], &owner.as_bytes()[..]],
+        )
+        .unwrap();
+        for (who, card) in [(owner, vec![1u8, 2]), (device, vec![3u8])] {
+            conn.execute(
+                "INSERT INTO members (record_id, identity, role, card)
+                 VALUES (?1, ?2, 'owner-device', ?3)",
+                rusqlite::params![&rid.as_bytes()[..], &who.as_bytes()[..], card],
+            )
+            .unwrap();
+        }
+    }
+    let s = satchel_sync_server::storage::sqlite::SqliteStorage::open(&path).unwrap();
+    assert_eq!(s.record_root(rid).await.unwrap(), Some((owner, vec![1, 2])));
+    for who in [owner, device] {
+        assert_eq!(
+            s.membership(rid, who).await.unwrap(),
+            Membership::Member(MemberAccess::owner_device())
+        );
+    }
+    assert_eq!(s.members(rid).await.unwrap().len(), 2);
+    s.append_envelopes(rid, "vitals", vec![env(1, owner)], by())
+        .await
+        .unwrap();
+    assert_eq!(s.audit(rid, 0, 10).await.unwrap().len(), 1);
+    s.close().await;
 }

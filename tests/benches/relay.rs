@@ -449,14 +449,29 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn add_device(rid: RecordId, by: &Identity, device: &Identity) -> SignedStatement {
-    AccessStatement::AddDevice {
+/// An `add-device` statement on top of `prev` (the log head), carrying no
+/// keys (the bench's devices get their keys out of band).
+fn add_device_on(
+    rid: RecordId,
+    by: &Identity,
+    prev: [u8; 32],
+    device: &satchel_core::crypto::IdentityCard,
+) -> SignedStatement {
+    AccessStatement {
         record_id: rid,
-        device: device.card().clone(),
         by: by.id(),
         at_ms: now_ms(),
+        prev,
+        change: satchel_core::sharing::AccessChange::AddDevice {
+            device: device.clone(),
+            keys: Vec::new(),
+        },
     }
     .sign(by)
+}
+
+fn add_device(rid: RecordId, by: &Identity, device: &Identity) -> SignedStatement {
+    add_device_on(rid, by, [0; 32], device.card())
 }
 
 async fn upload(http: &Http, token: &str, rid: RecordId, section: &str, envelopes: Vec<Vec<u8>>) {
@@ -560,7 +575,7 @@ fn verify_open(
     for bytes in envelopes {
         let env = Envelope::from_bytes(bytes).unwrap();
         assert!(env.header.record_id == rid && env.header.section == section);
-        assert!(members.may_write(&env.header.author, section));
+        assert!(members.may_write(&env.header.author, section, now_ms()));
         plain += env.open(key).unwrap().len();
     }
     (envelopes.len(), plain)
@@ -572,7 +587,7 @@ fn verify_cost() -> f64 {
     let key = SectionKey::generate().unwrap();
     let rid = RecordId::random();
     let sealed = seal_all(&id, &key, rid, 1, 2000).remove(0).1;
-    let members = verify_log(rid, id.id(), &[]).unwrap();
+    let members = verify_log(rid, id.id(), None, &[]).unwrap();
     let t = Instant::now();
     verify_open(&sealed, rid, "s0", &members, &key);
     t.elapsed().as_secs_f64() * 1e6 / sealed.len() as f64
@@ -644,8 +659,8 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
         .get(&format!("/v1/records/{rid}/access?after=0"), &rtoken)
         .await;
     let log: Vec<SignedStatement> = access.statements.into_iter().map(|e| e.signed).collect();
-    let members = Arc::new(verify_log(rid, creator, &log).unwrap());
-    assert!(members.may_write(&reader.id(), "s0"));
+    let members = Arc::new(verify_log(rid, creator, None, &log).unwrap());
+    assert!(members.may_write(&reader.id(), "s0", now_ms()));
     let feed: FeedResponse = http
         .get(&format!("/v1/records/{rid}/feed?after=0"), &rtoken)
         .await;
@@ -780,8 +795,9 @@ fn full_client(bin: &Path, rt: &tokio::runtime::Runtime, changes: usize) -> Full
         // A new owner device: the writer's signed add-device statement and
         // the key bundle (what the link flow carries, minus the mailbox).
         let identity_b = Identity::generate("reader b", Role::PatientDevice, None).unwrap();
-        let statement = writer.add_device_statement(identity_b.card());
+        let statement = writer.add_device_statement(identity_b.card()).unwrap();
         post_statement(&http, &token, writer.record_id(), &statement).await;
+        writer.apply_access(vec![statement], 0).unwrap();
         let keys_b = MemorySecretStore::new();
         let reader = Profile::join(
             SqliteStore::open(&dir.path().join("reader-b.db")).unwrap(),
@@ -1092,13 +1108,17 @@ async fn joined_profile(
     http: &Http,
     base: &str,
     dir: &Path,
-    writer: &PushWriter,
+    writer: &mut PushWriter,
     identity: Identity,
     name: &str,
 ) -> (Profile<SqliteStore>, RelayClient) {
     let rid = writer.profile.record_id();
-    let statement = writer.profile.add_device_statement(identity.card());
+    let statement = writer
+        .profile
+        .add_device_statement(identity.card())
+        .unwrap();
     post_statement(http, &writer.token, rid, &statement).await;
+    writer.profile.apply_access(vec![statement], 0).unwrap();
     let keys = MemorySecretStore::new();
     let mut profile = Profile::join(
         SqliteStore::open(&dir.join(format!("{name}.db"))).unwrap(),
@@ -1194,21 +1214,26 @@ async fn push_latency(
     let identities: Vec<Identity> = (0..subscribers)
         .map(|i| Identity::generate(&format!("sub {i}"), Role::PatientDevice, None).unwrap())
         .collect();
-    let statements: Vec<SignedStatement> = identities
-        .iter()
-        .map(|id| writer_a.profile.add_device_statement(id.card()))
-        .collect();
-    futures_util::stream::iter(statements)
-        .map(|s| {
-            let (http, token) = (http.clone(), writer_a.token.clone());
-            async move { post_statement(&http, &token, rid_a, &s).await }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<()>>()
-        .await;
+    // The access log is a chain: statements go one after another.
+    let mut statements: Vec<SignedStatement> = Vec::new();
+    let mut members = writer_a.profile.members().clone();
+    for id in &identities {
+        let s = add_device_on(rid_a, writer_a.profile.identity(), members.head, id.card());
+        satchel_core::sharing::verify_next(&mut members, &s).unwrap();
+        post_statement(&http, &writer_a.token, rid_a, &s).await;
+        statements.push(s);
+    }
+    writer_a.profile.apply_access(statements, 0).unwrap();
     let big_identity = Identity::generate("big-log device", Role::PatientDevice, None).unwrap();
-    let (mut big_profile, mut big_client) =
-        joined_profile(&http, &base, dir.path(), &writer_a, big_identity, "big-log").await;
+    let (mut big_profile, mut big_client) = joined_profile(
+        &http,
+        &base,
+        dir.path(),
+        &mut writer_a,
+        big_identity,
+        "big-log",
+    )
+    .await;
     // The whole log (at most 1,000 statements per page).
     let mut log: Vec<SignedStatement> = Vec::new();
     let mut after = 0;
@@ -1232,7 +1257,7 @@ async fn push_latency(
         }
     }
     let t = Instant::now();
-    let members = verify_log(rid_a, writer_a.profile.device_id(), &log).unwrap();
+    let members = verify_log(rid_a, writer_a.profile.device_id(), None, &log).unwrap();
     let big_log_verify = t.elapsed();
     assert_eq!(members.owner_devices.len(), subscribers + 2);
     let members = Arc::new(members);
@@ -1319,14 +1344,14 @@ async fn push_latency(
     // Record B: a normal-sized record (creator + `merged_devices` Profile
     // devices), each device subscribed and running a full sync round on
     // every push, as `satchel sync --watch` does (without its refresh).
-    let writer_b = push_writer(&base, dir.path(), "writer-b", uploads).await;
+    let mut writer_b = push_writer(&base, dir.path(), "writer-b", uploads).await;
     for d in 0..merged_devices {
         let identity = Identity::generate(&format!("b{d}"), Role::PatientDevice, None).unwrap();
         let (mut profile, mut client) = joined_profile(
             &http,
             &base,
             dir.path(),
-            &writer_b,
+            &mut writer_b,
             identity,
             &format!("b{d}"),
         )

@@ -187,3 +187,79 @@ impl Drop for Relay {
         let _ = self.child.wait();
     }
 }
+
+/// Validate FHIR R4 resources with PyPI `fhir.resources==6.4.0` (run by
+/// `scripts/fhir_validate.py` in the venv `scripts/setup.sh` installs; the
+/// command comes from `$SATCHEL_FHIR_VALIDATOR`, which `scripts/test.sh`
+/// sets). Returns the validator's report; panics with it when any resource
+/// is invalid. Without the validator the test fails when
+/// `SATCHEL_REQUIRE_FIXTURES` is set (CI), else it is skipped with a note
+/// and `None` is returned.
+pub fn validate_fhir(resources: &[serde_json::Value]) -> Option<String> {
+    let Ok(command) = std::env::var("SATCHEL_FHIR_VALIDATOR") else {
+        assert!(
+            std::env::var_os("SATCHEL_REQUIRE_FIXTURES").is_none(),
+            "SATCHEL_FHIR_VALIDATOR is not set (run the tests with bash scripts/test.sh)"
+        );
+        println!("note: SATCHEL_FHIR_VALIDATOR not set; FHIR validation skipped");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("resources.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(resources).expect("serialisable resources"),
+    )
+    .expect("write resources");
+    let mut parts = command.split_whitespace();
+    let program = parts.next().expect("validator command");
+    let out = Command::new(program)
+        .args(parts)
+        .arg(&file)
+        .output()
+        .expect("the FHIR validator could not start");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "fhir.resources refused what we exported:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains(&format!("{} valid, 0 invalid", resources.len())),
+        "validator did not check every resource:\n{report}"
+    );
+    Some(report)
+}
+
+/// Link a second device through the CLI: `link-device` on `a` prints a
+/// one-time code, `join-device CODE` on `b` uses it. Both run with
+/// `passphrase` against the relay at `relay_url`.
+pub fn link_devices(a: &Path, b: &Path, passphrase: &str, relay_url: &str) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut offer = satchel(a, passphrase)
+        .args(["link-device", "--server", relay_url, "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("link-device could not start");
+    let stdout = offer.stdout.take().expect("link-device stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep draining link-device's output so it never writes to a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(pos) = line.find("satchel-link:") {
+                let _ = tx.send(line[pos..].trim().to_string());
+            }
+        }
+    });
+    let code = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("link-device printed a code");
+    run(
+        satchel(b, passphrase).args(["join-device", &code, "--timeout", "60"]),
+        true,
+    );
+    let status = offer.wait().expect("link-device exit status");
+    assert!(status.success(), "link-device failed");
+}

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
@@ -45,34 +44,8 @@ fn lab(code: &str, display: &str, date: &str) -> Value {
         "effectiveDateTime": date})
 }
 
-/// Link a second device through the CLI: `link-device` on A prints a code,
-/// `join-device CODE` on B uses it.
 fn link(a: &Path, b: &Path, relay: &Relay) {
-    let mut offer = satchel(a, PASS)
-        .args(["link-device", "--server", &relay.url(), "--timeout", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = offer.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep draining link-device's output so it never writes to a closed pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(pos) = line.find("satchel-link:") {
-                let _ = tx.send(line[pos..].trim().to_string());
-            }
-        }
-    });
-    let code = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("link-device printed a code");
-    run(
-        satchel(b, PASS).args(["join-device", &code, "--timeout", "60"]),
-        true,
-    );
-    let status = offer.wait().unwrap();
-    assert!(status.success(), "link-device failed");
+    satchel_tests::link_devices(a, b, PASS, &relay.url());
 }
 
 /// Two devices of one patient edit the same sections while offline, then

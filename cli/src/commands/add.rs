@@ -1,10 +1,14 @@
-//! `satchel add FILE`: add a FHIR R4 resource or Bundle.
+//! `satchel add FILE`: import a FHIR R4 resource or Bundle (collection,
+//! transaction, searchset, document), streamed from the file with a
+//! progress bar. Re-sent resources update their entries instead of
+//! duplicating them; a Bundle about another patient is refused.
 
+use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use satchel_core::fhir;
+use satchel_core::profile::import::ImportReport;
 
 use crate::home;
 use crate::output;
@@ -23,37 +27,71 @@ pub struct Args {
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let bytes = if args.file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("cannot read stdin")?;
-        buf
+    let (reader, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), None)
     } else {
-        std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?
+        let file = File::open(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), size)
     };
-    let spinner = output::spinner("Validating and encrypting");
-    let value = fhir::parse_resource(&bytes)
-        .context("the file is not a FHIR resource; nothing was added")?;
-    let added = profile
-        .add_resources(vec![value], args.source.as_deref())
+    let bar = output::byte_progress("Reading", size);
+    let report = profile
+        .import_reader(bar.wrap_read(reader), args.source.as_deref(), |n| {
+            if n % 100 == 0 {
+                bar.set_message(format!("Reading ({n} resources)"));
+            }
+        })
         .context("nothing was added")?;
-    spinner.finish_and_clear();
-    if args.json {
-        let out: Vec<_> = added
-            .iter()
-            .map(|a| serde_json::json!({"entry": a.entry.to_string(), "section": a.section.as_str()}))
-            .collect();
+    bar.finish_and_clear();
+    print_report(&report, args.json)
+}
+
+fn print_report(report: &ImportReport, json: bool) -> Result<()> {
+    if json {
+        let items = |list: &[satchel_core::profile::Added]| -> Vec<serde_json::Value> {
+            list.iter()
+                .map(|a| serde_json::json!({"entry": a.entry.to_string(), "section": a.section.as_str()}))
+                .collect()
+        };
+        let out = serde_json::json!({
+            "added": items(&report.added),
+            "updated": items(&report.updated),
+            "unchanged": items(&report.unchanged),
+            "references_resolved": report.references_resolved,
+            "references_unresolved": report.references_unresolved,
+            "skipped": report.skipped.iter().map(|(i, t)| serde_json::json!({"index": i, "resource_type": t})).collect::<Vec<_>>(),
+        });
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+        return Ok(());
+    }
+    let n = report.added.len();
+    println!(
+        "Added {n} entr{}, updated {}, unchanged {}.",
+        if n == 1 { "y" } else { "ies" },
+        report.updated.len(),
+        report.unchanged.len()
+    );
+    for a in &report.added {
+        println!("  {}  {}", a.entry, a.section);
+    }
+    for a in &report.updated {
+        println!("  {}  {}  (new version)", a.entry, a.section);
+    }
+    if !report.skipped.is_empty() {
+        let mut types: Vec<&str> = report.skipped.iter().map(|(_, t)| t.as_str()).collect();
+        types.sort_unstable();
+        types.dedup();
         println!(
-            "Added {} entr{}.",
-            added.len(),
-            if added.len() == 1 { "y" } else { "ies" }
+            "Skipped {} Bundle entr{} of types the record has no section for ({}).",
+            report.skipped.len(),
+            if report.skipped.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            types.join(", ")
         );
-        for a in &added {
-            println!("  {}  {}", a.entry, a.section);
-        }
     }
     Ok(())
 }

@@ -1,7 +1,11 @@
-//! `satchel demo`: the whole foundation in one run, in a temporary home.
+//! `satchel demo`: the story so far in one run, in a temporary directory.
 //! Creates a record under a passphrase, adds a FHIR Bundle, amends an entry,
 //! marks one entered-in-error, closes and reopens from the encrypted SQLite
-//! store, and checks that no clinical text is readable in any file.
+//! store, checks that no clinical text is readable in any file; then starts
+//! an embedded relay, links a tablet, converges, invites a carer and a
+//! consultant (approved by fingerprint), revokes the carer (keys rotate),
+//! reads the audit, and checks the relay holds ciphertext only. Every step
+//! verifies its expectation; a failed one exits non-zero.
 
 use std::path::{Path, PathBuf};
 
@@ -257,8 +261,10 @@ fn relay_demo(dir: &Path, phone_db: &Path, needles: &[&[u8]]) -> Result<()> {
         bail!("the devices did not converge");
     }
 
+    sharing_demo(&rt, &url, dir, &mut phone, &mut phone_client)?;
+
     step(
-        12,
+        17,
         "Stop the relay and look for clinical text in its database and WAL",
     );
     let _ = stop.send(());
@@ -273,6 +279,241 @@ fn relay_demo(dir: &Path, phone_db: &Path, needles: &[&[u8]]) -> Result<()> {
         }
     }
     println!("    the relay holds ciphertext only");
+    Ok(())
+}
+
+/// Invite, accept and approve (by fingerprint) one member; returns its
+/// profile for the shared record, synced.
+/// Where the demo's relay runs and its files live.
+struct DemoEnv<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    url: &'a str,
+    dir: &'a Path,
+}
+
+fn share_with(
+    env: &DemoEnv<'_>,
+    phone: &mut Profile<SqliteStore>,
+    phone_client: &mut satchel_core::sync::RelayClient,
+    name: &str,
+    role: satchel_core::crypto::Role,
+    terms: satchel_core::sync::sharing::InviteTerms,
+) -> Result<Profile<SqliteStore>> {
+    use satchel_core::crypto::Identity;
+    use satchel_core::sync::sharing as net;
+    use satchel_core::sync::RelayClient;
+    let DemoEnv { rt, url, dir } = *env;
+    let unlock = || Unlock::Passphrase {
+        passphrase: DEMO_PASSPHRASE,
+        params: None,
+    };
+    rt.block_on(async {
+        let (link_id, code) = net::invite(
+            phone_client,
+            phone,
+            terms,
+            std::time::Duration::from_secs(600),
+        )
+        .await?;
+        let identity = Identity::generate(name, role, None)?;
+        let mut client = RelayClient::new(url)?;
+        let parsed = net::parse_invite(&code)?;
+        net::accept(&mut client, &identity, &parsed).await?;
+        let card = net::invitee_card(phone_client, phone, &link_id)
+            .await?
+            .context("the invitee's card did not arrive")?;
+        println!(
+            "    {} answered; fingerprint {} matches what they read out: approved",
+            card.display_name,
+            card.fingerprint()
+        );
+        if card.fingerprint() != identity.card().fingerprint() {
+            bail!("fingerprint mismatch");
+        }
+        net::approve(phone_client, phone, &link_id, &card.id()).await?;
+        let info = net::await_approval(
+            &mut client,
+            &identity,
+            &parsed,
+            std::time::Duration::from_secs(10),
+        )
+        .await?;
+        let db = dir.join(format!(
+            "{}.db",
+            name.split_whitespace()
+                .next()
+                .unwrap_or("member")
+                .to_lowercase()
+        ));
+        let mut member = Profile::create_member(SqliteStore::open(&db)?, unlock(), identity, info)?;
+        client.sync(&mut member).await?;
+        anyhow::Ok(member)
+    })
+}
+
+fn sections_seen(p: &Profile<SqliteStore>) -> std::collections::BTreeSet<&'static str> {
+    p.query(&Query::default())
+        .iter()
+        .map(|e| e.section.as_str())
+        .collect()
+}
+
+/// Steps 13-16: a carer for some sections, a consultant for a week,
+/// revocation with key rotation, and the audit.
+fn sharing_demo(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    dir: &Path,
+    phone: &mut Profile<SqliteStore>,
+    phone_client: &mut satchel_core::sync::RelayClient,
+) -> Result<()> {
+    use satchel_core::crypto::Role;
+    use satchel_core::record::Section;
+    use satchel_core::sharing::GrantRole;
+    use satchel_core::sync::sharing::{self as net, InviteTerms};
+    use satchel_core::sync::RelayClient;
+
+    step(
+        13,
+        "Invite the daughter as a carer for medications, allergies and appointments",
+    );
+    let granted = [
+        Section::Medications,
+        Section::Allergies,
+        Section::Encounters,
+    ];
+    let env = DemoEnv { rt, url, dir };
+    let mut daughter = share_with(
+        &env,
+        phone,
+        phone_client,
+        "Sam",
+        Role::Carer,
+        InviteTerms {
+            role: GrantRole::Reader,
+            sections: granted.to_vec(),
+            expires_at_ms: None,
+            label: "Daughter".into(),
+        },
+    )?;
+    let seen = sections_seen(&daughter);
+    println!(
+        "    the daughter sees {} entries, in: {}",
+        daughter.query(&Query::default()).len(),
+        seen.iter().copied().collect::<Vec<_>>().join(", ")
+    );
+    if seen
+        .iter()
+        .any(|s| !granted.iter().any(|g| g.as_str() == *s))
+        || seen.is_empty()
+    {
+        bail!("the carer sees sections she was not granted");
+    }
+
+    step(14, "Give a consultant read access to everything for 7 days");
+    let week = 7 * 24 * 3600 * 1000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let consultant = share_with(
+        &env,
+        phone,
+        phone_client,
+        "Dr Rivera",
+        Role::Provider,
+        InviteTerms {
+            role: GrantRole::Reader,
+            sections: Section::ALL.to_vec(),
+            expires_at_ms: Some(i64::try_from(now)? + week),
+            label: "Consultant (7 days)".into(),
+        },
+    )?;
+    let (mine, theirs) = (
+        phone.query(&Query::default()).len(),
+        consultant.query(&Query::default()).len(),
+    );
+    println!("    the consultant sees {theirs} of {mine} entries until the grant expires");
+    if mine != theirs {
+        bail!("the consultant should see the whole record");
+    }
+    let mut table = output::table(&["WHO", "ROLE", "SECTIONS", "EXPIRES", "LABEL"]);
+    for g in phone.members().grants.values() {
+        table.add_row(vec![
+            g.card.display_name.clone(),
+            g.role.as_str().to_string(),
+            g.sections.iter().cloned().collect::<Vec<_>>().join(","),
+            g.expires_at_ms.map_or("never".into(), output::format_ms),
+            g.label.clone(),
+        ]);
+    }
+    println!("{table}");
+
+    step(
+        15,
+        "Revoke the daughter: keys rotate; she can read nothing written afterwards",
+    );
+    let before = daughter.query(&Query::default()).len();
+    rt.block_on(net::revoke(
+        phone_client,
+        phone,
+        &daughter.device_id(),
+        None,
+    ))?;
+    phone.add_resources(
+        vec![serde_json::json!({"resourceType": "MedicationStatement", "status": "active",
+            "medicationCodeableConcept": {"text": "Apixaban 5 mg"}, "subject": {"reference": "Patient/p"}})],
+        None,
+    )?;
+    rt.block_on(phone_client.sync(phone))?;
+    let mut client = RelayClient::new(url)?;
+    let refused = rt.block_on(client.sync(&mut daughter)).is_err();
+    println!(
+        "    the relay refuses her sync: {refused}; she still holds the {before} entries she saw (what was seen cannot be unseen)"
+    );
+    if !refused || daughter.query(&Query::default()).len() != before {
+        bail!("the revoked carer still has access");
+    }
+
+    step(
+        16,
+        "The patient reads the audit: who viewed and who contributed",
+    );
+    let events = rt.block_on(net::fetch_audit(phone_client, phone))?;
+    let members = phone.members().clone();
+    let name = |id: &satchel_core::ids::IdentityId| {
+        members
+            .card(id)
+            .map_or("Patient device".to_string(), |c| c.display_name.clone())
+    };
+    let mut table = output::table(&["WHEN", "WHO", "ACTION", "SECTION", "ENVELOPES"]);
+    let own = events
+        .iter()
+        .filter(|e| members.owner_devices.contains_key(&e.identity))
+        .count();
+    for e in events
+        .iter()
+        .filter(|e| !members.owner_devices.contains_key(&e.identity))
+    {
+        table.add_row(vec![
+            output::format_ms(e.at_ms),
+            name(&e.identity),
+            if e.action == "pull" {
+                "viewed".into()
+            } else {
+                "contributed".into()
+            },
+            e.section.clone(),
+            e.count.to_string(),
+        ]);
+    }
+    println!("{table}");
+    println!("    (and {own} pulls and pushes by the patient's own devices)");
+    if !events
+        .iter()
+        .any(|e| name(&e.identity) == "Sam" && e.action == "pull")
+    {
+        bail!("the audit does not show the daughter's views");
+    }
     Ok(())
 }
 

@@ -39,7 +39,7 @@ pub struct SummaryArgs {
 }
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
-    let profile = home::open(home_dir)?;
+    let profiles = home::open_all(home_dir)?;
     let code = args.code.as_deref().map(|c| match c.split_once('|') {
         Some((system, code)) => (Some(system.to_string()), code.to_string()),
         None => (None, c.to_string()),
@@ -62,9 +62,59 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
         text: args.text,
         include_entered_in_error: args.all,
     };
-    let entries = profile.query(&query);
-    if args.json {
-        let out: Vec<_> = entries.iter().map(output::entry_json).collect();
+    if args.json && profiles.len() > 1 {
+        // Several records (a carer's home): one object per record.
+        let out: Vec<_> = profiles
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "record_id": p.record_id(),
+                    "owner": p.owner_name(),
+                    "sections": p.readable_sections().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    "entries": p.query(&query).iter().map(output::entry_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    for (i, profile) in profiles.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        list_one(profile, &query, args.json)?;
+    }
+    Ok(())
+}
+
+fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()> {
+    let entries = profile.query(query);
+    let members = profile.members();
+    // Who contributed an entry, when it was not one of the owner's devices.
+    let from = |e: &satchel_core::record::Entry| -> String {
+        if members.owner_devices.contains_key(&e.created_by) {
+            return String::new();
+        }
+        match members.card(&e.created_by) {
+            Some(c) => match &c.organisation {
+                Some(org) => format!("{org} ({})", c.display_name),
+                None => c.display_name.clone(),
+            },
+            None => e.created_by.short(),
+        }
+    };
+    if json {
+        let out: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let mut v = output::entry_json(e);
+                let by = from(e);
+                if !by.is_empty() {
+                    v["contributed_by"] = serde_json::Value::String(by);
+                }
+                v
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -73,7 +123,35 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
         profile.owner_name(),
         profile.record_id()
     );
-    let mut table = output::table(&["ENTRY", "SECTION", "TYPE", "DATE", "SUMMARY", "V", "STATUS"]);
+    // Never let an old copy pass for a current one.
+    if let Some(ended) = profile.access_ended_ms()? {
+        println!(
+            "ACCESS ENDED {}: the relay refused this identity (revoked or expired). This copy is no longer updated and may be out of date.",
+            output::format_ms(ended)
+        );
+    }
+    match profile.last_synced_ms()? {
+        Some(t) => println!("Last synced: {}", output::format_ms(t)),
+        None => println!("Never synced: this device has not exchanged changes with a relay yet"),
+    }
+    if !profile.is_owner_device() {
+        let sections: Vec<&str> = profile
+            .readable_sections()
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        println!(
+            "Shared with you: {}",
+            if sections.is_empty() {
+                "nothing (access ended)".to_string()
+            } else {
+                sections.join(", ")
+            }
+        );
+    }
+    let mut table = output::table(&[
+        "ENTRY", "SECTION", "TYPE", "DATE", "SUMMARY", "V", "STATUS", "FROM",
+    ]);
     for e in &entries {
         table.add_row(vec![
             e.id.to_string(),
@@ -83,6 +161,7 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
             output::summary_text(&e.current.displays),
             e.version_count.to_string(),
             e.status.as_str().to_string(),
+            from(e),
         ]);
     }
     println!("{table}");

@@ -3,8 +3,12 @@
 pub mod add;
 pub mod amend;
 pub mod demo;
+pub mod export;
 pub mod history;
 pub mod init;
 pub mod list;
+pub mod provider;
 pub mod serve;
+pub mod share;
 pub mod sync;
+pub mod wearables;

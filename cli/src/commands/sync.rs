@@ -92,11 +92,41 @@ fn print_report(report: &RoundReport, json: bool) {
 }
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
-    let mut profile = home::open(home_dir)?;
+    let dir = home::require_home(home_dir)?;
+    // Invites approved since `satchel accept` become shared records.
+    super::share::finish_accepts(&dir, Duration::ZERO)?;
+    let mut all = home::open_all(Some(dir))?;
+    let mut profile = all.remove(0);
     let mut client = RelayClient::new(&args.server)?;
     let rt = runtime()?;
+    for other in &mut all {
+        let mut client = RelayClient::new(&args.server)?;
+        match rt.block_on(client.sync(other)) {
+            Ok(report) => print_report(&report, args.json),
+            Err(e) if e.to_string().contains("403") || e.to_string().contains("forbidden") => {
+                eprintln!(
+                    "Your access to {}'s record has ended (revoked or expired). What you saw before stays on this device and is no longer updated.",
+                    other.owner_name()
+                );
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("sync of {}'s record failed", other.owner_name())))
+            }
+        }
+    }
     rt.block_on(async {
-        let report = client.sync(&mut profile).await.context("sync failed")?;
+        let shared = !profile.is_owner_device();
+        let report = client.sync(&mut profile).await.with_context(|| {
+            if shared {
+                format!(
+                    "sync of {}'s record failed (a 403 means your access has ended: revoked or expired; what you saw stays on this device)",
+                    profile.owner_name()
+                )
+            } else {
+                "sync failed".to_string()
+            }
+        })?;
         print_report(&report, args.json);
         if !args.watch {
             return Ok(());

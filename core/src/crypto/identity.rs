@@ -297,6 +297,23 @@ impl Identity {
         random::fill(seed.as_mut())?;
         let mut agreement_ikm = Zeroizing::new([0u8; 32]);
         random::fill(agreement_ikm.as_mut())?;
+        Self::from_seeds(seed, agreement_ikm, display_name, role, organisation)
+    }
+
+    /// An identity derived from secret seed material (a recovery key's:
+    /// the same material always gives the same identity). Generate fresh
+    /// identities with [`Identity::generate`].
+    pub fn from_seeds(
+        seed: Zeroizing<[u8; 32]>,
+        agreement_ikm: Zeroizing<[u8; 32]>,
+        display_name: &str,
+        role: Role,
+        organisation: Option<&str>,
+    ) -> Result<Self> {
+        check_text(display_name, "display name")?;
+        if let Some(org) = organisation {
+            check_text(org, "organisation")?;
+        }
         // Clamp through the HPKE private-key type so what we store is exactly
         // RFC 9180's SerializePrivateKey form.
         let sk = <AgreementKem as Kem>::PrivateKey::from_bytes(agreement_ikm.as_ref())

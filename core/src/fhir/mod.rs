@@ -1,21 +1,33 @@
 //! FHIR R4 intake: the checks every incoming resource passes before it becomes
 //! an entry, and the few fields the record indexes.
 //!
-//! This module is deliberately minimal (a later issue grows it into a full
-//! serde model). It owns:
+//! It owns:
 //! - [`parse_resource`]: bytes to a JSON object with a known R4 `resourceType`;
 //! - [`summarize`]: the shape checks on the elements we index and the derived
 //!   index ([`ResourceSummary`]: clinical date, codes, display strings);
 //! - [`section_for`]: the fixed resource-type-to-section mapping
 //!   (documented as a table in `docs/sections.md`);
 //! - [`bundle_resources`]: unpacking a `Bundle` into its resources (a bundle
-//!   is never an entry itself).
+//!   is never an entry itself);
+//! - [`model`]: a typed serde model of the resources we index or display,
+//!   passing every other element through untouched;
+//! - [`import`]: the streaming reader of imported files (one resource or a
+//!   Bundle, entries handed on one at a time);
+//! - [`refs`]: resolving references between entries (`Type/id`, absolute
+//!   URLs, `urn:uuid:` full URLs);
+//! - [`export`] and [`ips`]: the collection Bundle export and the
+//!   International Patient Summary document (see `docs/fhir.md`).
 //!
 //! A resource is never rewritten: everything outside the indexed paths is
 //! passed through untouched. Errors ([`FhirError`]) name resource types, field
 //! paths and JSON positions only, never values, so they are safe to log.
 
 mod date;
+pub mod export;
+pub mod import;
+pub mod ips;
+pub mod model;
+pub mod refs;
 mod resource_types;
 mod summary;
 
@@ -65,6 +77,12 @@ pub enum FhirError {
     /// The resource type is known but no section of the record holds it.
     #[error("resource type {0} has no section in the record; see docs/sections.md")]
     NoSection(String),
+    /// A Bundle of a type that is not imported (holds the type only if it
+    /// is a short lowercase code).
+    #[error(
+        "Bundle type {0:?} is not imported (collection, transaction, searchset and document are)"
+    )]
+    BundleType(String),
 }
 
 impl FhirError {

@@ -446,7 +446,9 @@ pub fn section_for(resource: &Value) -> Result<Section, FhirError> {
             }
         }
         "DiagnosticReport" | "Specimen" => Section::Labs,
-        "DocumentReference" | "Composition" | "Consent" | "Media" => Section::Documents,
+        "DocumentReference" | "Composition" | "Consent" | "Media" | "Provenance" | "AuditEvent" => {
+            Section::Documents
+        }
         "CarePlan" | "Goal" | "CareTeam" | "ServiceRequest" => Section::CarePlan,
         other => return Err(FhirError::NoSection(other.to_string())),
     };

@@ -487,6 +487,8 @@ fn section_mapping() {
         ("Composition", Section::Documents),
         ("Consent", Section::Documents),
         ("Media", Section::Documents),
+        ("Provenance", Section::Documents),
+        ("AuditEvent", Section::Documents),
         ("CarePlan", Section::CarePlan),
         ("Goal", Section::CarePlan),
         ("CareTeam", Section::CarePlan),
@@ -674,4 +676,107 @@ fn official_examples_summarize() {
         failures.join("\n")
     );
     assert!(checked > 100, "only {checked} examples checked");
+}
+
+#[test]
+fn model_round_trips_and_reads_typed_elements() {
+    // From text, so that numbers keep their written form.
+    let v: Value = serde_json::from_str(
+        r#"{
+        "resourceType": "Observation",
+        "id": "o1",
+        "meta": {"versionId": "3"},
+        "identifier": [{"system": "urn:x", "value": "42", "use": "official"}],
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2020-01-02",
+        "valueQuantity": {"value": 72.000, "unit": "beats/minute"},
+        "_status": {"extension": [{"url": "urn:e", "valueDecimal": 1.10}]}
+    }"#,
+    )
+    .unwrap();
+    let typed = model::Resource::from_value(v.clone()).unwrap();
+    assert_eq!(typed.to_value(), v);
+    assert_eq!(typed.resource_type(), "Observation");
+    assert_eq!(typed.id(), Some("o1"));
+    assert_eq!(
+        typed.business_identifiers().collect::<Vec<_>>(),
+        [("urn:x", "42")]
+    );
+    assert_eq!(typed.label(), Some("Heart rate"));
+    assert_eq!(typed.value_text().as_deref(), Some("72.000 beats/minute"));
+    assert_eq!(
+        typed.subject().and_then(|r| r.reference.as_deref()),
+        Some("Patient/p1")
+    );
+    // Numbers keep their text (arbitrary_precision).
+    assert!(serde_json::to_string(&typed.to_value())
+        .unwrap()
+        .contains("1.10"));
+    // Other types pass through whole.
+    let other = json!({"resourceType": "Practitioner", "id": "x", "name": [{"family": "Who"}]});
+    assert_eq!(
+        model::Resource::from_value(other.clone())
+            .unwrap()
+            .to_value(),
+        other
+    );
+    // A typed element of the wrong form is refused, naming no value.
+    let bad = json!({"resourceType": "Patient", "birthDate": {"x": CANARY}});
+    let err = model::Resource::from_value(bad).unwrap_err();
+    assert_no_canary(&err);
+    assert!(matches!(err, FhirError::WrongShape { .. }), "{err:?}");
+}
+
+#[test]
+fn streaming_reader_unpacks_bundles_and_refuses_clearly() {
+    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"fullUrl": "urn:uuid:a", "resource": {"resourceType": "Condition", "id": "c"}},
+        {"search": {"mode": "outcome"}, "resource": {"resourceType": "OperationOutcome"}},
+        {"resource": {"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Observation"}}]}}
+    ]});
+    let mut progress = Vec::new();
+    let kind = import::read_resources(bundle.to_string().as_bytes(), |r| {
+        progress.push((r.index, r.in_bundle, r.full_url.clone()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(kind, import::InputKind::Bundle);
+    assert_eq!(
+        progress,
+        [(0, true, Some("urn:uuid:a".to_string())), (1, true, None)]
+    );
+    // `type` after `entry` and a single resource both work.
+    let late = r#"{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Procedure"}}], "type": "transaction"}"#;
+    let (kind, items) = import::collect_resources(late.as_bytes()).unwrap();
+    assert_eq!((kind, items.len()), (import::InputKind::Bundle, 1));
+    let (kind, items) =
+        import::collect_resources(br#"{"resourceType": "Condition"}"#.as_slice()).unwrap();
+    assert_eq!(
+        (kind, items.len(), items[0].in_bundle),
+        (import::InputKind::Resource, 1, false)
+    );
+    // Refusals.
+    let history = json!({"resourceType": "Bundle", "type": "history", "entry": []}).to_string();
+    assert_eq!(
+        import::collect_resources(history.as_bytes()).unwrap_err(),
+        FhirError::BundleType("history".into())
+    );
+    let delete = json!({"resourceType": "Bundle", "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": "Condition/1"}}]})
+    .to_string();
+    assert!(matches!(
+        import::collect_resources(delete.as_bytes()).unwrap_err(),
+        FhirError::WrongShape { ref path, .. } if path == "entry[0].resource"
+    ));
+    assert!(matches!(
+        import::collect_resources(b"[1]".as_slice()).unwrap_err(),
+        FhirError::NotAnObject
+    ));
+    assert!(matches!(
+        import::collect_resources(b"{\"resourceType\": ".as_slice()).unwrap_err(),
+        FhirError::NotJson { .. }
+    ));
 }

@@ -22,7 +22,10 @@ pub struct DeviceBundle {
     pub record_id: RecordId,
     pub owner_name: String,
     pub creator: IdentityId,
-    /// Section name → base64 key (epoch 0).
+    /// The creator device's card (older bundles lack it).
+    #[serde(default)]
+    pub creator_card: Option<crate::crypto::IdentityCard>,
+    /// `section/epoch` → base64 key.
     section_keys: BTreeMap<String, String>,
 }
 
@@ -44,24 +47,28 @@ impl std::fmt::Debug for DeviceBundle {
 }
 
 impl DeviceBundle {
-    pub(super) fn section_keys(&self) -> Result<BTreeMap<Section, SectionKey>> {
-        let mut keys = BTreeMap::new();
-        for section in Section::ALL {
-            let encoded = self
-                .section_keys
-                .get(section.as_str())
-                .ok_or(ProfileError::Corrupt(
-                    "device bundle: a section key is missing",
-                ))?;
+    /// Every key in the bundle, by (section, epoch). Names are
+    /// `section/epoch`, or a bare section name for epoch 0.
+    pub(super) fn section_keys(&self) -> Result<super::Keyring> {
+        let mut keys = super::Keyring::new();
+        for (name, encoded) in &self.section_keys {
+            let id = super::parse_key_name(name)
+                .or_else(|| name.parse::<Section>().ok().map(|s| (s, 0)))
+                .ok_or(ProfileError::Corrupt("device bundle"))?;
             let bytes = zeroize::Zeroizing::new(
                 B64.decode(encoded)
                     .map_err(|_| ProfileError::Corrupt("device bundle"))?,
             );
             keys.insert(
-                section,
+                id,
                 SectionKey::from_slice(&bytes)
                     .map_err(|_| ProfileError::Corrupt("device bundle"))?,
             );
+        }
+        if Section::ALL.iter().any(|s| !keys.contains_key(&(*s, 0))) {
+            return Err(ProfileError::Corrupt(
+                "device bundle: a section key is missing",
+            ));
         }
         Ok(keys)
     }
@@ -83,10 +90,11 @@ impl<S: Store> Profile<S> {
             record_id: self.record.id,
             owner_name: self.owner_name.clone(),
             creator: self.creator,
+            creator_card: self.creator_card.clone(),
             section_keys: self
                 .keys
                 .iter()
-                .map(|(s, k)| (s.as_str().to_string(), B64.encode(k.expose())))
+                .map(|((s, e), k)| (format!("{}/{e}", s.as_str()), B64.encode(k.expose())))
                 .collect(),
         }
     }

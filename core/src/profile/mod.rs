@@ -22,11 +22,15 @@
 //! The record model itself is I/O-free ([`crate::record`]); this module is the
 //! thin shell that moves its bytes to and from a [`Store`].
 
+mod access;
 mod bundle;
+mod home;
+pub mod import;
 mod payload;
 mod replica;
 mod secret_store;
 mod vault;
+mod wearables;
 
 use std::collections::BTreeMap;
 
@@ -44,9 +48,11 @@ use crate::record::{
 use crate::store::{Store, StoreError, WriteBatch};
 
 pub use bundle::DeviceBundle;
+pub use home::{IdentityVault, MemberInfo};
 pub use replica::{ApplyReport, Rejected, SyncState};
 pub use secret_store::{MemorySecretStore, SecretStore, SecretStoreError};
 pub use vault::{Unlock, VaultHeader, VaultKind};
+pub use wearables::{IngestReport, CHUNKS_LOG};
 
 /// After this many stored changes past its snapshot, a section is compacted
 /// into a fresh snapshot so opening it stays fast.
@@ -87,6 +93,12 @@ pub enum ProfileError {
     Crypto(#[from] CryptoError),
     #[error("the access log does not verify: {0}")]
     Sharing(#[from] crate::sharing::SharingError),
+    #[error("this device holds no key for the {0} section (no grant to write it)")]
+    NoKey(&'static str),
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
+    #[error(transparent)]
+    Wearables(#[from] crate::wearables::WearablesError),
     #[error("resource {index} of the input: {source}")]
     InInput {
         index: usize,
@@ -103,10 +115,10 @@ struct ProfileDetails {
     owner_name: String,
     /// The device that created the record: the root of its access log.
     creator: IdentityId,
+    /// Its card (for wrapping rotated keys to it), when known.
+    #[serde(default)]
+    creator_card: Option<IdentityCard>,
 }
-
-/// The only key epoch until key rotation (revocation, with sharing) exists.
-const EPOCH: u32 = 0;
 
 const META_VAULT: &str = "vault";
 const META_RECORD: &str = "record-id";
@@ -114,15 +126,24 @@ const META_IDENTITY: &str = "identity";
 const META_PROFILE: &str = "profile";
 const META_DEVICE_SEQ: &str = "device-seq";
 
-fn section_key_meta(section: Section, epoch: u32) -> String {
-    format!("section-key/{}/{epoch}", section.as_str())
+/// Every section key this device holds, by (section, epoch), sealed as one
+/// JSON map under the master key.
+const META_KEYRING: &str = "keyring";
+
+/// Before key epochs: one key per section, epoch 0.
+fn legacy_section_key_meta(section: Section) -> String {
+    format!("section-key/{}/0", section.as_str())
 }
+
+/// A device's section keys by (section, epoch).
+pub(crate) type Keyring = BTreeMap<(Section, u32), SectionKey>;
 
 fn aad(record: &RecordId, what: &str) -> Vec<u8> {
     format!("satchel/v1/at-rest|{record}|{what}").into_bytes()
 }
 
-fn now_ms() -> i64 {
+/// Unix time in milliseconds (the device clock).
+pub(crate) fn now_ms() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
@@ -160,8 +181,10 @@ pub struct Profile<S: Store> {
     identity: Identity,
     owner_name: String,
     creator: IdentityId,
-    /// Every section's key (epoch 0; rotation arrives with sharing).
-    keys: BTreeMap<Section, SectionKey>,
+    /// Every section key this device holds, by (section, epoch). A member
+    /// with a grant holds only its sections'; after a rotation the owner's
+    /// devices hold every epoch.
+    keys: Keyring,
     record: Record,
     sections: BTreeMap<Section, SectionState>,
     /// Next sequence number for envelopes written by this device.
@@ -169,9 +192,12 @@ pub struct Profile<S: Store> {
     /// Set when an in-memory change could not be persisted; the profile
     /// must be reopened before more writes.
     poisoned: bool,
-    /// The verified access log's members, once computed (reset when the log
-    /// changes).
-    members: Option<crate::sharing::Members>,
+    /// The verified access log's members (current epochs, grants).
+    members: crate::sharing::Members,
+    /// The creator device's card, when known.
+    creator_card: Option<IdentityCard>,
+    /// Wearables index and chunks, read on first use.
+    wearables: wearables::WearablesState,
 }
 
 impl<S: Store> std::fmt::Debug for Profile<S> {
@@ -192,11 +218,12 @@ impl<S: Store> Profile<S> {
         let identity = Identity::generate("Patient device", Role::PatientDevice, None)?;
         let keys = Section::ALL
             .iter()
-            .map(|s| Ok((*s, SectionKey::generate()?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
+            .map(|s| Ok(((*s, 0), SectionKey::generate()?)))
+            .collect::<Result<Keyring>>()?;
         let details = ProfileDetails {
             owner_name: owner_name.to_string(),
             creator: identity.id(),
+            creator_card: Some(identity.card().clone()),
         };
         Self::initialise(store, unlock, RecordId::random(), identity, details, keys)
     }
@@ -214,6 +241,7 @@ impl<S: Store> Profile<S> {
         let details = ProfileDetails {
             owner_name: bundle.owner_name.clone(),
             creator: bundle.creator,
+            creator_card: bundle.creator_card.clone(),
         };
         Self::initialise(store, unlock, bundle.record_id, identity, details, keys)
     }
@@ -224,7 +252,7 @@ impl<S: Store> Profile<S> {
         record_id: RecordId,
         identity: Identity,
         details: ProfileDetails,
-        keys: BTreeMap<Section, SectionKey>,
+        keys: Keyring,
     ) -> Result<Self> {
         if store.get_meta(META_VAULT)?.is_some() {
             return Err(ProfileError::AlreadyInitialised);
@@ -247,13 +275,7 @@ impl<S: Store> Profile<S> {
                 master.seal(&aad(&record_id, META_PROFILE), &details_json)?,
             )
             .put_meta(META_DEVICE_SEQ, 1u64.to_be_bytes().to_vec());
-        for (section, key) in &keys {
-            let what = section_key_meta(*section, EPOCH);
-            batch.put_meta(
-                what.clone(),
-                master.seal(&aad(&record_id, &what), key.expose())?,
-            );
-        }
+        batch.put_meta(META_KEYRING, seal_keyring(&master, &record_id, &keys)?);
         batch.put_meta(META_VAULT, header.to_bytes());
         store.commit(batch)?;
         Ok(Self {
@@ -267,7 +289,13 @@ impl<S: Store> Profile<S> {
             sections: BTreeMap::new(),
             device_seq: 1,
             poisoned: false,
-            members: None,
+            members: crate::sharing::Members::root(
+                record_id,
+                details.creator,
+                details.creator_card.as_ref(),
+            ),
+            creator_card: details.creator_card,
+            wearables: Default::default(),
         })
     }
 
@@ -300,14 +328,15 @@ impl<S: Store> Profile<S> {
         )?)
         .map_err(|_| ProfileError::Corrupt("profile details"))?;
         let device_seq = read_device_seq(&store)?;
-        let mut keys = BTreeMap::new();
-        for section in Section::ALL {
-            let what = section_key_meta(section, EPOCH);
-            let bytes = open_meta(&store, &master, &record_id, &what, "section key")?;
-            let key =
-                SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
-            keys.insert(section, key);
-        }
+        let keys = load_keyring(&store, &master, &record_id)?;
+        let log = access::load_access_log(&store, &master, &record_id)?;
+        let members = crate::sharing::verify_log(
+            record_id,
+            details.creator,
+            details.creator_card.as_ref(),
+            &log,
+        )
+        .map_err(|_| ProfileError::Corrupt("access log"))?;
 
         let mut profile = Self {
             store,
@@ -320,14 +349,20 @@ impl<S: Store> Profile<S> {
             sections: BTreeMap::new(),
             device_seq,
             poisoned: false,
-            members: None,
+            members,
+            creator_card: details.creator_card,
+            wearables: Default::default(),
         };
         profile.load_all_sections()?;
         Ok(profile)
     }
 
     fn load_all_sections(&mut self) -> Result<()> {
+        self.wearables = Default::default();
         for name in self.store.sections()? {
+            if wearables::handles(&name) {
+                continue;
+            }
             let section: Section = name
                 .parse()
                 .map_err(|_| ProfileError::Corrupt("section name"))?;
@@ -343,35 +378,49 @@ impl<S: Store> Profile<S> {
         self.sections.clear();
         self.device_seq = read_device_seq(&self.store)?;
         self.poisoned = false;
-        self.members = None;
+        self.keys = load_keyring(&self.store, &self.master, &self.record.id)?;
+        let log = access::load_access_log(&self.store, &self.master, &self.record.id)?;
+        self.members = crate::sharing::verify_log(
+            self.record.id,
+            self.creator,
+            self.creator_card.as_ref(),
+            &log,
+        )
+        .map_err(|_| ProfileError::Corrupt("access log"))?;
         self.load_all_sections()
     }
 
-    fn open_envelope(&self, bytes: &[u8], section: Section, key: &SectionKey) -> Result<Vec<u8>> {
+    fn open_envelope(&self, bytes: &[u8], section: Section) -> Result<Vec<u8>> {
         let env = Envelope::from_bytes(bytes).map_err(|_| ProfileError::Corrupt("envelope"))?;
         if env.header.record_id != self.record.id || env.header.section != section.as_str() {
             return Err(ProfileError::Corrupt("envelope header"));
         }
+        let key = self
+            .keys
+            .get(&(section, env.header.epoch))
+            .ok_or(ProfileError::Corrupt("section key"))?;
         let plain = env
             .open(key)
             .map_err(|_| ProfileError::Corrupt("envelope"))?;
         payload::decode(&plain)
     }
 
-    /// A section's key for the current epoch.
-    fn section_key(&self, section: Section) -> Result<&SectionKey> {
+    /// A section's key for its current epoch: what new changes are sealed
+    /// with. A member without a grant for the section has none.
+    fn section_key(&self, section: Section) -> Result<(u32, &SectionKey)> {
+        let epoch = self.members.epoch(section.as_str());
         self.keys
-            .get(&section)
-            .ok_or(ProfileError::Corrupt("section key"))
+            .get(&(section, epoch))
+            .map(|k| (epoch, k))
+            .ok_or(ProfileError::NoKey(section.as_str()))
     }
 
     fn load_section(&mut self, section: Section) -> Result<()> {
-        let key = self.section_key(section)?;
         let log = self.store.load_section(section.as_str())?;
         let mut snapshot_bytes = 0;
         let mut doc = match &log.snapshot {
             Some(snap) => {
-                let plain = self.open_envelope(&snap.envelope, section, key)?;
+                let plain = self.open_envelope(&snap.envelope, section)?;
                 snapshot_bytes = plain.len();
                 SectionDoc::load(section, &plain)?
             }
@@ -380,7 +429,7 @@ impl<S: Store> Profile<S> {
         // One merge for the whole tail: the document re-indexes once.
         let mut tail = Vec::new();
         for item in &log.tail {
-            tail.extend_from_slice(&self.open_envelope(&item.envelope, section, key)?);
+            tail.extend_from_slice(&self.open_envelope(&item.envelope, section)?);
         }
         doc.apply_changes(&tail)?;
         // Everything in the document is already stored.
@@ -563,15 +612,21 @@ impl<S: Store> Profile<S> {
     }
 
     fn seal(&self, section: Section, seq: u64, plain: &[u8]) -> Result<Vec<u8>> {
+        self.seal_named(section, section.as_str(), seq, plain)
+    }
+
+    /// Seal under `section`'s current key into an envelope of the log `log`
+    /// (the section itself, or a log of its own such as `wearables.chunks`).
+    fn seal_named(&self, section: Section, log: &str, seq: u64, plain: &[u8]) -> Result<Vec<u8>> {
+        let (epoch, key) = self.section_key(section)?;
         let header = EnvelopeHeader {
             record_id: self.record.id,
-            section: section.as_str().to_string(),
-            epoch: EPOCH,
+            section: log.to_string(),
+            epoch,
             author: self.identity.id(),
             seq,
         };
         let framed = payload::encode(plain);
-        let key = self.section_key(section)?;
         Ok(Envelope::seal(key, header, &framed, &self.identity)?.to_bytes())
     }
 
@@ -663,6 +718,64 @@ impl<S: Store> Profile<S> {
     }
 }
 
+/// Seal the keyring under the master key.
+fn seal_keyring(master: &SymmetricKey, record: &RecordId, keys: &Keyring) -> Result<Vec<u8>> {
+    use base64::Engine;
+    let map: BTreeMap<String, String> = keys
+        .iter()
+        .map(|((s, e), k)| {
+            (
+                format!("{}/{e}", s.as_str()),
+                base64::engine::general_purpose::STANDARD.encode(k.expose()),
+            )
+        })
+        .collect();
+    let json = zeroize::Zeroizing::new(
+        serde_json::to_vec(&map).map_err(|_| ProfileError::Corrupt("keyring"))?,
+    );
+    Ok(master.seal(&aad(record, META_KEYRING), &json)?)
+}
+
+/// Parse `"section/epoch"`.
+pub(crate) fn parse_key_name(name: &str) -> Option<(Section, u32)> {
+    let (s, e) = name.split_once('/')?;
+    Some((s.parse().ok()?, e.parse().ok()?))
+}
+
+/// Load the keyring (or, from a profile made before key epochs, every
+/// section's epoch-0 key).
+fn load_keyring<S: Store>(store: &S, master: &SymmetricKey, record: &RecordId) -> Result<Keyring> {
+    use base64::Engine;
+    let mut keys = Keyring::new();
+    if store.get_meta(META_KEYRING)?.is_none() {
+        for section in Section::ALL {
+            let what = legacy_section_key_meta(section);
+            let bytes = open_meta(store, master, record, &what, "section key")?;
+            let key =
+                SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
+            keys.insert((section, 0), key);
+        }
+        return Ok(keys);
+    }
+    let json = open_meta(store, master, record, META_KEYRING, "keyring")?;
+    let mut map: BTreeMap<String, String> =
+        serde_json::from_slice(&json).map_err(|_| ProfileError::Corrupt("keyring"))?;
+    for (name, value) in &mut map {
+        let id = parse_key_name(name).ok_or(ProfileError::Corrupt("keyring"))?;
+        let bytes = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(value.as_bytes())
+                .map_err(|_| ProfileError::Corrupt("keyring"))?,
+        );
+        zeroize::Zeroize::zeroize(value);
+        keys.insert(
+            id,
+            SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("keyring"))?,
+        );
+    }
+    Ok(keys)
+}
+
 /// This device's next envelope sequence number.
 fn read_device_seq<S: Store>(store: &S) -> Result<u64> {
     store
@@ -686,5 +799,7 @@ fn open_meta<S: Store>(
         .map_err(|_| ProfileError::Corrupt(what))
 }
 
+#[cfg(test)]
+mod sharing_tests;
 #[cfg(test)]
 mod tests;

@@ -9,28 +9,28 @@
 
 use std::collections::BTreeMap;
 
-use super::{aad, open_meta, payload, Profile, ProfileError, Result, META_DEVICE_SEQ};
+use super::access::META_ACCESS_CURSOR;
+use super::{payload, Profile, Result, META_DEVICE_SEQ};
 use crate::crypto::Envelope;
 use crate::ids::IdentityId;
 use crate::record::Section;
-use crate::sharing::{verify_log, AccessStatement, Members, SignedStatement};
 use crate::store::{envelope_hash, OutboxItem, Store, WriteBatch};
 
 const META_RELAY: &str = "sync/relay";
 const META_FEED: &str = "sync/feed";
-const META_ACCESS_CURSOR: &str = "sync/access";
 const META_REGISTERED: &str = "sync/registered";
-const META_ACCESS_LOG: &str = "access-log";
+const META_LAST_SYNC: &str = "sync/last-sync";
+const META_ACCESS_ENDED: &str = "sync/access-ended";
 
-fn cursor_key(section: &str) -> String {
+pub(super) fn cursor_key(section: &str) -> String {
     format!("sync/cursor/{section}")
 }
 
-fn since_snapshot_key(section: &str) -> String {
+pub(super) fn since_snapshot_key(section: &str) -> String {
     format!("sync/since-snapshot/{section}")
 }
 
-fn get_u64<S: Store>(store: &S, key: &str) -> Result<u64> {
+pub(super) fn get_u64<S: Store>(store: &S, key: &str) -> Result<u64> {
     Ok(store
         .get_meta(key)?
         .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
@@ -77,11 +77,10 @@ pub struct ApplyReport {
 
 /// Verify and decrypt envelopes (signature first, then AEAD, then the
 /// payload framing), spread over the available cores; results in order.
-fn open_all(
-    candidates: &[(u64, Vec<u8>, Envelope)],
-    key: &crate::crypto::SectionKey,
-) -> Vec<std::result::Result<Vec<u8>, &'static str>> {
-    let open_one = |(_, _, env): &(u64, Vec<u8>, Envelope)| {
+type Candidate = (u64, Vec<u8>, Envelope, crate::crypto::SectionKey);
+
+fn open_all(candidates: &[Candidate]) -> Vec<std::result::Result<Vec<u8>, &'static str>> {
+    let open_one = |(_, _, env, key): &Candidate| {
         let plain = env
             .open(key)
             .map_err(|_| "signature or decryption failed")?;
@@ -149,10 +148,11 @@ impl<S: Store> Profile<S> {
                 .delete_meta(META_FEED)
                 .delete_meta(META_ACCESS_CURSOR)
                 .delete_meta(META_REGISTERED);
-            for section in Section::ALL {
+            let logs = Section::ALL.iter().map(|s| s.as_str());
+            for name in logs.chain(super::wearables::EXTRA_LOGS) {
                 batch
-                    .delete_meta(cursor_key(section.as_str()))
-                    .delete_meta(since_snapshot_key(section.as_str()));
+                    .delete_meta(cursor_key(name))
+                    .delete_meta(since_snapshot_key(name));
             }
             self.store.commit(batch)?;
         }
@@ -163,8 +163,8 @@ impl<S: Store> Profile<S> {
             registered: self.store.get_meta(META_REGISTERED)?.is_some(),
             ..SyncState::default()
         };
-        for section in Section::ALL {
-            let name = section.as_str();
+        let logs = Section::ALL.iter().map(|s| s.as_str());
+        for name in logs.chain(super::wearables::EXTRA_LOGS) {
             let cursor = get_u64(&self.store, &cursor_key(name))?;
             if cursor > 0 {
                 state.cursors.insert(name.to_string(), cursor);
@@ -175,6 +175,49 @@ impl<S: Store> Profile<S> {
             }
         }
         Ok(state)
+    }
+
+    /// A sync round finished: remember when (shown next to the record so
+    /// nobody takes an old copy for a current one). Clears an earlier
+    /// "access ended" mark.
+    pub fn mark_synced(&mut self) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch
+            .put_meta(META_LAST_SYNC, super::now_ms().to_be_bytes().to_vec())
+            .delete_meta(META_ACCESS_ENDED);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// The relay refused this identity (403): its access to the record has
+    /// ended (revoked or expired).
+    pub fn mark_access_ended(&mut self) -> Result<()> {
+        if self.is_owner_device() && self.is_creator() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        batch.put_meta(META_ACCESS_ENDED, super::now_ms().to_be_bytes().to_vec());
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// When the last sync round finished (Unix ms), if ever.
+    pub fn last_synced_ms(&self) -> Result<Option<i64>> {
+        Ok(self
+            .store
+            .get_meta(META_LAST_SYNC)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(i64::from_be_bytes))
+    }
+
+    /// When the relay first refused this identity, if it did since the
+    /// last successful sync.
+    pub fn access_ended_ms(&self) -> Result<Option<i64>> {
+        Ok(self
+            .store
+            .get_meta(META_ACCESS_ENDED)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(i64::from_be_bytes))
     }
 
     /// Record that the relay knows this record (registered by this device).
@@ -213,65 +256,6 @@ impl<S: Store> Profile<S> {
         Ok(())
     }
 
-    /// The locally stored, verified access log.
-    pub fn access_log(&self) -> Result<Vec<SignedStatement>> {
-        if self.store.get_meta(META_ACCESS_LOG)?.is_none() {
-            return Ok(Vec::new());
-        }
-        let bytes = open_meta(
-            &self.store,
-            &self.master,
-            &self.record.id,
-            META_ACCESS_LOG,
-            "access log",
-        )?;
-        serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("access log"))
-    }
-
-    /// The record's members, from the verified access log.
-    pub fn members(&self) -> Result<Members> {
-        verify_log(self.record.id, self.creator, &self.access_log()?)
-            .map_err(|_| ProfileError::Corrupt("access log"))
-    }
-
-    /// Append statements fetched from the relay (after `access_cursor`).
-    /// The whole log must verify from the creator, else nothing is kept.
-    pub fn apply_access(&mut self, fetched: Vec<SignedStatement>, new_cursor: u64) -> Result<()> {
-        let mut log = self.access_log()?;
-        let before = log.len();
-        for statement in fetched {
-            if !log.contains(&statement) {
-                log.push(statement);
-            }
-        }
-        let members =
-            verify_log(self.record.id, self.creator, &log).map_err(ProfileError::Sharing)?;
-        let mut batch = WriteBatch::new();
-        if log.len() != before {
-            let json = serde_json::to_vec(&log).map_err(|_| ProfileError::Corrupt("access log"))?;
-            batch.put_meta(
-                META_ACCESS_LOG,
-                self.master
-                    .seal(&aad(&self.record.id, META_ACCESS_LOG), &json)?,
-            );
-        }
-        batch.put_meta(META_ACCESS_CURSOR, new_cursor.to_be_bytes().to_vec());
-        self.store.commit(batch)?;
-        self.members = Some(members);
-        Ok(())
-    }
-
-    /// A signed statement adding `device` as another device of the owner.
-    pub fn add_device_statement(&self, device: &crate::crypto::IdentityCard) -> SignedStatement {
-        AccessStatement::AddDevice {
-            record_id: self.record.id,
-            device: device.clone(),
-            by: self.identity.id(),
-            at_ms: super::now_ms(),
-        }
-        .sign(&self.identity)
-    }
-
     /// Merge envelopes pulled from the relay for one section: an optional
     /// relay snapshot, then envelopes in relay order. Verified one by one;
     /// refused ones are reported, never merged. Advances the section's
@@ -283,6 +267,9 @@ impl<S: Store> Profile<S> {
         envelopes: Vec<(u64, Vec<u8>)>,
         next_cursor: u64,
     ) -> Result<ApplyReport> {
+        if super::wearables::handles(section_name) {
+            return self.apply_remote_wearables(section_name, snapshot, envelopes, next_cursor);
+        }
         self.check_writable()?;
         let mut report = ApplyReport::default();
         let mut batch = WriteBatch::new();
@@ -298,17 +285,15 @@ impl<S: Store> Profile<S> {
             self.store.commit(batch)?;
             return Ok(report);
         };
-        let members = match self.members.take() {
-            Some(m) => m,
-            None => self.members()?,
-        };
-        self.members = Some(members.clone());
-        let key = self.section_key(section)?.clone();
+        let members = &self.members;
+        let keys = &self.keys;
         let mut received = 0u64;
         // Cheap checks first, in relay order.
         let mut candidates = Vec::new();
+        let snapshot_seq = snapshot.as_ref().map(|(seq, _)| *seq);
         for (seq, bytes) in snapshot.into_iter().chain(envelopes) {
             received += 1;
+            let is_snapshot = received == 1 && snapshot_seq == Some(seq);
             let reject = |reason, author| Rejected {
                 server_seq: seq,
                 author,
@@ -331,19 +316,35 @@ impl<S: Store> Profile<S> {
                 batch.receive(section_name, bytes, seq);
                 continue;
             }
-            if !members.may_write(&env.header.author, section_name) {
-                report
-                    .rejected
-                    .push(reject("author may not write this section", author));
+            let epoch = env.header.epoch;
+            if !members.wrote_with(&env.header.author, section_name, epoch) {
+                report.rejected.push(reject(
+                    "author had no write access to this section under this key epoch",
+                    author,
+                ));
                 continue;
             }
-            candidates.push((seq, bytes, env));
+            if is_snapshot && !members.is_owner_or_manager(&env.header.author) {
+                report.rejected.push(reject(
+                    "only the owner's devices and managers may write snapshots",
+                    author,
+                ));
+                continue;
+            }
+            let Some(key) = keys.get(&(section, epoch)) else {
+                report.rejected.push(reject(
+                    "no key for this section epoch on this device",
+                    author,
+                ));
+                continue;
+            };
+            candidates.push((seq, bytes, env, key.clone()));
         }
         // Signature check and decryption (the costly part) on every core.
-        let opened = open_all(&candidates, &key);
+        let opened = open_all(&candidates);
         let mut merged_plain = Vec::with_capacity(candidates.len());
         let mut receives = Vec::with_capacity(candidates.len());
-        for ((seq, bytes, env), result) in candidates.into_iter().zip(opened) {
+        for ((seq, bytes, env, _), result) in candidates.into_iter().zip(opened) {
             match result {
                 Ok(changes) => {
                     merged_plain.push(changes);
@@ -408,6 +409,15 @@ impl<S: Store> Profile<S> {
         let Ok(section) = section_name.parse::<Section>() else {
             return Ok(None);
         };
+        // Only the owner's devices and managers compact (the relay refuses
+        // others' snapshots).
+        if !self
+            .members
+            .may_snapshot(&self.identity.id(), super::now_ms())
+            || self.section_key(section).is_err()
+        {
+            return Ok(None);
+        }
         // Local changes must be stored before the document is saved.
         self.persist(WriteBatch::new())?;
         let Some(doc) = self.record.sections.get_mut(&section) else {

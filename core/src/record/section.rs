@@ -28,7 +28,7 @@ pub enum Section {
     Vitals,
     /// Other observations, diagnostic reports, specimens.
     Labs,
-    /// DocumentReference, Composition, Consent, Media.
+    /// DocumentReference, Composition, Consent, Media, Provenance, AuditEvent.
     Documents,
     /// CarePlan, Goal, CareTeam, ServiceRequest.
     CarePlan,

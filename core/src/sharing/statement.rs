@@ -1,67 +1,168 @@
-//! Access statements: their JSON form, signatures and the verification of a
-//! record's whole log.
-
-use std::collections::BTreeMap;
+//! Access statements: their JSON form, signatures and chaining.
+//!
+//! A statement is JSON bytes signed with Ed25519 by `by` over
+//! `STATEMENT_DOMAIN || bytes`. Each names the SHA-256 of the previous
+//! statement's bytes (`prev`; zeros for the first), so a record's log is one
+//! chain: the relay appends only on top of the head it holds, and every
+//! member verifies the same sequence.
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{verify_signature, Identity, IdentityCard};
+use crate::crypto::{verify_signature, Identity, IdentityCard, WrappedKey};
 use crate::ids::{IdentityId, RecordId};
+
+use super::SharingError;
 
 /// Domain-separation prefix of statement signatures.
 pub const STATEMENT_DOMAIN: &[u8] = b"satchel/v1/statement";
 
-/// Why a statement or log was refused. No health data: ids and kinds only.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SharingError {
-    #[error("access statement {index}: not a valid statement")]
-    Malformed { index: usize },
-    #[error("access statement {index}: signature does not verify")]
-    BadSignature { index: usize },
-    #[error("access statement {index}: signed by {by}, who may not make it")]
-    NotAllowed { index: usize, by: IdentityId },
-    #[error("access statement {index}: belongs to another record")]
-    WrongRecord { index: usize },
+/// The access a grant gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantRole {
+    /// Delegated full control (a parent, an attorney): reads and writes
+    /// every section, may grant and revoke.
+    Manager,
+    /// Reads and writes the granted sections (a provider contributing).
+    Writer,
+    /// Reads the granted sections (a carer, a clinician).
+    Reader,
 }
 
-/// What a statement says.
+impl GrantRole {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantRole::Manager => "manager",
+            GrantRole::Writer => "writer",
+            GrantRole::Reader => "reader",
+        }
+    }
+
+    /// Whether the role may write the sections it is granted.
+    pub fn writes(self) -> bool {
+        !matches!(self, GrantRole::Reader)
+    }
+}
+
+impl std::str::FromStr for GrantRole {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "manager" => Ok(GrantRole::Manager),
+            "writer" => Ok(GrantRole::Writer),
+            "reader" => Ok(GrantRole::Reader),
+            _ => Err(()),
+        }
+    }
+}
+
+/// One section key wrapped (HPKE) to one member. The wrap binds
+/// [`key_wrap_aad`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyWrap {
+    pub section: String,
+    pub epoch: u32,
+    pub to: IdentityId,
+    pub key: WrappedKey,
+}
+
+/// A section's key rotated to `epoch`: `chain` is the previous epoch's key
+/// sealed under the new one (so holders of the new key can read history),
+/// and `keys` wraps the new key to every remaining reader of the section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    pub section: String,
+    pub epoch: u32,
+    #[serde(with = "crate::crypto::encoding::b64")]
+    pub chain: Vec<u8>,
+    pub keys: Vec<KeyWrap>,
+}
+
+/// What a statement changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum AccessStatement {
-    /// `by`, an owner device, adds `device` as another device of the owner.
+pub enum AccessChange {
+    /// Another device of the owner (signed by an owner device). `keys`
+    /// wraps the current key of every section to it.
     AddDevice {
-        record_id: RecordId,
         device: IdentityCard,
-        by: IdentityId,
-        at_ms: i64,
+        #[serde(default)]
+        keys: Vec<KeyWrap>,
+    },
+    /// A recovery key's identity, held on paper: an owner device that never
+    /// syncs by itself. `sealed` holds the record's creator and the owner's
+    /// name, sealed under a key derived from the recovery secret.
+    AddRecovery {
+        recovery: IdentityCard,
+        #[serde(with = "crate::crypto::encoding::b64")]
+        sealed: Vec<u8>,
+        keys: Vec<KeyWrap>,
+    },
+    /// Give `grantee` a role on `sections` (a manager always gets every
+    /// section). Replaces any earlier grant to the same identity.
+    Grant {
+        grantee: IdentityCard,
+        role: GrantRole,
+        sections: Vec<String>,
+        expires_at_ms: Option<i64>,
+        /// Shown to the owner and managers, and visible to the relay: a
+        /// name, never clinical detail.
+        label: String,
+        keys: Vec<KeyWrap>,
+    },
+    /// Take `sections` (all when `None`) from `identity` (a grantee, or an
+    /// owner device when signed by another owner device), rotating the key
+    /// of every section it could read.
+    Revoke {
+        identity: IdentityId,
+        sections: Option<Vec<String>>,
+        rotations: Vec<Rotation>,
     },
 }
 
+impl AccessChange {
+    /// The wire name of the kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AccessChange::AddDevice { .. } => "add-device",
+            AccessChange::AddRecovery { .. } => "add-recovery",
+            AccessChange::Grant { .. } => "grant",
+            AccessChange::Revoke { .. } => "revoke",
+        }
+    }
+}
+
+/// A statement: who changes what in which record's log, on top of which
+/// head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessStatement {
+    pub record_id: RecordId,
+    pub by: IdentityId,
+    pub at_ms: i64,
+    /// SHA-256 of the previous statement's bytes (zeros for the first).
+    #[serde(with = "crate::crypto::encoding::hex_array")]
+    pub prev: [u8; 32],
+    pub change: AccessChange,
+}
+
 impl AccessStatement {
-    /// The identity that must have signed it.
-    pub fn by(&self) -> IdentityId {
-        match self {
-            AccessStatement::AddDevice { by, .. } => *by,
-        }
-    }
-
-    fn record_id(&self) -> RecordId {
-        match self {
-            AccessStatement::AddDevice { record_id, .. } => *record_id,
-        }
-    }
-
-    /// Sign as `signer` (who must be `self.by()`).
+    /// Sign as `signer` (who must be `self.by`).
     pub fn sign(&self, signer: &Identity) -> SignedStatement {
         let bytes = serde_json::to_vec(self).unwrap_or_default();
-        let mut msg = STATEMENT_DOMAIN.to_vec();
-        msg.extend_from_slice(&bytes);
+        let signature = signer.sign(&signing_message(&bytes)).to_vec();
         SignedStatement {
             statement: bytes,
-            signature: signer.sign(&msg).to_vec(),
+            signature,
         }
     }
+}
+
+fn signing_message(bytes: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(STATEMENT_DOMAIN.len() + bytes.len());
+    msg.extend_from_slice(STATEMENT_DOMAIN);
+    msg.extend_from_slice(bytes);
+    msg
 }
 
 /// A statement as exchanged: the exact JSON bytes and an Ed25519 signature
@@ -75,107 +176,40 @@ pub struct SignedStatement {
 }
 
 impl SignedStatement {
+    /// SHA-256 of the statement bytes: what the next statement's `prev`
+    /// names.
+    pub fn hash(&self) -> [u8; 32] {
+        statement_hash(&self.statement)
+    }
+
     /// Parse and check the signature (not whether the signer may make it).
     pub fn verify(&self, index: usize) -> Result<AccessStatement, SharingError> {
         let parsed: AccessStatement = serde_json::from_slice(&self.statement)
             .map_err(|_| SharingError::Malformed { index })?;
-        let mut msg = STATEMENT_DOMAIN.to_vec();
-        msg.extend_from_slice(&self.statement);
-        verify_signature(&parsed.by(), &msg, &self.signature)
-            .map_err(|_| SharingError::BadSignature { index })?;
+        verify_signature(
+            &parsed.by,
+            &signing_message(&self.statement),
+            &self.signature,
+        )
+        .map_err(|_| SharingError::BadSignature { index })?;
         Ok(parsed)
     }
 }
 
-/// The members of a record as established by its verified log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Members {
-    /// The owner's devices, with their cards (the creator's card may be
-    /// unknown to a device that only knows its id).
-    pub owner_devices: BTreeMap<IdentityId, Option<IdentityCard>>,
+/// SHA-256 of statement bytes.
+pub fn statement_hash(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
-impl Members {
-    /// Whether `id` may write `section` (version 1: owner devices only).
-    pub fn may_write(&self, id: &IdentityId, _section: &str) -> bool {
-        self.owner_devices.contains_key(id)
-    }
+/// What a section-key wrap binds: record, section, epoch and recipient.
+pub fn key_wrap_aad(record: &RecordId, section: &str, epoch: u32, to: &IdentityId) -> Vec<u8> {
+    format!("satchel/v1/section-key|{record}|{section}|{epoch}|{to}").into_bytes()
 }
 
-/// Verify a record's log in order, starting from its creator device.
-pub fn verify_log(
-    record: RecordId,
-    creator: IdentityId,
-    log: &[SignedStatement],
-) -> Result<Members, SharingError> {
-    let mut members = Members {
-        owner_devices: BTreeMap::from([(creator, None)]),
-    };
-    for (index, signed) in log.iter().enumerate() {
-        let statement = signed.verify(index)?;
-        if statement.record_id() != record {
-            return Err(SharingError::WrongRecord { index });
-        }
-        let by = statement.by();
-        match statement {
-            AccessStatement::AddDevice { device, .. } => {
-                if !members.owner_devices.contains_key(&by) {
-                    return Err(SharingError::NotAllowed { index, by });
-                }
-                device
-                    .verify()
-                    .map_err(|_| SharingError::Malformed { index })?;
-                members.owner_devices.insert(device.id(), Some(device));
-            }
-        }
-    }
-    Ok(members)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::crypto::Role;
-
-    fn add(record: RecordId, by: &Identity, device: &Identity) -> SignedStatement {
-        AccessStatement::AddDevice {
-            record_id: record,
-            device: device.card().clone(),
-            by: by.id(),
-            at_ms: 1,
-        }
-        .sign(by)
-    }
-
-    #[test]
-    fn chain_from_creator() {
-        let record = RecordId::random();
-        let a = Identity::generate("a", Role::PatientDevice, None).unwrap();
-        let b = Identity::generate("b", Role::PatientDevice, None).unwrap();
-        let c = Identity::generate("c", Role::PatientDevice, None).unwrap();
-        let log = vec![add(record, &a, &b), add(record, &b, &c)];
-        let members = verify_log(record, a.id(), &log).unwrap();
-        assert!(members.may_write(&c.id(), "labs"));
-        // Out of order: c added by b before b is a member.
-        let err = verify_log(record, a.id(), &[log[1].clone(), log[0].clone()]).unwrap_err();
-        assert!(matches!(err, SharingError::NotAllowed { index: 0, .. }));
-        // Another record's statement.
-        let other = vec![add(RecordId::random(), &a, &b)];
-        assert!(matches!(
-            verify_log(record, a.id(), &other),
-            Err(SharingError::WrongRecord { index: 0 })
-        ));
-        // Tampered bytes.
-        let mut bad = log[0].clone();
-        let n = bad.statement.len() - 3;
-        bad.statement[n] ^= 1;
-        assert!(verify_log(record, a.id(), &[bad]).is_err());
-        // Round trip through JSON.
-        let json = serde_json::to_string(&log[0]).unwrap();
-        assert_eq!(
-            serde_json::from_str::<SignedStatement>(&json).unwrap(),
-            log[0]
-        );
-    }
+/// What a rotation's `chain` binds.
+pub fn chain_aad(record: &RecordId, section: &str, epoch: u32) -> Vec<u8> {
+    format!("satchel/v1/key-chain|{record}|{section}|{epoch}").into_bytes()
 }

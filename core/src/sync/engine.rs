@@ -671,7 +671,10 @@ mod tests {
     }
 
     fn empty_access() -> Response {
-        Response::Access(AccessResponse { statements: vec![] })
+        Response::Access(AccessResponse {
+            statements: vec![],
+            more: false,
+        })
     }
 
     #[test]

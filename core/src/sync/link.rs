@@ -84,7 +84,7 @@ impl hkdf::KeyType for Len {
 }
 
 impl LinkCode {
-    fn new(relay: &str, record_id: RecordId) -> Result<Self, LinkError> {
+    pub(crate) fn new(relay: &str, record_id: RecordId) -> Result<Self, LinkError> {
         let key =
             crate::crypto::SymmetricKey::generate().map_err(|e| LinkError::Profile(e.into()))?;
         Ok(Self {
@@ -109,22 +109,27 @@ impl LinkCode {
         hex::encode(&self.derive(b"satchel/v1/link-id", 16)[..])
     }
 
-    fn mac_key(&self) -> hmac::Key {
+    pub(crate) fn mac_key(&self) -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &self.derive(b"satchel/v1/link-mac", 32))
     }
 
     /// The printable code.
     pub fn encode(&self) -> String {
+        self.encode_as(CODE_PREFIX)
+    }
+
+    pub(crate) fn encode_as(&self, prefix: &str) -> String {
         let json = Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
-        format!("{CODE_PREFIX}{}", B64URL.encode(&json[..]))
+        format!("{prefix}{}", B64URL.encode(&json[..]))
     }
 
     /// Read a printed code.
     pub fn parse(code: &str) -> Result<Self, LinkError> {
-        let body = code
-            .trim()
-            .strip_prefix(CODE_PREFIX)
-            .ok_or(LinkError::BadCode)?;
+        Self::parse_as(code, CODE_PREFIX)
+    }
+
+    pub(crate) fn parse_as(code: &str, prefix: &str) -> Result<Self, LinkError> {
+        let body = code.trim().strip_prefix(prefix).ok_or(LinkError::BadCode)?;
         let json = Zeroizing::new(B64URL.decode(body).map_err(|_| LinkError::BadCode)?);
         let code: LinkCode = serde_json::from_slice(&json).map_err(|_| LinkError::BadCode)?;
         if code.secret.len() != 32 {
@@ -135,17 +140,17 @@ impl LinkCode {
 }
 
 #[derive(Serialize, Deserialize)]
-struct JoinMessage {
-    card: IdentityCard,
+pub(crate) struct JoinMessage {
+    pub(crate) card: IdentityCard,
     #[serde(with = "b64")]
-    mac: Vec<u8>,
+    pub(crate) mac: Vec<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct AcceptMessage {
-    wrapped: WrappedKey,
+pub(crate) struct AcceptMessage {
+    pub(crate) wrapped: WrappedKey,
     #[serde(with = "b64")]
-    mac: Vec<u8>,
+    pub(crate) mac: Vec<u8>,
 }
 
 impl RelayClient {
@@ -199,7 +204,33 @@ pub async fn offer<S: Store>(
     Ok(code)
 }
 
-async fn poll_link(
+/// Authenticate as `identity` and answer the link (or invite) `code` with
+/// its card, MACed with the code's secret.
+pub(crate) async fn post_join(
+    client: &mut RelayClient,
+    identity: &Identity,
+    code: &LinkCode,
+) -> Result<(), LinkError> {
+    client.authenticate(identity).await?;
+    let card = identity.card().clone();
+    let mac = hmac::sign(&code.mac_key(), &card.to_bytes());
+    let join = JoinMessage {
+        card,
+        mac: mac.as_ref().to_vec(),
+    };
+    client
+        .call::<serde_json::Value>(
+            reqwest::Method::POST,
+            &format!("/v1/links/{}/join", code.link_id()),
+            Some(&LinkPayload {
+                payload: serde_json::to_vec(&join).unwrap_or_default(),
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn poll_link(
     client: &RelayClient,
     code: &LinkCode,
     timeout: Duration,
@@ -237,7 +268,7 @@ pub async fn complete<S: Store>(
     let card_bytes = join.card.to_bytes();
     hmac::verify(&code.mac_key(), &card_bytes, &join.mac).map_err(|_| LinkError::BadProof)?;
     join.card.verify().map_err(|_| LinkError::BadProof)?;
-    let statement: SignedStatement = profile.add_device_statement(&join.card);
+    let statement: SignedStatement = profile.add_device_statement(&join.card)?;
     client
         .call::<serde_json::Value>(
             reqwest::Method::POST,
@@ -277,22 +308,7 @@ pub async fn join(
     code: &LinkCode,
     timeout: Duration,
 ) -> Result<DeviceBundle, LinkError> {
-    client.authenticate(identity).await?;
-    let card = identity.card().clone();
-    let mac = hmac::sign(&code.mac_key(), &card.to_bytes());
-    let join = JoinMessage {
-        card,
-        mac: mac.as_ref().to_vec(),
-    };
-    client
-        .call::<serde_json::Value>(
-            reqwest::Method::POST,
-            &format!("/v1/links/{}/join", code.link_id()),
-            Some(&LinkPayload {
-                payload: serde_json::to_vec(&join).unwrap_or_default(),
-            }),
-        )
-        .await?;
+    post_join(client, identity, code).await?;
     let payload = poll_link(client, code, timeout, |s| s.accept).await?;
     let accept: AcceptMessage =
         serde_json::from_slice(&payload).map_err(|_| LinkError::BadProof)?;

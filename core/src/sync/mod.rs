@@ -5,6 +5,8 @@
 //! - [`transport`]: the shell: HTTP requests, the WebSocket push channel, and
 //!   the loop that drives the engine against a [`crate::profile::Profile`].
 //! - [`link`]: adding another device of the same patient with a one-time code.
+//! - [`sharing`]: invites and approval, grants and revocations on the
+//!   relay, recovery keys and restore, the relay's audit log.
 //! - [`wire`]: the JSON bodies of docs/protocol.md.
 //!
 //! Durability: local changes live in the store's outbox until the relay
@@ -14,6 +16,7 @@
 
 pub mod engine;
 pub mod link;
+pub mod sharing;
 pub mod transport;
 pub mod wire;
 

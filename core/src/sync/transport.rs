@@ -253,13 +253,20 @@ impl RelayClient {
                 }
                 Step::Wait(duration) => tokio::time::sleep(duration).await,
                 Step::Finished(report) => {
+                    profile.mark_synced()?;
                     return Ok(RoundReport {
                         merged,
                         refused,
                         ..report
-                    })
+                    });
                 }
-                Step::Failed(error) => return Err(error.into()),
+                Step::Failed(error) => {
+                    if let SyncError::Refused { status: 403, .. } = &error {
+                        // Revoked or expired: say so wherever this copy is shown.
+                        profile.mark_access_ended()?;
+                    }
+                    return Err(error.into());
+                }
             }
         }
     }

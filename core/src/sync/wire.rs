@@ -51,6 +51,8 @@ pub struct AccessEntry {
 #[derive(Debug, Deserialize)]
 pub struct AccessResponse {
     pub statements: Vec<AccessEntry>,
+    #[serde(default)]
+    pub more: bool,
 }
 
 #[derive(Debug, Serialize)]

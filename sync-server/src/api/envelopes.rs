@@ -1,6 +1,8 @@
 //! The envelope log: batch upload (verified, atomic, durable, idempotent),
 //! pull by cursor (with the section snapshot), snapshot upload, and the
-//! per-record feed.
+//! per-record feed — each checked against the caller's (and the authors')
+//! access to the section at the time of the request. Uploads and pulls that
+//! move envelopes leave an audit event.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -22,7 +24,7 @@ use super::metrics::Reject;
 use super::records::require_member;
 use super::verify::{check_batch, parse_one, Failure};
 use super::{AppState, RequestInfo};
-use crate::storage::{MemberRole, Membership, SnapshotOutcome};
+use crate::storage::{now_ms, Actor, AuditAction, AuditEvent, Membership, SnapshotOutcome};
 
 #[derive(Deserialize)]
 struct UploadRequest<'a> {
@@ -51,7 +53,10 @@ pub(super) async fn upload(
 ) -> ApiResult<Json<serde_json::Value>> {
     let record = record_id(&rid)?;
     section(&sec)?;
-    require_member(&state, record, caller).await?;
+    let mine = require_member(&state, record, caller).await?;
+    if !mine.may_write(&sec, now_ms()) {
+        return Err(ApiError::Forbidden("no write access to this section"));
+    }
     let bytes = read_body(body, state.limits.upload_body_bytes()).await?;
 
     // Parse, size-check and verify on the blocking pool.
@@ -95,19 +100,20 @@ pub(super) async fn upload(
     };
     info.set_count(checked.ok.len() + usize::from(checked.failure.is_some()));
 
-    // Authors must be owner devices; the first non-member may come before
-    // the first structural or signature failure.
+    // Authors must have write access to the section now; the first one
+    // without may come before the first structural or signature failure.
     let mut failure: Option<Failure> = checked.failure;
     let mut known: HashSet<IdentityId> = HashSet::new();
+    let now = now_ms();
     for (i, env) in checked.ok.iter().enumerate() {
         if known.contains(&env.author) {
             continue;
         }
         match state.storage.membership(record, env.author).await? {
-            Membership::Member(MemberRole::OwnerDevice) => {
+            Membership::Member(a) if a.may_write(&sec, now) => {
                 known.insert(env.author);
             }
-            Membership::NotMember | Membership::NoRecord => {
+            Membership::Member(_) | Membership::NotMember | Membership::NoRecord => {
                 failure = Some(Failure {
                     index: i,
                     reason: Reject::NotMember,
@@ -125,7 +131,14 @@ pub(super) async fn upload(
     let batch = checked.ok;
     let lens: Vec<usize> = batch.iter().map(|e| e.bytes.len()).collect();
     let hashes: Vec<[u8; 32]> = batch.iter().map(|e| e.hash).collect();
-    let appended = state.storage.append_envelopes(record, &sec, batch).await?;
+    let by = Actor {
+        identity: caller,
+        at_ms: now_ms(),
+    };
+    let appended = state
+        .storage
+        .append_envelopes(record, &sec, batch, by)
+        .await?;
     let duplicates = appended.iter().filter(|a| a.duplicate).count();
     let new = appended.len() - duplicates;
     let new_bytes: usize = lens
@@ -183,10 +196,28 @@ pub(super) async fn pull(
         Some(n) => n.min(state.limits.max_pull_limit),
         None => state.limits.default_pull_limit,
     };
-    require_member(&state, record, caller).await?;
+    let mine = require_member(&state, record, caller).await?;
+    if !mine.may_read(&sec, now_ms()) {
+        return Err(ApiError::Forbidden("no read access to this section"));
+    }
     let page = state.storage.pull(record, &sec, q.after, limit).await?;
     let next = page.next(q.after);
     info.set_count(page.envelopes.len());
+    let count = page.envelopes.len() + usize::from(page.snapshot.is_some());
+    if count > 0 {
+        state
+            .storage
+            .record_audit(AuditEvent {
+                seq: 0,
+                record,
+                at_ms: now_ms(),
+                identity: caller,
+                action: AuditAction::Pull,
+                section: sec.clone(),
+                count: i64::try_from(count).unwrap_or(i64::MAX),
+            })
+            .await?;
+    }
     let snapshot = page
         .snapshot
         .as_ref()
@@ -222,7 +253,10 @@ pub(super) async fn snapshot(
 ) -> ApiResult<Json<serde_json::Value>> {
     let record = record_id(&rid)?;
     section(&sec)?;
-    require_member(&state, record, caller).await?;
+    let mine = require_member(&state, record, caller).await?;
+    if !mine.may_write(&sec, now_ms()) {
+        return Err(ApiError::Forbidden("no write access to this section"));
+    }
     let req: SnapshotRequest = read_json(body, state.limits.snapshot_body_bytes()).await?;
     if req.upto_seq < 1 {
         return Err(ApiError::bad("upto_seq must be at least 1"));
@@ -252,14 +286,15 @@ pub(super) async fn snapshot(
         state.metrics.reject(f.reason);
         ApiError::rejected(f.index, f.message)
     })?;
-    if !matches!(
-        state.storage.membership(record, author).await?,
-        Membership::Member(MemberRole::OwnerDevice)
-    ) {
+    let author_may = match state.storage.membership(record, author).await? {
+        Membership::Member(a) => a.may_snapshot(now_ms()),
+        Membership::NotMember | Membership::NoRecord => false,
+    };
+    if !author_may {
         state.metrics.reject(Reject::NotMember);
         return Err(ApiError::rejected(
             0,
-            "snapshot author is not a member with write access",
+            "snapshot author is not an owner device or a live manager",
         ));
     }
     let len = bytes.len();
@@ -298,8 +333,10 @@ pub(super) async fn feed(
     if q.after < 0 {
         return Err(ApiError::bad("after must not be negative"));
     }
-    require_member(&state, record, caller).await?;
-    let sections = state.storage.feed(record, q.after).await?;
+    let mine = require_member(&state, record, caller).await?;
+    let now = now_ms();
+    let mut sections = state.storage.feed(record, q.after).await?;
+    sections.retain(|(name, _)| mine.may_read(name, now));
     let cursor = sections
         .iter()
         .map(|(_, s)| *s)

@@ -1,6 +1,6 @@
 //! Invite and device-link mailboxes. The link id is derived from a secret
 //! the relay never sees; the payloads are MACed / encrypted by the clients.
-//! The creator (an owner device) opens the mailbox, one joiner drops its
+//! The creator (an owner device or a live manager) opens the mailbox, one joiner drops its
 //! payload once, the creator replies once, both poll with `GET`.
 
 use axum::body::Body;
@@ -40,8 +40,13 @@ pub(super) async fn create(
             state.limits.link_max_ttl_secs
         )));
     }
-    require_member(&state, req.record_id, caller).await?;
+    let mine = require_member(&state, req.record_id, caller).await?;
     let now = now_ms();
+    if !mine.may_administer(now) {
+        return Err(ApiError::Forbidden(
+            "only owner devices and managers can open invite links",
+        ));
+    }
     let expires_at_ms = now.saturating_add(i64::try_from(ttl * 1000).unwrap_or(i64::MAX));
     state
         .storage

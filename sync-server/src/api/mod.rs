@@ -3,7 +3,9 @@
 //! log, response metrics).
 //!
 //! - [`auth`]: challenge/token, the [`auth::Auth`] extractor, rate limits.
-//! - [`records`]: record registration, access statements, members.
+//! - [`records`]: record registration, access statements, members, and
+//!   the per-route access checks.
+//! - [`audit`]: the pull/push audit trail.
 //! - [`envelopes`]: upload (with [`verify`]), pull, snapshot, feed.
 //! - [`subscribe`]: the WebSocket push channel.
 //! - [`links`]: invite / device-link mailboxes.
@@ -13,6 +15,7 @@
 //! shape the JSON. Logs carry method, route template, status, latency,
 //! identity and counts, never bodies.
 
+pub mod audit;
 pub mod auth;
 pub mod envelopes;
 pub mod error;
@@ -151,6 +154,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             put(envelopes::snapshot),
         ),
         (Method::GET, "/v1/records/{rid}/feed", get(envelopes::feed)),
+        (Method::GET, "/v1/records/{rid}/audit", get(audit::audit)),
         (
             Method::GET,
             "/v1/records/{rid}/subscribe",

@@ -1,13 +1,18 @@
 //! Records and membership: registration with the first owner device, the
-//! signed access-statement log (version 1: `add-device`), and the member
-//! list.
+//! signed access-statement log (every kind, verified with core's sharing
+//! rules and appended compare-and-swap on the log's head), the access
+//! checks every record route makes, and the member list.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use satchel_core::crypto::{verify_signature, IdentityCard};
+use satchel_core::crypto::IdentityCard;
 use satchel_core::ids::{IdentityId, RecordId};
+use satchel_core::record::Section;
+use satchel_core::sharing::{
+    verify_log, verify_next, Access, Members, SharingError, SignedStatement,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -16,10 +21,10 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{b64, b64_decode, read_json, record_id, P, Q};
 use super::metrics::Reject;
 use super::AppState;
-use crate::storage::{MemberRole, Membership, NewMember, RegisterOutcome, StatementOutcome};
-
-/// Domain-separation prefix of access-statement signatures.
-pub const STATEMENT_DOMAIN: &[u8] = b"satchel/v1/statement";
+use crate::storage::{
+    now_ms, Member, MemberAccess, MemberRole, Membership, RegisterOutcome, StatementOutcome,
+    StatementRow,
+};
 
 /// Most statements one `GET .../access` returns.
 const STATEMENTS_PAGE: u32 = 1000;
@@ -65,14 +70,17 @@ pub(super) async fn register(
     }
 }
 
-/// Require `caller` to be a member of `record` (404 / 403 otherwise).
+/// Require `caller` to be a member of `record` whose access is in force
+/// now (404 without the record; 403 for a non-member, a revoked or an
+/// expired member). Route-specific checks use the returned access.
 pub(super) async fn require_member(
     state: &AppState,
     record: RecordId,
     caller: IdentityId,
-) -> ApiResult<MemberRole> {
+) -> ApiResult<MemberAccess> {
     match state.storage.membership(record, caller).await? {
-        Membership::Member(role) => Ok(role),
+        Membership::Member(access) if access.live_at(now_ms()) => Ok(access),
+        Membership::Member(_) => Err(ApiError::Forbidden("this identity's grant has expired")),
         Membership::NotMember => Err(ApiError::Forbidden("not a member of this record")),
         Membership::NoRecord => Err(ApiError::NotFound("no such record")),
     }
@@ -84,21 +92,69 @@ struct StatementRequest {
     signature: String,
 }
 
-#[derive(Deserialize)]
-struct StatementKind {
-    kind: String,
+/// Every statement of the record's log, oldest first.
+async fn whole_log(state: &AppState, record: RecordId) -> ApiResult<Vec<StatementRow>> {
+    let mut out: Vec<StatementRow> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |r| r.seq);
+        let page = state
+            .storage
+            .statements(record, after, STATEMENTS_PAGE)
+            .await?;
+        let full = page.len() == STATEMENTS_PAGE as usize;
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
 }
 
-#[derive(Deserialize)]
-#[allow(dead_code)] // at_ms is part of the signed statement; the relay keeps the bytes.
-struct AddDevice {
-    record_id: RecordId,
-    device: IdentityCard,
-    by: IdentityId,
-    at_ms: i64,
+/// The member rows a verified log establishes. The creator's card comes
+/// from registration (the log does not carry it).
+fn member_rows(members: &Members, creator_card: &[u8]) -> Vec<Member> {
+    let mut rows = Vec::new();
+    for (id, card) in &members.owner_devices {
+        let card = match card {
+            Some(c) => c.to_bytes(),
+            None => creator_card.to_vec(),
+        };
+        rows.push(Member {
+            identity: *id,
+            access: MemberAccess::owner_device(),
+            card,
+        });
+    }
+    for (id, grant) in &members.grants {
+        rows.push(Member {
+            identity: *id,
+            access: MemberAccess::of_core(&Access::Granted(Box::new(grant.clone()))),
+            card: grant.card.to_bytes(),
+        });
+    }
+    rows
 }
 
-/// `POST /v1/records/{rid}/access`
+/// Why a statement was refused, as the API answers it.
+fn refusal(state: &AppState, e: SharingError) -> ApiError {
+    match e {
+        SharingError::NotAllowed { .. } => {
+            ApiError::Forbidden("the statement's signer may not make this change in this record")
+        }
+        SharingError::Fork { .. } => ApiError::Conflict(
+            "the statement does not follow the access log's head (prev): \
+             fetch the log, verify it and sign again"
+                .into(),
+        ),
+        other => {
+            state.metrics.reject(Reject::BadStatement);
+            ApiError::rejected(0, other.to_string())
+        }
+    }
+}
+
+/// `POST /v1/records/{rid}/access`: verify the statement on top of the
+/// record's verified log (core's rules), then append it compare-and-swap
+/// on the head together with the membership it results in.
 pub(super) async fn append_statement(
     State(state): State<AppState>,
     Auth(_caller): Auth,
@@ -109,50 +165,57 @@ pub(super) async fn append_statement(
     let req: StatementRequest = read_json(body, state.limits.small_body_bytes()).await?;
     let statement = b64_decode(&req.statement, "statement")?;
     let signature = b64_decode(&req.signature, "signature")?;
-    let reject = |why: &'static str| {
-        state.metrics.reject(Reject::BadStatement);
-        ApiError::rejected(0, why)
+    let (creator, creator_card) = state
+        .storage
+        .record_root(record)
+        .await?
+        .ok_or(ApiError::NotFound("no such record"))?;
+    let log = whole_log(&state, record).await?;
+    if let Some(row) = log.iter().find(|r| r.statement == statement) {
+        return Ok((StatusCode::OK, Json(json!({ "seq": row.seq }))));
+    }
+    let signed = SignedStatement {
+        statement,
+        signature,
     };
-    let kind: StatementKind = serde_json::from_slice(&statement)
-        .map_err(|_| reject("statement is not a JSON object with a kind"))?;
-    if kind.kind != "add-device" {
-        return Err(reject("unknown statement kind"));
-    }
-    let add: AddDevice =
-        serde_json::from_slice(&statement).map_err(|_| reject("malformed add-device statement"))?;
-    if add.record_id != record {
-        return Err(reject("statement is for another record"));
-    }
-    match state.storage.membership(record, add.by).await? {
-        Membership::Member(MemberRole::OwnerDevice) => {}
-        Membership::NotMember => {
-            return Err(ApiError::Forbidden(
-                "statement signer is not an owner device of this record",
-            ))
-        }
-        Membership::NoRecord => return Err(ApiError::NotFound("no such record")),
-    }
-    let mut msg = Vec::with_capacity(STATEMENT_DOMAIN.len() + statement.len());
-    msg.extend_from_slice(STATEMENT_DOMAIN);
-    msg.extend_from_slice(&statement);
-    if verify_signature(&add.by, &msg, &signature).is_err() {
-        return Err(reject("statement signature does not verify"));
-    }
-    if add.device.verify().is_err() {
-        return Err(reject("device card does not verify"));
-    }
-    let member = NewMember {
-        identity: add.device.id(),
-        role: MemberRole::OwnerDevice,
-        card: add.device.to_bytes(),
-    };
+    let verified = tokio::task::spawn_blocking(move || {
+        let card = IdentityCard::from_bytes(&creator_card).ok();
+        let log: Vec<SignedStatement> = log
+            .into_iter()
+            .map(|r| SignedStatement {
+                statement: r.statement,
+                signature: r.signature,
+            })
+            .collect();
+        let stored = verify_log(record, creator, card.as_ref(), &log);
+        (
+            stored.map(|m| {
+                let head = m.head;
+                let mut next = m;
+                let outcome = verify_next(&mut next, &signed);
+                (head, next, outcome)
+            }),
+            signed,
+            creator_card,
+        )
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable)?;
+    let (result, signed, creator_card) = verified;
+    let (head, members, outcome) = result.map_err(|e| {
+        tracing::warn!(record = %record, error = %e, "stored access log does not verify");
+        ApiError::Unavailable
+    })?;
+    outcome.map_err(|e| refusal(&state, e))?;
+    let rows = member_rows(&members, &creator_card);
     match state
         .storage
-        .append_statement(record, statement, signature, member)
+        .append_statement(record, signed.statement, signed.signature, head, rows)
         .await?
     {
         StatementOutcome::Appended(seq) => Ok((StatusCode::CREATED, Json(json!({ "seq": seq })))),
         StatementOutcome::Duplicate(seq) => Ok((StatusCode::OK, Json(json!({ "seq": seq })))),
+        StatementOutcome::HeadMoved => Err(refusal(&state, SharingError::Fork { index: 0 })),
     }
 }
 
@@ -169,7 +232,8 @@ struct StatementJson {
     signature: String,
 }
 
-/// `GET /v1/records/{rid}/access?after=N`
+/// `GET /v1/records/{rid}/access?after=N` (any member whose access is in
+/// force: grantees learn their keys from it).
 pub(super) async fn statements(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -195,20 +259,37 @@ pub(super) async fn statements(
     Ok(Json(json!({ "statements": statements, "more": more })))
 }
 
-/// `GET /v1/records/{rid}/members`
+/// `GET /v1/records/{rid}/members`: owner devices and live managers see
+/// every member; a writer or reader sees the owner devices and itself.
 pub(super) async fn members(
     State(state): State<AppState>,
     Auth(caller): Auth,
     P(rid): P<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let record = record_id(&rid)?;
-    require_member(&state, record, caller).await?;
-    let members: Vec<serde_json::Value> = state
-        .storage
-        .members(record)
-        .await?
-        .into_iter()
-        .map(|m| json!({ "identity": m.identity, "role": m.role.as_str() }))
-        .collect();
+    let mine = require_member(&state, record, caller).await?;
+    let sees_all = mine.may_administer(now_ms());
+    let mut members = Vec::new();
+    for m in state.storage.members(record).await? {
+        if !sees_all && m.access.role != MemberRole::OwnerDevice && m.identity != caller {
+            continue;
+        }
+        let card = IdentityCard::from_bytes(&m.card).map_err(|_| {
+            tracing::warn!(record = %record, "stored member card does not parse");
+            ApiError::Unavailable
+        })?;
+        let sections: Vec<String> = if m.access.role == MemberRole::OwnerDevice {
+            Section::ALL.iter().map(|s| s.as_str().to_owned()).collect()
+        } else {
+            m.access.sections.clone()
+        };
+        members.push(json!({
+            "identity": m.identity,
+            "role": m.access.role.as_str(),
+            "sections": sections,
+            "expires_at_ms": m.access.expires_at_ms,
+            "card": card,
+        }));
+    }
     Ok(Json(json!({ "members": members })))
 }

@@ -1,6 +1,8 @@
 //! WebSocket push: `GET /v1/records/{rid}/subscribe?token=TOKEN` upgrades
 //! and then receives `{"type":"changed","section":NAME,"seq":N}` for every
-//! stored batch of the record (from any instance sharing the database),
+//! stored batch of a section the subscriber may read (from any instance
+//! sharing the database; access is re-checked per frame, and a revoked or
+//! expired member is closed with 1008),
 //! plus a ping every 20 s. A subscriber too slow to keep up, or a relay
 //! shutting down, gets a close frame; clients reconnect and read the feed.
 
@@ -9,7 +11,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use satchel_core::ids::RecordId;
+use satchel_core::ids::{IdentityId, RecordId};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -19,7 +21,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{record_id, P, Q};
 use super::records::require_member;
 use super::{AppState, RequestInfo};
-use crate::storage::Change;
+use crate::storage::{now_ms, Change, Membership};
 
 /// Interval between server pings.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -28,6 +30,8 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 const GOING_AWAY: u16 = 1001;
 /// Close code: try again later (subscriber fell behind).
 const TRY_AGAIN_LATER: u16 = 1013;
+/// Close code: policy violation (the caller's access was revoked or expired).
+const POLICY: u16 = 1008;
 
 #[derive(Deserialize)]
 pub(super) struct SubscribeQuery {
@@ -50,13 +54,14 @@ pub(super) async fn subscribe(
     let ws = ws.map_err(|_| ApiError::bad("expected a WebSocket upgrade request"))?;
     // Subscribe before answering so nothing stored after the upgrade is missed.
     let changes = state.storage.subscribe();
-    Ok(ws.on_upgrade(move |socket| run(socket, state, record, changes)))
+    Ok(ws.on_upgrade(move |socket| run(socket, state, record, caller, changes)))
 }
 
 async fn run(
     mut socket: WebSocket,
     state: AppState,
     record: RecordId,
+    caller: IdentityId,
     mut changes: broadcast::Receiver<Change>,
 ) {
     state.metrics.subscribers(1);
@@ -77,6 +82,22 @@ async fn run(
         tokio::select! {
             change = changes.recv() => match change {
                 Ok(c) if c.record == record => {
+                    // Access is re-checked per frame: a revoked or expired
+                    // member is disconnected, unreadable sections are skipped.
+                    let access = match state.storage.membership(record, caller).await {
+                        Ok(Membership::Member(a)) if a.live_at(now_ms()) => a,
+                        Ok(_) => {
+                            let _ = socket.send(close(POLICY, "access revoked or expired")).await;
+                            break;
+                        }
+                        Err(_) => {
+                            let _ = socket.send(close(TRY_AGAIN_LATER, "storage unavailable; reconnect")).await;
+                            break;
+                        }
+                    };
+                    if !access.may_read(&c.section, now_ms()) {
+                        continue;
+                    }
                     let text = json!({"type": "changed", "section": c.section, "seq": c.seq}).to_string();
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         break;

@@ -2,7 +2,9 @@
 //!
 //! The relay keeps only what it needs to route ciphertext: hashed bearer
 //! tokens, single-use auth challenges, records and their member devices, the
-//! signed access-statement log (exact bytes), the envelope log with a
+//! signed access-statement log (exact bytes) with the membership derived
+//! from it, an audit trail of pulls and pushes (ids, sections and counts
+//! only), the envelope log with a
 //! relay-wide sequence number, one compaction snapshot per section, and the
 //! invite/link mailboxes. Every value it stores is either public (ids, cards,
 //! signatures) or ciphertext; error messages never carry stored values.
@@ -25,6 +27,7 @@
 
 use async_trait::async_trait;
 use satchel_core::ids::{IdentityId, RecordId};
+use satchel_core::sharing::{base_section, Access, GrantRole};
 use tokio::sync::broadcast;
 
 pub mod postgres;
@@ -180,11 +183,18 @@ pub enum RegisterOutcome {
     Conflict,
 }
 
-/// A member's role. Version 1 knows only the record owner's devices.
+/// A member's role, as derived from the verified access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MemberRole {
-    /// A device of the record's owner: full read and write.
+    /// A device of the record's owner (or its recovery key): everything.
     OwnerDevice,
+    /// Delegated full control: reads and writes every section, may grant
+    /// and revoke.
+    Manager,
+    /// Reads and writes its granted sections.
+    Writer,
+    /// Reads its granted sections.
+    Reader,
 }
 
 impl MemberRole {
@@ -192,6 +202,9 @@ impl MemberRole {
     pub fn as_str(self) -> &'static str {
         match self {
             MemberRole::OwnerDevice => "owner-device",
+            MemberRole::Manager => "manager",
+            MemberRole::Writer => "writer",
+            MemberRole::Reader => "reader",
         }
     }
 
@@ -199,38 +212,119 @@ impl MemberRole {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "owner-device" => Some(MemberRole::OwnerDevice),
+            "manager" => Some(MemberRole::Manager),
+            "writer" => Some(MemberRole::Writer),
+            "reader" => Some(MemberRole::Reader),
             _ => None,
+        }
+    }
+
+    /// The role a core grant gives.
+    pub fn of_grant(role: GrantRole) -> Self {
+        match role {
+            GrantRole::Manager => MemberRole::Manager,
+            GrantRole::Writer => MemberRole::Writer,
+            GrantRole::Reader => MemberRole::Reader,
         }
     }
 }
 
+/// What one identity may do in a record: the stored projection of core's
+/// [`satchel_core::sharing::Access`], checked with a time like
+/// [`satchel_core::sharing::Members`] does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAccess {
+    /// The role.
+    pub role: MemberRole,
+    /// Granted section names (empty for owner devices, who hold every
+    /// section; every section for a manager).
+    pub sections: Vec<String>,
+    /// Whether the role writes its sections.
+    pub write: bool,
+    /// When the grant stops being in force (Unix ms; `None`: never).
+    pub expires_at_ms: Option<i64>,
+}
+
+impl MemberAccess {
+    /// An owner device's access.
+    pub fn owner_device() -> Self {
+        MemberAccess {
+            role: MemberRole::OwnerDevice,
+            sections: Vec::new(),
+            write: true,
+            expires_at_ms: None,
+        }
+    }
+
+    /// The stored form of core's view of one identity.
+    pub fn of_core(access: &Access) -> Self {
+        match access {
+            Access::Owner => Self::owner_device(),
+            Access::Granted(g) => MemberAccess {
+                role: MemberRole::of_grant(g.role),
+                sections: g.sections.iter().cloned().collect(),
+                write: g.role.writes(),
+                expires_at_ms: g.expires_at_ms,
+            },
+        }
+    }
+
+    /// In force at `now_ms` (owner devices always; grants until expiry).
+    pub fn live_at(&self, now_ms: i64) -> bool {
+        self.role == MemberRole::OwnerDevice || self.expires_at_ms.is_none_or(|t| now_ms < t)
+    }
+
+    fn covers(&self, section: &str) -> bool {
+        let base = base_section(section);
+        self.role == MemberRole::OwnerDevice || self.sections.iter().any(|s| s == base)
+    }
+
+    /// May read `section` (or a `section.suffix`) at `now_ms`.
+    pub fn may_read(&self, section: &str, now_ms: i64) -> bool {
+        self.live_at(now_ms) && self.covers(section)
+    }
+
+    /// May write `section` at `now_ms`.
+    pub fn may_write(&self, section: &str, now_ms: i64) -> bool {
+        self.live_at(now_ms) && self.write && self.covers(section)
+    }
+
+    /// May grant, revoke, open invite links and read the audit trail
+    /// (owner devices and live managers).
+    pub fn may_administer(&self, now_ms: i64) -> bool {
+        match self.role {
+            MemberRole::OwnerDevice => true,
+            MemberRole::Manager => self.live_at(now_ms),
+            MemberRole::Writer | MemberRole::Reader => false,
+        }
+    }
+
+    /// May author a compaction snapshot (as core's `may_snapshot`).
+    pub fn may_snapshot(&self, now_ms: i64) -> bool {
+        self.may_administer(now_ms)
+    }
+}
+
 /// Whether an identity belongs to a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
     /// No such record.
     NoRecord,
-    /// The record exists; the identity is not a member.
+    /// The record exists; the identity is not a member (never was, or was
+    /// revoked).
     NotMember,
-    /// A member with this role.
-    Member(MemberRole),
+    /// A member with this access (which may have expired: check with a
+    /// time).
+    Member(MemberAccess),
 }
 
-/// A record member.
+/// A record member as derived from the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// The member's identity.
     pub identity: IdentityId,
-    /// Its role.
-    pub role: MemberRole,
-}
-
-/// A member added by an access statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMember {
-    /// Identity of the new member.
-    pub identity: IdentityId,
-    /// Role granted.
-    pub role: MemberRole,
+    /// What it may do.
+    pub access: MemberAccess,
     /// Its identity card (binary encoding).
     pub card: Vec<u8>,
 }
@@ -253,6 +347,65 @@ pub enum StatementOutcome {
     Appended(Seq),
     /// The same statement bytes were already in the log at this position.
     Duplicate(Seq),
+    /// The log's head is no longer the expected one (another statement
+    /// landed first): nothing was written.
+    HeadMoved,
+}
+
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// Envelopes (or a snapshot) were read.
+    Pull,
+    /// New envelopes were stored.
+    Push,
+}
+
+impl AuditAction {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Pull => "pull",
+            AuditAction::Push => "push",
+        }
+    }
+
+    /// Parse the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pull" => Some(AuditAction::Pull),
+            "push" => Some(AuditAction::Push),
+            _ => None,
+        }
+    }
+}
+
+/// Who did what to which section, when (no content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Position (relay-wide increasing; 0 before it is stored).
+    pub seq: Seq,
+    /// The record.
+    pub record: RecordId,
+    /// Unix ms.
+    pub at_ms: i64,
+    /// The authenticated caller.
+    pub identity: IdentityId,
+    /// Pull or push.
+    pub action: AuditAction,
+    /// The section.
+    pub section: String,
+    /// Envelopes read (a snapshot counts one) or newly stored.
+    pub count: i64,
+}
+
+/// The caller of an upload, for its audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    /// The authenticated identity.
+    pub identity: IdentityId,
+    /// Unix ms.
+    pub at_ms: i64,
 }
 
 /// An invite / device-link mailbox.
@@ -322,18 +475,26 @@ pub trait Storage: Send + Sync + 'static {
         owner_card: Vec<u8>,
         now_ms: i64,
     ) -> Result<RegisterOutcome>;
-    /// Whether `identity` is a member of `record`.
+    /// The record's creator device and its card as registered (`None`
+    /// without the record): the root of its access log.
+    async fn record_root(&self, record: RecordId) -> Result<Option<(IdentityId, Vec<u8>)>>;
+    /// Whether `identity` is a member of `record`, with its access.
     async fn membership(&self, record: RecordId, identity: IdentityId) -> Result<Membership>;
     /// The record's members ([`StorageError::NotFound`] without the record).
     async fn members(&self, record: RecordId) -> Result<Vec<Member>>;
-    /// Append a verified statement and add its member, atomically.
-    /// Idempotent on the exact statement bytes.
+    /// Append a verified statement, compare-and-swap: only if the hash of
+    /// the log's last statement is `expected_head` (zeros for an empty
+    /// log), else [`StatementOutcome::HeadMoved`] and nothing changes.
+    /// In the same transaction the record's member rows are replaced by
+    /// `members` (the membership the log establishes with the statement).
+    /// Idempotent on the exact statement bytes (checked first).
     async fn append_statement(
         &self,
         record: RecordId,
         statement: Vec<u8>,
         signature: Vec<u8>,
-        member: NewMember,
+        expected_head: [u8; 32],
+        members: Vec<Member>,
     ) -> Result<StatementOutcome>;
     /// Statements of the record's log after `after`, oldest first.
     async fn statements(
@@ -349,12 +510,15 @@ pub trait Storage: Send + Sync + 'static {
     /// already stored (by hash) keep their original seq. Fails with
     /// `NotFound` without the record and `Conflict` for an empty envelope;
     /// then nothing of the batch is stored.
-    /// Announces a [`Change`] to subscribers when something new was stored.
+    /// Announces a [`Change`] to subscribers when something new was stored,
+    /// and records a `push` [`AuditEvent`] by `by` (in the same
+    /// transaction) counting the new envelopes.
     async fn append_envelopes(
         &self,
         record: RecordId,
         section: &str,
         batch: Vec<NewEnvelope>,
+        by: Actor,
     ) -> Result<Vec<Appended>>;
     /// Envelopes after `after` (or after the snapshot's `upto_seq` when the
     /// snapshot is returned), at most `limit`.
@@ -377,6 +541,15 @@ pub trait Storage: Send + Sync + 'static {
         upto_seq: Seq,
         bytes: Vec<u8>,
     ) -> Result<SnapshotOutcome>;
+
+    // ----- audit -----
+
+    /// Record an event (a pull; pushes are recorded by
+    /// [`Storage::append_envelopes`]). Returns its seq.
+    async fn record_audit(&self, event: AuditEvent) -> Result<Seq>;
+    /// The record's audit events after `after`, oldest first, at most
+    /// `limit`.
+    async fn audit(&self, record: RecordId, after: Seq, limit: u32) -> Result<Vec<AuditEvent>>;
 
     // ----- links -----
 
@@ -439,4 +612,34 @@ pub(crate) fn change_of(record: RecordId, section: &str, appended: &[Appended]) 
             section: section.to_owned(),
             seq,
         })
+}
+
+/// The `push` audit event of an appended batch (none when every envelope
+/// was a duplicate).
+pub(crate) fn push_event(
+    record: RecordId,
+    section: &str,
+    by: Actor,
+    appended: &[Appended],
+) -> Option<AuditEvent> {
+    let new = appended.iter().filter(|a| !a.duplicate).count();
+    (new > 0).then(|| AuditEvent {
+        seq: 0,
+        record,
+        at_ms: by.at_ms,
+        identity: by.identity,
+        action: AuditAction::Push,
+        section: section.to_owned(),
+        count: i64::try_from(new).unwrap_or(i64::MAX),
+    })
+}
+
+/// Section names as stored in a member row (a JSON array).
+pub(crate) fn sections_to_db(sections: &[String]) -> String {
+    serde_json::to_string(sections).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Parse a member row's sections.
+pub(crate) fn sections_from_db(text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|_| StorageError::Backend("corrupt member sections".into()))
 }

@@ -29,13 +29,17 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
 use super::{
-    change_of, Appended, Change, Link, Member, MemberRole, Membership, NewEnvelope, NewMember,
-    PullPage, RegisterOutcome, Result, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
-    StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
+    change_of, push_event, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
+    AuditEvent, Change, Link, Member, MemberAccess, MemberRole, Membership, NewEnvelope, PullPage,
+    RegisterOutcome, Result, Seq, Snapshot, SnapshotOutcome, StatementOutcome, StatementRow,
+    Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
 };
 
 /// Numbered migrations, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_sharing.sql")),
+];
 
 /// Advisory lock class for migrations (first key of the two-int form).
 const LOCK_MIGRATIONS: i32 = 0x5A7C_0000;
@@ -288,6 +292,57 @@ async fn record_exists(
     .is_some())
 }
 
+async fn insert_member(
+    c: &impl deadpool_postgres::GenericClient,
+    record: &RecordId,
+    m: &Member,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO members (record_id, identity, role, card, sections, can_write, expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &&record.as_bytes()[..],
+            &&m.identity.as_bytes()[..],
+            &m.access.role.as_str(),
+            &m.card,
+            &sections_to_db(&m.access.sections),
+            &m.access.write,
+            &m.access.expires_at_ms,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+fn access_of(row: &tokio_postgres::Row, first: usize) -> Result<MemberAccess> {
+    let role: String = row.try_get(first)?;
+    let sections: String = row.try_get(first + 1)?;
+    Ok(MemberAccess {
+        role: MemberRole::parse(&role)
+            .ok_or_else(|| StorageError::Backend("unknown member role".into()))?,
+        sections: sections_from_db(&sections)?,
+        write: row.try_get(first + 2)?,
+        expires_at_ms: row.try_get(first + 3)?,
+    })
+}
+
+async fn record_audit(c: &impl deadpool_postgres::GenericClient, e: &AuditEvent) -> Result<Seq> {
+    Ok(c.query_one(
+        "INSERT INTO audit (record_id, at_ms, identity, action, section, count)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        &[
+            &&e.record.as_bytes()[..],
+            &e.at_ms,
+            &&e.identity.as_bytes()[..],
+            &e.action.as_str(),
+            &e.section,
+            &e.count,
+        ],
+    )
+    .await?
+    .try_get(0)?)
+}
+
 type LinkRow = (
     Vec<u8>,
     Vec<u8>,
@@ -429,9 +484,9 @@ impl Storage for PostgresStorage {
         let oid = &owner.as_bytes()[..];
         let inserted = tx
             .execute(
-                "INSERT INTO records (record_id, owner, created_at_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (record_id) DO NOTHING",
-                &[&rid, &oid, &now_ms],
+                "INSERT INTO records (record_id, owner, created_at_ms, owner_card)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (record_id) DO NOTHING",
+                &[&rid, &oid, &now_ms, &owner_card],
             )
             .await?;
         if inserted == 0 {
@@ -445,20 +500,46 @@ impl Storage for PostgresStorage {
                 RegisterOutcome::Conflict
             });
         }
-        tx.execute(
-            "INSERT INTO members (record_id, identity, role, card) VALUES ($1, $2, $3, $4)",
-            &[&rid, &oid, &MemberRole::OwnerDevice.as_str(), &owner_card],
+        insert_member(
+            &tx,
+            &record,
+            &Member {
+                identity: owner,
+                access: MemberAccess::owner_device(),
+                card: owner_card,
+            },
         )
         .await?;
         tx.commit().await?;
         Ok(RegisterOutcome::Created)
     }
 
+    async fn record_root(&self, record: RecordId) -> Result<Option<(IdentityId, Vec<u8>)>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT owner, owner_card FROM records WHERE record_id = $1",
+                &[&&record.as_bytes()[..]],
+            )
+            .await?;
+        match row {
+            Some(row) => {
+                let card: Option<Vec<u8>> = row.try_get(1)?;
+                Ok(Some((
+                    identity(&row.try_get::<_, Vec<u8>>(0)?)?,
+                    card.unwrap_or_default(),
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
     async fn membership(&self, record: RecordId, identity: IdentityId) -> Result<Membership> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT m.role, r.record_id IS NOT NULL
+                "SELECT r.record_id IS NOT NULL, m.role, m.sections, m.can_write, m.expires_at_ms
                  FROM (SELECT 1) AS one
                  LEFT JOIN records r ON r.record_id = $1
                  LEFT JOIN members m ON m.record_id = $1 AND m.identity = $2",
@@ -468,12 +549,10 @@ impl Storage for PostgresStorage {
         let Some(row) = row else {
             return Ok(Membership::NoRecord);
         };
-        let role: Option<String> = row.try_get(0)?;
-        let exists: bool = row.try_get(1)?;
+        let exists: bool = row.try_get(0)?;
+        let role: Option<String> = row.try_get(1)?;
         match (role, exists) {
-            (Some(role), _) => MemberRole::parse(&role)
-                .map(Membership::Member)
-                .ok_or_else(|| StorageError::Backend("unknown member role".into())),
+            (Some(_), _) => Ok(Membership::Member(access_of(&row, 1)?)),
             (None, true) => Ok(Membership::NotMember),
             (None, false) => Ok(Membership::NoRecord),
         }
@@ -486,7 +565,8 @@ impl Storage for PostgresStorage {
         }
         let rows = client
             .query(
-                "SELECT identity, role FROM members WHERE record_id = $1 ORDER BY identity",
+                "SELECT identity, role, sections, can_write, expires_at_ms, card FROM members
+                 WHERE record_id = $1 ORDER BY identity",
                 &[&&record.as_bytes()[..]],
             )
             .await?;
@@ -494,8 +574,8 @@ impl Storage for PostgresStorage {
             .map(|row| {
                 Ok(Member {
                     identity: identity(&row.try_get::<_, Vec<u8>>(0)?)?,
-                    role: MemberRole::parse(&row.try_get::<_, String>(1)?)
-                        .ok_or_else(|| StorageError::Backend("unknown member role".into()))?,
+                    access: access_of(row, 1)?,
+                    card: row.try_get(5)?,
                 })
             })
             .collect()
@@ -506,10 +586,13 @@ impl Storage for PostgresStorage {
         record: RecordId,
         statement: Vec<u8>,
         signature: Vec<u8>,
-        member: NewMember,
+        expected_head: [u8; 32],
+        members: Vec<Member>,
     ) -> Result<StatementOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // The record lock serialises appends: the head read below cannot
+        // change before this transaction commits.
         lock_record(&tx, &record).await?;
         if !record_exists(&tx, &record).await? {
             return Err(StorageError::NotFound);
@@ -525,6 +608,20 @@ impl Storage for PostgresStorage {
         {
             return Ok(StatementOutcome::Duplicate(row.try_get(0)?));
         }
+        let head: Option<Vec<u8>> = match tx
+            .query_opt(
+                "SELECT statement_hash FROM access_log WHERE record_id = $1
+                 ORDER BY seq DESC LIMIT 1",
+                &[&rid],
+            )
+            .await?
+        {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        };
+        if head.as_deref().unwrap_or(&[0u8; 32]) != expected_head {
+            return Ok(StatementOutcome::HeadMoved);
+        }
         let seq: i64 = tx
             .query_one(
                 "INSERT INTO access_log (record_id, statement_hash, statement, signature)
@@ -533,17 +630,11 @@ impl Storage for PostgresStorage {
             )
             .await?
             .try_get(0)?;
-        tx.execute(
-            "INSERT INTO members (record_id, identity, role, card) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (record_id, identity) DO UPDATE SET role = EXCLUDED.role, card = EXCLUDED.card",
-            &[
-                &rid,
-                &&member.identity.as_bytes()[..],
-                &member.role.as_str(),
-                &member.card,
-            ],
-        )
-        .await?;
+        tx.execute("DELETE FROM members WHERE record_id = $1", &[&rid])
+            .await?;
+        for m in &members {
+            insert_member(&tx, &record, m).await?;
+        }
         tx.commit().await?;
         Ok(StatementOutcome::Appended(seq))
     }
@@ -579,6 +670,7 @@ impl Storage for PostgresStorage {
         record: RecordId,
         section: &str,
         batch: Vec<NewEnvelope>,
+        by: Actor,
     ) -> Result<Vec<Appended>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -665,6 +757,9 @@ impl Storage for PostgresStorage {
                 &[&self.channel, &notice(change)],
             )
             .await?;
+        }
+        if let Some(event) = push_event(record, section, by, &out) {
+            record_audit(&tx, &event).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -789,6 +884,36 @@ impl Storage for PostgresStorage {
         .await?;
         tx.commit().await?;
         Ok(SnapshotOutcome::Replaced)
+    }
+
+    async fn record_audit(&self, event: AuditEvent) -> Result<Seq> {
+        record_audit(&self.client().await?, &event).await
+    }
+
+    async fn audit(&self, record: RecordId, after: Seq, limit: u32) -> Result<Vec<AuditEvent>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT seq, at_ms, identity, action, section, count FROM audit
+                 WHERE record_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&&record.as_bytes()[..], &after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    seq: r.try_get(0)?,
+                    record,
+                    at_ms: r.try_get(1)?,
+                    identity: identity(&r.try_get::<_, Vec<u8>>(2)?)?,
+                    action: AuditAction::parse(&r.try_get::<_, String>(3)?)
+                        .ok_or_else(|| StorageError::Backend("unknown audit action".into()))?,
+                    section: r.try_get(4)?,
+                    count: r.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     async fn create_link(

@@ -24,9 +24,9 @@ use satchel_core::ids::{IdentityId, RecordId};
 use tokio::sync::broadcast;
 
 use super::{
-    change_of, Appended, Change, Link, Member, Membership, NewEnvelope, NewMember, PullPage,
-    RegisterOutcome, Result, Seq, SnapshotOutcome, StatementOutcome, StatementRow, Storage,
-    StorageError, CHANGE_CHANNEL_CAPACITY,
+    change_of, Actor, Appended, AuditEvent, Change, Link, Member, Membership, NewEnvelope,
+    PullPage, RegisterOutcome, Result, Seq, SnapshotOutcome, StatementOutcome, StatementRow,
+    Storage, StorageError, CHANGE_CHANNEL_CAPACITY,
 };
 use writer::Writer;
 
@@ -163,6 +163,10 @@ impl Storage for SqliteStorage {
             .await
     }
 
+    async fn record_root(&self, record: RecordId) -> Result<Option<(IdentityId, Vec<u8>)>> {
+        self.read(move |c| sql::record_root(c, &record)).await
+    }
+
     async fn membership(&self, record: RecordId, identity: IdentityId) -> Result<Membership> {
         self.read(move |c| sql::membership(c, &record, &identity))
             .await
@@ -177,10 +181,13 @@ impl Storage for SqliteStorage {
         record: RecordId,
         statement: Vec<u8>,
         signature: Vec<u8>,
-        member: NewMember,
+        expected_head: [u8; 32],
+        members: Vec<Member>,
     ) -> Result<StatementOutcome> {
         self.writer
-            .run(move |c| sql::append_statement(c, &record, &statement, &signature, &member))
+            .run(move |c| {
+                sql::append_statement(c, &record, &statement, &signature, &expected_head, &members)
+            })
             .await
     }
 
@@ -199,11 +206,12 @@ impl Storage for SqliteStorage {
         record: RecordId,
         section: &str,
         batch: Vec<NewEnvelope>,
+        by: Actor,
     ) -> Result<Vec<Appended>> {
         let owned = section.to_owned();
         let appended = self
             .writer
-            .run(move |c| sql::append_envelopes(c, &record, &owned, &batch))
+            .run(move |c| sql::append_envelopes(c, &record, &owned, &batch, by))
             .await?;
         if let Some(change) = change_of(record, section, &appended) {
             let _ = self.changes.send(change);
@@ -237,6 +245,15 @@ impl Storage for SqliteStorage {
         let section = section.to_owned();
         self.writer
             .run(move |c| sql::put_snapshot(c, &record, &section, upto_seq, &bytes))
+            .await
+    }
+
+    async fn record_audit(&self, event: AuditEvent) -> Result<Seq> {
+        self.writer.run(move |c| sql::record_audit(c, &event)).await
+    }
+
+    async fn audit(&self, record: RecordId, after: Seq, limit: u32) -> Result<Vec<AuditEvent>> {
+        self.read(move |c| sql::audit(c, &record, after, limit))
             .await
     }
 

@@ -9,13 +9,16 @@ use rusqlite::{params, Connection, OptionalExtension};
 use satchel_core::ids::{IdentityId, RecordId};
 
 use crate::storage::{
-    Appended, Link, Member, MemberRole, Membership, NewEnvelope, NewMember, PullPage,
-    RegisterOutcome, Result, Seq, Snapshot, SnapshotOutcome, StatementOutcome, StatementRow,
-    StorageError, StoredEnvelope,
+    push_event, sections_from_db, sections_to_db, Actor, Appended, AuditAction, AuditEvent, Link,
+    Member, MemberAccess, MemberRole, Membership, NewEnvelope, PullPage, RegisterOutcome, Result,
+    Seq, Snapshot, SnapshotOutcome, StatementOutcome, StatementRow, StorageError, StoredEnvelope,
 };
 
 /// Numbered migrations; `PRAGMA user_version` is the number applied.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_sharing.sql")),
+];
 
 /// Open a connection with the relay's settings (WAL, `synchronous=FULL`).
 pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection> {
@@ -148,18 +151,71 @@ pub(super) fn register_record(
             RegisterOutcome::Conflict
         });
     }
-    c.prepare_cached("INSERT INTO records (record_id, owner, created_at_ms) VALUES (?1, ?2, ?3)")?
-        .execute(params![&record.as_bytes()[..], &owner.as_bytes()[..], now])?;
     c.prepare_cached(
-        "INSERT INTO members (record_id, identity, role, card) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO records (record_id, owner, created_at_ms, owner_card) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![
         &record.as_bytes()[..],
         &owner.as_bytes()[..],
-        MemberRole::OwnerDevice.as_str(),
+        now,
         card
     ])?;
+    insert_member(
+        c,
+        record,
+        &Member {
+            identity: *owner,
+            access: MemberAccess::owner_device(),
+            card: card.to_vec(),
+        },
+    )?;
     Ok(RegisterOutcome::Created)
+}
+
+fn insert_member(c: &Connection, record: &RecordId, m: &Member) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO members (record_id, identity, role, card, sections, can_write, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        &record.as_bytes()[..],
+        &m.identity.as_bytes()[..],
+        m.access.role.as_str(),
+        &m.card,
+        sections_to_db(&m.access.sections),
+        m.access.write,
+        m.access.expires_at_ms
+    ])?;
+    Ok(())
+}
+
+fn access_of(
+    role: &str,
+    sections: &str,
+    write: bool,
+    expires: Option<i64>,
+) -> Result<MemberAccess> {
+    Ok(MemberAccess {
+        role: MemberRole::parse(role)
+            .ok_or_else(|| StorageError::Backend("unknown member role".into()))?,
+        sections: sections_from_db(sections)?,
+        write,
+        expires_at_ms: expires,
+    })
+}
+
+pub(super) fn record_root(
+    c: &Connection,
+    record: &RecordId,
+) -> Result<Option<(IdentityId, Vec<u8>)>> {
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = c
+        .prepare_cached("SELECT owner, owner_card FROM records WHERE record_id = ?1")?
+        .query_row(params![&record.as_bytes()[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    row.map(|(owner, card)| Ok((identity(&owner)?, card.unwrap_or_default())))
+        .transpose()
 }
 
 fn record_exists(c: &Connection, record: &RecordId) -> Result<bool> {
@@ -176,16 +232,19 @@ pub(super) fn membership(
     record: &RecordId,
     who: &IdentityId,
 ) -> Result<Membership> {
-    let role: Option<String> = c
-        .prepare_cached("SELECT role FROM members WHERE record_id = ?1 AND identity = ?2")?
+    let row: Option<(String, String, bool, Option<i64>)> = c
+        .prepare_cached(
+            "SELECT role, sections, can_write, expires_at_ms FROM members
+             WHERE record_id = ?1 AND identity = ?2",
+        )?
         .query_row(params![&record.as_bytes()[..], &who.as_bytes()[..]], |r| {
-            r.get(0)
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    match role {
-        Some(role) => MemberRole::parse(&role)
-            .map(Membership::Member)
-            .ok_or_else(|| StorageError::Backend("unknown member role".into())),
+    match row {
+        Some((role, sections, write, expires)) => Ok(Membership::Member(access_of(
+            &role, &sections, write, expires,
+        )?)),
         None if record_exists(c, record)? => Ok(Membership::NotMember),
         None => Ok(Membership::NoRecord),
     }
@@ -196,18 +255,27 @@ pub(super) fn members(c: &Connection, record: &RecordId) -> Result<Vec<Member>> 
         return Err(StorageError::NotFound);
     }
     let mut stmt = c.prepare_cached(
-        "SELECT identity, role FROM members WHERE record_id = ?1 ORDER BY identity",
+        "SELECT identity, role, sections, can_write, expires_at_ms, card FROM members
+         WHERE record_id = ?1 ORDER BY identity",
     )?;
+    type Row = (Vec<u8>, String, String, bool, Option<i64>, Vec<u8>);
     let rows = stmt.query_map(params![&record.as_bytes()[..]], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+        Ok::<Row, _>((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (who, role) = row?;
+        let (who, role, sections, write, expires, card) = row?;
         out.push(Member {
             identity: identity(&who)?,
-            role: MemberRole::parse(&role)
-                .ok_or_else(|| StorageError::Backend("unknown member role".into()))?,
+            access: access_of(&role, &sections, write, expires)?,
+            card,
         });
     }
     Ok(out)
@@ -218,38 +286,42 @@ pub(super) fn append_statement(
     record: &RecordId,
     statement: &[u8],
     signature: &[u8],
-    member: &NewMember,
+    expected_head: &[u8; 32],
+    members: &[Member],
 ) -> Result<StatementOutcome> {
     if !record_exists(c, record)? {
         return Err(StorageError::NotFound);
     }
+    let rid = &record.as_bytes()[..];
     let hash = sha256(statement);
     let existing: Option<i64> = c
         .prepare_cached("SELECT seq FROM access_log WHERE record_id = ?1 AND statement_hash = ?2")?
-        .query_row(params![&record.as_bytes()[..], &hash], |r| r.get(0))
+        .query_row(params![rid, &hash], |r| r.get(0))
         .optional()?;
     if let Some(seq) = existing {
         return Ok(StatementOutcome::Duplicate(seq));
+    }
+    // Compare-and-swap on the head (the writer thread serialises writes).
+    let head: Option<Vec<u8>> = c
+        .prepare_cached(
+            "SELECT statement_hash FROM access_log WHERE record_id = ?1 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![rid], |r| r.get(0))
+        .optional()?;
+    if head.as_deref().unwrap_or(&[0u8; 32]) != expected_head {
+        return Ok(StatementOutcome::HeadMoved);
     }
     let seq: i64 = c
         .prepare_cached(
             "INSERT INTO access_log (record_id, statement_hash, statement, signature)
              VALUES (?1, ?2, ?3, ?4) RETURNING seq",
         )?
-        .query_row(
-            params![&record.as_bytes()[..], &hash, statement, signature],
-            |r| r.get(0),
-        )?;
-    c.prepare_cached(
-        "INSERT INTO members (record_id, identity, role, card) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (record_id, identity) DO UPDATE SET role = excluded.role, card = excluded.card",
-    )?
-    .execute(params![
-        &record.as_bytes()[..],
-        &member.identity.as_bytes()[..],
-        member.role.as_str(),
-        &member.card
-    ])?;
+        .query_row(params![rid, &hash, statement, signature], |r| r.get(0))?;
+    c.prepare_cached("DELETE FROM members WHERE record_id = ?1")?
+        .execute(params![rid])?;
+    for m in members {
+        insert_member(c, record, m)?;
+    }
     Ok(StatementOutcome::Appended(seq))
 }
 
@@ -280,6 +352,7 @@ pub(super) fn append_envelopes(
     record: &RecordId,
     section: &str,
     batch: &[NewEnvelope],
+    by: Actor,
 ) -> Result<Vec<Appended>> {
     if !record_exists(c, record)? {
         return Err(StorageError::NotFound);
@@ -345,6 +418,67 @@ pub(super) fn append_envelopes(
              ON CONFLICT (record_id, section) DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
         )?
         .execute(params![rid, section, newest])?;
+    }
+    if let Some(event) = push_event(*record, section, by, &out) {
+        record_audit(c, &event)?;
+    }
+    Ok(out)
+}
+
+// ----- audit -----
+
+pub(super) fn record_audit(c: &Connection, e: &AuditEvent) -> Result<Seq> {
+    Ok(c.prepare_cached(
+        "INSERT INTO audit (record_id, at_ms, identity, action, section, count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq",
+    )?
+    .query_row(
+        params![
+            &e.record.as_bytes()[..],
+            e.at_ms,
+            &e.identity.as_bytes()[..],
+            e.action.as_str(),
+            &e.section,
+            e.count
+        ],
+        |r| r.get(0),
+    )?)
+}
+
+pub(super) fn audit(
+    c: &Connection,
+    record: &RecordId,
+    after: Seq,
+    limit: u32,
+) -> Result<Vec<AuditEvent>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, at_ms, identity, action, section, count FROM audit
+         WHERE record_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    type Row = (Seq, i64, Vec<u8>, String, String, i64);
+    let rows = stmt.query_map(params![&record.as_bytes()[..], after, limit], |r| {
+        Ok::<Row, _>((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, at_ms, who, action, section, count) = row?;
+        out.push(AuditEvent {
+            seq,
+            record: *record,
+            at_ms,
+            identity: identity(&who)?,
+            action: AuditAction::parse(&action)
+                .ok_or_else(|| StorageError::Backend("unknown audit action".into()))?,
+            section,
+            count,
+        });
     }
     Ok(out)
 }

@@ -1,0 +1,301 @@
+// End-to-end tests of the mobile API on the JVM: the real libsatchel_core
+// (host build, loaded by JNA), a real satchel-sync relay on loopback, and
+// the generated Kotlin bindings plus the coroutine wrappers. Run with
+// scripts/test-mobile.sh (see DEVELOPERS.md).
+package org.satchel.android
+
+import java.io.BufferedReader
+import java.io.File
+import java.io.InputStreamReader
+import java.nio.file.Files
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.TimeUnit
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.filter
+import kotlinx.coroutines.flow.filterIsInstance
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import org.junit.AfterClass
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
+import org.junit.Assert.assertNotNull
+import org.junit.Assert.assertNull
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+import org.junit.BeforeClass
+import org.junit.Test
+import org.satchel.core.WearableSample
+import org.satchel.core.AccessRole
+import org.satchel.core.ChangeEvent
+import org.satchel.core.EntryQuery
+import org.satchel.core.IdentityKind
+import org.satchel.core.InviteTerms
+import org.satchel.core.SatchelException
+import org.satchel.core.SatchelHome
+import org.satchel.core.SecretStore
+
+/** A test keystore: a map in memory (what the Android Keystore is to an app). */
+class MapSecretStore : SecretStore {
+    val items = ConcurrentHashMap<String, ByteArray>()
+    override fun get(name: String): ByteArray? = items[name]?.copyOf()
+    override fun put(name: String, secret: ByteArray) {
+        items[name] = secret.copyOf()
+    }
+    override fun delete(name: String) {
+        items.remove(name)
+    }
+}
+
+fun med(text: String) =
+    """{"resourceType":"MedicationStatement","status":"active","medicationCodeableConcept":{"text":"$text"},"subject":{"reference":"Patient/p"}}"""
+
+fun allergy(text: String) =
+    """{"resourceType":"AllergyIntolerance","code":{"text":"$text"},"recordedDate":"2021-03-04"}"""
+
+class SatchelTest {
+    companion object {
+        private lateinit var relay: Process
+        lateinit var relayUrl: String
+        private val root: File = Files.createTempDirectory("satchel-kotlin").toFile()
+
+        @BeforeClass
+        @JvmStatic
+        fun startRelay() {
+            val bin = System.getProperty("satchel.sync.bin") ?: error("set -Dsatchel.sync.bin")
+            val dir = File(root, "relay").apply { mkdirs() }
+            relay = ProcessBuilder(bin, "--listen", "127.0.0.1:0", "--db", File(dir, "relay.db").path)
+                .redirectError(ProcessBuilder.Redirect.DISCARD)
+                .start()
+            val first = BufferedReader(InputStreamReader(relay.inputStream)).readLine()
+                ?: error("satchel-sync printed nothing")
+            val addr = first.removePrefix("listening on ").trim()
+            relayUrl = "http://$addr"
+            // Keep draining the relay's stdout so it never blocks.
+            Thread { relay.inputStream.readAllBytes() }.apply { isDaemon = true }.start()
+        }
+
+        @AfterClass
+        @JvmStatic
+        fun stopRelay() {
+            relay.destroy()
+            relay.waitFor(10, TimeUnit.SECONDS)
+            root.deleteRecursively()
+        }
+    }
+
+    private fun home(name: String, keystore: SecretStore = MapSecretStore()) =
+        SatchelHome(File(root, name).path, keystore)
+
+    @Test
+    fun profileWithTestSecretStoreAddsListsAmendsAndReopens() = runBlocking {
+        val keystore = MapSecretStore()
+        val dir = File(root, "own").path
+        val record = openHome(dir, keystore).createRecordAsync("Alex")
+        assertEquals(1, keystore.items.size)
+        assertTrue(keystore.items.keys.first().startsWith("satchel.vault-key."))
+        val added = record.addAsync("[${med("metformin 500 mg")}, ${allergy("penicillin")}]")
+        assertEquals(listOf("medications", "allergies"), added.map { it.section })
+        assertEquals(2, record.listAsync().size)
+        val meds = record.listAsync(EntryQuery(section = "medications"))
+        assertEquals(1, meds.size)
+        assertTrue(meds[0].current.resourceJson.contains("metformin 500 mg"))
+
+        val id = meds[0].id
+        record.amendAsync(id, med("metformin 1000 mg"))
+        val history = record.historyAsync(id)
+        assertEquals(2, history.size)
+        assertTrue(history.last().resourceJson.contains("1000 mg"))
+        record.markEnteredInErrorAsync(id)
+        assertEquals(1, record.listAsync().size)
+        assertTrue(record.listAsync(EntryQuery(includeEnteredInError = true)).any { it.id == id && it.enteredInError })
+        record.close()
+
+        // Reopen from disk with the same keystore: everything is there.
+        val again = SatchelHome(dir, keystore).openRecord()
+        assertEquals("Alex", again.ownerName())
+        assertEquals(1, again.listAsync(EntryQuery(text = "penicillin")).size)
+        assertEquals(3, again.history(id).size)
+        again.close()
+    }
+
+    @Test
+    fun badInputIsRefusedAsTypedExceptionAndChangesNothing() = runBlocking {
+        val record = home("bad").createRecord("Bo")
+        try {
+            record.add("[${med("ok")}, {\"resourceType\":\"Spaceship\"}]", null)
+            fail("an invalid resource must be refused")
+        } catch (e: SatchelException.InvalidInput) {
+            assertTrue(e.reason.contains("resource 1"))
+        }
+        assertEquals(0, record.list(EntryQuery()).size)
+        record.close()
+    }
+
+    @Test
+    fun wrongKeySurfacesAsTypedKotlinException() {
+        val keystore = MapSecretStore()
+        val dir = File(root, "wrong").path
+        SatchelHome(dir, keystore).createRecord("Cy").close()
+        // Another key under the same name: the vault does not open.
+        val name = keystore.items.keys.first()
+        val wrong = MapSecretStore().apply { items[name] = ByteArray(32) { 7 } }
+        try {
+            SatchelHome(dir, wrong).openRecord()
+            fail("a wrong key must not open the vault")
+        } catch (e: SatchelException.WrongKey) {
+            // the typed exception
+        }
+        // No key at all: the keystore error, typed too.
+        try {
+            SatchelHome(dir, MapSecretStore()).openRecord()
+            fail("a missing key must not open the vault")
+        } catch (e: SatchelException.Keystore) {
+        }
+        // A keystore that throws: the app's exception comes back typed.
+        val failing = object : SecretStore {
+            override fun get(name: String): ByteArray? = throw SatchelException.Keystore("locked")
+            override fun put(name: String, secret: ByteArray) = throw SatchelException.Keystore("locked")
+            override fun delete(name: String) {}
+        }
+        try {
+            SatchelHome(dir, failing).openRecord()
+            fail("a failing keystore must not open the vault")
+        } catch (e: SatchelException.Keystore) {
+            assertTrue(e.reason.contains("locked"))
+        }
+        // The right key still opens it.
+        SatchelHome(dir, keystore).openRecord().close()
+    }
+
+    @Test
+    fun twoProfilesSyncThroughRelayAndConverge() = runBlocking {
+        val a = home("phone-a").createRecord("Dana")
+        a.addAsync(med("lisinopril"))
+        val first = a.sync(relayUrl) // a suspend function
+        assertEquals(1u, first.uploaded)
+        val recoveryKey = a.createRecoveryKey(relayUrl)
+
+        // A second device of the same record, restored with the recovery key.
+        val b = home("phone-b").restore(relayUrl, recoveryKey)
+        assertEquals(a.recordId(), b.recordId())
+        assertEquals(listOf("lisinopril"), b.listAsync().map { it.current.displays.first() })
+
+        // Device A listens; device B writes; A hears and converges.
+        val changes = a.changes(relayUrl)
+        val heard = async {
+            withTimeout(30_000) {
+                changes.filterIsInstance<ChangeEvent.SectionChanged>()
+                    .filter { it.section == "allergies" }
+                    .first()
+            }
+        }
+        // Meanwhile both sides run suspend calls concurrently.
+        b.addAsync(allergy("latex"))
+        listOf(async { b.sync(relayUrl) }, async { b.sync(relayUrl) }).awaitAll()
+        assertEquals("allergies", heard.await().section)
+
+        a.sync(relayUrl)
+        b.sync(relayUrl)
+        val listA = a.listAsync().map { it.id }.sorted()
+        val listB = b.listAsync().map { it.id }.sorted()
+        assertEquals(2, listA.size)
+        assertEquals(listA, listB)
+        assertTrue(a.grants().any { it.identity == b.deviceId() && it.role == null })
+        a.close()
+        b.close()
+    }
+
+    @Test
+    fun carerInvitedAcceptedApprovedSeesOnlyGrantedSectionUntilRevoked() = runBlocking {
+        val owner = home("patient").createRecord("Eli")
+        owner.addAsync("[${med("warfarin")}, ${allergy("peanuts")}]")
+        owner.sync(relayUrl)
+
+        val invite = owner.invite(
+            relayUrl,
+            InviteTerms(role = AccessRole.READER, sections = listOf("medications"), label = "daughter"),
+            3600uL,
+        )
+        assertTrue(invite.code.startsWith("satchel-invite:"))
+        assertNull(owner.invitee(relayUrl, invite.inviteId))
+
+        val carerHome = home("carer")
+        val me = carerHome.acceptInvite(invite.code, "Jane", IdentityKind.CARER)
+        val answered = owner.invitee(relayUrl, invite.inviteId)
+        assertNotNull(answered)
+        assertEquals(me.fingerprint, answered!!.fingerprint)
+        owner.approve(relayUrl, invite.inviteId, answered.identity)
+
+        val shared = carerHome.awaitApproval(invite.code, 30_000uL)
+        assertEquals(listOf(shared.recordId()), carerHome.sharedRecords())
+        assertEquals(listOf("medications"), shared.readableSections())
+        val seen = shared.listAsync()
+        assertEquals(listOf("medications"), seen.map { it.section })
+        assertEquals("warfarin", seen.single().current.displays.first())
+        assertFalse(shared.mayAdminister())
+        val grant = owner.grants().single { it.identity == me.identity }
+        assertEquals(AccessRole.READER, grant.role)
+        assertEquals(listOf("medications"), grant.sections)
+
+        // A reader cannot write, and the owner's audit shows its pulls.
+        try {
+            shared.add(med("aspirin"), null)
+            fail("a reader must not write")
+        } catch (e: SatchelException.NotAllowed) {
+        }
+        assertTrue(owner.audit(relayUrl).any { it.identity == me.identity && it.action == "pull" })
+
+        // Revoke: the carer gets nothing new and the relay refuses it.
+        owner.revoke(relayUrl, me.identity, null)
+        assertTrue(owner.grants().none { it.identity == me.identity })
+        owner.addAsync(med("new medicine"))
+        owner.sync(relayUrl)
+        try {
+            shared.sync(relayUrl)
+            fail("a revoked carer must not sync")
+        } catch (e: SatchelException.NotAllowed) {
+        }
+        // Background sync stops with the typed exception, after telling the
+        // app its access was revoked.
+        val events = mutableListOf<ChangeEvent>()
+        try {
+            withTimeout(30_000) { shared.changes(relayUrl).collect { events.add(it) } }
+            fail("the subscription must end")
+        } catch (e: SatchelException.NotAllowed) {
+        }
+        assertTrue(events.any { it is ChangeEvent.AccessRevoked && it.identity == me.identity })
+        assertEquals(listOf("warfarin"), shared.listAsync().map { it.current.displays.first() })
+        shared.close()
+        owner.close()
+    }
+
+    @Test
+    fun fhirImportExportAndWearablesAcrossTheFfi() {
+        val record = home("fhir").createRecord("Dee")
+        val bundle = """{"resourceType":"Bundle","type":"collection","entry":[
+            {"fullUrl":"urn:uuid:6a0e8a2e-8d4e-4f7b-9b7e-1d2c3b4a5f60","resource":{"resourceType":"Patient","id":"p",
+              "identifier":[{"system":"urn:test","value":"1"}],"name":[{"family":"Dee","given":["Di"]}],"birthDate":"1980-01-01"}},
+            {"resource":{"resourceType":"MedicationStatement","id":"m1","status":"active",
+              "medicationCodeableConcept":{"text":"metformin"},"subject":{"reference":"urn:uuid:6a0e8a2e-8d4e-4f7b-9b7e-1d2c3b4a5f60"}}}]}"""
+        assertEquals(2u, record.importFhir(bundle, "GP").added)
+        assertEquals(2u, record.importFhir(bundle, "GP").unchanged)
+        try {
+            record.importFhir(bundle.replace("\"value\":\"1\"", "\"value\":\"2\""), "GP")
+            fail("another patient's Bundle must be refused")
+        } catch (e: SatchelException.InvalidInput) {
+            assertTrue(e.reason.contains("does not match"))
+        }
+        assertTrue(record.exportIps().contains("\"type\":\"document\""))
+        val samples = (0 until 48).map {
+            WearableSample("heart-rate", it * 3_600_000L, it * 3_600_000L, 60.0 + it, "/min", "watch")
+        }
+        assertEquals(48uL, record.ingestWearables(samples).stored)
+        assertEquals(0uL, record.ingestWearables(samples).stored)
+        val days = record.wearableSummary("heart-rate", 0L, 2 * 86_400_000L, "day")
+        assertEquals(2, days.size)
+        assertEquals(24uL, days[0].count)
+        record.close()
+    }
+}

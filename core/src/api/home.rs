@@ -1,0 +1,279 @@
+//! [`SatchelHome`]: the app's data directory, laid out like a CLI home so
+//! the same files work on both: `satchel.db` (the patient's own record),
+//! `identity.db` (this app's identity as a carer, provider or manager) and
+//! `shared/<record id>.db` (records shared with that identity). Every vault
+//! key lives in the app's [`SecretStore`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{Result, SatchelError};
+use super::keystore::{ForeignSecretStore, SecretStore};
+use super::record::HealthRecord;
+use super::types::{IdentityInfo, IdentityKind};
+use crate::crypto::Identity;
+use crate::ids::RecordId;
+use crate::profile::{IdentityVault, Profile, Unlock};
+use crate::sharing::RecoveryKey;
+use crate::store::SqliteStore;
+use crate::sync::sharing as net;
+use crate::sync::RelayClient;
+
+const DB_FILE: &str = "satchel.db";
+const IDENTITY_FILE: &str = "identity.db";
+const SHARED_DIR: &str = "shared";
+
+/// The app's data directory and keystore.
+#[derive(uniffi::Object)]
+pub struct SatchelHome {
+    dir: PathBuf,
+    keystore: Arc<ForeignSecretStore>,
+}
+
+impl std::fmt::Debug for SatchelHome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SatchelHome(..)")
+    }
+}
+
+fn io(e: std::io::Error) -> SatchelError {
+    SatchelError::storage(format!("file system: {}", e.kind()))
+}
+
+/// Remove a half-made store (a failed create or restore leaves nothing).
+fn remove_db(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+}
+
+impl SatchelHome {
+    fn own_path(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
+    }
+
+    fn identity_path(&self) -> PathBuf {
+        self.dir.join(IDENTITY_FILE)
+    }
+
+    fn shared_path(&self, record: &RecordId) -> PathBuf {
+        self.dir.join(SHARED_DIR).join(format!("{record}.db"))
+    }
+
+    fn open_vault(&self) -> Result<IdentityVault<SqliteStore>> {
+        let path = self.identity_path();
+        if !path.exists() {
+            return Err(SatchelError::not_found(
+                "this home has no identity yet: accept an invite first",
+            ));
+        }
+        Ok(IdentityVault::open(
+            SqliteStore::open(&path)?,
+            Unlock::SecretStore(self.keystore.as_ref()),
+        )?)
+    }
+
+    fn open_at(&self, path: &Path) -> Result<Arc<HealthRecord>> {
+        if !path.exists() {
+            return Err(SatchelError::not_found("no such record in this home"));
+        }
+        let profile = Profile::open(
+            SqliteStore::open(path)?,
+            Unlock::SecretStore(self.keystore.as_ref()),
+        )?;
+        Ok(HealthRecord::new(profile))
+    }
+}
+
+#[uniffi::export]
+impl SatchelHome {
+    /// The home in directory `dir` (created if missing), with vault keys in
+    /// `keystore`.
+    #[uniffi::constructor]
+    pub fn new(dir: String, keystore: Arc<dyn SecretStore>) -> Result<Arc<Self>> {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        Ok(Arc::new(SatchelHome {
+            dir,
+            keystore: Arc::new(ForeignSecretStore(keystore)),
+        }))
+    }
+
+    /// Whether the patient's own record exists here.
+    pub fn has_record(&self) -> bool {
+        self.own_path().exists()
+    }
+
+    /// Create the patient's own record (a new vault key goes to the keystore).
+    pub fn create_record(&self, owner_name: String) -> Result<Arc<HealthRecord>> {
+        let path = self.own_path();
+        if path.exists() {
+            return Err(SatchelError::invalid("this home already holds a record"));
+        }
+        let result = Profile::create(
+            SqliteStore::open(&path)?,
+            &owner_name,
+            Unlock::SecretStore(self.keystore.as_ref()),
+        );
+        match result {
+            Ok(profile) => Ok(HealthRecord::new(profile)),
+            Err(e) => {
+                remove_db(&path);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Open the patient's own record. A key that does not open it is
+    /// [`SatchelError::WrongKey`].
+    pub fn open_record(&self) -> Result<Arc<HealthRecord>> {
+        self.open_at(&self.own_path())
+    }
+
+    /// Ids of the records shared with this home's identity.
+    pub fn shared_records(&self) -> Result<Vec<String>> {
+        let dir = self.dir.join(SHARED_DIR);
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::new();
+        for item in std::fs::read_dir(&dir).map_err(io)? {
+            let name = item.map_err(io)?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name.strip_suffix(".db") {
+                if id.parse::<RecordId>().is_ok() {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Open a record shared with this home's identity.
+    pub fn open_shared(&self, record_id: String) -> Result<Arc<HealthRecord>> {
+        let id: RecordId = record_id
+            .parse()
+            .map_err(|_| SatchelError::invalid("not a record id"))?;
+        self.open_at(&self.shared_path(&id))
+    }
+
+    /// This home's identity as an invitee, if it has one.
+    pub fn identity(&self) -> Result<Option<IdentityInfo>> {
+        if !self.identity_path().exists() {
+            return Ok(None);
+        }
+        Ok(Some(IdentityInfo::from(
+            self.open_vault()?.identity().card(),
+        )))
+    }
+
+    /// Answer an invite code with this home's identity (created on first
+    /// use with `display_name` and `kind`). Returns the identity: read its
+    /// fingerprint out to the record's owner, then [`Self::await_approval`].
+    pub async fn accept_invite(
+        &self,
+        code: String,
+        display_name: String,
+        kind: IdentityKind,
+    ) -> Result<IdentityInfo> {
+        let path = self.identity_path();
+        let keystore = Arc::clone(&self.keystore);
+        super::in_background(move |handle| {
+            let code = net::parse_invite(code.trim())?;
+            let unlock = Unlock::SecretStore(keystore.as_ref());
+            let vault = if path.exists() {
+                IdentityVault::open(SqliteStore::open(&path)?, unlock)?
+            } else {
+                IdentityVault::create(
+                    SqliteStore::open(&path)?,
+                    unlock,
+                    &display_name,
+                    kind.into(),
+                    None,
+                )?
+            };
+            let mut client = RelayClient::new(&code.relay)?;
+            handle.block_on(net::accept(&mut client, vault.identity(), &code))?;
+            Ok(IdentityInfo::from(vault.identity().card()))
+        })
+        .await
+    }
+
+    /// After [`Self::accept_invite`]: wait up to `timeout_ms` for the
+    /// owner's approval, then set up the shared record and sync it.
+    pub async fn await_approval(&self, code: String, timeout_ms: u64) -> Result<Arc<HealthRecord>> {
+        let vault = self.open_vault()?;
+        let keystore = Arc::clone(&self.keystore);
+        let shared_dir = self.dir.join(SHARED_DIR);
+        super::in_background(move |handle| {
+            let code = net::parse_invite(code.trim())?;
+            let mut client = RelayClient::new(&code.relay)?;
+            let info = handle.block_on(net::await_approval(
+                &mut client,
+                vault.identity(),
+                &code,
+                Duration::from_millis(timeout_ms),
+            ))?;
+            std::fs::create_dir_all(&shared_dir).map_err(io)?;
+            let path = shared_dir.join(format!("{}.db", info.record_id));
+            if path.exists() {
+                return Err(SatchelError::invalid(
+                    "this record is already shared with this home",
+                ));
+            }
+            let identity = Identity::from_secret_bytes(&vault.identity().to_secret_bytes())?;
+            let mut profile = match Profile::create_member(
+                SqliteStore::open(&path)?,
+                Unlock::SecretStore(keystore.as_ref()),
+                identity,
+                info,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    remove_db(&path);
+                    return Err(e.into());
+                }
+            };
+            handle.block_on(client.sync(&mut profile))?;
+            Ok(HealthRecord::new(profile))
+        })
+        .await
+    }
+
+    /// A new device: restore the patient's record from the relay with the
+    /// recovery key (the text written down). A key the relay does not know
+    /// is [`SatchelError::WrongKey`]; nothing is kept on failure.
+    pub async fn restore(
+        &self,
+        relay_url: String,
+        recovery_key: String,
+    ) -> Result<Arc<HealthRecord>> {
+        let path = self.own_path();
+        if path.exists() {
+            return Err(SatchelError::invalid("this home already holds a record"));
+        }
+        let key = RecoveryKey::parse(&recovery_key)
+            .map_err(|_| SatchelError::invalid("not a recovery key"))?;
+        let keystore = Arc::clone(&self.keystore);
+        super::in_background(move |handle| {
+            let mut client = RelayClient::new(&relay_url)?;
+            let result = handle.block_on(net::restore(
+                &mut client,
+                &key,
+                SqliteStore::open(&path)?,
+                Unlock::SecretStore(keystore.as_ref()),
+            ));
+            match result {
+                Ok(profile) => Ok(HealthRecord::new(profile)),
+                Err(e) => {
+                    remove_db(&path);
+                    Err(e.into())
+                }
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,231 @@
+//! Tests of the facade in-process (the Kotlin tests in android/src/test
+//! drive the same calls across the FFI, with a relay).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use super::types::{access_events, AccessMap, ChangeEvent, EntryQuery};
+use super::{SatchelError, SatchelHome, SecretStore};
+
+#[derive(Default)]
+struct MapStore(Mutex<BTreeMap<String, Vec<u8>>>);
+
+impl SecretStore for MapStore {
+    fn get(&self, name: String) -> Result<Option<Vec<u8>>, SatchelError> {
+        Ok(self.0.lock().unwrap().get(&name).cloned())
+    }
+    fn put(&self, name: String, secret: Vec<u8>) -> Result<(), SatchelError> {
+        self.0.lock().unwrap().insert(name, secret);
+        Ok(())
+    }
+    fn delete(&self, name: String) -> Result<(), SatchelError> {
+        self.0.lock().unwrap().remove(&name);
+        Ok(())
+    }
+}
+
+fn med(text: &str) -> String {
+    serde_json::json!({"resourceType": "MedicationStatement", "status": "active",
+        "medicationCodeableConcept": {"text": text}, "subject": {"reference": "Patient/p"}})
+    .to_string()
+}
+
+#[test]
+fn facade_creates_adds_lists_and_reopens_with_the_keystore() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_string_lossy().to_string();
+    let keys = Arc::new(MapStore::default());
+    let home = SatchelHome::new(path.clone(), keys.clone()).unwrap();
+    assert!(!home.has_record());
+    let record = home.create_record("Alex".into()).unwrap();
+    let added = record
+        .add(format!("[{}, {}]", med("a"), med("b")), None)
+        .unwrap();
+    assert_eq!(added.len(), 2);
+    assert!(added.iter().all(|a| a.section == "medications"));
+    record.amend(added[0].id.clone(), med("a2")).unwrap();
+    assert_eq!(record.history(added[0].id.clone()).unwrap().len(), 2);
+    record.mark_entered_in_error(added[1].id.clone()).unwrap();
+    assert_eq!(record.list(EntryQuery::default()).unwrap().len(), 1);
+    drop(record);
+
+    let again = SatchelHome::new(path, keys).unwrap().open_record().unwrap();
+    let all = again
+        .list(EntryQuery {
+            include_entered_in_error: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(again.owner_name().unwrap(), "Alex");
+    let summary = again.summary().unwrap();
+    assert_eq!(summary[0].active, 1);
+    assert_eq!(summary[0].entered_in_error, 1);
+}
+
+#[test]
+fn facade_reports_wrong_and_missing_keys_and_bad_input_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_string_lossy().to_string();
+    let keys = Arc::new(MapStore::default());
+    let home = SatchelHome::new(path.clone(), keys.clone()).unwrap();
+    let record = home.create_record("Bo".into()).unwrap();
+    assert!(matches!(
+        record.add("not json".into(), None),
+        Err(SatchelError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        record.list(EntryQuery {
+            section: Some("nowhere".into()),
+            ..Default::default()
+        }),
+        Err(SatchelError::InvalidInput { .. })
+    ));
+    drop(record);
+    let name = keys.0.lock().unwrap().keys().next().unwrap().clone();
+    let wrong = Arc::new(MapStore::default());
+    wrong.put(name, vec![9; 32]).unwrap();
+    let err = SatchelHome::new(path.clone(), wrong)
+        .unwrap()
+        .open_record()
+        .unwrap_err();
+    assert_eq!(err, SatchelError::WrongKey);
+    let err = SatchelHome::new(path, Arc::new(MapStore::default()))
+        .unwrap()
+        .open_record()
+        .unwrap_err();
+    assert!(matches!(err, SatchelError::Keystore { .. }));
+}
+
+#[test]
+fn facade_errors_and_events_carry_no_health_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = SatchelHome::new(
+        dir.path().to_string_lossy().to_string(),
+        Arc::new(MapStore::default()),
+    )
+    .unwrap();
+    let record = home.create_record("Cy".into()).unwrap();
+    let secret = "secret-diagnosis-xyz";
+    let bad = serde_json::json!({"resourceType": "Spaceship", "note": secret}).to_string();
+    let err = record.add(bad, None).unwrap_err();
+    assert!(!err.to_string().contains(secret));
+    assert!(!format!("{err:?}").contains(secret));
+}
+
+fn map(entries: &[(&str, &[&str])]) -> AccessMap {
+    entries
+        .iter()
+        .map(|(id, sections)| {
+            (
+                id.to_string(),
+                (
+                    format!("name-{id}"),
+                    sections
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<BTreeSet<_>>(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn access_events_name_new_contributors_and_lost_sections() {
+    let before = map(&[
+        ("owner", &["allergies", "medications"]),
+        ("carer", &["medications", "allergies"]),
+    ]);
+    let after = map(&[
+        ("owner", &["allergies", "medications"]),
+        ("carer", &["medications"]),
+        ("gp", &["labs"]),
+    ]);
+    let events = access_events(&before, &after);
+    assert_eq!(
+        events,
+        vec![
+            ChangeEvent::NewContributor {
+                identity: "gp".into(),
+                display_name: "name-gp".into()
+            },
+            ChangeEvent::AccessRevoked {
+                identity: "carer".into(),
+                sections: vec!["allergies".into()]
+            },
+        ]
+    );
+    let gone = access_events(&after, &map(&[("owner", &["allergies", "medications"])]));
+    assert_eq!(gone.len(), 2);
+    assert!(access_events(&after, &after).is_empty());
+}
+
+#[test]
+fn facade_imports_exports_fhir_and_summarises_wearables() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = SatchelHome::new(
+        dir.path().to_string_lossy().to_string(),
+        Arc::new(MapStore::default()),
+    )
+    .unwrap();
+    let record = home.create_record("Alex".into()).unwrap();
+    let patient = serde_json::json!({"resourceType": "Patient", "id": "p",
+        "identifier": [{"system": "urn:test", "value": "1"}],
+        "name": [{"family": "Morgan", "given": ["Alex"]}], "birthDate": "1980-01-01"});
+    let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:6a0e8a2e-8d4e-4f7b-9b7e-1d2c3b4a5f60", "resource": patient},
+        {"resource": {"resourceType": "MedicationStatement", "id": "m1", "status": "active",
+            "medicationCodeableConcept": {"text": "metformin"},
+            "subject": {"reference": "urn:uuid:6a0e8a2e-8d4e-4f7b-9b7e-1d2c3b4a5f60"}}}
+    ]});
+    let first = record
+        .import_fhir(bundle.to_string(), Some("GP".into()))
+        .unwrap();
+    assert_eq!(first.added, 2);
+    // Re-sent: nothing new.
+    let again = record
+        .import_fhir(bundle.to_string(), Some("GP".into()))
+        .unwrap();
+    assert_eq!((again.added, again.unchanged), (0, 2));
+    // Someone else's Bundle: a typed refusal, no values in it.
+    let other = bundle
+        .to_string()
+        .replace("\"value\":\"1\"", "\"value\":\"2\"");
+    match record.import_fhir(other, Some("GP".into())) {
+        Err(SatchelError::InvalidInput { reason }) => {
+            assert!(reason.contains("does not match"), "{reason}");
+            assert!(!reason.contains("Morgan"));
+        }
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    let exported: serde_json::Value =
+        serde_json::from_str(&record.export_fhir(vec!["medications".into()]).unwrap()).unwrap();
+    assert_eq!(exported["entry"].as_array().unwrap().len(), 1);
+    let ips: serde_json::Value = serde_json::from_str(&record.export_ips().unwrap()).unwrap();
+    assert_eq!(ips["type"], "document");
+
+    let day = 86_400_000i64;
+    let samples: Vec<super::clinical::WearableSample> = (0..48)
+        .map(|i| super::clinical::WearableSample {
+            metric: "heart-rate".into(),
+            start_ms: i * 3_600_000,
+            end_ms: i * 3_600_000,
+            value: 60.0 + i as f64,
+            unit: "/min".into(),
+            source: "watch".into(),
+        })
+        .collect();
+    let ingest = record.ingest_wearables(samples.clone()).unwrap();
+    assert_eq!((ingest.stored, ingest.duplicates), (48, 0));
+    assert_eq!(record.ingest_wearables(samples).unwrap().stored, 0);
+    let days = record
+        .wearable_summary("heart-rate".into(), 0, 2 * day, "day".into())
+        .unwrap();
+    assert_eq!(days.len(), 2);
+    assert_eq!(days[0].count, 24);
+    assert!(matches!(
+        record.wearable_summary("no-such-metric".into(), 0, day, "day".into()),
+        Err(SatchelError::InvalidInput { .. })
+    ));
+}

@@ -1,0 +1,321 @@
+//! The plain data crossing the FFI boundary (uniffi records and enums) and
+//! their conversions from the core's types. Resources cross as FHIR JSON
+//! strings; ids as lowercase hex; times as unix milliseconds.
+
+use std::collections::BTreeSet;
+
+use crate::record::{Entry, EntryStatus, EntryVersion, Query, Section, SectionSummary};
+use crate::sharing::GrantRole;
+
+use super::error::{Result, SatchelError};
+
+/// A section name (`"medications"`, `"care-plan"`...) from the app.
+pub(crate) fn parse_section(name: &str) -> Result<Section> {
+    name.parse::<Section>().map_err(|_| {
+        SatchelError::invalid(format!(
+            "unknown section {name:?}; sections are: {}",
+            Section::ALL.map(Section::as_str).join(", ")
+        ))
+    })
+}
+
+pub(crate) fn parse_sections(names: &[String]) -> Result<Vec<Section>> {
+    names.iter().map(|n| parse_section(n)).collect()
+}
+
+pub(crate) fn parse_entry_id(id: &str) -> Result<crate::ids::EntryId> {
+    id.parse()
+        .map_err(|_| SatchelError::invalid("not an entry id (32 hex digits)"))
+}
+
+pub(crate) fn parse_identity_id(id: &str) -> Result<crate::ids::IdentityId> {
+    id.parse()
+        .map_err(|_| SatchelError::invalid("not an identity id (64 hex digits)"))
+}
+
+/// One version of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VersionInfo {
+    /// Identity id (hex) of the device or member that wrote it.
+    pub author: String,
+    pub recorded_at_ms: i64,
+    /// False when this version marks the entry entered-in-error.
+    pub active: bool,
+    /// The FHIR resource of this version, as JSON.
+    pub resource_json: String,
+    /// Clinical date (start, unix ms UTC) from the index, if any.
+    pub date_ms: Option<i64>,
+    /// Indexed display strings (for list rows without parsing JSON).
+    pub displays: Vec<String>,
+}
+
+impl From<&EntryVersion> for VersionInfo {
+    fn from(v: &EntryVersion) -> Self {
+        VersionInfo {
+            author: v.author.to_hex(),
+            recorded_at_ms: v.recorded_at_ms,
+            active: v.status == EntryStatus::Active,
+            resource_json: v.resource.to_string(),
+            date_ms: v.date,
+            displays: v.displays.clone(),
+        }
+    }
+}
+
+/// An entry of the record with its current version.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EntryInfo {
+    /// Entry id (hex).
+    pub id: String,
+    pub section: String,
+    pub resource_type: String,
+    pub source_system: Option<String>,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub version_count: u32,
+    /// True when the entry was marked entered-in-error (hidden from lists).
+    pub entered_in_error: bool,
+    pub current: VersionInfo,
+}
+
+impl From<&Entry> for EntryInfo {
+    fn from(e: &Entry) -> Self {
+        EntryInfo {
+            id: e.id.to_string(),
+            section: e.section.as_str().to_string(),
+            resource_type: e.resource_type.clone(),
+            source_system: e.source_system.clone(),
+            created_by: e.created_by.to_hex(),
+            created_at_ms: e.created_at_ms,
+            version_count: u32::try_from(e.version_count).unwrap_or(u32::MAX),
+            entered_in_error: e.status == EntryStatus::EnteredInError,
+            current: VersionInfo::from(&e.current),
+        }
+    }
+}
+
+/// What to list (every field optional; the default lists every visible entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct EntryQuery {
+    #[uniffi(default = None)]
+    pub section: Option<String>,
+    #[uniffi(default = None)]
+    pub from_ms: Option<i64>,
+    #[uniffi(default = None)]
+    pub to_ms: Option<i64>,
+    /// An indexed code (any system).
+    #[uniffi(default = None)]
+    pub code: Option<String>,
+    /// Case-insensitive text in an indexed display string.
+    #[uniffi(default = None)]
+    pub text: Option<String>,
+    #[uniffi(default = false)]
+    pub include_entered_in_error: bool,
+}
+
+impl EntryQuery {
+    pub(crate) fn to_core(&self) -> Result<Query> {
+        Ok(Query {
+            section: self.section.as_deref().map(parse_section).transpose()?,
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            code: self.code.clone().map(|c| (None, c)),
+            text: self.text.clone(),
+            include_entered_in_error: self.include_entered_in_error,
+        })
+    }
+}
+
+/// An entry just added.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AddedEntry {
+    pub id: String,
+    pub section: String,
+}
+
+/// Counts of one section.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SectionCount {
+    pub section: String,
+    pub active: u32,
+    pub entered_in_error: u32,
+    pub latest_date_ms: Option<i64>,
+}
+
+impl From<&SectionSummary> for SectionCount {
+    fn from(s: &SectionSummary) -> Self {
+        SectionCount {
+            section: s.section.as_str().to_string(),
+            active: u32::try_from(s.active).unwrap_or(u32::MAX),
+            entered_in_error: u32::try_from(s.entered_in_error).unwrap_or(u32::MAX),
+            latest_date_ms: s.latest_date_ms,
+        }
+    }
+}
+
+/// What a sync round did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    pub uploaded: u32,
+    pub merged: u32,
+    pub refused: u32,
+    /// Sections that received changes from the relay.
+    pub sections_changed: Vec<String>,
+}
+
+/// The kind of access an invite grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum AccessRole {
+    /// Reads the granted sections (a carer, a clinician).
+    Reader,
+    /// Reads and writes the granted sections (a provider contributing).
+    Writer,
+    /// Full control of every section, may grant and revoke (a parent).
+    Manager,
+}
+
+impl From<AccessRole> for GrantRole {
+    fn from(r: AccessRole) -> Self {
+        match r {
+            AccessRole::Reader => GrantRole::Reader,
+            AccessRole::Writer => GrantRole::Writer,
+            AccessRole::Manager => GrantRole::Manager,
+        }
+    }
+}
+
+impl From<GrantRole> for AccessRole {
+    fn from(r: GrantRole) -> Self {
+        match r {
+            GrantRole::Reader => AccessRole::Reader,
+            GrantRole::Writer => AccessRole::Writer,
+            GrantRole::Manager => AccessRole::Manager,
+        }
+    }
+}
+
+/// What kind of principal an identity is (shown to the owner when approving).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum IdentityKind {
+    Carer,
+    Provider,
+    Manager,
+}
+
+impl From<IdentityKind> for crate::crypto::Role {
+    fn from(k: IdentityKind) -> Self {
+        match k {
+            IdentityKind::Carer => crate::crypto::Role::Carer,
+            IdentityKind::Provider => crate::crypto::Role::Provider,
+            IdentityKind::Manager => crate::crypto::Role::Manager,
+        }
+    }
+}
+
+/// The terms of an invite.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct InviteTerms {
+    pub role: AccessRole,
+    /// Section names (ignored for managers: every section).
+    pub sections: Vec<String>,
+    #[uniffi(default = None)]
+    pub expires_at_ms: Option<i64>,
+    /// Shown in the grants list; visible to the relay, so no clinical detail.
+    #[uniffi(default = "")]
+    pub label: String,
+}
+
+/// An invite created by the owner: give `code` to the invitee.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Invite {
+    pub invite_id: String,
+    pub code: String,
+}
+
+/// The identity that answered an invite, to check with the person.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct IdentityInfo {
+    pub identity: String,
+    pub display_name: String,
+    /// Compare this with what the invitee reads out before approving.
+    pub fingerprint: String,
+}
+
+impl From<&crate::crypto::IdentityCard> for IdentityInfo {
+    fn from(c: &crate::crypto::IdentityCard) -> Self {
+        IdentityInfo {
+            identity: c.id().to_hex(),
+            display_name: c.display_name.clone(),
+            fingerprint: c.fingerprint(),
+        }
+    }
+}
+
+/// Someone with access to the record.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GrantInfo {
+    pub identity: String,
+    pub display_name: String,
+    /// `None` for the owner's own devices and recovery keys.
+    pub role: Option<AccessRole>,
+    pub sections: Vec<String>,
+    pub expires_at_ms: Option<i64>,
+    pub label: String,
+    /// False once expired.
+    pub live: bool,
+}
+
+/// One pull or push the relay recorded.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AuditRow {
+    pub at_ms: i64,
+    pub identity: String,
+    /// `pull` (viewed) or `push` (contributed).
+    pub action: String,
+    pub section: String,
+    pub count: u64,
+}
+
+/// Something a subscription noticed.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum ChangeEvent {
+    /// New changes of this section were merged.
+    SectionChanged { section: String },
+    /// Someone gained access to the record (a new device or grantee).
+    NewContributor {
+        identity: String,
+        display_name: String,
+    },
+    /// Someone lost access to these sections (`identity` may be this device).
+    AccessRevoked {
+        identity: String,
+        sections: Vec<String>,
+    },
+}
+
+/// Who may read what: one identity's sections, for comparing before/after.
+pub(crate) type AccessMap = std::collections::BTreeMap<String, (String, BTreeSet<String>)>;
+
+/// The access events between two views of the members (pure).
+pub(crate) fn access_events(before: &AccessMap, after: &AccessMap) -> Vec<ChangeEvent> {
+    let mut events = Vec::new();
+    for (id, (name, _)) in after {
+        if !before.contains_key(id) {
+            events.push(ChangeEvent::NewContributor {
+                identity: id.clone(),
+                display_name: name.clone(),
+            });
+        }
+    }
+    for (id, (_, sections_before)) in before {
+        let now = after.get(id).map(|(_, s)| s.clone()).unwrap_or_default();
+        let lost: Vec<String> = sections_before.difference(&now).cloned().collect();
+        if !lost.is_empty() {
+            events.push(ChangeEvent::AccessRevoked {
+                identity: id.clone(),
+                sections: lost,
+            });
+        }
+    }
+    events
+}

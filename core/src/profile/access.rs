@@ -1,0 +1,399 @@
+//! The access log on a device: keeping the verified log, learning the
+//! section keys wrapped to this device (and older epochs through the key
+//! chain), and making statements: another device, a grant, a revocation
+//! with key rotation, a recovery key.
+//!
+//! Statements are made on top of the log this device holds and must be
+//! accepted by the relay (which appends only on top of the same head)
+//! before they take effect here: [`Profile::apply_access`] with the
+//! accepted statement. New keys made for a rotation are kept at once, so a
+//! statement the relay refuses leaves only an unused key behind.
+
+use std::collections::BTreeMap;
+
+use super::{aad, open_meta, seal_keyring, Keyring, Profile, ProfileError, Result};
+use crate::crypto::{unwrap_key, wrap_key, IdentityCard, SectionKey, SymmetricKey};
+use crate::ids::{IdentityId, RecordId};
+use crate::record::Section;
+use crate::sharing::{
+    chain_aad, key_wrap_aad, verify_log, AccessChange, AccessStatement, GrantRole, KeyWrap,
+    Members, Rotation, SignedStatement,
+};
+use crate::store::{Store, WriteBatch};
+
+pub(super) const META_ACCESS_LOG: &str = "access-log";
+pub(super) const META_ACCESS_CURSOR: &str = "sync/access";
+
+/// The locally stored access log (empty if none).
+pub(super) fn load_access_log<S: Store>(
+    store: &S,
+    master: &SymmetricKey,
+    record: &RecordId,
+) -> Result<Vec<SignedStatement>> {
+    if store.get_meta(META_ACCESS_LOG)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let bytes = open_meta(store, master, record, META_ACCESS_LOG, "access log")?;
+    serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("access log"))
+}
+
+fn parse(signed: &SignedStatement) -> Option<AccessStatement> {
+    serde_json::from_slice(&signed.statement).ok()
+}
+
+impl<S: Store> Profile<S> {
+    /// The locally stored, verified access log.
+    pub fn access_log(&self) -> Result<Vec<SignedStatement>> {
+        load_access_log(&self.store, &self.master, &self.record.id)
+    }
+
+    /// The record's members, from the verified access log.
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    /// The creator device's card, when this device knows it.
+    pub fn creator_card(&self) -> Option<&IdentityCard> {
+        self.creator_card.as_ref()
+    }
+
+    /// Whether this device is one of the owner's devices.
+    pub fn is_owner_device(&self) -> bool {
+        self.members.owner_devices.contains_key(&self.identity.id())
+    }
+
+    /// Whether this device may grant and revoke (owner device or manager).
+    pub fn may_administer(&self) -> bool {
+        self.members
+            .may_administer(&self.identity.id(), super::now_ms())
+    }
+
+    /// Append statements fetched from the relay (after `access_cursor`),
+    /// or a statement of this device's that the relay accepted. The whole
+    /// log must verify from the creator, else nothing is kept. Learns every
+    /// key wrapped to this device. Durable when this returns.
+    pub fn apply_access(&mut self, fetched: Vec<SignedStatement>, new_cursor: u64) -> Result<()> {
+        let mut log = self.access_log()?;
+        let before = log.len();
+        for statement in fetched {
+            if !log.contains(&statement) {
+                log.push(statement);
+            }
+        }
+        let members = verify_log(
+            self.record.id,
+            self.creator,
+            self.creator_card.as_ref(),
+            &log,
+        )
+        .map_err(ProfileError::Sharing)?;
+        let mut keys = self.keys.clone();
+        let learned = self.learn_keys(&log, &mut keys);
+        let mut batch = WriteBatch::new();
+        if log.len() != before {
+            let json = serde_json::to_vec(&log).map_err(|_| ProfileError::Corrupt("access log"))?;
+            batch.put_meta(
+                META_ACCESS_LOG,
+                self.master
+                    .seal(&aad(&self.record.id, META_ACCESS_LOG), &json)?,
+            );
+        }
+        if learned > 0 {
+            batch.put_meta(
+                super::META_KEYRING,
+                seal_keyring(&self.master, &self.record.id, &keys)?,
+            );
+        }
+        batch.put_meta(META_ACCESS_CURSOR, new_cursor.to_be_bytes().to_vec());
+        self.store.commit(batch)?;
+        self.members = members;
+        self.keys = keys;
+        if learned > 0 {
+            // Sections that could not be opened before may open now.
+            self.refresh()?;
+        }
+        Ok(())
+    }
+
+    /// Unwrap every key wrapped to this device that `keys` lacks, then
+    /// walk each section's key chain back to epoch 0. Returns how many
+    /// keys were added. Wraps that fail to open are skipped (a wrap to this
+    /// identity that does not open is the wrapper's fault, never fatal).
+    fn learn_keys(&self, log: &[SignedStatement], keys: &mut Keyring) -> usize {
+        let me = self.identity.id();
+        let record = self.record.id;
+        let start = keys.len();
+        let mut chains: BTreeMap<(Section, u32), Vec<u8>> = BTreeMap::new();
+        let mut wraps: Vec<KeyWrap> = Vec::new();
+        for signed in log {
+            let Some(statement) = parse(signed) else {
+                continue;
+            };
+            match statement.change {
+                AccessChange::AddDevice { keys: w, .. }
+                | AccessChange::AddRecovery { keys: w, .. }
+                | AccessChange::Grant { keys: w, .. } => wraps.extend(w),
+                AccessChange::Revoke { rotations, .. } => {
+                    for r in rotations {
+                        if let Ok(section) = r.section.parse::<Section>() {
+                            chains.insert((section, r.epoch), r.chain);
+                        }
+                        wraps.extend(r.keys);
+                    }
+                }
+            }
+        }
+        for w in wraps.iter().filter(|w| w.to == me) {
+            let Ok(section) = w.section.parse::<Section>() else {
+                continue;
+            };
+            if keys.contains_key(&(section, w.epoch)) {
+                continue;
+            }
+            let aad = key_wrap_aad(&record, &w.section, w.epoch, &me);
+            if let Ok(bytes) = unwrap_key(&self.identity, &w.key, &aad) {
+                if let Ok(key) = SectionKey::from_slice(&bytes) {
+                    keys.insert((section, w.epoch), key);
+                }
+            }
+        }
+        // Older epochs from newer ones.
+        for section in Section::ALL {
+            let mut epoch = keys
+                .keys()
+                .filter(|(s, _)| *s == section)
+                .map(|(_, e)| *e)
+                .max();
+            while let Some(e) = epoch.filter(|e| *e > 0) {
+                if !keys.contains_key(&(section, e - 1)) {
+                    let (Some(key), Some(chain)) =
+                        (keys.get(&(section, e)), chains.get(&(section, e)))
+                    else {
+                        break;
+                    };
+                    let Ok(old) = SymmetricKey::from_slice(key.expose())
+                        .and_then(|k| k.open(&chain_aad(&record, section.as_str(), e), chain))
+                    else {
+                        break;
+                    };
+                    let Ok(old) = SectionKey::from_slice(&old) else {
+                        break;
+                    };
+                    keys.insert((section, e - 1), old);
+                }
+                epoch = Some(e - 1);
+            }
+        }
+        keys.len() - start
+    }
+
+    fn statement(&self, change: AccessChange) -> SignedStatement {
+        AccessStatement {
+            record_id: self.record.id,
+            by: self.identity.id(),
+            at_ms: super::now_ms(),
+            prev: self.members.head,
+            change,
+        }
+        .sign(&self.identity)
+    }
+
+    /// Wrap the current key of each of `sections` to `card`.
+    fn wrap_current(&self, card: &IdentityCard, sections: &[Section]) -> Result<Vec<KeyWrap>> {
+        let mut out = Vec::with_capacity(sections.len());
+        for section in sections {
+            let (epoch, key) = self.section_key(*section)?;
+            let name = section.as_str();
+            out.push(KeyWrap {
+                section: name.to_string(),
+                epoch,
+                to: card.id(),
+                key: wrap_key(
+                    card,
+                    key.expose(),
+                    &key_wrap_aad(&self.record.id, name, epoch, &card.id()),
+                )?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn require_admin(&self) -> Result<()> {
+        if self.may_administer() {
+            Ok(())
+        } else {
+            Err(ProfileError::NotAllowed(
+                "only the owner's devices and managers may change who has access",
+            ))
+        }
+    }
+
+    /// A signed statement adding `device` as another device of the owner,
+    /// with every section's current key wrapped to it.
+    pub fn add_device_statement(&self, device: &IdentityCard) -> Result<SignedStatement> {
+        if !self.is_owner_device() {
+            return Err(ProfileError::NotAllowed(
+                "only the owner's devices may add devices",
+            ));
+        }
+        let keys = self.wrap_current(device, &Section::ALL)?;
+        Ok(self.statement(AccessChange::AddDevice {
+            device: device.clone(),
+            keys,
+        }))
+    }
+
+    /// A signed grant of `role` on `sections` (every section for a
+    /// manager) to `grantee`, with those sections' current keys wrapped to
+    /// it. Replaces any earlier grant to the same identity.
+    pub fn grant_statement(
+        &self,
+        grantee: &IdentityCard,
+        role: GrantRole,
+        sections: &[Section],
+        expires_at_ms: Option<i64>,
+        label: &str,
+    ) -> Result<SignedStatement> {
+        self.require_admin()?;
+        if self.members.owner_devices.contains_key(&grantee.id()) {
+            return Err(ProfileError::NotAllowed(
+                "that identity is one of the owner's devices",
+            ));
+        }
+        let sections: Vec<Section> = if role == GrantRole::Manager {
+            Section::ALL.to_vec()
+        } else {
+            let mut s = sections.to_vec();
+            s.sort();
+            s.dedup();
+            s
+        };
+        if sections.is_empty() {
+            return Err(ProfileError::NotAllowed(
+                "a grant needs at least one section",
+            ));
+        }
+        let keys = self.wrap_current(grantee, &sections)?;
+        Ok(self.statement(AccessChange::Grant {
+            grantee: grantee.clone(),
+            role,
+            sections: sections.iter().map(|s| s.as_str().to_string()).collect(),
+            expires_at_ms,
+            label: label.to_string(),
+            keys,
+        }))
+    }
+
+    /// A signed revocation of `sections` (all when `None`) from `identity`,
+    /// rotating every section key it loses: a new epoch key, wrapped to
+    /// every remaining reader, with the old key chained under it. The new
+    /// keys are stored now; they are used once the statement is applied.
+    pub fn revoke_statement(
+        &mut self,
+        identity: &IdentityId,
+        sections: Option<&[Section]>,
+    ) -> Result<SignedStatement> {
+        self.require_admin()?;
+        let members = &self.members;
+        let readable: Vec<Section> = Section::ALL
+            .into_iter()
+            .filter(|s| {
+                members.owner_devices.contains_key(identity)
+                    || members
+                        .grants
+                        .get(identity)
+                        .is_some_and(|g| g.sections.contains(s.as_str()))
+            })
+            .collect();
+        if readable.is_empty() {
+            return Err(ProfileError::NotAllowed(
+                "that identity has no access to revoke",
+            ));
+        }
+        let lost: Vec<Section> = match sections {
+            None => readable,
+            Some(list) => readable.into_iter().filter(|s| list.contains(s)).collect(),
+        };
+        // Members after the revocation, to know who keeps each section.
+        let mut after = members.clone();
+        let names: Option<Vec<String>> =
+            sections.map(|list| list.iter().map(|s| s.as_str().to_string()).collect());
+        after.remove_access(identity, names.as_deref());
+        let mut keys = self.keys.clone();
+        let mut rotations = Vec::with_capacity(lost.len());
+        for section in &lost {
+            let name = section.as_str();
+            let (old_epoch, old_key) = self.section_key(*section)?;
+            let epoch = old_epoch + 1;
+            let new_key = SectionKey::generate()?;
+            let chain = SymmetricKey::from_slice(new_key.expose())?
+                .seal(&chain_aad(&self.record.id, name, epoch), old_key.expose())?;
+            let mut wraps = Vec::new();
+            for (to, card) in after.readers(name) {
+                let Some(card) = card else {
+                    return Err(ProfileError::NotAllowed(
+                        "a remaining owner device's card is unknown here; rotate keys from the device that created the record",
+                    ));
+                };
+                wraps.push(KeyWrap {
+                    section: name.to_string(),
+                    epoch,
+                    to,
+                    key: wrap_key(
+                        card,
+                        new_key.expose(),
+                        &key_wrap_aad(&self.record.id, name, epoch, &to),
+                    )?,
+                });
+            }
+            keys.insert((*section, epoch), new_key);
+            rotations.push(Rotation {
+                section: name.to_string(),
+                epoch,
+                chain,
+                keys: wraps,
+            });
+        }
+        let mut batch = WriteBatch::new();
+        batch.put_meta(
+            super::META_KEYRING,
+            seal_keyring(&self.master, &self.record.id, &keys)?,
+        );
+        self.store.commit(batch)?;
+        self.keys = keys;
+        Ok(self.statement(AccessChange::Revoke {
+            identity: *identity,
+            sections: names,
+            rotations,
+        }))
+    }
+
+    /// A signed statement adding a recovery identity (derived from a
+    /// recovery key) as an owner device, with every current key wrapped to
+    /// it and `sealed` (the record's facts, sealed under the recovery key).
+    pub fn recovery_statement(
+        &self,
+        recovery: &IdentityCard,
+        sealed: Vec<u8>,
+    ) -> Result<SignedStatement> {
+        if !self.is_owner_device() {
+            return Err(ProfileError::NotAllowed(
+                "only the owner's devices may make a recovery key",
+            ));
+        }
+        let keys = self.wrap_current(recovery, &Section::ALL)?;
+        Ok(self.statement(AccessChange::AddRecovery {
+            recovery: recovery.clone(),
+            sealed,
+            keys,
+        }))
+    }
+
+    /// Sections this device holds a current key for (what it can read).
+    pub fn readable_sections(&self) -> Vec<Section> {
+        Section::ALL
+            .into_iter()
+            .filter(|s| self.section_key(*s).is_ok())
+            .collect()
+    }
+}

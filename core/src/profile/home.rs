@@ -1,0 +1,202 @@
+//! A home's own identity when it holds no record of its own: a carer's or
+//! a provider's. The identity (and small private values such as pending
+//! invites) live in their own store under the same vault scheme as a
+//! profile; each record shared with the identity is a member profile in a
+//! store of its own ([`Profile::create_member`]).
+
+use super::{aad, open_meta, vault, Profile, ProfileError, Result, Unlock, VaultHeader};
+use super::{META_IDENTITY, META_RECORD, META_VAULT};
+use crate::crypto::{Identity, IdentityCard, Role, SymmetricKey};
+use crate::ids::{IdentityId, RecordId};
+use crate::store::{Store, WriteBatch};
+
+/// What a member profile needs to know about the record it joins (sent by
+/// the owner with the approval, or recovered from a recovery key).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MemberInfo {
+    pub record_id: RecordId,
+    pub creator: IdentityId,
+    pub creator_card: Option<IdentityCard>,
+    pub owner_name: String,
+}
+
+/// An unlocked identity store.
+pub struct IdentityVault<S: Store> {
+    store: S,
+    master: SymmetricKey,
+    /// Random id binding the vault's sealed values (like a record id).
+    vault_id: RecordId,
+    identity: Identity,
+}
+
+impl<S: Store> std::fmt::Debug for IdentityVault<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityVault")
+            .field("identity", &self.identity.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> IdentityVault<S> {
+    /// Create a new identity in an empty store.
+    pub fn create(
+        mut store: S,
+        unlock: Unlock<'_>,
+        display_name: &str,
+        role: Role,
+        organisation: Option<&str>,
+    ) -> Result<Self> {
+        if store.get_meta(META_VAULT)?.is_some() {
+            return Err(ProfileError::AlreadyInitialised);
+        }
+        let identity = Identity::generate(display_name, role, organisation)?;
+        let vault_id = RecordId::random();
+        let master = SymmetricKey::generate()?;
+        let (header, vault_key) = vault::create(&vault_id, unlock)?;
+        let header = header
+            .with_wrapped_master(vault_key.seal(&aad(&vault_id, META_VAULT), master.expose())?);
+        let mut batch = WriteBatch::new();
+        batch
+            .put_meta(META_RECORD, vault_id.to_hex().into_bytes())
+            .put_meta(
+                META_IDENTITY,
+                master.seal(&aad(&vault_id, META_IDENTITY), &identity.to_secret_bytes())?,
+            )
+            .put_meta(META_VAULT, header.to_bytes());
+        store.commit(batch)?;
+        Ok(Self {
+            store,
+            master,
+            vault_id,
+            identity,
+        })
+    }
+
+    /// Unlock an existing identity store.
+    pub fn open(store: S, unlock: Unlock<'_>) -> Result<Self> {
+        let header = VaultHeader::from_bytes(
+            &store
+                .get_meta(META_VAULT)?
+                .ok_or(ProfileError::NotInitialised)?,
+        )?;
+        let vault_id: RecordId = store
+            .get_meta(META_RECORD)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or(ProfileError::Corrupt("identity vault id"))?;
+        let vault_key = vault::unlock(&header, unlock)?;
+        let master_bytes = vault_key
+            .open(&aad(&vault_id, META_VAULT), &header.wrapped_master())
+            .map_err(|_| ProfileError::WrongKey)?;
+        let master = SymmetricKey::from_slice(&master_bytes)?;
+        let bytes = open_meta(&store, &master, &vault_id, META_IDENTITY, "identity")?;
+        let identity = Identity::from_secret_bytes(&bytes)?;
+        Ok(Self {
+            store,
+            master,
+            vault_id,
+            identity,
+        })
+    }
+
+    /// The identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Store a small private value, sealed under the master key.
+    pub fn put_private(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        let key = format!("private/{name}");
+        let sealed = self.master.seal(&aad(&self.vault_id, &key), value)?;
+        let mut batch = WriteBatch::new();
+        batch.put_meta(key, sealed);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Read a private value.
+    pub fn get_private(&self, name: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        let key = format!("private/{name}");
+        if self.store.get_meta(&key)?.is_none() {
+            return Ok(None);
+        }
+        open_meta(
+            &self.store,
+            &self.master,
+            &self.vault_id,
+            &key,
+            "private value",
+        )
+        .map(Some)
+    }
+
+    /// Remove a private value.
+    pub fn delete_private(&mut self, name: &str) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete_meta(format!("private/{name}"));
+        self.store.commit(batch)?;
+        Ok(())
+    }
+}
+
+impl<S: Store> Profile<S> {
+    /// Set up a store for a record shared with `identity` (a carer's,
+    /// provider's or manager's view of someone else's record). It holds no
+    /// keys yet: they arrive wrapped in the access log on the first sync.
+    pub fn create_member(
+        store: S,
+        unlock: Unlock<'_>,
+        identity: Identity,
+        info: MemberInfo,
+    ) -> Result<Self> {
+        let details = super::ProfileDetails {
+            owner_name: info.owner_name,
+            creator: info.creator,
+            creator_card: info.creator_card,
+        };
+        Self::initialise(
+            store,
+            unlock,
+            info.record_id,
+            identity,
+            details,
+            super::Keyring::new(),
+        )
+    }
+
+    /// What a member needs to know to join this record.
+    pub fn member_info(&self) -> MemberInfo {
+        MemberInfo {
+            record_id: self.record.id,
+            creator: self.creator,
+            creator_card: self.creator_card.clone(),
+            owner_name: self.owner_name.clone(),
+        }
+    }
+
+    /// Store a small private value, sealed under the master key.
+    pub fn put_private(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        let key = format!("private/{name}");
+        let sealed = self.master.seal(&aad(&self.record.id, &key), value)?;
+        let mut batch = WriteBatch::new();
+        batch.put_meta(key, sealed);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Read a private value.
+    pub fn get_private(&self, name: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        let key = format!("private/{name}");
+        if self.store.get_meta(&key)?.is_none() {
+            return Ok(None);
+        }
+        open_meta(
+            &self.store,
+            &self.master,
+            &self.record.id,
+            &key,
+            "private value",
+        )
+        .map(Some)
+    }
+}

@@ -1,0 +1,310 @@
+//! Sharing through profiles: grants, revocation with key rotation, a
+//! manager acting for the owner, writers and forged writes. The relay is
+//! played by [`Relay`] below (ordering and storage only; the relay's own
+//! checks are tested in sync-server and tests/).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::crypto::{KdfParams, Role};
+use crate::sharing::GrantRole;
+use crate::store::MemoryStore;
+
+fn unlock() -> Unlock<'static> {
+    Unlock::Passphrase {
+        passphrase: b"pw",
+        params: Some(KdfParams::for_tests()),
+    }
+}
+
+/// One resource per section used here.
+fn resource(section: Section, n: usize) -> Value {
+    match section {
+        Section::Allergies => json!({"resourceType": "AllergyIntolerance", "id": format!("a{n}"),
+            "code": {"text": format!("allergy {n}")}, "patient": {"reference": "Patient/p"}}),
+        Section::Medications => {
+            json!({"resourceType": "MedicationStatement", "id": format!("m{n}"),
+            "status": "active", "medicationCodeableConcept": {"text": format!("med {n}")},
+            "subject": {"reference": "Patient/p"}})
+        }
+        Section::Conditions => json!({"resourceType": "Condition", "id": format!("c{n}"),
+            "code": {"text": format!("condition {n}")}, "subject": {"reference": "Patient/p"}}),
+        Section::Immunizations => json!({"resourceType": "Immunization", "id": format!("i{n}"),
+            "status": "completed", "vaccineCode": {"text": format!("vaccine {n}")},
+            "patient": {"reference": "Patient/p"}, "occurrenceDateTime": "2020-01-01"}),
+        _ => json!({"resourceType": "Observation", "id": format!("o{n}"), "status": "final",
+            "code": {"text": format!("lab {n}")}, "subject": {"reference": "Patient/p"}}),
+    }
+}
+
+const SECTIONS: [Section; 5] = [
+    Section::Allergies,
+    Section::Medications,
+    Section::Conditions,
+    Section::Immunizations,
+    Section::Labs,
+];
+
+/// Stand-in for the relay's storage: statements and envelopes in order.
+#[derive(Default)]
+struct Relay {
+    statements: Vec<crate::sharing::SignedStatement>,
+    envelopes: Vec<(u64, String, Vec<u8>)>,
+}
+
+impl Relay {
+    fn publish(&mut self, p: &mut Profile<MemoryStore>) {
+        let out = p.outbox(10_000).unwrap();
+        let mut acks = Vec::new();
+        for item in out {
+            let seq = self.envelopes.len() as u64 + 1;
+            self.envelopes.push((seq, item.section, item.envelope));
+            acks.push((item.hash, seq));
+        }
+        p.acknowledge(&acks).unwrap();
+    }
+
+    /// Append a statement made by `p` and apply it there.
+    fn statement(&mut self, p: &mut Profile<MemoryStore>, s: crate::sharing::SignedStatement) {
+        self.statements.push(s);
+        p.apply_access(self.statements.clone(), 0).unwrap();
+    }
+
+    /// Everything the relay holds, delivered to `p` whatever its grants
+    /// (a member that holds every byte). Returns the merge reports.
+    fn deliver_all(&self, p: &mut Profile<MemoryStore>) -> Vec<ApplyReport> {
+        p.apply_access(self.statements.clone(), 0).unwrap();
+        let sections: BTreeSet<String> = self.envelopes.iter().map(|e| e.1.clone()).collect();
+        sections
+            .iter()
+            .map(|s| {
+                let envs: Vec<(u64, Vec<u8>)> = self
+                    .envelopes
+                    .iter()
+                    .filter(|e| &e.1 == s)
+                    .map(|e| (e.0, e.2.clone()))
+                    .collect();
+                let next = envs.last().map_or(0, |e| e.0);
+                p.apply_remote(s, None, envs, next).unwrap()
+            })
+            .collect()
+    }
+}
+
+fn owner() -> Profile<MemoryStore> {
+    Profile::create(MemoryStore::new(), "Pat", unlock()).unwrap()
+}
+
+fn member(owner: &Profile<MemoryStore>, name: &str, role: Role) -> Profile<MemoryStore> {
+    let id = Identity::generate(name, role, None).unwrap();
+    Profile::create_member(MemoryStore::new(), unlock(), id, owner.member_info()).unwrap()
+}
+
+fn sections_seen(p: &Profile<MemoryStore>) -> BTreeSet<Section> {
+    p.query(&Query::default())
+        .iter()
+        .map(|e| e.section)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    /// Random grant matrices: each identity decrypts exactly the sections
+    /// it was granted, nothing else, though it is handed every envelope.
+    #[test]
+    fn carer_sees_only_granted_sections(
+        matrix in prop::collection::vec(prop::collection::btree_set(0usize..5, 0..=5), 1..4)
+    ) {
+        let mut relay = Relay::default();
+        let mut pat = owner();
+        let mut members = Vec::new();
+        for (i, granted) in matrix.iter().enumerate() {
+            let m = member(&pat, &format!("carer {i}"), Role::Carer);
+            let sections: Vec<Section> = granted.iter().map(|k| SECTIONS[*k]).collect();
+            if !sections.is_empty() {
+                let s = pat
+                    .grant_statement(m.identity_card(), GrantRole::Reader, &sections, None, "carer")
+                    .unwrap();
+                relay.statement(&mut pat, s);
+            }
+            members.push((m, sections.into_iter().collect::<BTreeSet<_>>()));
+        }
+        for (n, section) in SECTIONS.iter().enumerate() {
+            pat.add_resources(vec![resource(*section, n)], None).unwrap();
+        }
+        relay.publish(&mut pat);
+        for (m, granted) in &mut members {
+            let reports = relay.deliver_all(m);
+            prop_assert_eq!(&sections_seen(m), &*granted);
+            let refused: usize = reports.iter().map(|r| r.rejected.len()).sum();
+            prop_assert_eq!(refused, SECTIONS.len() - granted.len());
+        }
+    }
+}
+
+#[test]
+fn revoked_reader_decrypts_nothing_written_after() {
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    let mut carer = member(&pat, "daughter", Role::Carer);
+    let s = pat
+        .grant_statement(
+            carer.identity_card(),
+            GrantRole::Reader,
+            &[Section::Medications],
+            None,
+            "daughter",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    pat.add_resources(vec![resource(Section::Medications, 1)], None)
+        .unwrap();
+    relay.publish(&mut pat);
+    relay.deliver_all(&mut carer);
+    assert_eq!(carer.query(&Query::default()).len(), 1);
+
+    let s = pat.revoke_statement(&carer.device_id(), None).unwrap();
+    relay.statement(&mut pat, s);
+    assert_eq!(pat.members().epoch("medications"), 1);
+    for n in 2..7 {
+        pat.add_resources(vec![resource(Section::Medications, n)], None)
+            .unwrap();
+    }
+    relay.publish(&mut pat);
+    // The carer keeps its keys and is handed every byte.
+    let reports = relay.deliver_all(&mut carer);
+    assert_eq!(
+        carer.query(&Query::default()).len(),
+        1,
+        "nothing new readable"
+    );
+    assert_eq!(reports.iter().map(|r| r.rejected.len()).sum::<usize>(), 5);
+    // The owner's own other device, added after, reads everything through
+    // the key chain.
+    let mut tablet = member(&pat, "tablet", Role::PatientDevice);
+    let s = pat.add_device_statement(tablet.identity_card()).unwrap();
+    relay.statement(&mut pat, s);
+    relay.deliver_all(&mut tablet);
+    assert_eq!(tablet.query(&Query::default()).len(), 6);
+}
+
+#[test]
+fn writers_write_only_their_sections_and_readers_cannot_write() {
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    let mut gp = member(&pat, "GP", Role::Provider);
+    let mut carer = member(&pat, "carer", Role::Carer);
+    let s = pat
+        .grant_statement(
+            gp.identity_card(),
+            GrantRole::Writer,
+            &[Section::Labs],
+            None,
+            "GP",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    let s = pat
+        .grant_statement(
+            carer.identity_card(),
+            GrantRole::Reader,
+            &[Section::Labs],
+            None,
+            "carer",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    relay.deliver_all(&mut gp);
+    relay.deliver_all(&mut carer);
+    // The writer writes labs; it cannot even seal medications.
+    gp.add_resources(vec![resource(Section::Labs, 1)], Some("gp-system"))
+        .unwrap();
+    assert!(matches!(
+        gp.add_resources(vec![resource(Section::Medications, 2)], None),
+        Err(ProfileError::NoKey(_))
+    ));
+    // The reader holds the labs key and forges a write with it.
+    carer
+        .add_resources(vec![resource(Section::Labs, 3)], None)
+        .unwrap();
+    relay.publish(&mut gp);
+    relay.publish(&mut carer);
+    let reports = relay.deliver_all(&mut pat);
+    let entries = pat.query(&Query::default());
+    assert_eq!(entries.len(), 1, "only the writer's entry merges");
+    assert_eq!(entries[0].current.author, gp.device_id());
+    let refused: Vec<_> = reports.iter().flat_map(|r| r.rejected.clone()).collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].author, Some(carer.device_id()));
+}
+
+#[test]
+fn manager_can_grant_and_revoke_on_behalf() {
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    let mut parent = member(&pat, "parent", Role::Manager);
+    let s = pat
+        .grant_statement(
+            parent.identity_card(),
+            GrantRole::Manager,
+            &[],
+            None,
+            "parent",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    relay.deliver_all(&mut parent);
+    assert!(parent.may_administer());
+    assert_eq!(parent.readable_sections().len(), Section::ALL.len());
+    let mut nurse = member(&pat, "nurse", Role::Carer);
+    let s = parent
+        .grant_statement(
+            nurse.identity_card(),
+            GrantRole::Reader,
+            &[Section::Immunizations],
+            None,
+            "school nurse",
+        )
+        .unwrap();
+    relay.statement(&mut parent, s);
+    pat.add_resources(vec![resource(Section::Immunizations, 1)], None)
+        .unwrap();
+    relay.publish(&mut pat);
+    relay.deliver_all(&mut nurse);
+    assert_eq!(nurse.query(&Query::default()).len(), 1);
+    // The manager revokes; the owner follows the rotation.
+    let s = parent.revoke_statement(&nurse.device_id(), None).unwrap();
+    relay.statement(&mut parent, s);
+    relay.deliver_all(&mut pat);
+    assert_eq!(pat.members().epoch("immunizations"), 1);
+    pat.add_resources(vec![resource(Section::Immunizations, 2)], None)
+        .unwrap();
+    relay.publish(&mut pat);
+    relay.deliver_all(&mut nurse);
+    relay.deliver_all(&mut parent);
+    assert_eq!(nurse.query(&Query::default()).len(), 1);
+    assert_eq!(
+        parent
+            .query(&Query::default())
+            .iter()
+            .filter(|e| e.section == Section::Immunizations)
+            .count(),
+        2
+    );
+    // A carer cannot grant.
+    assert!(matches!(
+        nurse.grant_statement(
+            pat.identity_card(),
+            GrantRole::Reader,
+            &[Section::Labs],
+            None,
+            "x"
+        ),
+        Err(ProfileError::NotAllowed(_))
+    ));
+}

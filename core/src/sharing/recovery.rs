@@ -1,0 +1,193 @@
+//! Recovery keys: 32 random bytes the patient writes down, which restore
+//! the record on a new device from the relay's ciphertext alone.
+//!
+//! From the secret, HKDF-SHA256 derives an identity (Ed25519 seed and
+//! X25519 key) that an owner device adds to the access log as an owner
+//! device (`add-recovery`), with every section key wrapped to it, and a
+//! sealing key for the record's facts (creator, owner's name) kept in that
+//! statement. Printed form: `SATCHEL-` then base32 of
+//! `record id (16) || secret (32) || SHA-256(record id || secret)[..2]`,
+//! in groups of four; the checksum catches typing mistakes before any
+//! network call.
+
+use data_encoding::BASE32_NOPAD;
+use ring::hkdf::{self, HKDF_SHA256};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::crypto::{CryptoError, Identity, Role, SymmetricKey};
+use crate::ids::RecordId;
+
+const PREFIX: &str = "SATCHEL-";
+
+/// Why a recovery key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoveryKeyError {
+    #[error("this is not a Satchel recovery key (it should start with SATCHEL- and have 20 groups of 4 characters)")]
+    Format,
+    #[error(
+        "the recovery key has a typing mistake (its checksum does not match); check each group"
+    )]
+    Checksum,
+    #[error("the recovery key could not derive its keys")]
+    Derive,
+}
+
+/// A record's recovery key. Debug never shows the secret.
+pub struct RecoveryKey {
+    pub record_id: RecordId,
+    secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for RecoveryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveryKey")
+            .field("record_id", &self.record_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Len(usize);
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn checksum(record: &RecordId, secret: &[u8; 32]) -> [u8; 2] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(record.as_bytes());
+    ctx.update(secret);
+    let d = ctx.finish();
+    [d.as_ref()[0], d.as_ref()[1]]
+}
+
+impl RecoveryKey {
+    /// A fresh recovery key for `record`.
+    pub fn generate(record_id: RecordId) -> Result<Self, CryptoError> {
+        let key = SymmetricKey::generate()?;
+        Ok(Self {
+            record_id,
+            secret: Zeroizing::new(*key.expose()),
+        })
+    }
+
+    /// The printed form (groups of four characters).
+    pub fn to_printable(&self) -> Zeroizing<String> {
+        let mut raw = Zeroizing::new(Vec::with_capacity(50));
+        raw.extend_from_slice(self.record_id.as_bytes());
+        raw.extend_from_slice(self.secret.as_ref());
+        raw.extend_from_slice(&checksum(&self.record_id, &self.secret));
+        let mut body = BASE32_NOPAD.encode(&raw);
+        let grouped: Vec<&str> = body
+            .as_bytes()
+            .chunks(4)
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        let out = Zeroizing::new(format!("{PREFIX}{}", grouped.join("-")));
+        body.zeroize();
+        out
+    }
+
+    /// Read a printed key (case, spaces and dashes are forgiven).
+    pub fn parse(text: &str) -> Result<Self, RecoveryKeyError> {
+        let upper = Zeroizing::new(text.trim().to_ascii_uppercase());
+        let body = upper
+            .strip_prefix(PREFIX.trim_end_matches('-'))
+            .ok_or(RecoveryKeyError::Format)?;
+        let compact: Zeroizing<String> = Zeroizing::new(
+            body.chars()
+                .filter(|c| !matches!(c, '-' | ' ' | '\n' | '\t'))
+                .collect(),
+        );
+        let raw = Zeroizing::new(
+            BASE32_NOPAD
+                .decode(compact.as_bytes())
+                .map_err(|_| RecoveryKeyError::Format)?,
+        );
+        if raw.len() != 50 {
+            return Err(RecoveryKeyError::Format);
+        }
+        let record_id = RecordId::from_slice(&raw[..16]).map_err(|_| RecoveryKeyError::Format)?;
+        let mut secret = Zeroizing::new([0u8; 32]);
+        secret.copy_from_slice(&raw[16..48]);
+        if checksum(&record_id, &secret) != raw[48..50] {
+            return Err(RecoveryKeyError::Checksum);
+        }
+        Ok(Self { record_id, secret })
+    }
+
+    fn derive(&self, info: &str) -> Result<Zeroizing<[u8; 32]>, RecoveryKeyError> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        let prk =
+            hkdf::Salt::new(HKDF_SHA256, b"satchel/v1/recovery").extract(self.secret.as_ref());
+        let label = format!("{info}|{}", self.record_id);
+        let infos = [label.as_bytes()];
+        prk.expand(&infos, Len(32))
+            .and_then(|okm| okm.fill(out.as_mut()))
+            .map_err(|_| RecoveryKeyError::Derive)?;
+        Ok(out)
+    }
+
+    /// The recovery identity (always the same for this key).
+    pub fn identity(&self) -> Result<Identity, RecoveryKeyError> {
+        Identity::from_seeds(
+            self.derive("signing")?,
+            self.derive("agreement")?,
+            "Recovery key",
+            Role::PatientDevice,
+            None,
+        )
+        .map_err(|_| RecoveryKeyError::Derive)
+    }
+
+    fn sealing_key(&self) -> Result<SymmetricKey, RecoveryKeyError> {
+        Ok(SymmetricKey::from_bytes(*self.derive("seal")?))
+    }
+
+    fn aad(&self) -> Vec<u8> {
+        format!("satchel/v1/recovery-info|{}", self.record_id).into_bytes()
+    }
+
+    /// Seal the record's facts for the `add-recovery` statement.
+    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, RecoveryKeyError> {
+        self.sealing_key()?
+            .seal(&self.aad(), plain)
+            .map_err(|_| RecoveryKeyError::Derive)
+    }
+
+    /// Open what [`RecoveryKey::seal`] sealed (`None`: not this key's).
+    pub fn open(&self, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.sealing_key().ok()?.open(&self.aad(), sealed).ok()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_round_trip_checksum_and_determinism() {
+        let key = RecoveryKey::generate(RecordId::random()).unwrap();
+        let text = key.to_printable();
+        assert!(text.starts_with(PREFIX));
+        let back = RecoveryKey::parse(&text.to_lowercase().replace('-', " ")).unwrap();
+        assert_eq!(back.record_id, key.record_id);
+        assert_eq!(back.identity().unwrap().id(), key.identity().unwrap().id());
+        let sealed = key.seal(b"facts").unwrap();
+        assert_eq!(&back.open(&sealed).unwrap()[..], b"facts");
+        // One typo: the checksum (or the format) catches it.
+        let mut chars: Vec<char> = text.chars().collect();
+        let i = PREFIX.len() + 10;
+        chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+        let typo: String = chars.into_iter().collect();
+        assert!(RecoveryKey::parse(&typo).is_err());
+        assert!(matches!(
+            RecoveryKey::parse("hello"),
+            Err(RecoveryKeyError::Format)
+        ));
+        let other = RecoveryKey::generate(key.record_id).unwrap();
+        assert!(other.open(&sealed).is_none());
+        assert!(!format!("{key:?}").contains(&text[PREFIX.len()..PREFIX.len() + 8]));
+    }
+}

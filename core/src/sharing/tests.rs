@@ -1,0 +1,277 @@
+use super::*;
+use crate::crypto::{wrap_key, Identity, Role, SectionKey};
+use crate::ids::RecordId;
+
+struct Log {
+    record: RecordId,
+    creator: Identity,
+    statements: Vec<SignedStatement>,
+    members: Members,
+}
+
+impl Log {
+    fn new() -> Self {
+        let creator = Identity::generate("phone", Role::PatientDevice, None).unwrap();
+        let record = RecordId::random();
+        let members = Members::root(record, creator.id(), Some(creator.card()));
+        Log {
+            record,
+            creator,
+            statements: Vec::new(),
+            members,
+        }
+    }
+
+    fn make(&self, by: &Identity, change: AccessChange) -> SignedStatement {
+        AccessStatement {
+            record_id: self.record,
+            by: by.id(),
+            at_ms: 1_000,
+            prev: self.members.head,
+            change,
+        }
+        .sign(by)
+    }
+
+    fn push(&mut self, s: SignedStatement) -> Result<(), SharingError> {
+        verify_next(&mut self.members, &s)?;
+        self.statements.push(s);
+        Ok(())
+    }
+
+    fn wrap(&self, to: &Identity, section: &str, epoch: u32) -> KeyWrap {
+        let key = SectionKey::generate().unwrap();
+        KeyWrap {
+            section: section.into(),
+            epoch,
+            to: to.id(),
+            key: wrap_key(
+                to.card(),
+                key.expose(),
+                &key_wrap_aad(&self.record, section, epoch, &to.id()),
+            )
+            .unwrap(),
+        }
+    }
+
+    fn grant(
+        &self,
+        by: &Identity,
+        to: &Identity,
+        role: GrantRole,
+        sections: &[&str],
+        expires: Option<i64>,
+    ) -> SignedStatement {
+        let keys = sections
+            .iter()
+            .map(|s| self.wrap(to, s, self.members.epoch(s)))
+            .collect();
+        self.make(
+            by,
+            AccessChange::Grant {
+                grantee: to.card().clone(),
+                role,
+                sections: sections.iter().map(|s| s.to_string()).collect(),
+                expires_at_ms: expires,
+                label: "test".into(),
+                keys,
+            },
+        )
+    }
+
+    fn rotation(&self, section: &str, to: &[&Identity]) -> Rotation {
+        let epoch = self.members.epoch(section) + 1;
+        Rotation {
+            section: section.into(),
+            epoch,
+            chain: vec![1, 2, 3],
+            keys: to.iter().map(|i| self.wrap(i, section, epoch)).collect(),
+        }
+    }
+}
+
+fn person(name: &str, role: Role) -> Identity {
+    Identity::generate(name, role, None).unwrap()
+}
+
+#[test]
+fn grants_give_exactly_their_sections_until_expiry() {
+    let mut log = Log::new();
+    let carer = person("carer", Role::Carer);
+    let gp = person("gp", Role::Provider);
+    let s = log.grant(
+        &log.creator,
+        &carer,
+        GrantRole::Reader,
+        &["medications", "allergies"],
+        Some(5_000),
+    );
+    log.push(s).unwrap();
+    let s = log.grant(&log.creator, &gp, GrantRole::Writer, &["labs"], None);
+    log.push(s).unwrap();
+    let m = &log.members;
+    assert!(m.may_read(&carer.id(), "medications", 4_999));
+    assert!(!m.may_read(&carer.id(), "medications", 5_000), "expired");
+    assert!(!m.may_read(&carer.id(), "labs", 1));
+    assert!(!m.may_write(&carer.id(), "medications", 1), "reader");
+    assert!(m.may_write(&gp.id(), "labs", 1));
+    assert!(
+        !m.may_write(&gp.id(), "medications", 1),
+        "outside its sections"
+    );
+    assert!(m.wrote_with(&gp.id(), "labs", 0));
+    assert!(!m.may_administer(&gp.id(), 1));
+    // The whole log verifies from scratch too.
+    let again = verify_log(
+        log.record,
+        log.creator.id(),
+        Some(log.creator.card()),
+        &log.statements,
+    )
+    .unwrap();
+    assert_eq!(&again, m);
+}
+
+#[test]
+fn only_owners_and_live_managers_administer() {
+    let mut log = Log::new();
+    let carer = person("carer", Role::Carer);
+    let parent = person("parent", Role::Manager);
+    let other = person("other", Role::Carer);
+    let s = log.grant(
+        &log.creator,
+        &carer,
+        GrantRole::Reader,
+        &["allergies"],
+        None,
+    );
+    log.push(s).unwrap();
+    // A reader cannot grant.
+    let s = log.grant(&carer, &other, GrantRole::Reader, &["allergies"], None);
+    assert!(matches!(log.push(s), Err(SharingError::NotAllowed { .. })));
+    // A manager can, on behalf of the owner; it holds every section.
+    let s = log.grant(
+        &log.creator,
+        &parent,
+        GrantRole::Manager,
+        &["allergies"],
+        None,
+    );
+    log.push(s).unwrap();
+    assert!(log.members.may_read(&parent.id(), "labs", 1));
+    let s = log.grant(&parent, &other, GrantRole::Reader, &["vitals"], None);
+    log.push(s).unwrap();
+    assert!(log.members.may_read(&other.id(), "vitals", 1));
+    // A manager cannot revoke an owner device.
+    let phone2 = person("tablet", Role::PatientDevice);
+    let s = log.make(
+        &log.creator,
+        AccessChange::AddDevice {
+            device: phone2.card().clone(),
+            keys: vec![],
+        },
+    );
+    log.push(s).unwrap();
+    let s = log.make(
+        &parent,
+        AccessChange::Revoke {
+            identity: phone2.id(),
+            sections: None,
+            rotations: vec![],
+        },
+    );
+    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
+}
+
+#[test]
+fn revocation_rotates_exactly_what_was_taken() {
+    let mut log = Log::new();
+    let carer = person("carer", Role::Carer);
+    let s = log.grant(
+        &log.creator,
+        &carer,
+        GrantRole::Reader,
+        &["medications", "allergies"],
+        None,
+    );
+    log.push(s).unwrap();
+    // Missing a rotation: refused.
+    let rot = log.rotation("medications", &[&log.creator]);
+    let s = log.make(
+        &log.creator,
+        AccessChange::Revoke {
+            identity: carer.id(),
+            sections: None,
+            rotations: vec![rot],
+        },
+    );
+    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
+    // A new key wrapped to the revoked carer: refused.
+    let rots = vec![
+        log.rotation("medications", &[&log.creator, &carer]),
+        log.rotation("allergies", &[&log.creator]),
+    ];
+    let s = log.make(
+        &log.creator,
+        AccessChange::Revoke {
+            identity: carer.id(),
+            sections: None,
+            rotations: rots,
+        },
+    );
+    assert!(log.push(s).is_err());
+    // Correct: both rotated to epoch 1, wrapped to the owner only.
+    let rots = vec![
+        log.rotation("medications", &[&log.creator]),
+        log.rotation("allergies", &[&log.creator]),
+    ];
+    let s = log.make(
+        &log.creator,
+        AccessChange::Revoke {
+            identity: carer.id(),
+            sections: None,
+            rotations: rots,
+        },
+    );
+    log.push(s).unwrap();
+    assert_eq!(log.members.epoch("medications"), 1);
+    assert_eq!(log.members.epoch("labs"), 0);
+    assert!(log.members.access(&carer.id()).is_none());
+    assert!(log.members.former.contains_key(&carer.id()));
+}
+
+#[test]
+fn chain_forks_and_tampering_are_refused() {
+    let mut log = Log::new();
+    let carer = person("carer", Role::Carer);
+    let first = log.grant(
+        &log.creator,
+        &carer,
+        GrantRole::Reader,
+        &["allergies"],
+        None,
+    );
+    let concurrent = log.grant(&log.creator, &carer, GrantRole::Reader, &["labs"], None);
+    log.push(first).unwrap();
+    // Made on the same head as `first`: a fork.
+    assert!(matches!(
+        log.push(concurrent),
+        Err(SharingError::Fork { index: 1 })
+    ));
+    // Another record's statement.
+    let mut other = Log::new();
+    let foreign = other.grant(&other.creator, &carer, GrantRole::Reader, &["labs"], None);
+    other.push(foreign.clone()).unwrap();
+    assert!(verify_log(log.record, log.creator.id(), None, &[foreign]).is_err());
+    // Flipped bytes.
+    let mut bad = log.statements[0].clone();
+    let n = bad.statement.len() / 2;
+    bad.statement[n] ^= 1;
+    assert!(verify_log(log.record, log.creator.id(), None, &[bad]).is_err());
+    // JSON round trip of the wire form.
+    let json = serde_json::to_string(&log.statements[0]).unwrap();
+    assert_eq!(
+        serde_json::from_str::<SignedStatement>(&json).unwrap(),
+        log.statements[0]
+    );
+}
