@@ -25,4 +25,8 @@ pub mod store;
 pub mod sync;
 pub mod wearables;
 
+// The byte-level test vectors of docs/protocol.md, checked against the code.
+#[cfg(test)]
+mod protocol_vectors;
+
 uniffi::setup_scaffolding!();

@@ -181,6 +181,21 @@ impl Envelope {
         plaintext: &[u8],
         signer: &Identity,
     ) -> Result<Envelope> {
+        let salt: [u8; 32] = random::array()?;
+        Self::seal_with_salt(key, header, plaintext, signer, salt)
+    }
+
+    /// [`Envelope::seal`] with a caller-given salt (same checks).
+    /// Only `seal` (fresh random salt) and the protocol test vectors
+    /// (`core/src/protocol_vectors.rs`) call it: a salt reused under the same
+    /// section key and header would reuse the AES-GCM key and nonce.
+    pub(crate) fn seal_with_salt(
+        key: &SectionKey,
+        header: EnvelopeHeader,
+        plaintext: &[u8],
+        signer: &Identity,
+        salt: [u8; 32],
+    ) -> Result<Envelope> {
         header.validate()?;
         if signer.id() != header.author {
             return Err(CryptoError::Malformed(
@@ -190,7 +205,6 @@ impl Envelope {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(CryptoError::Malformed("envelope payload (too large)"));
         }
-        let salt: [u8; 32] = random::array()?;
         let (aead, nonce) = key.derive(&salt)?;
         let mut ciphertext = Vec::with_capacity(plaintext.len() + TAG_LEN);
         ciphertext.extend_from_slice(plaintext);

@@ -12,6 +12,7 @@ use std::fmt;
 
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
+use hpke::rand_core::CryptoRng;
 use hpke::{Deserializable, Kem, OpModeR, OpModeS, Serializable};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -52,18 +53,32 @@ impl fmt::Debug for WrappedKey {
 /// record id, section and epoch). The card's self-signature is checked first
 /// (`BadSignature` if it fails).
 pub fn wrap_key(recipient: &IdentityCard, key: &[u8], aad: &[u8]) -> Result<WrappedKey> {
+    let mut rng = RingRng::new();
+    let wrapped = wrap_key_with_rng(recipient, key, aad, &mut rng);
+    // A failed fill zero-filled the ephemeral key: discard whatever it made.
+    rng.check()?;
+    wrapped
+}
+
+/// [`wrap_key`] drawing the HPKE ephemeral key (`DeriveKeyPair` of 32
+/// bytes, RFC 9180 §7.1.3) from `rng`. Only `wrap_key` (ring's system RNG)
+/// and the protocol test vectors ([`FixedRng`]) call it.
+pub(crate) fn wrap_key_with_rng(
+    recipient: &IdentityCard,
+    key: &[u8],
+    aad: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<WrappedKey> {
     recipient.verify()?;
     let pk = <AgreementKem as Kem>::PublicKey::from_bytes(&recipient.agreement_key)
         .map_err(|_| CryptoError::Malformed("recipient agreement key"))?;
-    let mut rng = RingRng::new();
     let (enc, mut ctx) = hpke::setup_sender_with_rng::<WrapAead, WrapKdf, AgreementKem>(
         &OpModeS::Base,
         &pk,
         KEY_WRAP_INFO,
-        &mut rng,
+        rng,
     )
     .map_err(|_| CryptoError::Malformed("recipient agreement key"))?;
-    rng.check()?;
     let ciphertext = ctx
         .seal(key, aad)
         .map_err(|_| CryptoError::Malformed("key to wrap"))?;
@@ -74,6 +89,36 @@ pub fn wrap_key(recipient: &IdentityCard, key: &[u8], aad: &[u8]) -> Result<Wrap
         ciphertext,
     })
 }
+
+/// Deterministic "RNG" for test vectors: hands out fixed bytes in order and
+/// panics when they run out (tests only).
+#[cfg(test)]
+pub(crate) struct FixedRng(pub(crate) Vec<u8>);
+
+#[cfg(test)]
+impl hpke::rand_core::TryRng for FixedRng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> std::result::Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> std::result::Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> std::result::Result<(), Self::Error> {
+        assert!(dst.len() <= self.0.len(), "fixed randomness exhausted");
+        let rest = self.0.split_off(dst.len());
+        dst.copy_from_slice(&self.0);
+        self.0 = rest;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl hpke::rand_core::TryCryptoRng for FixedRng {}
 
 /// Decrypt a [`WrappedKey`] addressed to `me`. Wrong recipient, wrong `aad`
 /// or any modification gives [`CryptoError::Decrypt`].
@@ -99,8 +144,6 @@ pub fn unwrap_key(me: &Identity, wrapped: &WrappedKey, aad: &[u8]) -> Result<Zer
 mod tests {
     use super::*;
     use crate::crypto::identity::Role;
-    use hpke::rand_core::{TryCryptoRng, TryRng};
-    use std::convert::Infallible;
 
     fn carer() -> Identity {
         Identity::generate("Sam (carer)", Role::Carer, None).unwrap()
@@ -169,27 +212,6 @@ mod tests {
         assert_eq!(back, wrapped);
         assert!(!format!("{wrapped:?}").contains("enc: ["));
     }
-
-    /// Deterministic "RNG" that hands out fixed bytes (RFC ikmE).
-    struct FixedRng(Vec<u8>);
-
-    impl TryRng for FixedRng {
-        type Error = Infallible;
-        fn try_next_u32(&mut self) -> std::result::Result<u32, Infallible> {
-            unimplemented!("only fill_bytes is used")
-        }
-        fn try_next_u64(&mut self) -> std::result::Result<u64, Infallible> {
-            unimplemented!("only fill_bytes is used")
-        }
-        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> std::result::Result<(), Infallible> {
-            assert!(dst.len() <= self.0.len(), "fixed randomness exhausted");
-            let rest = self.0.split_off(dst.len());
-            dst.copy_from_slice(&self.0);
-            self.0 = rest;
-            Ok(())
-        }
-    }
-    impl TryCryptoRng for FixedRng {}
 
     /// X25519 scalar clamping (RFC 7748 §5).
     fn clamp(sk: &[u8]) -> Vec<u8> {
