@@ -160,7 +160,7 @@ fn demo_story_end_to_end() {
     assert_eq!(entries(&after).len(), entries(&visible).len());
     let hba1c_entry = entries(&after)
         .iter()
-        .find(|e| e["source_id"] == "demo-hba1c")
+        .find(|e| e["source_id"] == "Observation/demo-hba1c")
         .expect("the HbA1c entry");
     assert_eq!(hba1c_entry["versions"], 2);
 
