@@ -47,6 +47,9 @@ pub struct VersionInfo {
     pub date_ms: Option<i64>,
     /// Indexed display strings (for list rows without parsing JSON).
     pub displays: Vec<String>,
+    /// Written over the same earlier version as another version, without
+    /// knowing of it (set in `history`; see `EntryInfo::conflict`).
+    pub concurrent: bool,
 }
 
 impl From<&EntryVersion> for VersionInfo {
@@ -58,6 +61,7 @@ impl From<&EntryVersion> for VersionInfo {
             resource_json: v.resource.to_string(),
             date_ms: v.date,
             displays: v.displays.clone(),
+            concurrent: v.concurrent,
         }
     }
 }
@@ -75,6 +79,11 @@ pub struct EntryInfo {
     pub version_count: u32,
     /// True when the entry was marked entered-in-error (hidden from lists).
     pub entered_in_error: bool,
+    /// Conflicting changes: two versions were written over the same
+    /// earlier one without knowing of each other (e.g. a dose changed on
+    /// two devices offline). `current` is chosen by the same rule on every
+    /// device; show the entry as conflicting and offer its history.
+    pub conflict: bool,
     pub current: VersionInfo,
 }
 
@@ -89,6 +98,7 @@ impl From<&Entry> for EntryInfo {
             created_at_ms: e.created_at_ms,
             version_count: u32::try_from(e.version_count).unwrap_or(u32::MAX),
             entered_in_error: e.status == EntryStatus::EnteredInError,
+            conflict: e.conflict,
             current: VersionInfo::from(&e.current),
         }
     }

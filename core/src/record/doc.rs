@@ -13,7 +13,7 @@ use automerge::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::layout::{self, Creation, VersionHeader};
+use super::layout::{self, Base, Creation, VersionHeader};
 use super::wire;
 use super::{RecordError, Section};
 use crate::fhir::{self, Coding, ResourceSummary};
@@ -87,6 +87,10 @@ pub struct EntryVersion {
     pub recorded_at_ms: i64,
     /// `active` or `entered-in-error`.
     pub status: EntryStatus,
+    /// Written over the same earlier version as another version of the
+    /// entry, without knowing of it (set by `history`; see [`Entry::conflict`]).
+    #[serde(default)]
+    pub concurrent: bool,
     /// The resource of this version.
     pub resource: Value,
     /// Clinical date (start, unix ms UTC), from the index.
@@ -134,6 +138,13 @@ pub struct Entry {
     pub version_count: usize,
     /// `EnteredInError` iff any version has that status (sticky).
     pub status: EntryStatus,
+    /// Two or more versions were written over the same earlier version
+    /// (e.g. a dose changed on two devices offline, or by the patient and a
+    /// provider at once). The current version was still chosen by the one
+    /// rule above, the same on every device, but the other change is not
+    /// silently dropped: it is in `history`, and a screen must say so.
+    #[serde(default)]
+    pub conflict: bool,
 }
 
 impl Entry {
@@ -204,6 +215,8 @@ struct VersionKey {
 struct IndexedVersion {
     key: VersionKey,
     status: EntryStatus,
+    /// The version it was written over, if recorded.
+    base: Option<Base>,
 }
 
 /// An entry's immutable metadata, from the version that created it.
@@ -251,6 +264,7 @@ impl IndexedEntry {
             versions: vec![IndexedVersion {
                 key: key_of(h, pos),
                 status: h.status,
+                base: h.base,
             }],
             hidden: h.status == EntryStatus::EnteredInError,
             date: h.date,
@@ -263,6 +277,7 @@ impl IndexedEntry {
         let v = IndexedVersion {
             key: key_of(h, pos),
             status: h.status,
+            base: h.base,
         };
         let at = self.versions.partition_point(|x| x.key < v.key);
         if at == self.versions.len() {
@@ -285,8 +300,32 @@ impl IndexedEntry {
         self.versions.last()
     }
 
+    /// Bases that two or more versions were written over: each is a
+    /// conflict (changes made without knowing of each other).
+    fn contested_bases(&self) -> Vec<Base> {
+        let mut bases: Vec<Base> = self.versions.iter().filter_map(|v| v.base).collect();
+        bases.sort_unstable();
+        let mut contested: Vec<Base> = bases
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect();
+        contested.dedup();
+        contested
+    }
+
     fn current_header(&self) -> Option<VersionHeader<'_>> {
         VersionHeader::decode(&self.current_header)
+    }
+}
+
+impl VersionKey {
+    /// How a later version names this one as its base.
+    fn base(&self) -> Base {
+        Base {
+            recorded_at: self.recorded_at,
+            author: self.author,
+        }
     }
 }
 
@@ -501,6 +540,7 @@ pub(super) fn prepare_entry(
         new.author,
         new.recorded_at_ms,
         Some(creation),
+        None,
         summary,
         &new.resource,
     )
@@ -885,8 +925,10 @@ impl SectionDoc {
         if self.check_fits(&resource, &summary).is_err() {
             return Err(wrong);
         }
-        let version = layout::encode_version(id, author, recorded_at_ms, None, &summary, &resource)
-            .map_err(|_| RecordError::Automerge("could not serialise the resource".into()))?;
+        let base = indexed.current().map(|v| v.key.base());
+        let version =
+            layout::encode_version(id, author, recorded_at_ms, None, base, &summary, &resource)
+                .map_err(|_| RecordError::Automerge("could not serialise the resource".into()))?;
         self.append_versions(vec![version])
     }
 
@@ -909,7 +951,13 @@ impl SectionDoc {
         let current = indexed.current().ok_or(RecordError::UnknownEntry(id))?;
         let version = self
             .with_version_bytes(current.key.pos, |bytes| {
-                layout::reissue_version(bytes, author, recorded_at_ms, EntryStatus::EnteredInError)
+                layout::reissue_version(
+                    bytes,
+                    author,
+                    recorded_at_ms,
+                    EntryStatus::EnteredInError,
+                    current.key.base(),
+                )
             })
             .ok_or(RecordError::UnknownEntry(id))?;
         self.append_versions(vec![version])
@@ -938,6 +986,7 @@ impl SectionDoc {
                 author: h.author,
                 recorded_at_ms: h.recorded_at,
                 status: h.status,
+                concurrent: false,
                 resource,
                 date: h.date,
                 date_text: h.date_text.map(str::to_string),
@@ -955,6 +1004,10 @@ impl SectionDoc {
     }
 
     fn build_entry(&self, id: EntryId, e: &IndexedEntry) -> Option<Entry> {
+        let contested = e.contested_bases();
+        let newest = e.current()?;
+        let mut current = self.full_version(newest)?;
+        current.concurrent = newest.base.is_some_and(|b| contested.contains(&b));
         Some(Entry {
             id,
             section: self.section,
@@ -963,9 +1016,10 @@ impl SectionDoc {
             source_id: e.meta.source_id.clone(),
             created_by: e.meta.created_by,
             created_at_ms: e.meta.created_at,
-            current: self.full_version(e.current()?)?,
+            current,
             version_count: e.versions.len(),
             status: e.status(),
+            conflict: !contested.is_empty(),
         })
     }
 
@@ -982,9 +1036,14 @@ impl SectionDoc {
             .entries
             .get(&id)
             .ok_or(RecordError::UnknownEntry(id))?;
+        let contested = e.contested_bases();
         Ok(e.versions
             .iter()
-            .filter_map(|v| self.full_version(v))
+            .filter_map(|v| {
+                let mut full = self.full_version(v)?;
+                full.concurrent = v.base.is_some_and(|b| contested.contains(&b));
+                Some(full)
+            })
             .collect())
     }
 
@@ -1202,6 +1261,7 @@ mod tests {
                 IdentityId([2; 32]),
                 at,
                 None,
+                None,
                 &summary,
                 &resource("a"),
             )
@@ -1216,6 +1276,7 @@ mod tests {
                 source_system: None,
                 source_id: None,
             }),
+            None,
             &summary,
             &resource("x"),
         )

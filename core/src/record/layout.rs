@@ -35,6 +35,16 @@ use crate::fhir::ResourceSummary;
 use crate::ids::{EntryId, IdentityId};
 
 const FORMAT_1: u8 = 1;
+/// Tag of the optional trailing base field of a version header.
+const BASE_TAG: u8 = 1;
+
+fn put_base(out: &mut Vec<u8>, base: Option<Base>) {
+    if let Some(b) = base {
+        out.push(BASE_TAG);
+        out.extend_from_slice(&b.recorded_at.to_le_bytes());
+        out.extend_from_slice(b.author.as_bytes());
+    }
+}
 
 // ----- primitives ------------------------------------------------------------
 
@@ -196,6 +206,16 @@ pub(super) struct Creation<'a> {
 }
 
 /// A version header, borrowed and fully validated.
+/// The version a new version was written over: the current version as its
+/// author saw it, named by (recorded_at, author) so that every replica
+/// names it the same. Two versions with the same base were written without
+/// knowing of each other: a conflict to show, not to hide.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub(crate) struct Base {
+    pub recorded_at: i64,
+    pub author: IdentityId,
+}
+
 #[derive(Clone, Copy)]
 pub(super) struct VersionHeader<'a> {
     pub entry: EntryId,
@@ -207,8 +227,15 @@ pub(super) struct VersionHeader<'a> {
     pub date_text: Option<&'a str>,
     pub codes: Items<'a>,
     pub displays: Items<'a>,
+    /// The version this one was written over (amendments and
+    /// entered-in-error); `None` for creations and for versions written
+    /// before bases were recorded. An optional trailing field: older
+    /// readers ignore it.
+    pub base: Option<Base>,
     /// Where the index fields (date onwards) start in the header.
     index_fields: usize,
+    /// Where they end (the base, if any, follows).
+    index_end: usize,
 }
 
 impl<'a> VersionHeader<'a> {
@@ -254,6 +281,18 @@ impl<'a> VersionHeader<'a> {
             count,
             bytes: &start[..start.len() - r.buf.len()],
         };
+        let index_end = header.len() - r.buf.len();
+        // Trailing fields are optional and skipped when not understood
+        // (a later format may add more).
+        let base = match r.u8() {
+            Some(BASE_TAG) => (|| {
+                Some(Base {
+                    recorded_at: r.i64()?,
+                    author: r.identity()?,
+                })
+            })(),
+            _ => None,
+        };
         Some(VersionHeader {
             entry,
             author,
@@ -264,7 +303,9 @@ impl<'a> VersionHeader<'a> {
             date_text,
             codes,
             displays,
+            base,
             index_fields,
+            index_end,
         })
     }
 }
@@ -314,6 +355,7 @@ pub(super) fn encode_version(
     author: IdentityId,
     recorded_at: i64,
     creation: Option<Creation<'_>>,
+    base: Option<Base>,
     summary: &ResourceSummary,
     resource: &Value,
 ) -> Result<Vec<u8>, serde_json::Error> {
@@ -343,6 +385,7 @@ pub(super) fn encode_version(
     for d in &summary.displays {
         put_str(&mut header, d);
     }
+    put_base(&mut header, base);
     let mut out = assemble(&header, 1024);
     serde_json::to_writer(&mut out, resource)?;
     Ok(out)
@@ -356,13 +399,15 @@ pub(super) fn reissue_version(
     author: IdentityId,
     recorded_at: i64,
     status: EntryStatus,
+    base: Base,
 ) -> Option<Vec<u8>> {
     let (header, resource) = split_version(bytes)?;
     let h = VersionHeader::decode(header)?;
-    let rest = header.get(h.index_fields..)?;
-    let mut new_header = Vec::with_capacity(header.len());
+    let rest = header.get(h.index_fields..h.index_end)?;
+    let mut new_header = Vec::with_capacity(header.len() + 41);
     put_prefix(&mut new_header, h.entry, author, recorded_at, status, None);
     new_header.extend_from_slice(rest);
+    put_base(&mut new_header, Some(base));
     let mut out = assemble(&new_header, resource.len());
     out.extend_from_slice(resource);
     Some(out)
@@ -411,6 +456,7 @@ mod tests {
             IdentityId([7; 32]),
             42,
             Some(creation),
+            None,
             &summary(),
             &value,
         )
@@ -431,9 +477,21 @@ mod tests {
         );
         assert_eq!(h.displays.strs().collect::<Vec<_>>(), vec!["Ünïcode", ""]);
 
-        // Re-issued: new author, time and status; no creation; the rest kept.
-        let again =
-            reissue_version(&bytes, IdentityId([9; 32]), 7, EntryStatus::EnteredInError).unwrap();
+        assert_eq!(h.base, None);
+        // Re-issued: new author, time and status; no creation; the rest
+        // kept; the base names the version it was written over.
+        let base = Base {
+            recorded_at: 42,
+            author: IdentityId([7; 32]),
+        };
+        let again = reissue_version(
+            &bytes,
+            IdentityId([9; 32]),
+            7,
+            EntryStatus::EnteredInError,
+            base,
+        )
+        .unwrap();
         let (header2, resource2) = split_version(&again).unwrap();
         assert_eq!(resource2, json);
         let h2 = VersionHeader::decode(header2).unwrap();
@@ -447,7 +505,20 @@ mod tests {
                 None
             )
         );
-        assert_eq!(&header2[h2.index_fields..], &header[h.index_fields..]);
+        assert_eq!(
+            &header2[h2.index_fields..h2.index_end],
+            &header[h.index_fields..]
+        );
+        assert_eq!(h2.base, Some(base));
+        // Re-issuing a version that has a base replaces it.
+        let third = Base {
+            recorded_at: 7,
+            author: IdentityId([9; 32]),
+        };
+        let again2 =
+            reissue_version(&again, IdentityId([3; 32]), 8, EntryStatus::Active, third).unwrap();
+        let h3 = VersionHeader::decode(split_version(&again2).unwrap().0).unwrap();
+        assert_eq!(h3.base, Some(third));
         assert_eq!(
             (
                 h2.date,

@@ -460,6 +460,83 @@ fn concurrent_amends_are_all_kept() {
         a.entry(id).unwrap().current.resource,
         condition("b", "2012")
     );
+    // Three changes over the same first version: a conflict, flagged the
+    // same on every replica; the first version is not part of it.
+    for doc in [&a, &b, &c] {
+        assert!(doc.entry(id).unwrap().conflict);
+    }
+    let concurrent: Vec<bool> = h.iter().map(|v| v.concurrent).collect();
+    assert_eq!(concurrent, [false, true, true, true]);
+}
+
+/// Hazard H4 (docs/clinical-safety.md): a medication changed on two devices
+/// offline is flagged as a conflict once they merge; a change made after
+/// seeing the other is not; the flag survives save and load, and marking
+/// entered-in-error over a version others changed concurrently counts too.
+#[test]
+fn conflicting_medication_changes_are_flagged() {
+    let med = |dose: &str| {
+        json!({"resourceType": "MedicationStatement", "status": "active",
+               "medicationCodeableConcept": {"text": "Warfarin"},
+               "dosage": [{"text": dose}], "effectiveDateTime": "2026-01-01"})
+    };
+    let mut phone = SectionDoc::new(Section::Medications);
+    let id = phone.add_entry(new_entry(med("3 mg daily"), 1, 1)).unwrap();
+    let mut tablet = SectionDoc::load(Section::Medications, &phone.save()).unwrap();
+    phone.take_changes();
+
+    // Sequential: the tablet changes the dose after seeing the phone's version.
+    tablet
+        .amend_entry(id, med("4 mg daily"), who(2), 20)
+        .unwrap();
+    phone.apply_changes(&tablet.take_changes()).unwrap();
+    assert!(!phone.entry(id).unwrap().conflict);
+    phone
+        .amend_entry(id, med("5 mg daily"), who(1), 30)
+        .unwrap();
+    tablet.apply_changes(&phone.take_changes()).unwrap();
+    assert!(!tablet.entry(id).unwrap().conflict);
+    assert!(tablet.history(id).unwrap().iter().all(|v| !v.concurrent));
+
+    // Offline on both: the phone stops it, the tablet changes the dose.
+    phone
+        .amend_entry(
+            id,
+            json!({"resourceType": "MedicationStatement", "status": "stopped",
+                   "medicationCodeableConcept": {"text": "Warfarin"},
+                   "effectiveDateTime": "2026-01-01"}),
+            who(1),
+            40,
+        )
+        .unwrap();
+    tablet
+        .amend_entry(id, med("6 mg daily"), who(2), 41)
+        .unwrap();
+    let (from_phone, from_tablet) = (phone.take_changes(), tablet.take_changes());
+    phone.apply_changes(&from_tablet).unwrap();
+    tablet.apply_changes(&from_phone).unwrap();
+    for doc in [&phone, &tablet] {
+        let e = doc.entry(id).unwrap();
+        assert!(e.conflict, "the concurrent changes are flagged");
+        let h = doc.history(id).unwrap();
+        assert_eq!(h.len(), 5, "neither change is lost");
+        let concurrent: Vec<bool> = h.iter().map(|v| v.concurrent).collect();
+        assert_eq!(concurrent, [false, false, false, true, true]);
+    }
+    let reloaded = SectionDoc::load(Section::Medications, &phone.save()).unwrap();
+    assert!(reloaded.entry(id).unwrap().conflict);
+
+    // Entered-in-error over a version another device amended at the same time.
+    let mut x = SectionDoc::new(Section::Medications);
+    let id2 = x.add_entry(new_entry(med("1 mg"), 1, 1)).unwrap();
+    let mut y = SectionDoc::load(Section::Medications, &x.save()).unwrap();
+    x.take_changes();
+    x.mark_entered_in_error(id2, who(1), 10).unwrap();
+    y.amend_entry(id2, med("2 mg"), who(2), 11).unwrap();
+    let (cx, cy) = (x.take_changes(), y.take_changes());
+    x.apply_changes(&cy).unwrap();
+    y.apply_changes(&cx).unwrap();
+    assert!(x.entry(id2).unwrap().conflict && y.entry(id2).unwrap().conflict);
 }
 
 // ----- change exchange --------------------------------------------------------
