@@ -14,6 +14,7 @@ use crate::home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  satchel add discharge-summary.json\n  satchel add --source https://fhir.hospital.example/r4 patient-everything.json\n  cat allergy.json | satchel add -")]
 pub struct Args {
     /// A JSON file holding one resource or a Bundle; `-` reads stdin.
     pub file: PathBuf,
@@ -62,27 +63,27 @@ fn print_report(report: &ImportReport, json: bool) -> Result<()> {
             "references_unresolved": report.references_unresolved,
             "skipped": report.skipped.iter().map(|(i, t)| serde_json::json!({"index": i, "resource_type": t})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let n = report.added.len();
-    println!(
+    outln!(
         "Added {n} entr{}, updated {}, unchanged {}.",
         if n == 1 { "y" } else { "ies" },
         report.updated.len(),
         report.unchanged.len()
     );
     for a in &report.added {
-        println!("  {}  {}", a.entry, a.section);
+        outln!("  {}  {}", a.entry, a.section);
     }
     for a in &report.updated {
-        println!("  {}  {}  (new version)", a.entry, a.section);
+        outln!("  {}  {}  (new version)", a.entry, a.section);
     }
     if !report.skipped.is_empty() {
         let mut types: Vec<&str> = report.skipped.iter().map(|(_, t)| t.as_str()).collect();
         types.sort_unstable();
         types.dedup();
-        println!(
+        outln!(
             "Skipped {} Bundle entr{} of types the record has no section for ({}).",
             report.skipped.len(),
             if report.skipped.len() == 1 {

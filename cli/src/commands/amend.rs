@@ -9,6 +9,7 @@ use satchel_core::ids::EntryId;
 use crate::home;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  satchel amend 3cd6db21efc1449a3be6ddf51cd3c93e corrected-allergy.json")]
 pub struct Args {
     /// The entry to amend (its full id, from `satchel list`).
     pub entry: EntryId,
@@ -17,6 +18,7 @@ pub struct Args {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  satchel entered-in-error 3cd6db21efc1449a3be6ddf51cd3c93e\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e   # the entry and its versions are kept")]
 pub struct EieArgs {
     /// The entry to hide (its full id, from `satchel list`).
     pub entry: EntryId,
@@ -31,7 +33,7 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     profile
         .amend(&args.entry, value)
         .context("nothing was changed")?;
-    println!(
+    outln!(
         "Amended {}; earlier versions remain in its history.",
         args.entry
     );
@@ -43,7 +45,7 @@ pub fn run_eie(home_dir: Option<PathBuf>, args: EieArgs) -> Result<()> {
     profile
         .mark_entered_in_error(&args.entry)
         .context("nothing was changed")?;
-    println!(
+    outln!(
         "Marked {} entered-in-error; it is hidden from lists and kept in history.",
         args.entry
     );

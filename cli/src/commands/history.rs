@@ -9,6 +9,7 @@ use crate::home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e --json")]
 pub struct Args {
     /// The entry (its full id, from `satchel list`).
     pub entry: EntryId,
@@ -21,7 +22,7 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let versions = profile.history(&args.entry).context("no history")?;
     if args.json {
         let out: Vec<_> = versions.iter().map(output::version_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let mut table = output::table(&["#", "RECORDED", "AUTHOR", "STATUS", "SUMMARY"]);
@@ -34,6 +35,6 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
             output::summary_text(&v.displays),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(())
 }

@@ -70,14 +70,14 @@ pub fn run(home_dir: Option<PathBuf>, command: Command) -> Result<()> {
         "imported here, but sending to the relay failed (it stays queued; run `satchel sync`)",
     )?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({"added": report.added.len(), "updated": report.updated.len(),
                    "unchanged": report.unchanged.len(), "skipped": report.skipped.len(),
                    "sent": round.uploaded, "record": profile.record_id(), "source": source})
         );
     } else {
-        println!(
+        outln!(
             "Pushed to {}'s record as {source}: {} added, {} updated, {} unchanged, {} skipped; {} envelope(s) sent.",
             profile.owner_name(),
             report.added.len(),

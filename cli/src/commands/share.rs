@@ -139,11 +139,11 @@ pub fn run_invite(home_dir: Option<PathBuf>, args: InviteArgs) -> Result<()> {
         Duration::from_secs(args.valid_for),
     ))?;
     if args.json {
-        println!("{}", json!({"invite": link_id, "code": code}));
+        outln!("{}", json!({"invite": link_id, "code": code}));
     } else {
-        println!("Invite {link_id} created. Give the invitee this code (a link or a QR code):\n");
-        println!("  {code}\n");
-        println!("They run `satchel accept CODE --name NAME`; then approve them with `satchel approve {link_id}` after checking their fingerprint.");
+        outln!("Invite {link_id} created. Give the invitee this code (a link or a QR code):\n");
+        outln!("  {code}\n");
+        outln!("They run `satchel accept CODE --name NAME`; then approve them with `satchel approve {link_id}` after checking their fingerprint.");
     }
     Ok(())
 }
@@ -202,12 +202,12 @@ pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
         .unwrap_or_default();
     pending.push(args.code.trim().to_string());
     vault.put_private(PENDING_ACCEPTS, &serde_json::to_vec(&pending)?)?;
-    println!(
+    outln!(
         "Sent your identity card. Tell the record's owner your fingerprint:\n\n  {}\n",
         identity.fingerprint()
     );
     if args.wait == 0 {
-        println!("Once they approve, run `satchel sync` to receive the record.");
+        outln!("Once they approve, run `satchel sync` to receive the record.");
         return Ok(());
     }
     finish_accepts(&dir, Duration::from_secs(args.wait))?;
@@ -253,7 +253,7 @@ pub fn finish_accepts(dir: &std::path::Path, wait: Duration) -> Result<usize> {
                     .iter()
                     .map(|s| s.as_str())
                     .collect();
-                println!(
+                outln!(
                     "Approved: you now have access to {owner}'s record ({}).",
                     sections.join(", ")
                 );
@@ -267,7 +267,7 @@ pub fn finish_accepts(dir: &std::path::Path, wait: Duration) -> Result<usize> {
     }
     vault.put_private(PENDING_ACCEPTS, &serde_json::to_vec(&still)?)?;
     if !still.is_empty() {
-        println!("{} invite(s) still waiting for approval.", still.len());
+        outln!("{} invite(s) still waiting for approval.", still.len());
     }
     Ok(added)
 }
@@ -316,7 +316,7 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
                     "invitee": c.as_ref().map(|c| json!({"identity": c.id(), "name": c.display_name, "fingerprint": c.fingerprint()})),
                 }))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(());
         }
         let mut table = output::table(&[
@@ -343,7 +343,7 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
                 c.as_ref().map_or(String::new(), |c| c.fingerprint()),
             ]);
         }
-        println!("{table}");
+        outln!("{table}");
         return Ok(());
     };
     let invite = pending
@@ -356,7 +356,7 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
         .context(
             "nobody has answered this invite yet; try again after they run `satchel accept`",
         )?;
-    println!(
+    outln!(
         "{} ({}{}) asks for {} access to: {}\nFingerprint: {}",
         card.display_name,
         card.role.as_str(),
@@ -407,7 +407,7 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
             &card.id(),
         ))
         .context("approval failed")?;
-    println!("Approved {} ({}).", card.display_name, card.id().short());
+    outln!("Approved {} ({}).", card.display_name, card.id().short());
     Ok(())
 }
 
@@ -466,10 +466,10 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
                        "expires_at_ms": exp, "label": label, "live": live})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("Who has access to {}'s record", profile.owner_name());
+    outln!("Who has access to {}'s record", profile.owner_name());
     let mut table = output::table(&[
         "IDENTITY", "NAME", "ROLE", "SECTIONS", "EXPIRES", "LABEL", "STATUS",
     ]);
@@ -488,7 +488,7 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             },
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(())
 }
 
@@ -548,7 +548,7 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
             sections.as_deref(),
         ))
         .context("revocation failed (nothing changed)")?;
-    println!(
+    outln!(
         "Revoked {name}{}. Keys were rotated: nothing written from now on is readable by them. What they already saw cannot be unseen.",
         sections
             .map(|s| format!(" from {}", s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")))
@@ -572,9 +572,9 @@ pub fn run_recovery_key(home_dir: Option<PathBuf>, args: RecoveryKeyArgs) -> Res
     let key = runtime()?
         .block_on(net::make_recovery_key(&mut client, &mut profile))
         .context("could not create a recovery key")?;
-    println!("Your recovery key (write it down and keep it somewhere safe; anyone holding it can restore your record):\n");
-    println!("  {}\n", key.to_printable().as_str());
-    println!(
+    outln!("Your recovery key (write it down and keep it somewhere safe; anyone holding it can restore your record):\n");
+    outln!("  {}\n", key.to_printable().as_str());
+    outln!(
         "Restore on a new device with: satchel --home NEW_HOME restore --server {}",
         args.server
     );
@@ -635,7 +635,7 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
         }
     };
     let n = profile.query(&Default::default()).len();
-    println!(
+    outln!(
         "Restored {}'s record ({}): {n} entries. This device is now one of the owner's devices.",
         profile.owner_name(),
         profile.record_id()
@@ -717,13 +717,13 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
                             "recorded_at_ms": c.recorded_at_ms, "source_system": c.source_system})
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"events": views, "contributions": contribs}))?
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "Who viewed and changed {}'s record (relay log)",
         profile.owner_name()
     );
@@ -741,8 +741,8 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
             e.count.to_string(),
         ]);
     }
-    println!("{table}");
-    println!("\nWho contributed each entry (verified signatures)");
+    outln!("{table}");
+    outln!("\nWho contributed each entry (verified signatures)");
     let mut table = output::table(&["WHEN", "WHO", "ENTRY", "SECTION", "VERSION"]);
     for c in &contributions {
         table.add_row(vec![
@@ -753,6 +753,6 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
             c.version.to_string(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(())
 }

@@ -21,10 +21,19 @@ const BATCH: usize = 250_000;
 pub enum Command {
     /// Import an Apple Health export.xml (unzipped) or a CSV file
     /// (metric,start,end,value,unit,source).
+    #[command(
+        after_help = "Example:\n  satchel wearables import ~/Downloads/apple_health_export/export.xml\n  satchel wearables import --format csv scale-readings.txt --json"
+    )]
     Import(ImportArgs),
     /// Min, max, mean, sum and count of a metric by hour, day or week.
+    #[command(
+        after_help = "Example:\n  satchel wearables summary --metric heart-rate --from 2024-01-01 --to 2024-01-31\n  satchel wearables summary --metric steps --from 2024-01-01 --to 2024-03-31 --every week --json"
+    )]
     Summary(SummaryArgs),
     /// Daily summaries of every metric as FHIR R4 Observations (a JSON array).
+    #[command(
+        after_help = "Example:\n  satchel wearables observations --from 2024-01-01 --to 2024-01-07 > observations.json"
+    )]
     Observations(ObservationsArgs),
 }
 
@@ -140,15 +149,15 @@ fn import(home_dir: Option<PathBuf>, args: ImportArgs) -> Result<()> {
         if let (Some(o), Some(e)) = (out.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
         }
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "Imported {} samples: {} new, {} already stored ({} chunks written).",
             total.received, total.stored, total.duplicates, total.chunks
         );
         if let Some(skipped) = extra.get("workouts_skipped").and_then(|v| v.as_u64()) {
             if skipped > 0 {
-                println!("Skipped {skipped} workouts (their samples are imported as records).");
+                outln!("Skipped {skipped} workouts (their samples are imported as records).");
             }
         }
     }
@@ -181,10 +190,10 @@ fn summary(home_dir: Option<PathBuf>, args: SummaryArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} ({}, LOINC {}) by {}",
         metric.display(),
         metric.unit(),
@@ -202,7 +211,7 @@ fn summary(home_dir: Option<PathBuf>, args: SummaryArgs) -> Result<()> {
             format!("{:.1}", b.sum),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(())
 }
 
@@ -210,6 +219,6 @@ fn observations(home_dir: Option<PathBuf>, args: ObservationsArgs) -> Result<()>
     let (from_ms, to_ms) = range(&args.from, &args.to)?;
     let mut profile = home::open(home_dir)?;
     let out = profile.wearables_observations(from_ms, to_ms, 0, None)?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
