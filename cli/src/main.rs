@@ -183,17 +183,8 @@ fn usage_error(err: &clap::Error) -> ExitCode {
         .to_string();
     let mut items = Vec::new();
     let mut tips = Vec::new();
-    let mut command = "satchel".to_string();
-    for line in lines.filter(|l| !l.starts_with("For more information")) {
-        if let Some(usage) = line.strip_prefix("Usage:") {
-            let words: Vec<&str> = usage
-                .split_whitespace()
-                .take_while(|w| !w.starts_with(['[', '<', '-']))
-                .collect();
-            if !words.is_empty() {
-                command = words.join(" ");
-            }
-        } else if line.starts_with("tip:") {
+    for line in lines.filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information")) {
+        if line.starts_with("tip:") {
             tips.push(line.to_string());
         } else {
             items.push(line.to_string());
@@ -205,6 +196,21 @@ fn usage_error(err: &clap::Error) -> ExitCode {
     for tip in tips {
         message = format!("{message} ({tip})");
     }
-    eprintln!("error: {message}; see `{command} --help`");
+    eprintln!("error: {message}; see `{} --help`", command_path());
     code
+}
+
+/// The (sub)command the command line names, e.g. `satchel wearables summary`.
+fn command_path() -> String {
+    use clap::CommandFactory;
+    let mut path = vec!["satchel".to_string()];
+    let mut command = Cli::command();
+    for arg in std::env::args().skip(1) {
+        let Some(sub) = command.find_subcommand(&arg).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    path.join(" ")
 }

@@ -6,7 +6,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use comfy_table::{presets::UTF8_BORDERS_ONLY, ContentArrangement, Row, Table};
+use comfy_table::{
+    presets::UTF8_BORDERS_ONLY, ColumnConstraint, ContentArrangement, Row, Table, Width,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use satchel_core::sync::engine::SyncError;
 use satchel_core::sync::link::LinkError;
@@ -54,10 +56,21 @@ pub fn one_line_row(cells: Vec<String>) -> Row {
     row
 }
 
-/// Never shrink column `index` below its content (ids people copy).
-pub fn keep_whole(table: &mut Table, index: usize) {
+/// Never shrink these columns below their content (ids people copy, short
+/// codes): on a narrow terminal the free-text columns give way instead.
+pub fn keep_whole(table: &mut Table, indices: &[usize]) {
+    for &i in indices {
+        if let Some(column) = table.column_mut(i) {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+}
+
+/// Keep column `index` at least `width` characters wide (a free-text column
+/// that would otherwise shrink to a few letters).
+pub fn at_least(table: &mut Table, index: usize, width: u16) {
     if let Some(column) = table.column_mut(index) {
-        column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+        column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(width)));
     }
 }
 

@@ -22,6 +22,7 @@ pub struct Args {
     /// hospital's FHIR base URL. Defaults to the patient's own entry.
     #[arg(long)]
     pub source: Option<String>,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }

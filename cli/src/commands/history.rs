@@ -13,6 +13,7 @@ use crate::output;
 pub struct Args {
     /// The entry (its full id, from `satchel list`).
     pub entry: EntryId,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -26,14 +27,16 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
         return Ok(());
     }
     let mut table = output::table(&["#", "RECORDED", "AUTHOR", "STATUS", "SUMMARY"]);
+    output::keep_whole(&mut table, &[0, 1, 3]);
+    output::at_least(&mut table, 4, 24);
     for (i, v) in versions.iter().enumerate() {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             (i + 1).to_string(),
             output::format_ms(v.recorded_at_ms),
             v.author.short(),
             v.status.as_str().to_string(),
             output::summary_text(&v.displays),
-        ]);
+        ]));
     }
     outln!("{table}");
     Ok(())

@@ -19,6 +19,7 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  satchel whoami\n  satchel whoami --json")]
 pub struct WhoamiArgs {
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }

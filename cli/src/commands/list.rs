@@ -29,6 +29,7 @@ pub struct Args {
     /// Include entries marked entered-in-error.
     #[arg(long)]
     pub all: bool,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -36,6 +37,7 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  satchel summary\n  satchel summary --json")]
 pub struct SummaryArgs {
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -154,8 +156,11 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
     let mut table = output::table(&[
         "ENTRY", "SECTION", "TYPE", "DATE", "SUMMARY", "V", "STATUS", "FROM",
     ]);
+    output::keep_whole(&mut table, &[0, 1, 2, 3, 5, 6]);
+    output::at_least(&mut table, 4, 24);
+    output::at_least(&mut table, 7, 6);
     for e in &entries {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             e.id.to_string(),
             e.section.as_str().to_string(),
             e.resource_type.clone(),
@@ -164,7 +169,7 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
             e.version_count.to_string(),
             e.status.as_str().to_string(),
             from(e),
-        ]);
+        ]));
     }
     outln!("{table}");
     outln!(
@@ -185,12 +190,12 @@ pub fn run_summary(home_dir: Option<PathBuf>, args: SummaryArgs) -> Result<()> {
     }
     let mut table = output::table(&["SECTION", "ACTIVE", "ENTERED-IN-ERROR", "LATEST"]);
     for s in &summary {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             s.section.as_str().to_string(),
             s.active.to_string(),
             s.entered_in_error.to_string(),
             s.latest_date_ms.map(output::format_ms).unwrap_or_default(),
-        ]);
+        ]));
     }
     outln!("{table}");
     Ok(())

@@ -33,6 +33,7 @@ pub struct PushArgs {
     pub source: Option<String>,
     /// FHIR R4 JSON file (one resource or a Bundle), or - for stdin.
     pub file: PathBuf,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -99,6 +99,7 @@ pub struct InviteArgs {
     /// How long the invite code stays valid (seconds).
     #[arg(long, default_value_t = 86_400)]
     pub valid_for: u64,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -287,6 +288,7 @@ pub struct ApproveArgs {
     /// Approve without asking (you checked the fingerprint another way).
     #[arg(long)]
     pub yes: bool,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -327,8 +329,9 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
             "ANSWERED BY",
             "FINGERPRINT",
         ]);
+        output::keep_whole(&mut table, &[0, 1, 5]);
         for (p, c) in rows {
-            table.add_row(vec![
+            table.add_row(output::one_line_row(vec![
                 p.link_id.clone(),
                 p.terms.role.as_str().to_string(),
                 p.terms
@@ -341,7 +344,7 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
                 c.as_ref()
                     .map_or("(not yet)".into(), |c| c.display_name.clone()),
                 c.as_ref().map_or(String::new(), |c| c.fingerprint()),
-            ]);
+            ]));
         }
         outln!("{table}");
         return Ok(());
@@ -417,6 +420,7 @@ pub struct GrantsArgs {
     /// Which record (when the home holds several).
     #[arg(long)]
     pub record: Option<String>,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -473,7 +477,9 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
     let mut table = output::table(&[
         "IDENTITY", "NAME", "ROLE", "SECTIONS", "EXPIRES", "LABEL", "STATUS",
     ]);
+    output::keep_whole(&mut table, &[0, 2, 4, 6]);
     for (id, name, role, sections, exp, label, live) in rows {
+        // Wrapped, not cut: every granted section must stay visible.
         table.add_row(vec![
             id.short(),
             name,
@@ -650,6 +656,7 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
 pub struct AuditArgs {
     #[arg(long, env = "SATCHEL_SERVER")]
     pub server: String,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
     /// Also write the audit as a FHIR R4 collection Bundle of AuditEvent and Provenance resources.
@@ -728,8 +735,9 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
         profile.owner_name()
     );
     let mut table = output::table(&["WHEN", "WHO", "ACTION", "SECTION", "ENVELOPES"]);
+    output::keep_whole(&mut table, &[0, 2, 3, 4]);
     for e in &events {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             output::format_ms(e.at_ms),
             name_of(&e.identity),
             if e.action == "pull" {
@@ -739,19 +747,20 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
             },
             e.section.clone(),
             e.count.to_string(),
-        ]);
+        ]));
     }
     outln!("{table}");
     outln!("\nWho contributed each entry (verified signatures)");
     let mut table = output::table(&["WHEN", "WHO", "ENTRY", "SECTION", "VERSION"]);
+    output::keep_whole(&mut table, &[0, 2, 3, 4]);
     for c in &contributions {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             output::format_ms(c.recorded_at_ms),
             name_of(&c.author),
             c.entry.to_string(),
             c.section.as_str().to_string(),
             c.version.to_string(),
-        ]);
+        ]));
     }
     outln!("{table}");
     Ok(())

@@ -23,6 +23,7 @@ pub struct Args {
     /// Stay connected and sync whenever the relay reports a change.
     #[arg(long)]
     pub watch: bool,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
