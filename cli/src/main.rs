@@ -183,7 +183,8 @@ fn usage_error(err: &clap::Error) -> ExitCode {
         .to_string();
     let mut items = Vec::new();
     let mut tips = Vec::new();
-    for line in lines.filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information")) {
+    for line in lines.filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+    {
         if line.starts_with("tip:") {
             tips.push(line.to_string());
         } else {

@@ -10,11 +10,11 @@ use comfy_table::{
     presets::UTF8_BORDERS_ONLY, ColumnConstraint, ContentArrangement, Row, Table, Width,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use satchel_core::record::{Entry, EntryVersion, SectionSummary};
 use satchel_core::sync::engine::SyncError;
 use satchel_core::sync::link::LinkError;
 use satchel_core::sync::sharing::RestoreError;
 use satchel_core::sync::TransportError;
-use satchel_core::record::{Entry, EntryVersion, SectionSummary};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime};
@@ -24,8 +24,7 @@ use time::{Date, Month, OffsetDateTime};
 /// rows are never wrapped, so scripts see one line per row.
 pub fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY)
-        .set_header(headers.to_vec());
+    t.load_style(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
     let columns = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.trim().parse::<u16>().ok())

@@ -14,7 +14,9 @@ use crate::home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel add discharge-summary.json\n  satchel add --source https://fhir.hospital.example/r4 patient-everything.json\n  cat allergy.json | satchel add -")]
+#[command(
+    after_help = "Example:\n  satchel add discharge-summary.json\n  satchel add --source https://fhir.hospital.example/r4 patient-everything.json\n  cat allergy.json | satchel add -"
+)]
 pub struct Args {
     /// A JSON file holding one resource or a Bundle; `-` reads stdin.
     pub file: PathBuf,

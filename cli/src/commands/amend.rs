@@ -9,7 +9,9 @@ use satchel_core::ids::EntryId;
 use crate::home;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel amend 3cd6db21efc1449a3be6ddf51cd3c93e corrected-allergy.json")]
+#[command(
+    after_help = "Example:\n  satchel amend 3cd6db21efc1449a3be6ddf51cd3c93e corrected-allergy.json"
+)]
 pub struct Args {
     /// The entry to amend (its full id, from `satchel list`).
     pub entry: EntryId,
@@ -18,7 +20,9 @@ pub struct Args {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel entered-in-error 3cd6db21efc1449a3be6ddf51cd3c93e\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e   # the entry and its versions are kept")]
+#[command(
+    after_help = "Example:\n  satchel entered-in-error 3cd6db21efc1449a3be6ddf51cd3c93e\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e   # the entry and its versions are kept"
+)]
 pub struct EieArgs {
     /// The entry to hide (its full id, from `satchel list`).
     pub entry: EntryId,

@@ -20,7 +20,9 @@ pub enum Format {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel export --format ips -o patient-summary.json\n  satchel export --format fhir --sections medications,allergies -o meds.json\n  satchel export --format fhir -o - | jq .entry[].resource.resourceType")]
+#[command(
+    after_help = "Example:\n  satchel export --format ips -o patient-summary.json\n  satchel export --format fhir --sections medications,allergies -o meds.json\n  satchel export --format fhir -o - | jq .entry[].resource.resourceType"
+)]
 pub struct Args {
     /// What to export.
     #[arg(long, value_enum)]

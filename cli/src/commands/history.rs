@@ -9,7 +9,9 @@ use crate::home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e --json")]
+#[command(
+    after_help = "Example:\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e\n  satchel history 3cd6db21efc1449a3be6ddf51cd3c93e --json"
+)]
 pub struct Args {
     /// The entry (its full id, from `satchel list`).
     pub entry: EntryId,

@@ -9,7 +9,9 @@ use satchel_core::store::SqliteStore;
 use crate::home;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel --home ~/satchel init --name \"Ada Lovelace\"\n  SATCHEL_PASSPHRASE=... satchel --home ~/satchel init --name \"Ada Lovelace\"   # no prompt (scripts)")]
+#[command(
+    after_help = "Example:\n  satchel --home ~/satchel init --name \"Ada Lovelace\"\n  SATCHEL_PASSPHRASE=... satchel --home ~/satchel init --name \"Ada Lovelace\"   # no prompt (scripts)"
+)]
 pub struct Args {
     /// The record owner's name, as the patient wants it shown.
     #[arg(long)]

@@ -9,7 +9,9 @@ use crate::home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel list\n  satchel list --section labs --from 2023-01 --to 2023-12\n  satchel list --code 'http://loinc.org|4548-4' --json\n  satchel list --text metformin --all")]
+#[command(
+    after_help = "Example:\n  satchel list\n  satchel list --section labs --from 2023-01 --to 2023-12\n  satchel list --code 'http://loinc.org|4548-4' --json\n  satchel list --text metformin --all"
+)]
 pub struct Args {
     /// Only this section (e.g. allergies, medications, labs).
     #[arg(long)]

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel serve\n  satchel serve --listen 0.0.0.0:8787 --db ~/satchel-relay.db")]
+#[command(
+    after_help = "Example:\n  satchel serve\n  satchel serve --listen 0.0.0.0:8787 --db ~/satchel-relay.db"
+)]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]

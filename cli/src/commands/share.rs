@@ -52,6 +52,14 @@ fn parse_duration_ms(text: &str) -> Result<i64> {
     Ok(ms)
 }
 
+/// A client for the relay at `server`, or an error saying what a relay
+/// address looks like.
+fn relay_client(server: &str) -> Result<RelayClient> {
+    RelayClient::new(server).with_context(|| {
+        format!("{server} is not a relay address (expected http://HOST:PORT or https://HOST)")
+    })
+}
+
 fn parse_sections(list: &str) -> Result<Vec<Section>> {
     list.split(',')
         .map(str::trim)
@@ -132,13 +140,21 @@ pub fn run_invite(home_dir: Option<PathBuf>, args: InviteArgs) -> Result<()> {
         expires_at_ms,
         label,
     };
-    let mut client = RelayClient::new(&args.server)?;
-    let (link_id, code) = runtime()?.block_on(net::invite(
-        &mut client,
-        &mut profile,
-        terms,
-        Duration::from_secs(args.valid_for),
-    ))?;
+    let mut client = relay_client(&args.server)?;
+    let (link_id, code) = runtime()?
+        .block_on(net::invite(
+            &mut client,
+            &mut profile,
+            terms,
+            Duration::from_secs(args.valid_for),
+        ))
+        .map_err(|e| {
+            output::relay_error(
+                &args.server,
+                "could not create the invite; nothing was shared",
+                e,
+            )
+        })?;
     if args.json {
         outln!("{}", json!({"invite": link_id, "code": code}));
     } else {
@@ -184,7 +200,9 @@ pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
     if home::db_path(&dir).exists() {
         bail!("this home holds your own record; accept invites in a separate home (--home)");
     }
-    let code = net::parse_invite(&args.code).context("not a Satchel invite code")?;
+    let code = net::parse_invite(&args.code).context(
+        "not a Satchel invite code (copy the whole code `satchel invite` printed; it starts with satchel-invite:)",
+    )?;
     let role = match args.role {
         AcceptRole::Carer => Role::Carer,
         AcceptRole::Provider => Role::Provider,
@@ -193,10 +211,16 @@ pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
     let name = args.name.as_deref().unwrap_or("Carer");
     let mut vault = home::open_identity(&dir, Some((name, role, args.organisation.as_deref())))?;
     let identity = vault.identity().card().clone();
-    let mut client = RelayClient::new(&code.relay)?;
+    let mut client = relay_client(&code.relay)?;
     let rt = runtime()?;
     rt.block_on(net::accept(&mut client, vault.identity(), &code))
-        .context("could not answer the invite")?;
+        .map_err(|e| {
+            output::relay_error(
+                &code.relay,
+                "could not answer the invite (it may have expired or been used: ask for a new one)",
+                e,
+            )
+        })?;
     let mut pending: Vec<String> = vault
         .get_private(PENDING_ACCEPTS)?
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -211,13 +235,26 @@ pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
         outln!("Once they approve, run `satchel sync` to receive the record.");
         return Ok(());
     }
-    finish_accepts(&dir, Duration::from_secs(args.wait))?;
+    finish_accepts(&dir, Duration::from_secs(args.wait), false)?;
     Ok(())
 }
 
 /// Turn approved invites into shared records (and forget them). Returns
-/// how many records were added.
-pub fn finish_accepts(dir: &std::path::Path, wait: Duration) -> Result<usize> {
+/// how many records were added. With `notes_to_stderr` (a `--json` caller)
+/// what happened is told on stderr, keeping stdout for the JSON.
+pub fn finish_accepts(
+    dir: &std::path::Path,
+    wait: Duration,
+    notes_to_stderr: bool,
+) -> Result<usize> {
+    let note = |text: String| -> Result<()> {
+        if notes_to_stderr {
+            eprintln!("{text}");
+        } else {
+            outln!("{text}");
+        }
+        Ok(())
+    };
     if !home::identity_path(dir).exists() {
         return Ok(0);
     }
@@ -234,7 +271,7 @@ pub fn finish_accepts(dir: &std::path::Path, wait: Duration) -> Result<usize> {
     let mut added = 0;
     for text in pending {
         let code = net::parse_invite(&text)?;
-        let mut client = RelayClient::new(&code.relay)?;
+        let mut client = relay_client(&code.relay)?;
         match rt.block_on(net::await_approval(
             &mut client,
             vault.identity(),
@@ -247,28 +284,40 @@ pub fn finish_accepts(dir: &std::path::Path, wait: Duration) -> Result<usize> {
                     &vault.identity().to_secret_bytes(),
                 )?;
                 let mut profile = home::create_shared(dir, identity, info)?;
-                rt.block_on(client.sync(&mut profile))
-                    .context("first sync of the shared record failed")?;
+                rt.block_on(client.sync(&mut profile)).map_err(|e| {
+                    output::relay_error(
+                        &code.relay,
+                        "approved, but the first sync of the shared record failed (run `satchel sync` again)",
+                        e,
+                    )
+                })?;
                 let sections: Vec<&str> = profile
                     .readable_sections()
                     .iter()
                     .map(|s| s.as_str())
                     .collect();
-                outln!(
+                note(format!(
                     "Approved: you now have access to {owner}'s record ({}).",
                     sections.join(", ")
-                );
+                ))?;
                 added += 1;
             }
             Err(satchel_core::sync::link::LinkError::TimedOut) => still.push(text),
             Err(e) => {
-                eprintln!("an invite could not be completed ({e}); it was dropped");
+                let e = output::relay_error(&code.relay, "an invite could not be completed", e);
+                eprintln!(
+                    "{}; it was dropped (ask the record's owner for a new invite)",
+                    output::one_line(&e)
+                );
             }
         }
     }
     vault.put_private(PENDING_ACCEPTS, &serde_json::to_vec(&still)?)?;
     if !still.is_empty() {
-        outln!("{} invite(s) still waiting for approval.", still.len());
+        note(format!(
+            "{} invite(s) still waiting for approval (run `satchel sync` again after the owner approves).",
+            still.len()
+        ))?;
     }
     Ok(added)
 }
@@ -299,13 +348,17 @@ fn digits(s: &str) -> String {
 
 pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let mut client = RelayClient::new(&args.server)?;
+    let mut client = relay_client(&args.server)?;
     let rt = runtime()?;
     let pending = net::pending_invites(&profile)?;
+    let server = args.server.as_str();
+    let ask = |e| output::relay_error(server, "could not ask the relay who answered the invite", e);
     let Some(wanted) = args.invite.as_deref() else {
         let mut rows = Vec::new();
         for p in &pending {
-            let card = rt.block_on(net::invitee_card(&mut client, &mut profile, &p.link_id))?;
+            let card = rt
+                .block_on(net::invitee_card(&mut client, &mut profile, &p.link_id))
+                .map_err(ask)?;
             rows.push((p, card));
         }
         if args.json {
@@ -355,7 +408,8 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
         .with_context(|| format!("no pending invite {wanted} (see `satchel approve`)"))?;
     let link_id = invite.link_id.clone();
     let card = rt
-        .block_on(net::invitee_card(&mut client, &mut profile, &link_id))?
+        .block_on(net::invitee_card(&mut client, &mut profile, &link_id))
+        .map_err(ask)?
         .context(
             "nobody has answered this invite yet; try again after they run `satchel accept`",
         )?;
@@ -409,7 +463,7 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
             &link_id,
             &card.id(),
         ))
-        .context("approval failed")?;
+        .map_err(|e| output::relay_error(server, "approval failed; nothing was granted", e))?;
     outln!("Approved {} ({}).", card.display_name, card.id().short());
     Ok(())
 }
@@ -545,7 +599,7 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
         .members()
         .card(&id)
         .map_or(id.short(), |c| c.display_name.clone());
-    let mut client = RelayClient::new(&args.server)?;
+    let mut client = relay_client(&args.server)?;
     runtime()?
         .block_on(net::revoke(
             &mut client,
@@ -553,7 +607,13 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
             &id,
             sections.as_deref(),
         ))
-        .context("revocation failed (nothing changed)")?;
+        .map_err(|e| {
+            output::relay_error(
+                &args.server,
+                "revocation failed; nothing changed and access continues (run `satchel revoke` again)",
+                e,
+            )
+        })?;
     outln!(
         "Revoked {name}{}. Keys were rotated: nothing written from now on is readable by them. What they already saw cannot be unseen.",
         sections
@@ -574,10 +634,10 @@ pub struct RecoveryKeyArgs {
 
 pub fn run_recovery_key(home_dir: Option<PathBuf>, args: RecoveryKeyArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let mut client = RelayClient::new(&args.server)?;
+    let mut client = relay_client(&args.server)?;
     let key = runtime()?
         .block_on(net::make_recovery_key(&mut client, &mut profile))
-        .context("could not create a recovery key")?;
+        .map_err(|e| output::relay_error(&args.server, "could not create a recovery key", e))?;
     outln!("Your recovery key (write it down and keep it somewhere safe; anyone holding it can restore your record):\n");
     outln!("  {}\n", key.to_printable().as_str());
     outln!(
@@ -612,14 +672,16 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
                 .context("set SATCHEL_RECOVERY_KEY when not on a terminal")?,
         ),
     };
-    let key = RecoveryKey::parse(&text)?;
+    let key = RecoveryKey::parse(&text).context(
+        "that is not a recovery key (it starts with SATCHEL-; type it as `satchel recovery-key` printed it)",
+    )?;
     let pass = home::passphrase(true)?;
     if pass.is_empty() {
         bail!("the passphrase is empty; choose one (nothing was created)");
     }
-    std::fs::create_dir_all(&dir)?;
-    let mut client = RelayClient::new(&args.server)?;
-    let spinner = output::spinner("Restoring from the relay");
+    let mut client = relay_client(&args.server)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let spinner = output::slow_spinner("Restoring from the relay");
     let result = runtime()?.block_on(net::restore(
         &mut client,
         &key,
@@ -637,7 +699,11 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
             for ext in ["-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
             }
-            return Err(anyhow::Error::new(e).context("restore failed (nothing was kept)"));
+            return Err(output::relay_error(
+                &args.server,
+                "restore failed (nothing was kept)",
+                e,
+            ));
         }
     };
     let n = profile.query(&Default::default()).len();
@@ -667,12 +733,15 @@ pub struct AuditArgs {
 pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
     if !profile.may_administer() {
-        bail!("only the record's owner and managers may read its audit");
+        bail!("only the record's owner and managers may read its audit (run this in the owner's home)");
     }
-    let mut client = RelayClient::new(&args.server)?;
-    let events = runtime()?
-        .block_on(net::fetch_audit(&mut client, &mut profile))
-        .context("could not read the relay's audit log")?;
+    let mut client = relay_client(&args.server)?;
+    let spinner = output::slow_spinner("Reading the relay's audit log");
+    let events = runtime()?.block_on(net::fetch_audit(&mut client, &mut profile));
+    spinner.finish_and_clear();
+    let events = events.map_err(|e| {
+        output::relay_error(&args.server, "could not read the relay's audit log", e)
+    })?;
     let contributions = audit::contributions(profile.record());
     let members = profile.members().clone();
     let name_of = |id: &IdentityId| -> String {

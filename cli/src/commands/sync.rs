@@ -15,7 +15,9 @@ use satchel_core::sync::{RelayClient, SyncError, TransportError};
 use crate::{home, output};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel sync --server http://127.0.0.1:8787\n  SATCHEL_SERVER=https://relay.example satchel sync --watch\n  satchel sync --server http://127.0.0.1:8787 --json")]
+#[command(
+    after_help = "Example:\n  satchel sync --server http://127.0.0.1:8787\n  SATCHEL_SERVER=https://relay.example satchel sync --watch\n  satchel sync --server http://127.0.0.1:8787 --json"
+)]
 pub struct Args {
     /// The relay, e.g. http://127.0.0.1:8787
     #[arg(long, env = "SATCHEL_SERVER")]
@@ -29,7 +31,9 @@ pub struct Args {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel --home ~/satchel link-device --server http://127.0.0.1:8787\n  # then, on the new device, run the join-device command it prints")]
+#[command(
+    after_help = "Example:\n  satchel --home ~/satchel link-device --server http://127.0.0.1:8787\n  # then, on the new device, run the join-device command it prints"
+)]
 pub struct LinkArgs {
     /// The relay, e.g. http://127.0.0.1:8787
     #[arg(long, env = "SATCHEL_SERVER")]
@@ -40,7 +44,9 @@ pub struct LinkArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel --home ~/laptop join-device satchel-link:eyJyZWxheSI6...")]
+#[command(
+    after_help = "Example:\n  satchel --home ~/laptop join-device satchel-link:eyJyZWxheSI6..."
+)]
 pub struct JoinArgs {
     /// The code printed by `satchel link-device` on the existing device.
     pub code: String,
@@ -109,14 +115,19 @@ fn print_report(report: &RoundReport, json: bool) -> Result<()> {
 /// Whether a sync failure is the relay refusing this identity (access
 /// revoked or expired).
 fn access_ended(err: &TransportError) -> bool {
-    matches!(err, TransportError::Sync(SyncError::Refused { status: 401 | 403, .. }))
-        || err.to_string().contains("forbidden")
+    matches!(
+        err,
+        TransportError::Sync(SyncError::Refused {
+            status: 401 | 403,
+            ..
+        })
+    ) || err.to_string().contains("forbidden")
 }
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let dir = home::require_home(home_dir)?;
     // Invites approved since `satchel accept` become shared records.
-    super::share::finish_accepts(&dir, Duration::ZERO)?;
+    super::share::finish_accepts(&dir, Duration::ZERO, args.json)?;
     let mut all = home::open_all(Some(dir))?;
     let several = all.len() > 1;
     let server = args.server.clone();
@@ -128,8 +139,10 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let mut profile = all.remove(0);
     for other in &mut all {
         let mut client = RelayClient::new(&server)?;
-        let spinner =
-            output::slow_spinner(&format!("Syncing {}'s record with {server}", other.owner_name()));
+        let spinner = output::slow_spinner(&format!(
+            "Syncing {}'s record with {server}",
+            other.owner_name()
+        ));
         let result = rt.block_on(client.sync(other));
         spinner.finish_and_clear();
         match result {

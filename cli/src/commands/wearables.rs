@@ -162,7 +162,10 @@ fn import(home_dir: Option<PathBuf>, args: ImportArgs) -> Result<()> {
     } else {
         outln!(
             "Imported {} samples: {} new, {} already stored ({} chunks written).",
-            total.received, total.stored, total.duplicates, total.chunks
+            total.received,
+            total.stored,
+            total.duplicates,
+            total.chunks
         );
         if let Some(skipped) = extra.get("workouts_skipped").and_then(|v| v.as_u64()) {
             if skipped > 0 {
