@@ -34,8 +34,12 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let (reader, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
-        let file = File::open(&args.file)
-            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        let file = File::open(&args.file).with_context(|| {
+            format!(
+                "cannot read {} (check the path); nothing was added",
+                args.file.display()
+            )
+        })?;
         let size = file.metadata().ok().map(|m| m.len());
         (Box::new(file), size)
     };

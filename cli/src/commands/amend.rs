@@ -30,13 +30,17 @@ pub struct EieArgs {
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = std::fs::read(&args.file).with_context(|| {
+        format!(
+            "cannot read {} (check the path); nothing was changed",
+            args.file.display()
+        )
+    })?;
     let value = fhir::parse_resource(&bytes)
         .context("the file is not a FHIR resource; nothing was changed")?;
-    profile
-        .amend(&args.entry, value)
-        .context("nothing was changed")?;
+    profile.amend(&args.entry, value).context(
+        "nothing was changed (entry ids are in `satchel list --all`; an amendment keeps the resource type)",
+    )?;
     outln!(
         "Amended {}; earlier versions remain in its history.",
         args.entry
@@ -48,7 +52,7 @@ pub fn run_eie(home_dir: Option<PathBuf>, args: EieArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
     profile
         .mark_entered_in_error(&args.entry)
-        .context("nothing was changed")?;
+        .context("nothing was changed (entry ids are in `satchel list --all`)")?;
     outln!(
         "Marked {} entered-in-error; it is hidden from lists and kept in history.",
         args.entry

@@ -22,7 +22,9 @@ pub struct Args {
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let profile = home::open(home_dir)?;
-    let versions = profile.history(&args.entry).context("no history")?;
+    let versions = profile
+        .history(&args.entry)
+        .context("no history for this entry (entry ids are in `satchel list --all`)")?;
     if args.json {
         let out: Vec<_> = versions.iter().map(output::version_json).collect();
         outln!("{}", serde_json::to_string_pretty(&out)?);
