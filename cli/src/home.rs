@@ -1,12 +1,13 @@
 //! Where a profile lives (`--home DIR`, file `satchel.db` inside) and how it
-//! is unlocked: `SATCHEL_PASSPHRASE` when set, otherwise a prompt.
+//! is unlocked: `SATCHEL_PASSPHRASE` when set, otherwise a prompt. Errors
+//! here say which home and what to run next.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use satchel_core::crypto::{Identity, Role};
 use satchel_core::ids::RecordId;
-use satchel_core::profile::{IdentityVault, MemberInfo, Profile, Unlock};
+use satchel_core::profile::{IdentityVault, MemberInfo, Profile, ProfileError, Unlock};
 use satchel_core::store::SqliteStore;
 use zeroize::Zeroizing;
 
@@ -57,6 +58,24 @@ pub fn shared_path(home: &Path, record: &RecordId) -> PathBuf {
     home.join(SHARED_DIR).join(format!("{record}.db"))
 }
 
+/// A profile error from opening a store, with a wrong passphrase said plainly
+/// (and what to do about it).
+fn open_error(err: ProfileError) -> anyhow::Error {
+    match err {
+        ProfileError::WrongKey => anyhow::anyhow!(
+            "wrong passphrase: it does not unlock this home; nothing was changed (check SATCHEL_PASSPHRASE, or type the passphrase again)"
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Open the record store at `path` with `pass`.
+fn open_profile(path: &Path, pass: &str) -> Result<HomeProfile> {
+    let store = SqliteStore::open(path)
+        .with_context(|| format!("cannot open {} (is it a Satchel home?)", path.display()))?;
+    Profile::open(store, unlock(pass)).map_err(open_error)
+}
+
 fn unlock(pass: &str) -> Unlock<'_> {
     Unlock::Passphrase {
         passphrase: pass.as_bytes(),
@@ -85,10 +104,10 @@ pub fn open_all(home: Option<PathBuf>) -> Result<Vec<HomeProfile>> {
     let pass = passphrase(false)?;
     let mut out = Vec::new();
     if own.exists() {
-        out.push(Profile::open(SqliteStore::open(&own)?, unlock(&pass))?);
+        out.push(open_profile(&own, &pass)?);
     }
     for path in shared {
-        out.push(Profile::open(SqliteStore::open(&path)?, unlock(&pass))?);
+        out.push(open_profile(&path, &pass)?);
     }
     Ok(out)
 }
@@ -138,10 +157,7 @@ pub fn open_identity(
     let path = identity_path(home);
     if path.exists() {
         let pass = passphrase(false)?;
-        return Ok(IdentityVault::open(
-            SqliteStore::open(&path)?,
-            unlock(&pass),
-        )?);
+        return IdentityVault::open(SqliteStore::open(&path)?, unlock(&pass)).map_err(open_error);
     }
     let Some((name, role, org)) = create else {
         bail!("this home has no identity yet (accept an invite with `satchel accept CODE --name NAME`)");
@@ -165,7 +181,7 @@ pub fn create_shared(home: &Path, identity: Identity, info: MemberInfo) -> Resul
     let path = shared_path(home, &info.record_id);
     if path.exists() {
         let pass = passphrase(false)?;
-        return Ok(Profile::open(SqliteStore::open(&path)?, unlock(&pass))?);
+        return open_profile(&path, &pass);
     }
     std::fs::create_dir_all(home.join(SHARED_DIR))?;
     let pass = passphrase(false)?;

@@ -2,7 +2,33 @@
 //!
 //! - [`home`]: where a profile lives on disk and how it is unlocked.
 //! - [`commands`]: one module per subcommand.
-//! - [`output`]: tables for people, JSON for machines.
+//! - [`output`]: tables for people, JSON for machines, progress on stderr,
+//!   and errors that say what to do next.
+//!
+//! This file owns the command tree (every command's `--help` carries an
+//! example), how errors are shown (one line, `error: ...`), and how a closed
+//! stdout ends the process (quietly, see [`outln!`]).
+
+/// `println!` that returns an error instead of panicking when stdout is
+/// closed (`satchel list | head -1`).
+///
+/// Rust ignores SIGPIPE, so a write to a closed pipe fails with
+/// `BrokenPipe`; `println!` turns that into a panic. Restoring the default
+/// SIGPIPE disposition would need `unsafe` (forbidden in this workspace) or
+/// a new dependency, and would also kill the process in the middle of a
+/// write to the record. Instead every command writes through this macro and
+/// `?`, and `main` ends quietly (exit 0, like `ripgrep`) when the error is a
+/// broken pipe: the reader has what it wanted, and nothing is half-written
+/// because stdout is the last thing a command touches.
+macro_rules! outln {
+    () => {
+        outln!("")
+    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
 
 mod commands;
 mod home;
@@ -15,7 +41,12 @@ use clap::{Parser, Subcommand};
 
 /// Satchel: your health record, encrypted on your device, shared on your terms.
 #[derive(Debug, Parser)]
-#[command(name = "satchel", version, about)]
+#[command(
+    name = "satchel",
+    version,
+    about,
+    after_help = "Example:\n  export SATCHEL_HOME=~/satchel\n  satchel init --name \"Ada Lovelace\"\n  satchel add discharge-summary.json\n  satchel list --section medications\n\nEvery command has its own help and example: satchel COMMAND --help"
+)]
 struct Cli {
     /// The profile directory (the record, keys and settings of one user).
     #[arg(long, env = "SATCHEL_HOME", global = true)]
@@ -69,13 +100,20 @@ enum Command {
     Audit(commands::share::AuditArgs),
     /// For provider systems: push FHIR into a record shared with this home.
     #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  satchel --home ~/gp provider push --server http://127.0.0.1:8787 --record 3f2a results.json"
+    )]
     Provider(commands::provider::Command),
     /// Run a relay in this process (embedded SQLite).
     Serve(commands::serve::Args),
     /// Run a self-contained demonstration in a temporary home.
+    #[command(after_help = "Example:\n  satchel demo")]
     Demo(commands::demo::Args),
     /// Wearable samples: import, summaries, FHIR Observations.
     #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  satchel wearables import ~/Downloads/apple_health_export/export.xml\n  satchel wearables summary --metric heart-rate --from 2024-01-01 --to 2024-01-31\n  satchel wearables observations --from 2024-01-01 --to 2024-01-07 > observations.json"
+    )]
     Wearables(commands::wearables::Command),
 }
 
@@ -84,7 +122,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::WARN)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     let result = match cli.command {
         Command::Init(args) => commands::init::run(cli.home, args),
         Command::Add(args) => commands::add::run(cli.home, args),
@@ -113,9 +154,64 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever read our output closed it early (`| head`): not an error.
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", output::one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Show a command-line parse error on one line (what was wrong, clap's tip,
+/// and which `--help` to read), or print the help/version clap was asked for.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+    if !err.use_stderr() || err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // --help, --version, or a bare `satchel wearables`: the help is the answer.
+        let _ = err.print();
+        return code;
+    }
+    let text = err.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut message = lines
+        .next()
+        .unwrap_or("invalid command line")
+        .trim_start_matches("error:")
+        .trim()
+        .to_string();
+    let mut items = Vec::new();
+    let mut tips = Vec::new();
+    for line in lines.filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+    {
+        if line.starts_with("tip:") {
+            tips.push(line.to_string());
+        } else {
+            items.push(line.to_string());
+        }
+    }
+    if !items.is_empty() {
+        message = format!("{message} {}", items.join(", "));
+    }
+    for tip in tips {
+        message = format!("{message} ({tip})");
+    }
+    eprintln!("error: {message}; see `{} --help`", command_path());
+    code
+}
+
+/// The (sub)command the command line names, e.g. `satchel wearables summary`.
+fn command_path() -> String {
+    use clap::CommandFactory;
+    let mut path = vec!["satchel".to_string()];
+    let mut command = Cli::command();
+    for arg in std::env::args().skip(1) {
+        let Some(sub) = command.find_subcommand(&arg).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    path.join(" ")
 }

@@ -1,21 +1,76 @@
-//! Output for people (tables, progress) and for machines (`--json`).
+//! Output for people (tables sized to the terminal, progress on stderr), for
+//! machines (`--json`, on stdout only), and errors that say what went wrong
+//! and what to do next, without health data.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use comfy_table::{presets::UTF8_BORDERS_ONLY, ContentArrangement, Table};
-use indicatif::{ProgressBar, ProgressStyle};
+use anyhow::{anyhow, bail, Result};
+use comfy_table::{
+    presets::UTF8_BORDERS_ONLY, ColumnConstraint, ContentArrangement, Row, Table, Width,
+};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use satchel_core::record::{Entry, EntryVersion, SectionSummary};
+use satchel_core::sync::engine::SyncError;
+use satchel_core::sync::link::LinkError;
+use satchel_core::sync::sharing::RestoreError;
+use satchel_core::sync::TransportError;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime};
 
+/// A table as wide as the terminal when stdout is one (comfy-table asks the
+/// terminal). Piped, it is as wide as `$COLUMNS` when that is set, else its
+/// rows are never wrapped, so scripts see one line per row.
 pub fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(headers.to_vec());
+    t.load_style(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|&c| c > 0);
+    match (std::io::stdout().is_terminal(), columns) {
+        (true, _) => {
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+        }
+        (false, Some(width)) => {
+            t.force_no_tty()
+                .set_width(width)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+        }
+        (false, None) => {
+            t.force_no_tty()
+                .set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
     t
+}
+
+/// A table row whose cells are cut to one line with an ellipsis when the
+/// table is too narrow, instead of wrapping (for free-text summaries; keep
+/// identifiers in columns wide enough with [`keep_whole`]).
+pub fn one_line_row(cells: Vec<String>) -> Row {
+    let mut row = Row::from(cells);
+    row.max_height(1);
+    row
+}
+
+/// Never shrink these columns below their content (ids people copy, short
+/// codes): on a narrow terminal the free-text columns give way instead.
+pub fn keep_whole(table: &mut Table, indices: &[usize]) {
+    for &i in indices {
+        if let Some(column) = table.column_mut(i) {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+}
+
+/// Keep column `index` at least `width` characters wide (a free-text column
+/// that would otherwise shrink to a few letters).
+pub fn at_least(table: &mut Table, index: usize, width: u16) {
+    if let Some(column) = table.column_mut(index) {
+        column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(width)));
+    }
 }
 
 /// A spinner on stderr; hidden when stderr is not a terminal.
@@ -28,6 +83,113 @@ pub fn spinner(message: &str) -> ProgressBar {
     pb.set_message(message.to_string());
     pb.enable_steady_tick(Duration::from_millis(100));
     pb
+}
+
+/// How long work runs before its progress indicator appears.
+const SHOW_AFTER: Duration = Duration::from_secs(1);
+
+/// Show `pb` on stderr once it has run for [`SHOW_AFTER`] (and is not
+/// finished): quick commands print no flicker. indicatif keeps it hidden
+/// when stderr is not a terminal.
+fn show_later(pb: &ProgressBar) {
+    pb.set_draw_target(ProgressDrawTarget::hidden());
+    let weak = pb.downgrade();
+    std::thread::spawn(move || {
+        std::thread::sleep(SHOW_AFTER);
+        if let Some(pb) = weak.upgrade() {
+            if !pb.is_finished() {
+                pb.set_draw_target(ProgressDrawTarget::stderr());
+            }
+        }
+    });
+}
+
+/// A spinner on stderr that appears only when the work takes longer than a
+/// second; hidden when stderr is not a terminal.
+pub fn slow_spinner(message: &str) -> ProgressBar {
+    let pb = spinner(message);
+    show_later(&pb);
+    pb
+}
+
+/// A bar over `len` units (bytes when `bytes`) that appears only when the
+/// work takes longer than a second; hidden when stderr is not a terminal.
+pub fn slow_bar(message: &str, len: u64, bytes: bool) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    let template = if bytes {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}"
+    } else {
+        "{msg} [{bar:30}] {pos}/{len} {elapsed}"
+    };
+    pb.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(message.to_string());
+    show_later(&pb);
+    pb
+}
+
+/// Whether `err` is a write to a stdout whose reader has gone (`| head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `err` and its causes on one line (`outer: inner: ...`).
+pub fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Why the relay did not answer, if that is what `err` (or a cause) says.
+fn offline_reason(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let sync = |e: &SyncError| match e {
+        SyncError::Offline(why) => Some(why.clone()),
+        _ => None,
+    };
+    let transport = |e: &TransportError| match e {
+        TransportError::Sync(s) => sync(s),
+        _ => None,
+    };
+    let link = |e: &LinkError| match e {
+        LinkError::Transport(t) => transport(t),
+        _ => None,
+    };
+    if let Some(e) = err.downcast_ref::<SyncError>() {
+        return sync(e);
+    }
+    if let Some(e) = err.downcast_ref::<TransportError>() {
+        return transport(e);
+    }
+    if let Some(e) = err.downcast_ref::<LinkError>() {
+        return link(e);
+    }
+    if let Some(RestoreError::Link(e)) = err.downcast_ref::<RestoreError>() {
+        return link(e);
+    }
+    None
+}
+
+/// An error of an exchange with the relay at `server` while `doing`
+/// something. When the relay did not answer, say so and how to start or
+/// find one; otherwise keep the relay's reason (e.g. a 403 for access that
+/// ended) after `doing`.
+pub fn relay_error(server: &str, doing: &str, err: impl Into<anyhow::Error>) -> anyhow::Error {
+    let err: anyhow::Error = err.into();
+    if let Some(why) = err.chain().find_map(offline_reason) {
+        return anyhow!(
+            "{doing}: the relay at {server} did not answer ({why}); is it running? Start one with `satchel serve`, or check --server / SATCHEL_SERVER"
+        );
+    }
+    err.context(format!("{doing} (relay {server})"))
 }
 
 /// A progress bar over the bytes of an input of known size (a spinner when

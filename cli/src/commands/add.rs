@@ -14,6 +14,9 @@ use crate::home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  satchel add discharge-summary.json\n  satchel add --source https://fhir.hospital.example/r4 patient-everything.json\n  cat allergy.json | satchel add -"
+)]
 pub struct Args {
     /// A JSON file holding one resource or a Bundle; `-` reads stdin.
     pub file: PathBuf,
@@ -21,6 +24,7 @@ pub struct Args {
     /// hospital's FHIR base URL. Defaults to the patient's own entry.
     #[arg(long)]
     pub source: Option<String>,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -30,8 +34,12 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let (reader, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
-        let file = File::open(&args.file)
-            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        let file = File::open(&args.file).with_context(|| {
+            format!(
+                "cannot read {} (check the path); nothing was added",
+                args.file.display()
+            )
+        })?;
         let size = file.metadata().ok().map(|m| m.len());
         (Box::new(file), size)
     };
@@ -62,27 +70,27 @@ fn print_report(report: &ImportReport, json: bool) -> Result<()> {
             "references_unresolved": report.references_unresolved,
             "skipped": report.skipped.iter().map(|(i, t)| serde_json::json!({"index": i, "resource_type": t})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let n = report.added.len();
-    println!(
+    outln!(
         "Added {n} entr{}, updated {}, unchanged {}.",
         if n == 1 { "y" } else { "ies" },
         report.updated.len(),
         report.unchanged.len()
     );
     for a in &report.added {
-        println!("  {}  {}", a.entry, a.section);
+        outln!("  {}  {}", a.entry, a.section);
     }
     for a in &report.updated {
-        println!("  {}  {}  (new version)", a.entry, a.section);
+        outln!("  {}  {}  (new version)", a.entry, a.section);
     }
     if !report.skipped.is_empty() {
         let mut types: Vec<&str> = report.skipped.iter().map(|(_, t)| t.as_str()).collect();
         types.sort_unstable();
         types.dedup();
-        println!(
+        outln!(
             "Skipped {} Bundle entr{} of types the record has no section for ({}).",
             report.skipped.len(),
             if report.skipped.len() == 1 {

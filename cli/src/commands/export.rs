@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use satchel_core::record::Section;
 
-use crate::home;
+use crate::{home, output};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -20,6 +20,9 @@ pub enum Format {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  satchel export --format ips -o patient-summary.json\n  satchel export --format fhir --sections medications,allergies -o meds.json\n  satchel export --format fhir -o - | jq .entry[].resource.resourceType"
+)]
 pub struct Args {
     /// What to export.
     #[arg(long, value_enum)]
@@ -46,15 +49,22 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
+    if args.format == Format::Ips && args.sections.is_some() {
+        anyhow::bail!(
+            "--sections applies to --format fhir only; nothing was written (drop --sections, or use --format fhir)"
+        );
+    }
     let profile = home::open(home_dir)?;
+    let spinner = output::slow_spinner("Exporting");
     let bundle = match args.format {
         Format::Fhir => profile.export_fhir(args.sections.as_deref()),
-        Format::Ips => {
-            if args.sections.is_some() {
-                anyhow::bail!("--sections applies to --format fhir only; nothing was written");
+        Format::Ips => match profile.export_ips() {
+            Ok(bundle) => bundle,
+            Err(e) => {
+                spinner.finish_and_clear();
+                return Err(anyhow::Error::new(e).context("nothing was written"));
             }
-            profile.export_ips().context("nothing was written")?
-        }
+        },
     };
     let mut bytes = serde_json::to_vec_pretty(&bundle)?;
     bytes.push(b'\n');
@@ -62,11 +72,23 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
         .get("entry")
         .and_then(|e| e.as_array())
         .map_or(0, Vec::len);
-    if args.output.as_os_str() == "-" {
-        std::io::stdout().write_all(&bytes)?;
+    spinner.set_message(format!("Writing {} Bundle entries", entries));
+    let written = if args.output.as_os_str() == "-" {
+        std::io::stdout()
+            .lock()
+            .write_all(&bytes)
+            .map_err(anyhow::Error::new)
     } else {
-        write_private(&args.output, &bytes)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        write_private(&args.output, &bytes).with_context(|| {
+            format!(
+                "cannot write {} (check the directory exists and you may write there)",
+                args.output.display()
+            )
+        })
+    };
+    spinner.finish_and_clear();
+    written?;
+    if args.output.as_os_str() != "-" {
         eprintln!(
             "Wrote {} ({} Bundle entr{}).",
             args.output.display(),

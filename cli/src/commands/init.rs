@@ -9,6 +9,9 @@ use satchel_core::store::SqliteStore;
 use crate::home;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  satchel --home ~/satchel init --name \"Ada Lovelace\"\n  SATCHEL_PASSPHRASE=... satchel --home ~/satchel init --name \"Ada Lovelace\"   # no prompt (scripts)"
+)]
 pub struct Args {
     /// The record owner's name, as the patient wants it shown.
     #[arg(long)]
@@ -16,7 +19,9 @@ pub struct Args {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  satchel whoami\n  satchel whoami --json")]
 pub struct WhoamiArgs {
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -44,9 +49,9 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
             params: None,
         },
     )?;
-    println!("Created record {}", profile.record_id());
-    println!("This device: {}", profile.device_id());
-    println!("Fingerprint: {}", profile.identity_card().fingerprint());
+    outln!("Created record {}", profile.record_id());
+    outln!("This device: {}", profile.device_id());
+    outln!("Fingerprint: {}", profile.identity_card().fingerprint());
     Ok(())
 }
 
@@ -59,11 +64,11 @@ pub fn run_whoami(home_dir: Option<PathBuf>, args: WhoamiArgs) -> Result<()> {
             "identity": card,
             "fingerprint": card.fingerprint(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("Record:      {}", profile.record_id());
-        println!("Device:      {}", card.id());
-        println!("Fingerprint: {}", card.fingerprint());
+        outln!("Record:      {}", profile.record_id());
+        outln!("Device:      {}", card.id());
+        outln!("Fingerprint: {}", card.fingerprint());
     }
     Ok(())
 }

@@ -9,6 +9,9 @@ use crate::home;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  satchel list\n  satchel list --section labs --from 2023-01 --to 2023-12\n  satchel list --code 'http://loinc.org|4548-4' --json\n  satchel list --text metformin --all"
+)]
 pub struct Args {
     /// Only this section (e.g. allergies, medications, labs).
     #[arg(long)]
@@ -28,12 +31,15 @@ pub struct Args {
     /// Include entries marked entered-in-error.
     #[arg(long)]
     pub all: bool,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  satchel summary\n  satchel summary --json")]
 pub struct SummaryArgs {
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -75,12 +81,12 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     for (i, profile) in profiles.iter().enumerate() {
         if i > 0 {
-            println!();
+            outln!();
         }
         list_one(profile, &query, args.json)?;
     }
@@ -115,24 +121,24 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
                 v
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "Record of {} ({})",
         profile.owner_name(),
         profile.record_id()
     );
     // Never let an old copy pass for a current one.
     if let Some(ended) = profile.access_ended_ms()? {
-        println!(
+        outln!(
             "ACCESS ENDED {}: the relay refused this identity (revoked or expired). This copy is no longer updated and may be out of date.",
             output::format_ms(ended)
         );
     }
     match profile.last_synced_ms()? {
-        Some(t) => println!("Last synced: {}", output::format_ms(t)),
-        None => println!("Never synced: this device has not exchanged changes with a relay yet"),
+        Some(t) => outln!("Last synced: {}", output::format_ms(t)),
+        None => outln!("Never synced: this device has not exchanged changes with a relay yet"),
     }
     if !profile.is_owner_device() {
         let sections: Vec<&str> = profile
@@ -140,7 +146,7 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
             .iter()
             .map(|s| s.as_str())
             .collect();
-        println!(
+        outln!(
             "Shared with you: {}",
             if sections.is_empty() {
                 "nothing (access ended)".to_string()
@@ -152,8 +158,11 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
     let mut table = output::table(&[
         "ENTRY", "SECTION", "TYPE", "DATE", "SUMMARY", "V", "STATUS", "FROM",
     ]);
+    output::keep_whole(&mut table, &[0, 1, 2, 3, 5, 6]);
+    output::at_least(&mut table, 4, 24);
+    output::at_least(&mut table, 7, 6);
     for e in &entries {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             e.id.to_string(),
             e.section.as_str().to_string(),
             e.resource_type.clone(),
@@ -162,10 +171,10 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
             e.version_count.to_string(),
             e.status.as_str().to_string(),
             from(e),
-        ]);
+        ]));
     }
-    println!("{table}");
-    println!(
+    outln!("{table}");
+    outln!(
         "{} entr{}",
         entries.len(),
         if entries.len() == 1 { "y" } else { "ies" }
@@ -178,18 +187,18 @@ pub fn run_summary(home_dir: Option<PathBuf>, args: SummaryArgs) -> Result<()> {
     let summary = profile.summary();
     if args.json {
         let out: Vec<_> = summary.iter().map(output::summary_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let mut table = output::table(&["SECTION", "ACTIVE", "ENTERED-IN-ERROR", "LATEST"]);
     for s in &summary {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             s.section.as_str().to_string(),
             s.active.to_string(),
             s.entered_in_error.to_string(),
             s.latest_date_ms.map(output::format_ms).unwrap_or_default(),
-        ]);
+        ]));
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(())
 }

@@ -33,6 +33,7 @@ pub struct PushArgs {
     pub source: Option<String>,
     /// FHIR R4 JSON file (one resource or a Bundle), or - for stdin.
     pub file: PathBuf,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -57,7 +58,9 @@ pub fn run(home_dir: Option<PathBuf>, command: Command) -> Result<()> {
                 .with_context(|| format!("cannot open {}", args.file.display()))?,
         ))
     };
-    let (_, incoming) = collect_resources(reader).context("the input is not FHIR R4 JSON")?;
+    let (_, incoming) = collect_resources(reader).context(
+        "the input is not FHIR R4 JSON; nothing was imported (fix the file and push again)",
+    )?;
     let report = profile
         .import_contribution(incoming, Some(&source))
         .context("nothing was imported")?;
@@ -65,19 +68,31 @@ pub fn run(home_dir: Option<PathBuf>, command: Command) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let mut client = RelayClient::new(&args.server)?;
-    let round = rt.block_on(client.sync(&mut profile)).context(
-        "imported here, but sending to the relay failed (it stays queued; run `satchel sync`)",
-    )?;
+    let mut client = RelayClient::new(&args.server).with_context(|| {
+        format!(
+            "{} is not a relay address (expected http://HOST:PORT)",
+            args.server
+        )
+    })?;
+    let spinner = crate::output::slow_spinner(&format!("Sending to {}", args.server));
+    let round = rt.block_on(client.sync(&mut profile));
+    spinner.finish_and_clear();
+    let round = round.map_err(|e| {
+        crate::output::relay_error(
+            &args.server,
+            "imported here, but sending to the relay failed (it stays queued; run `satchel sync`)",
+            e,
+        )
+    })?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({"added": report.added.len(), "updated": report.updated.len(),
                    "unchanged": report.unchanged.len(), "skipped": report.skipped.len(),
                    "sent": round.uploaded, "record": profile.record_id(), "source": source})
         );
     } else {
-        println!(
+        outln!(
             "Pushed to {}'s record as {source}: {} added, {} updated, {} unchanged, {} skipped; {} envelope(s) sent.",
             profile.owner_name(),
             report.added.len(),

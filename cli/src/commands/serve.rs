@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  satchel serve\n  satchel serve --listen 0.0.0.0:8787 --db ~/satchel-relay.db"
+)]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]
@@ -24,7 +27,7 @@ pub fn run(args: Args) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        println!("listening on {}", listener.local_addr()?);
+        outln!("listening on {}", listener.local_addr()?);
         let config = satchel_sync_server::Config::sqlite(&args.db);
         satchel_sync_server::serve(config, listener, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -52,6 +52,14 @@ fn parse_duration_ms(text: &str) -> Result<i64> {
     Ok(ms)
 }
 
+/// A client for the relay at `server`, or an error saying what a relay
+/// address looks like.
+fn relay_client(server: &str) -> Result<RelayClient> {
+    RelayClient::new(server).with_context(|| {
+        format!("{server} is not a relay address (expected http://HOST:PORT or https://HOST)")
+    })
+}
+
 fn parse_sections(list: &str) -> Result<Vec<Section>> {
     list.split(',')
         .map(str::trim)
@@ -99,6 +107,7 @@ pub struct InviteArgs {
     /// How long the invite code stays valid (seconds).
     #[arg(long, default_value_t = 86_400)]
     pub valid_for: u64,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -131,19 +140,27 @@ pub fn run_invite(home_dir: Option<PathBuf>, args: InviteArgs) -> Result<()> {
         expires_at_ms,
         label,
     };
-    let mut client = RelayClient::new(&args.server)?;
-    let (link_id, code) = runtime()?.block_on(net::invite(
-        &mut client,
-        &mut profile,
-        terms,
-        Duration::from_secs(args.valid_for),
-    ))?;
+    let mut client = relay_client(&args.server)?;
+    let (link_id, code) = runtime()?
+        .block_on(net::invite(
+            &mut client,
+            &mut profile,
+            terms,
+            Duration::from_secs(args.valid_for),
+        ))
+        .map_err(|e| {
+            output::relay_error(
+                &args.server,
+                "could not create the invite; nothing was shared",
+                e,
+            )
+        })?;
     if args.json {
-        println!("{}", json!({"invite": link_id, "code": code}));
+        outln!("{}", json!({"invite": link_id, "code": code}));
     } else {
-        println!("Invite {link_id} created. Give the invitee this code (a link or a QR code):\n");
-        println!("  {code}\n");
-        println!("They run `satchel accept CODE --name NAME`; then approve them with `satchel approve {link_id}` after checking their fingerprint.");
+        outln!("Invite {link_id} created. Give the invitee this code (a link or a QR code):\n");
+        outln!("  {code}\n");
+        outln!("They run `satchel accept CODE --name NAME`; then approve them with `satchel approve {link_id}` after checking their fingerprint.");
     }
     Ok(())
 }
@@ -183,7 +200,9 @@ pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
     if home::db_path(&dir).exists() {
         bail!("this home holds your own record; accept invites in a separate home (--home)");
     }
-    let code = net::parse_invite(&args.code).context("not a Satchel invite code")?;
+    let code = net::parse_invite(&args.code).context(
+        "not a Satchel invite code (copy the whole code `satchel invite` printed; it starts with satchel-invite:)",
+    )?;
     let role = match args.role {
         AcceptRole::Carer => Role::Carer,
         AcceptRole::Provider => Role::Provider,
@@ -192,31 +211,50 @@ pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
     let name = args.name.as_deref().unwrap_or("Carer");
     let mut vault = home::open_identity(&dir, Some((name, role, args.organisation.as_deref())))?;
     let identity = vault.identity().card().clone();
-    let mut client = RelayClient::new(&code.relay)?;
+    let mut client = relay_client(&code.relay)?;
     let rt = runtime()?;
     rt.block_on(net::accept(&mut client, vault.identity(), &code))
-        .context("could not answer the invite")?;
+        .map_err(|e| {
+            output::relay_error(
+                &code.relay,
+                "could not answer the invite (it may have expired or been used: ask for a new one)",
+                e,
+            )
+        })?;
     let mut pending: Vec<String> = vault
         .get_private(PENDING_ACCEPTS)?
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     pending.push(args.code.trim().to_string());
     vault.put_private(PENDING_ACCEPTS, &serde_json::to_vec(&pending)?)?;
-    println!(
+    outln!(
         "Sent your identity card. Tell the record's owner your fingerprint:\n\n  {}\n",
         identity.fingerprint()
     );
     if args.wait == 0 {
-        println!("Once they approve, run `satchel sync` to receive the record.");
+        outln!("Once they approve, run `satchel sync` to receive the record.");
         return Ok(());
     }
-    finish_accepts(&dir, Duration::from_secs(args.wait))?;
+    finish_accepts(&dir, Duration::from_secs(args.wait), false)?;
     Ok(())
 }
 
 /// Turn approved invites into shared records (and forget them). Returns
-/// how many records were added.
-pub fn finish_accepts(dir: &std::path::Path, wait: Duration) -> Result<usize> {
+/// how many records were added. With `notes_to_stderr` (a `--json` caller)
+/// what happened is told on stderr, keeping stdout for the JSON.
+pub fn finish_accepts(
+    dir: &std::path::Path,
+    wait: Duration,
+    notes_to_stderr: bool,
+) -> Result<usize> {
+    let note = |text: String| -> Result<()> {
+        if notes_to_stderr {
+            eprintln!("{text}");
+        } else {
+            outln!("{text}");
+        }
+        Ok(())
+    };
     if !home::identity_path(dir).exists() {
         return Ok(0);
     }
@@ -233,7 +271,7 @@ pub fn finish_accepts(dir: &std::path::Path, wait: Duration) -> Result<usize> {
     let mut added = 0;
     for text in pending {
         let code = net::parse_invite(&text)?;
-        let mut client = RelayClient::new(&code.relay)?;
+        let mut client = relay_client(&code.relay)?;
         match rt.block_on(net::await_approval(
             &mut client,
             vault.identity(),
@@ -246,28 +284,40 @@ pub fn finish_accepts(dir: &std::path::Path, wait: Duration) -> Result<usize> {
                     &vault.identity().to_secret_bytes(),
                 )?;
                 let mut profile = home::create_shared(dir, identity, info)?;
-                rt.block_on(client.sync(&mut profile))
-                    .context("first sync of the shared record failed")?;
+                rt.block_on(client.sync(&mut profile)).map_err(|e| {
+                    output::relay_error(
+                        &code.relay,
+                        "approved, but the first sync of the shared record failed (run `satchel sync` again)",
+                        e,
+                    )
+                })?;
                 let sections: Vec<&str> = profile
                     .readable_sections()
                     .iter()
                     .map(|s| s.as_str())
                     .collect();
-                println!(
+                note(format!(
                     "Approved: you now have access to {owner}'s record ({}).",
                     sections.join(", ")
-                );
+                ))?;
                 added += 1;
             }
             Err(satchel_core::sync::link::LinkError::TimedOut) => still.push(text),
             Err(e) => {
-                eprintln!("an invite could not be completed ({e}); it was dropped");
+                let e = output::relay_error(&code.relay, "an invite could not be completed", e);
+                eprintln!(
+                    "{}; it was dropped (ask the record's owner for a new invite)",
+                    output::one_line(&e)
+                );
             }
         }
     }
     vault.put_private(PENDING_ACCEPTS, &serde_json::to_vec(&still)?)?;
     if !still.is_empty() {
-        println!("{} invite(s) still waiting for approval.", still.len());
+        note(format!(
+            "{} invite(s) still waiting for approval (run `satchel sync` again after the owner approves).",
+            still.len()
+        ))?;
     }
     Ok(added)
 }
@@ -287,6 +337,7 @@ pub struct ApproveArgs {
     /// Approve without asking (you checked the fingerprint another way).
     #[arg(long)]
     pub yes: bool,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -297,13 +348,17 @@ fn digits(s: &str) -> String {
 
 pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let mut client = RelayClient::new(&args.server)?;
+    let mut client = relay_client(&args.server)?;
     let rt = runtime()?;
     let pending = net::pending_invites(&profile)?;
+    let server = args.server.as_str();
+    let ask = |e| output::relay_error(server, "could not ask the relay who answered the invite", e);
     let Some(wanted) = args.invite.as_deref() else {
         let mut rows = Vec::new();
         for p in &pending {
-            let card = rt.block_on(net::invitee_card(&mut client, &mut profile, &p.link_id))?;
+            let card = rt
+                .block_on(net::invitee_card(&mut client, &mut profile, &p.link_id))
+                .map_err(ask)?;
             rows.push((p, card));
         }
         if args.json {
@@ -316,7 +371,7 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
                     "invitee": c.as_ref().map(|c| json!({"identity": c.id(), "name": c.display_name, "fingerprint": c.fingerprint()})),
                 }))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(());
         }
         let mut table = output::table(&[
@@ -327,8 +382,9 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
             "ANSWERED BY",
             "FINGERPRINT",
         ]);
+        output::keep_whole(&mut table, &[0, 1, 5]);
         for (p, c) in rows {
-            table.add_row(vec![
+            table.add_row(output::one_line_row(vec![
                 p.link_id.clone(),
                 p.terms.role.as_str().to_string(),
                 p.terms
@@ -341,9 +397,9 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
                 c.as_ref()
                     .map_or("(not yet)".into(), |c| c.display_name.clone()),
                 c.as_ref().map_or(String::new(), |c| c.fingerprint()),
-            ]);
+            ]));
         }
-        println!("{table}");
+        outln!("{table}");
         return Ok(());
     };
     let invite = pending
@@ -352,11 +408,12 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
         .with_context(|| format!("no pending invite {wanted} (see `satchel approve`)"))?;
     let link_id = invite.link_id.clone();
     let card = rt
-        .block_on(net::invitee_card(&mut client, &mut profile, &link_id))?
+        .block_on(net::invitee_card(&mut client, &mut profile, &link_id))
+        .map_err(ask)?
         .context(
             "nobody has answered this invite yet; try again after they run `satchel accept`",
         )?;
-    println!(
+    outln!(
         "{} ({}{}) asks for {} access to: {}\nFingerprint: {}",
         card.display_name,
         card.role.as_str(),
@@ -406,8 +463,8 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
             &link_id,
             &card.id(),
         ))
-        .context("approval failed")?;
-    println!("Approved {} ({}).", card.display_name, card.id().short());
+        .map_err(|e| output::relay_error(server, "approval failed; nothing was granted", e))?;
+    outln!("Approved {} ({}).", card.display_name, card.id().short());
     Ok(())
 }
 
@@ -417,6 +474,7 @@ pub struct GrantsArgs {
     /// Which record (when the home holds several).
     #[arg(long)]
     pub record: Option<String>,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -466,14 +524,16 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
                        "expires_at_ms": exp, "label": label, "live": live})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("Who has access to {}'s record", profile.owner_name());
+    outln!("Who has access to {}'s record", profile.owner_name());
     let mut table = output::table(&[
         "IDENTITY", "NAME", "ROLE", "SECTIONS", "EXPIRES", "LABEL", "STATUS",
     ]);
+    output::keep_whole(&mut table, &[0, 2, 4, 6]);
     for (id, name, role, sections, exp, label, live) in rows {
+        // Wrapped, not cut: every granted section must stay visible.
         table.add_row(vec![
             id.short(),
             name,
@@ -488,7 +548,7 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             },
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(())
 }
 
@@ -539,7 +599,7 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
         .members()
         .card(&id)
         .map_or(id.short(), |c| c.display_name.clone());
-    let mut client = RelayClient::new(&args.server)?;
+    let mut client = relay_client(&args.server)?;
     runtime()?
         .block_on(net::revoke(
             &mut client,
@@ -547,8 +607,14 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
             &id,
             sections.as_deref(),
         ))
-        .context("revocation failed (nothing changed)")?;
-    println!(
+        .map_err(|e| {
+            output::relay_error(
+                &args.server,
+                "revocation failed; nothing changed and access continues (run `satchel revoke` again)",
+                e,
+            )
+        })?;
+    outln!(
         "Revoked {name}{}. Keys were rotated: nothing written from now on is readable by them. What they already saw cannot be unseen.",
         sections
             .map(|s| format!(" from {}", s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")))
@@ -568,13 +634,13 @@ pub struct RecoveryKeyArgs {
 
 pub fn run_recovery_key(home_dir: Option<PathBuf>, args: RecoveryKeyArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let mut client = RelayClient::new(&args.server)?;
+    let mut client = relay_client(&args.server)?;
     let key = runtime()?
         .block_on(net::make_recovery_key(&mut client, &mut profile))
-        .context("could not create a recovery key")?;
-    println!("Your recovery key (write it down and keep it somewhere safe; anyone holding it can restore your record):\n");
-    println!("  {}\n", key.to_printable().as_str());
-    println!(
+        .map_err(|e| output::relay_error(&args.server, "could not create a recovery key", e))?;
+    outln!("Your recovery key (write it down and keep it somewhere safe; anyone holding it can restore your record):\n");
+    outln!("  {}\n", key.to_printable().as_str());
+    outln!(
         "Restore on a new device with: satchel --home NEW_HOME restore --server {}",
         args.server
     );
@@ -606,14 +672,16 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
                 .context("set SATCHEL_RECOVERY_KEY when not on a terminal")?,
         ),
     };
-    let key = RecoveryKey::parse(&text)?;
+    let key = RecoveryKey::parse(&text).context(
+        "that is not a recovery key (it starts with SATCHEL-; type it as `satchel recovery-key` printed it)",
+    )?;
     let pass = home::passphrase(true)?;
     if pass.is_empty() {
         bail!("the passphrase is empty; choose one (nothing was created)");
     }
-    std::fs::create_dir_all(&dir)?;
-    let mut client = RelayClient::new(&args.server)?;
-    let spinner = output::spinner("Restoring from the relay");
+    let mut client = relay_client(&args.server)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let spinner = output::slow_spinner("Restoring from the relay");
     let result = runtime()?.block_on(net::restore(
         &mut client,
         &key,
@@ -631,11 +699,15 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
             for ext in ["-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
             }
-            return Err(anyhow::Error::new(e).context("restore failed (nothing was kept)"));
+            return Err(output::relay_error(
+                &args.server,
+                "restore failed (nothing was kept)",
+                e,
+            ));
         }
     };
     let n = profile.query(&Default::default()).len();
-    println!(
+    outln!(
         "Restored {}'s record ({}): {n} entries. This device is now one of the owner's devices.",
         profile.owner_name(),
         profile.record_id()
@@ -650,6 +722,7 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
 pub struct AuditArgs {
     #[arg(long, env = "SATCHEL_SERVER")]
     pub server: String,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
     /// Also write the audit as a FHIR R4 collection Bundle of AuditEvent and Provenance resources.
@@ -660,12 +733,15 @@ pub struct AuditArgs {
 pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
     if !profile.may_administer() {
-        bail!("only the record's owner and managers may read its audit");
+        bail!("only the record's owner and managers may read its audit (run this in the owner's home)");
     }
-    let mut client = RelayClient::new(&args.server)?;
-    let events = runtime()?
-        .block_on(net::fetch_audit(&mut client, &mut profile))
-        .context("could not read the relay's audit log")?;
+    let mut client = relay_client(&args.server)?;
+    let spinner = output::slow_spinner("Reading the relay's audit log");
+    let events = runtime()?.block_on(net::fetch_audit(&mut client, &mut profile));
+    spinner.finish_and_clear();
+    let events = events.map_err(|e| {
+        output::relay_error(&args.server, "could not read the relay's audit log", e)
+    })?;
     let contributions = audit::contributions(profile.record());
     let members = profile.members().clone();
     let name_of = |id: &IdentityId| -> String {
@@ -717,19 +793,20 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
                             "recorded_at_ms": c.recorded_at_ms, "source_system": c.source_system})
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"events": views, "contributions": contribs}))?
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "Who viewed and changed {}'s record (relay log)",
         profile.owner_name()
     );
     let mut table = output::table(&["WHEN", "WHO", "ACTION", "SECTION", "ENVELOPES"]);
+    output::keep_whole(&mut table, &[0, 2, 3, 4]);
     for e in &events {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             output::format_ms(e.at_ms),
             name_of(&e.identity),
             if e.action == "pull" {
@@ -739,20 +816,21 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
             },
             e.section.clone(),
             e.count.to_string(),
-        ]);
+        ]));
     }
-    println!("{table}");
-    println!("\nWho contributed each entry (verified signatures)");
+    outln!("{table}");
+    outln!("\nWho contributed each entry (verified signatures)");
     let mut table = output::table(&["WHEN", "WHO", "ENTRY", "SECTION", "VERSION"]);
+    output::keep_whole(&mut table, &[0, 2, 3, 4]);
     for c in &contributions {
-        table.add_row(vec![
+        table.add_row(output::one_line_row(vec![
             output::format_ms(c.recorded_at_ms),
             name_of(&c.author),
             c.entry.to_string(),
             c.section.as_str().to_string(),
             c.version.to_string(),
-        ]);
+        ]));
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(())
 }

@@ -10,11 +10,14 @@ use satchel_core::profile::{Profile, Unlock};
 use satchel_core::store::SqliteStore;
 use satchel_core::sync::engine::RoundReport;
 use satchel_core::sync::link::{self, LinkCode};
-use satchel_core::sync::RelayClient;
+use satchel_core::sync::{RelayClient, SyncError, TransportError};
 
-use crate::home;
+use crate::{home, output};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  satchel sync --server http://127.0.0.1:8787\n  SATCHEL_SERVER=https://relay.example satchel sync --watch\n  satchel sync --server http://127.0.0.1:8787 --json"
+)]
 pub struct Args {
     /// The relay, e.g. http://127.0.0.1:8787
     #[arg(long, env = "SATCHEL_SERVER")]
@@ -22,11 +25,15 @@ pub struct Args {
     /// Stay connected and sync whenever the relay reports a change.
     #[arg(long)]
     pub watch: bool,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  satchel --home ~/satchel link-device --server http://127.0.0.1:8787\n  # then, on the new device, run the join-device command it prints"
+)]
 pub struct LinkArgs {
     /// The relay, e.g. http://127.0.0.1:8787
     #[arg(long, env = "SATCHEL_SERVER")]
@@ -37,6 +44,9 @@ pub struct LinkArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  satchel --home ~/laptop join-device satchel-link:eyJyZWxheSI6..."
+)]
 pub struct JoinArgs {
     /// The code printed by `satchel link-device` on the existing device.
     pub code: String,
@@ -52,20 +62,30 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn print_report(report: &RoundReport, json: bool) {
+/// A round's report as JSON (`record` names the record when the home holds
+/// several).
+fn report_json(report: &RoundReport, record: Option<(String, &str)>) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "uploaded": report.uploaded,
+        "pulled": report.pulled,
+        "merged": report.merged,
+        "refused": report.refused,
+        "sections": report.sections_pulled,
+        "snapshots_uploaded": report.snapshots_uploaded,
+        "retries": report.retries,
+    });
+    if let (Some((id, owner)), Some(o)) = (record, out.as_object_mut()) {
+        o.insert("record_id".into(), id.into());
+        o.insert("owner".into(), owner.into());
+    }
+    out
+}
+
+fn print_report(report: &RoundReport, json: bool) -> Result<()> {
     if json {
-        let out = serde_json::json!({
-            "uploaded": report.uploaded,
-            "pulled": report.pulled,
-            "merged": report.merged,
-            "refused": report.refused,
-            "sections": report.sections_pulled,
-            "snapshots_uploaded": report.snapshots_uploaded,
-            "retries": report.retries,
-        });
-        println!("{out}");
+        outln!("{}", report_json(report, None));
     } else {
-        println!(
+        outln!(
             "Synced: {} sent, {} new from other devices{}{}{}",
             report.uploaded,
             report.merged,
@@ -89,45 +109,91 @@ fn print_report(report: &RoundReport, json: bool) {
             }
         );
     }
+    Ok(())
+}
+
+/// Whether a sync failure is the relay refusing this identity (access
+/// revoked or expired).
+fn access_ended(err: &TransportError) -> bool {
+    matches!(
+        err,
+        TransportError::Sync(SyncError::Refused {
+            status: 401 | 403,
+            ..
+        })
+    ) || err.to_string().contains("forbidden")
 }
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let dir = home::require_home(home_dir)?;
     // Invites approved since `satchel accept` become shared records.
-    super::share::finish_accepts(&dir, Duration::ZERO)?;
+    super::share::finish_accepts(&dir, Duration::ZERO, args.json)?;
     let mut all = home::open_all(Some(dir))?;
-    let mut profile = all.remove(0);
-    let mut client = RelayClient::new(&args.server)?;
+    let several = all.len() > 1;
+    let server = args.server.clone();
+    let mut client = RelayClient::new(&server)
+        .with_context(|| format!("{server} is not a relay address (expected http://HOST:PORT)"))?;
     let rt = runtime()?;
+    // With --json and several records, one array of reports (one per record).
+    let mut reports = Vec::new();
+    let mut profile = all.remove(0);
     for other in &mut all {
-        let mut client = RelayClient::new(&args.server)?;
-        match rt.block_on(client.sync(other)) {
-            Ok(report) => print_report(&report, args.json),
-            Err(e) if e.to_string().contains("403") || e.to_string().contains("forbidden") => {
+        let mut client = RelayClient::new(&server)?;
+        let spinner = output::slow_spinner(&format!(
+            "Syncing {}'s record with {server}",
+            other.owner_name()
+        ));
+        let result = rt.block_on(client.sync(other));
+        spinner.finish_and_clear();
+        match result {
+            Ok(report) if args.json => reports.push(report_json(
+                &report,
+                Some((other.record_id().to_string(), other.owner_name())),
+            )),
+            Ok(report) => print_report(&report, false)?,
+            Err(e) if access_ended(&e) => {
                 eprintln!(
                     "Your access to {}'s record has ended (revoked or expired). What you saw before stays on this device and is no longer updated.",
                     other.owner_name()
                 );
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("sync of {}'s record failed", other.owner_name())))
+                return Err(output::relay_error(
+                    &server,
+                    &format!("could not sync {}'s record", other.owner_name()),
+                    e,
+                ))
             }
         }
     }
     rt.block_on(async {
         let shared = !profile.is_owner_device();
-        let report = client.sync(&mut profile).await.with_context(|| {
-            if shared {
+        let spinner = output::slow_spinner(&format!("Syncing with {server}"));
+        let result = client.sync(&mut profile).await;
+        spinner.finish_and_clear();
+        let report = result.map_err(|e| {
+            let doing = if shared {
                 format!(
-                    "sync of {}'s record failed (a 403 means your access has ended: revoked or expired; what you saw stays on this device)",
+                    "could not sync {}'s record (a 403 means your access has ended: revoked or expired; what you saw stays on this device)",
                     profile.owner_name()
                 )
             } else {
-                "sync failed".to_string()
-            }
+                "could not sync (local changes stay queued and are sent next time)".to_string()
+            };
+            output::relay_error(&server, &doing, e)
         })?;
-        print_report(&report, args.json);
+        if args.json && several {
+            reports.insert(
+                0,
+                report_json(
+                    &report,
+                    Some((profile.record_id().to_string(), profile.owner_name())),
+                ),
+            );
+            outln!("{}", serde_json::to_string_pretty(&reports)?);
+        } else {
+            print_report(&report, args.json)?;
+        }
         if !args.watch {
             return Ok(());
         }
@@ -150,12 +216,18 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
                         }
                         profile.refresh()?;
                         match client.sync(&mut profile).await {
-                            Ok(report) => print_report(&report, args.json),
-                            Err(e) => eprintln!("sync failed: {e}"),
+                            Ok(report) => print_report(&report, args.json)?,
+                            Err(e) => eprintln!(
+                                "sync failed: {}",
+                                output::one_line(&output::relay_error(&server, "will retry", e))
+                            ),
                         }
                     }
                 }
-                Err(e) => eprintln!("push channel unavailable ({e}); retrying"),
+                Err(e) => eprintln!(
+                    "push channel unavailable ({}); retrying",
+                    output::one_line(&output::relay_error(&server, "subscribe", e))
+                ),
             }
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -164,7 +236,7 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
             delay = (delay * 2).min(Duration::from_secs(30));
             profile.refresh()?;
             if let Ok(report) = client.sync(&mut profile).await {
-                print_report(&report, args.json);
+                print_report(&report, args.json)?;
             }
         }
     })
@@ -176,10 +248,10 @@ pub fn run_link(home_dir: Option<PathBuf>, args: LinkArgs) -> Result<()> {
     runtime()?.block_on(async {
         let code = link::offer(&mut client, &mut profile)
             .await
-            .context("could not create the link on the relay")?;
-        println!("On the new device run:\n");
-        println!("  satchel --home NEW_HOME join-device {}\n", code.encode());
-        println!("Waiting for the new device (up to {} s)...", args.timeout);
+            .map_err(|e| output::relay_error(&args.server, "could not create the link", e))?;
+        outln!("On the new device run:\n");
+        outln!("  satchel --home NEW_HOME join-device {}\n", code.encode());
+        outln!("Waiting for the new device (up to {} s)...", args.timeout);
         let card = link::complete(
             &mut client,
             &mut profile,
@@ -187,8 +259,14 @@ pub fn run_link(home_dir: Option<PathBuf>, args: LinkArgs) -> Result<()> {
             Duration::from_secs(args.timeout),
         )
         .await
-        .context("linking failed")?;
-        println!(
+        .map_err(|e| {
+            output::relay_error(
+                &args.server,
+                "linking failed (run `satchel link-device` again for a new code)",
+                e,
+            )
+        })?;
+        outln!(
             "Linked device {} (fingerprint {}).",
             card.id(),
             card.fingerprint()
@@ -206,7 +284,9 @@ pub fn run_join(home_dir: Option<PathBuf>, args: JoinArgs) -> Result<()> {
             dir.display()
         );
     }
-    let code = LinkCode::parse(&args.code)?;
+    let code = LinkCode::parse(&args.code).context(
+        "copy the whole code that `satchel link-device` printed on the other device (it starts with satchel-link:)",
+    )?;
     let pass = home::passphrase(true)?;
     if pass.is_empty() {
         bail!("the passphrase is empty; choose one (nothing was created)");
@@ -214,7 +294,7 @@ pub fn run_join(home_dir: Option<PathBuf>, args: JoinArgs) -> Result<()> {
     let identity = Identity::generate("Patient device", Role::PatientDevice, None)?;
     let mut client = RelayClient::new(&code.relay)?;
     runtime()?.block_on(async {
-        println!("Joining record {} through {}", code.record_id, code.relay);
+        outln!("Joining record {} through {}", code.record_id, code.relay);
         let bundle = link::join(
             &mut client,
             &identity,
@@ -222,7 +302,13 @@ pub fn run_join(home_dir: Option<PathBuf>, args: JoinArgs) -> Result<()> {
             Duration::from_secs(args.timeout),
         )
         .await
-        .context("joining failed")?;
+        .map_err(|e| {
+            output::relay_error(
+                &code.relay,
+                "joining failed; nothing was created (run `satchel link-device` again on the other device for a new code)",
+                e,
+            )
+        })?;
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let store = SqliteStore::open(&path)?;
@@ -238,13 +324,19 @@ pub fn run_join(home_dir: Option<PathBuf>, args: JoinArgs) -> Result<()> {
         let report = client
             .sync(&mut profile)
             .await
-            .context("first sync failed")?;
-        println!(
+            .map_err(|e| {
+                output::relay_error(
+                    &code.relay,
+                    "joined, but the first sync failed (run `satchel sync` to finish)",
+                    e,
+                )
+            })?;
+        outln!(
             "Joined as device {} (fingerprint {}).",
             profile.device_id(),
             profile.identity_card().fingerprint()
         );
-        print_report(&report, false);
+        print_report(&report, false)?;
         Ok(())
     })
 }

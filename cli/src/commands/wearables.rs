@@ -6,7 +6,6 @@ use std::io::BufReader;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use satchel_core::profile::{IngestReport, ProfileError};
 use satchel_core::wearables::{apple, csv_import, Every, Metric};
 use serde_json::json;
@@ -21,10 +20,19 @@ const BATCH: usize = 250_000;
 pub enum Command {
     /// Import an Apple Health export.xml (unzipped) or a CSV file
     /// (metric,start,end,value,unit,source).
+    #[command(
+        after_help = "Example:\n  satchel wearables import ~/Downloads/apple_health_export/export.xml\n  satchel wearables import --format csv scale-readings.txt --json"
+    )]
     Import(ImportArgs),
     /// Min, max, mean, sum and count of a metric by hour, day or week.
+    #[command(
+        after_help = "Example:\n  satchel wearables summary --metric heart-rate --from 2024-01-01 --to 2024-01-31\n  satchel wearables summary --metric steps --from 2024-01-01 --to 2024-03-31 --every week --json"
+    )]
     Summary(SummaryArgs),
     /// Daily summaries of every metric as FHIR R4 Observations (a JSON array).
+    #[command(
+        after_help = "Example:\n  satchel wearables observations --from 2024-01-01 --to 2024-01-07 > observations.json"
+    )]
     Observations(ObservationsArgs),
 }
 
@@ -35,6 +43,7 @@ pub struct ImportArgs {
     /// apple or csv (default: from the file name).
     #[arg(long)]
     pub format: Option<String>,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -53,16 +62,22 @@ pub struct SummaryArgs {
     /// hour, day or week.
     #[arg(long, default_value = "day")]
     pub every: String,
+    /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ObservationsArgs {
+    /// First day (YYYY-MM-DD, UTC).
     #[arg(long)]
     pub from: String,
+    /// Last day, included (YYYY-MM-DD, UTC).
     #[arg(long)]
     pub to: String,
+    /// FHIR JSON on stdout (the default; accepted so every listing takes --json).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(home_dir: Option<PathBuf>, command: Command) -> Result<()> {
@@ -94,14 +109,10 @@ fn import(home_dir: Option<PathBuf>, args: ImportArgs) -> Result<()> {
             ),
         },
     };
-    let file =
-        File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+    let file = File::open(&args.file)
+        .with_context(|| format!("cannot open {} (check the path)", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = ProgressBar::new(size);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = output::slow_bar("Importing", size, true);
     let mut total = IngestReport::default();
     let mut ingest = |batch: Vec<satchel_core::wearables::SampleInput>, at: u64| {
         let r = profile.wearables_ingest(&batch)?;
@@ -117,7 +128,11 @@ fn import(home_dir: Option<PathBuf>, args: ImportArgs) -> Result<()> {
     let mut extra = json!({});
     match format.as_str() {
         "apple" => {
-            let report = apple::import(reader, BATCH, &mut ingest)?;
+            let report = apple::import(reader, BATCH, &mut ingest);
+            bar.finish_and_clear();
+            let report = report.context(
+                "the Apple Health import stopped; fix the file and import it again (samples already stored are skipped as duplicates)",
+            )?;
             extra = json!({
                 "correlations": report.correlations,
                 "workouts_skipped": report.workouts,
@@ -125,11 +140,14 @@ fn import(home_dir: Option<PathBuf>, args: ImportArgs) -> Result<()> {
             });
         }
         "csv" => {
-            csv_import::import(reader, BATCH, &mut ingest)?;
+            let report = csv_import::import(reader, BATCH, &mut ingest);
+            bar.finish_and_clear();
+            report.context(
+                "the CSV import stopped; fix the file and import it again (samples already stored are skipped as duplicates)",
+            )?;
         }
-        _ => bail!("unknown --format (apple or csv)"),
+        other => bail!("unknown --format {other:?}: use --format apple or --format csv"),
     }
-    bar.finish_and_clear();
     if args.json {
         let mut out = json!({
             "received": total.received,
@@ -140,15 +158,18 @@ fn import(home_dir: Option<PathBuf>, args: ImportArgs) -> Result<()> {
         if let (Some(o), Some(e)) = (out.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
         }
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "Imported {} samples: {} new, {} already stored ({} chunks written).",
-            total.received, total.stored, total.duplicates, total.chunks
+            total.received,
+            total.stored,
+            total.duplicates,
+            total.chunks
         );
         if let Some(skipped) = extra.get("workouts_skipped").and_then(|v| v.as_u64()) {
             if skipped > 0 {
-                println!("Skipped {skipped} workouts (their samples are imported as records).");
+                outln!("Skipped {skipped} workouts (their samples are imported as records).");
             }
         }
     }
@@ -181,10 +202,10 @@ fn summary(home_dir: Option<PathBuf>, args: SummaryArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} ({}, LOINC {}) by {}",
         metric.display(),
         metric.unit(),
@@ -202,14 +223,16 @@ fn summary(home_dir: Option<PathBuf>, args: SummaryArgs) -> Result<()> {
             format!("{:.1}", b.sum),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(())
 }
 
 fn observations(home_dir: Option<PathBuf>, args: ObservationsArgs) -> Result<()> {
     let (from_ms, to_ms) = range(&args.from, &args.to)?;
     let mut profile = home::open(home_dir)?;
+    // FHIR JSON whether or not --json was given: Observations are for machines.
+    let _ = args.json;
     let out = profile.wearables_observations(from_ms, to_ms, 0, None)?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
