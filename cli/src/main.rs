@@ -106,8 +106,9 @@ enum Command {
     Provider(commands::provider::Command),
     /// Run a relay in this process (embedded SQLite).
     Serve(commands::serve::Args),
-    /// Run a self-contained demonstration in a temporary home.
-    #[command(after_help = "Example:\n  satchel demo")]
+    /// Play the whole story (patient devices, GP and hospital, wearables,
+    /// carer, consultant, revocation, audit) in separate homes against an
+    /// embedded relay, verifying every step.
     Demo(commands::demo::Args),
     /// Wearable samples: import, summaries, FHIR Observations.
     #[command(subcommand)]

@@ -279,6 +279,7 @@ pub fn version_json(v: &EntryVersion) -> Value {
         "author": v.author.to_string(),
         "recorded_at": format_ms(v.recorded_at_ms),
         "status": v.status.as_str(),
+        "concurrent": v.concurrent,
         "date": v.date_text,
         "resource": v.resource,
     })
@@ -290,6 +291,7 @@ pub fn entry_json(e: &Entry) -> Value {
         "section": e.section.as_str(),
         "resource_type": e.resource_type,
         "status": e.status.as_str(),
+        "conflict": e.conflict,
         "versions": e.version_count,
         "source_system": e.source_system,
         "source_id": e.source_id,

@@ -108,8 +108,46 @@ fn two_devices_converge_offline() {
         let id = entry["id"].as_str().unwrap();
         assert_eq!(history(&a, id), history(&b, id));
     }
-    // Both concurrent amendments are kept as versions.
-    assert_eq!(history(&a, &shared_id).as_array().unwrap().len(), 3);
+    // Both concurrent amendments are kept as versions, and the entry is
+    // flagged as a conflict on both devices (hazard H4).
+    let h = history(&a, &shared_id);
+    assert_eq!(h.as_array().unwrap().len(), 3);
+    let marks: Vec<bool> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["concurrent"].as_bool().unwrap())
+        .collect();
+    assert_eq!(marks, [false, true, true]);
+    for home in [&a, &b] {
+        let entry = list_all(home)
+            .into_iter()
+            .find(|e| e["id"] == shared_id.as_str())
+            .unwrap();
+        assert_eq!(entry["conflict"], true);
+        let text = run(satchel(home, PASS).arg("list"), true);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains("CONFLICT"), "{text}");
+        assert!(text.contains("satchel history"), "{text}");
+    }
+    // Settled by an amendment over the current version, on every device.
+    let mut settled = shared["resource"].clone();
+    settled["criticality"] = json!("high");
+    let file = a.with_extension("settle.json");
+    std::fs::write(&file, serde_json::to_vec(&settled).unwrap()).unwrap();
+    run(
+        satchel(&a, PASS).args(["amend", &shared_id]).arg(&file),
+        true,
+    );
+    sync(&a, &relay);
+    sync(&b, &relay);
+    for home in [&a, &b] {
+        let entry = list_all(home)
+            .into_iter()
+            .find(|e| e["id"] == shared_id.as_str())
+            .unwrap();
+        assert_eq!(entry["conflict"], false);
+    }
 }
 
 /// After a full sync of a record holding a canary, the canary is in no byte

@@ -38,10 +38,17 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
             (i + 1).to_string(),
             output::format_ms(v.recorded_at_ms),
             v.author.short(),
-            v.status.as_str().to_string(),
+            if v.concurrent {
+                format!("{} (concurrent)", v.status.as_str())
+            } else {
+                v.status.as_str().to_string()
+            },
             output::summary_text(&v.displays),
         ]));
     }
     outln!("{table}");
+    if versions.iter().any(|v| v.concurrent) {
+        outln!("Versions marked (concurrent) were made from the same earlier version without knowing of each other; the last one is shown as current. Amend the entry to settle it (an amendment over the current version clears the CONFLICT mark).");
+    }
     Ok(())
 }

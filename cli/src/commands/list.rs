@@ -169,7 +169,11 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
             e.current.date_text.clone().unwrap_or_default(),
             output::summary_text(&e.current.displays),
             e.version_count.to_string(),
-            e.status.as_str().to_string(),
+            if e.conflict {
+                format!("{} CONFLICT", e.status.as_str())
+            } else {
+                e.status.as_str().to_string()
+            },
             from(e),
         ]));
     }
@@ -179,6 +183,13 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
         entries.len(),
         if entries.len() == 1 { "y" } else { "ies" }
     );
+    let conflicts = entries.iter().filter(|e| e.conflict).count();
+    if conflicts > 0 {
+        outln!(
+            "{conflicts} entr{} marked CONFLICT: changed in two places without either knowing of the other. The newest change is shown; check the other with `satchel history ENTRY` and amend if needed.",
+            if conflicts == 1 { "y is" } else { "ies are" }
+        );
+    }
     Ok(())
 }
 

@@ -138,11 +138,13 @@ pub struct Entry {
     pub version_count: usize,
     /// `EnteredInError` iff any version has that status (sticky).
     pub status: EntryStatus,
-    /// Two or more versions were written over the same earlier version
-    /// (e.g. a dose changed on two devices offline, or by the patient and a
-    /// provider at once). The current version was still chosen by the one
+    /// The current version is one of two or more versions written over the
+    /// same earlier version (e.g. a dose changed on two devices offline, or
+    /// by the patient and a provider at once). It was chosen by the one
     /// rule above, the same on every device, but the other change is not
-    /// silently dropped: it is in `history`, and a screen must say so.
+    /// silently dropped: it is in `history` (marked `concurrent`), and a
+    /// screen must say so. An amendment written over the current version
+    /// settles it (the history keeps the marks).
     #[serde(default)]
     pub conflict: bool,
 }
@@ -1016,10 +1018,10 @@ impl SectionDoc {
             source_id: e.meta.source_id.clone(),
             created_by: e.meta.created_by,
             created_at_ms: e.meta.created_at,
-            current,
             version_count: e.versions.len(),
             status: e.status(),
-            conflict: !contested.is_empty(),
+            conflict: current.concurrent,
+            current,
         })
     }
 

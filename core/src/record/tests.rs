@@ -526,6 +526,23 @@ fn conflicting_medication_changes_are_flagged() {
     let reloaded = SectionDoc::load(Section::Medications, &phone.save()).unwrap();
     assert!(reloaded.entry(id).unwrap().conflict);
 
+    // The patient settles it by amending the current version: no longer a
+    // conflict anywhere; the history keeps the concurrent marks.
+    tablet
+        .amend_entry(id, med("5 mg daily"), who(2), 50)
+        .unwrap();
+    phone.apply_changes(&tablet.take_changes()).unwrap();
+    for doc in [&phone, &tablet] {
+        assert!(!doc.entry(id).unwrap().conflict);
+        let marks = doc
+            .history(id)
+            .unwrap()
+            .iter()
+            .filter(|v| v.concurrent)
+            .count();
+        assert_eq!(marks, 2);
+    }
+
     // Entered-in-error over a version another device amended at the same time.
     let mut x = SectionDoc::new(Section::Medications);
     let id2 = x.add_entry(new_entry(med("1 mg"), 1, 1)).unwrap();

@@ -2444,6 +2444,13 @@ public struct EntryInfo: Equatable, Hashable {
      * True when the entry was marked entered-in-error (hidden from lists).
      */
     public let enteredInError: Bool
+    /**
+     * Conflicting changes: two versions were written over the same
+     * earlier one without knowing of each other (e.g. a dose changed on
+     * two devices offline). `current` is chosen by the same rule on every
+     * device; show the entry as conflicting and offer its history.
+     */
+    public let conflict: Bool
     public let current: VersionInfo
 
     // Default memberwise initializers are never public by default, so we
@@ -2454,7 +2461,13 @@ public struct EntryInfo: Equatable, Hashable {
          */id: String, section: String, resourceType: String, sourceSystem: String?, createdBy: String, createdAtMs: Int64, versionCount: UInt32, 
         /**
          * True when the entry was marked entered-in-error (hidden from lists).
-         */enteredInError: Bool, current: VersionInfo) {
+         */enteredInError: Bool, 
+        /**
+         * Conflicting changes: two versions were written over the same
+         * earlier one without knowing of each other (e.g. a dose changed on
+         * two devices offline). `current` is chosen by the same rule on every
+         * device; show the entry as conflicting and offer its history.
+         */conflict: Bool, current: VersionInfo) {
         self.id = id
         self.section = section
         self.resourceType = resourceType
@@ -2463,6 +2476,7 @@ public struct EntryInfo: Equatable, Hashable {
         self.createdAtMs = createdAtMs
         self.versionCount = versionCount
         self.enteredInError = enteredInError
+        self.conflict = conflict
         self.current = current
     }
 
@@ -2490,6 +2504,7 @@ public struct FfiConverterTypeEntryInfo: FfiConverterRustBuffer {
                 createdAtMs: FfiConverterInt64.read(from: &buf), 
                 versionCount: FfiConverterUInt32.read(from: &buf), 
                 enteredInError: FfiConverterBool.read(from: &buf), 
+                conflict: FfiConverterBool.read(from: &buf), 
                 current: FfiConverterTypeVersionInfo.read(from: &buf)
         )
     }
@@ -2503,6 +2518,7 @@ public struct FfiConverterTypeEntryInfo: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.createdAtMs, into: &buf)
         FfiConverterUInt32.write(value.versionCount, into: &buf)
         FfiConverterBool.write(value.enteredInError, into: &buf)
+        FfiConverterBool.write(value.conflict, into: &buf)
         FfiConverterTypeVersionInfo.write(value.current, into: &buf)
     }
 }
@@ -3130,6 +3146,11 @@ public struct VersionInfo: Equatable, Hashable {
      * Indexed display strings (for list rows without parsing JSON).
      */
     public let displays: [String]
+    /**
+     * Written over the same earlier version as another version, without
+     * knowing of it (set in `history`; see `EntryInfo::conflict`).
+     */
+    public let concurrent: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3148,13 +3169,18 @@ public struct VersionInfo: Equatable, Hashable {
          */dateMs: Int64?, 
         /**
          * Indexed display strings (for list rows without parsing JSON).
-         */displays: [String]) {
+         */displays: [String], 
+        /**
+         * Written over the same earlier version as another version, without
+         * knowing of it (set in `history`; see `EntryInfo::conflict`).
+         */concurrent: Bool) {
         self.author = author
         self.recordedAtMs = recordedAtMs
         self.active = active
         self.resourceJson = resourceJson
         self.dateMs = dateMs
         self.displays = displays
+        self.concurrent = concurrent
     }
 
     
@@ -3178,7 +3204,8 @@ public struct FfiConverterTypeVersionInfo: FfiConverterRustBuffer {
                 active: FfiConverterBool.read(from: &buf), 
                 resourceJson: FfiConverterString.read(from: &buf), 
                 dateMs: FfiConverterOptionInt64.read(from: &buf), 
-                displays: FfiConverterSequenceString.read(from: &buf)
+                displays: FfiConverterSequenceString.read(from: &buf), 
+                concurrent: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -3189,6 +3216,7 @@ public struct FfiConverterTypeVersionInfo: FfiConverterRustBuffer {
         FfiConverterString.write(value.resourceJson, into: &buf)
         FfiConverterOptionInt64.write(value.dateMs, into: &buf)
         FfiConverterSequenceString.write(value.displays, into: &buf)
+        FfiConverterBool.write(value.concurrent, into: &buf)
     }
 }
 

@@ -49,8 +49,9 @@ pub struct Args {
     pub keep: Option<PathBuf>,
 }
 
-fn step(n: u32, text: &str) {
-    println!("\n[{n}] {text}");
+fn step(n: u32, text: &str) -> Result<()> {
+    outln!("\n[{n}] {text}");
+    Ok(())
 }
 
 /// Check an expectation; a failed one ends the demo with an error.
@@ -58,7 +59,7 @@ fn check(ok: bool, what: &str) -> Result<()> {
     if !ok {
         bail!("demo expectation failed: {what}");
     }
-    println!("    ✓ {what}");
+    outln!("    ✓ {what}");
     Ok(())
 }
 
@@ -94,12 +95,13 @@ pub fn run(args: Args) -> Result<()> {
     let relay_dir = dir.join("relay");
     std::fs::create_dir_all(&relay_dir)?;
     let relay = Relay::start(&relay_dir.join("relay.db"))?;
-    println!("Satchel demo in {}", dir.display());
-    println!(
+    outln!("Satchel demo in {}", dir.display());
+    outln!(
         "A relay (satchel-sync, embedded SQLite) listens at {}. Each party below is a\n\
          separate home in that directory; every command runs there with\n\
          SATCHEL_SERVER={} and SATCHEL_PASSPHRASE set.",
-        relay.url, relay.url
+        relay.url,
+        relay.url
     );
     let cli = Cli::new(&dir, &relay.url)?;
     Story { cli: &cli }.play()?;
@@ -107,7 +109,7 @@ pub fn run(args: Args) -> Result<()> {
     step(
         15,
         "Look for clinical text in every file of every home and of the relay",
-    );
+    )?;
     relay.stop()?;
     let mut files = 0;
     for file in files_under(&dir)? {
@@ -130,9 +132,9 @@ pub fn run(args: Args) -> Result<()> {
         ),
     )?;
 
-    println!("\nDemo complete: every step verified.");
+    outln!("\nDemo complete: every step verified.");
     if let Some(kept) = args.keep {
-        println!(
+        outln!(
             "\nThe homes are kept in {}. To carry on by hand:\n\
              \n  cd {}\
              \n  export SATCHEL_PASSPHRASE='{PASSPHRASE}'\
@@ -193,7 +195,7 @@ impl Story<'_> {
         step(
             1,
             "The patient creates her record on her phone and syncs it",
-        );
+        )?;
         cli.show("phone", &["init", "--name", "Alex Morgan"])?;
         cli.show("phone", &["add", "inputs/patient.json"])?;
         cli.show("phone", &["sync"])?;
@@ -203,7 +205,7 @@ impl Story<'_> {
             .context("whoami --json has no record_id")?
             .to_string();
 
-        step(2, "She links her tablet with a one-time code");
+        step(2, "She links her tablet with a one-time code")?;
         cli.link("phone", "tablet")?;
         let phone = cli.json("phone", &["list", "--json"])?;
         let tablet = cli.json("tablet", &["list", "--json"])?;
@@ -215,7 +217,7 @@ impl Story<'_> {
         step(
             3,
             "Her GP practice is invited as a provider; it pushes her GP record",
-        );
+        )?;
         self.share(
             "gp",
             &[
@@ -241,7 +243,7 @@ impl Story<'_> {
             &["provider", "push", "--record", &record, "inputs/gp.json"],
         )?;
 
-        step(4, "The hospital is invited too and pushes her admission");
+        step(4, "The hospital is invited too and pushes her admission")?;
         self.share(
             "hospital",
             &[
@@ -287,7 +289,7 @@ impl Story<'_> {
             "a Bundle about another patient is refused, with no clinical detail in the error",
         )?;
 
-        step(5, "The phone syncs: every entry shows who contributed it");
+        step(5, "The phone syncs: every entry shows who contributed it")?;
         cli.show("phone", &["sync"])?;
         cli.show("phone", &["list"])?;
         let list = cli.json("phone", &["list", "--json"])?;
@@ -317,7 +319,7 @@ impl Story<'_> {
         step(
             6,
             "The GP's mistyped glucose result is marked entered-in-error on the tablet",
-        );
+        )?;
         cli.show("tablet", &["sync"])?;
         let glucose = cli.json("tablet", &["list", "--code", "2339-0", "--json"])?;
         let typo = entries(&glucose)
@@ -338,7 +340,7 @@ impl Story<'_> {
         step(
             7,
             "A watch (on the phone) and a glucose monitor (on the tablet) add a month of samples",
-        );
+        )?;
         let month = wearables::write_month(&self.cli_dir().join("inputs"))?;
         cli.show("phone", &["wearables", "import", "inputs/watch.csv"])?;
         cli.show("tablet", &["wearables", "import", "inputs/glucose.csv"])?;
@@ -379,7 +381,7 @@ impl Story<'_> {
         step(
             8,
             "Her daughter Sam is invited as a carer for medications, allergies and appointments",
-        );
+        )?;
         self.share(
             "daughter",
             &[
@@ -411,7 +413,7 @@ impl Story<'_> {
             ),
         )?;
 
-        step(9, "A consultant gets read access to everything for 7 days");
+        step(9, "A consultant gets read access to everything for 7 days")?;
         let all_sections = Section::ALL.map(Section::as_str).join(",");
         self.share(
             "consultant",
@@ -444,7 +446,7 @@ impl Story<'_> {
         step(
             10,
             "The patient revokes her daughter's access: the section keys rotate",
-        );
+        )?;
         cli.show("phone", &["revoke", "Sam"])?;
         let apixaban = self.cli_dir().join("inputs").join("apixaban.json");
         std::fs::write(
@@ -468,7 +470,7 @@ impl Story<'_> {
             "her copy is labelled ACCESS ENDED and lacks the new medication",
         )?;
 
-        step(11, "The consultant still syncs and sees the new medication");
+        step(11, "The consultant still syncs and sees the new medication")?;
         cli.show("consultant", &["sync"])?;
         let theirs = cli.json("consultant", &["list", "--json"])?;
         check(
@@ -479,7 +481,7 @@ impl Story<'_> {
         step(
             12,
             "The patient reads the audit: who viewed and who contributed",
-        );
+        )?;
         cli.show("phone", &["audit"])?;
         let audit = cli.json("phone", &["audit", "--json"])?;
         let events = audit["events"].as_array().map_or(&[][..], Vec::as_slice);
@@ -509,13 +511,13 @@ impl Story<'_> {
             "each of the GP's entries carries its verified signature",
         )?;
 
-        step(13, "The tablet catches up and agrees with the phone");
+        step(13, "The tablet catches up and agrees with the phone")?;
         cli.show("tablet", &["sync"])?;
         let phone = cli.json("phone", &["list", "--all", "--json"])?;
         let tablet = cli.json("tablet", &["list", "--all", "--json"])?;
         check(phone == tablet, "phone and tablet hold the same record")?;
 
-        step(14, "An International Patient Summary for any clinician");
+        step(14, "An International Patient Summary for any clinician")?;
         cli.show("phone", &["export", "--format", "ips", "-o", "ips.json"])?;
         let ips: Value = serde_json::from_slice(&std::fs::read(self.cli_dir().join("ips.json"))?)?;
         check(

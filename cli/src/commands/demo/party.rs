@@ -52,7 +52,7 @@ impl Cli {
 
     /// Print the command line as a shell would take it (long one-time
     /// codes shortened: they are single-use anyway).
-    fn echo(home: &str, args: &[&str]) {
+    fn echo(home: &str, args: &[&str]) -> Result<()> {
         let shown: Vec<String> = args
             .iter()
             .map(|a| {
@@ -67,7 +67,8 @@ impl Cli {
                 }
             })
             .collect();
-        println!("  $ satchel --home {home} {}", shown.join(" "));
+        outln!("  $ satchel --home {home} {}", shown.join(" "));
+        Ok(())
     }
 
     fn output(&self, home: &str, args: &[&str]) -> Result<Output> {
@@ -78,11 +79,11 @@ impl Cli {
 
     /// Run, print the command and what it printed; fail if it failed.
     pub fn show(&self, home: &str, args: &[&str]) -> Result<String> {
-        Self::echo(home, args);
+        Self::echo(home, args)?;
         let out = self.output(home, args)?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         for line in text.lines() {
-            println!("    {line}");
+            outln!("    {line}");
         }
         if !out.status.success() {
             bail!(
@@ -111,11 +112,11 @@ impl Cli {
     /// Run a command that must be refused; prints the command and the
     /// refusal, returns the message.
     pub fn refused(&self, home: &str, args: &[&str]) -> Result<String> {
-        Self::echo(home, args);
+        Self::echo(home, args)?;
         let out = self.output(home, args)?;
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         for line in err.lines() {
-            println!("    {line}");
+            outln!("    {line}");
         }
         if out.status.success() {
             bail!("`satchel {}` in {home} was not refused", args.join(" "));
@@ -127,7 +128,7 @@ impl Cli {
     /// (the first prints a one-time code and waits for the second).
     pub fn link(&self, from: &str, to: &str) -> Result<()> {
         let offer_args = ["link-device", "--timeout", "60"];
-        Self::echo(from, &offer_args);
+        Self::echo(from, &offer_args)?;
         let mut offer = self
             .command(from, &offer_args)
             .stdout(Stdio::piped())
@@ -151,7 +152,7 @@ impl Cli {
                 bail!("link-device printed no code within a minute");
             }
         };
-        println!(
+        outln!(
             "    one-time code: {}…",
             code.chars().take(40).collect::<String>()
         );

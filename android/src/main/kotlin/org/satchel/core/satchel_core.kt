@@ -4274,6 +4274,14 @@ data class EntryInfo (
      */
     var `enteredInError`: kotlin.Boolean
     , 
+    /**
+     * Conflicting changes: two versions were written over the same
+     * earlier one without knowing of each other (e.g. a dose changed on
+     * two devices offline). `current` is chosen by the same rule on every
+     * device; show the entry as conflicting and offer its history.
+     */
+    var `conflict`: kotlin.Boolean
+    , 
     var `current`: VersionInfo
     
 ){
@@ -4299,6 +4307,7 @@ public object FfiConverterTypeEntryInfo: FfiConverterRustBuffer<EntryInfo> {
             FfiConverterLong.read(buf),
             FfiConverterUInt.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
             FfiConverterTypeVersionInfo.read(buf),
         )
     }
@@ -4312,6 +4321,7 @@ public object FfiConverterTypeEntryInfo: FfiConverterRustBuffer<EntryInfo> {
             FfiConverterLong.allocationSize(value.`createdAtMs`) +
             FfiConverterUInt.allocationSize(value.`versionCount`) +
             FfiConverterBoolean.allocationSize(value.`enteredInError`) +
+            FfiConverterBoolean.allocationSize(value.`conflict`) +
             FfiConverterTypeVersionInfo.allocationSize(value.`current`)
     )
 
@@ -4324,6 +4334,7 @@ public object FfiConverterTypeEntryInfo: FfiConverterRustBuffer<EntryInfo> {
             FfiConverterLong.write(value.`createdAtMs`, buf)
             FfiConverterUInt.write(value.`versionCount`, buf)
             FfiConverterBoolean.write(value.`enteredInError`, buf)
+            FfiConverterBoolean.write(value.`conflict`, buf)
             FfiConverterTypeVersionInfo.write(value.`current`, buf)
     }
 }
@@ -4805,6 +4816,12 @@ data class VersionInfo (
      * Indexed display strings (for list rows without parsing JSON).
      */
     var `displays`: List<kotlin.String>
+    , 
+    /**
+     * Written over the same earlier version as another version, without
+     * knowing of it (set in `history`; see `EntryInfo::conflict`).
+     */
+    var `concurrent`: kotlin.Boolean
     
 ){
     
@@ -4827,6 +4844,7 @@ public object FfiConverterTypeVersionInfo: FfiConverterRustBuffer<VersionInfo> {
             FfiConverterString.read(buf),
             FfiConverterOptionalLong.read(buf),
             FfiConverterSequenceString.read(buf),
+            FfiConverterBoolean.read(buf),
         )
     }
 
@@ -4836,7 +4854,8 @@ public object FfiConverterTypeVersionInfo: FfiConverterRustBuffer<VersionInfo> {
             FfiConverterBoolean.allocationSize(value.`active`) +
             FfiConverterString.allocationSize(value.`resourceJson`) +
             FfiConverterOptionalLong.allocationSize(value.`dateMs`) +
-            FfiConverterSequenceString.allocationSize(value.`displays`)
+            FfiConverterSequenceString.allocationSize(value.`displays`) +
+            FfiConverterBoolean.allocationSize(value.`concurrent`)
     )
 
     override fun write(value: VersionInfo, buf: ByteBuffer) {
@@ -4846,6 +4865,7 @@ public object FfiConverterTypeVersionInfo: FfiConverterRustBuffer<VersionInfo> {
             FfiConverterString.write(value.`resourceJson`, buf)
             FfiConverterOptionalLong.write(value.`dateMs`, buf)
             FfiConverterSequenceString.write(value.`displays`, buf)
+            FfiConverterBoolean.write(value.`concurrent`, buf)
     }
 }
 
