@@ -18,10 +18,14 @@
 //! header    = entry id, author, recorded_at_ms, status,
 //!             creation? (resource_type, source_system?, source_id?),
 //!             date? (start, unix ms UTC), date_text?,
-//!             codes [(system?, code)], displays [text]
+//!             codes [(system?, code)], displays [text],
+//!             base? (recorded_at_ms, author of the version written over)
 //! ```
 //!
-//! (byte by byte in `layout.rs`). An entry is created by the version that
+//! (byte by byte in `layout.rs`; `base` is an optional trailing field that
+//! older readers skip). Two versions with the same base were written
+//! without knowing of each other: the entry is flagged
+//! ([`Entry::conflict`]) while its current version is one of them. An entry is created by the version that
 //! carries `creation`; its `created_by`/`created_at_ms` are that version's
 //! author and time; every later version of the entry (amendments, marks)
 //! appends to the list with the same entry id. Versions of an entry without a
