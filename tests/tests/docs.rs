@@ -4,6 +4,8 @@
 //! test cannot leave a claim unchecked. (That they pass is the rest of the
 //! suite's job.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

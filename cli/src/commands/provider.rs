@@ -63,7 +63,7 @@ pub fn run(home_dir: Option<PathBuf>, command: Command) -> Result<()> {
     )?;
     let report = profile
         .import_contribution(incoming, Some(&source))
-        .context("nothing was imported")?;
+        .context("the push was refused")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
