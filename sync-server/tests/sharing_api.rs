@@ -306,10 +306,27 @@ async fn writer_outside_its_sections_is_refused() {
             &c,
             &s,
             &owner,
-            grant(rid, &writer, GrantRole::Writer, &["notes"], None),
+            grant(
+                rid,
+                &writer,
+                GrantRole::Writer,
+                &["notes", "demographics"],
+                None,
+            ),
         )
         .await;
     assert_eq!(st, 201, "{body}");
+    // Demographics granted to a writer are readable, never writable.
+    let (st, _) = upload(
+        &c,
+        &s,
+        &writer,
+        rid,
+        "demographics",
+        &[env(&writer, rid, "demographics", 1)],
+    )
+    .await;
+    assert_eq!(st, 403);
     let (st, body) = upload(
         &c,
         &s,

@@ -123,6 +123,11 @@ pub fn run_invite(home_dir: Option<PathBuf>, args: InviteArgs) -> Result<()> {
     if sections.is_empty() && role != GrantRole::Manager {
         bail!("name the sections to share with --sections (e.g. --sections medications,allergies)");
     }
+    if role == GrantRole::Writer && sections.contains(&Section::Demographics) {
+        eprintln!(
+            "note: demographics are shared read-only: a provider checks what it pushes against them, but only your devices and managers change them"
+        );
+    }
     let expires_at_ms = args
         .expires
         .as_deref()

@@ -78,7 +78,7 @@ impl From<ProfileError> for SatchelError {
             | ProfileError::Fhir(_)
             | ProfileError::InInput { .. }
             | ProfileError::Record(_) => SatchelError::InvalidInput { reason: message },
-            ProfileError::NoKey(_) | ProfileError::NotAllowed(_) => {
+            ProfileError::NoKey(_) | ProfileError::NotAllowed(_) | ProfileError::ReadOnly(_) => {
                 SatchelError::NotAllowed { reason: message }
             }
             _ => SatchelError::Storage { reason: message },

@@ -281,8 +281,12 @@ impl<S: Store> Profile<S> {
             }
         }
         let incoming = kept;
-        // 2. The wrong-patient check.
+        // 2. The wrong-patient check, then may this identity write every
+        // section the input goes to (client-side enforcement).
         self.check_patients(&incoming)?;
+        for section in &sections {
+            self.check_may_write(*section)?;
+        }
         // 3. Match each resource to an entry (source, then identifier).
         let identifiers = self.identifier_index(&incoming, &sections);
         let mut plans = Vec::with_capacity(incoming.len());

@@ -97,6 +97,8 @@ pub enum ProfileError {
     NoKey(&'static str),
     #[error("not allowed: {0}")]
     NotAllowed(&'static str),
+    #[error("this identity may not write the {0} section (its grant does not include writing it, or has ended); nothing was changed")]
+    ReadOnly(&'static str),
     #[error(transparent)]
     Wearables(#[from] crate::wearables::WearablesError),
     #[error("resource {index} of the input: {source}")]
@@ -517,7 +519,8 @@ impl<S: Store> Profile<S> {
                 source,
             };
             fhir::summarize(resource).map_err(fail)?;
-            fhir::section_for(resource).map_err(fail)?;
+            let section = fhir::section_for(resource).map_err(fail)?;
+            self.check_may_write(section)?;
         }
         let author = self.identity.id();
         let at = now_ms();
@@ -551,6 +554,9 @@ impl<S: Store> Profile<S> {
     /// Amend an entry: a new version; every earlier version stays in history.
     pub fn amend(&mut self, entry: &EntryId, resource: Value) -> Result<()> {
         self.check_writable()?;
+        if let Some(e) = self.record.entry(*entry) {
+            self.check_may_write(e.section)?;
+        }
         let author = self.identity.id();
         self.record.amend(*entry, resource, author, now_ms())?;
         self.persist(WriteBatch::new())
@@ -559,6 +565,9 @@ impl<S: Store> Profile<S> {
     /// Mark an entry entered-in-error: hidden from normal views, kept in history.
     pub fn mark_entered_in_error(&mut self, entry: &EntryId) -> Result<()> {
         self.check_writable()?;
+        if let Some(e) = self.record.entry(*entry) {
+            self.check_may_write(e.section)?;
+        }
         let author = self.identity.id();
         self.record
             .mark_entered_in_error(*entry, author, now_ms())?;
@@ -583,6 +592,22 @@ impl<S: Store> Profile<S> {
     /// Per-section counts and latest dates, from the index fields only.
     pub fn summary(&self) -> Vec<SectionSummary> {
         self.record.summary()
+    }
+
+    /// Client-side enforcement: this identity may write `section` now
+    /// (owner devices always; members by their live grant, see
+    /// [`crate::sharing::Members::may_write`]). Checked before anything is
+    /// changed, so a refused write leaves nothing queued that the relay and
+    /// every other device would refuse.
+    pub(crate) fn check_may_write(&self, section: Section) -> Result<()> {
+        if self
+            .members
+            .may_write(&self.identity.id(), section.as_str(), now_ms())
+        {
+            Ok(())
+        } else {
+            Err(ProfileError::ReadOnly(section.as_str()))
+        }
     }
 
     fn check_writable(&self) -> Result<()> {

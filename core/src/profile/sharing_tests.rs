@@ -104,6 +104,25 @@ fn member(owner: &Profile<MemoryStore>, name: &str, role: Role) -> Profile<Memor
     Profile::create_member(MemoryStore::new(), unlock(), id, owner.member_info()).unwrap()
 }
 
+/// Run `write` as a tampered client would: this profile's own view of its
+/// grant is widened to a manager's for the call, so its client-side check
+/// passes (the relay and the other devices still hold the real log).
+fn tampered<T>(
+    p: &mut Profile<MemoryStore>,
+    write: impl FnOnce(&mut Profile<MemoryStore>) -> T,
+) -> T {
+    let honest = p.members.clone();
+    let me = p.identity.id();
+    if let Some(g) = p.members.grants.get_mut(&me) {
+        g.role = GrantRole::Manager;
+        g.sections
+            .extend(Section::ALL.map(|s| s.as_str().to_string()));
+    }
+    let out = write(p);
+    p.members = honest;
+    out
+}
+
 fn sections_seen(p: &Profile<MemoryStore>) -> BTreeSet<Section> {
     p.query(&Query::default())
         .iter()
@@ -221,17 +240,29 @@ fn writers_write_only_their_sections_and_readers_cannot_write() {
     relay.statement(&mut pat, s);
     relay.deliver_all(&mut gp);
     relay.deliver_all(&mut carer);
-    // The writer writes labs; it cannot even seal medications.
+    // The writer writes labs; its client refuses medications, and even a
+    // tampered client could not seal them (no key).
     gp.add_resources(vec![resource(Section::Labs, 1)], Some("gp-system"))
         .unwrap();
     assert!(matches!(
         gp.add_resources(vec![resource(Section::Medications, 2)], None),
+        Err(ProfileError::ReadOnly("medications"))
+    ));
+    assert!(matches!(
+        tampered(&mut gp, |p| p
+            .add_resources(vec![resource(Section::Medications, 2)], None)),
         Err(ProfileError::NoKey(_))
     ));
-    // The reader holds the labs key and forges a write with it.
-    carer
-        .add_resources(vec![resource(Section::Labs, 3)], None)
-        .unwrap();
+    // The reader holds the labs key: its own client refuses to write...
+    assert!(matches!(
+        carer.add_resources(vec![resource(Section::Labs, 3)], None),
+        Err(ProfileError::ReadOnly("labs"))
+    ));
+    // ...so a tampered client that skips that check forges a write with it.
+    tampered(&mut carer, |p| {
+        p.add_resources(vec![resource(Section::Labs, 3)], None)
+    })
+    .unwrap();
     relay.publish(&mut gp);
     relay.publish(&mut carer);
     let reports = relay.deliver_all(&mut pat);
@@ -307,4 +338,60 @@ fn manager_can_grant_and_revoke_on_behalf() {
         ),
         Err(ProfileError::NotAllowed(_))
     ));
+}
+
+/// A provider's write grant that includes demographics lets it read the
+/// record's Patient (to check what it pushes is about this patient) but
+/// never write demographics: refused by its own client, and a tampered
+/// client's write is not merged by the patient's device.
+#[test]
+fn writers_never_write_demographics() {
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    pat.add_resources(
+        vec![
+            json!({"resourceType": "Patient", "id": "p", "name": [{"family": "Example"}],
+                    "birthDate": "1970-01-01"}),
+        ],
+        None,
+    )
+    .unwrap();
+    relay.publish(&mut pat);
+    let mut gp = member(&pat, "GP", Role::Provider);
+    let s = pat
+        .grant_statement(
+            gp.identity_card(),
+            GrantRole::Writer,
+            &[Section::Demographics, Section::Labs],
+            None,
+            "GP",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    relay.deliver_all(&mut gp);
+    assert!(
+        gp.record_patient().is_some(),
+        "the provider reads the Patient"
+    );
+    let me = gp.device_id();
+    assert!(gp.members().may_write(&me, "labs", i64::MAX - 1));
+    assert!(!gp.members().may_write(&me, "demographics", 0));
+    let other = json!({"resourceType": "Patient", "id": "q", "name": [{"family": "Other"}],
+                       "birthDate": "1980-01-01"});
+    assert!(matches!(
+        gp.add_resources(vec![other.clone()], None),
+        Err(ProfileError::ReadOnly("demographics"))
+    ));
+    let patient = gp.record_patient().unwrap();
+    assert!(matches!(
+        gp.amend(&patient.id, other.clone()),
+        Err(ProfileError::ReadOnly("demographics"))
+    ));
+    // A tampered provider client amends the Patient anyway: not merged.
+    tampered(&mut gp, |p| p.amend(&patient.id, other)).unwrap();
+    relay.publish(&mut gp);
+    let reports = relay.deliver_all(&mut pat);
+    let refused: Vec<_> = reports.iter().flat_map(|r| r.rejected.clone()).collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(pat.history(&patient.id).unwrap().len(), 1);
 }

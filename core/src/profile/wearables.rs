@@ -189,6 +189,7 @@ impl<S: Store> Profile<S> {
     /// Durable when this returns.
     pub fn wearables_ingest(&mut self, input: &[SampleInput]) -> Result<IngestReport> {
         self.check_writable()?;
+        self.check_may_write(Section::Wearables)?;
         // Check and convert every sample first: one bad sample refuses the batch.
         let mut source_ids: HashMap<&str, u32> = HashMap::new();
         let mut sources: Vec<&str> = Vec::new();

@@ -136,9 +136,9 @@ impl Members {
         if self.owner_devices.contains_key(id) {
             return true;
         }
-        self.grants
-            .get(id)
-            .is_some_and(|g| g.live_at(now_ms) && g.role.writes() && g.sections.contains(base))
+        self.grants.get(id).is_some_and(|g| {
+            g.live_at(now_ms) && g.role.writes_section(base) && g.sections.contains(base)
+        })
     }
 
     /// Whether `id` may grant and revoke (owner devices, live managers).
@@ -244,7 +244,7 @@ impl Members {
             ids.extend(
                 self.grants
                     .iter()
-                    .filter(|(_, g)| g.role.writes() && g.sections.contains(name))
+                    .filter(|(_, g)| g.role.writes_section(name) && g.sections.contains(name))
                     .map(|(id, _)| *id),
             );
             self.writers

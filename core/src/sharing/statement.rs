@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{verify_signature, Identity, IdentityCard, WrappedKey};
 use crate::ids::{IdentityId, RecordId};
+use crate::record::Section;
 
 use super::SharingError;
 
@@ -42,6 +43,19 @@ impl GrantRole {
     /// Whether the role may write the sections it is granted.
     pub fn writes(self) -> bool {
         !matches!(self, GrantRole::Reader)
+    }
+
+    /// Whether the role may write `section` (a base section name) when it
+    /// is granted. Demographics (the record's Patient) are written only by
+    /// the patient's devices and managers: a writer granted demographics
+    /// reads them (providers need the Patient to check that what they push
+    /// is about this patient) but cannot change who the record is about.
+    pub fn writes_section(self, section: &str) -> bool {
+        match self {
+            GrantRole::Manager => true,
+            GrantRole::Writer => section != Section::Demographics.as_str(),
+            GrantRole::Reader => false,
+        }
     }
 }
 

@@ -284,9 +284,16 @@ impl MemberAccess {
         self.live_at(now_ms) && self.covers(section)
     }
 
-    /// May write `section` at `now_ms`.
+    /// May write `section` at `now_ms` (core's rule: writers never write
+    /// demographics, see `GrantRole::writes_section`).
     pub fn may_write(&self, section: &str, now_ms: i64) -> bool {
-        self.live_at(now_ms) && self.write && self.covers(section)
+        let role_writes = match self.role {
+            MemberRole::OwnerDevice => true,
+            MemberRole::Manager => GrantRole::Manager.writes_section(base_section(section)),
+            MemberRole::Writer => GrantRole::Writer.writes_section(base_section(section)),
+            MemberRole::Reader => false,
+        };
+        self.live_at(now_ms) && self.write && role_writes && self.covers(section)
     }
 
     /// May grant, revoke, open invite links and read the audit trail
