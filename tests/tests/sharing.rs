@@ -333,19 +333,23 @@ fn unauthorized_writer_rejected() {
         &w.relay,
         &["--role", "provider", "--sections", "labs", "--write"],
     );
-    // The reader holds the medications key and forges a write: the relay
-    // refuses the upload.
-    assert!(add(&carer, &med("forged")).status.success());
-    let out = sync(&carer, &w.relay);
-    assert!(
-        !out.status.success(),
-        "the relay must refuse a reader's write"
-    );
-    // The writer cannot write outside its sections (no key: refused before
+    // The reader holds the medications key: its client refuses to write
+    // with it, before anything is stored or queued, so its sync still
+    // works. (A tampered client's forged write is refused by the relay,
+    // `reader_pulls_only_granted_sections_and_cannot_write` in
+    // sync-server/tests/sharing_api.rs, and by every device,
+    // `writers_write_only_their_sections_and_readers_cannot_write`.)
+    let out = add(&carer, &med("forged"));
+    assert!(!out.status.success(), "a reader's client must refuse a write");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may not write the medications section"), "{err}");
+    assert!(!err.contains("forged"), "no clinical text in the error");
+    assert!(sync(&carer, &w.relay).status.success());
+    // The writer cannot write outside its sections (refused before
     // anything is stored) but can write labs.
     let out = add(&gp, &allergy("made up"));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no key for the allergies section"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not write the allergies section"));
     assert!(add(&gp, &lab("HbA1c")).status.success());
     assert!(sync(&gp, &w.relay).status.success());
     assert!(sync(&pat, &w.relay).status.success());
