@@ -340,9 +340,15 @@ fn unauthorized_writer_rejected() {
     // sync-server/tests/sharing_api.rs, and by every device,
     // `writers_write_only_their_sections_and_readers_cannot_write`.)
     let out = add(&carer, &med("forged"));
-    assert!(!out.status.success(), "a reader's client must refuse a write");
+    assert!(
+        !out.status.success(),
+        "a reader's client must refuse a write"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("may not write the medications section"), "{err}");
+    assert!(
+        err.contains("may not write the medications section"),
+        "{err}"
+    );
     assert!(!err.contains("forged"), "no clinical text in the error");
     assert!(sync(&carer, &w.relay).status.success());
     // The writer cannot write outside its sections (refused before

@@ -12,11 +12,12 @@ use super::error::{Result, SatchelError};
 use super::keystore::{ForeignSecretStore, SecretStore};
 use super::record::HealthRecord;
 use super::types::{IdentityInfo, IdentityKind};
-use crate::crypto::Identity;
+use crate::crypto::{Identity, Role};
 use crate::ids::RecordId;
 use crate::profile::{IdentityVault, Profile, Unlock};
 use crate::sharing::RecoveryKey;
 use crate::store::SqliteStore;
+use crate::sync::link::{self, LinkCode};
 use crate::sync::sharing as net;
 use crate::sync::RelayClient;
 
@@ -238,6 +239,53 @@ impl SatchelHome {
                 }
             };
             handle.block_on(client.sync(&mut profile))?;
+            Ok(HealthRecord::new(profile))
+        })
+        .await
+    }
+
+    /// A new device of the patient's (a tablet): join the record with the
+    /// code shown by [`HealthRecord::offer_device_link`] on their other
+    /// device (the code's one-time secret is the proof, so show it as a QR
+    /// code or type it; never send it through a third party). Waits up to
+    /// `timeout_ms` for the other device to admit this one, then creates the
+    /// record here (a new vault key goes to the keystore) and syncs it.
+    /// Nothing is kept on failure.
+    pub async fn join_device(&self, code: String, timeout_ms: u64) -> Result<Arc<HealthRecord>> {
+        let path = self.own_path();
+        if path.exists() {
+            return Err(SatchelError::invalid("this home already holds a record"));
+        }
+        let code = LinkCode::parse(code.trim())
+            .map_err(|_| SatchelError::invalid("not a device link code"))?;
+        let keystore = Arc::clone(&self.keystore);
+        super::in_background(move |handle| {
+            let identity = Identity::generate("Patient device", Role::PatientDevice, None)?;
+            let mut client = RelayClient::new(&code.relay)?;
+            let bundle = handle.block_on(link::join(
+                &mut client,
+                &identity,
+                &code,
+                Duration::from_millis(timeout_ms),
+            ))?;
+            let result = Profile::join(
+                SqliteStore::open(&path)?,
+                Unlock::SecretStore(keystore.as_ref()),
+                identity,
+                bundle,
+            );
+            let mut profile = match result {
+                Ok(p) => p,
+                Err(e) => {
+                    remove_db(&path);
+                    return Err(e.into());
+                }
+            };
+            if let Err(e) = handle.block_on(client.sync(&mut profile)) {
+                drop(profile);
+                remove_db(&path);
+                return Err(e.into());
+            }
             Ok(HealthRecord::new(profile))
         })
         .await

@@ -26,6 +26,7 @@ use crate::profile::Profile;
 use crate::record::Section;
 use crate::sharing::{base_section, GrantRole};
 use crate::store::SqliteStore;
+use crate::sync::link::{self, LinkCode};
 use crate::sync::sharing as net;
 use crate::sync::RelayClient;
 
@@ -188,6 +189,14 @@ impl HealthRecord {
         Ok(lock(&self.inner)?.profile.device_id().to_hex())
     }
 
+    /// This device's identity: its name, kind and fingerprint (to compare
+    /// with what the other side shows when linking or sharing).
+    pub fn device(&self) -> Result<IdentityInfo> {
+        Ok(IdentityInfo::from(
+            lock(&self.inner)?.profile.identity_card(),
+        ))
+    }
+
     /// True on the owner's own devices (false in a record shared with us).
     pub fn is_owner_device(&self) -> Result<bool> {
         Ok(lock(&self.inner)?.profile.is_owner_device())
@@ -345,6 +354,73 @@ impl HealthRecord {
         listener: Arc<dyn ChangeListener>,
     ) -> Result<Arc<Subscription>> {
         Subscription::start(Arc::clone(&self.inner), relay_url, listener)
+    }
+
+    /// Step 1 of adding another of the patient's devices (a tablet): make a
+    /// one-time link on the relay and return its code. Show it on this
+    /// screen (text or QR) for the new device's
+    /// [`SatchelHome::join_device`](super::SatchelHome::join_device), then
+    /// call [`Self::complete_device_link`]. Only the patient's own devices
+    /// link devices.
+    pub async fn offer_device_link(&self, relay_url: String) -> Result<String> {
+        self.with_relay(relay_url, |inner, client| {
+            Box::pin(async move {
+                if !inner.profile.is_owner_device() {
+                    return Err(SatchelError::NotAllowed {
+                        reason: "only the patient's own devices can link a new device".into(),
+                    });
+                }
+                Ok(link::offer(client, &mut inner.profile).await?.encode())
+            })
+        })
+        .await
+    }
+
+    /// Step 2: wait up to `timeout_ms` for the new device to answer `code`
+    /// (the record stays usable meanwhile: nothing is held while waiting),
+    /// check its proof of the code, then add it to the record and send it
+    /// the keys. Returns the new device's identity: its fingerprint must be
+    /// the one the new device shows.
+    pub async fn complete_device_link(
+        &self,
+        relay_url: String,
+        code: String,
+        timeout_ms: u64,
+    ) -> Result<IdentityInfo> {
+        let code = LinkCode::parse(code.trim())
+            .map_err(|_| SatchelError::invalid("not a device link code"))?;
+        let inner = Arc::clone(&self.inner);
+        super::in_background(move |handle| {
+            // An authenticated client, taken without keeping the record locked.
+            let mut client = {
+                let mut guard = lock(&inner)?;
+                if !guard.profile.is_owner_device() {
+                    return Err(SatchelError::NotAllowed {
+                        reason: "only the patient's own devices can link a new device".into(),
+                    });
+                }
+                let mut client = guard.client(&relay_url)?;
+                if client.token().is_none() {
+                    handle.block_on(client.authenticate(guard.profile.identity()))?;
+                }
+                client
+            };
+            let card = handle.block_on(link::await_device(
+                &client,
+                &code,
+                Duration::from_millis(timeout_ms),
+            ))?;
+            let mut guard = lock(&inner)?;
+            handle.block_on(link::admit_device(
+                &mut client,
+                &mut guard.profile,
+                &code,
+                &card,
+            ))?;
+            guard.keep(client);
+            Ok(IdentityInfo::from(&card))
+        })
+        .await
     }
 
     /// Owner or manager: create an invite; give the code to the invitee

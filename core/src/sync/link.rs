@@ -257,9 +257,24 @@ pub(crate) async fn poll_link(
 
 /// Existing device, step 2: wait for the new device, check its proof, add
 /// it to the record and send it the keys. Returns the new device's card.
+/// ([`await_device`] then [`admit_device`]; apps that must not hold the
+/// profile while waiting call the two themselves.)
 pub async fn complete<S: Store>(
     client: &mut RelayClient,
     profile: &mut Profile<S>,
+    code: &LinkCode,
+    timeout: Duration,
+) -> Result<IdentityCard, LinkError> {
+    let card = await_device(client, code, timeout).await?;
+    admit_device(client, profile, code, &card).await?;
+    Ok(card)
+}
+
+/// Wait up to `timeout` for the new device to answer `code`; its card,
+/// once its proof of the code's secret and its self-signature check out.
+/// Touches no profile.
+pub async fn await_device(
+    client: &RelayClient,
     code: &LinkCode,
     timeout: Duration,
 ) -> Result<IdentityCard, LinkError> {
@@ -268,7 +283,19 @@ pub async fn complete<S: Store>(
     let card_bytes = join.card.to_bytes();
     hmac::verify(&code.mac_key(), &card_bytes, &join.mac).map_err(|_| LinkError::BadProof)?;
     join.card.verify().map_err(|_| LinkError::BadProof)?;
-    let statement: SignedStatement = profile.add_device_statement(&join.card)?;
+    Ok(join.card)
+}
+
+/// Add the device `card` (from [`await_device`]) to the record: its
+/// add-device statement to the access log, then the record's keys wrapped
+/// to it through the link.
+pub async fn admit_device<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+    code: &LinkCode,
+    card: &IdentityCard,
+) -> Result<(), LinkError> {
+    let statement: SignedStatement = profile.add_device_statement(card)?;
     client
         .call::<serde_json::Value>(
             reqwest::Method::POST,
@@ -278,7 +305,7 @@ pub async fn complete<S: Store>(
         .await?;
     let bundle = profile.device_bundle();
     let aad = format!("satchel/v1/device-bundle|{}", code.link_id());
-    let wrapped = wrap_key(&join.card, &bundle.to_bytes(), aad.as_bytes())
+    let wrapped = wrap_key(card, &bundle.to_bytes(), aad.as_bytes())
         .map_err(|e| LinkError::Profile(e.into()))?;
     let wrapped_json = serde_json::to_vec(&wrapped).unwrap_or_default();
     let mac = hmac::sign(&code.mac_key(), &wrapped_json);
@@ -297,7 +324,7 @@ pub async fn complete<S: Store>(
         .await?;
     // Pull the new statement into our own verified access log.
     client.sync(profile).await?;
-    Ok(join.card)
+    Ok(())
 }
 
 /// New device: prove knowledge of the code, wait for the keys, and return

@@ -931,10 +931,25 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
     func audit(relayUrl: String) async throws  -> [AuditRow]
     
     /**
+     * Step 2: wait up to `timeout_ms` for the new device to answer `code`
+     * (the record stays usable meanwhile: nothing is held while waiting),
+     * check its proof of the code, then add it to the record and send it
+     * the keys. Returns the new device's identity: its fingerprint must be
+     * the one the new device shows.
+     */
+    func completeDeviceLink(relayUrl: String, code: String, timeoutMs: UInt64) async throws  -> IdentityInfo
+    
+    /**
      * Owner device: make a recovery key (the text to write down). Anyone
      * holding it can restore the record on a new device.
      */
     func createRecoveryKey(relayUrl: String) async throws  -> String
+    
+    /**
+     * This device's identity: its name, kind and fingerprint (to compare
+     * with what the other side shows when linking or sharing).
+     */
+    func device() throws  -> IdentityInfo
     
     /**
      * This device's identity id (hex).
@@ -987,6 +1002,16 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
      * True when this device may invite, grant, revoke and read the audit.
      */
     func mayAdminister() throws  -> Bool
+    
+    /**
+     * Step 1 of adding another of the patient's devices (a tablet): make a
+     * one-time link on the relay and return its code. Show it on this
+     * screen (text or QR) for the new device's
+     * [`SatchelHome::join_device`](super::SatchelHome::join_device), then
+     * call [`Self::complete_device_link`]. Only the patient's own devices
+     * link devices.
+     */
+    func offerDeviceLink(relayUrl: String) async throws  -> String
     
     /**
      * The owner's name (sealed at rest).
@@ -1221,6 +1246,29 @@ open func audit(relayUrl: String)async throws  -> [AuditRow]  {
 }
     
     /**
+     * Step 2: wait up to `timeout_ms` for the new device to answer `code`
+     * (the record stays usable meanwhile: nothing is held while waiting),
+     * check its proof of the code, then add it to the record and send it
+     * the keys. Returns the new device's identity: its fingerprint must be
+     * the one the new device shows.
+     */
+open func completeDeviceLink(relayUrl: String, code: String, timeoutMs: UInt64)async throws  -> IdentityInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_complete_device_link(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(relayUrl),FfiConverterString.lower(code),FfiConverterUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeIdentityInfo_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
      * Owner device: make a recovery key (the text to write down). Anyone
      * holding it can restore the record on a new device.
      */
@@ -1238,6 +1286,19 @@ open func createRecoveryKey(relayUrl: String)async throws  -> String  {
             liftFunc: FfiConverterString.lift,
             errorHandler: FfiConverterTypeSatchelError_lift
         )
+}
+    
+    /**
+     * This device's identity: its name, kind and fingerprint (to compare
+     * with what the other side shows when linking or sharing).
+     */
+open func device()throws  -> IdentityInfo  {
+    return try  FfiConverterTypeIdentityInfo_lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_device(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -1377,6 +1438,30 @@ open func mayAdminister()throws  -> Bool  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Step 1 of adding another of the patient's devices (a tablet): make a
+     * one-time link on the relay and return its code. Show it on this
+     * screen (text or QR) for the new device's
+     * [`SatchelHome::join_device`](super::SatchelHome::join_device), then
+     * call [`Self::complete_device_link`]. Only the patient's own devices
+     * link devices.
+     */
+open func offerDeviceLink(relayUrl: String)async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_offer_device_link(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(relayUrl)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
 }
     
     /**
@@ -1566,6 +1651,17 @@ public protocol SatchelHomeProtocol: AnyObject, Sendable {
     func identity() throws  -> IdentityInfo?
     
     /**
+     * A new device of the patient's (a tablet): join the record with the
+     * code shown by [`HealthRecord::offer_device_link`] on their other
+     * device (the code's one-time secret is the proof, so show it as a QR
+     * code or type it; never send it through a third party). Waits up to
+     * `timeout_ms` for the other device to admit this one, then creates the
+     * record here (a new vault key goes to the keystore) and syncs it.
+     * Nothing is kept on failure.
+     */
+    func joinDevice(code: String, timeoutMs: UInt64) async throws  -> HealthRecord
+    
+    /**
      * Open the patient's own record. A key that does not open it is
      * [`SatchelError::WrongKey`].
      */
@@ -1735,6 +1831,31 @@ open func identity()throws  -> IdentityInfo?  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * A new device of the patient's (a tablet): join the record with the
+     * code shown by [`HealthRecord::offer_device_link`] on their other
+     * device (the code's one-time secret is the proof, so show it as a QR
+     * code or type it; never send it through a third party). Waits up to
+     * `timeout_ms` for the other device to admit this one, then creates the
+     * record here (a new vault key goes to the keystore) and syncs it.
+     * Nothing is kept on failure.
+     */
+open func joinDevice(code: String, timeoutMs: UInt64)async throws  -> HealthRecord  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_satchelhome_join_device(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(code),FfiConverterUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_u64,
+            completeFunc: ffi_satchel_core_rust_future_complete_u64,
+            freeFunc: ffi_satchel_core_rust_future_free_u64,
+            liftFunc: FfiConverterTypeHealthRecord_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
 }
     
     /**
@@ -4374,6 +4495,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_satchel_core_checksum_method_satchelhome_identity() != 32672) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_satchel_core_checksum_method_satchelhome_join_device() != 12922) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_satchel_core_checksum_method_satchelhome_open_record() != 13417) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4422,7 +4546,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_satchel_core_checksum_method_healthrecord_audit() != 22541) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_satchel_core_checksum_method_healthrecord_complete_device_link() != 60494) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key() != 18673) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_device() != 60495) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_device_id() != 33853) {
@@ -4453,6 +4583,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_may_administer() != 33858) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_offer_device_link() != 58643) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_owner_name() != 22468) {

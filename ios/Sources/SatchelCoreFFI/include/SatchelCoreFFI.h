@@ -339,6 +339,11 @@ int8_t uniffi_satchel_core_fn_method_satchelhome_has_record(uint64_t ptr, RustCa
 RustBuffer uniffi_satchel_core_fn_method_satchelhome_identity(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_SATCHELHOME_JOIN_DEVICE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_SATCHELHOME_JOIN_DEVICE
+uint64_t uniffi_satchel_core_fn_method_satchelhome_join_device(uint64_t ptr, RustBuffer code, uint64_t timeout_ms
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_SATCHELHOME_OPEN_RECORD
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_SATCHELHOME_OPEN_RECORD
 uint64_t uniffi_satchel_core_fn_method_satchelhome_open_record(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -444,9 +449,19 @@ uint64_t uniffi_satchel_core_fn_method_healthrecord_approve(uint64_t ptr, RustBu
 uint64_t uniffi_satchel_core_fn_method_healthrecord_audit(uint64_t ptr, RustBuffer relay_url
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_COMPLETE_DEVICE_LINK
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_COMPLETE_DEVICE_LINK
+uint64_t uniffi_satchel_core_fn_method_healthrecord_complete_device_link(uint64_t ptr, RustBuffer relay_url, RustBuffer code, uint64_t timeout_ms
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_CREATE_RECOVERY_KEY
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_CREATE_RECOVERY_KEY
 uint64_t uniffi_satchel_core_fn_method_healthrecord_create_recovery_key(uint64_t ptr, RustBuffer relay_url
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_DEVICE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_DEVICE
+RustBuffer uniffi_satchel_core_fn_method_healthrecord_device(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_DEVICE_ID
@@ -497,6 +512,11 @@ void uniffi_satchel_core_fn_method_healthrecord_mark_entered_in_error(uint64_t p
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_MAY_ADMINISTER
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_MAY_ADMINISTER
 int8_t uniffi_satchel_core_fn_method_healthrecord_may_administer(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_OFFER_DEVICE_LINK
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_OFFER_DEVICE_LINK
+uint64_t uniffi_satchel_core_fn_method_healthrecord_offer_device_link(uint64_t ptr, RustBuffer relay_url
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_OWNER_NAME
@@ -881,6 +901,12 @@ uint16_t uniffi_satchel_core_checksum_method_satchelhome_identity(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_SATCHELHOME_JOIN_DEVICE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_SATCHELHOME_JOIN_DEVICE
+uint16_t uniffi_satchel_core_checksum_method_satchelhome_join_device(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_SATCHELHOME_OPEN_RECORD
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_SATCHELHOME_OPEN_RECORD
 uint16_t uniffi_satchel_core_checksum_method_satchelhome_open_record(void
@@ -977,9 +1003,21 @@ uint16_t uniffi_satchel_core_checksum_method_healthrecord_audit(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_COMPLETE_DEVICE_LINK
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_COMPLETE_DEVICE_LINK
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_complete_device_link(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_CREATE_RECOVERY_KEY
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_CREATE_RECOVERY_KEY
 uint16_t uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_DEVICE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_DEVICE
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_device(void
     
 );
 #endif
@@ -1040,6 +1078,12 @@ uint16_t uniffi_satchel_core_checksum_method_healthrecord_mark_entered_in_error(
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_MAY_ADMINISTER
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_MAY_ADMINISTER
 uint16_t uniffi_satchel_core_checksum_method_healthrecord_may_administer(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_OFFER_DEVICE_LINK
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_OFFER_DEVICE_LINK
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_offer_device_link(void
     
 );
 #endif

@@ -756,6 +756,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_satchelhome_identity(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_satchelhome_join_device(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_satchelhome_open_record(
     ): Int
     external fun uniffi_satchel_core_checksum_method_satchelhome_open_shared(
@@ -788,7 +790,11 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_audit(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_complete_device_link(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_device(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_device_id(
     ): Int
@@ -809,6 +815,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_satchel_core_checksum_method_healthrecord_mark_entered_in_error(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_may_administer(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_offer_device_link(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_owner_name(
     ): Int
@@ -872,6 +880,8 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_satchel_core_fn_method_satchelhome_identity(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_satchelhome_join_device(`ptr`: Long,`code`: RustBuffer.ByValue,`timeoutMs`: Long,
+    ): Long
     external fun uniffi_satchel_core_fn_method_satchelhome_open_record(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_satchel_core_fn_method_satchelhome_open_shared(`ptr`: Long,`recordId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -914,8 +924,12 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_audit(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_complete_device_link(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`code`: RustBuffer.ByValue,`timeoutMs`: Long,
+    ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_create_recovery_key(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_device(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_entry(`ptr`: Long,`id`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -936,6 +950,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_satchel_core_fn_method_healthrecord_may_administer(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_satchel_core_fn_method_healthrecord_offer_device_link(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_owner_name(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_readable_sections(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1107,6 +1123,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_satchel_core_checksum_method_satchelhome_identity() and 0xFFFF) != 32672) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_satchel_core_checksum_method_satchelhome_join_device() and 0xFFFF) != 12922) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_satchel_core_checksum_method_satchelhome_open_record() and 0xFFFF) != 13417) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1155,7 +1174,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_audit() and 0xFFFF) != 22541) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_complete_device_link() and 0xFFFF) != 60494) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key() and 0xFFFF) != 18673) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_device() and 0xFFFF) != 60495) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_device_id() and 0xFFFF) != 33853) {
@@ -1186,6 +1211,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_may_administer() and 0xFFFF) != 33858) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_offer_device_link() and 0xFFFF) != 58643) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_owner_name() and 0xFFFF) != 22468) {
@@ -2153,10 +2181,25 @@ public interface HealthRecordInterface {
     suspend fun `audit`(`relayUrl`: kotlin.String): List<AuditRow>
     
     /**
+     * Step 2: wait up to `timeout_ms` for the new device to answer `code`
+     * (the record stays usable meanwhile: nothing is held while waiting),
+     * check its proof of the code, then add it to the record and send it
+     * the keys. Returns the new device's identity: its fingerprint must be
+     * the one the new device shows.
+     */
+    suspend fun `completeDeviceLink`(`relayUrl`: kotlin.String, `code`: kotlin.String, `timeoutMs`: kotlin.ULong): IdentityInfo
+    
+    /**
      * Owner device: make a recovery key (the text to write down). Anyone
      * holding it can restore the record on a new device.
      */
     suspend fun `createRecoveryKey`(`relayUrl`: kotlin.String): kotlin.String
+    
+    /**
+     * This device's identity: its name, kind and fingerprint (to compare
+     * with what the other side shows when linking or sharing).
+     */
+    fun `device`(): IdentityInfo
     
     /**
      * This device's identity id (hex).
@@ -2209,6 +2252,16 @@ public interface HealthRecordInterface {
      * True when this device may invite, grant, revoke and read the audit.
      */
     fun `mayAdminister`(): kotlin.Boolean
+    
+    /**
+     * Step 1 of adding another of the patient's devices (a tablet): make a
+     * one-time link on the relay and return its code. Show it on this
+     * screen (text or QR) for the new device's
+     * [`SatchelHome::join_device`](super::SatchelHome::join_device), then
+     * call [`Self::complete_device_link`]. Only the patient's own devices
+     * link devices.
+     */
+    suspend fun `offerDeviceLink`(`relayUrl`: kotlin.String): kotlin.String
     
     /**
      * The owner's name (sealed at rest).
@@ -2543,6 +2596,37 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
 
     
     /**
+     * Step 2: wait up to `timeout_ms` for the new device to answer `code`
+     * (the record stays usable meanwhile: nothing is held while waiting),
+     * check its proof of the code, then add it to the record and send it
+     * the keys. Returns the new device's identity: its fingerprint must be
+     * the one the new device shows.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `completeDeviceLink`(`relayUrl`: kotlin.String, `code`: kotlin.String, `timeoutMs`: kotlin.ULong) : IdentityInfo {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_complete_device_link(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`relayUrl`),
+        FfiConverterString.lower(`code`),
+        FfiConverterULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeIdentityInfo.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Owner device: make a recovery key (the text to write down). Anyone
      * holding it can restore the record on a new device.
      */
@@ -2566,6 +2650,24 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
         SatchelException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * This device's identity: its name, kind and fingerprint (to compare
+     * with what the other side shows when linking or sharing).
+     */
+    @Throws(SatchelException::class)override fun `device`(): IdentityInfo {
+            return FfiConverterTypeIdentityInfo.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_device(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -2760,6 +2862,36 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
     )
     }
     
+
+    
+    /**
+     * Step 1 of adding another of the patient's devices (a tablet): make a
+     * one-time link on the relay and return its code. Show it on this
+     * screen (text or QR) for the new device's
+     * [`SatchelHome::join_device`](super::SatchelHome::join_device), then
+     * call [`Self::complete_device_link`]. Only the patient's own devices
+     * link devices.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `offerDeviceLink`(`relayUrl`: kotlin.String) : kotlin.String {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_offer_device_link(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`relayUrl`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterString.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
 
     
     /**
@@ -3072,6 +3204,17 @@ public interface SatchelHomeInterface {
     fun `identity`(): IdentityInfo?
     
     /**
+     * A new device of the patient's (a tablet): join the record with the
+     * code shown by [`HealthRecord::offer_device_link`] on their other
+     * device (the code's one-time secret is the proof, so show it as a QR
+     * code or type it; never send it through a third party). Waits up to
+     * `timeout_ms` for the other device to admit this one, then creates the
+     * record here (a new vault key goes to the keystore) and syncs it.
+     * Nothing is kept on failure.
+     */
+    suspend fun `joinDevice`(`code`: kotlin.String, `timeoutMs`: kotlin.ULong): HealthRecord
+    
+    /**
      * Open the patient's own record. A key that does not open it is
      * [`SatchelError::WrongKey`].
      */
@@ -3321,6 +3464,38 @@ open class SatchelHome: Disposable, AutoCloseable, SatchelHomeInterface
     )
     }
     
+
+    
+    /**
+     * A new device of the patient's (a tablet): join the record with the
+     * code shown by [`HealthRecord::offer_device_link`] on their other
+     * device (the code's one-time secret is the proof, so show it as a QR
+     * code or type it; never send it through a third party). Waits up to
+     * `timeout_ms` for the other device to admit this one, then creates the
+     * record here (a new vault key goes to the keystore) and syncs it.
+     * Nothing is kept on failure.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `joinDevice`(`code`: kotlin.String, `timeoutMs`: kotlin.ULong) : HealthRecord {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_satchelhome_join_device(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`code`),
+        FfiConverterULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeHealthRecord.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
 
     
     /**

@@ -208,6 +208,49 @@ class SatchelTest {
     }
 
     @Test
+    fun tabletLinkedWithOneTimeCodeAndConflictsAreFlagged() = runBlocking {
+        val phone = home("link-phone").createRecord("Fay")
+        phone.addAsync(med("metformin 500 mg"))
+        val code = phone.offerDeviceLink(relayUrl)
+        assertTrue(code.startsWith("satchel-link:"))
+        // The phone waits for the tablet while staying usable.
+        val admitted = async { phone.completeDeviceLink(relayUrl, code, 30_000uL) }
+        assertEquals(1, phone.listAsync().size)
+        val tablet = home("link-tablet").joinDevice(code, 30_000uL)
+        val card = admitted.await()
+        assertEquals(tablet.device().fingerprint, card.fingerprint)
+        assertTrue(tablet.isOwnerDevice())
+        assertEquals(phone.recordId(), tablet.recordId())
+        assertEquals(phone.listAsync().map { it.id }, tablet.listAsync().map { it.id })
+        // A code is single use.
+        try {
+            home("link-other").joinDevice(code, 2_000uL)
+            fail("a used link code must not admit another device")
+        } catch (e: SatchelException) {
+        }
+
+        // Both devices change the dose offline: flagged as a conflict on both.
+        val id = phone.listAsync().single().id
+        phone.amend(id, med("metformin 1 g"))
+        tablet.amend(id, med("metformin 750 mg"))
+        phone.sync(relayUrl)
+        tablet.sync(relayUrl)
+        phone.sync(relayUrl)
+        for (device in listOf(phone, tablet)) {
+            val entry = device.listAsync().single()
+            assertTrue(entry.conflict)
+            assertEquals(listOf(false, true, true), device.history(id).map { it.concurrent })
+        }
+        // Settled by amending the current version.
+        phone.amend(id, med("metformin 1 g"))
+        phone.sync(relayUrl)
+        tablet.sync(relayUrl)
+        assertFalse(tablet.listAsync().single().conflict)
+        phone.close()
+        tablet.close()
+    }
+
+    @Test
     fun carerInvitedAcceptedApprovedSeesOnlyGrantedSectionUntilRevoked() = runBlocking {
         val owner = home("patient").createRecord("Eli")
         owner.addAsync("[${med("warfarin")}, ${allergy("peanuts")}]")
