@@ -21,6 +21,7 @@ pub struct Cli {
     exe: PathBuf,
     dir: PathBuf,
     server: String,
+    columns: String,
 }
 
 impl Cli {
@@ -29,6 +30,11 @@ impl Cli {
             exe: std::env::current_exe().context("cannot find the satchel binary")?,
             dir: dir.to_path_buf(),
             server: server.to_string(),
+            columns: std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.trim().parse::<u16>().ok())
+                .map_or(180, |c| c.saturating_sub(4))
+                .to_string(),
         })
     }
 
@@ -45,7 +51,10 @@ impl Cli {
             .args(args)
             .env("SATCHEL_PASSPHRASE", PASSPHRASE)
             .env("SATCHEL_SERVER", &self.server)
-            .env("COLUMNS", "120")
+            // Children print into a pipe: size their tables to this
+            // terminal when it says how wide it is, else wide enough for
+            // the list table's every column.
+            .env("COLUMNS", &self.columns)
             .stdin(Stdio::null());
         cmd
     }
