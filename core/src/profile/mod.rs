@@ -26,6 +26,7 @@ mod access;
 mod bundle;
 mod home;
 pub mod import;
+mod parallel;
 mod payload;
 mod replica;
 mod secret_store;
@@ -33,6 +34,7 @@ mod vault;
 mod wearables;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,7 +47,7 @@ use crate::ids::{EntryId, IdentityId, RecordId};
 use crate::record::{
     Entry, EntryVersion, NewEntry, Query, Record, RecordError, Section, SectionDoc, SectionSummary,
 };
-use crate::store::{Store, StoreError, WriteBatch};
+use crate::store::{SectionLog, Store, StoreError, WriteBatch};
 
 pub use bundle::DeviceBundle;
 pub use home::{IdentityVault, MemberInfo};
@@ -361,6 +363,9 @@ impl<S: Store> Profile<S> {
 
     fn load_all_sections(&mut self) -> Result<()> {
         self.wearables = Default::default();
+        // Read every section's log (the store is one connection), then
+        // decrypt and load the documents on every core, largest first.
+        let mut logs = Vec::new();
         for name in self.store.sections()? {
             if wearables::handles(&name) {
                 continue;
@@ -368,7 +373,30 @@ impl<S: Store> Profile<S> {
             let section: Section = name
                 .parse()
                 .map_err(|_| ProfileError::Corrupt("section name"))?;
-            self.load_section(section)?;
+            let log = self.store.load_section(section.as_str())?;
+            logs.push((section, log));
+        }
+        logs.sort_by_key(|(_, log)| std::cmp::Reverse(log_bytes(log)));
+        // Each worker takes its section's log and frees it once loaded, so
+        // the ciphertexts do not all stay in memory until the end.
+        let logs: Vec<(Section, Mutex<Option<SectionLog>>)> = logs
+            .into_iter()
+            .map(|(section, log)| (section, Mutex::new(Some(log))))
+            .collect();
+        let (keys, record_id) = (&self.keys, self.record.id);
+        let loaded = parallel::map(&logs, 2, |(section, slot)| {
+            let log = slot
+                .lock()
+                .ok()
+                .and_then(|mut log| log.take())
+                .ok_or(ProfileError::Corrupt("a section could not be loaded"))?;
+            load_section(keys, record_id, *section, log)
+        });
+        for ((section, _), result) in logs.iter().zip(loaded) {
+            let (doc, state) =
+                result.ok_or(ProfileError::Corrupt("a section could not be loaded"))??;
+            self.record.insert_section(doc);
+            self.sections.insert(*section, state);
         }
         Ok(())
     }
@@ -392,21 +420,6 @@ impl<S: Store> Profile<S> {
         self.load_all_sections()
     }
 
-    fn open_envelope(&self, bytes: &[u8], section: Section) -> Result<Vec<u8>> {
-        let env = Envelope::from_bytes(bytes).map_err(|_| ProfileError::Corrupt("envelope"))?;
-        if env.header.record_id != self.record.id || env.header.section != section.as_str() {
-            return Err(ProfileError::Corrupt("envelope header"));
-        }
-        let key = self
-            .keys
-            .get(&(section, env.header.epoch))
-            .ok_or(ProfileError::Corrupt("section key"))?;
-        let plain = env
-            .open(key)
-            .map_err(|_| ProfileError::Corrupt("envelope"))?;
-        payload::decode(&plain)
-    }
-
     /// A section's key for its current epoch: what new changes are sealed
     /// with. A member without a grant for the section has none.
     fn section_key(&self, section: Section) -> Result<(u32, &SectionKey)> {
@@ -415,44 +428,6 @@ impl<S: Store> Profile<S> {
             .get(&(section, epoch))
             .map(|k| (epoch, k))
             .ok_or(ProfileError::NoKey(section.as_str()))
-    }
-
-    fn load_section(&mut self, section: Section) -> Result<()> {
-        let log = self.store.load_section(section.as_str())?;
-        let mut snapshot_bytes = 0;
-        let mut doc = match &log.snapshot {
-            Some(snap) => {
-                let plain = self.open_envelope(&snap.envelope, section)?;
-                snapshot_bytes = plain.len();
-                SectionDoc::load(section, &plain)?
-            }
-            None => SectionDoc::new(section),
-        };
-        // One merge for the whole tail: the document re-indexes once.
-        let mut tail = Vec::new();
-        for item in &log.tail {
-            tail.extend_from_slice(&self.open_envelope(&item.envelope, section)?);
-        }
-        doc.apply_changes(&tail)?;
-        // Everything in the document is already stored.
-        doc.take_changes();
-        let last_seq = log
-            .tail
-            .last()
-            .map(|i| i.seq)
-            .or(log.snapshot.as_ref().map(|s| s.upto_seq))
-            .unwrap_or(0);
-        self.record.insert_section(doc);
-        self.sections.insert(
-            section,
-            SectionState {
-                last_seq,
-                tail_len: log.tail.len(),
-                tail_bytes: tail.len(),
-                snapshot_bytes,
-            },
-        );
-        Ok(())
     }
 
     /// The record's id.
@@ -822,6 +797,76 @@ fn open_meta<S: Store>(
     master
         .open(&aad(record, key), &sealed)
         .map_err(|_| ProfileError::Corrupt(what))
+}
+
+/// Stored bytes of a section's log (to load the largest first).
+fn log_bytes(log: &SectionLog) -> usize {
+    log.snapshot.as_ref().map_or(0, |s| s.envelope.len())
+        + log.tail.iter().map(|i| i.envelope.len()).sum::<usize>()
+}
+
+/// Open one stored envelope of `section` of record `record_id`: header
+/// checks, the key of its epoch, signature and decryption, payload framing.
+fn open_envelope(
+    keys: &Keyring,
+    record_id: RecordId,
+    bytes: &[u8],
+    section: Section,
+) -> Result<Vec<u8>> {
+    let env = Envelope::from_bytes(bytes).map_err(|_| ProfileError::Corrupt("envelope"))?;
+    if env.header.record_id != record_id || env.header.section != section.as_str() {
+        return Err(ProfileError::Corrupt("envelope header"));
+    }
+    let key = keys
+        .get(&(section, env.header.epoch))
+        .ok_or(ProfileError::Corrupt("section key"))?;
+    let plain = env
+        .open(key)
+        .map_err(|_| ProfileError::Corrupt("envelope"))?;
+    payload::decode(&plain)
+}
+
+/// A section's document from its stored log (snapshot, then the whole
+/// tail in one merge so the document re-indexes once), and its storage
+/// bookkeeping. Each ciphertext is freed as soon as it is opened (opening a
+/// profile's peak memory is what a phone feels).
+fn load_section(
+    keys: &Keyring,
+    record_id: RecordId,
+    section: Section,
+    log: SectionLog,
+) -> Result<(SectionDoc, SectionState)> {
+    let SectionLog {
+        snapshot,
+        tail: items,
+    } = log;
+    let mut snapshot_bytes = 0;
+    let mut upto_seq = None;
+    let mut doc = match snapshot {
+        Some(snap) => {
+            upto_seq = Some(snap.upto_seq);
+            let plain = open_envelope(keys, record_id, &snap.envelope, section)?;
+            drop(snap);
+            snapshot_bytes = plain.len();
+            SectionDoc::load(section, &plain)?
+        }
+        None => SectionDoc::new(section),
+    };
+    let (tail_len, last_tail_seq) = (items.len(), items.last().map(|i| i.seq));
+    let mut tail = Vec::new();
+    for item in items {
+        tail.extend_from_slice(&open_envelope(keys, record_id, &item.envelope, section)?);
+    }
+    doc.apply_changes(&tail)?;
+    // Everything in the document is already stored.
+    doc.take_changes();
+    let state = SectionState {
+        last_seq: last_tail_seq.or(upto_seq).unwrap_or(0),
+        tail_len,
+        tail_bytes: tail.len(),
+        snapshot_bytes,
+    };
+    Ok((doc, state))
 }
 
 #[cfg(test)]

@@ -86,29 +86,11 @@ fn open_all(candidates: &[Candidate]) -> Vec<std::result::Result<Vec<u8>, &'stat
             .map_err(|_| "signature or decryption failed")?;
         payload::decode(&plain).map_err(|_| "undecodable payload")
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || candidates.len() < 64 {
-        return candidates.iter().map(open_one).collect();
-    }
-    let chunk = candidates.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = candidates
-            .chunks(chunk)
-            .map(|part| {
-                let handle = scope.spawn(move || part.iter().map(open_one).collect::<Vec<_>>());
-                (part.len(), handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(len, handle)| {
-                // A failed thread refuses its whole share, never drops it.
-                handle
-                    .join()
-                    .unwrap_or_else(|_| vec![Err("verification failed"); len])
-            })
-            .collect()
-    })
+    super::parallel::map(candidates, 64, open_one)
+        .into_iter()
+        // A worker that failed refuses its envelope, never drops it.
+        .map(|r| r.unwrap_or(Err("verification failed")))
+        .collect()
 }
 
 impl<S: Store> Profile<S> {
