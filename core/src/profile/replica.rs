@@ -77,14 +77,21 @@ pub struct ApplyReport {
 
 /// Verify and decrypt envelopes (signature first, then AEAD, then the
 /// payload framing), spread over the available cores; results in order.
-type Candidate = (u64, Vec<u8>, Envelope, crate::crypto::SectionKey);
+/// A change envelope must write only versions naming its signer as their
+/// author (a relay snapshot, from an owner device or manager, holds
+/// everyone's versions).
+type Candidate = (u64, Vec<u8>, Envelope, crate::crypto::SectionKey, bool);
 
 fn open_all(candidates: &[Candidate]) -> Vec<std::result::Result<Vec<u8>, &'static str>> {
-    let open_one = |(_, _, env, key): &Candidate| {
+    let open_one = |(_, _, env, key, is_snapshot): &Candidate| {
         let plain = env
             .open(key)
             .map_err(|_| "signature or decryption failed")?;
-        payload::decode(&plain).map_err(|_| "undecodable payload")
+        let changes = payload::decode(&plain).map_err(|_| "undecodable payload")?;
+        if !is_snapshot && !crate::record::versions_authored_by(&changes, env.header.author)? {
+            return Err("a version names another author than the envelope's signer");
+        }
+        Ok(changes)
     };
     super::parallel::map(candidates, 64, open_one)
         .into_iter()
@@ -320,13 +327,13 @@ impl<S: Store> Profile<S> {
                 ));
                 continue;
             };
-            candidates.push((seq, bytes, env, key.clone()));
+            candidates.push((seq, bytes, env, key.clone(), is_snapshot));
         }
         // Signature check and decryption (the costly part) on every core.
         let opened = open_all(&candidates);
         let mut merged_plain = Vec::with_capacity(candidates.len());
         let mut receives = Vec::with_capacity(candidates.len());
-        for ((seq, bytes, env, _), result) in candidates.into_iter().zip(opened) {
+        for ((seq, bytes, env, _, _), result) in candidates.into_iter().zip(opened) {
             match result {
                 Ok(changes) => {
                     merged_plain.push(changes);

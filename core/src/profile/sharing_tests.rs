@@ -395,3 +395,53 @@ fn writers_never_write_demographics() {
     assert_eq!(refused.len(), 1);
     assert_eq!(pat.history(&patient.id).unwrap().len(), 1);
 }
+
+/// Every entry shows its contributor from a verified signature: a change
+/// envelope whose versions name someone other than its signer (a writer
+/// passing its entry off as the patient's own) is refused whole by the
+/// patient's device; the writer's honest entry merges.
+#[test]
+fn a_version_naming_another_author_is_not_merged() {
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    let mut gp = member(&pat, "GP", Role::Provider);
+    let s = pat
+        .grant_statement(
+            gp.identity_card(),
+            GrantRole::Writer,
+            &[Section::Labs],
+            None,
+            "GP",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    relay.deliver_all(&mut gp);
+    gp.add_resources(vec![resource(Section::Labs, 1)], Some("gp-system"))
+        .unwrap();
+    relay.publish(&mut gp);
+    // A tampered client writes a version that claims the patient's device
+    // as its author, and seals it (signed by the GP) like any change.
+    gp.record
+        .section_mut(Section::Labs)
+        .add_entry(crate::record::NewEntry {
+            resource: resource(Section::Labs, 2),
+            author: pat.device_id(),
+            recorded_at_ms: 5,
+            source_system: None,
+            source_id: None,
+        })
+        .unwrap();
+    gp.persist(crate::store::WriteBatch::new()).unwrap();
+    relay.publish(&mut gp);
+    let reports = relay.deliver_all(&mut pat);
+    let refused: Vec<_> = reports.iter().flat_map(|r| r.rejected.clone()).collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        refused[0].reason,
+        "a version names another author than the envelope's signer"
+    );
+    assert_eq!(refused[0].author, Some(gp.device_id()));
+    let entries = pat.query(&Query::default());
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].created_by, gp.device_id());
+}

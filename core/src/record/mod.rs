@@ -104,6 +104,7 @@ use serde_json::Value;
 pub use automerge::ChangeHash;
 pub use doc::{Entry, EntryStatus, EntryVersion, NewEntry, Query, SectionDoc, SectionSummary};
 pub use section::{ParseSectionError, Section};
+pub use wire::versions_authored_by;
 
 use crate::fhir::{self, FhirError};
 use crate::ids::{EntryId, IdentityId, RecordId};

@@ -70,6 +70,32 @@ pub(crate) fn decode_changes(bytes: &[u8]) -> Result<Vec<Change>, &'static str> 
     Ok(out)
 }
 
+/// Whether every entry version that `changes` (change chunks, as sealed in
+/// one envelope) writes names `author` as its author: what lets the entry
+/// list show a contributor that the envelope's verified signature stands
+/// behind. Values that are not readable versions are ignored here as the
+/// index ignores them. `Err` for undecodable changes.
+pub fn versions_authored_by(
+    changes: &[u8],
+    author: crate::ids::IdentityId,
+) -> Result<bool, &'static str> {
+    use automerge::legacy::OpType;
+    use automerge::ScalarValue;
+    for change in decode_changes(changes)? {
+        for op in change.decode().operations {
+            let OpType::Put(ScalarValue::Bytes(bytes)) = &op.action else {
+                continue;
+            };
+            let header = super::layout::split_version(bytes)
+                .and_then(|(header, _)| super::layout::VersionHeader::decode(header));
+            if header.is_some_and(|h| h.author != author) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
