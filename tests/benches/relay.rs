@@ -797,7 +797,9 @@ fn full_client(bin: &Path, rt: &tokio::runtime::Runtime, changes: usize) -> Full
         let identity_b = Identity::generate("reader b", Role::PatientDevice, None).unwrap();
         let statement = writer.add_device_statement(identity_b.card()).unwrap();
         post_statement(&http, &token, writer.record_id(), &statement).await;
-        writer.apply_access(vec![statement], 0).unwrap();
+        // Not applied to the writer's own log: relay 1 below must see the
+        // writer's log as it is there (the access log is a hash chain, and a
+        // statement that only relay 2 holds would fork it).
         let keys_b = MemorySecretStore::new();
         let reader = Profile::join(
             SqliteStore::open(&dir.path().join("reader-b.db")).unwrap(),
