@@ -1267,7 +1267,18 @@ async fn push_latency(
     let labs_key = {
         use base64::Engine;
         let bundle = serde_json::to_value(writer_a.profile.device_bundle()).unwrap();
-        let b64 = bundle["section_keys"]["labs"].as_str().unwrap();
+        // Keys are listed as `section/epoch`; the newest labs epoch.
+        let b64 = bundle["section_keys"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter_map(|(name, key)| {
+                let epoch: u32 = name.strip_prefix("labs/")?.parse().ok()?;
+                Some((epoch, key.as_str()?))
+            })
+            .max()
+            .map(|(_, key)| key)
+            .unwrap();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .unwrap();

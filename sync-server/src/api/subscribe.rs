@@ -25,6 +25,12 @@ use crate::storage::{now_ms, Change, Membership};
 
 /// Interval between server pings.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// How long a subscriber's looked-up access is trusted before the next
+/// frame looks it up again. Expiry is checked on every frame from the
+/// cached grant; a revocation reaches an open subscription within this
+/// time (frames carry only a section name and a sequence number; pulls are
+/// always checked).
+pub const ACCESS_RECHECK: Duration = Duration::from_secs(1);
 
 /// Close code: going away (shutdown).
 const GOING_AWAY: u16 = 1001;
@@ -66,6 +72,7 @@ async fn run(
 ) {
     state.metrics.subscribers(1);
     let mut shutdown = state.shutdown.clone();
+    let mut access: Option<(crate::storage::MemberAccess, std::time::Instant)> = None;
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let close = |code: u16, reason: &'static str| {
@@ -82,18 +89,24 @@ async fn run(
         tokio::select! {
             change = changes.recv() => match change {
                 Ok(c) if c.record == record => {
-                    // Access is re-checked per frame: a revoked or expired
-                    // member is disconnected, unreadable sections are skipped.
-                    let access = match state.storage.membership(record, caller).await {
-                        Ok(Membership::Member(a)) if a.live_at(now_ms()) => a,
-                        Ok(_) => {
-                            let _ = socket.send(close(POLICY, "access revoked or expired")).await;
-                            break;
-                        }
-                        Err(_) => {
-                            let _ = socket.send(close(TRY_AGAIN_LATER, "storage unavailable; reconnect")).await;
-                            break;
-                        }
+                    // Access is checked per frame: a revoked or expired
+                    // member is disconnected, unreadable sections are
+                    // skipped. The grant is looked up again at most every
+                    // ACCESS_RECHECK (one storage query per subscriber per
+                    // frame made 1,000 subscribers cost the relay a core).
+                    if access.as_ref().is_none_or(|(_, at)| at.elapsed() >= ACCESS_RECHECK) {
+                        access = match state.storage.membership(record, caller).await {
+                            Ok(Membership::Member(a)) => Some((a, std::time::Instant::now())),
+                            Ok(_) => None,
+                            Err(_) => {
+                                let _ = socket.send(close(TRY_AGAIN_LATER, "storage unavailable; reconnect")).await;
+                                break;
+                            }
+                        };
+                    }
+                    let Some((access, _)) = access.as_ref().filter(|(a, _)| a.live_at(now_ms())) else {
+                        let _ = socket.send(close(POLICY, "access revoked or expired")).await;
+                        break;
                     };
                     if !access.may_read(&c.section, now_ms()) {
                         continue;
