@@ -123,6 +123,21 @@ fn tampered<T>(
     out
 }
 
+/// The owner grants `to` `role` over `sections` (no expiry) through the relay.
+fn grant(
+    relay: &mut Relay,
+    owner: &mut Profile<MemoryStore>,
+    to: &Profile<MemoryStore>,
+    role: GrantRole,
+    sections: &[Section],
+    label: &str,
+) {
+    let s = owner
+        .grant_statement(to.identity_card(), role, sections, None, label)
+        .unwrap();
+    relay.statement(owner, s);
+}
+
 fn sections_seen(p: &Profile<MemoryStore>) -> BTreeSet<Section> {
     p.query(&Query::default())
         .iter()
@@ -171,16 +186,14 @@ fn revoked_reader_decrypts_nothing_written_after() {
     let mut relay = Relay::default();
     let mut pat = owner();
     let mut carer = member(&pat, "daughter", Role::Carer);
-    let s = pat
-        .grant_statement(
-            carer.identity_card(),
-            GrantRole::Reader,
-            &[Section::Medications],
-            None,
-            "daughter",
-        )
-        .unwrap();
-    relay.statement(&mut pat, s);
+    grant(
+        &mut relay,
+        &mut pat,
+        &carer,
+        GrantRole::Reader,
+        &[Section::Medications],
+        "daughter",
+    );
     pat.add_resources(vec![resource(Section::Medications, 1)], None)
         .unwrap();
     relay.publish(&mut pat);
@@ -218,26 +231,22 @@ fn writers_write_only_their_sections_and_readers_cannot_write() {
     let mut pat = owner();
     let mut gp = member(&pat, "GP", Role::Provider);
     let mut carer = member(&pat, "carer", Role::Carer);
-    let s = pat
-        .grant_statement(
-            gp.identity_card(),
-            GrantRole::Writer,
-            &[Section::Labs],
-            None,
-            "GP",
-        )
-        .unwrap();
-    relay.statement(&mut pat, s);
-    let s = pat
-        .grant_statement(
-            carer.identity_card(),
-            GrantRole::Reader,
-            &[Section::Labs],
-            None,
-            "carer",
-        )
-        .unwrap();
-    relay.statement(&mut pat, s);
+    grant(
+        &mut relay,
+        &mut pat,
+        &gp,
+        GrantRole::Writer,
+        &[Section::Labs],
+        "GP",
+    );
+    grant(
+        &mut relay,
+        &mut pat,
+        &carer,
+        GrantRole::Reader,
+        &[Section::Labs],
+        "carer",
+    );
     relay.deliver_all(&mut gp);
     relay.deliver_all(&mut carer);
     // The writer writes labs; its client refuses medications, and even a
@@ -279,16 +288,14 @@ fn manager_can_grant_and_revoke_on_behalf() {
     let mut relay = Relay::default();
     let mut pat = owner();
     let mut parent = member(&pat, "parent", Role::Manager);
-    let s = pat
-        .grant_statement(
-            parent.identity_card(),
-            GrantRole::Manager,
-            &[],
-            None,
-            "parent",
-        )
-        .unwrap();
-    relay.statement(&mut pat, s);
+    grant(
+        &mut relay,
+        &mut pat,
+        &parent,
+        GrantRole::Manager,
+        &[],
+        "parent",
+    );
     relay.deliver_all(&mut parent);
     assert!(parent.may_administer());
     assert_eq!(parent.readable_sections().len(), Section::ALL.len());
@@ -358,16 +365,14 @@ fn writers_never_write_demographics() {
     .unwrap();
     relay.publish(&mut pat);
     let mut gp = member(&pat, "GP", Role::Provider);
-    let s = pat
-        .grant_statement(
-            gp.identity_card(),
-            GrantRole::Writer,
-            &[Section::Demographics, Section::Labs],
-            None,
-            "GP",
-        )
-        .unwrap();
-    relay.statement(&mut pat, s);
+    grant(
+        &mut relay,
+        &mut pat,
+        &gp,
+        GrantRole::Writer,
+        &[Section::Demographics, Section::Labs],
+        "GP",
+    );
     relay.deliver_all(&mut gp);
     assert!(
         gp.record_patient().is_some(),
@@ -405,16 +410,14 @@ fn a_version_naming_another_author_is_not_merged() {
     let mut relay = Relay::default();
     let mut pat = owner();
     let mut gp = member(&pat, "GP", Role::Provider);
-    let s = pat
-        .grant_statement(
-            gp.identity_card(),
-            GrantRole::Writer,
-            &[Section::Labs],
-            None,
-            "GP",
-        )
-        .unwrap();
-    relay.statement(&mut pat, s);
+    grant(
+        &mut relay,
+        &mut pat,
+        &gp,
+        GrantRole::Writer,
+        &[Section::Labs],
+        "GP",
+    );
     relay.deliver_all(&mut gp);
     gp.add_resources(vec![resource(Section::Labs, 1)], Some("gp-system"))
         .unwrap();
