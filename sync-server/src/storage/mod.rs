@@ -287,12 +287,13 @@ impl MemberAccess {
     /// May write `section` at `now_ms` (core's rule: writers never write
     /// demographics, see `GrantRole::writes_section`).
     pub fn may_write(&self, section: &str, now_ms: i64) -> bool {
+        // Owner devices write every section, as managers do.
         let role_writes = match self.role {
-            MemberRole::OwnerDevice => true,
-            MemberRole::Manager => GrantRole::Manager.writes_section(base_section(section)),
-            MemberRole::Writer => GrantRole::Writer.writes_section(base_section(section)),
-            MemberRole::Reader => false,
-        };
+            MemberRole::OwnerDevice | MemberRole::Manager => GrantRole::Manager,
+            MemberRole::Writer => GrantRole::Writer,
+            MemberRole::Reader => GrantRole::Reader,
+        }
+        .writes_section(base_section(section));
         self.live_at(now_ms) && self.write && role_writes && self.covers(section)
     }
 
