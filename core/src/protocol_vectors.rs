@@ -271,14 +271,7 @@ fn statements(i: &Inputs, wrap: &WrappedKey) -> (SignedStatement, SignedStatemen
 /// The engine's auth step for `challenge`: the message it asks to sign,
 /// and the token request it sends with `sign`'s signature.
 fn auth_round(i: &Inputs) -> (Vec<u8>, [u8; 64], Vec<u8>) {
-    let mut engine = SyncEngine::new(
-        i.record,
-        i.phone.id(),
-        None,
-        None,
-        SyncState::default(),
-        vec![],
-    );
+    let mut engine = SyncEngine::new(i.record, i.phone.id(), None, None, SyncState::default());
     assert!(matches!(
         engine.poll(),
         Step::Send(Request::Challenge(ref c)) if c.identity == i.phone.id()

@@ -108,8 +108,12 @@ impl<S: Store> Profile<S> {
         self.store.commit(batch)?;
         self.members = members;
         self.keys = keys;
-        if learned > 0 {
-            // Sections that could not be opened before may open now.
+        // Nothing queued may leave under a key epoch that is no longer
+        // current (a revocation or narrowing since it was sealed).
+        let resealed = self.reseal_stale_outbox()?;
+        if learned > 0 || resealed > 0 {
+            // Sections that could not be opened before may open now (and
+            // resealed envelopes are read back as stored).
             self.refresh()?;
         }
         Ok(())

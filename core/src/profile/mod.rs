@@ -51,7 +51,7 @@ use crate::store::{SectionLog, Store, StoreError, WriteBatch};
 
 pub use bundle::DeviceBundle;
 pub use home::{IdentityVault, MemberInfo};
-pub use replica::{ApplyReport, Rejected, SyncState};
+pub use replica::{ApplyReport, Rejected, SetAside, SyncState};
 pub use secret_store::{MemorySecretStore, SecretStore, SecretStoreError};
 pub use vault::{Unlock, VaultHeader, VaultKind};
 pub use wearables::{IngestReport, CHUNKS_LOG};
@@ -103,6 +103,12 @@ pub enum ProfileError {
     ReadOnly(&'static str),
     #[error(transparent)]
     Wearables(#[from] crate::wearables::WearablesError),
+    #[error("this change would be {bytes} bytes sealed, over the {limit} bytes a relay accepts in one envelope (the {section} section); nothing was changed. Split a large Bundle into smaller files, and attach large documents (scans, PDFs) as separate, smaller resources or keep them outside the record")]
+    TooLarge {
+        section: &'static str,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("resource {index} of the input: {source}")]
     InInput {
         index: usize,
@@ -616,8 +622,15 @@ impl<S: Store> Profile<S> {
     }
 
     /// Seal under `section`'s current key into an envelope of the log `log`
-    /// (the section itself, or a log of its own such as `wearables.chunks`).
+    /// (the section itself, or a log of its own such as `wearables.chunks`),
+    /// framed as legacy payload (local snapshots, wearables).
     fn seal_named(&self, section: Section, log: &str, seq: u64, plain: &[u8]) -> Result<Vec<u8>> {
+        self.seal_framed(section, log, seq, &payload::encode(plain))
+    }
+
+    /// Seal an already framed payload (see [`payload`]) under `section`'s
+    /// current key into an envelope of the log `log`.
+    fn seal_framed(&self, section: Section, log: &str, seq: u64, framed: &[u8]) -> Result<Vec<u8>> {
         let (epoch, key) = self.section_key(section)?;
         let header = EnvelopeHeader {
             record_id: self.record.id,
@@ -626,31 +639,66 @@ impl<S: Store> Profile<S> {
             author: self.identity.id(),
             seq,
         };
-        let framed = payload::encode(plain);
-        Ok(Envelope::seal(key, header, &framed, &self.identity)?.to_bytes())
+        Ok(Envelope::seal(key, header, framed, &self.identity)?.to_bytes())
     }
 
-    /// Seal every section's pending changes into envelopes and commit them,
-    /// with `batch`'s other writes, atomically. Then compact long tails.
+    /// Seal every section's pending changes into envelopes (change
+    /// frames, numbered per log: 1, 2, 3, ...) and commit them, with
+    /// `batch`'s other writes, atomically. Then compact long tails. A change
+    /// that would exceed what a relay accepts in one envelope is refused and
+    /// the in-memory record is reloaded from the store: nothing changes.
     fn persist(&mut self, mut batch: WriteBatch) -> Result<()> {
         let mut appended = Vec::new();
-        let mut seq = self.device_seq;
-        let pending: Vec<(Section, Vec<u8>)> = self
+        let pending: Vec<(Section, Vec<Vec<u8>>)> = self
             .record
             .sections
             .iter_mut()
             .filter(|(_, doc)| doc.has_pending_changes())
-            .map(|(section, doc)| (*section, doc.take_changes()))
+            .map(|(section, doc)| {
+                (
+                    *section,
+                    doc.take_change_groups(crate::record::CHANGE_BUDGET),
+                )
+            })
             .collect();
-        for (section, changes) in pending {
-            batch.append(section.as_str(), self.seal(section, seq, &changes)?);
-            seq += 1;
-            appended.push((section, changes.len()));
+        let mut sealed_all = Vec::new();
+        for (section, groups) in pending {
+            let mut number = replica::own_change_count(&self.store, section.as_str())?;
+            for changes in groups {
+                number += 1;
+                let sealed = self.seal_framed(
+                    section,
+                    section.as_str(),
+                    number,
+                    &payload::encode_change(&changes),
+                )?;
+                sealed_all.push((section, sealed, changes.len()));
+            }
+            batch.put_meta(
+                replica::own_change_count_key(section.as_str()),
+                number.to_be_bytes().to_vec(),
+            );
+        }
+        if let Some((section, sealed, _)) = sealed_all
+            .iter()
+            .find(|(_, sealed, _)| sealed.len() > crate::sync::wire::MAX_ENVELOPE_BYTES)
+        {
+            let err = ProfileError::TooLarge {
+                section: section.as_str(),
+                bytes: sealed.len(),
+                limit: crate::sync::wire::MAX_ENVELOPE_BYTES,
+            };
+            // Forget the in-memory change: the store never saw it.
+            self.refresh()?;
+            return Err(err);
+        }
+        for (section, sealed, size) in sealed_all {
+            batch.append(section.as_str(), sealed);
+            appended.push((section, size));
         }
         if batch.is_empty() {
             return Ok(());
         }
-        batch.put_meta(META_DEVICE_SEQ, seq.to_be_bytes().to_vec());
         let committed = match self.store.commit(batch) {
             Ok(c) => c,
             Err(e) => {
@@ -658,7 +706,6 @@ impl<S: Store> Profile<S> {
                 return Err(e.into());
             }
         };
-        self.device_seq = seq;
         for ((section, size), stored) in appended.iter().zip(committed.appended) {
             if let Some(state) = self.sections.get_mut(section) {
                 state.last_seq = stored;

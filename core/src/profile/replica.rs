@@ -3,24 +3,86 @@
 //!
 //! Every envelope from the relay is checked before it is merged: it parses,
 //! belongs to this record and section, its author may write the section
-//! according to the verified access log, its signature verifies and it
-//! decrypts. Anything else is refused, counted in [`ApplyReport`] and never
-//! merged.
+//! according to the verified access log, its signature verifies, it
+//! decrypts, and it is what its place says (a change in the log, a snapshot
+//! with signed coverage in the snapshot's place). Anything else is refused,
+//! counted in [`ApplyReport`], recorded in the log's ledger
+//! ([`crate::sync::ledger`]) and never merged; a log with refusals, gaps in
+//! an author's numbers or changes held back for missing dependencies is
+//! pulled again from its start on every round until it is whole.
+//!
+//! Before uploading, queued envelopes sealed under a key epoch that is no
+//! longer current (a revocation or narrowing happened meanwhile) are sealed
+//! again under the current key ([`Profile::reseal_stale_outbox`]); envelopes
+//! the relay refuses for good are set aside.
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::access::META_ACCESS_CURSOR;
-use super::{payload, Profile, Result, META_DEVICE_SEQ};
+use super::payload::{self, Coverage, Payload};
+use super::{Profile, ProfileError, Result};
 use crate::crypto::Envelope;
 use crate::ids::IdentityId;
 use crate::record::Section;
 use crate::store::{envelope_hash, OutboxItem, Store, WriteBatch};
+use crate::sync::ledger::{Incomplete, LogLedger, Refusal};
 
 const META_RELAY: &str = "sync/relay";
 const META_FEED: &str = "sync/feed";
 const META_REGISTERED: &str = "sync/registered";
 const META_LAST_SYNC: &str = "sync/last-sync";
 const META_ACCESS_ENDED: &str = "sync/access-ended";
+const META_SET_ASIDE: &str = "sync/set-aside";
+
+/// How many change envelopes this device has numbered in `log`.
+pub(super) fn own_change_count_key(log: &str) -> String {
+    format!("sync/own-changes/{log}")
+}
+
+pub(super) fn own_change_count<S: Store>(store: &S, log: &str) -> Result<u64> {
+    get_u64(store, &own_change_count_key(log))
+}
+
+fn ledger_key(log: &str) -> String {
+    format!("sync/ledger/{log}")
+}
+
+/// A log's completeness ledger (ids and numbers only: no clinical data).
+fn load_ledger<S: Store>(store: &S, log: &str) -> Result<LogLedger> {
+    match store.get_meta(&ledger_key(log))? {
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("sync ledger"))
+        }
+        None => Ok(LogLedger::default()),
+    }
+}
+
+fn ledger_bytes(ledger: &LogLedger) -> Result<Vec<u8>> {
+    serde_json::to_vec(ledger).map_err(|_| ProfileError::Corrupt("sync ledger"))
+}
+
+/// Every log a record may have (sections and their extra logs).
+fn all_logs() -> impl Iterator<Item = &'static str> {
+    Section::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain(super::wearables::EXTRA_LOGS.iter().copied())
+}
+
+/// A queued envelope the relay refused for good (oversized or invalid):
+/// kept on the device, out of the outbox, and reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAside {
+    pub section: String,
+    /// The envelope's hash (hex).
+    pub hash: String,
+    /// The relay's HTTP status.
+    pub status: u16,
+    /// The relay's message (never echoes content).
+    pub reason: String,
+}
 
 pub(super) fn cursor_key(section: &str) -> String {
     format!("sync/cursor/{section}")
@@ -54,6 +116,9 @@ pub struct SyncState {
     pub since_snapshot: BTreeMap<String, u64>,
     /// Whether this device registered the record with the relay.
     pub registered: bool,
+    /// Logs known to be incomplete: pulled again from their start (their
+    /// cursor is absent) whether or not the feed names them.
+    pub repull: std::collections::BTreeSet<String>,
 }
 
 /// Why a pulled envelope was refused.
@@ -77,21 +142,46 @@ pub struct ApplyReport {
 
 /// Verify and decrypt envelopes (signature first, then AEAD, then the
 /// payload framing), spread over the available cores; results in order.
-/// A change envelope must write only versions naming its signer as their
-/// author (a relay snapshot, from an owner device or manager, holds
-/// everyone's versions).
+/// The snapshot's place holds only a snapshot frame (with its signed
+/// coverage), the log only change frames. A change envelope must write only
+/// versions naming its signer as their author (a relay snapshot, from an
+/// owner device or manager, holds everyone's versions).
 type Candidate = (u64, Vec<u8>, Envelope, crate::crypto::SectionKey, bool);
 
-fn open_all(candidates: &[Candidate]) -> Vec<std::result::Result<Vec<u8>, &'static str>> {
+/// What an opened envelope holds: its automerge bytes, and its change
+/// number or its snapshot's coverage.
+enum Opened {
+    Change(Vec<u8>, Option<u64>),
+    Snapshot(Vec<u8>, Coverage),
+}
+
+impl Opened {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Opened::Change(b, _) | Opened::Snapshot(b, _) => b,
+        }
+    }
+}
+
+fn open_all(candidates: &[Candidate]) -> Vec<std::result::Result<Opened, &'static str>> {
     let open_one = |(_, _, env, key, is_snapshot): &Candidate| {
         let plain = env
             .open(key)
             .map_err(|_| "signature or decryption failed")?;
-        let changes = payload::decode(&plain).map_err(|_| "undecodable payload")?;
-        if !is_snapshot && !crate::record::versions_authored_by(&changes, env.header.author)? {
-            return Err("a version names another author than the envelope's signer");
+        let payload = payload::decode_payload(&plain).map_err(|_| "undecodable payload")?;
+        let opened = match (payload, is_snapshot) {
+            (Payload::Snapshot { coverage, doc }, true) => Opened::Snapshot(doc, coverage),
+            (_, true) => return Err("a change envelope presented as a snapshot"),
+            (Payload::Snapshot { .. }, false) => return Err("a snapshot presented as a change"),
+            (Payload::Change(b), false) => Opened::Change(b, Some(env.header.seq)),
+            (Payload::Legacy(b), false) => Opened::Change(b, None),
+        };
+        if let Opened::Change(changes, _) = &opened {
+            if !crate::record::versions_authored_by(changes, env.header.author)? {
+                return Err("a version names another author than the envelope's signer");
+            }
         }
-        Ok(changes)
+        Ok(opened)
     };
     super::parallel::map(candidates, 64, open_one)
         .into_iter()
@@ -152,10 +242,11 @@ impl<S: Store> Profile<S> {
             registered: self.store.get_meta(META_REGISTERED)?.is_some(),
             ..SyncState::default()
         };
-        let logs = Section::ALL.iter().map(|s| s.as_str());
-        for name in logs.chain(super::wearables::EXTRA_LOGS) {
+        for name in all_logs() {
             let cursor = get_u64(&self.store, &cursor_key(name))?;
-            if cursor > 0 {
+            if load_ledger(&self.store, name)?.incomplete(name).is_some() {
+                state.repull.insert(name.to_string());
+            } else if cursor > 0 {
                 state.cursors.insert(name.to_string(), cursor);
             }
             let since = get_u64(&self.store, &since_snapshot_key(name))?;
@@ -245,13 +336,29 @@ impl<S: Store> Profile<S> {
         Ok(())
     }
 
-    /// Merge envelopes pulled from the relay for one section: an optional
-    /// relay snapshot, then envelopes in relay order. Verified one by one;
-    /// refused ones are reported, never merged. Advances the section's
-    /// cursor to `next_cursor`. Durable when this returns.
+    /// Merge envelopes pulled from the relay for one section (a page that
+    /// did not start at the log's beginning): see [`Profile::apply_pulled`].
     pub fn apply_remote(
         &mut self,
         section_name: &str,
+        snapshot: Option<(u64, Vec<u8>)>,
+        envelopes: Vec<(u64, Vec<u8>)>,
+        next_cursor: u64,
+    ) -> Result<ApplyReport> {
+        self.apply_pulled(section_name, false, snapshot, envelopes, next_cursor)
+    }
+
+    /// Merge envelopes pulled from the relay for one section: an optional
+    /// relay snapshot, then envelopes in relay order. Verified one by one;
+    /// refused ones are reported and recorded in the log's ledger, never
+    /// merged. `from_start`: this page starts a pull of the whole log, so
+    /// earlier refusals are decided again. Advances the section's cursor to
+    /// `next_cursor` (a log left incomplete is pulled from its start next
+    /// round). Durable when this returns.
+    pub fn apply_pulled(
+        &mut self,
+        section_name: &str,
+        from_start: bool,
         snapshot: Option<(u64, Vec<u8>)>,
         envelopes: Vec<(u64, Vec<u8>)>,
         next_cursor: u64,
@@ -263,6 +370,10 @@ impl<S: Store> Profile<S> {
         let mut report = ApplyReport::default();
         let mut batch = WriteBatch::new();
         batch.put_meta(cursor_key(section_name), next_cursor.to_be_bytes().to_vec());
+        let mut ledger = load_ledger(&self.store, section_name)?;
+        if from_start {
+            ledger.restart_pass();
+        }
         let Ok(section) = section_name.parse::<Section>() else {
             for (seq, _) in snapshot.iter().chain(envelopes.iter()) {
                 report.rejected.push(Rejected {
@@ -273,6 +384,15 @@ impl<S: Store> Profile<S> {
             }
             self.store.commit(batch)?;
             return Ok(report);
+        };
+        let report_refusals = |report: &ApplyReport, ledger: &mut LogLedger, from: usize| {
+            for r in &report.rejected[from..] {
+                ledger.refuse(Refusal {
+                    server_seq: r.server_seq,
+                    author: r.author,
+                    reason: r.reason.to_string(),
+                });
+            }
         };
         let members = &self.members;
         let keys = &self.keys;
@@ -335,8 +455,8 @@ impl<S: Store> Profile<S> {
         let mut receives = Vec::with_capacity(candidates.len());
         for ((seq, bytes, env, _, _), result) in candidates.into_iter().zip(opened) {
             match result {
-                Ok(changes) => {
-                    merged_plain.push(changes);
+                Ok(opened) => {
+                    merged_plain.push((env.header.author, opened));
                     receives.push((seq, bytes));
                 }
                 Err(reason) => report.rejected.push(Rejected {
@@ -348,23 +468,38 @@ impl<S: Store> Profile<S> {
         }
         self.ensure_section_state(section)?;
         let doc = self.record.section_mut(section);
-        let all: Vec<u8> = merged_plain.concat();
+        let all: Vec<u8> = merged_plain
+            .iter()
+            .flat_map(|(_, o)| o.bytes())
+            .copied()
+            .collect();
+        let mut kept: Vec<bool> = vec![true; receives.len()];
         if doc.apply_changes(&all).is_err() {
             // Find the culprit(s): apply one by one, keep the good ones.
-            let mut kept = Vec::new();
-            for (changes, (seq, bytes)) in merged_plain.iter().zip(receives) {
-                if doc.apply_changes(changes).is_ok() {
-                    kept.push((seq, bytes));
-                } else {
+            for (i, ((_, opened), (seq, _))) in merged_plain.iter().zip(&receives).enumerate() {
+                if doc.apply_changes(opened.bytes()).is_err() {
+                    kept[i] = false;
                     report.rejected.push(Rejected {
-                        server_seq: seq,
+                        server_seq: *seq,
                         author: None,
                         reason: "changes do not apply to the section document",
                     });
                 }
             }
-            receives = kept;
         }
+        // What the log now holds, for completeness.
+        for ((author, opened), ok) in merged_plain.iter().zip(&kept) {
+            match (opened, ok) {
+                (Opened::Change(_, Some(n)), true) => ledger.record(*author, *n),
+                (Opened::Snapshot(_, coverage), true) => ledger.cover(coverage),
+                _ => {}
+            }
+        }
+        ledger.held_back = doc.missing_deps().len();
+        let mut keep = kept.into_iter();
+        receives.retain(|_| keep.next().unwrap_or(false));
+        report_refusals(&report, &mut ledger, 0);
+        batch.put_meta(ledger_key(section_name), ledger_bytes(&ledger)?);
         report.merged = receives.len();
         let sizes: Vec<usize> = receives.iter().map(|(_, b)| b.len()).collect();
         for (seq, bytes) in receives {
@@ -413,13 +548,113 @@ impl<S: Store> Profile<S> {
             return Ok(None);
         };
         let full = doc.save();
-        let seq = self.device_seq;
-        let sealed = self.seal(section, seq, &full)?;
-        let mut batch = WriteBatch::new();
-        batch.put_meta(META_DEVICE_SEQ, (seq + 1).to_be_bytes().to_vec());
-        self.store.commit(batch)?;
-        self.device_seq = seq + 1;
+        // What it covers, signed inside the sealed payload: every author's
+        // unbroken run of change numbers merged here, this device's own.
+        let ledger = load_ledger(&self.store, section_name)?;
+        if ledger.held_back > 0 {
+            // Changes wait for others: the document is not what the
+            // numbers say. Leave compaction to a complete device.
+            return Ok(None);
+        }
+        let mut coverage = ledger.coverage();
+        let own = own_change_count(&self.store, section_name)?;
+        if own > 0 {
+            coverage.insert(self.identity.id(), own);
+        }
+        // Snapshots are not numbered changes: header seq 0.
+        let sealed = self.seal_framed(
+            section,
+            section_name,
+            0,
+            &payload::encode_snapshot(&coverage, &full),
+        )?;
         Ok(Some(sealed))
+    }
+
+    /// Logs known to be incomplete on this device (gaps in an author's
+    /// change numbers, refused envelopes, changes held back for missing
+    /// dependencies), each with what is missing.
+    pub fn incomplete(&self) -> Result<Vec<Incomplete>> {
+        let mut out = Vec::new();
+        for log in all_logs() {
+            if let Some(inc) = load_ledger(&self.store, log)?.incomplete(log) {
+                out.push(inc);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queued envelopes the relay refused for good, kept on this device.
+    pub fn set_aside_items(&self) -> Result<Vec<SetAside>> {
+        match self.store.get_meta(META_SET_ASIDE)? {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("set-aside list"))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The relay refused a queued envelope for good: take it out of the
+    /// outbox (it stays stored here) and remember why.
+    pub fn set_aside(
+        &mut self,
+        section: &str,
+        hash: [u8; 32],
+        status: u16,
+        reason: &str,
+    ) -> Result<()> {
+        let mut items = self.set_aside_items()?;
+        let hex = hex::encode(hash);
+        if !items.iter().any(|i| i.hash == hex) {
+            items.push(SetAside {
+                section: section.to_string(),
+                hash: hex,
+                status,
+                reason: reason.chars().take(300).collect(),
+            });
+        }
+        let json =
+            serde_json::to_vec(&items).map_err(|_| ProfileError::Corrupt("set-aside list"))?;
+        let mut batch = WriteBatch::new();
+        batch.set_aside(hash).put_meta(META_SET_ASIDE, json);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Seal again, under the current key, every queued envelope sealed
+    /// under a key epoch that is no longer current (same content, same
+    /// change number; the old envelope is discarded unsent). Queued
+    /// envelopes of sections whose current key this device lacks stay as
+    /// they are (the relay refuses them). Returns how many were resealed.
+    pub fn reseal_stale_outbox(&mut self) -> Result<usize> {
+        let mut batch = WriteBatch::new();
+        let mut count = 0;
+        for item in self.store.outbox(usize::MAX)? {
+            let Ok(env) = Envelope::from_bytes(&item.envelope) else {
+                continue;
+            };
+            let base = crate::sharing::base_section(&env.header.section);
+            let Ok(section) = base.parse::<Section>() else {
+                continue;
+            };
+            let current = self.members.epoch(base);
+            if env.header.epoch == current || !self.keys.contains_key(&(section, current)) {
+                continue;
+            }
+            let Some(old_key) = self.keys.get(&(section, env.header.epoch)) else {
+                continue;
+            };
+            let framed = env
+                .open(old_key)
+                .map_err(|_| ProfileError::Corrupt("queued envelope"))?;
+            let sealed = self.seal_framed(section, &env.header.section, env.header.seq, &framed)?;
+            batch.reseal(item.hash, sealed);
+            count += 1;
+        }
+        if count > 0 {
+            self.store.commit(batch)?;
+        }
+        Ok(count)
     }
 
     /// The relay stored our snapshot: restart the per-section count.

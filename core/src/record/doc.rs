@@ -522,7 +522,7 @@ thread_local! {
 /// A new entry, checked and encoded, ready to be written.
 pub(super) struct PreparedEntry {
     id: EntryId,
-    version: Vec<u8>,
+    pub(super) version: Vec<u8>,
 }
 
 /// Encode a new entry whose resource has been summarised (and checked to
@@ -667,6 +667,24 @@ impl SectionDoc {
             }
         }
         out
+    }
+
+    /// Like [`SectionDoc::take_changes`], but grouped: consecutive changes
+    /// whose bytes together stay within `budget` (a single larger change is
+    /// a group of its own), so each group can travel as its own envelope.
+    pub fn take_change_groups(&mut self, budget: usize) -> Vec<Vec<u8>> {
+        let mut groups: Vec<Vec<u8>> = Vec::new();
+        for hash in std::mem::take(&mut self.pending) {
+            let Some(change) = self.doc.get_change_by_hash(&hash) else {
+                continue;
+            };
+            let raw = change.raw_bytes();
+            match groups.last_mut() {
+                Some(last) if last.len() + raw.len() <= budget => last.extend_from_slice(raw),
+                _ => groups.push(raw.to_vec()),
+            }
+        }
+        groups
     }
 
     /// Whether there are local changes not yet taken.

@@ -109,6 +109,11 @@ pub use wire::versions_authored_by;
 use crate::fhir::{self, FhirError};
 use crate::ids::{EntryId, IdentityId, RecordId};
 
+/// Most bytes of entry versions [`Record::add_many`] writes as one automerge
+/// change (and so, sealed, as one envelope): well within the 4 MiB a relay
+/// accepts per envelope.
+pub const CHANGE_BUDGET: usize = 1024 * 1024;
+
 /// Errors of the record. Messages name entry ids, sections and resource
 /// types only: never health data.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -209,11 +214,31 @@ impl Record {
         }
         let mut out: Vec<Option<(Section, EntryId)>> = vec![None; count];
         for (section, items) in by_section {
-            let (positions, entries): (Vec<usize>, Vec<doc::PreparedEntry>) =
-                items.into_iter().unzip();
-            let ids = self.section_mut(section).write_entries(entries)?;
-            for (pos, id) in positions.into_iter().zip(ids) {
-                out[pos] = Some((section, id));
+            // One automerge change per group of at most CHANGE_BUDGET bytes
+            // of versions, so that a large import travels as several
+            // envelopes, each within what a relay accepts.
+            let mut groups: Vec<Vec<(usize, doc::PreparedEntry)>> = Vec::new();
+            let mut bytes = 0;
+            for item in items {
+                let size = item.1.version.len();
+                match groups.last_mut() {
+                    Some(group) if bytes + size <= CHANGE_BUDGET => {
+                        bytes += size;
+                        group.push(item);
+                    }
+                    _ => {
+                        bytes = size;
+                        groups.push(vec![item]);
+                    }
+                }
+            }
+            for group in groups {
+                let (positions, entries): (Vec<usize>, Vec<doc::PreparedEntry>) =
+                    group.into_iter().unzip();
+                let ids = self.section_mut(section).write_entries(entries)?;
+                for (pos, id) in positions.into_iter().zip(ids) {
+                    out[pos] = Some((section, id));
+                }
             }
         }
         Ok(out.into_iter().flatten().collect())

@@ -18,6 +18,49 @@ pub(crate) fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     outbox_until_acknowledged(&mut make());
     received_envelopes_are_deduplicated(&mut make());
     duplicate_local_change_is_refused(&mut make());
+    reseal_replaces_an_unsent_envelope_in_place(&mut make());
+    set_aside_leaves_the_outbox_but_stays_stored(&mut make());
+}
+
+fn reseal_replaces_an_unsent_envelope_in_place<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![1]).append("labs", vec![2]);
+    s.commit(b).unwrap();
+    let mut b = WriteBatch::new();
+    b.acknowledge(envelope_hash(&[2]), 7);
+    s.commit(b).unwrap();
+    let mut b = WriteBatch::new();
+    // Only unacknowledged local envelopes are resealed.
+    b.reseal(envelope_hash(&[1]), vec![11])
+        .reseal(envelope_hash(&[2]), vec![12]);
+    s.commit(b).unwrap();
+    let out = s.outbox(10).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].envelope, vec![11]);
+    assert_eq!(out[0].hash, envelope_hash(&[11]));
+    assert!(!s.contains(&envelope_hash(&[1])).unwrap());
+    assert!(s.contains(&envelope_hash(&[2])).unwrap());
+    assert!(!s.contains(&envelope_hash(&[12])).unwrap());
+    let tail = s.load_section("labs").unwrap().tail;
+    assert_eq!(
+        tail.iter().map(|i| i.envelope.clone()).collect::<Vec<_>>(),
+        vec![vec![11], vec![2]],
+        "the resealed envelope keeps its place"
+    );
+}
+
+fn set_aside_leaves_the_outbox_but_stays_stored<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![1]).append("labs", vec![2]);
+    s.commit(b).unwrap();
+    let mut b = WriteBatch::new();
+    b.set_aside(envelope_hash(&[1]));
+    s.commit(b).unwrap();
+    let out = s.outbox(10).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].envelope, vec![2]);
+    assert!(s.contains(&envelope_hash(&[1])).unwrap());
+    assert_eq!(s.load_section("labs").unwrap().tail.len(), 2);
 }
 
 fn empty_store<S: Store>(s: &mut S) {

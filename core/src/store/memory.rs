@@ -14,6 +14,8 @@ struct Row {
     hash: [u8; 32],
     server_seq: Option<u64>,
     outbound: bool,
+    /// Made here, refused by the relay for good: kept, never sent.
+    set_aside: bool,
 }
 
 /// Keeps everything in maps; nothing survives the process.
@@ -68,7 +70,7 @@ impl Store for MemoryStore {
         Ok(self
             .log
             .iter()
-            .filter(|(_, r)| r.outbound && r.server_seq.is_none())
+            .filter(|(_, r)| r.outbound && !r.set_aside && r.server_seq.is_none())
             .take(limit)
             .map(|(seq, r)| OutboxItem {
                 seq: *seq,
@@ -134,6 +136,7 @@ impl Store for MemoryStore {
                             hash,
                             server_seq: None,
                             outbound: true,
+                            set_aside: false,
                         },
                     );
                     committed.appended.push(self.last_seq);
@@ -160,6 +163,7 @@ impl Store for MemoryStore {
                                 hash,
                                 server_seq: Some(server_seq),
                                 outbound: false,
+                                set_aside: false,
                             },
                         );
                         committed.received.push(Some(self.last_seq));
@@ -168,6 +172,29 @@ impl Store for MemoryStore {
                 WriteOp::Acknowledge { hash, server_seq } => {
                     if let Some(row) = self.by_hash.get(&hash).and_then(|s| self.log.get_mut(s)) {
                         row.server_seq = Some(server_seq);
+                    }
+                }
+                WriteOp::Reseal { old, envelope } => {
+                    let Some(seq) = self.by_hash.get(&old).copied() else {
+                        continue;
+                    };
+                    let Some(row) = self.log.get_mut(&seq) else {
+                        continue;
+                    };
+                    if !row.outbound || row.set_aside || row.server_seq.is_some() {
+                        continue;
+                    }
+                    let hash = envelope_hash(&envelope);
+                    row.envelope = envelope;
+                    row.hash = hash;
+                    self.by_hash.remove(&old);
+                    self.by_hash.insert(hash, seq);
+                }
+                WriteOp::SetAside { hash } => {
+                    if let Some(row) = self.by_hash.get(&hash).and_then(|s| self.log.get_mut(s)) {
+                        if row.outbound && row.server_seq.is_none() {
+                            row.set_aside = true;
+                        }
                     }
                 }
                 WriteOp::PutSnapshot {

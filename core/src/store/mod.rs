@@ -107,6 +107,20 @@ pub enum WriteOp {
         hash: [u8; 32],
         server_seq: u64,
     },
+    /// Replace an outbox envelope (not yet acknowledged) with `envelope`:
+    /// the same change sealed again, e.g. under a newer key epoch. The row
+    /// keeps its place in the log; the old bytes are gone. Nothing happens
+    /// when no unacknowledged local envelope has hash `old`.
+    Reseal {
+        old: [u8; 32],
+        envelope: Vec<u8>,
+    },
+    /// Take an outbox envelope out of the outbox for good (the relay refused
+    /// it as oversized or invalid): it stays stored on the device, and the
+    /// rest of the outbox is no longer held up by it.
+    SetAside {
+        hash: [u8; 32],
+    },
     /// Replace the section's snapshot. `upto_seq` must not exceed the highest
     /// sequence appended so far (including earlier ops of the same batch).
     PutSnapshot {
@@ -159,6 +173,14 @@ impl WriteBatch {
     }
     pub fn acknowledge(&mut self, hash: [u8; 32], server_seq: u64) -> &mut Self {
         self.ops.push(WriteOp::Acknowledge { hash, server_seq });
+        self
+    }
+    pub fn reseal(&mut self, old: [u8; 32], envelope: Vec<u8>) -> &mut Self {
+        self.ops.push(WriteOp::Reseal { old, envelope });
+        self
+    }
+    pub fn set_aside(&mut self, hash: [u8; 32]) -> &mut Self {
+        self.ops.push(WriteOp::SetAside { hash });
         self
     }
     pub fn put_snapshot(

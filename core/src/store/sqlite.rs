@@ -244,6 +244,26 @@ impl Store for SqliteStore {
                         )?
                         .execute(params![&hash[..], to_i64(*server_seq)])?;
                     }
+                    WriteOp::Reseal { old, envelope } => {
+                        let hash = envelope_hash(envelope);
+                        tx.prepare_cached(
+                            "UPDATE section_log SET envelope = ?2, hash = ?3 \
+                             WHERE hash = ?1 AND outbound = 1 AND server_seq IS NULL",
+                        )?
+                        .execute(params![
+                            &old[..],
+                            envelope,
+                            &hash[..]
+                        ])?;
+                    }
+                    WriteOp::SetAside { hash } => {
+                        // outbound = 2: made here, kept, never sent.
+                        tx.prepare_cached(
+                            "UPDATE section_log SET outbound = 2 \
+                             WHERE hash = ?1 AND outbound = 1 AND server_seq IS NULL",
+                        )?
+                        .execute([&hash[..]])?;
+                    }
                     WriteOp::PutSnapshot {
                         section,
                         upto_seq,

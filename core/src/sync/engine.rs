@@ -3,11 +3,17 @@
 //! the HTTP and the profile does the storage, and both report back.
 //!
 //! A round: authenticate (challenge, signature, token) → register the record
-//! (creator device, once per relay) → fetch new access statements → upload
-//! the outbox in batches → read the feed → pull every changed section until
-//! caught up → upload compaction snapshots for sections whose relay log grew
-//! past [`SNAPSHOT_EVERY`]. Transient failures (offline, 5xx, 429) are retried
-//! with exponential backoff; an expired token re-authenticates once.
+//! (creator device, once per relay) → fetch new access statements (the
+//! profile applies them and re-seals any queued envelope whose key epoch
+//! is no longer current) → read the outbox → upload it in batches → read
+//! the feed → pull every changed section, and every section known to be
+//! incomplete from its start, until caught up → upload compaction snapshots
+//! for sections whose relay log grew past [`SNAPSHOT_EVERY`]. Transient
+//! failures (offline, 5xx, 429) are retried with exponential backoff; an
+//! expired token re-authenticates once. An envelope the relay refuses as
+//! oversized or invalid (413, 422) is set aside, never blocking the rest of
+//! the outbox: a refused batch is retried one envelope at a time, and a
+//! single refused envelope is handed back with [`Apply::SetAside`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -89,16 +95,30 @@ pub enum Response {
 /// Work for the profile.
 #[derive(Debug)]
 pub enum Apply {
-    /// New access statements (and the new access cursor).
+    /// New access statements (and the new access cursor). The profile
+    /// applies them and re-seals queued envelopes whose epoch is stale.
     Access {
         statements: Vec<SignedStatement>,
         cursor: u64,
     },
+    /// Read the outbox (after the access log was applied) and answer with
+    /// [`SyncEngine::outbox_read`].
+    ReadOutbox,
+    /// The relay refused this queued envelope for good (oversized or
+    /// invalid): keep it on the device, out of the outbox.
+    SetAside {
+        section: String,
+        hash: [u8; 32],
+        status: u16,
+        reason: String,
+    },
     /// The relay holds these envelopes (hash, relay sequence).
     Acknowledge { acks: Vec<([u8; 32], u64)> },
-    /// Merge pulled envelopes of a section and advance its cursor.
+    /// Merge pulled envelopes of a section and advance its cursor. `from`
+    /// is the cursor the pull started after (0: from the log's start).
     Envelopes {
         section: String,
+        from: u64,
         snapshot: Option<(u64, Vec<u8>)>,
         envelopes: Vec<(u64, Vec<u8>)>,
         next: u64,
@@ -132,6 +152,8 @@ pub enum Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoundReport {
     pub uploaded: usize,
+    /// Queued envelopes the relay refused for good, set aside.
+    pub set_aside: usize,
     /// Envelopes pulled (including this device's own, echoed back).
     pub pulled: usize,
     /// Pulled envelopes that were new here and merged (filled in by the
@@ -186,6 +208,7 @@ enum Phase {
     Token,
     Register,
     Access,
+    Outbox,
     Upload,
     Feed,
     Pull,
@@ -202,6 +225,9 @@ pub struct SyncEngine {
     token: Option<String>,
     state: SyncState,
     outbox: VecDeque<OutboxItem>,
+    /// Envelopes at the outbox's front to upload one per request (a batch
+    /// holding them was refused: find which).
+    solo: usize,
     to_pull: VecDeque<String>,
     to_snapshot: VecDeque<(String, u64)>,
     phase: Phase,
@@ -224,15 +250,14 @@ fn backoff(attempt: u32) -> Duration {
 
 impl SyncEngine {
     /// A round for `record` as `identity`. `register` is the creator
-    /// device's card when the relay does not know the record yet. `outbox`
-    /// is every unacknowledged local change at the start of the round.
+    /// device's card when the relay does not know the record yet. The
+    /// outbox is read after the access log is applied ([`Apply::ReadOutbox`]).
     pub fn new(
         record: RecordId,
         identity: IdentityId,
         register: Option<IdentityCard>,
         token: Option<String>,
         state: SyncState,
-        outbox: Vec<OutboxItem>,
     ) -> Self {
         Self {
             record,
@@ -240,7 +265,8 @@ impl SyncEngine {
             register,
             token,
             state,
-            outbox: outbox.into(),
+            outbox: VecDeque::new(),
+            solo: 0,
             to_pull: VecDeque::new(),
             to_snapshot: VecDeque::new(),
             phase: Phase::Start,
@@ -336,6 +362,9 @@ impl SyncEngine {
                         after: self.state.access_cursor,
                     });
                 }
+                Phase::Outbox => {
+                    return self.apply(Apply::ReadOutbox);
+                }
                 Phase::Upload => {
                     let Some(first) = self.outbox.front() else {
                         self.phase = Phase::Feed;
@@ -346,6 +375,7 @@ impl SyncEngine {
                     let mut bytes = 0;
                     while let Some(item) = self.outbox.front() {
                         if item.section != section
+                            || (self.solo > 0 && !envelopes.is_empty())
                             || envelopes.len() == UPLOAD_BATCH
                             || (!envelopes.is_empty()
                                 && bytes + item.envelope.len() > UPLOAD_BATCH_BYTES)
@@ -357,6 +387,7 @@ impl SyncEngine {
                             envelopes.push(item.envelope);
                         }
                     }
+                    self.solo = self.solo.saturating_sub(1);
                     return self.send(Request::Upload { section, envelopes });
                 }
                 Phase::Feed => {
@@ -384,6 +415,14 @@ impl SyncEngine {
                 }
             }
         }
+    }
+
+    /// The outbox asked for by [`Apply::ReadOutbox`]: every unacknowledged
+    /// local change, oldest first.
+    pub fn outbox_read(&mut self, outbox: Vec<OutboxItem>) {
+        self.outbox = outbox.into();
+        self.waiting = false;
+        self.phase = Phase::Upload;
     }
 
     /// The signature asked for by [`Step::Sign`].
@@ -441,7 +480,7 @@ impl SyncEngine {
                 Some(self.apply(Apply::Registered))
             }
             (Request::Access { .. }, Response::Access(a)) => {
-                self.phase = Phase::Upload;
+                self.phase = Phase::Outbox;
                 let cursor = a
                     .statements
                     .iter()
@@ -476,11 +515,18 @@ impl SyncEngine {
                         self.to_pull.push_back(s.section);
                     }
                 }
+                // Logs known to be incomplete are pulled again from their
+                // start, changed or not (sync_state set their cursor to 0).
+                for section in &self.state.repull {
+                    if !self.to_pull.contains(section) {
+                        self.to_pull.push_back(section.clone());
+                    }
+                }
                 self.state.feed_cursor = f.cursor.max(self.state.feed_cursor);
                 self.phase = Phase::Pull;
                 Some(self.apply(Apply::FeedCursor(self.state.feed_cursor)))
             }
-            (Request::Pull { section, .. }, Response::Pulled(p)) => {
+            (Request::Pull { section, after }, Response::Pulled(p)) => {
                 let snapshot = p.snapshot.map(|s| (s.upto_seq, s.envelope));
                 if snapshot.is_some() {
                     // Someone compacted: our count restarts from their snapshot.
@@ -514,6 +560,7 @@ impl SyncEngine {
                 }
                 Some(self.apply(Apply::Envelopes {
                     section,
+                    from: after,
                     snapshot,
                     envelopes,
                     next,
@@ -545,6 +592,33 @@ impl SyncEngine {
             Failure::Http { status: 409, .. } if matches!(request, Request::Snapshot { .. }) => {
                 // Someone stored a newer snapshot: nothing to do.
                 None
+            }
+            Failure::Http {
+                status: status @ (413 | 422),
+                message,
+                ..
+            } if matches!(request, Request::Upload { .. }) => {
+                let (status, message) = (*status, message.clone());
+                let Request::Upload { section, envelopes } = request else {
+                    return Some(Step::Failed(SyncError::Protocol));
+                };
+                if envelopes.len() > 1 {
+                    // Find the culprit: the same envelopes, one per request.
+                    self.solo = envelopes.len();
+                    self.push_front(&section, envelopes);
+                    return None;
+                }
+                let hash = envelopes
+                    .first()
+                    .map(|e| crate::store::envelope_hash(e))
+                    .unwrap_or_default();
+                self.report.set_aside += 1;
+                Some(self.apply(Apply::SetAside {
+                    section,
+                    hash,
+                    status,
+                    reason: message,
+                }))
             }
             Failure::Http {
                 status,
@@ -584,21 +658,23 @@ impl SyncEngine {
         Some(Step::Wait(wait))
     }
 
+    /// Put an upload batch back at the front of the outbox.
+    fn push_front(&mut self, section: &str, envelopes: Vec<Vec<u8>>) {
+        for envelope in envelopes.into_iter().rev() {
+            let hash = crate::store::envelope_hash(&envelope);
+            self.outbox.push_front(OutboxItem {
+                seq: 0,
+                section: section.to_string(),
+                envelope,
+                hash,
+            });
+        }
+    }
+
     /// Put a request back so it is redone after re-authentication.
     fn requeue(&mut self, request: Request) {
         match request {
-            Request::Upload { section, envelopes } => {
-                // Re-queue the batch at the front of the outbox.
-                for envelope in envelopes.into_iter().rev() {
-                    let hash = crate::store::envelope_hash(&envelope);
-                    self.outbox.push_front(OutboxItem {
-                        seq: 0,
-                        section: section.clone(),
-                        envelope,
-                        hash,
-                    });
-                }
-            }
+            Request::Upload { section, envelopes } => self.push_front(&section, envelopes),
             Request::Snapshot { section, body } => {
                 self.to_snapshot.push_front((section, body.upto_seq));
             }
@@ -624,7 +700,7 @@ mod tests {
         }
     }
 
-    fn engine(outbox: Vec<OutboxItem>, register: bool) -> SyncEngine {
+    fn engine(register: bool) -> SyncEngine {
         let id = Identity::generate("d", Role::PatientDevice, None).unwrap();
         SyncEngine::new(
             RecordId::random(),
@@ -632,7 +708,6 @@ mod tests {
             register.then(|| id.card().clone()),
             None,
             SyncState::default(),
-            outbox,
         )
     }
 
@@ -670,6 +745,15 @@ mod tests {
         }
     }
 
+    /// Answer the access request with nothing new, then the outbox read.
+    fn after_access(e: &mut SyncEngine, outbox: &[OutboxItem]) {
+        expect_apply(e.on_response(empty_access()), e);
+        match e.poll() {
+            Step::Apply(Apply::ReadOutbox) => e.outbox_read(outbox.to_vec()),
+            other => panic!("expected ReadOutbox, got {other:?}"),
+        }
+    }
+
     fn empty_access() -> Response {
         Response::Access(AccessResponse {
             statements: vec![],
@@ -679,17 +763,15 @@ mod tests {
 
     #[test]
     fn full_round_in_order() {
-        let mut e = engine(
-            vec![item("labs", 1), item("labs", 2), item("vitals", 3)],
-            true,
-        );
+        let outbox = vec![item("labs", 1), item("labs", 2), item("vitals", 3)];
+        let mut e = engine(true);
         authenticate(&mut e);
         assert_eq!(e.token(), Some("t"));
         assert!(matches!(e.poll(), Step::Send(Request::Register(_))));
         let a = e.on_response(Response::Registered);
         assert!(matches!(expect_apply(a, &mut e), Apply::Registered));
         assert!(matches!(e.poll(), Step::Send(Request::Access { after: 0 })));
-        expect_apply(e.on_response(empty_access()), &mut e);
+        after_access(&mut e, &outbox);
         // Uploads are batched per section, in outbox order.
         match e.poll() {
             Step::Send(Request::Upload { section, envelopes }) => {
@@ -765,7 +847,7 @@ mod tests {
 
     #[test]
     fn offline_retries_with_backoff_then_fails_keeping_the_outbox() {
-        let mut e = engine(vec![item("labs", 1)], false).with_max_attempts(3);
+        let mut e = engine(false).with_max_attempts(3);
         assert!(matches!(e.poll(), Step::Send(Request::Challenge(_))));
         let mut waits = Vec::new();
         loop {
@@ -787,7 +869,8 @@ mod tests {
 
     #[test]
     fn server_errors_and_rate_limits_are_retried() {
-        let mut e = engine(vec![], false);
+        let outbox = vec![];
+        let mut e = engine(false);
         authenticate(&mut e);
         assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
         let busy = Failure::Http {
@@ -812,15 +895,16 @@ mod tests {
             Some(Step::Wait(_))
         ));
         assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
-        expect_apply(e.on_response(empty_access()), &mut e);
+        after_access(&mut e, &outbox);
     }
 
     #[test]
     fn expired_token_reauthenticates_and_resends_the_batch() {
-        let mut e = engine(vec![item("labs", 1)], false);
+        let outbox = vec![item("labs", 1)];
+        let mut e = engine(false);
         authenticate(&mut e);
         assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
-        expect_apply(e.on_response(empty_access()), &mut e);
+        after_access(&mut e, &outbox);
         assert!(matches!(e.poll(), Step::Send(Request::Upload { .. })));
         let expired = Failure::Http {
             status: 401,
@@ -831,7 +915,7 @@ mod tests {
         assert!(e.on_response(Response::Failed(expired.clone())).is_none());
         authenticate(&mut e);
         assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
-        expect_apply(e.on_response(empty_access()), &mut e);
+        after_access(&mut e, &outbox);
         match e.poll() {
             Step::Send(Request::Upload { envelopes, .. }) => {
                 assert_eq!(envelopes, vec![vec![1; 10]])
@@ -847,29 +931,128 @@ mod tests {
 
     #[test]
     fn refusals_fail_the_round() {
-        let mut e = engine(vec![item("labs", 1)], false);
+        let outbox = vec![item("labs", 1)];
+        let mut e = engine(false);
         authenticate(&mut e);
         assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
-        expect_apply(e.on_response(empty_access()), &mut e);
+        after_access(&mut e, &outbox);
         assert!(matches!(e.poll(), Step::Send(Request::Upload { .. })));
-        let rejected = Failure::Http {
-            status: 422,
-            code: "rejected".into(),
-            message: "bad signature".into(),
+        let forbidden = Failure::Http {
+            status: 403,
+            code: "forbidden".into(),
+            message: "no write access".into(),
             retry_after_ms: None,
         };
         assert!(matches!(
-            e.on_response(Response::Failed(rejected)),
-            Some(Step::Failed(SyncError::Refused { status: 422, .. }))
+            e.on_response(Response::Failed(forbidden)),
+            Some(Step::Failed(SyncError::Refused { status: 403, .. }))
+        ));
+    }
+
+    fn rejected(status: u16) -> Response {
+        Response::Failed(Failure::Http {
+            status,
+            code: "rejected".into(),
+            message: "envelope 1 is too large".into(),
+            retry_after_ms: None,
+        })
+    }
+
+    fn upload_of(e: &mut SyncEngine) -> Vec<Vec<u8>> {
+        match e.poll() {
+            Step::Send(Request::Upload { envelopes, .. }) => envelopes,
+            other => panic!("expected an upload, got {other:?}"),
+        }
+    }
+
+    fn accepted(envelopes: &[Vec<u8>]) -> Response {
+        Response::Uploaded(UploadResponse {
+            accepted: envelopes
+                .iter()
+                .map(|b| Accepted {
+                    hash: hex::encode(crate::store::envelope_hash(b)),
+                    seq: 1,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn a_refused_envelope_is_set_aside_and_never_blocks_the_rest() {
+        let outbox = vec![item("labs", 1), item("labs", 2), item("labs", 3)];
+        let mut e = engine(false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        after_access(&mut e, &outbox);
+        // The batch is refused: the same envelopes go one per request.
+        assert_eq!(upload_of(&mut e).len(), 3);
+        assert!(e.on_response(rejected(413)).is_none());
+        let first = upload_of(&mut e);
+        assert_eq!(first, vec![vec![1; 10]]);
+        expect_apply(e.on_response(accepted(&first)), &mut e);
+        assert_eq!(upload_of(&mut e), vec![vec![2; 10]]);
+        match expect_apply(e.on_response(rejected(422)), &mut e) {
+            Apply::SetAside {
+                section,
+                hash,
+                status,
+                ..
+            } => {
+                assert_eq!((section.as_str(), status), ("labs", 422));
+                assert_eq!(hash, item("labs", 2).hash);
+            }
+            other => panic!("{other:?}"),
+        }
+        let third = upload_of(&mut e);
+        assert_eq!(third, vec![vec![3; 10]]);
+        expect_apply(e.on_response(accepted(&third)), &mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Feed { .. })));
+    }
+
+    #[test]
+    fn incomplete_logs_are_pulled_from_their_start() {
+        let id = Identity::generate("d", Role::PatientDevice, None).unwrap();
+        let mut state = SyncState::default();
+        state.cursors.insert("vitals".into(), 40);
+        state.repull.insert("labs".into());
+        let mut e = SyncEngine::new(RecordId::random(), id.id(), None, None, state);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        after_access(&mut e, &[]);
+        assert!(matches!(e.poll(), Step::Send(Request::Feed { .. })));
+        // The feed names nothing new; labs is pulled anyway, from 0.
+        expect_apply(
+            e.on_response(Response::Feed(FeedResponse {
+                sections: vec![],
+                cursor: 50,
+            })),
+            &mut e,
+        );
+        match e.poll() {
+            Step::Send(Request::Pull { section, after }) => {
+                assert_eq!((section.as_str(), after), ("labs", 0))
+            }
+            other => panic!("{other:?}"),
+        }
+        let page = e.on_response(Response::Pulled(PullResponse {
+            snapshot: None,
+            envelopes: vec![],
+            next: 12,
+            more: false,
+        }));
+        assert!(matches!(
+            expect_apply(page, &mut e),
+            Apply::Envelopes { from: 0, .. }
         ));
     }
 
     #[test]
     fn long_relay_logs_get_a_snapshot() {
-        let mut e = engine(vec![], false);
+        let outbox = vec![];
+        let mut e = engine(false);
         authenticate(&mut e);
         assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
-        expect_apply(e.on_response(empty_access()), &mut e);
+        after_access(&mut e, &outbox);
         assert!(matches!(e.poll(), Step::Send(Request::Feed { .. })));
         expect_apply(
             e.on_response(Response::Feed(FeedResponse {

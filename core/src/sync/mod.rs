@@ -4,6 +4,8 @@
 //!   what to apply, retries with backoff, re-authentication.
 //! - [`transport`]: the shell: HTTP requests, the WebSocket push channel, and
 //!   the loop that drives the engine against a [`crate::profile::Profile`].
+//! - [`ledger`]: completeness of each log on this device (change numbers
+//!   held per author, refusals, changes waiting for dependencies).
 //! - [`link`]: adding another device of the same patient with a one-time code.
 //! - [`sharing`]: invites and approval, grants and revocations on the
 //!   relay, recovery keys and restore, the relay's audit log.
@@ -15,6 +17,7 @@
 //! envelope hash.
 
 pub mod engine;
+pub mod ledger;
 pub mod link;
 pub mod sharing;
 pub mod transport;

@@ -181,7 +181,6 @@ impl RelayClient {
         profile: &mut Profile<S>,
     ) -> Result<RoundReport, TransportError> {
         let state = profile.sync_state(&self.base)?;
-        let outbox = profile.outbox(usize::MAX)?;
         let register = profile
             .is_creator()
             .then(|| profile.identity_card().clone());
@@ -191,7 +190,6 @@ impl RelayClient {
             register,
             self.token.clone(),
             state,
-            outbox,
         )
         .with_max_attempts(self.max_attempts);
         let record = profile.record_id();
@@ -217,15 +215,38 @@ impl RelayClient {
                         Apply::Access { statements, cursor } => {
                             profile.apply_access(statements, cursor)?
                         }
+                        Apply::ReadOutbox => {
+                            engine.outbox_read(profile.outbox(usize::MAX)?);
+                            continue;
+                        }
+                        Apply::SetAside {
+                            section,
+                            hash,
+                            status,
+                            reason,
+                        } => {
+                            tracing::warn!(
+                                section = %section,
+                                status,
+                                "the relay refused a queued envelope for good; set aside"
+                            );
+                            profile.set_aside(&section, hash, status, &reason)?
+                        }
                         Apply::Acknowledge { acks } => profile.acknowledge(&acks)?,
                         Apply::Envelopes {
                             section,
+                            from,
                             snapshot,
                             envelopes,
                             next,
                         } => {
-                            let report =
-                                profile.apply_remote(&section, snapshot, envelopes, next)?;
+                            let report = profile.apply_pulled(
+                                &section,
+                                from == 0,
+                                snapshot,
+                                envelopes,
+                                next,
+                            )?;
                             merged += report.merged;
                             refused += report.rejected.len();
                             for rejected in report.rejected {

@@ -9,6 +9,10 @@ use crate::sharing::SignedStatement;
 /// Standard base64 with padding, as the protocol specifies.
 pub use crate::crypto::encoding::b64;
 
+/// The largest envelope (bytes) a relay accepts by default (protocol
+/// version 1): devices refuse to make a bigger one.
+pub const MAX_ENVELOPE_BYTES: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChallengeRequest {
     pub identity: IdentityId,
