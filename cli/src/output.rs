@@ -312,3 +312,86 @@ pub fn summary_json(s: &SectionSummary) -> Value {
         "by_resource_type": s.by_resource_type,
     })
 }
+
+/// What a device knows is missing from a record, and changes the relay
+/// refused for good, as lines for people and as JSON. Names authors by
+/// their card (display name and short id), never by content.
+pub struct Completeness {
+    pub lines: Vec<String>,
+    pub incomplete: Vec<Value>,
+    pub set_aside: Vec<Value>,
+    /// Logs known to be incomplete.
+    pub logs: Vec<String>,
+}
+
+impl Completeness {
+    pub fn of(profile: &crate::home::HomeProfile) -> Result<Self> {
+        let members = profile.members();
+        let who = |id: &satchel_core::ids::IdentityId| match members.card(id) {
+            Some(c) => format!("{} ({})", c.display_name, id.short()),
+            None => id.short(),
+        };
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        let mut out = Completeness {
+            lines: Vec::new(),
+            incomplete: Vec::new(),
+            set_aside: Vec::new(),
+            logs: Vec::new(),
+        };
+        for inc in profile.incomplete()? {
+            for (author, n) in &inc.missing {
+                out.lines.push(format!(
+                    "incomplete: {n} change{} from {} not received ({})",
+                    plural(*n),
+                    who(author),
+                    inc.log
+                ));
+            }
+            if !inc.refused.is_empty() {
+                let mut reasons: Vec<&str> = inc.refused.iter().map(|r| r.reason.as_str()).collect();
+                reasons.sort_unstable();
+                reasons.dedup();
+                out.lines.push(format!(
+                    "incomplete: {} change{} in {} served by the relay failed verification and were refused ({})",
+                    inc.refused.len(),
+                    plural(inc.refused.len() as u64),
+                    inc.log,
+                    reasons.join("; ")
+                ));
+            }
+            if inc.held_back > 0 {
+                out.lines.push(format!(
+                    "incomplete: {} change{} in {} wait for earlier changes not received",
+                    inc.held_back,
+                    plural(inc.held_back as u64),
+                    inc.log
+                ));
+            }
+            out.incomplete.push(json!({
+                "section": inc.log,
+                "missing": inc.missing.iter().map(|(a, n)| json!({"author": a, "name": who(a), "changes": n})).collect::<Vec<_>>(),
+                "refused": inc.refused.iter().map(|r| json!({"relay_seq": r.server_seq, "author": r.author, "reason": r.reason})).collect::<Vec<_>>(),
+                "held_back": inc.held_back,
+            }));
+            out.logs.push(inc.log);
+        }
+        for item in profile.set_aside_items()? {
+            out.lines.push(format!(
+                "not sent: a change to {} was refused by the relay ({} {}); it is kept on this device and no longer holds up other changes",
+                item.section, item.status, item.reason
+            ));
+            out.set_aside.push(json!({
+                "section": item.section, "hash": item.hash, "status": item.status, "reason": item.reason,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Whether a log of `section` (the section or one of its own logs) is
+    /// known to be incomplete.
+    pub fn marks(&self, section: &str) -> bool {
+        self.logs
+            .iter()
+            .any(|l| satchel_core::sharing::base_section(l) == section)
+    }
+}

@@ -251,6 +251,7 @@ fn statements(i: &Inputs, wrap: &WrappedKey) -> (SignedStatement, SignedStatemen
                 to: i.carer.id(),
                 key: wrap.clone(),
             }],
+            rotations: vec![],
         },
     }
     .sign(&i.phone);

@@ -112,6 +112,7 @@ fn grant(
         expires_at_ms,
         label: "test grantee".into(),
         keys,
+        rotations: vec![],
     }
 }
 

@@ -70,17 +70,18 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     };
     if args.json && profiles.len() > 1 {
         // Several records (a carer's home): one object per record.
-        let out: Vec<_> = profiles
+        let out = profiles
             .iter()
             .map(|p| {
-                serde_json::json!({
+                Ok(serde_json::json!({
                     "record_id": p.record_id(),
                     "owner": p.owner_name(),
                     "sections": p.readable_sections().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    "incomplete": output::Completeness::of(p)?.incomplete,
                     "entries": p.query(&query).iter().map(output::entry_json).collect::<Vec<_>>(),
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -96,6 +97,7 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
 fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()> {
     let entries = profile.query(query);
     let members = profile.members();
+    let completeness = output::Completeness::of(profile)?;
     // Who contributed an entry, when it was not one of the owner's devices.
     let from = |e: &satchel_core::record::Entry| -> String {
         if members.owner_devices.contains_key(&e.created_by) {
@@ -117,6 +119,10 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
                 let by = from(e);
                 if !by.is_empty() {
                     v["contributed_by"] = serde_json::Value::String(by);
+                }
+                if completeness.marks(e.section.as_str()) {
+                    // The section this entry is in is known to miss changes.
+                    v["section_incomplete"] = serde_json::Value::Bool(true);
                 }
                 v
             })
@@ -155,6 +161,12 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
             }
         );
     }
+    for line in &completeness.lines {
+        outln!("{}", line.replacen("incomplete:", "INCOMPLETE:", 1));
+    }
+    if !completeness.logs.is_empty() {
+        outln!("Sections marked INCOMPLETE may be missing entries or their latest versions: do not rely on them as a complete list. Run `satchel sync`.");
+    }
     let mut table = output::table(&[
         "ENTRY", "SECTION", "TYPE", "DATE", "SUMMARY", "V", "STATUS", "FROM",
     ]);
@@ -164,7 +176,11 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
     for e in &entries {
         table.add_row(output::one_line_row(vec![
             e.id.to_string(),
-            e.section.as_str().to_string(),
+            if completeness.marks(e.section.as_str()) {
+                format!("{} INCOMPLETE", e.section.as_str())
+            } else {
+                e.section.as_str().to_string()
+            },
             e.resource_type.clone(),
             e.current.date_text.clone().unwrap_or_default(),
             output::summary_text(&e.current.displays),

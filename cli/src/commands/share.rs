@@ -440,6 +440,28 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
         },
         card.fingerprint()
     );
+    if let Some(change) =
+        profile.grant_change(&card.id(), invite.terms.role, &invite.terms.sections)
+    {
+        let names = |list: &[satchel_core::record::Section]| {
+            if list.is_empty() {
+                "nothing".to_string()
+            } else {
+                list.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        };
+        outln!(
+            "They already hold a {} grant: approving CHANGES it.\n  Gains: {}\n  Loses: {}{}",
+            change.role_before.as_str(),
+            names(&change.gained),
+            names(&change.lost),
+            if change.lost.is_empty() {
+                String::new()
+            } else {
+                " (those sections' keys rotate: nothing written there from now on is readable by them; what they already saw cannot be unseen)".to_string()
+            }
+        );
+    }
     let approved = match (&args.fingerprint, args.yes) {
         (Some(fp), _) => {
             if digits(fp) != digits(&card.fingerprint()) {

@@ -63,8 +63,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// A round's report as JSON (`record` names the record when the home holds
-/// several).
-fn report_json(report: &RoundReport, record: Option<(String, &str)>) -> serde_json::Value {
+/// several), with what is known to be missing.
+fn report_json(
+    report: &RoundReport,
+    record: Option<(String, &str)>,
+    completeness: &output::Completeness,
+) -> serde_json::Value {
     let mut out = serde_json::json!({
         "uploaded": report.uploaded,
         "pulled": report.pulled,
@@ -73,6 +77,9 @@ fn report_json(report: &RoundReport, record: Option<(String, &str)>) -> serde_js
         "sections": report.sections_pulled,
         "snapshots_uploaded": report.snapshots_uploaded,
         "retries": report.retries,
+        "set_aside": completeness.set_aside,
+        "incomplete": completeness.incomplete,
+        "complete": completeness.incomplete.is_empty(),
     });
     if let (Some((id, owner)), Some(o)) = (record, out.as_object_mut()) {
         o.insert("record_id".into(), id.into());
@@ -81,9 +88,15 @@ fn report_json(report: &RoundReport, record: Option<(String, &str)>) -> serde_js
     out
 }
 
-fn print_report(report: &RoundReport, json: bool) -> Result<()> {
+/// Print a round's report; say on stderr what is known to be missing (and
+/// what was set aside). Returns whether the record is complete here.
+fn print_report(profile: &home::HomeProfile, report: &RoundReport, json: bool) -> Result<bool> {
+    let completeness = output::Completeness::of(profile)?;
+    for line in &completeness.lines {
+        eprintln!("{line}");
+    }
     if json {
-        outln!("{}", report_json(report, None));
+        outln!("{}", report_json(report, None, &completeness));
     } else {
         outln!(
             "Synced: {} sent, {} new from other devices{}{}{}",
@@ -109,7 +122,12 @@ fn print_report(report: &RoundReport, json: bool) -> Result<()> {
             }
         );
     }
-    Ok(())
+    Ok(completeness.incomplete.is_empty())
+}
+
+/// The error a sync ends with when the record is known to be incomplete.
+fn incomplete_error() -> anyhow::Error {
+    anyhow::anyhow!("the record on this device is incomplete (see the lines above): the relay has not delivered every change; they are fetched without further action once it does, so sync again later, and if this persists ask the relay's operator")
 }
 
 /// Whether a sync failure is the relay refusing this identity (access
@@ -136,6 +154,7 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let rt = runtime()?;
     // With --json and several records, one array of reports (one per record).
     let mut reports = Vec::new();
+    let mut complete = true;
     let mut profile = all.remove(0);
     for other in &mut all {
         let mut client = RelayClient::new(&server)?;
@@ -146,11 +165,19 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
         let result = rt.block_on(client.sync(other));
         spinner.finish_and_clear();
         match result {
-            Ok(report) if args.json => reports.push(report_json(
-                &report,
-                Some((other.record_id().to_string(), other.owner_name())),
-            )),
-            Ok(report) => print_report(&report, false)?,
+            Ok(report) if args.json => {
+                let completeness = output::Completeness::of(other)?;
+                for line in &completeness.lines {
+                    eprintln!("{line}");
+                }
+                complete &= completeness.incomplete.is_empty();
+                reports.push(report_json(
+                    &report,
+                    Some((other.record_id().to_string(), other.owner_name())),
+                    &completeness,
+                ))
+            }
+            Ok(report) => complete &= print_report(other, &report, false)?,
             Err(e) if access_ended(&e) => {
                 eprintln!(
                     "Your access to {}'s record has ended (revoked or expired). What you saw before stays on this device and is no longer updated.",
@@ -183,19 +210,25 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
             output::relay_error(&server, &doing, e)
         })?;
         if args.json && several {
+            let completeness = output::Completeness::of(&profile)?;
+            for line in &completeness.lines {
+                eprintln!("{line}");
+            }
+            complete &= completeness.incomplete.is_empty();
             reports.insert(
                 0,
                 report_json(
                     &report,
                     Some((profile.record_id().to_string(), profile.owner_name())),
+                    &completeness,
                 ),
             );
             outln!("{}", serde_json::to_string_pretty(&reports)?);
         } else {
-            print_report(&report, args.json)?;
+            complete &= print_report(&profile, &report, args.json)?;
         }
         if !args.watch {
-            return Ok(());
+            return if complete { Ok(()) } else { Err(incomplete_error()) };
         }
         let mut delay = Duration::from_millis(500);
         loop {
@@ -216,7 +249,9 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
                         }
                         profile.refresh()?;
                         match client.sync(&mut profile).await {
-                            Ok(report) => print_report(&report, args.json)?,
+                            Ok(report) => {
+                                print_report(&profile, &report, args.json)?;
+                            }
                             Err(e) => eprintln!(
                                 "sync failed: {}",
                                 output::one_line(&output::relay_error(&server, "will retry", e))
@@ -236,7 +271,7 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
             delay = (delay * 2).min(Duration::from_secs(30));
             profile.refresh()?;
             if let Ok(report) = client.sync(&mut profile).await {
-                print_report(&report, args.json)?;
+                print_report(&profile, &report, args.json)?;
             }
         }
     })
@@ -336,7 +371,10 @@ pub fn run_join(home_dir: Option<PathBuf>, args: JoinArgs) -> Result<()> {
             profile.device_id(),
             profile.identity_card().fingerprint()
         );
-        print_report(&report, false)?;
-        Ok(())
+        if print_report(&profile, &report, false)? {
+            Ok(())
+        } else {
+            Err(incomplete_error())
+        }
     })
 }

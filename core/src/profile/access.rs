@@ -24,6 +24,16 @@ use crate::store::{Store, WriteBatch};
 pub(super) const META_ACCESS_LOG: &str = "access-log";
 pub(super) const META_ACCESS_CURSOR: &str = "sync/access";
 
+/// How approving a grant changes an identity's existing grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantChange {
+    pub role_before: GrantRole,
+    /// Sections it would gain.
+    pub gained: Vec<Section>,
+    /// Sections it would lose (rotated, as a revocation does).
+    pub lost: Vec<Section>,
+}
+
 /// The locally stored access log (empty if none).
 pub(super) fn load_access_log<S: Store>(
     store: &S,
@@ -249,9 +259,11 @@ impl<S: Store> Profile<S> {
 
     /// A signed grant of `role` on `sections` (every section for a
     /// manager) to `grantee`, with those sections' current keys wrapped to
-    /// it. Replaces any earlier grant to the same identity.
+    /// it. Replaces any earlier grant to the same identity; sections that
+    /// grant had and this one drops are rotated, as a revocation does (see
+    /// [`Profile::grant_change`] to show the change before making it).
     pub fn grant_statement(
-        &self,
+        &mut self,
         grantee: &IdentityCard,
         role: GrantRole,
         sections: &[Section],
@@ -277,55 +289,79 @@ impl<S: Store> Profile<S> {
                 "a grant needs at least one section",
             ));
         }
+        let names: Vec<String> = sections.iter().map(|s| s.as_str().to_string()).collect();
+        let id = grantee.id();
+        let dropped: Vec<Section> = self
+            .members
+            .grants
+            .get(&id)
+            .map(|g| {
+                Section::ALL
+                    .into_iter()
+                    .filter(|s| g.sections.contains(s.as_str()) && !sections.contains(s))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Members once the grant applies: who keeps each dropped section.
+        let mut after = self.members.clone();
+        if let Some(g) = after.grants.get_mut(&id) {
+            g.sections = names.iter().cloned().collect();
+        }
+        let rotations = self.rotate(&dropped, &after)?;
+        // Wraps of the kept sections name their current epochs (unchanged
+        // by the rotations, which touch only dropped sections).
         let keys = self.wrap_current(grantee, &sections)?;
         Ok(self.statement(AccessChange::Grant {
             grantee: grantee.clone(),
             role,
-            sections: sections.iter().map(|s| s.as_str().to_string()).collect(),
+            sections: names,
             expires_at_ms,
             label: label.to_string(),
             keys,
+            rotations,
         }))
     }
 
-    /// A signed revocation of `sections` (all when `None`) from `identity`,
-    /// rotating every section key it loses: a new epoch key, wrapped to
-    /// every remaining reader, with the old key chained under it. The new
-    /// keys are stored now; they are used once the statement is applied.
-    pub fn revoke_statement(
-        &mut self,
-        identity: &IdentityId,
-        sections: Option<&[Section]>,
-    ) -> Result<SignedStatement> {
-        self.require_admin()?;
-        let members = &self.members;
-        let readable: Vec<Section> = Section::ALL
-            .into_iter()
-            .filter(|s| {
-                members.owner_devices.contains_key(identity)
-                    || members
-                        .grants
-                        .get(identity)
-                        .is_some_and(|g| g.sections.contains(s.as_str()))
-            })
-            .collect();
-        if readable.is_empty() {
-            return Err(ProfileError::NotAllowed(
-                "that identity has no access to revoke",
-            ));
-        }
-        let lost: Vec<Section> = match sections {
-            None => readable,
-            Some(list) => readable.into_iter().filter(|s| list.contains(s)).collect(),
+    /// What approving a grant of `sections` to `grantee` would change for
+    /// an identity that already holds a grant: the sections it would gain
+    /// and lose (`None` for a new grantee).
+    pub fn grant_change(
+        &self,
+        grantee: &IdentityId,
+        role: GrantRole,
+        sections: &[Section],
+    ) -> Option<GrantChange> {
+        let current = self.members.grants.get(grantee)?;
+        let new: Vec<Section> = if role == GrantRole::Manager {
+            Section::ALL.to_vec()
+        } else {
+            sections.to_vec()
         };
-        // Members after the revocation, to know who keeps each section.
-        let mut after = members.clone();
-        let names: Option<Vec<String>> =
-            sections.map(|list| list.iter().map(|s| s.as_str().to_string()).collect());
-        after.remove_access(identity, names.as_deref());
+        Some(GrantChange {
+            role_before: current.role,
+            gained: new
+                .iter()
+                .filter(|s| !current.sections.contains(s.as_str()))
+                .copied()
+                .collect(),
+            lost: Section::ALL
+                .into_iter()
+                .filter(|s| current.sections.contains(s.as_str()) && !new.contains(s))
+                .collect(),
+        })
+    }
+
+    /// New keys for `lost` sections (the next epoch each), wrapped to
+    /// every identity that reads the section in `after`, with the old key
+    /// chained under the new one. The keys are stored now and used once
+    /// the statement carrying the rotations is applied.
+    fn rotate(&mut self, lost: &[Section], after: &Members) -> Result<Vec<Rotation>> {
+        if lost.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut keys = self.keys.clone();
         let mut rotations = Vec::with_capacity(lost.len());
-        for section in &lost {
+        for section in lost {
             let name = section.as_str();
             let (old_epoch, old_key) = self.section_key(*section)?;
             let epoch = old_epoch + 1;
@@ -365,6 +401,45 @@ impl<S: Store> Profile<S> {
         );
         self.store.commit(batch)?;
         self.keys = keys;
+        Ok(rotations)
+    }
+
+    /// A signed revocation of `sections` (all when `None`) from `identity`,
+    /// rotating every section key it loses: a new epoch key, wrapped to
+    /// every remaining reader, with the old key chained under it. The new
+    /// keys are stored now; they are used once the statement is applied.
+    pub fn revoke_statement(
+        &mut self,
+        identity: &IdentityId,
+        sections: Option<&[Section]>,
+    ) -> Result<SignedStatement> {
+        self.require_admin()?;
+        let members = &self.members;
+        let readable: Vec<Section> = Section::ALL
+            .into_iter()
+            .filter(|s| {
+                members.owner_devices.contains_key(identity)
+                    || members
+                        .grants
+                        .get(identity)
+                        .is_some_and(|g| g.sections.contains(s.as_str()))
+            })
+            .collect();
+        if readable.is_empty() {
+            return Err(ProfileError::NotAllowed(
+                "that identity has no access to revoke",
+            ));
+        }
+        let lost: Vec<Section> = match sections {
+            None => readable,
+            Some(list) => readable.into_iter().filter(|s| list.contains(s)).collect(),
+        };
+        // Members after the revocation, to know who keeps each section.
+        let mut after = members.clone();
+        let names: Option<Vec<String>> =
+            sections.map(|list| list.iter().map(|s| s.as_str().to_string()).collect());
+        after.remove_access(identity, names.as_deref());
+        let rotations = self.rotate(&lost, &after)?;
         Ok(self.statement(AccessChange::Revoke {
             identity: *identity,
             sections: names,
@@ -391,6 +466,23 @@ impl<S: Store> Profile<S> {
             sealed,
             keys,
         }))
+    }
+
+    /// Grantees whose grant has expired at `now_ms` but still stands in the
+    /// log, when this device may administer (owner device or manager):
+    /// each must be revoked, rotating its sections, so that what is written
+    /// afterwards is unreadable to it even through a relay that ignores
+    /// expiry.
+    pub fn expired_grants(&self, now_ms: i64) -> Vec<IdentityId> {
+        if !self.members.may_administer(&self.identity.id(), now_ms) {
+            return Vec::new();
+        }
+        self.members
+            .grants
+            .iter()
+            .filter(|(_, g)| !g.live_at(now_ms))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Sections this device holds a current key for (what it can read).

@@ -49,6 +49,7 @@ use crate::record::{
 };
 use crate::store::{SectionLog, Store, StoreError, WriteBatch};
 
+pub use access::GrantChange;
 pub use bundle::DeviceBundle;
 pub use home::{IdentityVault, MemberInfo};
 pub use replica::{ApplyReport, Rejected, SetAside, SyncState};

@@ -10,8 +10,10 @@
 //!   revoked, and an owner device is never a grantee;
 //! - key wraps name a known section at its current epoch and go only to
 //!   identities that can read that section once the statement applies;
-//! - a revocation rotates every section the revoked identity could read
-//!   and no longer can, each to the next epoch.
+//! - a revocation, and a grant that replaces an earlier grant with fewer
+//!   sections, rotates every section the identity could read and no longer
+//!   can, each to the next epoch (so a narrowed grantee, like a revoked
+//!   one, cannot read what is written afterwards).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -316,6 +318,61 @@ fn check_wraps(
     Ok(())
 }
 
+/// The sections `id` can read (expiry ignored).
+fn readable_by(members: &Members, id: &IdentityId) -> BTreeSet<String> {
+    Section::ALL
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .filter(|s| members.could_read_ignoring_expiry(id, s))
+        .collect()
+}
+
+/// The one rule for taking sections away (a revocation, or a grant that
+/// replaces a wider one): every section `id` could read (`before`) and no
+/// longer can in `members` must rotate, exactly once, to the next epoch,
+/// with the new key wrapped only to identities that may still read it.
+fn apply_rotations(
+    members: &mut Members,
+    index: usize,
+    id: &IdentityId,
+    before: BTreeSet<String>,
+    rotations: &[super::statement::Rotation],
+) -> Result<(), SharingError> {
+    let lost: BTreeSet<String> = before
+        .into_iter()
+        .filter(|s| !members.could_read_ignoring_expiry(id, s))
+        .collect();
+    let rotated: BTreeSet<String> = rotations.iter().map(|r| r.section.clone()).collect();
+    if rotated != lost || rotated.len() != rotations.len() {
+        return Err(SharingError::Invalid {
+            index,
+            why: "taking sections away must rotate exactly the sections taken away",
+        });
+    }
+    let old_epochs = members.epochs.clone();
+    for r in rotations {
+        let current = old_epochs.get(&r.section).copied().unwrap_or(0);
+        if r.epoch != current + 1 {
+            return Err(SharingError::Invalid {
+                index,
+                why: "a rotation must move to the next epoch",
+            });
+        }
+        members.epochs.insert(r.section.clone(), r.epoch);
+    }
+    let snapshot = members.clone();
+    for r in rotations {
+        check_wraps(&snapshot, index, &r.keys, |s| snapshot.epoch(s))?;
+        if r.keys.iter().any(|w| w.section != r.section) {
+            return Err(SharingError::Invalid {
+                index,
+                why: "a rotation wraps another section's key",
+            });
+        }
+    }
+    Ok(())
+}
+
 fn apply_statement(
     members: &mut Members,
     index: usize,
@@ -378,6 +435,7 @@ fn apply_statement(
             expires_at_ms,
             label,
             keys,
+            rotations,
         } => {
             if !members.may_administer(&by, at) {
                 return Err(not_allowed);
@@ -412,6 +470,7 @@ fn apply_statement(
                     why: "a grant must name known sections",
                 });
             }
+            let before = readable_by(members, &id);
             members.former.remove(&id);
             members.grants.insert(
                 id,
@@ -425,6 +484,9 @@ fn apply_statement(
                     granted_at_ms: at,
                 },
             );
+            // A narrowed grant rotates what it takes away (first, so the
+            // new grant's wraps name the current epochs).
+            apply_rotations(members, index, &id, before, &rotations)?;
             let snapshot = members.clone();
             check_wraps(&snapshot, index, &keys, |s| snapshot.epoch(s))?;
         }
@@ -436,12 +498,7 @@ fn apply_statement(
             if !members.may_administer(&by, at) {
                 return Err(not_allowed);
             }
-            // What the identity could read before.
-            let before: BTreeSet<String> = Section::ALL
-                .iter()
-                .map(|s| s.as_str().to_string())
-                .filter(|s| members.could_read_ignoring_expiry(&identity, s))
-                .collect();
+            let before = readable_by(members, &identity);
             if members.owner_devices.contains_key(&identity) {
                 if !is_owner || identity == by || identity == members.creator {
                     return Err(SharingError::Invalid {
@@ -469,40 +526,7 @@ fn apply_statement(
                 });
             }
             members.remove_access(&identity, sections.as_deref());
-            // Every section it could read and no longer can must rotate,
-            // exactly once, to the next epoch.
-            let lost: BTreeSet<String> = before
-                .into_iter()
-                .filter(|s| !members.could_read_ignoring_expiry(&identity, s))
-                .collect();
-            let rotated: BTreeSet<String> = rotations.iter().map(|r| r.section.clone()).collect();
-            if rotated != lost || rotated.len() != rotations.len() {
-                return Err(SharingError::Invalid {
-                    index,
-                    why: "a revocation must rotate exactly the sections taken away",
-                });
-            }
-            let old_epochs = members.epochs.clone();
-            for r in &rotations {
-                let current = old_epochs.get(&r.section).copied().unwrap_or(0);
-                if r.epoch != current + 1 {
-                    return Err(SharingError::Invalid {
-                        index,
-                        why: "a rotation must move to the next epoch",
-                    });
-                }
-                members.epochs.insert(r.section.clone(), r.epoch);
-            }
-            let snapshot = members.clone();
-            for r in &rotations {
-                check_wraps(&snapshot, index, &r.keys, |s| snapshot.epoch(s))?;
-                if r.keys.iter().any(|w| w.section != r.section) {
-                    return Err(SharingError::Invalid {
-                        index,
-                        why: "a rotation wraps another section's key",
-                    });
-                }
-            }
+            apply_rotations(members, index, &identity, before, &rotations)?;
         }
     }
     members.len = index + 1;

@@ -114,7 +114,9 @@ pub enum AccessChange {
         keys: Vec<KeyWrap>,
     },
     /// Give `grantee` a role on `sections` (a manager always gets every
-    /// section). Replaces any earlier grant to the same identity.
+    /// section). Replaces any earlier grant to the same identity; when that
+    /// takes sections away, `rotations` rotates exactly those, as a
+    /// revocation does.
     Grant {
         grantee: IdentityCard,
         role: GrantRole,
@@ -124,6 +126,8 @@ pub enum AccessChange {
         /// name, never clinical detail.
         label: String,
         keys: Vec<KeyWrap>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rotations: Vec<Rotation>,
     },
     /// Take `sections` (all when `None`) from `identity` (a grantee, or an
     /// owner device when signed by another owner device), rotating the key

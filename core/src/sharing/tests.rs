@@ -75,6 +75,7 @@ impl Log {
                 expires_at_ms: expires,
                 label: "test".into(),
                 keys,
+                rotations: vec![],
             },
         )
     }
@@ -274,4 +275,58 @@ fn chain_forks_and_tampering_are_refused() {
         serde_json::from_str::<SignedStatement>(&json).unwrap(),
         log.statements[0]
     );
+}
+
+#[test]
+fn narrowing_a_grant_rotates_exactly_the_dropped_sections() {
+    let mut log = Log::new();
+    let carer = person("carer", Role::Carer);
+    let s = log.grant(
+        &log.creator,
+        &carer,
+        GrantRole::Reader,
+        &["medications", "allergies"],
+        None,
+    );
+    log.push(s).unwrap();
+    let narrowed = |log: &Log, rotations: Vec<Rotation>| {
+        let keys = vec![log.wrap(&carer, "medications", log.members.epoch("medications"))];
+        log.make(
+            &log.creator,
+            AccessChange::Grant {
+                grantee: carer.card().clone(),
+                role: GrantRole::Reader,
+                sections: vec!["medications".into()],
+                expires_at_ms: None,
+                label: "test".into(),
+                keys,
+                rotations,
+            },
+        )
+    };
+    // Without a rotation of allergies: refused, on every verifier.
+    let s = narrowed(&log, vec![]);
+    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
+    // Rotating the wrong section, or wrapping the new key to the carer: refused.
+    let s = narrowed(&log, vec![log.rotation("medications", &[&log.creator])]);
+    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
+    let s = narrowed(&log, vec![log.rotation("allergies", &[&log.creator, &carer])]);
+    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
+    // Rotating exactly allergies, to the owner only: accepted.
+    let s = narrowed(&log, vec![log.rotation("allergies", &[&log.creator])]);
+    log.push(s).unwrap();
+    assert_eq!(log.members.epoch("allergies"), 1);
+    assert_eq!(log.members.epoch("medications"), 0);
+    assert!(!log.members.may_read(&carer.id(), "allergies", 1));
+    assert!(log.members.may_read(&carer.id(), "medications", 1));
+    // Widening again needs no rotation.
+    let s = log.grant(
+        &log.creator,
+        &carer,
+        GrantRole::Reader,
+        &["medications", "allergies"],
+        None,
+    );
+    log.push(s).unwrap();
+    assert_eq!(log.members.epoch("allergies"), 1);
 }

@@ -213,7 +213,11 @@ impl RelayClient {
                 Step::Apply(apply) => {
                     match apply {
                         Apply::Access { statements, cursor } => {
-                            profile.apply_access(statements, cursor)?
+                            profile.apply_access(statements, cursor)?;
+                            // Before anything is uploaded: grants that have
+                            // expired are ended by cryptography, not only by
+                            // the relay's clock.
+                            self.end_expired_grants(profile, cursor).await?;
                         }
                         Apply::ReadOutbox => {
                             engine.outbox_read(profile.outbox(usize::MAX)?);
@@ -290,6 +294,29 @@ impl RelayClient {
                 }
             }
         }
+    }
+
+    /// On an owner device or a manager: revoke every grant that has
+    /// expired (rotating its sections' keys), so the expired grantee reads
+    /// nothing written afterwards even from a relay that ignores expiry.
+    /// A statement the relay refuses fails the round (nothing is uploaded
+    /// under the old keys); the next round tries again.
+    async fn end_expired_grants<S: Store>(
+        &mut self,
+        profile: &mut Profile<S>,
+        cursor: u64,
+    ) -> Result<(), TransportError> {
+        let expired = profile.expired_grants(crate::profile::now_ms());
+        for identity in expired {
+            let statement = profile.revoke_statement(&identity, None)?;
+            let path = format!("/v1/records/{}/access", profile.record_id());
+            self.call::<serde_json::Value>(reqwest::Method::POST, &path, Some(&statement))
+                .await
+                .map_err(SyncError::from)?;
+            tracing::info!(grantee = %identity, "expired grant ended; its sections' keys rotated");
+            profile.apply_access(vec![statement], cursor)?;
+        }
+        Ok(())
     }
 
     /// Open the push channel for `record`: yields the sections the relay
