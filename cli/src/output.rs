@@ -348,7 +348,8 @@ impl Completeness {
                 ));
             }
             if !inc.refused.is_empty() {
-                let mut reasons: Vec<&str> = inc.refused.iter().map(|r| r.reason.as_str()).collect();
+                let mut reasons: Vec<&str> =
+                    inc.refused.iter().map(|r| r.reason.as_str()).collect();
                 reasons.sort_unstable();
                 reasons.dedup();
                 out.lines.push(format!(

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod world;
+
 /// Path to a workspace binary (`satchel`, `satchel-sync`), built on first use
 /// with the same cargo and profile as the running tests.
 pub fn bin(name: &str) -> PathBuf {

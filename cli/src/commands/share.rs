@@ -447,7 +447,10 @@ pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
             if list.is_empty() {
                 "nothing".to_string()
             } else {
-                list.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                list.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         };
         outln!(

@@ -242,9 +242,12 @@ impl<S: Store> Profile<S> {
             registered: self.store.get_meta(META_REGISTERED)?.is_some(),
             ..SyncState::default()
         };
+        let (me, now) = (self.identity.id(), super::now_ms());
         for name in all_logs() {
             let cursor = get_u64(&self.store, &cursor_key(name))?;
-            if load_ledger(&self.store, name)?.incomplete(name).is_some() {
+            if self.members.may_read(&me, name, now)
+                && load_ledger(&self.store, name)?.incomplete(name).is_some()
+            {
                 state.repull.insert(name.to_string());
             } else if cursor > 0 {
                 state.cursors.insert(name.to_string(), cursor);
@@ -571,12 +574,14 @@ impl<S: Store> Profile<S> {
         Ok(Some(sealed))
     }
 
-    /// Logs known to be incomplete on this device (gaps in an author's
-    /// change numbers, refused envelopes, changes held back for missing
-    /// dependencies), each with what is missing.
+    /// Logs this identity may read that are known to be incomplete on this
+    /// device (gaps in an author's change numbers, refused envelopes,
+    /// changes held back for missing dependencies), each with what is
+    /// missing. (A section whose access ended is not updated any more.)
     pub fn incomplete(&self) -> Result<Vec<Incomplete>> {
+        let (me, now) = (self.identity.id(), super::now_ms());
         let mut out = Vec::new();
-        for log in all_logs() {
+        for log in all_logs().filter(|log| self.members.may_read(&me, log, now)) {
             if let Some(inc) = load_ledger(&self.store, log)?.incomplete(log) {
                 out.push(inc);
             }

@@ -310,7 +310,10 @@ fn narrowing_a_grant_rotates_exactly_the_dropped_sections() {
     // Rotating the wrong section, or wrapping the new key to the carer: refused.
     let s = narrowed(&log, vec![log.rotation("medications", &[&log.creator])]);
     assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
-    let s = narrowed(&log, vec![log.rotation("allergies", &[&log.creator, &carer])]);
+    let s = narrowed(
+        &log,
+        vec![log.rotation("allergies", &[&log.creator, &carer])],
+    );
     assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
     // Rotating exactly allergies, to the owner only: accepted.
     let s = narrowed(&log, vec![log.rotation("allergies", &[&log.creator])]);
