@@ -267,7 +267,8 @@ fn main() {
     println!("  serialising it: {}", ser.report());
     let mut collection = Runs::default();
     for _ in 0..20 {
-        let (out, wall, cpu) = timed(|| serde_json::to_vec(&profile.export_fhir(None)).unwrap());
+        let (out, wall, cpu) =
+            timed(|| serde_json::to_vec(&profile.export_fhir(None).unwrap()).unwrap());
         collection.push(wall, cpu);
         std::hint::black_box(out);
     }

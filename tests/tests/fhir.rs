@@ -64,7 +64,7 @@ fn read(bytes: &[u8]) -> Vec<IncomingResource> {
 
 /// Resources of the exported collection Bundle.
 fn exported(profile: &Profile<MemoryStore>) -> Vec<Value> {
-    let bundle = profile.export_fhir(None);
+    let bundle = profile.export_fhir(None).unwrap();
     assert_eq!(bundle["type"], "collection");
     bundle["entry"]
         .as_array()

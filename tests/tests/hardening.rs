@@ -393,6 +393,17 @@ fn withheld_envelopes_are_reported_and_recovered() {
     assert!(entries
         .iter()
         .all(|e| e["section_incomplete"] == json!(true)));
+    // Exports say so too.
+    let export = open_shared(&carer).export_fhir(None).unwrap();
+    let tags = export["meta"]["tag"]
+        .as_array()
+        .expect("a completeness tag");
+    assert!(
+        tags.iter()
+            .any(|t| t["code"] == "incomplete"
+                && t["display"].as_str().unwrap().contains("medications")),
+        "{tags:?}"
+    );
     // The relay serves everything again: the next sync recovers it all,
     // with no user action but syncing.
     serve_withheld(&w.relay);
@@ -401,6 +412,7 @@ fn withheld_envelopes_are_reported_and_recovered() {
     assert_eq!(list(&carer).len(), N + 1);
     let shown = run(satchel(&carer, PASS).arg("list"), true);
     assert!(!String::from_utf8_lossy(&shown.stdout).contains("INCOMPLETE"));
+    assert!(open_shared(&carer).export_fhir(None).unwrap()["meta"]["tag"].is_null());
 }
 
 /// `share` syncs the invitee and expects success; with a relay that

@@ -56,16 +56,28 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     }
     let profile = home::open(home_dir)?;
     let spinner = output::slow_spinner("Exporting");
-    let bundle = match args.format {
+    let exported = match args.format {
         Format::Fhir => profile.export_fhir(args.sections.as_deref()),
-        Format::Ips => match profile.export_ips() {
-            Ok(bundle) => bundle,
-            Err(e) => {
-                spinner.finish_and_clear();
-                return Err(anyhow::Error::new(e).context("nothing was written"));
-            }
-        },
+        Format::Ips => profile.export_ips(),
     };
+    let bundle = match exported {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            spinner.finish_and_clear();
+            return Err(anyhow::Error::new(e).context("nothing was written"));
+        }
+    };
+    if let Some(tag) = bundle["meta"]["tag"].as_array().and_then(|tags| {
+        tags.iter().find(|t| {
+            t["system"] == satchel_core::fhir::export::COMPLETENESS_SYSTEM
+                && t["code"] == "incomplete"
+        })
+    }) {
+        eprintln!(
+            "warning: {} (the export is marked so; run `satchel sync`)",
+            tag["display"].as_str().unwrap_or("known to be incomplete")
+        );
+    }
     let mut bytes = serde_json::to_vec_pretty(&bundle)?;
     bytes.push(b'\n');
     let entries = bundle

@@ -105,7 +105,7 @@ impl HealthRecord {
         let guard = lock(&self.inner)?;
         let bundle = guard
             .profile
-            .export_fhir((!sections.is_empty()).then_some(sections.as_slice()));
+            .export_fhir((!sections.is_empty()).then_some(sections.as_slice()))?;
         serde_json::to_string(&bundle).map_err(|_| SatchelError::storage("export failed"))
     }
 

@@ -19,8 +19,8 @@ use super::error::{Result, SatchelError};
 use super::subscription::{ChangeListener, Subscription};
 use super::types::{
     access_events, parse_entry_id, parse_identity_id, parse_sections, AccessMap, AddedEntry,
-    AuditRow, ChangeEvent, EntryInfo, EntryQuery, GrantInfo, IdentityInfo, Invite, InviteTerms,
-    SectionCount, SyncReport, VersionInfo,
+    AuditRow, ChangeEvent, EntryInfo, EntryQuery, GrantInfo, IdentityInfo, IncompleteSection,
+    Invite, InviteTerms, SectionCount, SyncReport, VersionInfo,
 };
 use crate::profile::Profile;
 use crate::record::Section;
@@ -76,6 +76,17 @@ impl Inner {
     }
 
     /// One sync round, and what it changed.
+    /// Sections known to be incomplete on this device.
+    pub(crate) fn incomplete(&self) -> Result<Vec<IncompleteSection>> {
+        let members = self.profile.members();
+        Ok(self
+            .profile
+            .incomplete()?
+            .iter()
+            .map(|i| IncompleteSection::of(i, members))
+            .collect())
+    }
+
     pub(crate) async fn sync_round(
         &mut self,
         client: &mut RelayClient,
@@ -102,6 +113,8 @@ impl Inner {
             merged: u32::try_from(report.merged).unwrap_or(u32::MAX),
             refused: u32::try_from(report.refused).unwrap_or(u32::MAX),
             sections_changed,
+            incomplete: self.incomplete()?,
+            set_aside: u32::try_from(self.profile.set_aside_items()?.len()).unwrap_or(u32::MAX),
         };
         Ok((report, events))
     }
@@ -287,14 +300,24 @@ impl HealthRecord {
         Ok(guard.profile.mark_entered_in_error(&id)?)
     }
 
-    /// Per-section counts.
+    /// Per-section counts (each marked when known to be incomplete).
     pub fn summary(&self) -> Result<Vec<SectionCount>> {
-        Ok(lock(&self.inner)?
+        let guard = lock(&self.inner)?;
+        let incomplete = guard.incomplete()?;
+        Ok(guard
             .profile
             .summary()
             .iter()
-            .map(SectionCount::from)
+            .map(|s| SectionCount::of(s, &incomplete))
             .collect())
+    }
+
+    /// Sections known to be incomplete on this device (gaps in authors'
+    /// numbered changes, refused envelopes, changes waiting for others).
+    /// Empty when the record is complete as far as this device can tell;
+    /// it recovers by itself once the relay serves what is missing.
+    pub fn completeness(&self) -> Result<Vec<IncompleteSection>> {
+        lock(&self.inner)?.incomplete()
     }
 
     /// Who has access: the owner's devices, then grants.

@@ -150,15 +150,68 @@ pub struct SectionCount {
     pub active: u32,
     pub entered_in_error: u32,
     pub latest_date_ms: Option<i64>,
+    /// Known to miss changes on this device (see
+    /// `HealthRecord.completeness`): never show it as a complete list.
+    pub incomplete: bool,
 }
 
-impl From<&SectionSummary> for SectionCount {
-    fn from(s: &SectionSummary) -> Self {
+impl SectionCount {
+    /// `s`, marked incomplete when its section is among `incomplete`.
+    pub(crate) fn of(s: &SectionSummary, incomplete: &[IncompleteSection]) -> Self {
+        let section = s.section.as_str().to_string();
         SectionCount {
-            section: s.section.as_str().to_string(),
+            incomplete: incomplete
+                .iter()
+                .any(|i| crate::sharing::base_section(&i.section) == section),
+            section,
             active: u32::try_from(s.active).unwrap_or(u32::MAX),
             entered_in_error: u32::try_from(s.entered_in_error).unwrap_or(u32::MAX),
             latest_date_ms: s.latest_date_ms,
+        }
+    }
+}
+
+/// Changes of one author known to be missing from a section.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MissingChanges {
+    /// The author's identity id (hex).
+    pub author: String,
+    /// Its display name, when the access log knows its card.
+    pub author_name: Option<String>,
+    pub changes: u64,
+}
+
+/// A section (or one of its logs) known to be incomplete on this device.
+/// It recovers by itself once the relay serves what is missing.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct IncompleteSection {
+    pub section: String,
+    /// Gaps in authors' numbered changes.
+    pub missing: Vec<MissingChanges>,
+    /// Envelopes the relay served that failed verification.
+    pub refused: u32,
+    /// Changes waiting for earlier changes not received.
+    pub held_back: u32,
+}
+
+impl IncompleteSection {
+    pub(crate) fn of(
+        i: &crate::sync::ledger::Incomplete,
+        members: &crate::sharing::Members,
+    ) -> Self {
+        IncompleteSection {
+            section: i.log.clone(),
+            missing: i
+                .missing
+                .iter()
+                .map(|(author, n)| MissingChanges {
+                    author: author.to_hex(),
+                    author_name: members.card(author).map(|c| c.display_name.clone()),
+                    changes: *n,
+                })
+                .collect(),
+            refused: u32::try_from(i.refused.len()).unwrap_or(u32::MAX),
+            held_back: u32::try_from(i.held_back).unwrap_or(u32::MAX),
         }
     }
 }
@@ -171,6 +224,11 @@ pub struct SyncReport {
     pub refused: u32,
     /// Sections that received changes from the relay.
     pub sections_changed: Vec<String>,
+    /// Sections known to be incomplete after the round (empty: complete as
+    /// far as this device can tell).
+    pub incomplete: Vec<IncompleteSection>,
+    /// Local changes the relay has refused for good (kept on the device).
+    pub set_aside: u32,
 }
 
 /// The kind of access an invite grants.

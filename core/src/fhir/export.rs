@@ -20,6 +20,36 @@ use serde_json::{json, Map, Value};
 use crate::ids::EntryId;
 use crate::record::Entry;
 
+/// The code system of the tag that marks an export known to be incomplete.
+pub const COMPLETENESS_SYSTEM: &str = "https://satchel.health/fhir/CodeSystem/record-completeness";
+
+/// Mark `bundle` (any Bundle this device exports) as known to be
+/// incomplete in `sections` (no-op when empty): a `meta.tag` with code
+/// `incomplete` naming them, so whoever reads the export does not take a
+/// partial list for a whole one.
+pub fn mark_incomplete(bundle: &mut Value, sections: &[String]) {
+    if sections.is_empty() {
+        return;
+    }
+    let tag = json!({
+        "system": COMPLETENESS_SYSTEM,
+        "code": "incomplete",
+        "display": format!(
+            "Known to be incomplete on the exporting device: {}",
+            sections.join(", ")
+        ),
+    });
+    if let Some(obj) = bundle.as_object_mut() {
+        let meta = obj.entry("meta").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            let tags = meta.entry("tag").or_insert_with(|| json!([]));
+            if let Some(tags) = tags.as_array_mut() {
+                tags.push(tag);
+            }
+        }
+    }
+}
+
 /// `urn:uuid:` form of an entry id (its 16 bytes as a UUID string).
 pub fn entry_urn(id: EntryId) -> String {
     uuid_urn(id.as_bytes())

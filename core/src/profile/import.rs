@@ -560,13 +560,29 @@ impl<S: Store> Profile<S> {
 
     /// A FHIR `collection` Bundle of the visible entries of `sections` (all
     /// if None), each resource exactly as stored (see [`fhir::export`]).
-    pub fn export_fhir(&self, sections: Option<&[Section]>) -> Value {
+    pub fn export_fhir(&self, sections: Option<&[Section]>) -> Result<Value, ImportError> {
         let entries = self.visible_entries(sections);
-        fhir::export::collection_bundle(
+        let mut bundle = fhir::export::collection_bundle(
             entries,
             EntryId::random().0,
             time::OffsetDateTime::now_utc(),
-        )
+        );
+        let incomplete = self.incomplete_among(sections)?;
+        fhir::export::mark_incomplete(&mut bundle, &incomplete);
+        Ok(bundle)
+    }
+
+    /// Names of the sections among `sections` (all when `None`) known to be
+    /// incomplete on this device.
+    fn incomplete_among(&self, sections: Option<&[Section]>) -> Result<Vec<String>, ImportError> {
+        let mut names: Vec<String> = self
+            .incomplete()?
+            .into_iter()
+            .map(|i| crate::sharing::base_section(&i.log).to_string())
+            .filter(|name| sections.is_none_or(|list| list.iter().any(|s| s.as_str() == name)))
+            .collect();
+        names.dedup();
+        Ok(names)
     }
 
     /// The International Patient Summary as a FHIR `document` Bundle (see
@@ -575,7 +591,7 @@ impl<S: Store> Profile<S> {
         let patient = self.record_patient().ok_or(ImportError::NoPatient)?;
         // Only the sections the summary draws on are read.
         let entries = self.visible_entries(Some(&fhir::ips::IpsSection::RECORD_SECTIONS));
-        Ok(fhir::ips::ips_document(
+        let mut doc = fhir::ips::ips_document(
             patient,
             entries,
             fhir::ips::DocumentIds {
@@ -583,7 +599,10 @@ impl<S: Store> Profile<S> {
                 composition: EntryId::random().0,
             },
             time::OffsetDateTime::now_utc(),
-        ))
+        );
+        let incomplete = self.incomplete_among(Some(&fhir::ips::IpsSection::RECORD_SECTIONS))?;
+        fhir::export::mark_incomplete(&mut doc, &incomplete);
+        Ok(doc)
     }
 }
 

@@ -940,6 +940,14 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
     func completeDeviceLink(relayUrl: String, code: String, timeoutMs: UInt64) async throws  -> IdentityInfo
     
     /**
+     * Sections known to be incomplete on this device (gaps in authors'
+     * numbered changes, refused envelopes, changes waiting for others).
+     * Empty when the record is complete as far as this device can tell;
+     * it recovers by itself once the relay serves what is missing.
+     */
+    func completeness() throws  -> [IncompleteSection]
+    
+    /**
      * Owner device: make a recovery key (the text to write down). Anyone
      * holding it can restore the record on a new device.
      */
@@ -1042,7 +1050,7 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
     func subscribe(relayUrl: String, listener: ChangeListener) throws  -> Subscription
     
     /**
-     * Per-section counts.
+     * Per-section counts (each marked when known to be incomplete).
      */
     func summary() throws  -> [SectionCount]
     
@@ -1266,6 +1274,21 @@ open func completeDeviceLink(relayUrl: String, code: String, timeoutMs: UInt64)a
             liftFunc: FfiConverterTypeIdentityInfo_lift,
             errorHandler: FfiConverterTypeSatchelError_lift
         )
+}
+    
+    /**
+     * Sections known to be incomplete on this device (gaps in authors'
+     * numbered changes, refused envelopes, changes waiting for others).
+     * Empty when the record is complete as far as this device can tell;
+     * it recovers by itself once the relay serves what is missing.
+     */
+open func completeness()throws  -> [IncompleteSection]  {
+    return try  FfiConverterSequenceTypeIncompleteSection.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_completeness(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -1537,7 +1560,7 @@ open func subscribe(relayUrl: String, listener: ChangeListener)throws  -> Subscr
 }
     
     /**
-     * Per-section counts.
+     * Per-section counts (each marked when known to be incomplete).
      */
 open func summary()throws  -> [SectionCount]  {
     return try  FfiConverterSequenceTypeSectionCount.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
@@ -2973,6 +2996,90 @@ public func FfiConverterTypeImportSummary_lower(_ value: ImportSummary) -> RustB
 
 
 /**
+ * A section (or one of its logs) known to be incomplete on this device.
+ * It recovers by itself once the relay serves what is missing.
+ */
+public struct IncompleteSection: Equatable, Hashable {
+    public let section: String
+    /**
+     * Gaps in authors' numbered changes.
+     */
+    public let missing: [MissingChanges]
+    /**
+     * Envelopes the relay served that failed verification.
+     */
+    public let refused: UInt32
+    /**
+     * Changes waiting for earlier changes not received.
+     */
+    public let heldBack: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(section: String, 
+        /**
+         * Gaps in authors' numbered changes.
+         */missing: [MissingChanges], 
+        /**
+         * Envelopes the relay served that failed verification.
+         */refused: UInt32, 
+        /**
+         * Changes waiting for earlier changes not received.
+         */heldBack: UInt32) {
+        self.section = section
+        self.missing = missing
+        self.refused = refused
+        self.heldBack = heldBack
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension IncompleteSection: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIncompleteSection: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IncompleteSection {
+        return
+            try IncompleteSection(
+                section: FfiConverterString.read(from: &buf), 
+                missing: FfiConverterSequenceTypeMissingChanges.read(from: &buf), 
+                refused: FfiConverterUInt32.read(from: &buf), 
+                heldBack: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: IncompleteSection, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.section, into: &buf)
+        FfiConverterSequenceTypeMissingChanges.write(value.missing, into: &buf)
+        FfiConverterUInt32.write(value.refused, into: &buf)
+        FfiConverterUInt32.write(value.heldBack, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncompleteSection_lift(_ buf: RustBuffer) throws -> IncompleteSection {
+    return try FfiConverterTypeIncompleteSection.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncompleteSection_lower(_ value: IncompleteSection) -> RustBuffer {
+    return FfiConverterTypeIncompleteSection.lower(value)
+}
+
+
+/**
  * An invite created by the owner: give `code` to the invitee.
  */
 public struct Invite: Equatable, Hashable {
@@ -3107,6 +3214,79 @@ public func FfiConverterTypeInviteTerms_lower(_ value: InviteTerms) -> RustBuffe
 
 
 /**
+ * Changes of one author known to be missing from a section.
+ */
+public struct MissingChanges: Equatable, Hashable {
+    /**
+     * The author's identity id (hex).
+     */
+    public let author: String
+    /**
+     * Its display name, when the access log knows its card.
+     */
+    public let authorName: String?
+    public let changes: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The author's identity id (hex).
+         */author: String, 
+        /**
+         * Its display name, when the access log knows its card.
+         */authorName: String?, changes: UInt64) {
+        self.author = author
+        self.authorName = authorName
+        self.changes = changes
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension MissingChanges: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMissingChanges: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MissingChanges {
+        return
+            try MissingChanges(
+                author: FfiConverterString.read(from: &buf), 
+                authorName: FfiConverterOptionString.read(from: &buf), 
+                changes: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: MissingChanges, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.author, into: &buf)
+        FfiConverterOptionString.write(value.authorName, into: &buf)
+        FfiConverterUInt64.write(value.changes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMissingChanges_lift(_ buf: RustBuffer) throws -> MissingChanges {
+    return try FfiConverterTypeMissingChanges.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMissingChanges_lower(_ value: MissingChanges) -> RustBuffer {
+    return FfiConverterTypeMissingChanges.lower(value)
+}
+
+
+/**
  * Counts of one section.
  */
 public struct SectionCount: Equatable, Hashable {
@@ -3114,14 +3294,24 @@ public struct SectionCount: Equatable, Hashable {
     public let active: UInt32
     public let enteredInError: UInt32
     public let latestDateMs: Int64?
+    /**
+     * Known to miss changes on this device (see
+     * `HealthRecord.completeness`): never show it as a complete list.
+     */
+    public let incomplete: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
-    public init(section: String, active: UInt32, enteredInError: UInt32, latestDateMs: Int64?) {
+    public init(section: String, active: UInt32, enteredInError: UInt32, latestDateMs: Int64?, 
+        /**
+         * Known to miss changes on this device (see
+         * `HealthRecord.completeness`): never show it as a complete list.
+         */incomplete: Bool) {
         self.section = section
         self.active = active
         self.enteredInError = enteredInError
         self.latestDateMs = latestDateMs
+        self.incomplete = incomplete
     }
 
     
@@ -3143,7 +3333,8 @@ public struct FfiConverterTypeSectionCount: FfiConverterRustBuffer {
                 section: FfiConverterString.read(from: &buf), 
                 active: FfiConverterUInt32.read(from: &buf), 
                 enteredInError: FfiConverterUInt32.read(from: &buf), 
-                latestDateMs: FfiConverterOptionInt64.read(from: &buf)
+                latestDateMs: FfiConverterOptionInt64.read(from: &buf), 
+                incomplete: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -3152,6 +3343,7 @@ public struct FfiConverterTypeSectionCount: FfiConverterRustBuffer {
         FfiConverterUInt32.write(value.active, into: &buf)
         FfiConverterUInt32.write(value.enteredInError, into: &buf)
         FfiConverterOptionInt64.write(value.latestDateMs, into: &buf)
+        FfiConverterBool.write(value.incomplete, into: &buf)
     }
 }
 
@@ -3182,17 +3374,35 @@ public struct SyncReport: Equatable, Hashable {
      * Sections that received changes from the relay.
      */
     public let sectionsChanged: [String]
+    /**
+     * Sections known to be incomplete after the round (empty: complete as
+     * far as this device can tell).
+     */
+    public let incomplete: [IncompleteSection]
+    /**
+     * Local changes the relay has refused for good (kept on the device).
+     */
+    public let setAside: UInt32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(uploaded: UInt32, merged: UInt32, refused: UInt32, 
         /**
          * Sections that received changes from the relay.
-         */sectionsChanged: [String]) {
+         */sectionsChanged: [String], 
+        /**
+         * Sections known to be incomplete after the round (empty: complete as
+         * far as this device can tell).
+         */incomplete: [IncompleteSection], 
+        /**
+         * Local changes the relay has refused for good (kept on the device).
+         */setAside: UInt32) {
         self.uploaded = uploaded
         self.merged = merged
         self.refused = refused
         self.sectionsChanged = sectionsChanged
+        self.incomplete = incomplete
+        self.setAside = setAside
     }
 
     
@@ -3214,7 +3424,9 @@ public struct FfiConverterTypeSyncReport: FfiConverterRustBuffer {
                 uploaded: FfiConverterUInt32.read(from: &buf), 
                 merged: FfiConverterUInt32.read(from: &buf), 
                 refused: FfiConverterUInt32.read(from: &buf), 
-                sectionsChanged: FfiConverterSequenceString.read(from: &buf)
+                sectionsChanged: FfiConverterSequenceString.read(from: &buf), 
+                incomplete: FfiConverterSequenceTypeIncompleteSection.read(from: &buf), 
+                setAside: FfiConverterUInt32.read(from: &buf)
         )
     }
 
@@ -3223,6 +3435,8 @@ public struct FfiConverterTypeSyncReport: FfiConverterRustBuffer {
         FfiConverterUInt32.write(value.merged, into: &buf)
         FfiConverterUInt32.write(value.refused, into: &buf)
         FfiConverterSequenceString.write(value.sectionsChanged, into: &buf)
+        FfiConverterSequenceTypeIncompleteSection.write(value.incomplete, into: &buf)
+        FfiConverterUInt32.write(value.setAside, into: &buf)
     }
 }
 
@@ -4307,6 +4521,56 @@ fileprivate struct FfiConverterSequenceTypeGrantInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeIncompleteSection: FfiConverterRustBuffer {
+    typealias SwiftType = [IncompleteSection]
+
+    public static func write(_ value: [IncompleteSection], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeIncompleteSection.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [IncompleteSection] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [IncompleteSection]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeIncompleteSection.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeMissingChanges: FfiConverterRustBuffer {
+    typealias SwiftType = [MissingChanges]
+
+    public static func write(_ value: [MissingChanges], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeMissingChanges.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [MissingChanges] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [MissingChanges]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeMissingChanges.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeSectionCount: FfiConverterRustBuffer {
     typealias SwiftType = [SectionCount]
 
@@ -4549,6 +4813,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_satchel_core_checksum_method_healthrecord_complete_device_link() != 60494) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_satchel_core_checksum_method_healthrecord_completeness() != 14200) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key() != 18673) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4603,7 +4870,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_satchel_core_checksum_method_healthrecord_subscribe() != 52750) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_satchel_core_checksum_method_healthrecord_summary() != 12669) {
+    if (uniffi_satchel_core_checksum_method_healthrecord_summary() != 59414) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_sync() != 45237) {

@@ -792,6 +792,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_complete_device_link(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_completeness(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_device(
@@ -926,6 +928,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_complete_device_link(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`code`: RustBuffer.ByValue,`timeoutMs`: Long,
     ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_completeness(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_create_recovery_key(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_device(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1177,6 +1181,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_complete_device_link() and 0xFFFF) != 60494) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_completeness() and 0xFFFF) != 14200) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key() and 0xFFFF) != 18673) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1231,7 +1238,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_subscribe() and 0xFFFF) != 52750) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_summary() and 0xFFFF) != 12669) {
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_summary() and 0xFFFF) != 59414) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_sync() and 0xFFFF) != 45237) {
@@ -2190,6 +2197,14 @@ public interface HealthRecordInterface {
     suspend fun `completeDeviceLink`(`relayUrl`: kotlin.String, `code`: kotlin.String, `timeoutMs`: kotlin.ULong): IdentityInfo
     
     /**
+     * Sections known to be incomplete on this device (gaps in authors'
+     * numbered changes, refused envelopes, changes waiting for others).
+     * Empty when the record is complete as far as this device can tell;
+     * it recovers by itself once the relay serves what is missing.
+     */
+    fun `completeness`(): List<IncompleteSection>
+    
+    /**
      * Owner device: make a recovery key (the text to write down). Anyone
      * holding it can restore the record on a new device.
      */
@@ -2292,7 +2307,7 @@ public interface HealthRecordInterface {
     fun `subscribe`(`relayUrl`: kotlin.String, `listener`: ChangeListener): Subscription
     
     /**
-     * Per-section counts.
+     * Per-section counts (each marked when known to be incomplete).
      */
     fun `summary`(): List<SectionCount>
     
@@ -2624,6 +2639,26 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
         SatchelException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * Sections known to be incomplete on this device (gaps in authors'
+     * numbered changes, refused envelopes, changes waiting for others).
+     * Empty when the record is complete as far as this device can tell;
+     * it recovers by itself once the relay serves what is missing.
+     */
+    @Throws(SatchelException::class)override fun `completeness`(): List<IncompleteSection> {
+            return FfiConverterSequenceTypeIncompleteSection.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_completeness(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -2996,7 +3031,7 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
 
     
     /**
-     * Per-section counts.
+     * Per-section counts (each marked when known to be incomplete).
      */
     @Throws(SatchelException::class)override fun `summary`(): List<SectionCount> {
             return FfiConverterSequenceTypeSectionCount.lift(
@@ -4759,6 +4794,67 @@ public object FfiConverterTypeImportSummary: FfiConverterRustBuffer<ImportSummar
 
 
 /**
+ * A section (or one of its logs) known to be incomplete on this device.
+ * It recovers by itself once the relay serves what is missing.
+ */
+data class IncompleteSection (
+    var `section`: kotlin.String
+    , 
+    /**
+     * Gaps in authors' numbered changes.
+     */
+    var `missing`: List<MissingChanges>
+    , 
+    /**
+     * Envelopes the relay served that failed verification.
+     */
+    var `refused`: kotlin.UInt
+    , 
+    /**
+     * Changes waiting for earlier changes not received.
+     */
+    var `heldBack`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIncompleteSection: FfiConverterRustBuffer<IncompleteSection> {
+    override fun read(buf: ByteBuffer): IncompleteSection {
+        return IncompleteSection(
+            FfiConverterString.read(buf),
+            FfiConverterSequenceTypeMissingChanges.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: IncompleteSection) = (
+            FfiConverterString.allocationSize(value.`section`) +
+            FfiConverterSequenceTypeMissingChanges.allocationSize(value.`missing`) +
+            FfiConverterUInt.allocationSize(value.`refused`) +
+            FfiConverterUInt.allocationSize(value.`heldBack`)
+    )
+
+    override fun write(value: IncompleteSection, buf: ByteBuffer) {
+            FfiConverterString.write(value.`section`, buf)
+            FfiConverterSequenceTypeMissingChanges.write(value.`missing`, buf)
+            FfiConverterUInt.write(value.`refused`, buf)
+            FfiConverterUInt.write(value.`heldBack`, buf)
+    }
+}
+
+
+
+/**
  * An invite created by the owner: give `code` to the invitee.
  */
 data class Invite (
@@ -4857,6 +4953,58 @@ public object FfiConverterTypeInviteTerms: FfiConverterRustBuffer<InviteTerms> {
 
 
 /**
+ * Changes of one author known to be missing from a section.
+ */
+data class MissingChanges (
+    /**
+     * The author's identity id (hex).
+     */
+    var `author`: kotlin.String
+    , 
+    /**
+     * Its display name, when the access log knows its card.
+     */
+    var `authorName`: kotlin.String?
+    , 
+    var `changes`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeMissingChanges: FfiConverterRustBuffer<MissingChanges> {
+    override fun read(buf: ByteBuffer): MissingChanges {
+        return MissingChanges(
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: MissingChanges) = (
+            FfiConverterString.allocationSize(value.`author`) +
+            FfiConverterOptionalString.allocationSize(value.`authorName`) +
+            FfiConverterULong.allocationSize(value.`changes`)
+    )
+
+    override fun write(value: MissingChanges, buf: ByteBuffer) {
+            FfiConverterString.write(value.`author`, buf)
+            FfiConverterOptionalString.write(value.`authorName`, buf)
+            FfiConverterULong.write(value.`changes`, buf)
+    }
+}
+
+
+
+/**
  * Counts of one section.
  */
 data class SectionCount (
@@ -4867,6 +5015,12 @@ data class SectionCount (
     var `enteredInError`: kotlin.UInt
     , 
     var `latestDateMs`: kotlin.Long?
+    , 
+    /**
+     * Known to miss changes on this device (see
+     * `HealthRecord.completeness`): never show it as a complete list.
+     */
+    var `incomplete`: kotlin.Boolean
     
 ){
     
@@ -4887,6 +5041,7 @@ public object FfiConverterTypeSectionCount: FfiConverterRustBuffer<SectionCount>
             FfiConverterUInt.read(buf),
             FfiConverterUInt.read(buf),
             FfiConverterOptionalLong.read(buf),
+            FfiConverterBoolean.read(buf),
         )
     }
 
@@ -4894,7 +5049,8 @@ public object FfiConverterTypeSectionCount: FfiConverterRustBuffer<SectionCount>
             FfiConverterString.allocationSize(value.`section`) +
             FfiConverterUInt.allocationSize(value.`active`) +
             FfiConverterUInt.allocationSize(value.`enteredInError`) +
-            FfiConverterOptionalLong.allocationSize(value.`latestDateMs`)
+            FfiConverterOptionalLong.allocationSize(value.`latestDateMs`) +
+            FfiConverterBoolean.allocationSize(value.`incomplete`)
     )
 
     override fun write(value: SectionCount, buf: ByteBuffer) {
@@ -4902,6 +5058,7 @@ public object FfiConverterTypeSectionCount: FfiConverterRustBuffer<SectionCount>
             FfiConverterUInt.write(value.`active`, buf)
             FfiConverterUInt.write(value.`enteredInError`, buf)
             FfiConverterOptionalLong.write(value.`latestDateMs`, buf)
+            FfiConverterBoolean.write(value.`incomplete`, buf)
     }
 }
 
@@ -4921,6 +5078,17 @@ data class SyncReport (
      * Sections that received changes from the relay.
      */
     var `sectionsChanged`: List<kotlin.String>
+    , 
+    /**
+     * Sections known to be incomplete after the round (empty: complete as
+     * far as this device can tell).
+     */
+    var `incomplete`: List<IncompleteSection>
+    , 
+    /**
+     * Local changes the relay has refused for good (kept on the device).
+     */
+    var `setAside`: kotlin.UInt
     
 ){
     
@@ -4941,6 +5109,8 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterUInt.read(buf),
             FfiConverterUInt.read(buf),
             FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceTypeIncompleteSection.read(buf),
+            FfiConverterUInt.read(buf),
         )
     }
 
@@ -4948,7 +5118,9 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterUInt.allocationSize(value.`uploaded`) +
             FfiConverterUInt.allocationSize(value.`merged`) +
             FfiConverterUInt.allocationSize(value.`refused`) +
-            FfiConverterSequenceString.allocationSize(value.`sectionsChanged`)
+            FfiConverterSequenceString.allocationSize(value.`sectionsChanged`) +
+            FfiConverterSequenceTypeIncompleteSection.allocationSize(value.`incomplete`) +
+            FfiConverterUInt.allocationSize(value.`setAside`)
     )
 
     override fun write(value: SyncReport, buf: ByteBuffer) {
@@ -4956,6 +5128,8 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterUInt.write(value.`merged`, buf)
             FfiConverterUInt.write(value.`refused`, buf)
             FfiConverterSequenceString.write(value.`sectionsChanged`, buf)
+            FfiConverterSequenceTypeIncompleteSection.write(value.`incomplete`, buf)
+            FfiConverterUInt.write(value.`setAside`, buf)
     }
 }
 
@@ -6029,6 +6203,62 @@ public object FfiConverterSequenceTypeGrantInfo: FfiConverterRustBuffer<List<Gra
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeGrantInfo.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeIncompleteSection: FfiConverterRustBuffer<List<IncompleteSection>> {
+    override fun read(buf: ByteBuffer): List<IncompleteSection> {
+        val len = buf.getInt()
+        return List<IncompleteSection>(len) {
+            FfiConverterTypeIncompleteSection.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<IncompleteSection>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeIncompleteSection.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<IncompleteSection>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeIncompleteSection.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeMissingChanges: FfiConverterRustBuffer<List<MissingChanges>> {
+    override fun read(buf: ByteBuffer): List<MissingChanges> {
+        val len = buf.getInt()
+        return List<MissingChanges>(len) {
+            FfiConverterTypeMissingChanges.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<MissingChanges>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeMissingChanges.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<MissingChanges>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeMissingChanges.write(it, buf)
         }
     }
 }
