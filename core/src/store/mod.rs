@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The underlying database failed (I/O, corruption, locked).
     #[error("storage failure: {0}")]
     Backend(String),
+    /// The disk is full: the batch was not written.
+    #[error("the device's disk is full: free some space and try again (nothing was changed)")]
+    DiskFull,
     /// The database was written by a newer Satchel than this one.
     #[error("the store has schema version {found}, newer than this build supports ({supported}); update Satchel")]
     TooNew { found: u32, supported: u32 },
@@ -48,6 +51,9 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return StoreError::DiskFull;
+        }
         // rusqlite errors describe the failure (codes, SQL), never bound values.
         StoreError::Backend(e.to_string())
     }

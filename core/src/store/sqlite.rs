@@ -28,7 +28,7 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Open (creating if missing) and migrate to the latest schema.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::open_at_version(path, LATEST_VERSION)
+        Self::open_at_version(path, LATEST_VERSION).map_err(|e| disk_full_or(e, path))
     }
 
     /// Open and migrate only up to `version`; for the upgrade test.
@@ -180,6 +180,35 @@ impl Store for SqliteStore {
     }
 
     fn commit(&mut self, batch: WriteBatch) -> Result<Committed> {
+        let path = self.conn.path().map(std::path::PathBuf::from);
+        self.commit_batch(batch).map_err(|e| match &path {
+            Some(path) => disk_full_or(e, path),
+            None => e,
+        })
+    }
+}
+
+/// SQLite reports some writes that fail for want of space as I/O errors
+/// (creating or growing the `-wal` and `-shm` files): when a small file
+/// cannot be written next to the database for want of space, say so.
+fn disk_full_or(err: StoreError, db: &Path) -> StoreError {
+    let StoreError::Backend(_) = &err else {
+        return err;
+    };
+    let probe = db.with_extension("space-probe");
+    let full = std::fs::write(&probe, [0u8; 4096])
+        .err()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
+    let _ = std::fs::remove_file(&probe);
+    if full {
+        StoreError::DiskFull
+    } else {
+        err
+    }
+}
+
+impl SqliteStore {
+    fn commit_batch(&mut self, batch: WriteBatch) -> Result<Committed> {
         let tx = self.conn.transaction()?;
         let mut committed = Committed::default();
         {

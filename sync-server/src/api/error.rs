@@ -43,6 +43,8 @@ pub enum ApiError {
     },
     /// 503: storage unavailable or shutting down.
     Unavailable,
+    /// The relay's storage is full (507): nothing was stored.
+    StorageFull,
 }
 
 impl ApiError {
@@ -58,6 +60,7 @@ impl ApiError {
             ApiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -83,6 +86,10 @@ impl ApiError {
             ApiError::Unavailable => {
                 json!({"error": "unavailable", "message": "storage unavailable, retry later"})
             }
+            ApiError::StorageFull => json!({
+                "error": "storage_full",
+                "message": "the relay's storage is full: nothing was stored; retry later (the relay's operator must free space)",
+            }),
         }
     }
 
@@ -132,6 +139,10 @@ impl From<StorageError> for ApiError {
                 ApiError::Unavailable
             }
             StorageError::Closed => ApiError::Unavailable,
+            StorageError::Full => {
+                tracing::error!("storage full: refusing writes until space is freed");
+                ApiError::StorageFull
+            }
         }
     }
 }

@@ -51,6 +51,9 @@ pub enum StorageError {
     /// The storage was closed (server shutting down).
     #[error("storage closed")]
     Closed,
+    /// The disk (or the database's quota) is full: nothing was stored.
+    #[error("storage full")]
+    Full,
 }
 
 /// Result alias for [`StorageError`].
@@ -58,6 +61,9 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return StorageError::Full;
+        }
         StorageError::Backend(e.to_string())
     }
 }
@@ -66,6 +72,8 @@ impl From<tokio_postgres::Error> for StorageError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The server's code and message only: a DETAIL line may quote values.
         match e.as_db_error() {
+            // Class 53: insufficient resources (disk full, out of memory).
+            Some(db) if db.code().code().starts_with("53") => StorageError::Full,
             Some(db) => StorageError::Backend(format!("{}: {}", db.code().code(), db.message())),
             None => StorageError::Backend(e.to_string()),
         }
