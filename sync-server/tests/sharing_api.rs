@@ -676,3 +676,50 @@ async fn subscriber_gets_frames_only_for_readable_sections() {
     assert_eq!(frame["seq"], body["accepted"][0]["seq"]);
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn narrowing_without_rotation_is_refused_by_the_relay() {
+    let s = TestServer::start(|_| {}).await;
+    let c = client();
+    let owner = new_device(&c, &s, "phone").await;
+    let reader = new_device(&c, &s, "carer").await;
+    let rid = register(&c, &s, &owner).await;
+    let mut log = Log::new(rid);
+    let (st, _) = log
+        .apply(
+            &c,
+            &s,
+            &owner,
+            grant(rid, &reader, GrantRole::Reader, &["vitals", "labs"], None),
+        )
+        .await;
+    assert_eq!(st, 201);
+    // The same grantee, vitals only, rotating nothing: refused.
+    let (st, body) = log
+        .apply(
+            &c,
+            &s,
+            &owner,
+            grant(rid, &reader, GrantRole::Reader, &["vitals"], None),
+        )
+        .await;
+    assert_eq!((st, body["index"].clone()), (422, json!(0)), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("rotate"), "{body}");
+    // Rotating labs to epoch 1, wrapped to the owner only: accepted, and
+    // the reader may no longer pull labs.
+    let mut narrowed = grant(rid, &reader, GrantRole::Reader, &["vitals"], None);
+    if let AccessChange::Grant { rotations, .. } = &mut narrowed {
+        rotations.push(Rotation {
+            section: "labs".into(),
+            epoch: 1,
+            chain: vec![1, 2, 3],
+            keys: vec![wrap(rid, "labs", 1, owner.identity.card())],
+        });
+    }
+    let (st, body) = log.apply(&c, &s, &owner, narrowed).await;
+    assert_eq!(st, 201, "{body}");
+    let labs = format!("/v1/records/{rid}/sections/labs/envelopes");
+    assert_eq!(status_of(&c, &s, &reader, &labs).await, 403);
+    let vitals = format!("/v1/records/{rid}/sections/vitals/envelopes");
+    assert_eq!(status_of(&c, &s, &reader, &vitals).await, 200);
+}
