@@ -704,7 +704,10 @@ async fn narrowing_without_rotation_is_refused_by_the_relay() {
         )
         .await;
     assert_eq!((st, body["index"].clone()), (422, json!(0)), "{body}");
-    assert!(body["message"].as_str().unwrap().contains("rotate"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("rotate"),
+        "{body}"
+    );
     // Rotating labs to epoch 1, wrapped to the owner only: accepted, and
     // the reader may no longer pull labs.
     let mut narrowed = grant(rid, &reader, GrantRole::Reader, &["vitals"], None);

@@ -19,8 +19,8 @@ use super::error::{Result, SatchelError};
 use super::subscription::{ChangeListener, Subscription};
 use super::types::{
     access_events, parse_entry_id, parse_identity_id, parse_sections, AccessMap, AddedEntry,
-    AuditRow, ChangeEvent, EntryInfo, EntryQuery, GrantInfo, IdentityInfo, IncompleteSection,
-    Invite, InviteTerms, SectionCount, SyncReport, VersionInfo,
+    AuditRow, ChangeEvent, EntryInfo, EntryQuery, GrantChangeInfo, GrantInfo, IdentityInfo,
+    IncompleteSection, Invite, InviteTerms, SectionCount, SyncReport, VersionInfo,
 };
 use crate::profile::Profile;
 use crate::record::Section;
@@ -482,6 +482,23 @@ impl HealthRecord {
 
     /// Owner or manager: who answered the invite (null while nobody has).
     /// Show the fingerprint and compare it with the invitee's.
+    /// What approving `terms` for `identity` (hex id, from
+    /// [`HealthRecord::invitee`]) would change when it already holds a
+    /// grant: sections gained and lost (lost ones are rotated). `None` for
+    /// someone without a grant.
+    pub fn grant_change(
+        &self,
+        identity: String,
+        terms: InviteTerms,
+    ) -> Result<Option<GrantChangeInfo>> {
+        let id = parse_identity_id(&identity)?;
+        let sections = parse_sections(&terms.sections)?;
+        Ok(lock(&self.inner)?
+            .profile
+            .grant_change(&id, terms.role.into(), &sections)
+            .map(GrantChangeInfo::from))
+    }
+
     pub async fn invitee(
         &self,
         relay_url: String,

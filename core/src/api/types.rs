@@ -171,6 +171,27 @@ impl SectionCount {
     }
 }
 
+/// How approving an invite changes an existing grant of the same identity
+/// (show it before approving). Sections it loses are rotated, as a
+/// revocation does.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GrantChangeInfo {
+    pub role_before: AccessRole,
+    pub gained: Vec<String>,
+    pub lost: Vec<String>,
+}
+
+impl From<crate::profile::GrantChange> for GrantChangeInfo {
+    fn from(c: crate::profile::GrantChange) -> Self {
+        let names = |l: Vec<Section>| l.iter().map(|s| s.as_str().to_string()).collect();
+        GrantChangeInfo {
+            role_before: c.role_before.into(),
+            gained: names(c.gained),
+            lost: names(c.lost),
+        }
+    }
+}
+
 /// Changes of one author known to be missing from a section.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct MissingChanges {

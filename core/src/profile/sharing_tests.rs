@@ -448,3 +448,101 @@ fn a_version_naming_another_author_is_not_merged() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].created_by, gp.device_id());
 }
+
+/// A device that sealed changes before it heard of a revocation seals them
+/// again under the new epoch when the access log arrives, before anything
+/// is uploaded: the revoked reader, handed every byte, reads none of them.
+#[test]
+fn queued_changes_are_resealed_when_a_revocation_arrives() {
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    let mut tablet = member(&pat, "tablet", Role::PatientDevice);
+    let s = pat.add_device_statement(tablet.identity_card()).unwrap();
+    relay.statement(&mut pat, s);
+    let mut carer = member(&pat, "daughter", Role::Carer);
+    grant(
+        &mut relay,
+        &mut pat,
+        &carer,
+        GrantRole::Reader,
+        &[Section::Medications],
+        "daughter",
+    );
+    relay.deliver_all(&mut tablet);
+    // Offline, the tablet writes under epoch 0.
+    for n in 1..4 {
+        tablet
+            .add_resources(vec![resource(Section::Medications, n)], None)
+            .unwrap();
+    }
+    let queued = tablet.outbox(100).unwrap();
+    assert!(queued
+        .iter()
+        .all(|i| Envelope::from_bytes(&i.envelope).unwrap().header.epoch == 0));
+    // Meanwhile the phone revokes the carer.
+    let s = pat.revoke_statement(&carer.device_id(), None).unwrap();
+    relay.statement(&mut pat, s);
+    // The tablet learns of it: its queue is sealed again, same numbers.
+    tablet.apply_access(relay.statements.clone(), 0).unwrap();
+    let resealed = tablet.outbox(100).unwrap();
+    assert_eq!(resealed.len(), queued.len());
+    for (old, new) in queued.iter().zip(&resealed) {
+        let (old, new) = (
+            Envelope::from_bytes(&old.envelope).unwrap(),
+            Envelope::from_bytes(&new.envelope).unwrap(),
+        );
+        assert_eq!(new.header.epoch, 1);
+        assert_eq!(new.header.seq, old.header.seq);
+    }
+    // Still readable on the tablet (reopened from its store) and by the owner.
+    tablet.refresh().unwrap();
+    assert_eq!(tablet.query(&Query::default()).len(), 3);
+    relay.publish(&mut tablet);
+    relay.deliver_all(&mut pat);
+    assert_eq!(pat.query(&Query::default()).len(), 3);
+    // The revoked carer decrypts none of them.
+    relay.deliver_all(&mut carer);
+    assert_eq!(carer.query(&Query::default()).len(), 0);
+}
+
+#[test]
+fn a_narrower_grant_is_shown_as_a_change_and_rotates_what_it_drops() {
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    let carer = member(&pat, "daughter", Role::Carer);
+    assert_eq!(
+        pat.grant_change(&carer.device_id(), GrantRole::Reader, &[Section::Labs]),
+        None,
+        "no grant yet: not a change"
+    );
+    grant(
+        &mut relay,
+        &mut pat,
+        &carer,
+        GrantRole::Reader,
+        &[Section::Medications, Section::Allergies],
+        "daughter",
+    );
+    let change = pat
+        .grant_change(
+            &carer.device_id(),
+            GrantRole::Reader,
+            &[Section::Medications, Section::Labs],
+        )
+        .unwrap();
+    assert_eq!(change.gained, vec![Section::Labs]);
+    assert_eq!(change.lost, vec![Section::Allergies]);
+    grant(
+        &mut relay,
+        &mut pat,
+        &carer,
+        GrantRole::Reader,
+        &[Section::Medications, Section::Labs],
+        "daughter",
+    );
+    assert_eq!(pat.members().epoch("allergies"), 1);
+    assert_eq!(pat.members().epoch("medications"), 0);
+    assert!(!pat
+        .members()
+        .may_read(&carer.device_id(), "allergies", now_ms()));
+}

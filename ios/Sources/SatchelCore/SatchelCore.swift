@@ -970,6 +970,16 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
     func entry(id: String) throws  -> EntryInfo?
     
     /**
+     * Owner or manager: who answered the invite (null while nobody has).
+     * Show the fingerprint and compare it with the invitee's.
+     * What approving `terms` for `identity` (hex id, from
+     * [`HealthRecord::invitee`]) would change when it already holds a
+     * grant: sections gained and lost (lost ones are rotated). `None` for
+     * someone without a grant.
+     */
+    func grantChange(identity: String, terms: InviteTerms) throws  -> GrantChangeInfo?
+    
+    /**
      * Who has access: the owner's devices, then grants.
      */
     func grants() throws  -> [GrantInfo]
@@ -985,10 +995,6 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
      */
     func invite(relayUrl: String, terms: InviteTerms, validForSecs: UInt64) async throws  -> Invite
     
-    /**
-     * Owner or manager: who answered the invite (null while nobody has).
-     * Show the fingerprint and compare it with the invitee's.
-     */
     func invitee(relayUrl: String, inviteId: String) async throws  -> IdentityInfo?
     
     /**
@@ -1350,6 +1356,25 @@ open func entry(id: String)throws  -> EntryInfo?  {
 }
     
     /**
+     * Owner or manager: who answered the invite (null while nobody has).
+     * Show the fingerprint and compare it with the invitee's.
+     * What approving `terms` for `identity` (hex id, from
+     * [`HealthRecord::invitee`]) would change when it already holds a
+     * grant: sections gained and lost (lost ones are rotated). `None` for
+     * someone without a grant.
+     */
+open func grantChange(identity: String, terms: InviteTerms)throws  -> GrantChangeInfo?  {
+    return try  FfiConverterOptionTypeGrantChangeInfo.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_grant_change(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(identity),
+        FfiConverterTypeInviteTerms_lower(terms),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Who has access: the owner's devices, then grants.
      */
 open func grants()throws  -> [GrantInfo]  {
@@ -1394,10 +1419,6 @@ open func invite(relayUrl: String, terms: InviteTerms, validForSecs: UInt64)asyn
         )
 }
     
-    /**
-     * Owner or manager: who answered the invite (null while nobody has).
-     * Show the fingerprint and compare it with the invitee's.
-     */
 open func invitee(relayUrl: String, inviteId: String)async throws  -> IdentityInfo?  {
     return
         try  await uniffiRustCallAsync(
@@ -2765,6 +2786,69 @@ public func FfiConverterTypeEntryQuery_lift(_ buf: RustBuffer) throws -> EntryQu
 #endif
 public func FfiConverterTypeEntryQuery_lower(_ value: EntryQuery) -> RustBuffer {
     return FfiConverterTypeEntryQuery.lower(value)
+}
+
+
+/**
+ * How approving an invite changes an existing grant of the same identity
+ * (show it before approving). Sections it loses are rotated, as a
+ * revocation does.
+ */
+public struct GrantChangeInfo: Equatable, Hashable {
+    public let roleBefore: AccessRole
+    public let gained: [String]
+    public let lost: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(roleBefore: AccessRole, gained: [String], lost: [String]) {
+        self.roleBefore = roleBefore
+        self.gained = gained
+        self.lost = lost
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension GrantChangeInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeGrantChangeInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> GrantChangeInfo {
+        return
+            try GrantChangeInfo(
+                roleBefore: FfiConverterTypeAccessRole.read(from: &buf), 
+                gained: FfiConverterSequenceString.read(from: &buf), 
+                lost: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: GrantChangeInfo, into buf: inout [UInt8]) {
+        FfiConverterTypeAccessRole.write(value.roleBefore, into: &buf)
+        FfiConverterSequenceString.write(value.gained, into: &buf)
+        FfiConverterSequenceString.write(value.lost, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeGrantChangeInfo_lift(_ buf: RustBuffer) throws -> GrantChangeInfo {
+    return try FfiConverterTypeGrantChangeInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeGrantChangeInfo_lower(_ value: GrantChangeInfo) -> RustBuffer {
+    return FfiConverterTypeGrantChangeInfo.lower(value)
 }
 
 
@@ -4324,6 +4408,30 @@ fileprivate struct FfiConverterOptionTypeEntryInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeGrantChangeInfo: FfiConverterRustBuffer {
+    typealias SwiftType = GrantChangeInfo?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeGrantChangeInfo.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeGrantChangeInfo.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeIdentityInfo: FfiConverterRustBuffer {
     typealias SwiftType = IdentityInfo?
 
@@ -4828,6 +4936,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_satchel_core_checksum_method_healthrecord_entry() != 21273) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_satchel_core_checksum_method_healthrecord_grant_change() != 46032) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_satchel_core_checksum_method_healthrecord_grants() != 37139) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4837,7 +4948,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_satchel_core_checksum_method_healthrecord_invite() != 21867) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_satchel_core_checksum_method_healthrecord_invitee() != 38637) {
+    if (uniffi_satchel_core_checksum_method_healthrecord_invitee() != 3336) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_is_owner_device() != 53107) {

@@ -479,6 +479,11 @@ RustBuffer uniffi_satchel_core_fn_method_healthrecord_device_id(uint64_t ptr, Ru
 RustBuffer uniffi_satchel_core_fn_method_healthrecord_entry(uint64_t ptr, RustBuffer id, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_GRANT_CHANGE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_GRANT_CHANGE
+RustBuffer uniffi_satchel_core_fn_method_healthrecord_grant_change(uint64_t ptr, RustBuffer identity, RustBuffer terms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_GRANTS
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_GRANTS
 RustBuffer uniffi_satchel_core_fn_method_healthrecord_grants(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -1041,6 +1046,12 @@ uint16_t uniffi_satchel_core_checksum_method_healthrecord_device_id(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_ENTRY
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_ENTRY
 uint16_t uniffi_satchel_core_checksum_method_healthrecord_entry(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_GRANT_CHANGE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_GRANT_CHANGE
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_grant_change(void
     
 );
 #endif

@@ -802,6 +802,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_entry(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_grant_change(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_grants(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_history(
@@ -937,6 +939,8 @@ internal object UniffiLib {
     external fun uniffi_satchel_core_fn_method_healthrecord_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_entry(`ptr`: Long,`id`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_healthrecord_grant_change(`ptr`: Long,`identity`: RustBuffer.ByValue,`terms`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_grants(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1196,6 +1200,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_entry() and 0xFFFF) != 21273) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_grant_change() and 0xFFFF) != 46032) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_grants() and 0xFFFF) != 37139) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1205,7 +1212,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_invite() and 0xFFFF) != 21867) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_invitee() and 0xFFFF) != 38637) {
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_invitee() and 0xFFFF) != 3336) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_is_owner_device() and 0xFFFF) != 53107) {
@@ -2227,6 +2234,16 @@ public interface HealthRecordInterface {
     fun `entry`(`id`: kotlin.String): EntryInfo?
     
     /**
+     * Owner or manager: who answered the invite (null while nobody has).
+     * Show the fingerprint and compare it with the invitee's.
+     * What approving `terms` for `identity` (hex id, from
+     * [`HealthRecord::invitee`]) would change when it already holds a
+     * grant: sections gained and lost (lost ones are rotated). `None` for
+     * someone without a grant.
+     */
+    fun `grantChange`(`identity`: kotlin.String, `terms`: InviteTerms): GrantChangeInfo?
+    
+    /**
      * Who has access: the owner's devices, then grants.
      */
     fun `grants`(): List<GrantInfo>
@@ -2242,10 +2259,6 @@ public interface HealthRecordInterface {
      */
     suspend fun `invite`(`relayUrl`: kotlin.String, `terms`: InviteTerms, `validForSecs`: kotlin.ULong): Invite
     
-    /**
-     * Owner or manager: who answered the invite (null while nobody has).
-     * Show the fingerprint and compare it with the invitee's.
-     */
     suspend fun `invitee`(`relayUrl`: kotlin.String, `inviteId`: kotlin.String): IdentityInfo?
     
     /**
@@ -2741,6 +2754,30 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
 
     
     /**
+     * Owner or manager: who answered the invite (null while nobody has).
+     * Show the fingerprint and compare it with the invitee's.
+     * What approving `terms` for `identity` (hex id, from
+     * [`HealthRecord::invitee`]) would change when it already holds a
+     * grant: sections gained and lost (lost ones are rotated). `None` for
+     * someone without a grant.
+     */
+    @Throws(SatchelException::class)override fun `grantChange`(`identity`: kotlin.String, `terms`: InviteTerms): GrantChangeInfo? {
+            return FfiConverterOptionalTypeGrantChangeInfo.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_grant_change(
+        it,
+        
+        FfiConverterString.lower(`identity`),
+        FfiConverterTypeInviteTerms.lower(`terms`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Who has access: the owner's devices, then grants.
      */
     @Throws(SatchelException::class)override fun `grants`(): List<GrantInfo> {
@@ -2803,10 +2840,6 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
     }
 
     
-    /**
-     * Owner or manager: who answered the invite (null while nobody has).
-     * Show the fingerprint and compare it with the invitee's.
-     */
     @Throws(SatchelException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
     override suspend fun `invitee`(`relayUrl`: kotlin.String, `inviteId`: kotlin.String) : IdentityInfo? {
@@ -4619,6 +4652,54 @@ public object FfiConverterTypeEntryQuery: FfiConverterRustBuffer<EntryQuery> {
 
 
 /**
+ * How approving an invite changes an existing grant of the same identity
+ * (show it before approving). Sections it loses are rotated, as a
+ * revocation does.
+ */
+data class GrantChangeInfo (
+    var `roleBefore`: AccessRole
+    , 
+    var `gained`: List<kotlin.String>
+    , 
+    var `lost`: List<kotlin.String>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeGrantChangeInfo: FfiConverterRustBuffer<GrantChangeInfo> {
+    override fun read(buf: ByteBuffer): GrantChangeInfo {
+        return GrantChangeInfo(
+            FfiConverterTypeAccessRole.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: GrantChangeInfo) = (
+            FfiConverterTypeAccessRole.allocationSize(value.`roleBefore`) +
+            FfiConverterSequenceString.allocationSize(value.`gained`) +
+            FfiConverterSequenceString.allocationSize(value.`lost`)
+    )
+
+    override fun write(value: GrantChangeInfo, buf: ByteBuffer) {
+            FfiConverterTypeAccessRole.write(value.`roleBefore`, buf)
+            FfiConverterSequenceString.write(value.`gained`, buf)
+            FfiConverterSequenceString.write(value.`lost`, buf)
+    }
+}
+
+
+
+/**
  * Someone with access to the record.
  */
 data class GrantInfo (
@@ -5967,6 +6048,38 @@ public object FfiConverterOptionalTypeEntryInfo: FfiConverterRustBuffer<EntryInf
         } else {
             buf.put(1)
             FfiConverterTypeEntryInfo.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeGrantChangeInfo: FfiConverterRustBuffer<GrantChangeInfo?> {
+    override fun read(buf: ByteBuffer): GrantChangeInfo? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeGrantChangeInfo.read(buf)
+    }
+
+    override fun allocationSize(value: GrantChangeInfo?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeGrantChangeInfo.allocationSize(value)
+        }
+    }
+
+    override fun write(value: GrantChangeInfo?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeGrantChangeInfo.write(value, buf)
         }
     }
 }
