@@ -148,8 +148,7 @@ async fn main() -> anyhow::Result<()> {
     let storage = satchel_sync_server::open_storage(&config.storage)
         .await
         .context("cannot open storage")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = satchel_sync_server::net::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if config.tls.is_some() {

@@ -47,8 +47,7 @@ pub fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
+        let listener = satchel_sync_server::net::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         outln!("listening on {}", listener.local_addr()?);
         satchel_sync_server::serve(config, listener, async {

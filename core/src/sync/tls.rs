@@ -122,22 +122,24 @@ fn pinned_config(roots: &PinnedRoots) -> Result<Arc<ClientConfig>, TlsError> {
 /// A TLS failure in `err`'s chain, said for a person: why the relay's
 /// certificate was not accepted (`None` if the failure was not TLS).
 pub fn describe_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(describe_rustls(tls));
-        }
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-        {
-            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                return Some(describe_rustls(tls));
-            }
-        }
-        cur = e.source();
+    find_rustls(err).map(describe_rustls)
+}
+
+/// The rustls error in `err`'s chain, looking inside `io::Error`s too
+/// (their `source` skips the error they wrap).
+fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(tls);
     }
-    None
+    if let Some(inner) = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+    {
+        if let Some(tls) = find_rustls(inner) {
+            return Some(tls);
+        }
+    }
+    err.source().and_then(find_rustls)
 }
 
 /// Prefix of every TLS failure message, so callers can tell them apart.
@@ -181,6 +183,16 @@ mod tests {
             client_config(&RelayTrust::Pinned(roots)),
             Err(TlsError::BadCertificate(_))
         ));
+    }
+
+    #[test]
+    fn tls_failures_are_found_inside_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        let why = describe_failure(&nested).unwrap();
+        assert!(why.starts_with(TLS_FAILURE) && why.contains("not signed by a trusted CA"));
+        assert!(describe_failure(&std::io::Error::other("reset")).is_none());
     }
 
     #[test]

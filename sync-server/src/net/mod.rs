@@ -45,6 +45,11 @@ use registry::{Admission, Caps, Registry, Ticket};
 
 /// Header-read timeout of a health-only reserve connection.
 const RESERVE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections the kernel queues before the relay accepts them (capped by
+/// the OS, e.g. `net.core.somaxconn`): a burst of connections must not
+/// overflow the queue, or every client waits for a SYN retransmission (1 s
+/// or more), health checks included.
+const LISTEN_BACKLOG: u32 = 4096;
 /// Pause after an accept error (e.g. out of descriptors) before retrying.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -71,6 +76,19 @@ pub fn check_listen(
     }
 }
 
+/// Listen on `addr` with a deep accept queue ([`LISTEN_BACKLOG`]).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The caps actually used: `limits`, lowered to fit the descriptor limit
 /// (raised first if `limits.raise_fd_limit`).
 pub fn effective_caps(limits: &ConnectionLimits) -> Caps {
@@ -89,7 +107,7 @@ pub fn effective_caps(limits: &ConnectionLimits) -> Caps {
         max_connections = caps.total,
         max_connections_per_ip = caps.per_ip,
         health_reserve = caps.health_reserve,
-        fd_limit = nofile.map_or_else(|| "none".to_owned(), |n| n.to_string()),
+        fd_limit = nofile.unwrap_or(0),
         header_read_timeout_ms =
             u64::try_from(limits.header_read_timeout.as_millis()).unwrap_or(u64::MAX),
         body_timeout_ms = u64::try_from(limits.body_timeout.as_millis()).unwrap_or(u64::MAX),
