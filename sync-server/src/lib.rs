@@ -87,6 +87,11 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    net::check_listen(
+        listener.local_addr()?,
+        config.tls.is_some(),
+        config.insecure_plain_http,
+    )?;
     let storage = open_storage(&config.storage).await?;
     serve_with_storage(storage, config, listener, shutdown).await
 }
