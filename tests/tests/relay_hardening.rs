@@ -710,7 +710,7 @@ fn relay_survives_schemathesis() {
     let mut child = Command::new(&exe)
         .args(["run", &schema, "--url", &relay.url()])
         .args(["--checks", "not_a_server_error"])
-        .args(["--max-examples", "60", "--workers", "2"])
+        .args(["--max-examples", "100", "--workers", "2"])
         .args(["--request-timeout", "10"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--generation-database", "none", "--no-color"])
