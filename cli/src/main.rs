@@ -33,6 +33,7 @@ macro_rules! outln {
 mod commands;
 mod home;
 mod output;
+mod relay;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,12 @@ struct Cli {
     /// The profile directory (the record, keys and settings of one user).
     #[arg(long, env = "SATCHEL_HOME", global = true)]
     home: Option<PathBuf>,
+
+    /// Trust only this CA (PEM) for relays' HTTPS certificates, instead of
+    /// the system's trust store: for a relay whose certificate comes from
+    /// its operator's own CA.
+    #[arg(long, env = "SATCHEL_RELAY_CA", global = true, value_name = "FILE")]
+    relay_ca: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -119,14 +126,31 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::WARN)
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        // Warnings and errors only; the platform certificate verifier logs
+        // every refused certificate as an error, which the command's own
+        // one-line error already says.
+        let filter = tracing_subscriber::filter::Targets::new()
+            .with_default(tracing::Level::WARN)
+            .with_target(
+                "rustls_platform_verifier",
+                tracing_subscriber::filter::LevelFilter::OFF,
+            );
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(filter)
+            .init();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),
     };
+    if let Err(err) = relay::init(cli.relay_ca.as_deref()) {
+        eprintln!("error: {}", output::one_line(&err));
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Init(args) => commands::init::run(cli.home, args),
         Command::Add(args) => commands::add::run(cli.home, args),

@@ -182,9 +182,22 @@ fn offline_reason(err: &(dyn std::error::Error + 'static)) -> Option<String> {
 /// something. When the relay did not answer, say so and how to start or
 /// find one; otherwise keep the relay's reason (e.g. a 403 for access that
 /// ended) after `doing`.
-pub fn relay_error(server: &str, doing: &str, err: impl Into<anyhow::Error>) -> anyhow::Error {
+pub fn relay_error(
+    server: impl std::fmt::Display,
+    doing: &str,
+    err: impl Into<anyhow::Error>,
+) -> anyhow::Error {
     let err: anyhow::Error = err.into();
-    if let Some(why) = err.chain().find_map(offline_reason) {
+    let reason = err.chain().find_map(offline_reason);
+    if let Some(why) = reason
+        .as_deref()
+        .and_then(|r| r.strip_prefix(satchel_core::sync::tls::TLS_FAILURE))
+    {
+        return anyhow!(
+            "{doing}: no secure connection to the relay at {server}: {why}. If the relay's certificate comes from its operator's own CA, give that CA's certificate with --relay-ca FILE (or SATCHEL_RELAY_CA)"
+        );
+    }
+    if let Some(why) = reason {
         return anyhow!(
             "{doing}: the relay at {server} did not answer ({why}); is it running? Start one with `satchel serve`, or check --server / SATCHEL_SERVER"
         );

@@ -60,6 +60,7 @@ async fn main() {
     // Enough bodies for each client to upload at `target_rate` total.
     let per_client = (target_rate * seconds as usize / clients / batch + 2).max(4);
     eprintln!("preparing {clients} clients x {per_client} batches x {batch} envelopes ...");
+    satchel_core::sync::tls::install_default_provider();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()

@@ -1,7 +1,9 @@
-//! Relay configuration: where to store, size limits, rate limits. The CLI
-//! (`main.rs`) fills it from flags; tests build it directly.
+//! Relay configuration: where to store, size limits, rate limits,
+//! connection limits and TLS. The CLI (`main.rs`) fills it from flags;
+//! tests build it directly.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 
@@ -14,6 +16,15 @@ pub struct Config {
     pub limits: Limits,
     /// Per-identity (and, for the auth endpoints, per-IP) rate limit.
     pub rate: RateLimit,
+    /// Timeouts and caps on client connections.
+    pub connections: ConnectionLimits,
+    /// Serve HTTPS with this certificate and key (`None`: plain HTTP,
+    /// which [`crate::net::check_listen`] allows on loopback only unless
+    /// the operator insists).
+    pub tls: Option<TlsFiles>,
+    /// Serve plain HTTP on a non-loopback address anyway
+    /// (`--insecure-plain-http`: something else encrypts the network).
+    pub insecure_plain_http: bool,
 }
 
 impl Config {
@@ -23,6 +34,63 @@ impl Config {
             storage: StorageConfig::Sqlite { path: path.into() },
             limits: Limits::default(),
             rate: RateLimit::default(),
+            connections: ConnectionLimits::default(),
+            tls: None,
+            insecure_plain_http: false,
+        }
+    }
+}
+
+/// PEM files of the relay's TLS certificate chain and private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain (leaf first), PEM.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key: PathBuf,
+}
+
+/// How slow clients are cut off and how many connections are kept open.
+///
+/// A connection must deliver its request headers within
+/// `header_read_timeout` (this also closes idle keep-alive connections and
+/// bounds the TLS handshake), and each request body within
+/// `body_timeout`. At most `max_connections` are open, at most
+/// `max_connections_per_ip` from one client address; when a cap is reached
+/// the oldest connection that is idle or still sending its request is
+/// closed to admit the new one, and only if there is none is the new one
+/// closed at once. `health_reserve` more connections are kept for
+/// `GET /v1/health` alone, so a health check gets through even when every
+/// slot is busy.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Time allowed to receive a request's headers (and for the TLS
+    /// handshake); also the idle keep-alive timeout.
+    pub header_read_timeout: Duration,
+    /// Time allowed to receive a whole request body once its headers are in.
+    pub body_timeout: Duration,
+    /// Most open connections (lowered at start-up to fit the process's
+    /// file-descriptor limit).
+    pub max_connections: usize,
+    /// Most open connections from one client IP address.
+    pub max_connections_per_ip: usize,
+    /// Extra connections admitted only for `GET /v1/health` when every
+    /// other slot is busy.
+    pub health_reserve: usize,
+    /// Raise the soft RLIMIT_NOFILE to the hard limit at start-up.
+    pub raise_fd_limit: bool,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            // The client's own request timeout is 60 s.
+            body_timeout: Duration::from_secs(60),
+            max_connections: 8192,
+            max_connections_per_ip: 512,
+            health_reserve: 32,
+            raise_fd_limit: true,
         }
     }
 }

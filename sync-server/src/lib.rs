@@ -15,8 +15,13 @@
 //!
 //! The first line on stdout is `listening on ADDR` (the bound address, so
 //! `--listen 127.0.0.1:0` works for tests). Limits and the rate limit are
-//! flags (`satchel-sync --help`). SIGTERM / SIGINT stop accepting, finish
-//! in-flight requests, close WebSockets and flush the SQLite writer.
+//! flags (`satchel-sync --help`), and so are the connection defences
+//! (header-read and body timeouts, caps on open connections overall and
+//! per client address, the file-descriptor limit) and TLS
+//! (`--tls-cert`, `--tls-key`; plain HTTP is refused off loopback unless
+//! `--insecure-plain-http`). Operating it: `docs/relay-operations.md`.
+//! SIGTERM / SIGINT stop accepting, finish in-flight requests, close
+//! WebSockets and flush the SQLite writer.
 //!
 //! ## Layout
 //!
@@ -25,7 +30,9 @@
 //!   backends, with numbered SQL migrations.
 //! - [`api`]: axum handlers for every route, auth and rate limiting,
 //!   envelope verification, WebSocket push, metrics, OpenAPI.
-//! - [`config`]: [`Config`] (storage, limits, rate).
+//! - [`net`]: the accept loop below the API: HTTP/1.1 over TCP or TLS,
+//!   timeouts, connection caps with eviction of slow connections.
+//! - [`config`]: [`Config`] (storage, limits, rate, connections, TLS).
 //! - [`serve`]: run the relay on a listener until a shutdown future
 //!   resolves (used by the binary, the CLI's `serve`, and tests).
 //!
@@ -38,15 +45,15 @@
 
 pub mod api;
 pub mod config;
+pub mod net;
 pub mod storage;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::ops::Health;
-pub use config::{Config, Limits, RateLimit, StorageConfig};
+pub use config::{Config, ConnectionLimits, Limits, RateLimit, StorageConfig, TlsFiles};
 use storage::Storage;
 
 /// How often expired links, tokens and challenges are purged.
@@ -69,7 +76,9 @@ pub async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Stor
 }
 
 /// Run the relay on `listener` until `shutdown` resolves, then finish
-/// in-flight requests, close subscribers and flush storage.
+/// in-flight requests, close subscribers and flush storage. Plain HTTP on
+/// an address other than loopback is refused unless
+/// `config.insecure_plain_http` ([`net::check_listen`]).
 pub async fn serve<F>(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -78,6 +87,11 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    net::check_listen(
+        listener.local_addr()?,
+        config.tls.is_some(),
+        config.insecure_plain_http,
+    )?;
     let storage = open_storage(&config.storage).await?;
     serve_with_storage(storage, config, listener, shutdown).await
 }
@@ -92,6 +106,12 @@ pub async fn serve_with_storage<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    net::check_listen(
+        listener.local_addr()?,
+        config.tls.is_some(),
+        config.insecure_plain_http,
+    )?;
+    let tls = config.tls.as_ref().map(net::tls::acceptor).transpose()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState::new(Arc::clone(&storage), config.limits, config.rate, stop_rx);
     let app = api::router(state.clone());
@@ -110,11 +130,7 @@ where
         }
     });
 
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    net::serve(listener, app, state, config.connections, tls, async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
@@ -123,5 +139,5 @@ where
     purge.abort();
     storage.close().await;
     tracing::info!("storage closed");
-    result.map_err(Into::into)
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use satchel_sync_server::{Config, Limits, RateLimit, StorageConfig};
+use satchel_sync_server::{Config, ConnectionLimits, Limits, RateLimit, StorageConfig, TlsFiles};
 
 /// The Satchel blind relay: stores only signed ciphertext.
 #[derive(Debug, Parser)]
@@ -56,6 +56,39 @@ struct Args {
     /// Largest snapshot, bytes.
     #[arg(long, default_value_t = Limits::default().max_snapshot_bytes)]
     max_snapshot_bytes: usize,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only when something
+    /// else, e.g. a VPN, already encrypts the network; a TLS reverse proxy
+    /// should reach the relay on 127.0.0.1 instead).
+    #[arg(long, conflicts_with = "tls_cert")]
+    insecure_plain_http: bool,
+    /// Seconds a client has to send its request headers (and to finish
+    /// the TLS handshake); also how long an idle connection is kept.
+    #[arg(long, value_name = "SECS", default_value_t = ConnectionLimits::default().header_read_timeout.as_secs_f64())]
+    header_read_timeout: f64,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, value_name = "SECS", default_value_t = ConnectionLimits::default().body_timeout.as_secs_f64())]
+    body_timeout: f64,
+    /// Most open client connections (lowered to fit the file-descriptor
+    /// limit); idle and slow ones are closed first to admit new ones.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Most open connections from one client IP address (behind a reverse
+    /// proxy every client has the proxy's address: raise this).
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Extra connections kept for `GET /v1/health` when every slot is busy.
+    #[arg(long, default_value_t = ConnectionLimits::default().health_reserve)]
+    health_reserve: usize,
+    /// Keep the file-descriptor soft limit as it is (by default it is
+    /// raised to the hard limit at start-up).
+    #[arg(long)]
+    keep_fd_limit: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. `warn` for benchmarks.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -71,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let storage = match args.database_url {
+    let storage = match args.database_url.clone() {
         Some(url) => StorageConfig::Postgres {
             url,
             schema: args.pg_schema,
@@ -93,23 +126,53 @@ async fn main() -> anyhow::Result<()> {
             auth_per_second: args.auth_rate_per_sec,
             auth_burst: args.auth_rate_burst,
         },
+        connections: ConnectionLimits {
+            header_read_timeout: seconds(args.header_read_timeout, "--header-read-timeout")?,
+            body_timeout: seconds(args.body_timeout, "--body-timeout")?,
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            health_reserve: args.health_reserve,
+            raise_fd_limit: !args.keep_fd_limit,
+        },
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        insecure_plain_http: args.insecure_plain_http,
     };
+    satchel_sync_server::net::check_listen(
+        args.listen,
+        config.tls.is_some(),
+        config.insecure_plain_http,
+    )?;
     let storage = satchel_sync_server::open_storage(&config.storage)
         .await
         .context("cannot open storage")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = satchel_sync_server::net::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, storage = storage.kind(), "satchel-sync listening");
+    tracing::info!(%addr, scheme, storage = storage.kind(), "satchel-sync listening");
     satchel_sync_server::serve_with_storage(storage, config, listener, shutdown_signal()).await?;
     tracing::info!("satchel-sync stopped");
     Ok(())
+}
+
+/// A positive, finite number of seconds.
+fn seconds(secs: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} takes a positive number of seconds, e.g. 10 or 0.5"))
 }
 
 async fn shutdown_signal() {

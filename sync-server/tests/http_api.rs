@@ -995,8 +995,7 @@ async fn postgres_two_instances_share_tokens_and_push() {
                 url: url.clone(),
                 schema: Some(schema.clone()),
             },
-            limits: Default::default(),
-            rate: Default::default(),
+            ..satchel_sync_server::Config::sqlite("unused")
         }
     };
     let run = async move {

@@ -356,6 +356,7 @@ struct Http {
 
 impl Http {
     fn new(base: &str, pool: usize) -> Http {
+        satchel_core::sync::tls::install_default_provider();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(pool)
             .tcp_nodelay(true)

@@ -116,6 +116,13 @@ impl Relay {
 
     /// Start the relay binary `exe` (e.g. a release build for benchmarks).
     pub fn spawn(exe: &Path, dir: &Path, listen: &str, extra: &[&str]) -> Relay {
+        Self::spawn_via(Command::new(exe), dir, listen, extra)
+    }
+
+    /// Start the relay through `launcher`: a command that runs the relay
+    /// with the arguments appended to it (e.g. a shell that lowers a
+    /// resource limit, then `exec`s [`bin`]`("satchel-sync")`).
+    pub fn spawn_via(mut launcher: Command, dir: &Path, listen: &str, extra: &[&str]) -> Relay {
         use std::io::BufRead;
         std::fs::create_dir_all(dir).expect("relay directory");
         let log = std::fs::OpenOptions::new()
@@ -123,7 +130,7 @@ impl Relay {
             .append(true)
             .open(dir.join("relay.log"))
             .expect("relay log");
-        let mut child = Command::new(exe)
+        let mut child = launcher
             .arg("--listen")
             .arg(listen)
             .arg("--db")
@@ -155,6 +162,17 @@ impl Relay {
     /// The relay's base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The relay's base URL over TLS, by the name `localhost` (for a relay
+    /// started with `--tls-cert` for that name).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// The relay's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("relay.log")).unwrap_or_default()
     }
 
     /// The relay's process id.
@@ -237,9 +255,16 @@ pub fn validate_fhir(resources: &[serde_json::Value]) -> Option<String> {
 /// one-time code, `join-device CODE` on `b` uses it. Both run with
 /// `passphrase` against the relay at `relay_url`.
 pub fn link_devices(a: &Path, b: &Path, passphrase: &str, relay_url: &str) {
+    link_devices_with(a, b, passphrase, relay_url, &[]);
+}
+
+/// [`link_devices`] with extra global flags for both commands (e.g.
+/// `--relay-ca FILE`).
+pub fn link_devices_with(a: &Path, b: &Path, passphrase: &str, relay_url: &str, extra: &[&str]) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut offer = satchel(a, passphrase)
+        .args(extra)
         .args(["link-device", "--server", relay_url, "--timeout", "60"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -259,7 +284,9 @@ pub fn link_devices(a: &Path, b: &Path, passphrase: &str, relay_url: &str) {
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("link-device printed a code");
     run(
-        satchel(b, passphrase).args(["join-device", &code, "--timeout", "60"]),
+        satchel(b, passphrase)
+            .args(extra)
+            .args(["join-device", &code, "--timeout", "60"]),
         true,
     );
     let status = offer.wait().expect("link-device exit status");

@@ -233,6 +233,7 @@ fn tampered_envelope_rejected() {
             use base64::Engine;
             let body =
                 json!({"envelopes": [base64::engine::general_purpose::STANDARD.encode(env)]});
+            satchel_core::sync::tls::install_default_provider();
             reqwest::Client::new()
                 .post(format!(
                     "{}/v1/records/{record}/sections/{section}/envelopes",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use satchel_core::fhir::import::collect_resources;
-use satchel_core::sync::RelayClient;
+use satchel_core::sync::RelayUrl;
 use serde_json::json;
 
 use crate::home;
@@ -23,7 +23,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
     /// The patient's record id (or its first characters; see `satchel list`).
     #[arg(long)]
     pub record: String,
@@ -68,12 +68,7 @@ pub fn run(home_dir: Option<PathBuf>, command: Command) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let mut client = RelayClient::new(&args.server).with_context(|| {
-        format!(
-            "{} is not a relay address (expected http://HOST:PORT)",
-            args.server
-        )
-    })?;
+    let mut client = crate::relay::client(&args.server)?;
     let spinner = crate::output::slow_spinner(&format!("Sending to {}", args.server));
     let round = rt.block_on(client.sync(&mut profile));
     spinner.finish_and_clear();

@@ -14,7 +14,7 @@ use satchel_core::record::Section;
 use satchel_core::sharing::{Access, GrantRole, RecoveryKey};
 use satchel_core::store::{SqliteStore, Store};
 use satchel_core::sync::sharing::{self as net, InviteTerms};
-use satchel_core::sync::RelayClient;
+use satchel_core::sync::RelayUrl;
 use serde_json::json;
 
 use crate::{home, output};
@@ -52,14 +52,6 @@ fn parse_duration_ms(text: &str) -> Result<i64> {
     Ok(ms)
 }
 
-/// A client for the relay at `server`, or an error saying what a relay
-/// address looks like.
-fn relay_client(server: &str) -> Result<RelayClient> {
-    RelayClient::new(server).with_context(|| {
-        format!("{server} is not a relay address (expected http://HOST:PORT or https://HOST)")
-    })
-}
-
 fn parse_sections(list: &str) -> Result<Vec<Section>> {
     list.split(',')
         .map(str::trim)
@@ -88,7 +80,7 @@ pub enum InviteRole {
 )]
 pub struct InviteArgs {
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
     /// Who is invited: carer (reads), provider (reads; writes with --write) or manager (full control).
     #[arg(long, value_enum)]
     pub role: InviteRole,
@@ -145,7 +137,7 @@ pub fn run_invite(home_dir: Option<PathBuf>, args: InviteArgs) -> Result<()> {
         expires_at_ms,
         label,
     };
-    let mut client = relay_client(&args.server)?;
+    let mut client = crate::relay::client(&args.server)?;
     let (link_id, code) = runtime()?
         .block_on(net::invite(
             &mut client,
@@ -216,7 +208,7 @@ pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
     let name = args.name.as_deref().unwrap_or("Carer");
     let mut vault = home::open_identity(&dir, Some((name, role, args.organisation.as_deref())))?;
     let identity = vault.identity().card().clone();
-    let mut client = relay_client(&code.relay)?;
+    let mut client = crate::relay::client_for(&code.relay)?;
     let rt = runtime()?;
     rt.block_on(net::accept(&mut client, vault.identity(), &code))
         .map_err(|e| {
@@ -276,7 +268,7 @@ pub fn finish_accepts(
     let mut added = 0;
     for text in pending {
         let code = net::parse_invite(&text)?;
-        let mut client = relay_client(&code.relay)?;
+        let mut client = crate::relay::client_for(&code.relay)?;
         match rt.block_on(net::await_approval(
             &mut client,
             vault.identity(),
@@ -335,7 +327,7 @@ pub struct ApproveArgs {
     /// The invite to approve (its id from `satchel invite`); without it, list pending invites.
     pub invite: Option<String>,
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
     /// The fingerprint the invitee told you; approval proceeds only if it matches.
     #[arg(long)]
     pub fingerprint: Option<String>,
@@ -353,10 +345,10 @@ fn digits(s: &str) -> String {
 
 pub fn run_approve(home_dir: Option<PathBuf>, args: ApproveArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let mut client = relay_client(&args.server)?;
+    let mut client = crate::relay::client(&args.server)?;
     let rt = runtime()?;
     let pending = net::pending_invites(&profile)?;
-    let server = args.server.as_str();
+    let server = &args.server;
     let ask = |e| output::relay_error(server, "could not ask the relay who answered the invite", e);
     let Some(wanted) = args.invite.as_deref() else {
         let mut rows = Vec::new();
@@ -590,7 +582,7 @@ pub struct RevokeArgs {
     /// Who: an identity id (or its first characters), a name or a label from `satchel grants`.
     pub who: String,
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
     /// Only these sections (comma-separated); default: everything.
     #[arg(long)]
     pub sections: Option<String>,
@@ -629,7 +621,7 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
         .members()
         .card(&id)
         .map_or(id.short(), |c| c.display_name.clone());
-    let mut client = relay_client(&args.server)?;
+    let mut client = crate::relay::client(&args.server)?;
     runtime()?
         .block_on(net::revoke(
             &mut client,
@@ -659,12 +651,12 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
 )]
 pub struct RecoveryKeyArgs {
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
 }
 
 pub fn run_recovery_key(home_dir: Option<PathBuf>, args: RecoveryKeyArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let mut client = relay_client(&args.server)?;
+    let mut client = crate::relay::client(&args.server)?;
     let key = runtime()?
         .block_on(net::make_recovery_key(&mut client, &mut profile))
         .map_err(|e| output::relay_error(&args.server, "could not create a recovery key", e))?;
@@ -683,7 +675,7 @@ pub fn run_recovery_key(home_dir: Option<PathBuf>, args: RecoveryKeyArgs) -> Res
 )]
 pub struct RestoreArgs {
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
 }
 
 pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
@@ -709,7 +701,7 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
     if pass.is_empty() {
         bail!("the passphrase is empty; choose one (nothing was created)");
     }
-    let mut client = relay_client(&args.server)?;
+    let mut client = crate::relay::client(&args.server)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let spinner = output::slow_spinner("Restoring from the relay");
     let result = runtime()?.block_on(net::restore(
@@ -751,7 +743,7 @@ pub fn run_restore(home_dir: Option<PathBuf>, args: RestoreArgs) -> Result<()> {
 )]
 pub struct AuditArgs {
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
     /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -765,7 +757,7 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
     if !profile.may_administer() {
         bail!("only the record's owner and managers may read its audit (run this in the owner's home)");
     }
-    let mut client = relay_client(&args.server)?;
+    let mut client = crate::relay::client(&args.server)?;
     let spinner = output::slow_spinner("Reading the relay's audit log");
     let events = runtime()?.block_on(net::fetch_audit(&mut client, &mut profile));
     spinner.finish_and_clear();

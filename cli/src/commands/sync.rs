@@ -10,7 +10,7 @@ use satchel_core::profile::{Profile, Unlock};
 use satchel_core::store::SqliteStore;
 use satchel_core::sync::engine::RoundReport;
 use satchel_core::sync::link::{self, LinkCode};
-use satchel_core::sync::{RelayClient, SyncError, TransportError};
+use satchel_core::sync::{RelayUrl, SyncError, TransportError};
 
 use crate::{home, output};
 
@@ -19,9 +19,9 @@ use crate::{home, output};
     after_help = "Example:\n  satchel sync --server http://127.0.0.1:8787\n  SATCHEL_SERVER=https://relay.example satchel sync --watch\n  satchel sync --server http://127.0.0.1:8787 --json"
 )]
 pub struct Args {
-    /// The relay, e.g. http://127.0.0.1:8787
+    /// The relay, e.g. https://relay.example (plain http:// only to this machine)
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
     /// Stay connected and sync whenever the relay reports a change.
     #[arg(long)]
     pub watch: bool,
@@ -35,9 +35,9 @@ pub struct Args {
     after_help = "Example:\n  satchel --home ~/satchel link-device --server http://127.0.0.1:8787\n  # then, on the new device, run the join-device command it prints"
 )]
 pub struct LinkArgs {
-    /// The relay, e.g. http://127.0.0.1:8787
+    /// The relay, e.g. https://relay.example (plain http:// only to this machine)
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: String,
+    pub server: RelayUrl,
     /// How long to wait for the new device, in seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -149,15 +149,14 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let mut all = home::open_all(Some(dir))?;
     let several = all.len() > 1;
     let server = args.server.clone();
-    let mut client = RelayClient::new(&server)
-        .with_context(|| format!("{server} is not a relay address (expected http://HOST:PORT)"))?;
+    let mut client = crate::relay::client(&server)?;
     let rt = runtime()?;
     // With --json and several records, one array of reports (one per record).
     let mut reports = Vec::new();
     let mut complete = true;
     let mut profile = all.remove(0);
     for other in &mut all {
-        let mut client = RelayClient::new(&server)?;
+        let mut client = crate::relay::client(&server)?;
         let spinner = output::slow_spinner(&format!(
             "Syncing {}'s record with {server}",
             other.owner_name()
@@ -279,7 +278,7 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
 
 pub fn run_link(home_dir: Option<PathBuf>, args: LinkArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let mut client = RelayClient::new(&args.server)?;
+    let mut client = crate::relay::client(&args.server)?;
     runtime()?.block_on(async {
         let code = link::offer(&mut client, &mut profile)
             .await
@@ -327,7 +326,7 @@ pub fn run_join(home_dir: Option<PathBuf>, args: JoinArgs) -> Result<()> {
         bail!("the passphrase is empty; choose one (nothing was created)");
     }
     let identity = Identity::generate("Patient device", Role::PatientDevice, None)?;
-    let mut client = RelayClient::new(&code.relay)?;
+    let mut client = crate::relay::client_for(&code.relay)?;
     runtime()?.block_on(async {
         outln!("Joining record {} through {}", code.record_id, code.relay);
         let bundle = link::join(

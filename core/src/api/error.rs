@@ -112,7 +112,9 @@ impl From<TransportError> for SatchelError {
         match e {
             TransportError::Sync(e) => e.into(),
             TransportError::Profile(e) => e.into(),
-            TransportError::BadUrl(_) => SatchelError::invalid(e.to_string()),
+            TransportError::BadUrl(_) | TransportError::Tls(_) => {
+                SatchelError::invalid(e.to_string())
+            }
         }
     }
 }

@@ -229,3 +229,38 @@ fn facade_imports_exports_fhir_and_summarises_wearables() {
         Err(SatchelError::InvalidInput { .. })
     ));
 }
+
+/// The mobile API holds relay addresses to the core's rule: plain
+/// `http://` to a host other than this device is refused, saying what to
+/// do, before anything is sent or changed.
+#[test]
+fn mobile_api_refuses_plain_http_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = SatchelHome::new(
+        dir.path().to_string_lossy().to_string(),
+        Arc::new(MapStore::default()),
+    )
+    .unwrap();
+    let record = home.create_record("Di".into()).unwrap();
+    record.add(med("a"), None).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for url in ["http://192.0.2.1:8787", "http://relay.example"] {
+        let err = rt.block_on(record.sync(url.into())).unwrap_err();
+        let SatchelError::InvalidInput { reason } = &err else {
+            panic!("{url}: expected InvalidInput, got {err:?}");
+        };
+        assert!(
+            reason.contains("refusing plain http://") && reason.contains("https://"),
+            "{reason}"
+        );
+        let err = rt.block_on(record.audit(url.into())).unwrap_err();
+        assert!(
+            matches!(&err, SatchelError::InvalidInput { reason } if reason.contains("refusing plain http://")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(record.list(EntryQuery::default()).unwrap().len(), 1);
+}

@@ -10,6 +10,10 @@
 //! - [`sharing`]: invites and approval, grants and revocations on the
 //!   relay, recovery keys and restore, the relay's audit log.
 //! - [`wire`]: the JSON bodies of docs/protocol.md.
+//! - [`relay_url`]: the rule for relay addresses (`https://`, or plain
+//!   `http://` to loopback only), applied wherever an address comes in.
+//! - [`tls`]: rustls (ring provider) with the platform's trust store or a
+//!   pinned CA, shared by HTTP and the WebSocket.
 //!
 //! Durability: local changes live in the store's outbox until the relay
 //! acknowledges them, so a round that fails (offline, relay restarted) loses
@@ -19,9 +23,13 @@
 pub mod engine;
 pub mod ledger;
 pub mod link;
+pub mod relay_url;
 pub mod sharing;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 
 pub use engine::{RoundReport, SyncEngine, SyncError};
+pub use relay_url::{RelayUrl, RelayUrlError};
+pub use tls::{PinnedRoots, RelayTrust, TlsError};
 pub use transport::{RelayClient, TransportError};

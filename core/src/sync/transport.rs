@@ -1,13 +1,18 @@
 //! The thin I/O shell around the engine: HTTP with reqwest on tokio, push
 //! notifications over a WebSocket, and the loop that drives a round against
-//! a profile.
+//! a profile. Both go over TLS ([`super::tls`]) except to a loopback relay
+//! ([`RelayUrl`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use super::engine::{Apply, Failure, Request, Response, RoundReport, Step, SyncEngine, SyncError};
+use super::relay_url::{RelayUrl, RelayUrlError};
+use super::tls::{self, RelayTrust, TlsError};
 use super::wire::{ErrorBody, PushMessage};
 use crate::ids::RecordId;
 use crate::profile::{Profile, ProfileError};
@@ -20,34 +25,44 @@ pub enum TransportError {
     Sync(#[from] SyncError),
     #[error(transparent)]
     Profile(#[from] ProfileError),
-    #[error("invalid relay address: {0}")]
-    BadUrl(String),
+    #[error(transparent)]
+    BadUrl(#[from] RelayUrlError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A connection to one relay (keeps the session token between rounds).
 #[derive(Debug, Clone)]
 pub struct RelayClient {
     http: reqwest::Client,
-    base: String,
+    url: RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
     token: Option<String>,
     max_attempts: u32,
 }
 
 impl RelayClient {
-    /// A client for the relay at `base` (e.g. `http://127.0.0.1:8787`).
+    /// A client for the relay at `base` (e.g. `https://relay.example`, or
+    /// `http://127.0.0.1:8787` on this machine), trusting the platform's
+    /// certificate store. Plain `http://` elsewhere is refused
+    /// ([`RelayUrl::parse`]).
     pub fn new(base: &str) -> Result<Self, TransportError> {
-        let base = base.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(TransportError::BadUrl(base));
-        }
+        Self::connect(&RelayUrl::parse(base)?, &RelayTrust::Platform)
+    }
+
+    /// A client for the relay at `url`, trusting `trust`.
+    pub fn connect(url: &RelayUrl, trust: &RelayTrust) -> Result<Self, TransportError> {
+        let tls = tls::client_config(trust)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
             .build()
-            .map_err(|e| TransportError::BadUrl(e.to_string()))?;
+            .map_err(|e| TlsError::Setup(e.to_string()))?;
         Ok(Self {
             http,
-            base,
+            url: url.clone(),
+            tls,
             token: None,
             max_attempts: 6,
         })
@@ -61,7 +76,12 @@ impl RelayClient {
 
     /// The relay's base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        self.url.as_str()
+    }
+
+    /// The relay's address.
+    pub fn url(&self) -> &RelayUrl {
+        &self.url
     }
 
     /// The current session token, if authenticated.
@@ -79,7 +99,7 @@ impl RelayClient {
         path: &str,
         body: Option<&(impl serde::Serialize + ?Sized)>,
     ) -> Result<T, Failure> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
@@ -180,7 +200,7 @@ impl RelayClient {
         &mut self,
         profile: &mut Profile<S>,
     ) -> Result<RoundReport, TransportError> {
-        let state = profile.sync_state(&self.base)?;
+        let state = profile.sync_state(self.url.as_str())?;
         let register = profile
             .is_creator()
             .then(|| profile.identity_card().clone());
@@ -329,11 +349,46 @@ impl RelayClient {
             .token
             .clone()
             .ok_or(TransportError::Sync(SyncError::Protocol))?;
-        let ws_base = self.base.replacen("http", "ws", 1);
-        let url = format!("{ws_base}/v1/records/{record}/subscribe?token={token}");
-        let (socket, _) = tokio_tungstenite::connect_async(url)
+        let url = format!(
+            "{}/v1/records/{record}/subscribe?token={token}",
+            self.url.websocket()
+        );
+        let offline = |e: &(dyn std::error::Error + 'static)| {
+            let why = tls::describe_failure(e).unwrap_or_else(|| e.to_string());
+            TransportError::Sync(SyncError::Offline(why))
+        };
+        let request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| offline(&e))?;
+        let (host, port) = {
+            let uri = request.uri();
+            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+            let port = uri
+                .port_u16()
+                .unwrap_or(if self.url.is_tls() { 443 } else { 80 });
+            (host.to_owned(), port)
+        };
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| TransportError::Sync(SyncError::Offline("timed out".into())))?
+        .map_err(|e| offline(&e))?;
+        let stream: Box<dyn Duplex> = if self.url.is_tls() {
+            let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| offline(&e))?;
+            let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| offline(&e))?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
+        let (socket, _) = tokio_tungstenite::client_async(request, stream)
             .await
-            .map_err(|e| TransportError::Sync(SyncError::Offline(e.to_string())))?;
+            .map_err(|e| offline(&e))?;
         Ok(socket.filter_map(|msg| async move {
             let text = msg.ok()?.into_text().ok()?;
             match serde_json::from_str::<PushMessage>(&text).ok()? {
@@ -344,8 +399,14 @@ impl RelayClient {
     }
 }
 
+/// The byte stream under the WebSocket: TCP, or TLS over TCP.
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
+
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_connect() {
+    if let Some(why) = tls::describe_failure(e) {
+        why
+    } else if e.is_connect() {
         "connection refused".into()
     } else if e.is_timeout() {
         "timed out".into()

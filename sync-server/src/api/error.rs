@@ -20,6 +20,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     /// 404: no such record, link or route.
     NotFound(&'static str),
+    /// 408: the request body did not arrive within the body timeout.
+    BodyTimeout,
     /// 409: conflicts with stored state.
     Conflict(String),
     /// 413: over a size or count limit.
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -71,6 +74,10 @@ impl ApiError {
             ApiError::Unauthenticated(m) => json!({"error": "unauthenticated", "message": m}),
             ApiError::Forbidden(m) => json!({"error": "forbidden", "message": m}),
             ApiError::NotFound(m) => json!({"error": "not_found", "message": m}),
+            ApiError::BodyTimeout => json!({
+                "error": "request_timeout",
+                "message": "the request body did not arrive in time; send it again on a faster connection"
+            }),
             ApiError::Conflict(m) => json!({"error": "conflict", "message": m}),
             ApiError::TooLarge { limit, message } => {
                 json!({"error": "payload_too_large", "message": message, "limit": limit})
@@ -118,6 +125,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), Json(self.body())).into_response();
+        if self == ApiError::BodyTimeout {
+            // The rest of the body is not read: this connection is done.
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if let ApiError::RateLimited { retry_after_ms } = self {
             let secs = retry_after_ms.div_ceil(1000).max(1);
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {

@@ -47,21 +47,29 @@ where
     }
 }
 
-/// Read the whole body, refusing (413) past `limit` bytes.
+/// Read the whole body, refusing (413) past `limit` bytes, and (408) a
+/// body that does not arrive within the body timeout.
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // The limit error (http_body_util::LengthLimitError) is somewhere in
         // the source chain; match it by its message to avoid a dependency.
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         let mut too_large = false;
+        let mut timed_out = false;
         while let Some(err) = cur {
+            if err.is::<crate::net::body::BodyTimedOut>() {
+                timed_out = true;
+                break;
+            }
             if err.to_string().contains("length limit exceeded") {
                 too_large = true;
                 break;
             }
             cur = err.source();
         }
-        if too_large {
+        if timed_out {
+            ApiError::BodyTimeout
+        } else if too_large {
             ApiError::too_large(limit, "request body too large")
         } else {
             ApiError::bad("could not read request body")

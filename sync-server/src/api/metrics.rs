@@ -64,6 +64,10 @@ pub struct Metrics {
     rejections: [AtomicU64; 7],
     rate_limited: AtomicU64,
     subscribers: AtomicI64,
+    connections: AtomicI64,
+    connections_shed: AtomicU64,
+    connections_evicted: AtomicU64,
+    body_timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -100,6 +104,27 @@ impl Metrics {
     /// A WebSocket subscriber connected (+1) or left (-1).
     pub fn subscribers(&self, delta: i64) {
         self.subscribers.fetch_add(delta, Relaxed);
+    }
+
+    /// A TCP connection was admitted (+1) or closed (-1).
+    pub fn connections(&self, delta: i64) {
+        self.connections.fetch_add(delta, Relaxed);
+    }
+
+    /// A new connection was closed at once: its client address, or the
+    /// relay, was at its connection cap with nothing to evict.
+    pub fn connection_shed(&self) {
+        self.connections_shed.fetch_add(1, Relaxed);
+    }
+
+    /// An idle or slow connection was closed to make room for a new one.
+    pub fn connection_evicted(&self) {
+        self.connections_evicted.fetch_add(1, Relaxed);
+    }
+
+    /// A request body did not arrive within the body timeout.
+    pub fn body_timeout(&self) {
+        self.body_timeouts.fetch_add(1, Relaxed);
     }
 
     /// Prometheus text exposition format.
@@ -178,6 +203,30 @@ impl Metrics {
             "Connected WebSocket subscribers.",
             "gauge",
             vec![(String::new(), self.subscribers.load(Relaxed))],
+        );
+        counter(
+            "satchel_connections",
+            "Open client connections (WebSocket subscribers included).",
+            "gauge",
+            vec![(String::new(), self.connections.load(Relaxed))],
+        );
+        counter(
+            "satchel_connections_shed_total",
+            "Connections closed on arrival: the connection cap was reached with nothing to evict.",
+            "counter",
+            vec![(String::new(), get(&self.connections_shed))],
+        );
+        counter(
+            "satchel_connections_evicted_total",
+            "Idle or slow connections closed to admit a new one.",
+            "counter",
+            vec![(String::new(), get(&self.connections_evicted))],
+        );
+        counter(
+            "satchel_request_body_timeouts_total",
+            "Requests whose body did not arrive within the body timeout (408).",
+            "counter",
+            vec![(String::new(), get(&self.body_timeouts))],
         );
         out
     }

@@ -50,6 +50,7 @@ pub(super) async fn subscribe(
     P(rid): P<String>,
     Q(q): Q<SubscribeQuery>,
     axum::Extension(info): axum::Extension<RequestInfo>,
+    slot: Option<axum::Extension<crate::net::registry::Ticket>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let record = record_id(&rid)?;
@@ -60,7 +61,11 @@ pub(super) async fn subscribe(
     let ws = ws.map_err(|_| ApiError::bad("expected a WebSocket upgrade request"))?;
     // Subscribe before answering so nothing stored after the upgrade is missed.
     let changes = state.storage.subscribe();
-    Ok(ws.on_upgrade(move |socket| run(socket, state, record, caller, changes)))
+    // The connection's slot stays taken for as long as the socket is open.
+    Ok(ws.on_upgrade(move |socket| async move {
+        run(socket, state, record, caller, changes).await;
+        drop(slot);
+    }))
 }
 
 async fn run(

@@ -85,6 +85,9 @@ impl Device {
 }
 
 pub fn client() -> reqwest::Client {
+    // reqwest is built without a crypto provider of its own (the core
+    // brings ring): install it before building a client.
+    satchel_core::sync::tls::install_default_provider();
     reqwest::Client::builder().build().unwrap()
 }
 
