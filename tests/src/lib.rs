@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod pki;
 pub mod world;
 
 /// Path to a workspace binary (`satchel`, `satchel-sync`), built on first use

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use satchel_tests::pki::test_ca;
 use satchel_tests::{bin, run, satchel, snapshot_files, Relay};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -351,43 +352,6 @@ async fn reqwest_free_get(addr: SocketAddr, path: &str) -> String {
 // TLS
 // ---------------------------------------------------------------------------
 
-/// A throwaway CA, and a relay certificate for `localhost` / 127.0.0.1
-/// signed by it; the PEM files written to `dir`. Returns (ca, cert, key).
-fn test_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("{name} test CA"));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-
-    let mut leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    leaf.use_authority_key_identifier_extension = true;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-
-    std::fs::create_dir_all(dir).unwrap();
-    let paths = (
-        dir.join(format!("{name}-ca.pem")),
-        dir.join(format!("{name}-relay.pem")),
-        dir.join(format!("{name}-relay.key")),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, leaf_cert.pem()).unwrap();
-    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
-    paths
-}
-
 fn add(home: &Path, value: &Value) {
     let file = home.with_extension("input.json");
     std::fs::write(&file, serde_json::to_vec(value).unwrap()).unwrap();
@@ -411,8 +375,16 @@ fn allergy(text: &str) -> Value {
 #[test]
 fn sync_over_tls_with_test_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_ca(&dir.path().join("pki"), "relay");
-    let (other_ca, _, _) = test_ca(&dir.path().join("pki"), "other");
+    let (ca, cert, key) = test_ca(
+        &dir.path().join("pki"),
+        "relay",
+        &["localhost", "127.0.0.1"],
+    );
+    let (other_ca, _, _) = test_ca(
+        &dir.path().join("pki"),
+        "other",
+        &["localhost", "127.0.0.1"],
+    );
     let relay = Relay::start_on(
         &dir.path().join("relay"),
         "127.0.0.1:0",
