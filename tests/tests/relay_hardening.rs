@@ -683,7 +683,7 @@ fn relay_survives_schemathesis() {
         .args(["run", &schema, "--url", &relay.url()])
         .args(["--checks", "not_a_server_error"])
         .args(["--max-examples", "100", "--workers", "2"])
-        .args(["--request-timeout", "10"])
+        .args(["--request-timeout", "30"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--generation-database", "none", "--no-color"])
         .current_dir(dir.path())
