@@ -15,14 +15,10 @@ pub fn bin(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--bins",
-            "-p",
-            "satchel",
-            "-p",
-            "satchel-sync-server",
-        ]);
+        // The whole workspace's binaries, as scripts/test.sh builds them:
+        // building only two packages resolves features differently and
+        // would relink both binaries for every test process.
+        cmd.args(["build", "--workspace", "--bins"]);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }

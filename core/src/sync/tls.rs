@@ -6,7 +6,11 @@
 //! Which certificates are trusted is a [`RelayTrust`]:
 //! - [`RelayTrust::Platform`] (the default): the platform's verifier
 //!   (`rustls-platform-verifier`: the OS trust store and its revocation
-//!   checks on iOS, macOS, Android and Windows; the system roots on Linux).
+//!   checks on iOS, macOS and Windows; the system roots on Linux). On
+//!   Android that verifier needs the app's JNI context (an unsafe JNI
+//!   export this workspace forbids), so Android uses Mozilla's root
+//!   certificates compiled in (`webpki-roots`): public CAs work, a
+//!   user-installed CA does not.
 //! - [`RelayTrust::Pinned`]: only the given CA (or self-issued relay)
 //!   certificates, for a relay with its own CA; the platform store is not
 //!   consulted, so a certificate from any public CA is refused.
@@ -18,6 +22,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
+#[cfg(not(target_os = "android"))]
 use rustls_platform_verifier::BuilderVerifierExt;
 
 /// Which certificates a relay connection trusts.
@@ -94,12 +99,18 @@ fn platform_config() -> Result<Arc<ClientConfig>, TlsError> {
     static PLATFORM: OnceLock<Result<Arc<ClientConfig>, TlsError>> = OnceLock::new();
     PLATFORM
         .get_or_init(|| {
-            ClientConfig::builder_with_provider(provider())
+            let builder = ClientConfig::builder_with_provider(provider())
                 .with_safe_default_protocol_versions()
-                .map_err(|e| TlsError::Setup(e.to_string()))?
+                .map_err(|e| TlsError::Setup(e.to_string()))?;
+            #[cfg(not(target_os = "android"))]
+            let builder = builder
                 .with_platform_verifier()
-                .map_err(|e| TlsError::Setup(e.to_string()))
-                .map(|b| Arc::new(b.with_no_client_auth()))
+                .map_err(|e| TlsError::Setup(e.to_string()))?;
+            #[cfg(target_os = "android")]
+            let builder = builder.with_root_certificates(RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            });
+            Ok(Arc::new(builder.with_no_client_auth()))
         })
         .clone()
 }
