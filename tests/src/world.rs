@@ -57,9 +57,17 @@ pub fn lab(display: &str) -> Value {
         "effectiveDateTime": "2024-02-03"})
 }
 
-/// Invite from `by` with `flags`, accept in `who`'s home as `name`, approve
-/// with the fingerprint the invitee printed, then sync the invitee.
-pub fn share(by: &Path, who: &Path, name: &str, role: &str, relay: &Relay, flags: &[&str]) {
+/// Invite from `by` with `flags`, accept in `who`'s home as `name`, and
+/// approve with the fingerprint the invitee printed (a wrong one grants
+/// nothing); the invitee does not sync yet. Returns the approval's output.
+pub fn invite_and_approve(
+    by: &Path,
+    who: &Path,
+    name: &str,
+    role: &str,
+    relay: &Relay,
+    flags: &[&str],
+) -> std::process::Output {
     let url = relay.url();
     let mut args = vec!["invite", "--server", url.as_str(), "--json"];
     args.extend_from_slice(flags);
@@ -78,29 +86,19 @@ pub fn share(by: &Path, who: &Path, name: &str, role: &str, relay: &Relay, flags
         .find(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit() || c == ' '))
         .expect("accept printed the fingerprint")
         .to_string();
-    // A wrong fingerprint grants nothing.
-    run(
-        satchel(by, PASS).args([
-            "approve",
-            id,
-            "--server",
-            &relay.url(),
-            "--fingerprint",
-            "00000 00000 00000 00000 00000",
-        ]),
-        false,
-    );
-    run(
-        satchel(by, PASS).args([
-            "approve",
-            id,
-            "--server",
-            &relay.url(),
-            "--fingerprint",
-            &fingerprint,
-        ]),
-        true,
-    );
+    let approve = |fingerprint: &str, expect_success: bool| {
+        run(
+            satchel(by, PASS).args(["approve", id, "--server", &url, "--fingerprint", fingerprint]),
+            expect_success,
+        )
+    };
+    approve("00000 00000 00000 00000 00000", false);
+    approve(&fingerprint, true)
+}
+
+/// [`invite_and_approve`], then the invitee's first sync, which must succeed.
+pub fn share(by: &Path, who: &Path, name: &str, role: &str, relay: &Relay, flags: &[&str]) {
+    invite_and_approve(by, who, name, role, relay, flags);
     let out = sync(who, relay);
     assert!(
         out.status.success(),

@@ -197,41 +197,13 @@ fn narrowed_grant_rotates_dropped_sections() {
     assert_eq!(list(&carer).len(), 2);
     // Re-invited and approved for medications only: a change of her grant,
     // shown as such before approval.
-    let url = w.relay.url();
-    let out = run(
-        satchel(&pat, PASS).args([
-            "invite",
-            "--server",
-            &url,
-            "--json",
-            "--role",
-            "carer",
-            "--sections",
-            "medications",
-        ]),
-        true,
-    );
-    let invite: Value = serde_json::from_slice(&out.stdout).unwrap();
-    run(
-        satchel(&carer, PASS).args([
-            "accept",
-            invite["code"].as_str().unwrap(),
-            "--name",
-            "Jane",
-            "--role",
-            "carer",
-        ]),
-        true,
-    );
-    let out = run(
-        satchel(&pat, PASS).args([
-            "approve",
-            invite["invite"].as_str().unwrap(),
-            "--server",
-            &url,
-            "--yes",
-        ]),
-        true,
+    let out = invite_and_approve(
+        &pat,
+        &carer,
+        "Jane",
+        "carer",
+        &w.relay,
+        &["--role", "carer", "--sections", "medications"],
     );
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("CHANGES it"), "{shown}");
@@ -415,45 +387,16 @@ fn withheld_envelopes_are_reported_and_recovered() {
     assert!(open_shared(&carer).export_fhir(None).unwrap()["meta"]["tag"].is_null());
 }
 
-/// `share` syncs the invitee and expects success; with a relay that
-/// withholds, the first sync is incomplete. Same dance, no assertion on
-/// the invitee's first sync.
+/// A carer for medications, not synced yet (with a relay that withholds,
+/// its first sync is incomplete).
 fn share_expecting_incomplete(by: &Path, who: &Path, relay: &Relay) {
-    let url = relay.url();
-    let out = run(
-        satchel(by, PASS).args([
-            "invite",
-            "--server",
-            &url,
-            "--json",
-            "--role",
-            "carer",
-            "--sections",
-            "medications",
-        ]),
-        true,
-    );
-    let invite: Value = serde_json::from_slice(&out.stdout).unwrap();
-    run(
-        satchel(who, PASS).args([
-            "accept",
-            invite["code"].as_str().unwrap(),
-            "--name",
-            "Jane",
-            "--role",
-            "carer",
-        ]),
-        true,
-    );
-    run(
-        satchel(by, PASS).args([
-            "approve",
-            invite["invite"].as_str().unwrap(),
-            "--server",
-            &url,
-            "--yes",
-        ]),
-        true,
+    invite_and_approve(
+        by,
+        who,
+        "Jane",
+        "carer",
+        relay,
+        &["--role", "carer", "--sections", "medications"],
     );
 }
 
