@@ -194,11 +194,10 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
         loop {
             let index = out.len();
-            let next = seq.next_element_seed(self.child()).map_err(|e| {
+            let next = seq.next_element_seed(self.child()).inspect_err(|_| {
                 if let Some(path) = self.dup.take() {
                     *self.dup = Some(path.under_index(index));
                 }
-                e
             })?;
             match next {
                 Some(v) => out.push(v),
@@ -221,11 +220,10 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
                 *self.dup = Some(DuplicatePath::at(&key));
                 return Err(de::Error::custom("duplicate key"));
             }
-            let value = map.next_value_seed(self.child()).map_err(|e| {
+            let value = map.next_value_seed(self.child()).inspect_err(|_| {
                 if let Some(path) = self.dup.take() {
                     *self.dup = Some(path.under_key(&key));
                 }
-                e
             })?;
             obj.insert(key, value);
         }
