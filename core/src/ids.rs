@@ -29,7 +29,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 /// Ids cross trust boundaries (relay paths, wire bodies, link codes, CLI
 /// arguments) and are compared, hashed and stored as text by other parties:
 /// one spelling per id, so two parsers never disagree about which id is meant.
-fn canonical_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+pub(crate) fn canonical_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     let digits = s.as_bytes();
     if digits.len() != 2 * N {
         return None;
@@ -229,6 +229,27 @@ mod tests {
         assert_eq!(all.to_string().parse::<RecordId>().unwrap(), all);
         let all = IdentityId(std::array::from_fn(|i| (i as u8).wrapping_mul(37)));
         assert_eq!(all.to_string().parse::<IdentityId>().unwrap(), all);
+        // Keys in identity cards are identity ids: the same one form.
+        let card =
+            crate::crypto::Identity::generate("phone", crate::crypto::Role::PatientDevice, None)
+                .unwrap()
+                .card()
+                .clone();
+        let json = serde_json::to_value(&card).unwrap();
+        let key = json["signing_key"].as_str().unwrap().to_string();
+        assert!(serde_json::from_value::<crate::crypto::IdentityCard>(json.clone()).is_ok());
+        for bad in [
+            key.to_ascii_uppercase(),
+            format!(" {key}"),
+            format!("{key}00"),
+        ] {
+            let mut changed = json.clone();
+            changed["signing_key"] = serde_json::Value::String(bad.clone());
+            assert!(
+                serde_json::from_value::<crate::crypto::IdentityCard>(changed).is_err(),
+                "card with signing_key {bad:?} accepted"
+            );
+        }
         // The error names the form, never the input.
         let err = "03A1".parse::<IdentityId>().unwrap_err().to_string();
         assert_eq!(
