@@ -46,8 +46,11 @@ pub(super) struct Fixture {
     pub log: Vec<SignedStatement>,
     /// The members after each prefix of the log (empty, first, both).
     pub prefixes: Vec<Members>,
-    /// A saved medications document with two entries (one amended).
+    /// A saved medications document with two entries (one amended, one
+    /// entered-in-error).
     pub section_doc: Vec<u8>,
+    /// The same document, loaded (targets clone it: cheaper than loading).
+    pub loaded: SectionDoc,
     /// The changes that made `section_doc`, in order.
     pub section_changes: Vec<Vec<u8>>,
 }
@@ -156,6 +159,8 @@ fn build() -> Fixture {
         .expect("mark a fixture entry");
     section_changes.push(doc.take_changes());
     let section_doc = doc.save();
+    let loaded =
+        SectionDoc::load(Section::Medications, &section_doc).expect("the fixture document loads");
 
     Fixture {
         record,
@@ -165,6 +170,7 @@ fn build() -> Fixture {
         log,
         prefixes,
         section_doc,
+        loaded,
         section_changes,
     }
 }
