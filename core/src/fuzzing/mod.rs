@@ -63,86 +63,31 @@ pub struct Target {
     pub run: fn(&[u8]) -> Outcome,
 }
 
+const fn t(name: &'static str, run: fn(&[u8]) -> Outcome) -> Target {
+    Target { name, run }
+}
+
 /// Every target of the core.
 pub const TARGETS: &[Target] = &[
-    Target {
-        name: "envelope",
-        run: envelope,
-    },
-    Target {
-        name: "payload",
-        run: payload,
-    },
-    Target {
-        name: "statement",
-        run: statement,
-    },
-    Target {
-        name: "access_log",
-        run: access_log,
-    },
-    Target {
-        name: "wire_bodies",
-        run: wire_bodies,
-    },
-    Target {
-        name: "section_changes",
-        run: section_changes,
-    },
-    Target {
-        name: "section_load",
-        run: section_load,
-    },
-    Target {
-        name: "section_versions",
-        run: section_versions,
-    },
-    Target {
-        name: "version_header",
-        run: version_header,
-    },
-    Target {
-        name: "fhir_resource",
-        run: fhir_resource,
-    },
-    Target {
-        name: "fhir_bundle",
-        run: fhir_bundle,
-    },
-    Target {
-        name: "apple_health",
-        run: apple_health,
-    },
-    Target {
-        name: "wearables_csv",
-        run: wearables_csv,
-    },
-    Target {
-        name: "wearable_chunk",
-        run: wearable_chunk,
-    },
-    Target {
-        name: "wearables_index",
-        run: wearables_index,
-    },
-    Target {
-        name: "link_code",
-        run: link_code,
-    },
-    Target {
-        name: "recovery_key",
-        run: recovery_key,
-    },
-    Target {
-        name: "ids",
-        run: ids,
-    },
+    t("envelope", envelope),
+    t("payload", payload),
+    t("statement", statement),
+    t("access_log", access_log),
+    t("wire_bodies", wire_bodies),
+    t("section_changes", section_changes),
+    t("section_load", section_load),
+    t("section_versions", section_versions),
+    t("version_header", version_header),
+    t("fhir_resource", fhir_resource),
+    t("fhir_bundle", fhir_bundle),
+    t("apple_health", apple_health),
+    t("wearables_csv", wearables_csv),
+    t("wearable_chunk", wearable_chunk),
+    t("wearables_index", wearables_index),
+    t("link_code", link_code),
+    t("recovery_key", recovery_key),
+    t("ids", ids),
 ];
-
-/// The target named `name`.
-pub fn target(name: &str) -> Option<Target> {
-    TARGETS.iter().copied().find(|t| t.name == name)
-}
 
 /// `Envelope::from_bytes`; a parsed envelope must re-encode to the same
 /// bytes, and is then opened with the fixture's section key (signature
