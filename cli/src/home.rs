@@ -131,17 +131,41 @@ pub fn shared_records(home: &Path) -> Result<Vec<PathBuf>> {
 pub fn open_record(home: Option<PathBuf>, record: Option<&str>) -> Result<HomeProfile> {
     let mut all = open_all(home)?;
     if let Some(r) = record {
-        let r = r.trim().to_ascii_lowercase();
-        let i = all
-            .iter()
-            .position(|p| p.record_id().to_hex().starts_with(&r))
-            .with_context(|| format!("no record {r} in this home (see `satchel list`)"))?;
-        return Ok(all.swap_remove(i));
+        let r = record_prefix(r)?;
+        let matching: Vec<usize> = (0..all.len())
+            .filter(|&i| all[i].record_id().to_hex().starts_with(r))
+            .collect();
+        return match matching[..] {
+            [i] => Ok(all.swap_remove(i)),
+            [] => bail!("no record {r} in this home (see `satchel list`)"),
+            _ => bail!("{r} is the start of several records' ids; give more of it"),
+        };
     }
     if all.len() > 1 && !all[0].is_owner_device() {
         bail!("this home holds several records; choose one with --record RECORD_ID");
     }
     Ok(all.swap_remove(0))
+}
+
+/// A `--record` argument: a record id in its one canonical form (32
+/// lower-case hex characters, `RecordId`'s own parse) or its first 8 or
+/// more characters. Nothing else (upper case, spaces, shorter starts) is
+/// read as a record.
+fn record_prefix(arg: &str) -> Result<&str> {
+    let hex = arg
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let ok = if arg.len() == RecordId::LEN * 2 {
+        arg.parse::<RecordId>().is_ok()
+    } else {
+        hex && (8..RecordId::LEN * 2).contains(&arg.len())
+    };
+    if !ok {
+        bail!(
+            "--record takes a record id: 32 lower-case hex characters, or its first 8 or more (see `satchel list`)"
+        );
+    }
+    Ok(arg)
 }
 
 /// Open the profile in `home` (its own record, or its only shared one).
@@ -191,4 +215,28 @@ pub fn create_shared(home: &Path, identity: Identity, info: MemberInfo) -> Resul
         identity,
         info,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_prefix;
+
+    #[test]
+    fn record_arguments_are_canonical() {
+        let rid = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+        assert!(record_prefix(rid).is_ok());
+        assert!(record_prefix(&rid[..8]).is_ok());
+        for bad in [
+            "",
+            "f0f1f2",
+            &rid.to_ascii_uppercase(),
+            &format!(" {rid}"),
+            &format!("{rid}\n"),
+            &format!("{rid}00"),
+            "0xf0f1f2f3f4",
+            "f0f1 f2f3f4f5",
+        ] {
+            assert!(record_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -12,11 +12,15 @@
 //! - [`profile`]: an unlocked home: keys from the vault, the record loaded from
 //!   the encrypted store, and every change sealed before it is persisted.
 //! - [`api`]: the mobile API (uniffi) over all of the above, for Kotlin and Swift.
+//! - `fuzzing` (hidden): one entry point per decoder of outside bytes, shared
+//!   by the fuzz targets in `fuzz/` and the `fuzz_regressions` test.
 
 pub mod api;
 pub mod audit;
 pub mod crypto;
 pub mod fhir;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod profile;
 pub mod record;

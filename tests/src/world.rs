@@ -88,7 +88,14 @@ pub fn invite_and_approve(
         .to_string();
     let approve = |fingerprint: &str, expect_success: bool| {
         run(
-            satchel(by, PASS).args(["approve", id, "--server", &url, "--fingerprint", fingerprint]),
+            satchel(by, PASS).args([
+                "approve",
+                id,
+                "--server",
+                &url,
+                "--fingerprint",
+                fingerprint,
+            ]),
             expect_success,
         )
     };

@@ -138,9 +138,18 @@ pub(crate) fn lock(inner: &Mutex<Inner>) -> Result<MutexGuard<'_, Inner>> {
         .map_err(|_| SatchelError::storage("an earlier call panicked; reopen the record"))
 }
 
+/// Strict JSON (a key twice in one object is refused: `fhir::json`).
+fn parse_json(json: &str) -> Result<Value> {
+    crate::fhir::json::from_str(json).map_err(|e| match e {
+        crate::fhir::FhirError::NotJson { line, .. } => {
+            SatchelError::invalid(format!("not JSON (line {line})"))
+        }
+        other => SatchelError::invalid(other.to_string()),
+    })
+}
+
 fn parse_resources(json: &str) -> Result<Vec<Value>> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| SatchelError::invalid(format!("not JSON (line {})", e.line())))?;
+    let value = parse_json(json)?;
     match value {
         Value::Array(items) => Ok(items),
         Value::Object(_) => Ok(vec![value]),
@@ -287,8 +296,7 @@ impl HealthRecord {
     /// Amend an entry with a new version of its resource (same type).
     pub fn amend(&self, id: String, resource_json: String) -> Result<()> {
         let id = parse_entry_id(&id)?;
-        let resource: Value = serde_json::from_str(&resource_json)
-            .map_err(|e| SatchelError::invalid(format!("not JSON (line {})", e.line())))?;
+        let resource = parse_json(&resource_json)?;
         let mut guard = lock(&self.inner)?;
         Ok(guard.profile.amend(&id, resource)?)
     }

@@ -264,3 +264,114 @@ fn mobile_api_refuses_plain_http_off_loopback() {
     }
     assert_eq!(record.list(EntryQuery::default()).unwrap().len(), 1);
 }
+
+/// A FHIR object naming a key twice is refused on every input path (add,
+/// import, amend, the streaming Bundle reader, `fhir::parse_resource`), with
+/// the JSON path of the key and no value, and nothing is stored.
+#[test]
+fn duplicate_json_keys_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_string_lossy().to_string();
+    let home = SatchelHome::new(path, Arc::new(MapStore::default())).unwrap();
+    let record = home.create_record("Dee".into()).unwrap();
+    let kept = record.add(med("kept"), None).unwrap();
+    let canary = "CANARY-7f3e";
+    let med_with = |inner: &str| {
+        format!(
+            r#"{{"resourceType":"MedicationStatement","status":"active",{inner},"subject":{{"reference":"Patient/p"}}}}"#
+        )
+    };
+    let top = med_with(&format!(
+        r#""medicationCodeableConcept":{{"text":"x"}},"status":"{canary}""#
+    ));
+    let nested = med_with(&format!(
+        r#""medicationCodeableConcept":{{"coding":[{{"system":"http://snomed.info/sct","code":"1","code":"{canary}"}}]}}"#
+    ));
+    let bundle = |entries: &str, extra: &str| {
+        format!(r#"{{"resourceType":"Bundle","type":"collection"{extra},"entry":[{entries}]}}"#)
+    };
+    let good_entry = format!(r#"{{"resource":{}}}"#, med("fine"));
+    let cases = [
+        (top.clone(), "status"),
+        (nested.clone(), "medicationCodeableConcept.coding[0].code"),
+        (
+            bundle(&format!(r#"{good_entry},{{"resource":{nested}}}"#), ""),
+            "entry[1].resource.medicationCodeableConcept.coding[0].code",
+        ),
+        (
+            bundle(
+                &format!(r#"{{"resource":{},"resource":{}}}"#, med("a"), med(canary)),
+                "",
+            ),
+            "entry[0].resource",
+        ),
+        (
+            bundle(&good_entry, &format!(r#","type":"{canary}""#)),
+            "type",
+        ),
+        (
+            format!(
+                r#"{{"resourceType":"Bundle","type":"collection","entry":[{good_entry}],"entry":[]}}"#
+            ),
+            "entry",
+        ),
+        (
+            // A Bundle nested in a Bundle entry.
+            bundle(
+                &format!(
+                    r#"{{"resource":{}}}"#,
+                    bundle(&format!(r#"{{"resource":{top}}}"#), "")
+                ),
+                "",
+            ),
+            "entry[0].resource.entry[0].resource.status",
+        ),
+    ];
+    let expect_refused = |result: Result<(), SatchelError>, path: &str| match result {
+        Err(SatchelError::InvalidInput { reason }) => {
+            assert!(
+                reason.contains(&format!("duplicate JSON key at {path}:")),
+                "{reason} should name {path}"
+            );
+            assert!(!reason.contains(canary), "{reason} leaks a value");
+        }
+        other => panic!("expected a refusal naming {path}, got {other:?}"),
+    };
+    for (json, path) in &cases {
+        expect_refused(record.add(json.clone(), None).map(drop), path);
+        let in_list = format!("[{}, {json}]", med("x"));
+        expect_refused(record.add(in_list, None).map(drop), &format!("[1].{path}"));
+        expect_refused(
+            record
+                .import_fhir(json.clone(), Some("https://gp.example".into()))
+                .map(drop),
+            path,
+        );
+        if !json.contains("\"Bundle\"") {
+            expect_refused(record.amend(kept[0].id.clone(), json.clone()), path);
+        }
+        let direct = crate::fhir::parse_resource(json.as_bytes());
+        assert!(
+            matches!(&direct, Err(crate::fhir::FhirError::DuplicateKey(p)) if p == path),
+            "{direct:?}"
+        );
+        let streamed = crate::fhir::import::collect_resources(json.as_bytes());
+        assert!(
+            matches!(&streamed, Err(crate::fhir::FhirError::DuplicateKey(p)) if p == path),
+            "{streamed:?}"
+        );
+    }
+    // Nothing was stored: one entry, one version, as before.
+    let all = record
+        .list(EntryQuery {
+            include_entered_in_error: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(record.history(kept[0].id.clone()).unwrap().len(), 1);
+    // The same inputs without the duplicate are accepted (the refusal is
+    // about the duplicate, not the shape).
+    record.add(bundle(&good_entry, ""), None).unwrap();
+    assert_eq!(record.list(EntryQuery::default()).unwrap().len(), 2);
+}

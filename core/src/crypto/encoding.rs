@@ -6,7 +6,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serializer};
 
-/// `[u8; N]` as lower-case hex (the same text form as [`crate::ids`]).
+/// `[u8; N]` as lower-case hex (the same text form as [`crate::ids`], and
+/// the only one read back: an identity card's keys are identity ids).
 pub(crate) mod hex_array {
     use super::*;
 
@@ -21,9 +22,9 @@ pub(crate) mod hex_array {
         d: D,
     ) -> Result<[u8; N], D::Error> {
         let s = String::deserialize(d)?;
-        let bytes = hex::decode(s.trim()).map_err(|_| serde::de::Error::custom("invalid hex"))?;
-        <[u8; N]>::try_from(bytes.as_slice())
-            .map_err(|_| serde::de::Error::custom(format_args!("expected {N} bytes")))
+        crate::ids::canonical_hex::<N>(&s).ok_or_else(|| {
+            serde::de::Error::custom(format_args!("expected {} lower-case hex characters", 2 * N))
+        })
     }
 }
 

@@ -6,6 +6,8 @@
 //! whole file, or its whole JSON tree, in memory at once. Nested Bundles are
 //! unpacked; searchset entries with `search.mode = outcome` (an
 //! OperationOutcome about the search, not about the patient) are skipped.
+//! Every value is parsed strictly ([`super::json`]): an object naming a key
+//! twice, at the top level or anywhere in an entry, refuses the input.
 
 use std::fmt;
 use std::io::Read;
@@ -13,6 +15,7 @@ use std::io::Read;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::json::{DuplicatePath, StrictValue};
 use super::FhirError;
 
 /// Bundle types that are imported.
@@ -114,6 +117,15 @@ impl State<'_> {
     fn fail<E: de::Error>(&mut self, e: FhirError) -> E {
         self.failure = Some(e);
         E::custom("refused")
+    }
+
+    /// A value that failed to parse: a duplicate key (with its full path)
+    /// if that was the reason, else the parser's own error.
+    fn duplicate<E: de::Error>(&mut self, path: Option<DuplicatePath>, e: E) -> E {
+        match path {
+            Some(path) => self.fail(path.into_error()),
+            None => e,
+        }
     }
 
     fn emit<E: de::Error>(
@@ -240,8 +252,13 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
         let mut obj = Map::new();
         let mut streamed = false;
         while let Some(key) = map.next_key::<String>()? {
+            if obj.contains_key(&key) || (streamed && key == "entry") {
+                return Err(self
+                    .state
+                    .fail(DuplicatePath::default().under_key(&key).into_error()));
+            }
             let is_bundle = obj.get("resourceType").and_then(Value::as_str) == Some("Bundle");
-            if key == "entry" && is_bundle && !streamed {
+            if key == "entry" && is_bundle {
                 let bundle_type = obj.get("type").and_then(Value::as_str).map(str::to_string);
                 if let Some(t) = &bundle_type {
                     self.state.check_bundle_type::<A::Error>(Some(t))?;
@@ -249,7 +266,10 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
                 map.next_value_seed(Entries { state: self.state })?;
                 streamed = true;
             } else {
-                let value: Value = map.next_value()?;
+                let mut dup = None;
+                let value = map
+                    .next_value_seed(StrictValue::new(&mut dup))
+                    .map_err(|e| self.state.duplicate(dup.map(|p| p.under_key(&key)), e))?;
                 obj.insert(key, value);
             }
         }
@@ -306,7 +326,15 @@ impl<'de> Visitor<'de> for Entries<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0usize;
-        while let Some(entry) = seq.next_element::<Value>()? {
+        loop {
+            let mut dup = None;
+            let entry = seq
+                .next_element_seed(StrictValue::new(&mut dup))
+                .map_err(|e| {
+                    let path = dup.map(|p| p.under_index(i).under_key("entry"));
+                    self.state.duplicate(path, e)
+                })?;
+            let Some(entry) = entry else { break };
             let Value::Object(entry) = entry else {
                 return Err(self.state.fail(FhirError::shape(
                     "Bundle",

@@ -13,6 +13,8 @@
 //!   passing every other element through untouched;
 //! - [`import`]: the streaming reader of imported files (one resource or a
 //!   Bundle, entries handed on one at a time);
+//! - [`json`]: strict JSON, refusing an object that names a key twice (every
+//!   input path parses through it);
 //! - [`refs`]: resolving references between entries (`Type/id`, absolute
 //!   URLs, `urn:uuid:` full URLs);
 //! - [`export`] and [`ips`]: the collection Bundle export and the
@@ -26,6 +28,7 @@ mod date;
 pub mod export;
 pub mod import;
 pub mod ips;
+pub mod json;
 pub mod model;
 pub mod refs;
 mod resource_types;
@@ -53,6 +56,11 @@ pub enum FhirError {
         /// 1-based column of the syntax error.
         column: usize,
     },
+    /// An object names the same key twice (at the given JSON path:
+    /// element names and positions only). Different parsers keep different
+    /// copies, so such input is ambiguous and refused.
+    #[error("duplicate JSON key at {0}: each element may appear once in an object")]
+    DuplicateKey(String),
     /// The JSON value is not an object.
     #[error("a FHIR resource must be a JSON object")]
     NotAnObject,

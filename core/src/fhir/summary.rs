@@ -81,14 +81,12 @@ fn object_and_type(resource: &Value) -> Result<(&Map<String, Value>, &str), Fhir
     Ok((obj, rt))
 }
 
-/// Parse bytes as a FHIR R4 resource: JSON, an object, a known `resourceType`,
+/// Parse bytes as a FHIR R4 resource: strict JSON (no key twice in an object:
+/// [`super::json`]), an object, a known `resourceType`,
 /// and the indexed elements well-shaped (see [`summarize`]). The returned
 /// value is the resource as sent.
 pub fn parse_resource(bytes: &[u8]) -> Result<Value, FhirError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| FhirError::NotJson {
-        line: e.line(),
-        column: e.column(),
-    })?;
+    let value = super::json::from_slice(bytes)?;
     summarize(&value)?;
     Ok(value)
 }

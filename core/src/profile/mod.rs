@@ -27,7 +27,7 @@ mod bundle;
 mod home;
 pub mod import;
 mod parallel;
-mod payload;
+pub(crate) mod payload;
 mod replica;
 mod secret_store;
 mod vault;

@@ -33,6 +33,9 @@ const SNAPSHOT: u8 = 2;
 /// Refuse to inflate anything claiming to be larger than this.
 pub const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
 
+/// LZ4's largest expansion: one input byte adds at most 255 output bytes.
+const MAX_LZ4_RATIO: usize = 255;
+
 /// Most authors a snapshot's coverage may name.
 const MAX_COVERAGE: usize = 1 << 16;
 
@@ -122,7 +125,11 @@ pub fn decode_payload(framed: &[u8]) -> Result<Payload> {
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .map(|b| u32::from_le_bytes(b) as usize)
                 .ok_or(ProfileError::Corrupt("payload"))?;
-            if claimed > MAX_PAYLOAD {
+            // LZ4 cannot expand input more than 255-fold (a match token
+            // adds at most 255 bytes per input byte), so a larger claim is
+            // refused before anything is allocated for it.
+            let possible = rest.len().saturating_sub(4).saturating_mul(MAX_LZ4_RATIO);
+            if claimed > MAX_PAYLOAD || claimed > possible {
                 return Err(ProfileError::Corrupt("payload size"));
             }
             lz4_flex::decompress_size_prepended(rest)
@@ -228,5 +235,26 @@ mod tests {
             twice.extend_from_slice(&1u64.to_be_bytes());
         }
         assert!(decode(&twice).is_err());
+    }
+
+    #[test]
+    fn claims_the_data_cannot_back_are_refused() {
+        // 256 MiB claimed by a few bytes: refused before allocating.
+        let mut claim = vec![LZ4];
+        claim.extend_from_slice(&u32::try_from(MAX_PAYLOAD).unwrap().to_le_bytes());
+        claim.extend_from_slice(&[0x1f, 0x00, 0x01, 0x00]);
+        assert!(matches!(
+            decode(&claim),
+            Err(ProfileError::Corrupt("payload size"))
+        ));
+        // The most compressible input still decodes (the bound is not too tight).
+        let zeros = vec![0u8; 1 << 20];
+        let framed = encode(&zeros);
+        assert_eq!(framed[0], LZ4);
+        assert_eq!(decode(&framed).unwrap(), zeros);
+        // A claim smaller than what the data decompresses to is an error, not a panic.
+        let mut short = framed.clone();
+        short[1..5].copy_from_slice(&10u32.to_le_bytes());
+        assert!(decode(&short).is_err());
     }
 }

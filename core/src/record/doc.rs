@@ -863,6 +863,17 @@ impl SectionDoc {
         written
     }
 
+    /// Append raw version scalars as one local change, unchecked: what a
+    /// misbehaving peer with write access could author. Only the fuzzing
+    /// facade (`crate::fuzzing`) calls it, to hand such changes to
+    /// [`SectionDoc::apply_changes`] of another replica.
+    pub(crate) fn append_unchecked_versions(
+        &mut self,
+        versions: Vec<Vec<u8>>,
+    ) -> Result<(), RecordError> {
+        self.append_versions(versions)
+    }
+
     /// Check that a summarised resource may live in this section.
     fn check_fits(&self, resource: &Value, summary: &ResourceSummary) -> Result<(), RecordError> {
         if self.section.is_routed() {

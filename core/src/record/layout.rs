@@ -176,6 +176,15 @@ pub(super) fn split_version(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((header, r.buf))
 }
 
+/// Decode a version scalar from outside bytes as the index does (header,
+/// codes, displays, base) and count its index items; `None` if it is
+/// refused. The entry point of the fuzzing facade (`crate::fuzzing`).
+pub(crate) fn decode_index_fields(bytes: &[u8]) -> Option<usize> {
+    let (header, _resource) = split_version(bytes)?;
+    let h = VersionHeader::decode(header)?;
+    Some(h.codes.codes().count() + h.displays.strs().count() + usize::from(h.base.is_some()))
+}
+
 /// The encoded codes or display strings of a header (already validated).
 #[derive(Clone, Copy)]
 pub(super) struct Items<'a> {

@@ -90,7 +90,7 @@
 //!   data.
 
 mod doc;
-mod layout;
+pub(crate) mod layout;
 mod section;
 mod wire;
 

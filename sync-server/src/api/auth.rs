@@ -97,8 +97,8 @@ fn ttl_ms(secs: u64) -> i64 {
 }
 
 #[derive(Deserialize)]
-struct ChallengeRequest {
-    identity: String,
+pub(super) struct ChallengeRequest {
+    pub(super) identity: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -107,9 +107,9 @@ pub(super) struct ChallengeResponse {
     expires_in: u64,
 }
 
-fn parse_identity(s: &str) -> ApiResult<IdentityId> {
+pub(super) fn parse_identity(s: &str) -> ApiResult<IdentityId> {
     s.parse()
-        .map_err(|_| ApiError::bad("identity must be 64 hex characters"))
+        .map_err(|_| ApiError::bad("identity must be 64 lower-case hex characters"))
 }
 
 /// `POST /v1/auth/challenge`
@@ -134,10 +134,10 @@ pub(super) async fn challenge(
 }
 
 #[derive(Deserialize)]
-struct TokenRequest {
-    identity: String,
-    challenge: String,
-    signature: String,
+pub(super) struct TokenRequest {
+    pub(super) identity: String,
+    pub(super) challenge: String,
+    pub(super) signature: String,
 }
 
 #[derive(Serialize, Deserialize)]

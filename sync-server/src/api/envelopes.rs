@@ -27,9 +27,9 @@ use super::{AppState, RequestInfo};
 use crate::storage::{now_ms, Actor, AuditAction, AuditEvent, Membership, SnapshotOutcome};
 
 #[derive(Deserialize)]
-struct UploadRequest<'a> {
+pub(super) struct UploadRequest<'a> {
     #[serde(borrow)]
-    envelopes: Vec<Cow<'a, str>>,
+    pub(super) envelopes: Vec<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -239,9 +239,9 @@ pub(super) async fn pull(
 }
 
 #[derive(Deserialize)]
-struct SnapshotRequest {
-    upto_seq: i64,
-    envelope: String,
+pub(super) struct SnapshotRequest {
+    pub(super) upto_seq: i64,
+    pub(super) envelope: String,
 }
 
 /// `PUT /v1/records/{rid}/sections/{section}/snapshot`

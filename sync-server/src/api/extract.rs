@@ -113,10 +113,11 @@ pub fn b64_decoded_len(s: &str) -> usize {
     (s.len() / 4 * 3).saturating_sub(pad)
 }
 
-/// Parse a record id from the path.
+/// Parse a record id from the path: `RecordId`'s own parse, which accepts
+/// the canonical form only (32 lower-case hex characters).
 pub fn record_id(s: &str) -> Result<RecordId, ApiError> {
     s.parse()
-        .map_err(|_| ApiError::bad("record id must be 32 hex characters"))
+        .map_err(|_| ApiError::bad("record id must be 32 lower-case hex characters"))
 }
 
 /// Check a section name from the path (1..=64 printable ASCII, no spaces).
@@ -148,6 +149,23 @@ pub fn link_id(s: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_ids_are_canonical_only() {
+        let rid = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+        assert_eq!(record_id(rid).map(|r| r.to_string()), Ok(rid.to_string()));
+        for bad in [
+            rid.to_ascii_uppercase(),
+            format!(" {rid}"),
+            format!("{rid}00"),
+            rid[2..].to_string(),
+            format!("0x{}", &rid[2..]),
+        ] {
+            assert!(record_id(&bad).is_err(), "{bad:?}");
+        }
+        assert!(link_id(rid).is_ok());
+        assert!(link_id(&rid.to_ascii_uppercase()).is_err());
+    }
 
     #[test]
     fn decoded_len_is_exact() {

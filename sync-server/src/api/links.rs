@@ -19,9 +19,9 @@ use super::AppState;
 use crate::storage::now_ms;
 
 #[derive(Deserialize)]
-struct CreateRequest {
-    record_id: RecordId,
-    expires_in: Option<u64>,
+pub(super) struct CreateRequest {
+    pub(super) record_id: RecordId,
+    pub(super) expires_in: Option<u64>,
 }
 
 /// `PUT /v1/links/{link_id}`
@@ -59,8 +59,8 @@ pub(super) async fn create(
 }
 
 #[derive(Deserialize)]
-struct PayloadRequest {
-    payload: String,
+pub(super) struct PayloadRequest {
+    pub(super) payload: String,
 }
 
 async fn payload(state: &AppState, body: Body) -> ApiResult<Vec<u8>> {

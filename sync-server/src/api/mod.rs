@@ -20,6 +20,8 @@ pub mod auth;
 pub mod envelopes;
 pub mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod links;
 pub mod metrics;
 pub mod ops;

@@ -30,9 +30,9 @@ use crate::storage::{
 const STATEMENTS_PAGE: u32 = 1000;
 
 #[derive(Deserialize)]
-struct RegisterRequest {
-    record_id: RecordId,
-    owner: IdentityCard,
+pub(super) struct RegisterRequest {
+    pub(super) record_id: RecordId,
+    pub(super) owner: IdentityCard,
 }
 
 /// `POST /v1/records`
@@ -87,9 +87,9 @@ pub(super) async fn require_member(
 }
 
 #[derive(Deserialize)]
-struct StatementRequest {
-    statement: String,
-    signature: String,
+pub(super) struct StatementRequest {
+    pub(super) statement: String,
+    pub(super) signature: String,
 }
 
 /// Every statement of the record's log, oldest first.

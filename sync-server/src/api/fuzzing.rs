@@ -1,0 +1,100 @@
+//! The relay's fuzzing facade: one entry point for the request bodies,
+//! query strings and path parameters the relay parses from outside, with
+//! the pure checks its handlers make before touching storage (base64,
+//! ids, envelope structure and signatures, identity cards). Shared by the
+//! fuzz target `relay_bodies` (`fuzz/`) and the `fuzz_regressions` test.
+//! Hidden: test infrastructure, not API.
+
+use satchel_core::fuzzing::Outcome;
+use satchel_core::ids::RecordId;
+use serde::de::DeserializeOwned;
+
+use super::auth::{parse_identity, ChallengeRequest, TokenRequest};
+use super::envelopes::{FeedQuery, PullQuery, SnapshotRequest, UploadRequest};
+use super::extract::{b64_decode, b64_decoded_len, link_id, parse_json, record_id, section};
+use super::links::{CreateRequest, PayloadRequest};
+use super::records::{AfterQuery, RegisterRequest, StatementRequest};
+use super::verify::{check_batch, parse_one};
+
+/// The record and section the fuzzed bodies are checked against (the
+/// protocol vectors' record, `medications`).
+const RECORD: [u8; 16] = [
+    0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff,
+];
+const SECTION: &str = "medications";
+const MAX_ENVELOPE: usize = 4 * 1024 * 1024;
+
+/// The first byte picks what is parsed; the rest is the body, query string
+/// or path parameter.
+pub fn relay_bodies(data: &[u8]) -> Outcome {
+    let Some((&which, rest)) = data.split_first() else {
+        return Outcome::Refused;
+    };
+    let ok = match which % 12 {
+        0 => body::<ChallengeRequest>(rest).and_then(|r| ok(parse_identity(&r.identity))),
+        1 => body::<TokenRequest>(rest).and_then(|r| {
+            ok(parse_identity(&r.identity))?;
+            ok(b64_decode(&r.challenge, "challenge"))?;
+            ok(b64_decode(&r.signature, "signature"))
+        }),
+        2 => body::<RegisterRequest>(rest)
+            .and_then(|r| ok(r.owner.verify()).map(|_| r.record_id))
+            .map(drop),
+        3 => body::<StatementRequest>(rest).and_then(|r| {
+            ok(b64_decode(&r.statement, "statement"))?;
+            ok(b64_decode(&r.signature, "signature"))
+        }),
+        4 => parse_json::<UploadRequest<'_>>(rest).ok().and_then(|r| {
+            let checked = check_batch(&r.envelopes, &RecordId(RECORD), SECTION, MAX_ENVELOPE);
+            assert!(
+                checked.ok.len() <= r.envelopes.len(),
+                "no more envelopes than were sent"
+            );
+            if checked.failure.is_none() {
+                Some(())
+            } else {
+                None
+            }
+        }),
+        5 => body::<SnapshotRequest>(rest).and_then(|r| {
+            if b64_decoded_len(&r.envelope) > MAX_ENVELOPE {
+                return None;
+            }
+            let bytes = b64_decode(&r.envelope, "envelope").ok()?;
+            let env = parse_one(0, &bytes, &RecordId(RECORD), SECTION, MAX_ENVELOPE).ok()?;
+            ok(env.verify_signature())
+        }),
+        6 => body::<CreateRequest>(rest).map(|r| {
+            let _ = (r.record_id, r.expires_in);
+        }),
+        7 => body::<PayloadRequest>(rest)
+            .and_then(|r| ok(b64_decode(&r.payload, "payload")).map(drop)),
+        8 => query::<PullQuery>(rest).or_else(|| query::<FeedQuery>(rest)),
+        9 => query::<AfterQuery>(rest),
+        10 => std::str::from_utf8(rest)
+            .ok()
+            .and_then(|p| ok(record_id(p)).map(drop)),
+        _ => std::str::from_utf8(rest)
+            .ok()
+            .and_then(|p| ok(section(p)).or_else(|| ok(link_id(p)))),
+    };
+    match ok {
+        Some(()) => Outcome::Accepted,
+        None => Outcome::Refused,
+    }
+}
+
+fn ok<T, E>(r: Result<T, E>) -> Option<()> {
+    r.ok().map(drop)
+}
+
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    parse_json::<T>(bytes).ok()
+}
+
+/// A query string as axum's `Query` reads it.
+fn query<T: DeserializeOwned>(bytes: &[u8]) -> Option<()> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let uri: axum::http::Uri = format!("/?{text}").parse().ok()?;
+    ok(axum::extract::Query::<T>::try_from_uri(&uri))
+}
