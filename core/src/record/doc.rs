@@ -603,6 +603,8 @@ impl SectionDoc {
     /// have another layout version.
     pub fn load(section: Section, bytes: &[u8]) -> Result<Self, RecordError> {
         let genesis = genesis_cached(section)?.1;
+        wire::chunks(bytes)
+            .map_err(|_| RecordError::Automerge("corrupt section document".into()))?;
         let mut doc = Automerge::load_with_options(bytes, wire::strict_load_options())
             .map_err(|_| RecordError::Automerge("corrupt section document".into()))?;
         let not_ours =

@@ -92,7 +92,7 @@
 mod doc;
 pub(crate) mod layout;
 mod section;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;

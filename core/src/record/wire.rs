@@ -33,9 +33,13 @@ pub(crate) fn strict_load_options() -> LoadOptions<'static> {
         .verification_mode(VerificationMode::Check)
 }
 
-/// Split `bytes` (the output of `save`, `save_after` or concatenated change
-/// chunks) into verified changes. Errors are fixed strings without content.
-pub(crate) fn decode_changes(bytes: &[u8]) -> Result<Vec<Change>, &'static str> {
+/// The chunks of an automerge byte stream (`save` output, change chunks,
+/// or any concatenation), with their types. Refuses a broken frame and any
+/// chunk type Satchel never writes: only documents, changes and compressed
+/// changes go on to automerge's parsers. (automerge 0.12's parser of its
+/// "bundle" chunks panics on crafted input: found by fuzzing,
+/// `fuzz/regressions/section_load/`.) Errors are fixed strings.
+pub(crate) fn chunks(bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, &'static str> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -49,23 +53,34 @@ pub(crate) fn decode_changes(bytes: &[u8]) -> Result<Vec<Change>, &'static str> 
             .and_then(|len| (9 + len_bytes).checked_add(len))
             .filter(|end| *end <= rest.len())
             .ok_or("truncated automerge data")?;
-        let chunk = &rest[..end];
-        match chunk_type {
-            CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => {
-                let change = Change::try_from(chunk).map_err(|_| "corrupt change")?;
-                if change.hash().0[..4] != chunk[4..8] {
-                    return Err("change checksum mismatch");
-                }
-                out.push(change);
-            }
-            CHUNK_DOCUMENT => {
-                let doc = Automerge::load_with_options(chunk, strict_load_options())
-                    .map_err(|_| "corrupt document")?;
-                out.extend(doc.get_changes(&[]));
-            }
-            _ => return Err("unsupported automerge chunk type"),
+        if !matches!(
+            chunk_type,
+            CHUNK_DOCUMENT | CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE
+        ) {
+            return Err("unsupported automerge chunk type");
         }
+        out.push((chunk_type, &rest[..end]));
         rest = &rest[end..];
+    }
+    Ok(out)
+}
+
+/// Split `bytes` (the output of `save`, `save_after` or concatenated change
+/// chunks) into verified changes. Errors are fixed strings without content.
+pub(crate) fn decode_changes(bytes: &[u8]) -> Result<Vec<Change>, &'static str> {
+    let mut out = Vec::new();
+    for (chunk_type, chunk) in chunks(bytes)? {
+        if chunk_type == CHUNK_DOCUMENT {
+            let doc = Automerge::load_with_options(chunk, strict_load_options())
+                .map_err(|_| "corrupt document")?;
+            out.extend(doc.get_changes(&[]));
+        } else {
+            let change = Change::try_from(chunk).map_err(|_| "corrupt change")?;
+            if change.hash().0[..4] != chunk[4..8] {
+                return Err("change checksum mismatch");
+            }
+            out.push(change);
+        }
     }
     Ok(out)
 }
@@ -115,5 +130,19 @@ mod tests {
         assert!(decode_changes(b"definitely not automerge").is_err());
         assert!(decode_changes(&[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0x7f]).is_err());
         assert_eq!(decode_changes(&[]).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn only_document_and_change_chunks_reach_automerge() {
+        let doc = Automerge::new();
+        let saved = doc.save();
+        assert_eq!(chunks(&saved).unwrap().len(), 1);
+        // The same frame with any other chunk type (3 is automerge's bundle).
+        for chunk_type in [3u8, 4, 0xff] {
+            let mut other = saved.clone();
+            other[8] = chunk_type;
+            assert_eq!(chunks(&other), Err("unsupported automerge chunk type"));
+            assert!(decode_changes(&other).is_err());
+        }
     }
 }

@@ -177,10 +177,9 @@ impl ChunkIndex {
         if bytes.is_empty() {
             return Ok(());
         }
-        // Automerge data (changes or a document) starts with this magic.
-        if !bytes.starts_with(&[0x85, 0x6f, 0x4a, 0x83]) {
-            return Err(WearablesError::Index("not automerge data"));
-        }
+        // Framed automerge documents and changes only (the chunk types the
+        // index writes), before automerge's own parsers see the bytes.
+        crate::record::wire::chunks(bytes).map_err(WearablesError::Index)?;
         let mut trial = self.doc.fork();
         trial
             .load_incremental(bytes)
