@@ -388,15 +388,6 @@ impl<S: Store> Profile<S> {
             self.store.commit(batch)?;
             return Ok(report);
         };
-        let report_refusals = |report: &ApplyReport, ledger: &mut LogLedger, from: usize| {
-            for r in &report.rejected[from..] {
-                ledger.refuse(Refusal {
-                    server_seq: r.server_seq,
-                    author: r.author,
-                    reason: r.reason.to_string(),
-                });
-            }
-        };
         let members = &self.members;
         let keys = &self.keys;
         let mut received = 0u64;
@@ -501,7 +492,13 @@ impl<S: Store> Profile<S> {
         ledger.held_back = doc.missing_deps().len();
         let mut keep = kept.into_iter();
         receives.retain(|_| keep.next().unwrap_or(false));
-        report_refusals(&report, &mut ledger, 0);
+        for r in &report.rejected {
+            ledger.refuse(Refusal {
+                server_seq: r.server_seq,
+                author: r.author,
+                reason: r.reason.to_string(),
+            });
+        }
         batch.put_meta(ledger_key(section_name), ledger_bytes(&ledger)?);
         report.merged = receives.len();
         let sizes: Vec<usize> = receives.iter().map(|(_, b)| b.len()).collect();
