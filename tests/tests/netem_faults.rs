@@ -461,15 +461,15 @@ fn netem_faults_lose_nothing() {
     let proxy = delay_proxy(relay.addr, Arc::clone(&delay_ms));
     let url = format!("https://{proxy}");
     let ca_flag = ["--relay-ca", ca.to_str().unwrap()];
-    let sync = |home: &Path| {
-        satchel(home, PASS)
-            .args(ca_flag)
+    let sync_command = |home: &Path| {
+        let mut cmd = satchel(home, PASS);
+        cmd.args(ca_flag)
             .args(["sync", "--server", &url])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap()
+            .stderr(Stdio::piped());
+        cmd
     };
+    let sync = |home: &Path| sync_command(home).output().unwrap();
     let add = |home: &Path, value: &Value| {
         let file = dir.path().join(format!("input-{}.json", rand_suffix()));
         std::fs::write(&file, serde_json::to_vec(value).unwrap()).unwrap();
@@ -503,13 +503,7 @@ fn netem_faults_lose_nothing() {
             add(home, &bundle(name, round, PER_ROUND));
             if round == ROUNDS / 2 && *name == "phone" {
                 // Cut the link in the middle of a transfer.
-                let child = satchel(home, PASS)
-                    .args(ca_flag)
-                    .args(["sync", "--server", &url])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
+                let child = sync_command(home).spawn().unwrap();
                 std::thread::sleep(Duration::from_millis(700));
                 net.link(false);
                 std::thread::sleep(Duration::from_secs(3));

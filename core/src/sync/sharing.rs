@@ -212,16 +212,8 @@ pub async fn post_statement<S: Store>(
     profile: &mut Profile<S>,
     statement: SignedStatement,
 ) -> Result<(), LinkError> {
-    client
-        .call::<serde_json::Value>(
-            reqwest::Method::POST,
-            &format!("/v1/records/{}/access", profile.record_id()),
-            Some(&statement),
-        )
-        .await?;
     let cursor = profile.sync_state(client.base())?.access_cursor;
-    profile.apply_access(vec![statement], cursor)?;
-    Ok(())
+    Ok(client.publish(profile, statement, cursor).await?)
 }
 
 /// Parse an invite code.

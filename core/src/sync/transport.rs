@@ -329,13 +329,26 @@ impl RelayClient {
         let expired = profile.expired_grants(crate::profile::now_ms());
         for identity in expired {
             let statement = profile.revoke_statement(&identity, None)?;
-            let path = format!("/v1/records/{}/access", profile.record_id());
-            self.call::<serde_json::Value>(reqwest::Method::POST, &path, Some(&statement))
-                .await
-                .map_err(SyncError::from)?;
+            self.publish(profile, statement, cursor).await?;
             tracing::info!(grantee = %identity, "expired grant ended; its sections' keys rotated");
-            profile.apply_access(vec![statement], cursor)?;
         }
+        Ok(())
+    }
+
+    /// Publish a statement `profile` signed, then apply it there (with the
+    /// access cursor `cursor`). A `409` means the log moved on: sync and
+    /// make the statement again.
+    pub async fn publish<S: Store>(
+        &mut self,
+        profile: &mut Profile<S>,
+        statement: crate::sharing::SignedStatement,
+        cursor: u64,
+    ) -> Result<(), TransportError> {
+        let path = format!("/v1/records/{}/access", profile.record_id());
+        self.call::<serde_json::Value>(reqwest::Method::POST, &path, Some(&statement))
+            .await
+            .map_err(SyncError::from)?;
+        profile.apply_access(vec![statement], cursor)?;
         Ok(())
     }
 
