@@ -2,7 +2,9 @@
 //! desktop CLI and (for providers) integration engines.
 //!
 //! One folder per concern; each `mod.rs` says what it owns:
-//! - [`ids`]: the small identifier types shared by every module.
+//! - [`ids`], and the base of [`crypto`] and [`sharing`], come from the
+//!   protocol kernel (`satchel-protocol`, re-exported as [`protocol`]): the
+//!   part devices and relays share.
 //! - [`crypto`]: identities, envelope sealing, signatures, key wrapping, the vault.
 //! - [`fhir`]: validation of incoming FHIR R4 resources and the fields we index.
 //! - [`record`]: sections as automerge documents, entries, versions, queries (I/O-free).
@@ -15,13 +17,17 @@
 //! - `fuzzing` (hidden): one entry point per decoder of outside bytes, shared
 //!   by the fuzz targets in `fuzz/` and the `fuzz_regressions` test.
 
+/// Identifiers, from the protocol kernel.
+pub use satchel_protocol::ids;
+
+pub use satchel_protocol as protocol;
+
 pub mod api;
 pub mod audit;
 pub mod crypto;
 pub mod fhir;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod ids;
 pub mod profile;
 pub mod record;
 pub mod sharing;

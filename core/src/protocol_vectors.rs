@@ -7,8 +7,8 @@
 //!
 //! Inputs are fixed byte patterns and the plaintext `satchel test vector`
 //! (never health data). Envelope sealing and HPKE wrapping take their
-//! randomness from the caller here (`Envelope::seal_with_salt`,
-//! `wrap_key_with_rng` with [`FixedRng`]); everything else (Ed25519,
+//! randomness from the caller here (`Envelope::seal_with_fixed_salt`,
+//! `wrap_key_with_fixed_rng` with [`FixedRng`]); everything else (Ed25519,
 //! SHA-256, the engine's auth step) is deterministic already.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::envelope::{ENVELOPE_HKDF_INFO, ENVELOPE_MAGIC};
 use crate::crypto::identity::FINGERPRINT_DOMAIN;
-use crate::crypto::wrap::{wrap_key_with_rng, FixedRng};
+use crate::crypto::wrap::{wrap_key_with_fixed_rng, FixedRng};
 use crate::crypto::{
     unwrap_key, verify_signature, Envelope, EnvelopeHeader, Identity, IdentityCard, Role,
     SectionKey, WrappedKey,
@@ -345,7 +345,7 @@ fn computed(i: &Inputs) -> BTreeMap<&'static str, Value> {
     };
     let mut aad = ENVELOPE_MAGIC.to_vec();
     aad.extend_from_slice(&header.canonical_bytes());
-    let env = Envelope::seal_with_salt(&key, header, PLAINTEXT, &i.phone, i.salt)
+    let env = Envelope::seal_with_fixed_salt(&key, header, PLAINTEXT, &i.phone, i.salt)
         .expect("the fixed envelope seals");
     let (aead_key, aead_nonce) = envelope_key_nonce(&i.section_key, &i.salt);
     v.insert("envelope.aead-key", Hex(aead_key.to_vec()));
@@ -359,7 +359,7 @@ fn computed(i: &Inputs) -> BTreeMap<&'static str, Value> {
 
     // HPKE key wrap of the section key to the carer.
     let wrap_aad = key_wrap_aad(&i.record, SECTION, 0, &i.carer.id());
-    let wrap = wrap_key_with_rng(
+    let wrap = wrap_key_with_fixed_rng(
         i.carer.card(),
         &i.section_key,
         &wrap_aad,

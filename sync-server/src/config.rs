@@ -143,7 +143,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_envelope_bytes: satchel_core::sync::wire::MAX_ENVELOPE_BYTES,
+            max_envelope_bytes: satchel_protocol::wire::MAX_ENVELOPE_BYTES,
             max_batch_envelopes: 1000,
             max_batch_bytes: 16 * MIB,
             max_snapshot_bytes: 32 * MIB,

@@ -34,7 +34,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `#[test]`, `#[tokio::test...]` or inside a `proptest!` block.
 fn test_functions() -> BTreeSet<String> {
     let mut files = Vec::new();
-    for dir in ["core", "sync-server", "cli", "tests"] {
+    for dir in ["protocol", "core", "sync-server", "cli", "tests"] {
         rust_files(&workspace().join(dir), &mut files);
     }
     let mut names = BTreeSet::new();

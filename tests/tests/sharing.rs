@@ -158,7 +158,7 @@ fn unauthorized_writer_rejected() {
     // with it, before anything is stored or queued, so its sync still
     // works. (A tampered client's forged write is refused by the relay,
     // `reader_pulls_only_granted_sections_and_cannot_write` in
-    // sync-server/tests/sharing_api.rs, and by every device,
+    // tests/tests/relay_sharing_api.rs, and by every device,
     // `writers_write_only_their_sections_and_readers_cannot_write`.)
     let out = add(&carer, &med("forged"));
     assert!(

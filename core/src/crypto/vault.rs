@@ -14,10 +14,10 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::encoding::hex_array;
-use super::error::{CryptoError, Result};
-use super::random;
-use super::symmetric::SymmetricKey;
+use satchel_protocol::crypto::encoding::hex_array;
+use satchel_protocol::crypto::random;
+use satchel_protocol::crypto::SymmetricKey;
+use satchel_protocol::crypto::{CryptoError, Result};
 
 /// Smallest accepted memory cost, KiB.
 pub const MIN_M_COST_KIB: u32 = 8;

@@ -34,6 +34,7 @@ fn identity(signing: u8, agreement: u8, name: &str, role: Role) -> Identity {
     .expect("fixed seeds give an identity")
 }
 
+#[cfg_attr(not(feature = "seeds"), allow(dead_code))]
 pub(super) struct Fixture {
     pub record: RecordId,
     /// The record's creator device.

@@ -15,8 +15,10 @@
 //! functions.
 
 mod fixture;
+#[cfg(feature = "seeds")]
 mod seeds;
 
+#[cfg(feature = "seeds")]
 pub use seeds::{seeds, Seed};
 
 use std::io::Cursor;
@@ -35,24 +37,7 @@ use crate::wearables::{apple, codec, csv_import, WearablesError};
 
 use fixture::fixture;
 
-/// What a decoder did with an input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Decoded (and, where the target goes further, verified or applied).
-    Accepted,
-    /// Refused with an error.
-    Refused,
-}
-
-impl Outcome {
-    fn of<T, E>(r: &Result<T, E>) -> Self {
-        if r.is_ok() {
-            Outcome::Accepted
-        } else {
-            Outcome::Refused
-        }
-    }
-}
+pub use satchel_protocol::fuzzing::Outcome;
 
 /// A fuzz target: its name (the file `fuzz/fuzz_targets/<name>.rs` and the
 /// folders `fuzz/corpus/<name>/`, `fuzz/regressions/<name>/`) and its entry

@@ -43,7 +43,7 @@ pub fn seeds() -> Vec<Seed> {
     // Envelopes: a change and a snapshot of the fixture document, sealed as
     // a device seals them (payload framing inside).
     let seal = |seq: u64, plain: &[u8], salt: u8| {
-        Envelope::seal_with_salt(
+        Envelope::seal_with_fixed_salt(
             &f.section_key,
             EnvelopeHeader {
                 record_id: f.record,

@@ -91,7 +91,6 @@
 
 mod doc;
 pub(crate) mod layout;
-mod section;
 pub(crate) mod wire;
 
 #[cfg(test)]
@@ -103,7 +102,7 @@ use serde_json::Value;
 
 pub use automerge::ChangeHash;
 pub use doc::{Entry, EntryStatus, EntryVersion, NewEntry, Query, SectionDoc, SectionSummary};
-pub use section::{ParseSectionError, Section};
+pub use satchel_protocol::section::{ParseSectionError, Section};
 pub use wire::versions_authored_by;
 
 use crate::fhir::{self, FhirError};

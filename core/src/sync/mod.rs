@@ -9,7 +9,7 @@
 //! - [`link`]: adding another device of the same patient with a one-time code.
 //! - [`sharing`]: invites and approval, grants and revocations on the
 //!   relay, recovery keys and restore, the relay's audit log.
-//! - [`wire`]: the JSON bodies of docs/protocol.md.
+//! - [`wire`]: the JSON bodies of docs/protocol.md (from the protocol kernel).
 //! - [`relay_url`]: the rule for relay addresses (`https://`, or plain
 //!   `http://` to loopback only), applied wherever an address comes in.
 //! - [`tls`]: rustls (ring provider) with the platform's trust store or a
@@ -27,7 +27,7 @@ pub mod relay_url;
 pub mod sharing;
 pub mod tls;
 pub mod transport;
-pub mod wire;
+pub use satchel_protocol::wire;
 
 pub use engine::{RoundReport, SyncEngine, SyncError};
 pub use relay_url::{RelayUrl, RelayUrlError};

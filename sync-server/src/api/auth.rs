@@ -18,8 +18,8 @@ use axum::Json;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ring::rand::SecureRandom;
-use satchel_core::crypto::verify_signature;
-use satchel_core::ids::IdentityId;
+use satchel_protocol::crypto::verify_signature;
+use satchel_protocol::ids::IdentityId;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};

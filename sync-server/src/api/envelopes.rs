@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::Extension;
 use axum::Json;
-use satchel_core::ids::IdentityId;
+use satchel_protocol::ids::IdentityId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

@@ -6,7 +6,7 @@ use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use satchel_core::ids::RecordId;
+use satchel_protocol::ids::RecordId;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -124,7 +124,7 @@ pub fn record_id(s: &str) -> Result<RecordId, ApiError> {
 pub fn section(s: &str) -> Result<(), ApiError> {
     let b = s.as_bytes();
     if b.is_empty()
-        || b.len() > satchel_core::crypto::envelope::MAX_SECTION_LEN
+        || b.len() > satchel_protocol::crypto::envelope::MAX_SECTION_LEN
         || !b.iter().all(u8::is_ascii_graphic)
     {
         return Err(ApiError::bad("invalid section name"));

@@ -5,8 +5,8 @@
 //! fuzz target `relay_bodies` (`fuzz/`) and the `fuzz_regressions` test.
 //! Hidden: test infrastructure, not API.
 
-use satchel_core::fuzzing::Outcome;
-use satchel_core::ids::RecordId;
+use satchel_protocol::fuzzing::Outcome;
+use satchel_protocol::ids::RecordId;
 use serde::de::DeserializeOwned;
 
 use super::auth::{parse_identity, ChallengeRequest, TokenRequest};

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use satchel_core::ids::RecordId;
+use satchel_protocol::ids::RecordId;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -40,7 +40,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
-use satchel_core::ids::IdentityId;
+use satchel_protocol::ids::IdentityId;
 use tokio::sync::watch;
 
 use crate::config::Limits;

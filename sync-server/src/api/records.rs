@@ -7,12 +7,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use satchel_core::crypto::IdentityCard;
-use satchel_core::ids::{IdentityId, RecordId};
-use satchel_core::record::Section;
-use satchel_core::sharing::{
+use satchel_protocol::crypto::IdentityCard;
+use satchel_protocol::ids::{IdentityId, RecordId};
+use satchel_protocol::sharing::{
     verify_log, verify_next, Access, Members, SharingError, SignedStatement,
 };
+use satchel_protocol::Section;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 
-use satchel_core::crypto::Envelope;
-use satchel_core::ids::{IdentityId, RecordId};
+use satchel_protocol::crypto::Envelope;
+use satchel_protocol::ids::{IdentityId, RecordId};
 
 use super::extract::b64_decode;
 use super::metrics::Reject;
@@ -178,7 +178,7 @@ fn batch_verifies(parsed: &[(Envelope, Vec<u8>)]) -> bool {
 mod tests {
     use super::*;
     use crate::api::extract::b64;
-    use satchel_core::crypto::{EnvelopeHeader, Identity, Role, SectionKey};
+    use satchel_protocol::crypto::{EnvelopeHeader, Identity, Role, SectionKey};
 
     fn seal(id: &Identity, record: RecordId, section: &str, n: u64) -> Envelope {
         let key = SectionKey::from_bytes([3u8; 32]);

@@ -295,8 +295,7 @@ mod tests {
         assert!(matches!(third, Admission::Admitted { evicted: 1, .. }));
         assert_eq!(reg.open(), 2);
         // The oldest was told to go; the second stays.
-        let waker = futures_util::task::noop_waker();
-        let mut cx = std::task::Context::from_waker(&waker);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let mut gone = Box::pin(first.evicted());
         assert!(gone.as_mut().poll(&mut cx).is_ready());
         let mut stays = Box::pin(second.evicted());

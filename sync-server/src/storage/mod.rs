@@ -20,14 +20,15 @@
 //!
 //! Both backends create their schema from numbered `.sql` migrations in
 //! their folder. The behavioural suite both must pass is
-//! `tests/storage_conformance.rs`.
+//! `tests/tests/relay_storage_conformance.rs` (in the `satchel-tests` crate,
+//! so that the relay package itself depends on no HTTP client).
 //!
 //! Times are passed in as `now_ms` (Unix milliseconds) so the behaviour
 //! around expiry is testable without sleeping.
 
 use async_trait::async_trait;
-use satchel_core::ids::{IdentityId, RecordId};
-use satchel_core::sharing::{base_section, Access, GrantRole};
+use satchel_protocol::ids::{IdentityId, RecordId};
+use satchel_protocol::sharing::{base_section, Access, GrantRole};
 use tokio::sync::broadcast;
 
 pub mod postgres;
@@ -238,8 +239,8 @@ impl MemberRole {
 }
 
 /// What one identity may do in a record: the stored projection of core's
-/// [`satchel_core::sharing::Access`], checked with a time like
-/// [`satchel_core::sharing::Members`] does.
+/// [`satchel_protocol::sharing::Access`], checked with a time like
+/// [`satchel_protocol::sharing::Members`] does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberAccess {
     /// The role.

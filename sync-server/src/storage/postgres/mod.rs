@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
-use satchel_core::ids::{IdentityId, RecordId};
+use satchel_protocol::ids::{IdentityId, RecordId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::Connection;
-use satchel_core::ids::{IdentityId, RecordId};
+use satchel_protocol::ids::{IdentityId, RecordId};
 use tokio::sync::broadcast;
 
 use super::{

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use satchel_core::ids::{IdentityId, RecordId};
+use satchel_protocol::ids::{IdentityId, RecordId};
 
 use crate::storage::{
     push_event, sections_from_db, sections_to_db, Actor, Appended, AuditAction, AuditEvent, Link,

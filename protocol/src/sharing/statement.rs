@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{verify_signature, Identity, IdentityCard, WrappedKey};
 use crate::ids::{IdentityId, RecordId};
-use crate::record::Section;
+use crate::section::Section;
 
 use super::SharingError;
 

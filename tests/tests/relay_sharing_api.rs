@@ -4,15 +4,16 @@
 //! managers, and the audit trail.
 #![allow(clippy::unwrap_used)]
 
+#[path = "relay_common/mod.rs"]
 mod common;
 
 use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
-use satchel_core::crypto::{wrap_key, Identity, IdentityCard};
-use satchel_core::ids::RecordId;
-use satchel_core::sharing::{
+use satchel_protocol::crypto::{wrap_key, Identity, IdentityCard};
+use satchel_protocol::ids::RecordId;
+use satchel_protocol::sharing::{
     key_wrap_aad, statement_hash, AccessChange, AccessStatement, GrantRole, KeyWrap, Rotation,
 };
 use satchel_sync_server::storage::now_ms;

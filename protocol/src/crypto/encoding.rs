@@ -8,17 +8,14 @@ use serde::{Deserialize, Deserializer, Serializer};
 
 /// `[u8; N]` as lower-case hex (the same text form as [`crate::ids`], and
 /// the only one read back: an identity card's keys are identity ids).
-pub(crate) mod hex_array {
+pub mod hex_array {
     use super::*;
 
-    pub(crate) fn serialize<S: Serializer, const N: usize>(
-        v: &[u8; N],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, const N: usize>(v: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         d: D,
     ) -> Result<[u8; N], D::Error> {
         let s = String::deserialize(d)?;
@@ -39,7 +36,7 @@ pub(crate) mod b64_array {
         s.serialize_str(&URL_SAFE_NO_PAD.encode(v))
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         d: D,
     ) -> Result<[u8; N], D::Error> {
         let s = String::deserialize(d)?;

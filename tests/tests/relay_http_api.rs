@@ -1,15 +1,16 @@
 //! HTTP-level tests against a real relay on loopback.
 #![allow(clippy::unwrap_used)]
 
+#[path = "relay_common/mod.rs"]
 mod common;
 
 use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use satchel_core::crypto::{Identity, Role};
-use satchel_core::ids::RecordId;
-use satchel_core::sharing::{AccessChange, AccessStatement};
+use satchel_protocol::crypto::{Identity, Role};
+use satchel_protocol::ids::RecordId;
+use satchel_protocol::sharing::{AccessChange, AccessStatement};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -192,7 +193,7 @@ async fn register_upload_pull_idempotent_feed_snapshot() {
         .map(|a| a["seq"].as_i64().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-    let hash0 = satchel_core::crypto::Envelope::from_bytes(&envs[0])
+    let hash0 = satchel_protocol::crypto::Envelope::from_bytes(&envs[0])
         .unwrap()
         .hash();
     assert_eq!(accepted[0]["hash"], hex::encode(hash0));
@@ -269,7 +270,7 @@ async fn register_upload_pull_idempotent_feed_snapshot() {
     assert_eq!(put(seqs[1], snap.clone()).await, 409);
     assert_eq!(put(seqs2[5] + 1000, snap.clone()).await, 400);
     let forged = {
-        let mut e = satchel_core::crypto::Envelope::from_bytes(&snap).unwrap();
+        let mut e = satchel_protocol::crypto::Envelope::from_bytes(&snap).unwrap();
         e.signature[0] ^= 1;
         e.to_bytes()
     };
@@ -893,7 +894,7 @@ async fn graceful_shutdown_keeps_acknowledged_uploads() {
 #[tokio::test]
 async fn binary_prints_address_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_satchel-sync"))
+    let mut child = tokio::process::Command::new(satchel_tests::bin("satchel-sync"))
         .args(["--listen", "127.0.0.1:0", "--db"])
         .arg(dir.path().join("relay.db"))
         .stdout(std::process::Stdio::piped())

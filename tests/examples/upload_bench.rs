@@ -2,7 +2,7 @@
 //! identity and record, upload pre-sealed envelope batches for a fixed time.
 //!
 //! ```text
-//! cargo run --release -p satchel-sync-server --example upload_bench -- \
+//! cargo run --release -p satchel-tests --example upload_bench -- \
 //!     [--url http://127.0.0.1:8787] [--clients 50] [--batch 100] [--seconds 10] [--payload 200]
 //! ```
 //!
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use satchel_core::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
-use satchel_core::ids::RecordId;
+use satchel_protocol::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
+use satchel_protocol::ids::RecordId;
 use serde_json::{json, Value};
 
 fn arg(name: &str, default: &str) -> String {

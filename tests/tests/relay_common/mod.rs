@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use satchel_core::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
-use satchel_core::ids::RecordId;
+use satchel_protocol::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
+use satchel_protocol::ids::RecordId;
 use satchel_sync_server::Config;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -222,7 +222,7 @@ pub async fn pg_test_schema() -> Option<(String, String)> {
         let schema = format!(
             "satchel_test_{}_{}",
             std::process::id(),
-            hex::encode(satchel_core::ids::RecordId::random().as_bytes())
+            hex::encode(satchel_protocol::ids::RecordId::random().as_bytes())
         );
         if client
             .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crypto::IdentityCard;
 use crate::ids::{IdentityId, RecordId};
-use crate::record::Section;
+use crate::section::Section;
 
 use super::statement::{AccessChange, GrantRole, KeyWrap, SignedStatement};
 use super::SharingError;

@@ -8,11 +8,12 @@
 //! is set and is skipped (with a note) otherwise.
 #![allow(clippy::unwrap_used)]
 
+#[path = "relay_common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
 
-use satchel_core::ids::{IdentityId, RecordId};
+use satchel_protocol::ids::{IdentityId, RecordId};
 use satchel_sync_server::storage::{
     Actor, AuditAction, AuditEvent, Member, MemberAccess, MemberRole, Membership, NewEnvelope,
     RegisterOutcome, SnapshotOutcome, StatementOutcome, Storage, StorageError,
@@ -779,7 +780,7 @@ async fn storage_sqlite_upgrades_from_schema_1() {
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(include_str!(
-            "../src/storage/sqlite/migrations/0001_init.sql"
+            "../../sync-server/src/storage/sqlite/migrations/0001_init.sql"
         ))
         .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();

@@ -75,7 +75,7 @@ impl Section {
         }
     }
 
-    /// Whether FHIR import routes resources here ([`crate::fhir::section_for`]).
+    /// Whether FHIR import routes resources here (`satchel_core::fhir::section_for`).
     /// Wearables and notes are filled only by explicit calls.
     pub const fn is_routed(self) -> bool {
         !matches!(self, Section::Wearables | Section::Notes)

@@ -9,12 +9,12 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::error::{CryptoError, Result};
 
 /// Fill `out` with random bytes from the system RNG.
-pub(crate) fn fill(out: &mut [u8]) -> Result<()> {
+pub fn fill(out: &mut [u8]) -> Result<()> {
     SystemRandom::new().fill(out).map_err(|_| CryptoError::Rng)
 }
 
 /// A fresh random array.
-pub(crate) fn array<const N: usize>() -> Result<[u8; N]> {
+pub fn array<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
     fill(&mut out)?;
     Ok(out)

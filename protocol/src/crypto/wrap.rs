@@ -91,11 +91,12 @@ pub(crate) fn wrap_key_with_rng(
 }
 
 /// Deterministic "RNG" for test vectors: hands out fixed bytes in order and
-/// panics when they run out (tests only).
-#[cfg(test)]
-pub(crate) struct FixedRng(pub(crate) Vec<u8>);
+/// panics when they run out (tests and the `test-vectors` feature only).
+#[cfg(any(test, feature = "test-vectors"))]
+#[doc(hidden)]
+pub struct FixedRng(pub Vec<u8>);
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-vectors"))]
 impl hpke::rand_core::TryRng for FixedRng {
     type Error = std::convert::Infallible;
     fn try_next_u32(&mut self) -> std::result::Result<u32, Self::Error> {
@@ -117,8 +118,21 @@ impl hpke::rand_core::TryRng for FixedRng {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-vectors"))]
 impl hpke::rand_core::TryCryptoRng for FixedRng {}
+
+/// [`wrap_key`] with fixed randomness, for the protocol's test vectors and
+/// fuzz seeds only (feature `test-vectors`; never for real keys).
+#[cfg(feature = "test-vectors")]
+#[doc(hidden)]
+pub fn wrap_key_with_fixed_rng(
+    recipient: &IdentityCard,
+    key: &[u8],
+    aad: &[u8],
+    rng: &mut FixedRng,
+) -> Result<WrappedKey> {
+    wrap_key_with_rng(recipient, key, aad, rng)
+}
 
 /// Decrypt a [`WrappedKey`] addressed to `me`. Wrong recipient, wrong `aad`
 /// or any modification gives [`CryptoError::Decrypt`].

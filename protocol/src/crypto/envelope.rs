@@ -185,6 +185,20 @@ impl Envelope {
         Self::seal_with_salt(key, header, plaintext, signer, salt)
     }
 
+    /// [`Envelope::seal`] with a fixed salt, for the protocol's test vectors
+    /// and fuzz seeds only (feature `test-vectors`; never for real data).
+    #[cfg(feature = "test-vectors")]
+    #[doc(hidden)]
+    pub fn seal_with_fixed_salt(
+        key: &SectionKey,
+        header: EnvelopeHeader,
+        plaintext: &[u8],
+        signer: &Identity,
+        salt: [u8; 32],
+    ) -> Result<Envelope> {
+        Self::seal_with_salt(key, header, plaintext, signer, salt)
+    }
+
     /// [`Envelope::seal`] with a caller-given salt (same checks).
     /// Only `seal` (fresh random salt) and the protocol test vectors
     /// (`core/src/protocol_vectors.rs`) call it: a salt reused under the same

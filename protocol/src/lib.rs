@@ -1,0 +1,25 @@
+//! The Satchel protocol kernel: what devices, relays and (soon) peers must
+//! agree on byte for byte, and nothing else. No I/O, no clock reads, no
+//! CRDT: callers pass the time in and own their storage.
+//!
+//! One folder or file per concern:
+//! - [`ids`]: record, identity, entry and device-link identifiers.
+//! - [`crypto`]: identities and cards, envelope sealing and signatures, key
+//!   wrapping (HPKE), the symmetric at-rest layer.
+//! - [`section`]: the sections of a record (the unit of sharing and keys).
+//! - [`sharing`]: the signed access log, its verification and [`sharing::Members`],
+//!   the one authorization rule (who may read, write, administer, snapshot).
+//! - [`wire`]: the relay protocol's JSON bodies (docs/protocol.md).
+//!
+//! `satchel-core` (the device) re-exports all of this; `satchel-sync-server`
+//! (the relay) depends on this crate alone. See docs/adr/0008-protocol-crate.md.
+
+pub mod crypto;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod ids;
+pub mod section;
+pub mod sharing;
+pub mod wire;
+
+pub use section::{ParseSectionError, Section};
