@@ -10,10 +10,13 @@
 //! - [`sharing`]: the signed access log, its verification and [`sharing::Members`],
 //!   the one authorization rule (who may read, write, administer, snapshot).
 //! - [`wire`]: the relay protocol's JSON bodies (docs/protocol.md).
+//! - [`accept`]: the one acceptance rule for envelopes (relay uploads, device
+//!   pulls, peers).
 //!
 //! `satchel-core` (the device) re-exports all of this; `satchel-sync-server`
 //! (the relay) depends on this crate alone. See docs/adr/0008-protocol-crate.md.
 
+pub mod accept;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -22,4 +25,4 @@ pub mod section;
 pub mod sharing;
 pub mod wire;
 
-pub use section::{ParseSectionError, Section};
+pub use section::{LogName, ParseLogNameError, ParseSectionError, Section};

@@ -103,3 +103,102 @@ impl FromStr for Section {
             .ok_or(ParseSectionError)
     }
 }
+
+/// A log of a record: the ordered envelopes a relay keeps under one name.
+/// Every section has its log; the wearables section has a second one for
+/// its sealed sample chunks. Log names follow their base section for keys
+/// and rights (`wearables.chunks` → `wearables`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogName {
+    /// The section's own log (its automerge changes and snapshots).
+    Section(Section),
+    /// The wearables section's chunk log (`wearables.chunks`).
+    WearableChunks,
+}
+
+impl LogName {
+    /// The name of the wearables chunk log.
+    pub const WEARABLE_CHUNKS: &'static str = "wearables.chunks";
+
+    /// Every log, in order: the sections' own, then the chunk log.
+    pub fn all() -> impl Iterator<Item = LogName> {
+        Section::ALL
+            .into_iter()
+            .map(LogName::Section)
+            .chain(std::iter::once(LogName::WearableChunks))
+    }
+
+    /// The log's name, as used on the wire, in envelope headers and paths.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogName::Section(s) => s.as_str(),
+            LogName::WearableChunks => Self::WEARABLE_CHUNKS,
+        }
+    }
+
+    /// The section whose keys and rights the log follows.
+    pub const fn section(self) -> Section {
+        match self {
+            LogName::Section(s) => s,
+            LogName::WearableChunks => Section::Wearables,
+        }
+    }
+}
+
+impl From<Section> for LogName {
+    fn from(s: Section) -> Self {
+        LogName::Section(s)
+    }
+}
+
+impl fmt::Display for LogName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not a log name. Does not echo the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log; valid logs are the section names and wearables.chunks")]
+pub struct ParseLogNameError;
+
+impl FromStr for LogName {
+    type Err = ParseLogNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == Self::WEARABLE_CHUNKS {
+            return Ok(LogName::WearableChunks);
+        }
+        s.parse::<Section>()
+            .map(LogName::Section)
+            .map_err(|_| ParseLogNameError)
+    }
+}
+
+#[cfg(test)]
+mod log_name_tests {
+    use super::*;
+
+    #[test]
+    fn log_names_round_trip_and_follow_their_section() {
+        for log in LogName::all() {
+            assert_eq!(log.as_str().parse::<LogName>(), Ok(log));
+            assert!(log.as_str().len() <= crate::crypto::envelope::MAX_SECTION_LEN);
+        }
+        assert_eq!(LogName::WearableChunks.section(), Section::Wearables);
+        assert_eq!(
+            crate::sharing::base_section(LogName::WearableChunks.as_str()),
+            Section::Wearables.as_str()
+        );
+        for bad in [
+            "",
+            "meds",
+            "Vitals",
+            "wearables.",
+            "wearables.other",
+            "vitals.chunks",
+        ] {
+            assert_eq!(bad.parse::<LogName>(), Err(ParseLogNameError), "{bad}");
+        }
+    }
+}

@@ -91,7 +91,7 @@ async fn main() {
                                 let header = EnvelopeHeader {
                                     record_id: rid,
                                     section: "vitals".into(),
-                                    epoch: 1,
+                                    epoch: 0,
                                     author: id.id(),
                                     seq: (b * batch + n) as u64,
                                 };

@@ -328,23 +328,23 @@ async fn bad_envelopes_are_rejected_whole_batch() {
     let d = new_device(&c, &s, "phone").await;
     let stranger = new_device(&c, &s, "stranger").await;
     let rid = register(&c, &s, &d).await;
-    let good = |n| seal(&d.identity, rid, "meds", n, b"ok").to_bytes();
+    let good = |n| seal(&d.identity, rid, "medications", n, b"ok").to_bytes();
 
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
-            seal(&stranger.identity, rid, "meds", 1, b"x").to_bytes(),
+            seal(&stranger.identity, rid, "medications", 1, b"x").to_bytes(),
             "not a member",
         ),
         (
             {
-                let mut e = seal(&d.identity, rid, "meds", 1, b"x");
+                let mut e = seal(&d.identity, rid, "medications", 1, b"x");
                 e.ciphertext[0] ^= 1;
                 e.to_bytes()
             },
             "signature",
         ),
         (
-            seal(&d.identity, RecordId::random(), "meds", 1, b"x").to_bytes(),
+            seal(&d.identity, RecordId::random(), "medications", 1, b"x").to_bytes(),
             "another record",
         ),
         (
@@ -360,7 +360,7 @@ async fn bad_envelopes_are_rejected_whole_batch() {
             bad,
             good(10 * i as u64 + 2),
         ];
-        let (status, body) = upload(&c, &s, &d, rid, "meds", &batch).await;
+        let (status, body) = upload(&c, &s, &d, rid, "medications", &batch).await;
         assert_eq!(status, 422, "{why}: {body}");
         assert_eq!(body["error"], "rejected");
         assert_eq!(body["index"], 2, "{why}");
@@ -374,7 +374,7 @@ async fn bad_envelopes_are_rejected_whole_batch() {
         &c,
         &s,
         &d,
-        &format!("/v1/records/{rid}/sections/meds/envelopes"),
+        &format!("/v1/records/{rid}/sections/medications/envelopes"),
     )
     .await;
     assert_eq!(page["envelopes"], json!([]));
@@ -382,11 +382,11 @@ async fn bad_envelopes_are_rejected_whole_batch() {
     assert_eq!(feed["sections"], json!([]));
 
     // A non-member caller is refused before anything is read.
-    let (status, body) = upload(&c, &s, &stranger, rid, "meds", &[good(1)]).await;
+    let (status, body) = upload(&c, &s, &stranger, rid, "medications", &[good(1)]).await;
     assert_eq!(status, 403, "{body}");
     // Malformed JSON body: 400.
     let resp = c
-        .post(s.url(&format!("/v1/records/{rid}/sections/meds/envelopes")))
+        .post(s.url(&format!("/v1/records/{rid}/sections/medications/envelopes")))
         .bearer_auth(&d.token)
         .body("{not json")
         .send()
@@ -407,7 +407,7 @@ async fn oversize_is_413_json() {
     let c = client();
     let d = new_device(&c, &s, "phone").await;
     let rid = register(&c, &s, &d).await;
-    let env = |n, size: usize| seal(&d.identity, rid, "docs", n, &vec![7u8; size]).to_bytes();
+    let env = |n, size: usize| seal(&d.identity, rid, "documents", n, &vec![7u8; size]).to_bytes();
 
     // Too many envelopes.
     let (status, body) = upload(
@@ -415,7 +415,7 @@ async fn oversize_is_413_json() {
         &s,
         &d,
         rid,
-        "docs",
+        "documents",
         &[env(1, 10), env(2, 10), env(3, 10), env(4, 10)],
     )
     .await;
@@ -428,20 +428,20 @@ async fn oversize_is_413_json() {
         &s,
         &d,
         rid,
-        "docs",
+        "documents",
         &[env(1, 1500), env(2, 1500), env(3, 1500)],
     )
     .await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["limit"], 4000);
     // One envelope over the envelope limit: 422 with its index.
-    let (status, body) = upload(&c, &s, &d, rid, "docs", &[env(1, 10), env(2, 2500)]).await;
+    let (status, body) = upload(&c, &s, &d, rid, "documents", &[env(1, 10), env(2, 2500)]).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["index"], 1);
     // An HTTP body far over any limit: refused early, still JSON.
     let huge = "A".repeat(400_000);
     let resp = c
-        .post(s.url(&format!("/v1/records/{rid}/sections/docs/envelopes")))
+        .post(s.url(&format!("/v1/records/{rid}/sections/documents/envelopes")))
         .bearer_auth(&d.token)
         .header("content-type", "application/json")
         .body(format!("{{\"envelopes\":[\"{huge}\"]}}"))
@@ -453,7 +453,7 @@ async fn oversize_is_413_json() {
     assert_eq!(body["error"], "payload_too_large");
     assert!(body["limit"].as_u64().unwrap() > 0);
     // Within limits still works.
-    let (status, _) = upload(&c, &s, &d, rid, "docs", &[env(1, 1000), env(2, 1000)]).await;
+    let (status, _) = upload(&c, &s, &d, rid, "documents", &[env(1, 1000), env(2, 1000)]).await;
     assert_eq!(status, 200);
     s.stop().await.unwrap();
 }
@@ -964,8 +964,8 @@ async fn ws_send_ignored_and_ping_handled() {
         &s,
         &d,
         rid,
-        "x",
-        &[seal(&d.identity, rid, "x", 1, b"a").to_bytes()],
+        "notes",
+        &[seal(&d.identity, rid, "notes", 1, b"a").to_bytes()],
     )
     .await;
     let got = tokio::time::timeout(Duration::from_secs(10), async {

@@ -160,7 +160,13 @@ async fn reader_pulls_only_granted_sections_and_cannot_write() {
             &c,
             &s,
             &owner,
-            grant(rid, &reader, GrantRole::Reader, &["vitals"], None),
+            grant(
+                rid,
+                &reader,
+                GrantRole::Reader,
+                &["vitals", "wearables"],
+                None,
+            ),
         )
         .await;
     assert_eq!(st, 201, "{body}");
@@ -174,7 +180,8 @@ async fn reader_pulls_only_granted_sections_and_cannot_write() {
         .await;
     assert_eq!(st, 201, "{body}");
 
-    // Reads: the granted section (and its sub-sections), not the others.
+    // Reads: the granted sections (and a section's sub-log: wearables.chunks
+    // follows wearables), not the others.
     let (st, page) = get_json(
         &c,
         &s,
@@ -197,7 +204,7 @@ async fn reader_pulls_only_granted_sections_and_cannot_write() {
             &c,
             &s,
             &reader,
-            &format!("/v1/records/{rid}/sections/vitals.chunks/envelopes")
+            &format!("/v1/records/{rid}/sections/wearables.chunks/envelopes")
         )
         .await,
         200
@@ -243,7 +250,7 @@ async fn reader_pulls_only_granted_sections_and_cannot_write() {
         .find(|x| x["identity"] == reader.id_hex())
         .unwrap();
     assert_eq!(me["role"], "reader");
-    assert_eq!(me["sections"], json!(["vitals"]));
+    assert_eq!(me["sections"], json!(["vitals", "wearables"]));
     assert_eq!(me["expires_at_ms"], Value::Null);
     let card: IdentityCard = serde_json::from_value(me["card"].clone()).unwrap();
     assert_eq!(card.id(), reader.identity.id());

@@ -123,8 +123,7 @@ async fn records_and_access(s: &dyn Storage) {
     let reader = IdentityId::random();
     let grant = MemberAccess {
         role: MemberRole::Reader,
-        sections: vec!["vitals".into(), "labs".into()],
-        write: false,
+        sections: ["vitals".into(), "labs".into()].into(),
         expires_at_ms: Some(5_000),
     };
     let rows1 = vec![

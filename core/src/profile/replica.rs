@@ -28,6 +28,7 @@ use crate::ids::IdentityId;
 use crate::record::Section;
 use crate::store::{envelope_hash, OutboxItem, Store, WriteBatch};
 use crate::sync::ledger::{Incomplete, LogLedger, Refusal};
+use satchel_protocol::accept::{self, Expect, Kind};
 
 const META_RELAY: &str = "sync/relay";
 const META_FEED: &str = "sync/feed";
@@ -402,15 +403,27 @@ impl<S: Store> Profile<S> {
                 author,
                 reason,
             };
+            // The shared acceptance rule (satchel_protocol::accept), step by
+            // step: our own envelopes, already stored, skip the rights check.
+            let expect = Expect {
+                record: self.record.id,
+                log: section_name,
+                kind: if is_snapshot {
+                    Kind::Snapshot
+                } else {
+                    Kind::Change
+                },
+                max_bytes: usize::MAX,
+            };
             let Ok(env) = Envelope::from_bytes(&bytes) else {
-                report.rejected.push(reject("malformed envelope", None));
+                report
+                    .rejected
+                    .push(reject(accept::Refusal::Malformed.message(), None));
                 continue;
             };
             let author = Some(env.header.author);
-            if env.header.record_id != self.record.id || env.header.section != section_name {
-                report
-                    .rejected
-                    .push(reject("envelope for another record or section", author));
+            if let Err(r) = accept::place(&env, &expect) {
+                report.rejected.push(reject(r.message(), author));
                 continue;
             }
             if self.store.contains(&envelope_hash(&bytes))? {
@@ -419,21 +432,11 @@ impl<S: Store> Profile<S> {
                 batch.receive(section_name, bytes, seq);
                 continue;
             }
+            if let Err(r) = accept::rights(&env, &expect, members) {
+                report.rejected.push(reject(r.message(), author));
+                continue;
+            }
             let epoch = env.header.epoch;
-            if !members.wrote_with(&env.header.author, section_name, epoch) {
-                report.rejected.push(reject(
-                    "author had no write access to this section under this key epoch",
-                    author,
-                ));
-                continue;
-            }
-            if is_snapshot && !members.is_owner_or_manager(&env.header.author) {
-                report.rejected.push(reject(
-                    "only the owner's devices and managers may write snapshots",
-                    author,
-                ));
-                continue;
-            }
             let Some(key) = keys.get(&(section, epoch)) else {
                 report.rejected.push(reject(
                     "no key for this section epoch on this device",

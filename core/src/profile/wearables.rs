@@ -19,6 +19,7 @@ use crate::store::{envelope_hash, Store, WriteBatch};
 use crate::wearables::codec::{self, Point};
 use crate::wearables::index::{ChunkEntry, ChunkIndex};
 use crate::wearables::{observation, Bucket, Every, Metric, Sample, SampleInput, WearablesError};
+use satchel_protocol::accept::{self, Expect, Kind};
 
 /// The store / relay log of the chunk index (the `wearables` section).
 pub(super) const INDEX_LOG: &str = Section::Wearables.as_str();
@@ -460,15 +461,24 @@ impl<S: Store> Profile<S> {
                 author,
                 reason,
             };
+            // The shared acceptance rule (satchel_protocol::accept), step by
+            // step: our own envelopes, already stored, skip the rights check.
+            // Chunk logs follow the wearables section's rights and keys.
+            let expect = Expect {
+                record: self.record.id,
+                log,
+                kind: Kind::Change,
+                max_bytes: usize::MAX,
+            };
             let Ok(env) = Envelope::from_bytes(&bytes) else {
-                report.rejected.push(reject("malformed envelope", None));
+                report
+                    .rejected
+                    .push(reject(accept::Refusal::Malformed.message(), None));
                 continue;
             };
             let author = Some(env.header.author);
-            if env.header.record_id != self.record.id || env.header.section != log {
-                report
-                    .rejected
-                    .push(reject("envelope for another record or section", author));
+            if let Err(r) = accept::place(&env, &expect) {
+                report.rejected.push(reject(r.message(), author));
                 continue;
             }
             let hash = envelope_hash(&bytes);
@@ -477,15 +487,8 @@ impl<S: Store> Profile<S> {
                 batch.receive(log, bytes, seq);
                 continue;
             }
-            if !members.wrote_with(
-                &env.header.author,
-                Section::Wearables.as_str(),
-                env.header.epoch,
-            ) {
-                report.rejected.push(reject(
-                    "author had no write access to this section under this key epoch",
-                    author,
-                ));
+            if let Err(r) = accept::rights(&env, &expect, &members) {
+                report.rejected.push(reject(r.message(), author));
                 continue;
             }
             let Ok((plain, _)) = self.wearables_open_envelope(&bytes, log) else {

@@ -21,6 +21,7 @@ use crate::crypto::IdentityCard;
 use crate::ids::{IdentityId, RecordId};
 use crate::section::Section;
 
+use super::rights::{self, MemberRole, Rights};
 use super::statement::{AccessChange, GrantRole, KeyWrap, SignedStatement};
 use super::SharingError;
 
@@ -40,7 +41,7 @@ pub struct Grant {
 impl Grant {
     /// Whether the grant is in force at `now_ms`.
     pub fn live_at(&self, now_ms: i64) -> bool {
-        self.expires_at_ms.is_none_or(|t| now_ms < t)
+        rights::live(MemberRole::of_grant(self.role), self.expires_at_ms, now_ms)
     }
 }
 
@@ -120,36 +121,48 @@ impl Members {
         self.epochs.get(section).copied().unwrap_or(0)
     }
 
-    /// Whether `id` may read `section` at `now_ms`. Section names with a
-    /// `.` suffix (`wearables.chunks`) follow their base section.
-    pub fn may_read(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
-        let base = base_section(section);
+    /// `id`'s rights ([`Rights`]: role, sections, expiry), if it has any
+    /// (expired grants included).
+    pub fn rights(&self, id: &IdentityId) -> Option<Rights> {
         if self.owner_devices.contains_key(id) {
-            return true;
+            return Some(Rights::owner_device());
         }
         self.grants
             .get(id)
-            .is_some_and(|g| g.live_at(now_ms) && g.sections.contains(base))
+            .map(|g| Rights::granted(g.role, g.sections.clone(), g.expires_at_ms))
     }
 
-    /// Whether `id` may write `section` at `now_ms`.
-    pub fn may_write(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
-        let base = base_section(section);
+    /// Role, held sections and expiry of `id`, borrowed (owner devices
+    /// hold no listed sections: they hold every one).
+    fn parts(&self, id: &IdentityId) -> Option<(MemberRole, &BTreeSet<String>, Option<i64>)> {
+        static NONE: BTreeSet<String> = BTreeSet::new();
         if self.owner_devices.contains_key(id) {
-            return true;
+            return Some((MemberRole::OwnerDevice, &NONE, None));
         }
-        self.grants.get(id).is_some_and(|g| {
-            g.live_at(now_ms) && g.role.writes_section(base) && g.sections.contains(base)
-        })
+        self.grants
+            .get(id)
+            .map(|g| (MemberRole::of_grant(g.role), &g.sections, g.expires_at_ms))
     }
 
-    /// Whether `id` may grant and revoke (owner devices, live managers).
+    /// Whether `id` may read `section` at `now_ms` ([`Rights::may_read`]).
+    /// Log names with a `.` suffix (`wearables.chunks`) follow their base
+    /// section.
+    pub fn may_read(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
+        self.parts(id)
+            .is_some_and(|(r, s, e)| rights::may_read(r, s, e, section, now_ms))
+    }
+
+    /// Whether `id` may write `section` at `now_ms` ([`Rights::may_write`]).
+    pub fn may_write(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
+        self.parts(id)
+            .is_some_and(|(r, s, e)| rights::may_write(r, s, e, section, now_ms))
+    }
+
+    /// Whether `id` may grant and revoke (owner devices, live managers;
+    /// [`Rights::may_administer`]).
     pub fn may_administer(&self, id: &IdentityId, now_ms: i64) -> bool {
-        self.owner_devices.contains_key(id)
-            || self
-                .grants
-                .get(id)
-                .is_some_and(|g| g.role == GrantRole::Manager && g.live_at(now_ms))
+        self.parts(id)
+            .is_some_and(|(r, _, e)| rights::may_administer(r, e, now_ms))
     }
 
     /// Whether `id` could write `section` while key epoch `epoch` was

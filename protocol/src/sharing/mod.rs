@@ -15,11 +15,13 @@
 //! recovery keys are the device's too.
 
 mod members;
+mod rights;
 mod statement;
 #[cfg(test)]
 mod tests;
 
 pub use members::{base_section, verify_log, verify_next, Access, Grant, Members};
+pub use rights::{MemberRole, Rights};
 pub use statement::{
     chain_aad, key_wrap_aad, statement_hash, AccessChange, AccessStatement, GrantRole, KeyWrap,
     Rotation, SignedStatement, STATEMENT_DOMAIN,

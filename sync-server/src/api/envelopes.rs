@@ -5,13 +5,11 @@
 //! move envelopes leave an audit event.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::Extension;
 use axum::Json;
-use satchel_protocol::ids::IdentityId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -21,10 +19,11 @@ use super::extract::{
     b64, b64_decode, b64_decoded_len, parse_json, read_body, read_json, record_id, section, P, Q,
 };
 use super::metrics::Reject;
-use super::records::require_member;
-use super::verify::{check_batch, parse_one, Failure};
+use super::records::{require_member, verified_members};
+use super::verify::{check_batch, refused, Failure};
 use super::{AppState, RequestInfo};
-use crate::storage::{now_ms, Actor, AuditAction, AuditEvent, Membership, SnapshotOutcome};
+use crate::storage::{now_ms, Actor, AuditAction, AuditEvent, SnapshotOutcome};
+use satchel_protocol::accept::{self, Expect, Kind};
 
 #[derive(Deserialize)]
 pub(super) struct UploadRequest<'a> {
@@ -59,7 +58,9 @@ pub(super) async fn upload(
     }
     let bytes = read_body(body, state.limits.upload_body_bytes()).await?;
 
-    // Parse, size-check and verify on the blocking pool.
+    // Parse, size-check and verify on the blocking pool, against the
+    // record's verified access log (the shared acceptance rule).
+    let members = verified_members(&state, record).await?;
     let limits = state.limits.clone();
     let sec_owned = sec.clone();
     let pre = tokio::task::spawn_blocking(move || {
@@ -85,6 +86,7 @@ pub(super) async fn upload(
             &record,
             &sec_owned,
             limits.max_envelope_bytes,
+            &members,
         ))
     })
     .await
@@ -100,29 +102,7 @@ pub(super) async fn upload(
     };
     info.set_count(checked.ok.len() + usize::from(checked.failure.is_some()));
 
-    // Authors must have write access to the section now; the first one
-    // without may come before the first structural or signature failure.
-    let mut failure: Option<Failure> = checked.failure;
-    let mut known: HashSet<IdentityId> = HashSet::new();
-    let now = now_ms();
-    for (i, env) in checked.ok.iter().enumerate() {
-        if known.contains(&env.author) {
-            continue;
-        }
-        match state.storage.membership(record, env.author).await? {
-            Membership::Member(a) if a.may_write(&sec, now) => {
-                known.insert(env.author);
-            }
-            Membership::Member(_) | Membership::NotMember | Membership::NoRecord => {
-                failure = Some(Failure {
-                    index: i,
-                    reason: Reject::NotMember,
-                    message: "envelope author is not a member with write access",
-                });
-                break;
-            }
-        }
-    }
+    let failure: Option<Failure> = checked.failure;
     if let Some(f) = failure {
         state.metrics.reject(f.reason);
         return Err(ApiError::rejected(f.index, f.message));
@@ -271,14 +251,16 @@ pub(super) async fn snapshot(
     let bytes = b64_decode(&req.envelope, "envelope")?;
     let max = state.limits.max_snapshot_bytes;
     let sec_owned = sec.clone();
-    let (bytes, author) = tokio::task::spawn_blocking(move || {
-        let env = parse_one(0, &bytes, &record, &sec_owned, max)?;
-        env.verify_signature().map_err(|_| Failure {
-            index: 0,
-            reason: Reject::BadSignature,
-            message: "snapshot signature does not verify",
-        })?;
-        Ok::<_, Failure>((bytes, env.header.author))
+    let members = verified_members(&state, record).await?;
+    let bytes = tokio::task::spawn_blocking(move || {
+        let expect = Expect {
+            record,
+            log: &sec_owned,
+            kind: Kind::Snapshot,
+            max_bytes: max,
+        };
+        accept::accept(&bytes, &expect, &members).map_err(|r| refused(0, r))?;
+        Ok::<_, Failure>(bytes)
     })
     .await
     .map_err(|_| ApiError::Unavailable)?
@@ -286,17 +268,6 @@ pub(super) async fn snapshot(
         state.metrics.reject(f.reason);
         ApiError::rejected(f.index, f.message)
     })?;
-    let author_may = match state.storage.membership(record, author).await? {
-        Membership::Member(a) => a.may_snapshot(now_ms()),
-        Membership::NotMember | Membership::NoRecord => false,
-    };
-    if !author_may {
-        state.metrics.reject(Reject::NotMember);
-        return Err(ApiError::rejected(
-            0,
-            "snapshot author is not an owner device or a live manager",
-        ));
-    }
     let len = bytes.len();
     match state
         .storage

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use satchel_protocol::ids::RecordId;
+use satchel_protocol::LogName;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -120,16 +121,12 @@ pub fn record_id(s: &str) -> Result<RecordId, ApiError> {
         .map_err(|_| ApiError::bad("record id must be 32 lower-case hex characters"))
 }
 
-/// Check a section name from the path (1..=64 printable ASCII, no spaces).
-pub fn section(s: &str) -> Result<(), ApiError> {
-    let b = s.as_bytes();
-    if b.is_empty()
-        || b.len() > satchel_protocol::crypto::envelope::MAX_SECTION_LEN
-        || !b.iter().all(u8::is_ascii_graphic)
-    {
-        return Err(ApiError::bad("invalid section name"));
-    }
-    Ok(())
+/// Parse a log name from the path: a section name or `wearables.chunks`
+/// ([`LogName`]); anything else is refused.
+pub fn section(s: &str) -> Result<LogName, ApiError> {
+    s.parse::<LogName>().map_err(|_| {
+        ApiError::bad("unknown section: the section names and wearables.chunks are valid")
+    })
 }
 
 /// Check a link id (32 lower-case hex characters).

@@ -14,7 +14,10 @@ use super::envelopes::{FeedQuery, PullQuery, SnapshotRequest, UploadRequest};
 use super::extract::{b64_decode, b64_decoded_len, link_id, parse_json, record_id, section};
 use super::links::{CreateRequest, PayloadRequest};
 use super::records::{AfterQuery, RegisterRequest, StatementRequest};
-use super::verify::{check_batch, parse_one};
+use super::verify::check_batch;
+use satchel_protocol::accept::{self, Expect, Kind};
+use satchel_protocol::crypto::Envelope;
+use satchel_protocol::sharing::Members;
 
 /// The record and section the fuzzed bodies are checked against (the
 /// protocol vectors' record, `medications`).
@@ -23,6 +26,19 @@ const RECORD: [u8; 16] = [
 ];
 const SECTION: &str = "medications";
 const MAX_ENVELOPE: usize = 4 * 1024 * 1024;
+
+/// An access log whose creator wrote `first` (a base64 envelope), so that
+/// the acceptance rule's later steps (signature) are reached; a creator
+/// nobody is when it does not parse.
+fn root_of(first: Option<&str>) -> Members {
+    let author = first
+        .and_then(|b| b64_decode(b, "envelope").ok())
+        .and_then(|b| Envelope::from_bytes(&b).ok())
+        .map_or(satchel_protocol::ids::IdentityId([0; 32]), |e| {
+            e.header.author
+        });
+    Members::root(RecordId(RECORD), author, None)
+}
 
 /// The first byte picks what is parsed; the rest is the body, query string
 /// or path parameter.
@@ -45,7 +61,14 @@ pub fn relay_bodies(data: &[u8]) -> Outcome {
             ok(b64_decode(&r.signature, "signature"))
         }),
         4 => parse_json::<UploadRequest<'_>>(rest).ok().and_then(|r| {
-            let checked = check_batch(&r.envelopes, &RecordId(RECORD), SECTION, MAX_ENVELOPE);
+            let members = root_of(r.envelopes.first().map(|e| e.as_ref()));
+            let checked = check_batch(
+                &r.envelopes,
+                &RecordId(RECORD),
+                SECTION,
+                MAX_ENVELOPE,
+                &members,
+            );
             assert!(
                 checked.ok.len() <= r.envelopes.len(),
                 "no more envelopes than were sent"
@@ -61,8 +84,14 @@ pub fn relay_bodies(data: &[u8]) -> Outcome {
                 return None;
             }
             let bytes = b64_decode(&r.envelope, "envelope").ok()?;
-            let env = parse_one(0, &bytes, &RecordId(RECORD), SECTION, MAX_ENVELOPE).ok()?;
-            ok(env.verify_signature())
+            let members = root_of(Some(&r.envelope));
+            let expect = Expect {
+                record: RecordId(RECORD),
+                log: SECTION,
+                kind: Kind::Snapshot,
+                max_bytes: MAX_ENVELOPE,
+            };
+            ok(accept::accept(&bytes, &expect, &members))
         }),
         6 => body::<CreateRequest>(rest).map(|r| {
             let _ = (r.record_id, r.expires_in);

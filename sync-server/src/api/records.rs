@@ -9,9 +9,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use satchel_protocol::crypto::IdentityCard;
 use satchel_protocol::ids::{IdentityId, RecordId};
-use satchel_protocol::sharing::{
-    verify_log, verify_next, Access, Members, SharingError, SignedStatement,
-};
+use satchel_protocol::sharing::{verify_log, verify_next, Members, SharingError, SignedStatement};
 use satchel_protocol::Section;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -109,6 +107,36 @@ async fn whole_log(state: &AppState, record: RecordId) -> ApiResult<Vec<Statemen
     }
 }
 
+/// The record's verified access log ([`Members`]), read whole from storage
+/// and verified from its root on the blocking pool: what the shared
+/// acceptance rule ([`satchel_protocol::accept`]) judges envelopes by.
+/// 404 without the record; 503 if the stored log does not verify.
+pub(super) async fn verified_members(state: &AppState, record: RecordId) -> ApiResult<Members> {
+    let (creator, creator_card) = state
+        .storage
+        .record_root(record)
+        .await?
+        .ok_or(ApiError::NotFound("no such record"))?;
+    let log = whole_log(state, record).await?;
+    tokio::task::spawn_blocking(move || {
+        let card = IdentityCard::from_bytes(&creator_card).ok();
+        let log: Vec<SignedStatement> = log
+            .into_iter()
+            .map(|r| SignedStatement {
+                statement: r.statement,
+                signature: r.signature,
+            })
+            .collect();
+        verify_log(record, creator, card.as_ref(), &log)
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable)?
+    .map_err(|e| {
+        tracing::warn!(record = %record, error = %e, "stored access log does not verify");
+        ApiError::Unavailable
+    })
+}
+
 /// The member rows a verified log establishes. The creator's card comes
 /// from registration (the log does not carry it).
 fn member_rows(members: &Members, creator_card: &[u8]) -> Vec<Member> {
@@ -127,7 +155,7 @@ fn member_rows(members: &Members, creator_card: &[u8]) -> Vec<Member> {
     for (id, grant) in &members.grants {
         rows.push(Member {
             identity: *id,
-            access: MemberAccess::of_core(&Access::Granted(Box::new(grant.clone()))),
+            access: MemberAccess::granted(grant.role, grant.sections.clone(), grant.expires_at_ms),
             card: grant.card.to_bytes(),
         });
     }
@@ -281,7 +309,7 @@ pub(super) async fn members(
         let sections: Vec<String> = if m.access.role == MemberRole::OwnerDevice {
             Section::ALL.iter().map(|s| s.as_str().to_owned()).collect()
         } else {
-            m.access.sections.clone()
+            m.access.sections.iter().cloned().collect()
         };
         members.push(json!({
             "identity": m.identity,

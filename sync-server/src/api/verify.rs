@@ -1,18 +1,21 @@
 //! Envelope checks for uploads and snapshots (pure CPU; callers run them on
-//! the blocking pool): base64, size, structure (`Envelope::from_bytes`),
-//! record and section against the path, and the author's signature.
+//! the blocking pool): base64, then the protocol's one acceptance rule
+//! (`satchel_protocol::accept`: size, structure, record and section against
+//! the path, the author's write access under the envelope's key epoch per
+//! the record's verified access log, the author's signature).
 //!
 //! Signatures of a batch are first checked together with ed25519-dalek's
 //! batch verification (about 4x cheaper per signature than one-by-one on
 //! this hardware). Only if the batch fails does each envelope get the
 //! authoritative one-by-one check (`Envelope::verify_signature`, ring) to
-//! find the first bad index. Membership of authors is checked by the caller
-//! (it needs the database).
+//! find the first bad index.
 
 use std::collections::HashMap;
 
+use satchel_protocol::accept::{self, Expect, Kind, Refusal};
 use satchel_protocol::crypto::Envelope;
 use satchel_protocol::ids::{IdentityId, RecordId};
+use satchel_protocol::sharing::Members;
 
 use super::extract::b64_decode;
 use super::metrics::Reject;
@@ -54,47 +57,39 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Structural checks of one envelope (everything but the signature).
-pub fn parse_one(
-    index: usize,
-    bytes: &[u8],
-    record: &RecordId,
-    section: &str,
-    max_bytes: usize,
-) -> Result<Envelope, Failure> {
-    if bytes.len() > max_bytes {
-        return Err(fail(
-            index,
-            Reject::TooLarge,
-            "envelope exceeds the size limit",
-        ));
+/// The metrics reason for a refusal of the shared acceptance rule.
+pub fn reason(refusal: Refusal) -> Reject {
+    match refusal {
+        Refusal::TooLarge => Reject::TooLarge,
+        Refusal::Malformed => Reject::Malformed,
+        Refusal::WrongRecord => Reject::WrongRecord,
+        Refusal::WrongLog => Reject::WrongSection,
+        Refusal::NotWriter | Refusal::NotSnapshotAuthor => Reject::NotMember,
+        Refusal::BadSignature => Reject::BadSignature,
     }
-    let env = Envelope::from_bytes(bytes)
-        .map_err(|_| fail(index, Reject::Malformed, "envelope does not parse"))?;
-    if env.header.record_id != *record {
-        return Err(fail(
-            index,
-            Reject::WrongRecord,
-            "envelope is for another record",
-        ));
-    }
-    if env.header.section != section {
-        return Err(fail(
-            index,
-            Reject::WrongSection,
-            "envelope is for another section",
-        ));
-    }
-    Ok(env)
 }
 
-/// Check a batch of base64 envelopes for `record`/`section`.
+/// A refusal of the shared acceptance rule at `index`.
+pub fn refused(index: usize, refusal: Refusal) -> Failure {
+    fail(index, reason(refusal), refusal.message())
+}
+
+/// Check a batch of base64 envelopes for `record`/`section` with the
+/// shared acceptance rule ([`accept::check`], then the signatures, batch
+/// verified first) against the record's verified access log.
 pub fn check_batch<S: AsRef<str>>(
     items: &[S],
     record: &RecordId,
     section: &str,
     max_envelope_bytes: usize,
+    members: &Members,
 ) -> Checked {
+    let expect = Expect {
+        record: *record,
+        log: section,
+        kind: Kind::Change,
+        max_bytes: max_envelope_bytes,
+    };
     let mut parsed: Vec<(Envelope, Vec<u8>)> = Vec::with_capacity(items.len());
     let mut failure = None;
     for (i, item) in items.iter().enumerate() {
@@ -105,21 +100,17 @@ pub fn check_batch<S: AsRef<str>>(
                 break;
             }
         };
-        match parse_one(i, &bytes, record, section, max_envelope_bytes) {
+        match accept::check(&bytes, &expect, members) {
             Ok(env) => parsed.push((env, bytes)),
-            Err(f) => {
-                failure = Some(f);
+            Err(r) => {
+                failure = Some(refused(i, r));
                 break;
             }
         }
     }
     if let Some(bad) = first_bad_signature(&parsed) {
         parsed.truncate(bad);
-        failure = Some(fail(
-            bad,
-            Reject::BadSignature,
-            "envelope signature does not verify",
-        ));
+        failure = Some(refused(bad, Refusal::BadSignature));
     }
     let ok = parsed
         .into_iter()
@@ -143,7 +134,7 @@ fn first_bad_signature(parsed: &[(Envelope, Vec<u8>)]) -> Option<usize> {
     }
     parsed
         .iter()
-        .position(|(env, _)| env.verify_signature().is_err())
+        .position(|(env, _)| accept::verify(env).is_err())
 }
 
 fn batch_verifies(parsed: &[(Envelope, Vec<u8>)]) -> bool {
@@ -187,7 +178,7 @@ mod tests {
             EnvelopeHeader {
                 record_id: record,
                 section: section.into(),
-                epoch: 1,
+                epoch: 0,
                 author: id.id(),
                 seq: n,
             },
@@ -203,7 +194,13 @@ mod tests {
         let rid = RecordId::random();
         let envs: Vec<Envelope> = (0..20).map(|n| seal(&id, rid, "vitals", n)).collect();
         let items: Vec<String> = envs.iter().map(|e| b64(&e.to_bytes())).collect();
-        let checked = check_batch(&items, &rid, "vitals", 1 << 20);
+        let checked = check_batch(
+            &items,
+            &rid,
+            "vitals",
+            1 << 20,
+            &Members::root(rid, id.id(), None),
+        );
         assert_eq!(checked.failure, None);
         assert_eq!(checked.ok.len(), 20);
         for (c, e) in checked.ok.iter().zip(&envs) {
@@ -219,33 +216,71 @@ mod tests {
         let mut envs: Vec<Envelope> = (0..10).map(|n| seal(&id, rid, "vitals", n)).collect();
         envs[6].signature[5] ^= 1;
         let mut items: Vec<String> = envs.iter().map(|e| b64(&e.to_bytes())).collect();
-        let checked = check_batch(&items, &rid, "vitals", 1 << 20);
+        let checked = check_batch(
+            &items,
+            &rid,
+            "vitals",
+            1 << 20,
+            &Members::root(rid, id.id(), None),
+        );
         assert_eq!(checked.failure.as_ref().unwrap().index, 6);
         assert_eq!(checked.failure.unwrap().reason, Reject::BadSignature);
         assert_eq!(checked.ok.len(), 6);
 
         // A structural failure before the bad signature wins.
         items[3] = b64(&seal(&id, rid, "labs", 3).to_bytes());
-        let checked = check_batch(&items, &rid, "vitals", 1 << 20);
+        let checked = check_batch(
+            &items,
+            &rid,
+            "vitals",
+            1 << 20,
+            &Members::root(rid, id.id(), None),
+        );
         let f = checked.failure.unwrap();
         assert_eq!((f.index, f.reason), (3, Reject::WrongSection));
         items[1] = b64(&seal(&id, RecordId::random(), "vitals", 3).to_bytes());
         items[0] = "not base64!".into();
-        let f = check_batch(&items, &rid, "vitals", 1 << 20)
-            .failure
-            .unwrap();
+        let f = check_batch(
+            &items,
+            &rid,
+            "vitals",
+            1 << 20,
+            &Members::root(rid, id.id(), None),
+        )
+        .failure
+        .unwrap();
         assert_eq!((f.index, f.reason), (0, Reject::Malformed));
         items[0] = b64(b"SCE1 garbage");
-        let f = check_batch(&items, &rid, "vitals", 1 << 20)
-            .failure
-            .unwrap();
+        let f = check_batch(
+            &items,
+            &rid,
+            "vitals",
+            1 << 20,
+            &Members::root(rid, id.id(), None),
+        )
+        .failure
+        .unwrap();
         assert_eq!((f.index, f.reason), (0, Reject::Malformed));
         items[0] = b64(&envs[0].to_bytes());
-        let f = check_batch(&items, &rid, "vitals", 1 << 20)
-            .failure
-            .unwrap();
+        let f = check_batch(
+            &items,
+            &rid,
+            "vitals",
+            1 << 20,
+            &Members::root(rid, id.id(), None),
+        )
+        .failure
+        .unwrap();
         assert_eq!((f.index, f.reason), (1, Reject::WrongRecord));
-        let f = check_batch(&items, &rid, "vitals", 100).failure.unwrap();
+        let f = check_batch(
+            &items,
+            &rid,
+            "vitals",
+            100,
+            &Members::root(rid, id.id(), None),
+        )
+        .failure
+        .unwrap();
         assert_eq!((f.index, f.reason), (0, Reject::TooLarge));
     }
 }

@@ -28,7 +28,7 @@
 
 use async_trait::async_trait;
 use satchel_protocol::ids::{IdentityId, RecordId};
-use satchel_protocol::sharing::{base_section, Access, GrantRole};
+use std::collections::BTreeSet;
 use tokio::sync::broadcast;
 
 pub mod postgres;
@@ -192,135 +192,10 @@ pub enum RegisterOutcome {
     Conflict,
 }
 
-/// A member's role, as derived from the verified access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MemberRole {
-    /// A device of the record's owner (or its recovery key): everything.
-    OwnerDevice,
-    /// Delegated full control: reads and writes every section, may grant
-    /// and revoke.
-    Manager,
-    /// Reads and writes its granted sections.
-    Writer,
-    /// Reads its granted sections.
-    Reader,
-}
-
-impl MemberRole {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberRole::OwnerDevice => "owner-device",
-            MemberRole::Manager => "manager",
-            MemberRole::Writer => "writer",
-            MemberRole::Reader => "reader",
-        }
-    }
-
-    /// Parse the wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "owner-device" => Some(MemberRole::OwnerDevice),
-            "manager" => Some(MemberRole::Manager),
-            "writer" => Some(MemberRole::Writer),
-            "reader" => Some(MemberRole::Reader),
-            _ => None,
-        }
-    }
-
-    /// The role a core grant gives.
-    pub fn of_grant(role: GrantRole) -> Self {
-        match role {
-            GrantRole::Manager => MemberRole::Manager,
-            GrantRole::Writer => MemberRole::Writer,
-            GrantRole::Reader => MemberRole::Reader,
-        }
-    }
-}
-
-/// What one identity may do in a record: the stored projection of core's
-/// [`satchel_protocol::sharing::Access`], checked with a time like
-/// [`satchel_protocol::sharing::Members`] does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberAccess {
-    /// The role.
-    pub role: MemberRole,
-    /// Granted section names (empty for owner devices, who hold every
-    /// section; every section for a manager).
-    pub sections: Vec<String>,
-    /// Whether the role writes its sections.
-    pub write: bool,
-    /// When the grant stops being in force (Unix ms; `None`: never).
-    pub expires_at_ms: Option<i64>,
-}
-
-impl MemberAccess {
-    /// An owner device's access.
-    pub fn owner_device() -> Self {
-        MemberAccess {
-            role: MemberRole::OwnerDevice,
-            sections: Vec::new(),
-            write: true,
-            expires_at_ms: None,
-        }
-    }
-
-    /// The stored form of core's view of one identity.
-    pub fn of_core(access: &Access) -> Self {
-        match access {
-            Access::Owner => Self::owner_device(),
-            Access::Granted(g) => MemberAccess {
-                role: MemberRole::of_grant(g.role),
-                sections: g.sections.iter().cloned().collect(),
-                write: g.role.writes(),
-                expires_at_ms: g.expires_at_ms,
-            },
-        }
-    }
-
-    /// In force at `now_ms` (owner devices always; grants until expiry).
-    pub fn live_at(&self, now_ms: i64) -> bool {
-        self.role == MemberRole::OwnerDevice || self.expires_at_ms.is_none_or(|t| now_ms < t)
-    }
-
-    fn covers(&self, section: &str) -> bool {
-        let base = base_section(section);
-        self.role == MemberRole::OwnerDevice || self.sections.iter().any(|s| s == base)
-    }
-
-    /// May read `section` (or a `section.suffix`) at `now_ms`.
-    pub fn may_read(&self, section: &str, now_ms: i64) -> bool {
-        self.live_at(now_ms) && self.covers(section)
-    }
-
-    /// May write `section` at `now_ms` (core's rule: writers never write
-    /// demographics, see `GrantRole::writes_section`).
-    pub fn may_write(&self, section: &str, now_ms: i64) -> bool {
-        // Owner devices write every section, as managers do.
-        let role_writes = match self.role {
-            MemberRole::OwnerDevice | MemberRole::Manager => GrantRole::Manager,
-            MemberRole::Writer => GrantRole::Writer,
-            MemberRole::Reader => GrantRole::Reader,
-        }
-        .writes_section(base_section(section));
-        self.live_at(now_ms) && self.write && role_writes && self.covers(section)
-    }
-
-    /// May grant, revoke, open invite links and read the audit trail
-    /// (owner devices and live managers).
-    pub fn may_administer(&self, now_ms: i64) -> bool {
-        match self.role {
-            MemberRole::OwnerDevice => true,
-            MemberRole::Manager => self.live_at(now_ms),
-            MemberRole::Writer | MemberRole::Reader => false,
-        }
-    }
-
-    /// May author a compaction snapshot (as core's `may_snapshot`).
-    pub fn may_snapshot(&self, now_ms: i64) -> bool {
-        self.may_administer(now_ms)
-    }
-}
+/// A member's role and rights: the protocol's one authorization rule
+/// ([`satchel_protocol::sharing::Rights`]), stored per member as the
+/// verified log establishes it.
+pub use satchel_protocol::sharing::{MemberRole, Rights as MemberAccess};
 
 /// Whether an identity belongs to a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -652,11 +527,12 @@ pub(crate) fn push_event(
 }
 
 /// Section names as stored in a member row (a JSON array).
-pub(crate) fn sections_to_db(sections: &[String]) -> String {
-    serde_json::to_string(sections).unwrap_or_else(|_| "[]".to_owned())
+pub(crate) fn sections_to_db(sections: &BTreeSet<String>) -> Result<String> {
+    serde_json::to_string(sections)
+        .map_err(|_| StorageError::Backend("member sections do not serialise".into()))
 }
 
 /// Parse a member row's sections.
-pub(crate) fn sections_from_db(text: &str) -> Result<Vec<String>> {
+pub(crate) fn sections_from_db(text: &str) -> Result<BTreeSet<String>> {
     serde_json::from_str(text).map_err(|_| StorageError::Backend("corrupt member sections".into()))
 }

@@ -154,7 +154,9 @@ pub fn seal(author: &Identity, rid: RecordId, section: &str, n: u64, payload: &[
         EnvelopeHeader {
             record_id: rid,
             section: section.into(),
-            epoch: 1,
+            // The key epoch of a section whose key never rotated: the relay
+            // accepts an envelope only under an epoch its author could write.
+            epoch: 0,
             author: author.id(),
             seq: n,
         },

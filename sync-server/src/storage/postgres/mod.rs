@@ -305,8 +305,8 @@ async fn insert_member(
             &&m.identity.as_bytes()[..],
             &m.access.role.as_str(),
             &m.card,
-            &sections_to_db(&m.access.sections),
-            &m.access.write,
+            &sections_to_db(&m.access.sections)?,
+            &m.access.role.writes(),
             &m.access.expires_at_ms,
         ],
     )
@@ -317,11 +317,17 @@ async fn insert_member(
 fn access_of(row: &tokio_postgres::Row, first: usize) -> Result<MemberAccess> {
     let role: String = row.try_get(first)?;
     let sections: String = row.try_get(first + 1)?;
+    let role = MemberRole::parse(&role)
+        .ok_or_else(|| StorageError::Backend("unknown member role".into()))?;
+    let write: bool = row.try_get(first + 2)?;
+    if write != role.writes() {
+        return Err(StorageError::Backend(
+            "member row's write flag disagrees with its role".into(),
+        ));
+    }
     Ok(MemberAccess {
-        role: MemberRole::parse(&role)
-            .ok_or_else(|| StorageError::Backend("unknown member role".into()))?,
+        role,
         sections: sections_from_db(&sections)?,
-        write: row.try_get(first + 2)?,
         expires_at_ms: row.try_get(first + 3)?,
     })
 }

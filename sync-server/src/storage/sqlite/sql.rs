@@ -182,8 +182,8 @@ fn insert_member(c: &Connection, record: &RecordId, m: &Member) -> Result<()> {
         &m.identity.as_bytes()[..],
         m.access.role.as_str(),
         &m.card,
-        sections_to_db(&m.access.sections),
-        m.access.write,
+        sections_to_db(&m.access.sections)?,
+        m.access.role.writes(),
         m.access.expires_at_ms
     ])?;
     Ok(())
@@ -195,11 +195,16 @@ fn access_of(
     write: bool,
     expires: Option<i64>,
 ) -> Result<MemberAccess> {
+    let role = MemberRole::parse(role)
+        .ok_or_else(|| StorageError::Backend("unknown member role".into()))?;
+    if write != role.writes() {
+        return Err(StorageError::Backend(
+            "member row's write flag disagrees with its role".into(),
+        ));
+    }
     Ok(MemberAccess {
-        role: MemberRole::parse(role)
-            .ok_or_else(|| StorageError::Backend("unknown member role".into()))?,
+        role,
         sections: sections_from_db(sections)?,
-        write,
         expires_at_ms: expires,
     })
 }
