@@ -254,7 +254,8 @@ fn statements(i: &Inputs, wrap: &WrappedKey) -> (SignedStatement, SignedStatemen
             rotations: vec![],
         },
     }
-    .sign(&i.phone);
+    .sign(&i.phone)
+    .unwrap();
     let second = AccessStatement {
         record_id: i.record,
         by: i.phone.id(),
@@ -265,7 +266,8 @@ fn statements(i: &Inputs, wrap: &WrappedKey) -> (SignedStatement, SignedStatemen
             keys: vec![],
         },
     }
-    .sign(&i.phone);
+    .sign(&i.phone)
+    .unwrap();
     (first, second)
 }
 

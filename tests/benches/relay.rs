@@ -469,6 +469,7 @@ fn add_device_on(
         },
     }
     .sign(by)
+    .expect("a bench statement encodes")
 }
 
 fn add_device(rid: RecordId, by: &Identity, device: &Identity) -> SignedStatement {

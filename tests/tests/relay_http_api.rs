@@ -628,6 +628,7 @@ async fn add_device_statement_then_new_device_uploads() {
             },
         }
         .sign(by)
+        .unwrap()
         .statement
     };
     let sign = |by: &Identity, bytes: &[u8]| {

@@ -39,7 +39,8 @@ impl Log {
             prev: self.head,
             change,
         }
-        .sign(signer);
+        .sign(signer)
+        .unwrap();
         (signed.statement, signed.signature)
     }
 

@@ -122,7 +122,8 @@ fn build() -> Fixture {
             prev: members.head,
             change,
         }
-        .sign(&phone);
+        .sign(&phone)
+        .expect("the fixture statement encodes");
         verify_next(&mut members, &signed).expect("the fixture log verifies");
         prefixes.push(members.clone());
         log.push(signed);

@@ -201,15 +201,21 @@ impl<S: Store> Profile<S> {
         keys.len() - start
     }
 
-    fn statement(&self, change: AccessChange) -> SignedStatement {
-        AccessStatement {
+    /// Sign `change` on top of the verified log, after checking that the
+    /// log's rule accepts it ([`verify_next`] on a copy of the members): a
+    /// device never makes a statement that every verifier would refuse.
+    fn statement(&self, change: AccessChange) -> Result<SignedStatement> {
+        let signed = AccessStatement {
             record_id: self.record.id,
             by: self.identity.id(),
             at_ms: super::now_ms(),
             prev: self.members.head,
             change,
         }
-        .sign(&self.identity)
+        .sign(&self.identity)?;
+        let mut after = self.members.clone();
+        crate::sharing::verify_next(&mut after, &signed)?;
+        Ok(signed)
     }
 
     /// Wrap the current key of each of `sections` to `card`.
@@ -251,10 +257,10 @@ impl<S: Store> Profile<S> {
             ));
         }
         let keys = self.wrap_current(device, &Section::ALL)?;
-        Ok(self.statement(AccessChange::AddDevice {
+        self.statement(AccessChange::AddDevice {
             device: device.clone(),
             keys,
-        }))
+        })
     }
 
     /// A signed grant of `role` on `sections` (every section for a
@@ -311,7 +317,7 @@ impl<S: Store> Profile<S> {
         // Wraps of the kept sections name their current epochs (unchanged
         // by the rotations, which touch only dropped sections).
         let keys = self.wrap_current(grantee, &sections)?;
-        Ok(self.statement(AccessChange::Grant {
+        self.statement(AccessChange::Grant {
             grantee: grantee.clone(),
             role,
             sections: names,
@@ -319,7 +325,7 @@ impl<S: Store> Profile<S> {
             label: label.to_string(),
             keys,
             rotations,
-        }))
+        })
     }
 
     /// What approving a grant of `sections` to `grantee` would change for
@@ -440,11 +446,11 @@ impl<S: Store> Profile<S> {
             sections.map(|list| list.iter().map(|s| s.as_str().to_string()).collect());
         after.remove_access(identity, names.as_deref());
         let rotations = self.rotate(&lost, &after)?;
-        Ok(self.statement(AccessChange::Revoke {
+        self.statement(AccessChange::Revoke {
             identity: *identity,
             sections: names,
             rotations,
-        }))
+        })
     }
 
     /// A signed statement adding a recovery identity (derived from a
@@ -461,11 +467,11 @@ impl<S: Store> Profile<S> {
             ));
         }
         let keys = self.wrap_current(recovery, &Section::ALL)?;
-        Ok(self.statement(AccessChange::AddRecovery {
+        self.statement(AccessChange::AddRecovery {
             recovery: recovery.clone(),
             sealed,
             keys,
-        }))
+        })
     }
 
     /// Grantees whose grant has expired at `now_ms` but still stands in the

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::access::META_ACCESS_CURSOR;
 use super::payload::{self, Coverage, Payload};
 use super::{Profile, ProfileError, Result};
-use crate::crypto::Envelope;
+use crate::crypto::{CryptoError, Envelope};
 use crate::ids::IdentityId;
 use crate::record::Section;
 use crate::store::{envelope_hash, OutboxItem, Store, WriteBatch};
@@ -166,9 +166,12 @@ impl Opened {
 
 fn open_all(candidates: &[Candidate]) -> Vec<std::result::Result<Opened, &'static str>> {
     let open_one = |(_, _, env, key, is_snapshot): &Candidate| {
-        let plain = env
-            .open(key)
-            .map_err(|_| "signature or decryption failed")?;
+        // Step 5 of the shared acceptance rule (the signature), then the
+        // device's own half: decryption.
+        let plain = env.open(key).map_err(|e| match e {
+            CryptoError::BadSignature => accept::Refusal::BadSignature.message(),
+            _ => "decryption failed",
+        })?;
         let payload = payload::decode_payload(&plain).map_err(|_| "undecodable payload")?;
         let opened = match (payload, is_snapshot) {
             (Payload::Snapshot { coverage, doc }, true) => Opened::Snapshot(doc, coverage),

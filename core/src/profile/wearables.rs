@@ -491,10 +491,12 @@ impl<S: Store> Profile<S> {
                 report.rejected.push(reject(r.message(), author));
                 continue;
             }
+            if let Err(r) = accept::verify(&env) {
+                report.rejected.push(reject(r.message(), author));
+                continue;
+            }
             let Ok((plain, _)) = self.wearables_open_envelope(&bytes, log) else {
-                report
-                    .rejected
-                    .push(reject("signature or decryption failed", author));
+                report.rejected.push(reject("decryption failed", author));
                 continue;
             };
             if log == CHUNKS_LOG {

@@ -45,4 +45,6 @@ pub enum SharingError {
     Fork { index: usize },
     #[error("access statement {index}: {why}")]
     Invalid { index: usize, why: &'static str },
+    #[error("access statement could not be encoded")]
+    Encode,
 }

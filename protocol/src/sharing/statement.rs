@@ -166,13 +166,13 @@ pub struct AccessStatement {
 
 impl AccessStatement {
     /// Sign as `signer` (who must be `self.by`).
-    pub fn sign(&self, signer: &Identity) -> SignedStatement {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
+    pub fn sign(&self, signer: &Identity) -> Result<SignedStatement, SharingError> {
+        let bytes = serde_json::to_vec(self).map_err(|_| SharingError::Encode)?;
         let signature = signer.sign(&signing_message(&bytes)).to_vec();
-        SignedStatement {
+        Ok(SignedStatement {
             statement: bytes,
             signature,
-        }
+        })
     }
 }
 

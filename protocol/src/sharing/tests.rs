@@ -31,6 +31,7 @@ impl Log {
             change,
         }
         .sign(by)
+        .unwrap()
     }
 
     fn push(&mut self, s: SignedStatement) -> Result<(), SharingError> {
