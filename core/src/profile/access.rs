@@ -9,10 +9,8 @@
 //! accepted statement. New keys made for a rotation are kept at once, so a
 //! statement the relay refuses leaves only an unused key behind.
 
-use std::collections::BTreeMap;
-
-use super::{aad, open_meta, seal_keyring, Keyring, Profile, ProfileError, Result};
-use crate::crypto::{unwrap_key, wrap_key, IdentityCard, SectionKey, SymmetricKey};
+use super::{aad, open_meta, seal_keyring, Profile, ProfileError, Result};
+use crate::crypto::{wrap_key, IdentityCard, SectionKey, SymmetricKey};
 use crate::ids::{IdentityId, RecordId};
 use crate::record::Section;
 use crate::sharing::{
@@ -45,10 +43,6 @@ pub(super) fn load_access_log<S: Store>(
     }
     let bytes = open_meta(store, master, record, META_ACCESS_LOG, "access log")?;
     serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("access log"))
-}
-
-fn parse(signed: &SignedStatement) -> Option<AccessStatement> {
-    serde_json::from_slice(&signed.statement).ok()
 }
 
 impl<S: Store> Profile<S> {
@@ -98,7 +92,7 @@ impl<S: Store> Profile<S> {
         )
         .map_err(ProfileError::Sharing)?;
         let mut keys = self.keys.clone();
-        let learned = self.learn_keys(&log, &mut keys);
+        let learned = super::keyring::learn(&mut keys, &self.identity, self.record.id, &log);
         let mut batch = WriteBatch::new();
         if log.len() != before {
             let json = serde_json::to_vec(&log).map_err(|_| ProfileError::Corrupt("access log"))?;
@@ -127,78 +121,6 @@ impl<S: Store> Profile<S> {
             self.refresh()?;
         }
         Ok(())
-    }
-
-    /// Unwrap every key wrapped to this device that `keys` lacks, then
-    /// walk each section's key chain back to epoch 0. Returns how many
-    /// keys were added. Wraps that fail to open are skipped (a wrap to this
-    /// identity that does not open is the wrapper's fault, never fatal).
-    fn learn_keys(&self, log: &[SignedStatement], keys: &mut Keyring) -> usize {
-        let me = self.identity.id();
-        let record = self.record.id;
-        let start = keys.len();
-        let mut chains: BTreeMap<(Section, u32), Vec<u8>> = BTreeMap::new();
-        let mut wraps: Vec<KeyWrap> = Vec::new();
-        for signed in log {
-            let Some(statement) = parse(signed) else {
-                continue;
-            };
-            match statement.change {
-                AccessChange::AddDevice { keys: w, .. }
-                | AccessChange::AddRecovery { keys: w, .. }
-                | AccessChange::Grant { keys: w, .. } => wraps.extend(w),
-                AccessChange::Revoke { rotations, .. } => {
-                    for r in rotations {
-                        if let Ok(section) = r.section.parse::<Section>() {
-                            chains.insert((section, r.epoch), r.chain);
-                        }
-                        wraps.extend(r.keys);
-                    }
-                }
-            }
-        }
-        for w in wraps.iter().filter(|w| w.to == me) {
-            let Ok(section) = w.section.parse::<Section>() else {
-                continue;
-            };
-            if keys.contains_key(&(section, w.epoch)) {
-                continue;
-            }
-            let aad = key_wrap_aad(&record, &w.section, w.epoch, &me);
-            if let Ok(bytes) = unwrap_key(&self.identity, &w.key, &aad) {
-                if let Ok(key) = SectionKey::from_slice(&bytes) {
-                    keys.insert((section, w.epoch), key);
-                }
-            }
-        }
-        // Older epochs from newer ones.
-        for section in Section::ALL {
-            let mut epoch = keys
-                .keys()
-                .filter(|(s, _)| *s == section)
-                .map(|(_, e)| *e)
-                .max();
-            while let Some(e) = epoch.filter(|e| *e > 0) {
-                if !keys.contains_key(&(section, e - 1)) {
-                    let (Some(key), Some(chain)) =
-                        (keys.get(&(section, e)), chains.get(&(section, e)))
-                    else {
-                        break;
-                    };
-                    let Ok(old) = SymmetricKey::from_slice(key.expose())
-                        .and_then(|k| k.open(&chain_aad(&record, section.as_str(), e), chain))
-                    else {
-                        break;
-                    };
-                    let Ok(old) = SectionKey::from_slice(&old) else {
-                        break;
-                    };
-                    keys.insert((section, e - 1), old);
-                }
-                epoch = Some(e - 1);
-            }
-        }
-        keys.len() - start
     }
 
     /// Sign `change` on top of the verified log, after checking that the

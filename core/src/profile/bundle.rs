@@ -74,8 +74,10 @@ impl DeviceBundle {
     }
 
     /// Serialised form (to be wrapped; never stored or sent in the clear).
-    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default())
+    pub fn to_bytes(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        serde_json::to_vec(self)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| ProfileError::Corrupt("device bundle"))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {

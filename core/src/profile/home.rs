@@ -62,7 +62,7 @@ impl<S: Store> IdentityVault<S> {
                 META_IDENTITY,
                 master.seal(&aad(&vault_id, META_IDENTITY), &identity.to_secret_bytes())?,
             )
-            .put_meta(META_VAULT, header.to_bytes());
+            .put_meta(META_VAULT, header.to_bytes()?);
         store.commit(batch)?;
         Ok(Self {
             store,
@@ -86,7 +86,7 @@ impl<S: Store> IdentityVault<S> {
             .ok_or(ProfileError::Corrupt("identity vault id"))?;
         let vault_key = vault::unlock(&header, unlock)?;
         let master_bytes = vault_key
-            .open(&aad(&vault_id, META_VAULT), &header.wrapped_master())
+            .open(&aad(&vault_id, META_VAULT), &header.wrapped_master()?)
             .map_err(|_| ProfileError::WrongKey)?;
         let master = SymmetricKey::from_slice(&master_bytes)?;
         let bytes = open_meta(&store, &master, &vault_id, META_IDENTITY, "identity")?;

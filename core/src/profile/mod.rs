@@ -26,6 +26,7 @@ mod access;
 mod bundle;
 mod home;
 pub mod import;
+mod keyring;
 mod parallel;
 pub(crate) mod payload;
 mod replica;
@@ -139,17 +140,16 @@ const META_DEVICE_SEQ: &str = "device-seq";
 
 /// Every section key this device holds, by (section, epoch), sealed as one
 /// JSON map under the master key.
-const META_KEYRING: &str = "keyring";
+pub(crate) const META_KEYRING: &str = "keyring";
 
 /// Before key epochs: one key per section, epoch 0.
-fn legacy_section_key_meta(section: Section) -> String {
+pub(crate) fn legacy_section_key_meta(section: Section) -> String {
     format!("section-key/{}/0", section.as_str())
 }
 
-/// A device's section keys by (section, epoch).
-pub(crate) type Keyring = BTreeMap<(Section, u32), SectionKey>;
+pub(crate) use keyring::{load_keyring, parse_key_name, seal_keyring, Keyring};
 
-fn aad(record: &RecordId, what: &str) -> Vec<u8> {
+pub(crate) fn aad(record: &RecordId, what: &str) -> Vec<u8> {
     format!("satchel/v1/at-rest|{record}|{what}").into_bytes()
 }
 
@@ -287,7 +287,7 @@ impl<S: Store> Profile<S> {
             )
             .put_meta(META_DEVICE_SEQ, 1u64.to_be_bytes().to_vec());
         batch.put_meta(META_KEYRING, seal_keyring(&master, &record_id, &keys)?);
-        batch.put_meta(META_VAULT, header.to_bytes());
+        batch.put_meta(META_VAULT, header.to_bytes()?);
         store.commit(batch)?;
         Ok(Self {
             store,
@@ -323,7 +323,7 @@ impl<S: Store> Profile<S> {
             .ok_or(ProfileError::Corrupt("record id"))?;
         let vault_key = vault::unlock(&header, unlock)?;
         let master_bytes = vault_key
-            .open(&aad(&record_id, META_VAULT), &header.wrapped_master())
+            .open(&aad(&record_id, META_VAULT), &header.wrapped_master()?)
             .map_err(|_| ProfileError::WrongKey)?;
         let master = SymmetricKey::from_slice(&master_bytes)?;
         drop(vault_key);
@@ -766,64 +766,6 @@ impl<S: Store> Profile<S> {
     }
 }
 
-/// Seal the keyring under the master key.
-fn seal_keyring(master: &SymmetricKey, record: &RecordId, keys: &Keyring) -> Result<Vec<u8>> {
-    use base64::Engine;
-    let map: BTreeMap<String, String> = keys
-        .iter()
-        .map(|((s, e), k)| {
-            (
-                format!("{}/{e}", s.as_str()),
-                base64::engine::general_purpose::STANDARD.encode(k.expose()),
-            )
-        })
-        .collect();
-    let json = zeroize::Zeroizing::new(
-        serde_json::to_vec(&map).map_err(|_| ProfileError::Corrupt("keyring"))?,
-    );
-    Ok(master.seal(&aad(record, META_KEYRING), &json)?)
-}
-
-/// Parse `"section/epoch"`.
-pub(crate) fn parse_key_name(name: &str) -> Option<(Section, u32)> {
-    let (s, e) = name.split_once('/')?;
-    Some((s.parse().ok()?, e.parse().ok()?))
-}
-
-/// Load the keyring (or, from a profile made before key epochs, every
-/// section's epoch-0 key).
-fn load_keyring<S: Store>(store: &S, master: &SymmetricKey, record: &RecordId) -> Result<Keyring> {
-    use base64::Engine;
-    let mut keys = Keyring::new();
-    if store.get_meta(META_KEYRING)?.is_none() {
-        for section in Section::ALL {
-            let what = legacy_section_key_meta(section);
-            let bytes = open_meta(store, master, record, &what, "section key")?;
-            let key =
-                SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
-            keys.insert((section, 0), key);
-        }
-        return Ok(keys);
-    }
-    let json = open_meta(store, master, record, META_KEYRING, "keyring")?;
-    let mut map: BTreeMap<String, String> =
-        serde_json::from_slice(&json).map_err(|_| ProfileError::Corrupt("keyring"))?;
-    for (name, value) in &mut map {
-        let id = parse_key_name(name).ok_or(ProfileError::Corrupt("keyring"))?;
-        let bytes = zeroize::Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(value.as_bytes())
-                .map_err(|_| ProfileError::Corrupt("keyring"))?,
-        );
-        zeroize::Zeroize::zeroize(value);
-        keys.insert(
-            id,
-            SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("keyring"))?,
-        );
-    }
-    Ok(keys)
-}
-
 /// This device's next envelope sequence number.
 fn read_device_seq<S: Store>(store: &S) -> Result<u64> {
     store
@@ -834,7 +776,7 @@ fn read_device_seq<S: Store>(store: &S) -> Result<u64> {
 }
 
 /// Open a meta value sealed under the master key.
-fn open_meta<S: Store>(
+pub(crate) fn open_meta<S: Store>(
     store: &S,
     master: &SymmetricKey,
     record: &RecordId,

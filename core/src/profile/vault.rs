@@ -58,12 +58,13 @@ impl VaultHeader {
         self
     }
 
-    pub(super) fn wrapped_master(&self) -> Vec<u8> {
-        B64.decode(&self.wrapped_master).unwrap_or_default()
+    pub(super) fn wrapped_master(&self) -> Result<Vec<u8>> {
+        B64.decode(&self.wrapped_master)
+            .map_err(|_| ProfileError::Corrupt("vault header"))
     }
 
-    pub(super) fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub(super) fn to_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|_| ProfileError::Corrupt("vault header"))
     }
 
     pub(super) fn from_bytes(bytes: &[u8]) -> Result<Self> {

@@ -11,9 +11,9 @@
 //! network call.
 
 use data_encoding::BASE32_NOPAD;
-use ring::hkdf::{self, HKDF_SHA256};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::crypto::kdf::hkdf_sha256;
 use crate::crypto::{CryptoError, Identity, Role, SymmetricKey};
 use crate::ids::RecordId;
 
@@ -43,13 +43,6 @@ impl std::fmt::Debug for RecoveryKey {
         f.debug_struct("RecoveryKey")
             .field("record_id", &self.record_id)
             .finish_non_exhaustive()
-    }
-}
-
-struct Len(usize);
-impl hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
     }
 }
 
@@ -118,13 +111,14 @@ impl RecoveryKey {
 
     fn derive(&self, info: &str) -> Result<Zeroizing<[u8; 32]>, RecoveryKeyError> {
         let mut out = Zeroizing::new([0u8; 32]);
-        let prk =
-            hkdf::Salt::new(HKDF_SHA256, b"satchel/v1/recovery").extract(self.secret.as_ref());
         let label = format!("{info}|{}", self.record_id);
-        let infos = [label.as_bytes()];
-        prk.expand(&infos, Len(32))
-            .and_then(|okm| okm.fill(out.as_mut()))
-            .map_err(|_| RecoveryKeyError::Derive)?;
+        hkdf_sha256(
+            b"satchel/v1/recovery",
+            self.secret.as_ref(),
+            &[label.as_bytes()],
+            out.as_mut(),
+        )
+        .map_err(|_| RecoveryKeyError::Derive)?;
         Ok(out)
     }
 

@@ -305,8 +305,9 @@ pub async fn admit_device<S: Store>(
         .await?;
     let bundle = profile.device_bundle();
     let aad = format!("satchel/v1/device-bundle|{}", code.link_id());
-    let wrapped = wrap_key(card, &bundle.to_bytes(), aad.as_bytes())
-        .map_err(|e| LinkError::Profile(e.into()))?;
+    let bundle_bytes = bundle.to_bytes().map_err(LinkError::Profile)?;
+    let wrapped =
+        wrap_key(card, &bundle_bytes, aad.as_bytes()).map_err(|e| LinkError::Profile(e.into()))?;
     let wrapped_json = serde_json::to_vec(&wrapped).unwrap_or_default();
     let mac = hmac::sign(&code.mac_key(), &wrapped_json);
     let accept = AcceptMessage {

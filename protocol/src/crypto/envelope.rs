@@ -37,12 +37,12 @@ use std::fmt;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::digest::{digest, SHA256};
-use ring::hkdf::{self, HKDF_SHA256};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::encoding::Reader;
 use super::error::{CryptoError, Result};
 use super::identity::{verify_signature, Identity};
+use super::kdf::hkdf_sha256;
 use super::random;
 use super::symmetric::TAG_LEN;
 use crate::ids::{IdentityId, RecordId};
@@ -69,18 +69,14 @@ super::random::key256!(
 
 impl SectionKey {
     fn derive(&self, salt: &[u8; 32]) -> Result<(LessSafeKey, [u8; NONCE_LEN])> {
-        struct Len(usize);
-        impl hkdf::KeyType for Len {
-            fn len(&self) -> usize {
-                self.0
-            }
-        }
         let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
-        hkdf::Salt::new(HKDF_SHA256, salt)
-            .extract(&self.bytes)
-            .expand(&[ENVELOPE_HKDF_INFO], Len(okm.len()))
-            .and_then(|o| o.fill(okm.as_mut()))
-            .map_err(|_| CryptoError::Malformed("envelope key derivation"))?;
+        hkdf_sha256(
+            salt,
+            self.bytes.as_ref(),
+            &[ENVELOPE_HKDF_INFO],
+            okm.as_mut(),
+        )
+        .map_err(|_| CryptoError::Malformed("envelope key derivation"))?;
         let key = UnboundKey::new(&AES_256_GCM, &okm[..32])
             .map_err(|_| CryptoError::Malformed("envelope key derivation"))?;
         let mut nonce = [0u8; NONCE_LEN];

@@ -10,6 +10,7 @@
 //!   byte layout.
 //! - [`wrap`]: [`wrap_key`] / [`unwrap_key`]: HPKE (RFC 9180) base mode,
 //!   DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305.
+//! - [`kdf`]: [`kdf::hkdf_sha256`], the one HKDF call.
 //! - [`symmetric`]: [`SymmetricKey`]: AES-256-GCM with a random nonce for the
 //!   vault layer (vault key → master key → identity secrets, section keys).
 //!
@@ -22,6 +23,7 @@ pub mod encoding;
 pub mod envelope;
 mod error;
 pub mod identity;
+pub mod kdf;
 pub mod random;
 pub mod symmetric;
 pub mod wrap;
