@@ -7,13 +7,14 @@
 
 use satchel_protocol::fuzzing::Outcome;
 use satchel_protocol::ids::RecordId;
+use satchel_protocol::sharing::SignedStatement;
+use satchel_protocol::wire::{
+    AfterQuery, ChallengeRequest, CreateLinkRequest, LinkPayload, PageQuery, RegisterRequest,
+    SnapshotRequest, TokenRequest, UploadRequest,
+};
 use serde::de::DeserializeOwned;
 
-use super::auth::{parse_identity, ChallengeRequest, TokenRequest};
-use super::envelopes::{FeedQuery, PullQuery, SnapshotRequest, UploadRequest};
-use super::extract::{b64_decode, b64_decoded_len, link_id, parse_json, record_id, section};
-use super::links::{CreateRequest, PayloadRequest};
-use super::records::{AfterQuery, RegisterRequest, StatementRequest};
+use super::extract::{link_id, parse_json, record_id, section};
 use super::verify::{check_batch, parse_one};
 
 /// The record and section the fuzzed bodies are checked against (the
@@ -31,20 +32,14 @@ pub fn relay_bodies(data: &[u8]) -> Outcome {
         return Outcome::Refused;
     };
     let ok = match which % 12 {
-        0 => body::<ChallengeRequest>(rest).and_then(|r| ok(parse_identity(&r.identity))),
-        1 => body::<TokenRequest>(rest).and_then(|r| {
-            ok(parse_identity(&r.identity))?;
-            ok(b64_decode(&r.challenge, "challenge"))?;
-            ok(b64_decode(&r.signature, "signature"))
-        }),
+        0 => body::<ChallengeRequest>(rest).map(drop),
+        1 => body::<TokenRequest>(rest)
+            .and_then(|r| ok(<[u8; 32]>::try_from(r.challenge.as_slice()))),
         2 => body::<RegisterRequest>(rest)
             .and_then(|r| ok(r.owner.verify()).map(|_| r.record_id))
             .map(drop),
-        3 => body::<StatementRequest>(rest).and_then(|r| {
-            ok(b64_decode(&r.statement, "statement"))?;
-            ok(b64_decode(&r.signature, "signature"))
-        }),
-        4 => parse_json::<UploadRequest<'_>>(rest).ok().and_then(|r| {
+        3 => body::<SignedStatement>(rest).map(drop),
+        4 => parse_json::<UploadRequest>(rest).ok().and_then(|r| {
             let checked = check_batch(&r.envelopes, &RecordId(RECORD), SECTION, MAX_ENVELOPE);
             assert!(
                 checked.ok.len() <= r.envelopes.len(),
@@ -57,19 +52,14 @@ pub fn relay_bodies(data: &[u8]) -> Outcome {
             }
         }),
         5 => body::<SnapshotRequest>(rest).and_then(|r| {
-            if b64_decoded_len(&r.envelope) > MAX_ENVELOPE {
-                return None;
-            }
-            let bytes = b64_decode(&r.envelope, "envelope").ok()?;
-            let env = parse_one(0, &bytes, &RecordId(RECORD), SECTION, MAX_ENVELOPE).ok()?;
+            let env = parse_one(0, &r.envelope, &RecordId(RECORD), SECTION, MAX_ENVELOPE).ok()?;
             ok(env.verify_signature())
         }),
-        6 => body::<CreateRequest>(rest).map(|r| {
+        6 => body::<CreateLinkRequest>(rest).map(|r| {
             let _ = (r.record_id, r.expires_in);
         }),
-        7 => body::<PayloadRequest>(rest)
-            .and_then(|r| ok(b64_decode(&r.payload, "payload")).map(drop)),
-        8 => query::<PullQuery>(rest).or_else(|| query::<FeedQuery>(rest)),
+        7 => body::<LinkPayload>(rest).map(drop),
+        8 => query::<PageQuery>(rest).or_else(|| query::<AfterQuery>(rest)),
         9 => query::<AfterQuery>(rest),
         10 => std::str::from_utf8(rest)
             .ok()

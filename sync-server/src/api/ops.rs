@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use satchel_protocol::wire::HealthResponse;
 
 use super::AppState;
 
@@ -14,15 +14,7 @@ use super::AppState;
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// `GET /v1/health` body.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Health {
-    /// `ok`, or `degraded` when the database does not answer (then 503).
-    pub status: String,
-    /// Relay version.
-    pub version: String,
-    /// `sqlite` or `postgres`.
-    pub storage: String,
-}
+pub type Health = HealthResponse;
 
 /// `GET /v1/health`
 pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
