@@ -138,6 +138,11 @@ hex_id!(
     /// One entry (clinical fact) in a record. Random, 128 bits.
     EntryId, 16, "entry id"
 );
+hex_id!(
+    /// An invite or device-link mailbox on a relay: derived from the link
+    /// code's secret (which the relay never sees), 128 bits.
+    LinkId, 16, "link id"
+);
 
 impl IdentityId {
     /// A short form for tables (first 8 hex characters). Not for security

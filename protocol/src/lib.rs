@@ -3,13 +3,14 @@
 //! CRDT: callers pass the time in and own their storage.
 //!
 //! One folder or file per concern:
-//! - [`ids`]: record, identity, entry and device-link identifiers.
+//! - [`ids`]: record, identity, entry and link (mailbox) identifiers.
 //! - [`crypto`]: identities and cards, envelope sealing and signatures, key
 //!   wrapping (HPKE), the symmetric at-rest layer.
 //! - [`section`]: the sections of a record (the unit of sharing and keys).
 //! - [`sharing`]: the signed access log, its verification and [`sharing::Members`],
 //!   the one authorization rule (who may read, write, administer, snapshot).
-//! - [`wire`]: the relay protocol's JSON bodies (docs/protocol.md).
+//! - [`wire`]: the relay protocol (docs/protocol.md): one type per endpoint,
+//!   its method, path, query and JSON bodies, and the login signing rule.
 //! - [`accept`]: the one acceptance rule for envelopes (relay uploads, device
 //!   pulls, peers).
 //!

@@ -57,7 +57,8 @@ use satchel_core::record::Query;
 use satchel_core::sharing::{verify_log, AccessStatement, Members, SignedStatement};
 use satchel_core::store::SqliteStore;
 use satchel_core::sync::wire::{
-    AccessResponse, FeedResponse, PullResponse, RegisterRequest, UploadRequest, UploadResponse,
+    self, AccessResponse, AfterQuery, Endpoint, FeedResponse, PageQuery, PullResponse, RecordPath,
+    RegisterRequest, SectionPath, UploadRequest, UploadResponse,
 };
 use satchel_core::sync::{link, RelayClient};
 use serde::de::DeserializeOwned;
@@ -433,13 +434,13 @@ async fn register(http: &Http, token: &str, rid: RecordId, owner: &Identity) {
         owner: owner.card().clone(),
     })
     .unwrap();
-    let _: serde_json::Value = http.post("/v1/records", token, body).await;
+    let _: serde_json::Value = http.post(wire::Register::PATH, token, body).await;
 }
 
 async fn post_statement(http: &Http, token: &str, rid: RecordId, statement: &SignedStatement) {
     let body = serde_json::to_vec(statement).unwrap();
     let _: serde_json::Value = http
-        .post(&format!("/v1/records/{rid}/access"), token, body)
+        .post(&wire::AppendStatement::path(&RecordPath(rid)), token, body)
         .await;
 }
 
@@ -478,10 +479,10 @@ fn add_device(rid: RecordId, by: &Identity, device: &Identity) -> SignedStatemen
 
 async fn upload(http: &Http, token: &str, rid: RecordId, section: &str, envelopes: Vec<Vec<u8>>) {
     let n = envelopes.len();
-    let body = serde_json::to_vec(&UploadRequest { envelopes }).unwrap();
+    let body = serde_json::to_vec(&UploadRequest::new(&envelopes)).unwrap();
     let resp: UploadResponse = http
         .post(
-            &format!("/v1/records/{rid}/sections/{section}/envelopes"),
+            &wire::Upload::path(&SectionPath::new(rid, section)),
             token,
             body,
         )
@@ -658,13 +659,19 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
     let requests = Arc::new(AtomicU64::new(0));
     let t = Instant::now();
     let access: AccessResponse = http
-        .get(&format!("/v1/records/{rid}/access?after=0"), &rtoken)
+        .get(
+            &wire::Statements::uri(&RecordPath(rid), &AfterQuery { after: 0 }),
+            &rtoken,
+        )
         .await;
     let log: Vec<SignedStatement> = access.statements.into_iter().map(|e| e.signed).collect();
     let members = Arc::new(verify_log(rid, creator, None, &log).unwrap());
     assert!(members.may_write(&reader.id(), "s0", now_ms()));
     let feed: FeedResponse = http
-        .get(&format!("/v1/records/{rid}/feed?after=0"), &rtoken)
+        .get(
+            &wire::Feed::uri(&RecordPath(rid), &AfterQuery { after: 0 }),
+            &rtoken,
+        )
         .await;
     assert_eq!(feed.sections.len(), sections);
     let counts = futures_util::stream::iter(feed.sections)
@@ -680,9 +687,12 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
                 loop {
                     let page: PullResponse = http
                         .get(
-                            &format!(
-                                "/v1/records/{rid}/sections/{}/envelopes?after={after}&limit=1000",
-                                s.section
+                            &wire::Pull::uri(
+                                &SectionPath::new(rid, &s.section),
+                                &PageQuery {
+                                    after,
+                                    limit: Some(1000),
+                                },
                             ),
                             &token,
                         )
@@ -956,8 +966,8 @@ async fn upload_throughput(bin: &Path, clients: usize, batch: usize, secs: u64) 
                                         .unwrap()
                                         .to_bytes()
                                 })
-                                .collect();
-                            serde_json::to_vec(&UploadRequest { envelopes }).unwrap()
+                                .collect::<Vec<_>>();
+                            serde_json::to_vec(&UploadRequest::new(&envelopes)).unwrap()
                         })
                         .collect::<Vec<_>>()
                 })
@@ -981,7 +991,11 @@ async fn upload_throughput(bin: &Path, clients: usize, batch: usize, secs: u64) 
         let stored = Arc::clone(&stored);
         let errors = Arc::clone(&errors);
         tasks.push(tokio::spawn(async move {
-            let url = format!("{}/v1/records/{rid}/sections/vitals/envelopes", http.base);
+            let url = format!(
+                "{}{}",
+                http.base,
+                wire::Upload::path(&SectionPath::new(rid, "vitals"))
+            );
             let mut lat = Vec::new();
             for body in bodies {
                 if Instant::now() >= deadline {
@@ -1154,13 +1168,10 @@ async fn paced_uploads(
     for envelope in envelopes {
         tick.tick().await;
         let t0 = Instant::now();
-        let body = serde_json::to_vec(&UploadRequest {
-            envelopes: vec![envelope],
-        })
-        .unwrap();
+        let body = serde_json::to_vec(&UploadRequest::new(&[envelope])).unwrap();
         let resp: UploadResponse = http
             .post(
-                &format!("/v1/records/{rid}/sections/labs/envelopes"),
+                &wire::Upload::path(&SectionPath::new(rid, "labs")),
                 &writer.token,
                 body,
             )
@@ -1244,7 +1255,7 @@ async fn push_latency(
     loop {
         let access: AccessResponse = http
             .get(
-                &format!("/v1/records/{rid_a}/access?after={after}"),
+                &wire::Statements::uri(&RecordPath(rid_a), &AfterQuery { after }),
                 &writer_a.token,
             )
             .await;
@@ -1335,8 +1346,12 @@ async fn push_latency(
                     tokio::spawn(async move {
                         let page: PullResponse = http
                             .get(
-                                &format!(
-                                    "/v1/records/{rid_a}/sections/{section}/envelopes?after={after}&limit=1000"
+                                &wire::Pull::uri(
+                                    &SectionPath::new(rid_a, &section),
+                                    &PageQuery {
+                                        after,
+                                        limit: Some(1000),
+                                    },
                                 ),
                                 &token,
                             )

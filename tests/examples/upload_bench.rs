@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use satchel_protocol::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
 use satchel_protocol::ids::RecordId;
-use serde_json::{json, Value};
+use satchel_protocol::wire::{
+    self, ChallengeRequest, ChallengeResponse, Endpoint, RegisterRequest, SectionPath,
+    TokenRequest, TokenResponse, UploadRequest, UploadResponse,
+};
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -74,9 +75,12 @@ async fn main() {
             let token = login(&http, &base, &id).await;
             let rid = RecordId::random();
             let r = http
-                .post(format!("{base}/v1/records"))
+                .post(format!("{base}{}", wire::Register::path(&())))
                 .bearer_auth(&token)
-                .json(&json!({"record_id": rid, "owner": id.card()}))
+                .json(&RegisterRequest {
+                    record_id: rid,
+                    owner: id.card().clone(),
+                })
                 .send()
                 .await
                 .unwrap();
@@ -86,7 +90,7 @@ async fn main() {
                 let plain = vec![0x5Au8; payload];
                 (0..per_client)
                     .map(|b| {
-                        let envs: Vec<String> = (0..batch)
+                        let envs: Vec<Vec<u8>> = (0..batch)
                             .map(|n| {
                                 let header = EnvelopeHeader {
                                     record_id: rid,
@@ -95,14 +99,12 @@ async fn main() {
                                     author: id.id(),
                                     seq: (b * batch + n) as u64,
                                 };
-                                STANDARD.encode(
-                                    Envelope::seal(&key, header, &plain, &id)
-                                        .unwrap()
-                                        .to_bytes(),
-                                )
+                                Envelope::seal(&key, header, &plain, &id)
+                                    .unwrap()
+                                    .to_bytes()
                             })
                             .collect();
-                        serde_json::to_vec(&json!({ "envelopes": envs })).unwrap()
+                        serde_json::to_vec(&UploadRequest::new(&envs)).unwrap()
                     })
                     .collect::<Vec<_>>()
             })
@@ -124,7 +126,10 @@ async fn main() {
     let mut tasks = Vec::new();
     for (token, rid, bodies) in prepared {
         let http = http.clone();
-        let url = format!("{base}/v1/records/{rid}/sections/vitals/envelopes");
+        let url = format!(
+            "{base}{}",
+            wire::Upload::path(&SectionPath::new(rid, "vitals"))
+        );
         let stored = Arc::clone(&stored);
         let errors = Arc::clone(&errors);
         let latencies = Arc::clone(&latencies);
@@ -143,11 +148,8 @@ async fn main() {
                     .await;
                 match r {
                     Ok(r) if r.status() == 200 => {
-                        let v: Value = r.json().await.unwrap();
-                        stored.fetch_add(
-                            v["accepted"].as_array().unwrap().len() as u64,
-                            Ordering::Relaxed,
-                        );
+                        let v: UploadResponse = r.json().await.unwrap();
+                        stored.fetch_add(v.accepted.len() as u64, Ordering::Relaxed);
                         latencies
                             .lock()
                             .unwrap()
@@ -187,27 +189,25 @@ async fn main() {
     );
 }
 
+/// Challenge, signature (the protocol's one login rule), token.
 async fn login(http: &reqwest::Client, base: &str, id: &Identity) -> String {
-    let ch: Value = http
-        .post(format!("{base}/v1/auth/challenge"))
-        .json(&json!({"identity": id.id()}))
+    let ch: ChallengeResponse = http
+        .post(format!("{base}{}", wire::Challenge::path(&())))
+        .json(&ChallengeRequest { identity: id.id() })
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let challenge = STANDARD.decode(ch["challenge"].as_str().unwrap()).unwrap();
-    let mut msg = b"satchel/v1/auth".to_vec();
-    msg.extend_from_slice(&challenge);
-    let tok: Value = http
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"identity": id.id(), "challenge": STANDARD.encode(&challenge), "signature": STANDARD.encode(id.sign(&msg))}))
+    let tok: TokenResponse = http
+        .post(format!("{base}{}", wire::Token::path(&())))
+        .json(&TokenRequest::sign(id, &ch.challenge))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    tok["token"].as_str().unwrap().to_owned()
+    tok.token
 }

@@ -736,41 +736,11 @@ fn relay_survives_schemathesis() {
 }
 
 /// Challenge, signature, token for a new device identity on the relay at
-/// `base`.
+/// `base` (the device's own login, `RelayClient::authenticate`).
 async fn login(base: &str) -> String {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
     use satchel_core::crypto::{Identity, Role};
-    satchel_core::sync::tls::install_default_provider();
-    let http = reqwest::Client::new();
     let identity = Identity::generate("schemathesis", Role::PatientDevice, None).unwrap();
-    let id = identity.id().to_hex();
-    let challenge: Value = http
-        .post(format!("{base}/v1/auth/challenge"))
-        .json(&json!({ "identity": id }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let challenge = STANDARD
-        .decode(challenge["challenge"].as_str().unwrap())
-        .unwrap();
-    let mut message = satchel_core::sync::engine::AUTH_DOMAIN.to_vec();
-    message.extend_from_slice(&challenge);
-    let token: Value = http
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({
-            "identity": id,
-            "challenge": STANDARD.encode(&challenge),
-            "signature": STANDARD.encode(identity.sign(&message)),
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    token["token"].as_str().unwrap().to_owned()
+    let mut client = satchel_core::sync::RelayClient::new(base).unwrap();
+    client.authenticate(&identity).await.unwrap();
+    client.token().unwrap().to_owned()
 }

@@ -131,6 +131,9 @@ impl From<LinkError> for SatchelError {
             LinkError::TimedOut => SatchelError::Relay {
                 reason: e.to_string(),
             },
+            LinkError::Encode => SatchelError::Storage {
+                reason: e.to_string(),
+            },
         }
     }
 }

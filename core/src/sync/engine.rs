@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::wire::auth::signing_message;
 use super::wire::{
     AccessResponse, ChallengeRequest, ChallengeResponse, FeedResponse, PullResponse,
     RegisterRequest, SnapshotRequest, TokenRequest, TokenResponse, UploadResponse,
@@ -35,8 +36,8 @@ pub const UPLOAD_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Upload a compaction snapshot once a section's relay log has grown by this
 /// many envelopes since the last snapshot this device knows of.
 pub const SNAPSHOT_EVERY: u64 = 256;
-/// Domain prefix of the authentication signature.
-pub const AUTH_DOMAIN: &[u8] = b"satchel/v1/auth";
+/// Domain prefix of the authentication signature (the protocol's).
+pub use super::wire::AUTH_DOMAIN;
 
 /// A request for the driver to send.
 #[derive(Debug, Clone)]
@@ -152,6 +153,10 @@ pub enum Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoundReport {
     pub uploaded: usize,
+    /// Of `uploaded`, envelopes the relay already held (a round that
+    /// failed after the relay stored them, then sent them again): stored,
+    /// so acknowledged like the others.
+    pub duplicates: usize,
     /// Queued envelopes the relay refused for good, set aside.
     pub set_aside: usize,
     /// Envelopes pulled (including this device's own, echoed back).
@@ -332,20 +337,18 @@ impl SyncEngine {
                 }
                 Phase::Sign => {
                     self.waiting = true;
-                    let mut msg = AUTH_DOMAIN.to_vec();
-                    msg.extend_from_slice(&self.challenge);
-                    return Step::Sign(msg);
+                    return Step::Sign(signing_message(&self.challenge));
                 }
                 Phase::Token => {
                     let Some(signature) = self.signature else {
                         self.phase = Phase::Sign;
                         continue;
                     };
-                    return self.send(Request::Token(TokenRequest {
-                        identity: self.identity,
-                        challenge: self.challenge.clone(),
-                        signature: signature.to_vec(),
-                    }));
+                    return self.send(Request::Token(TokenRequest::signed(
+                        self.identity,
+                        &self.challenge,
+                        &signature,
+                    )));
                 }
                 Phase::Register => match (&self.register, self.state.registered) {
                     (Some(card), false) => {
@@ -493,18 +496,24 @@ impl SyncEngine {
                     a.statements.into_iter().map(|e| e.signed).collect();
                 Some(self.apply(Apply::Access { statements, cursor }))
             }
-            (Request::Upload { envelopes, .. }, Response::Uploaded(u)) => {
+            (Request::Upload { section, envelopes }, Response::Uploaded(u)) => {
                 self.report.uploaded += envelopes.len();
-                let mut acks = Vec::with_capacity(u.accepted.len());
-                for a in u.accepted {
-                    let Ok(bytes) = hex::decode(&a.hash) else {
-                        return Some(Step::Failed(SyncError::Protocol));
-                    };
-                    let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice()) else {
-                        return Some(Step::Failed(SyncError::Protocol));
-                    };
-                    acks.push((hash, a.seq));
+                // Duplicates are envelopes the relay already held: stored,
+                // so acknowledged with the rest (their `accepted` entry
+                // carries the position they were first stored at).
+                let duplicates = usize::try_from(u.duplicates).unwrap_or(usize::MAX);
+                if duplicates > u.accepted.len() {
+                    return Some(Step::Failed(SyncError::Protocol));
                 }
+                if duplicates > 0 {
+                    self.report.duplicates += duplicates;
+                    tracing::info!(
+                        section = %section,
+                        duplicates,
+                        "the relay already held some of the uploaded envelopes; acknowledged"
+                    );
+                }
+                let acks = u.accepted.into_iter().map(|a| (a.hash, a.seq)).collect();
                 // Stay in Upload until the outbox is empty.
                 Some(self.apply(Apply::Acknowledge { acks }))
             }
@@ -716,7 +725,8 @@ mod tests {
         assert!(matches!(e.poll(), Step::Send(Request::Challenge(_))));
         assert!(e
             .on_response(Response::Challenge(ChallengeResponse {
-                challenge: vec![7; 32]
+                challenge: vec![7; 32],
+                expires_in: 60,
             }))
             .is_none());
         match e.poll() {
@@ -783,14 +793,15 @@ mod tests {
         let acks = e.on_response(Response::Uploaded(UploadResponse {
             accepted: vec![
                 Accepted {
-                    hash: hex::encode(item("labs", 1).hash),
+                    hash: item("labs", 1).hash,
                     seq: 10,
                 },
                 Accepted {
-                    hash: hex::encode(item("labs", 2).hash),
+                    hash: item("labs", 2).hash,
                     seq: 11,
                 },
             ],
+            duplicates: 0,
         }));
         match expect_apply(acks, &mut e) {
             Apply::Acknowledge { acks } => assert_eq!(acks[1], (item("labs", 2).hash, 11)),
@@ -801,7 +812,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         expect_apply(
-            e.on_response(Response::Uploaded(UploadResponse { accepted: vec![] })),
+            e.on_response(Response::Uploaded(UploadResponse {
+                accepted: vec![],
+                duplicates: 0,
+            })),
             &mut e,
         );
         assert!(matches!(e.poll(), Step::Send(Request::Feed { after: 0 })));
@@ -970,11 +984,63 @@ mod tests {
             accepted: envelopes
                 .iter()
                 .map(|b| Accepted {
-                    hash: hex::encode(crate::store::envelope_hash(b)),
+                    hash: crate::store::envelope_hash(b),
                     seq: 1,
                 })
                 .collect(),
+            duplicates: 0,
         })
+    }
+
+    #[test]
+    fn duplicates_the_relay_already_held_are_acknowledged_and_counted() {
+        // A round stored the batch on the relay, then failed before the
+        // acknowledgement was applied: the next round sends it again and
+        // the relay answers with the same positions, as duplicates.
+        let outbox = vec![item("labs", 1), item("labs", 2), item("labs", 3)];
+        let mut e = engine(false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        after_access(&mut e, &outbox);
+        let sent = upload_of(&mut e);
+        assert_eq!(sent.len(), 3);
+        let answer = Response::Uploaded(UploadResponse {
+            accepted: sent
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Accepted {
+                    hash: crate::store::envelope_hash(b),
+                    seq: 40 + i as u64,
+                })
+                .collect(),
+            duplicates: 2,
+        });
+        match expect_apply(e.on_response(answer), &mut e) {
+            Apply::Acknowledge { acks } => {
+                let expected: Vec<([u8; 32], u64)> = outbox
+                    .iter()
+                    .enumerate()
+                    .map(|(i, it)| (it.hash, 40 + i as u64))
+                    .collect();
+                assert_eq!(acks, expected, "duplicates are acknowledged too");
+            }
+            other => panic!("expected Acknowledge, got {other:?}"),
+        }
+        assert_eq!(e.report.duplicates, 2);
+        assert_eq!(e.report.uploaded, 3);
+        // Nothing is sent again: the next request is the feed.
+        assert!(matches!(e.poll(), Step::Send(Request::Feed { .. })));
+        // More duplicates than envelopes is not an answer a relay gives.
+        let mut e = engine(false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        after_access(&mut e, &outbox[..1]);
+        upload_of(&mut e);
+        let bad = e.on_response(Response::Uploaded(UploadResponse {
+            accepted: vec![],
+            duplicates: 1,
+        }));
+        assert!(matches!(bad, Some(Step::Failed(SyncError::Protocol))));
     }
 
     #[test]

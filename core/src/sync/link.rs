@@ -16,14 +16,14 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::engine::{Failure, AUTH_DOMAIN};
+use super::engine::Failure;
 use super::transport::{RelayClient, TransportError};
 use super::wire::{
-    b64, ChallengeRequest, ChallengeResponse, CreateLinkRequest, LinkPayload, LinkState,
-    TokenRequest, TokenResponse,
+    self, b64, ChallengeRequest, CreateLinkRequest, LinkPath, LinkPayload, LinkState, RecordPath,
+    TokenRequest,
 };
 use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, WrappedKey};
-use crate::ids::RecordId;
+use crate::ids::{LinkId, RecordId};
 use crate::profile::{DeviceBundle, Profile, ProfileError};
 use crate::sharing::SignedStatement;
 use crate::store::Store;
@@ -40,6 +40,8 @@ pub enum LinkError {
     BadProof,
     #[error("the link expired before the other device answered")]
     TimedOut,
+    #[error("a message for the other device could not be encoded")]
+    Encode,
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]
@@ -105,8 +107,16 @@ impl LinkCode {
     }
 
     /// The link's id on the relay (reveals nothing about the secret).
+    pub fn link(&self) -> LinkId {
+        let derived = self.derive(b"satchel/v1/link-id", LinkId::LEN);
+        let mut id = [0u8; LinkId::LEN];
+        id.copy_from_slice(&derived[..LinkId::LEN]);
+        LinkId(id)
+    }
+
+    /// [`LinkCode::link`] in hex.
     pub fn link_id(&self) -> String {
-        hex::encode(&self.derive(b"satchel/v1/link-id", 16)[..])
+        self.link().to_hex()
     }
 
     pub(crate) fn mac_key(&self) -> hmac::Key {
@@ -156,28 +166,17 @@ pub(crate) struct AcceptMessage {
 impl RelayClient {
     /// Authenticate as `identity` (challenge, signature, token).
     pub async fn authenticate(&mut self, identity: &Identity) -> Result<(), LinkError> {
-        let challenge: ChallengeResponse = self
-            .call(
-                reqwest::Method::POST,
-                "/v1/auth/challenge",
+        let challenge = self
+            .request::<wire::Challenge>(
+                &(),
+                &(),
                 Some(&ChallengeRequest {
                     identity: identity.id(),
                 }),
             )
             .await?;
-        let mut msg = AUTH_DOMAIN.to_vec();
-        msg.extend_from_slice(&challenge.challenge);
-        let token: TokenResponse = self
-            .call(
-                reqwest::Method::POST,
-                "/v1/auth/token",
-                Some(&TokenRequest {
-                    identity: identity.id(),
-                    challenge: challenge.challenge.clone(),
-                    signature: identity.sign(&msg).to_vec(),
-                }),
-            )
-            .await?;
+        let signed = TokenRequest::sign(identity, &challenge.challenge);
+        let token = self.request::<wire::Token>(&(), &(), Some(&signed)).await?;
         self.set_token(Some(token.token));
         Ok(())
     }
@@ -192,12 +191,12 @@ pub async fn offer<S: Store>(
     client.sync(profile).await?;
     let code = LinkCode::new(client.base(), profile.record_id())?;
     client
-        .call::<serde_json::Value>(
-            reqwest::Method::PUT,
-            &format!("/v1/links/{}", code.link_id()),
+        .request::<wire::CreateLink>(
+            &LinkPath(code.link()),
+            &(),
             Some(&CreateLinkRequest {
                 record_id: profile.record_id(),
-                expires_in: 600,
+                expires_in: Some(600),
             }),
         )
         .await?;
@@ -218,14 +217,9 @@ pub(crate) async fn post_join(
         card,
         mac: mac.as_ref().to_vec(),
     };
+    let payload = serde_json::to_vec(&join).map_err(|_| LinkError::Encode)?;
     client
-        .call::<serde_json::Value>(
-            reqwest::Method::POST,
-            &format!("/v1/links/{}/join", code.link_id()),
-            Some(&LinkPayload {
-                payload: serde_json::to_vec(&join).unwrap_or_default(),
-            }),
-        )
+        .request::<wire::JoinLink>(&LinkPath(code.link()), &(), Some(&LinkPayload { payload }))
         .await?;
     Ok(())
 }
@@ -239,11 +233,7 @@ pub(crate) async fn poll_link(
     let deadline = Instant::now() + timeout;
     loop {
         let state: LinkState = client
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/links/{}", code.link_id()),
-                None::<&()>,
-            )
+            .request::<wire::GetLink>(&LinkPath(code.link()), &(), None)
             .await?;
         if let Some(payload) = pick(state) {
             return Ok(payload);
@@ -297,11 +287,7 @@ pub async fn admit_device<S: Store>(
 ) -> Result<(), LinkError> {
     let statement: SignedStatement = profile.add_device_statement(card)?;
     client
-        .call::<serde_json::Value>(
-            reqwest::Method::POST,
-            &format!("/v1/records/{}/access", profile.record_id()),
-            Some(&statement),
-        )
+        .request::<wire::AppendStatement>(&RecordPath(profile.record_id()), &(), Some(&statement))
         .await?;
     let bundle = profile.device_bundle();
     let aad = format!("satchel/v1/device-bundle|{}", code.link_id());
@@ -314,14 +300,9 @@ pub async fn admit_device<S: Store>(
         wrapped,
         mac: mac.as_ref().to_vec(),
     };
+    let payload = serde_json::to_vec(&accept).map_err(|_| LinkError::Encode)?;
     client
-        .call::<serde_json::Value>(
-            reqwest::Method::POST,
-            &format!("/v1/links/{}/accept", code.link_id()),
-            Some(&LinkPayload {
-                payload: serde_json::to_vec(&accept).unwrap_or_default(),
-            }),
-        )
+        .request::<wire::AcceptLink>(&LinkPath(code.link()), &(), Some(&LinkPayload { payload }))
         .await?;
     // Pull the new statement into our own verified access log.
     client.sync(profile).await?;

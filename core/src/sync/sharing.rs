@@ -16,8 +16,11 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use super::link::{poll_link, AcceptMessage, JoinMessage, LinkCode, LinkError};
-use super::transport::RelayClient;
-use super::wire::{AccessResponse, CreateLinkRequest, LinkPayload, LinkState};
+use super::transport::{RelayClient, TransportError};
+use super::wire::{
+    self, AccessResponse, AfterQuery, CreateLinkRequest, LinkPath, LinkPayload, LinkState,
+    PageQuery, RecordPath,
+};
 use crate::audit::AuditEventRow;
 use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, Role};
 use crate::ids::IdentityId;
@@ -95,12 +98,12 @@ pub async fn invite<S: Store>(
     client.sync(profile).await?;
     let code = LinkCode::new(client.base(), profile.record_id())?;
     client
-        .call::<serde_json::Value>(
-            reqwest::Method::PUT,
-            &format!("/v1/links/{}", code.link_id()),
+        .request::<wire::CreateLink>(
+            &LinkPath(code.link()),
+            &(),
             Some(&CreateLinkRequest {
                 record_id: profile.record_id(),
-                expires_in: ttl.as_secs().clamp(60, 604_800),
+                expires_in: Some(ttl.as_secs().clamp(60, 604_800)),
             }),
         )
         .await?;
@@ -133,11 +136,7 @@ pub async fn invitee_card<S: Store>(
         client.sync(profile).await?;
     }
     let state: LinkState = client
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/links/{link_id}"),
-            None::<&()>,
-        )
+        .request::<wire::GetLink>(&LinkPath(code.link()), &(), None)
         .await?;
     let Some(payload) = state.join else {
         return Ok(None);
@@ -191,14 +190,9 @@ pub async fn approve<S: Store>(
         wrapped,
         mac: mac.as_ref().to_vec(),
     };
+    let payload = serde_json::to_vec(&accept).map_err(|_| LinkError::Encode)?;
     client
-        .call::<serde_json::Value>(
-            reqwest::Method::POST,
-            &format!("/v1/links/{link_id}/accept"),
-            Some(&LinkPayload {
-                payload: serde_json::to_vec(&accept).unwrap_or_default(),
-            }),
-        )
+        .request::<wire::AcceptLink>(&LinkPath(code.link()), &(), Some(&LinkPayload { payload }))
         .await?;
     pending.remove(index);
     save_pending(profile, &pending)?;
@@ -319,11 +313,7 @@ async fn fetch_log(
     let mut after = 0u64;
     loop {
         let page: AccessResponse = client
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/records/{record}/access?after={after}"),
-                None::<&()>,
-            )
+            .request::<wire::Statements>(&RecordPath(record), &AfterQuery { after }, None)
             .await?;
         let Some(last) = page.statements.last().map(|s| s.seq) else {
             break;
@@ -389,24 +379,13 @@ pub async fn restore<S: Store>(
         .map_err(ProfileError::from)?;
     let statement = as_recovery.add_device_statement(device.card())?;
     client
-        .call::<serde_json::Value>(
-            reqwest::Method::POST,
-            &format!("/v1/records/{}/access", key.record_id),
-            Some(&statement),
-        )
+        .request::<wire::AppendStatement>(&RecordPath(key.record_id), &(), Some(&statement))
         .await
         .map_err(LinkError::from)?;
     let mut profile = Profile::create_member(store, unlock, device, info)?;
     client.set_token(None);
     client.sync(&mut profile).await.map_err(LinkError::from)?;
     Ok(profile)
-}
-
-#[derive(Deserialize)]
-struct AuditPage {
-    events: Vec<AuditEventRow>,
-    next: i64,
-    more: bool,
 }
 
 /// Owner or manager: every pull and push the relay recorded for the record.
@@ -416,19 +395,33 @@ pub async fn fetch_audit<S: Store>(
 ) -> Result<Vec<AuditEventRow>, LinkError> {
     client.sync(profile).await?;
     let mut out = Vec::new();
-    let mut after = 0i64;
+    let mut after = 0u64;
     loop {
-        let page: AuditPage = client
-            .call(
-                reqwest::Method::GET,
-                &format!(
-                    "/v1/records/{}/audit?after={after}&limit=1000",
-                    profile.record_id()
-                ),
-                None::<&()>,
+        let page = client
+            .request::<wire::Audit>(
+                &RecordPath(profile.record_id()),
+                &PageQuery {
+                    after,
+                    limit: Some(1000),
+                },
+                None,
             )
             .await?;
-        out.extend(page.events);
+        for e in page.events {
+            let (Ok(seq), Ok(count)) = (i64::try_from(e.seq), i64::try_from(e.count)) else {
+                return Err(LinkError::Transport(TransportError::Sync(
+                    super::engine::SyncError::Protocol,
+                )));
+            };
+            out.push(AuditEventRow {
+                seq,
+                at_ms: e.at_ms,
+                identity: e.identity,
+                action: e.action.as_str().to_owned(),
+                section: e.section,
+                count,
+            });
+        }
         if !page.more || page.next <= after {
             break;
         }

@@ -13,7 +13,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use super::engine::{Apply, Failure, Request, Response, RoundReport, Step, SyncEngine, SyncError};
 use super::relay_url::{RelayUrl, RelayUrlError};
 use super::tls::{self, RelayTrust, TlsError};
-use super::wire::{ErrorBody, PushMessage};
+use super::wire::{
+    self, AfterQuery, Endpoint, ErrorBody, PageQuery, PushMessage, RecordPath, SectionPath,
+    TokenQuery,
+};
 use crate::ids::RecordId;
 use crate::profile::{Profile, ProfileError};
 use crate::store::Store;
@@ -141,54 +144,63 @@ impl RelayClient {
         })
     }
 
+    /// Call the endpoint `E` at `path` with `query` and `body`.
+    pub(crate) async fn request<E: Endpoint>(
+        &self,
+        path: &E::Path<'_>,
+        query: &E::Query,
+        body: Option<&E::Request>,
+    ) -> Result<E::Response, Failure> {
+        let method = match E::METHOD {
+            wire::Method::Get => reqwest::Method::GET,
+            wire::Method::Post => reqwest::Method::POST,
+            wire::Method::Put => reqwest::Method::PUT,
+        };
+        self.call(method, &E::uri(path, query), body).await
+    }
+
     async fn execute(&self, record: RecordId, request: Request) -> Response {
-        use reqwest::Method as M;
-        let rec = format!("/v1/records/{record}");
+        let rec = RecordPath(record);
         let result = match request {
             Request::Challenge(body) => self
-                .call(M::POST, "/v1/auth/challenge", Some(&body))
+                .request::<wire::Challenge>(&(), &(), Some(&body))
                 .await
                 .map(Response::Challenge),
             Request::Token(body) => self
-                .call(M::POST, "/v1/auth/token", Some(&body))
+                .request::<wire::Token>(&(), &(), Some(&body))
                 .await
                 .map(Response::Token),
             Request::Register(body) => self
-                .call::<serde_json::Value>(M::POST, "/v1/records", Some(&body))
+                .request::<wire::Register>(&(), &(), Some(&body))
                 .await
                 .map(|_| Response::Registered),
             Request::Access { after } => self
-                .call(M::GET, &format!("{rec}/access?after={after}"), None::<&()>)
+                .request::<wire::Statements>(&rec, &AfterQuery { after }, None)
                 .await
                 .map(Response::Access),
             Request::Upload { section, envelopes } => {
-                let body = super::wire::UploadRequest { envelopes };
-                self.call(
-                    M::POST,
-                    &format!("{rec}/sections/{section}/envelopes"),
-                    Some(&body),
-                )
-                .await
-                .map(Response::Uploaded)
+                let body = wire::UploadRequest::new(&envelopes);
+                self.request::<wire::Upload>(&SectionPath::new(record, &section), &(), Some(&body))
+                    .await
+                    .map(Response::Uploaded)
             }
             Request::Feed { after } => self
-                .call(M::GET, &format!("{rec}/feed?after={after}"), None::<&()>)
+                .request::<wire::Feed>(&rec, &AfterQuery { after }, None)
                 .await
                 .map(Response::Feed),
             Request::Pull { section, after } => self
-                .call(
-                    M::GET,
-                    &format!("{rec}/sections/{section}/envelopes?after={after}&limit=1000"),
-                    None::<&()>,
+                .request::<wire::Pull>(
+                    &SectionPath::new(record, &section),
+                    &PageQuery {
+                        after,
+                        limit: Some(1000),
+                    },
+                    None,
                 )
                 .await
                 .map(Response::Pulled),
             Request::Snapshot { section, body } => self
-                .call::<serde_json::Value>(
-                    M::PUT,
-                    &format!("{rec}/sections/{section}/snapshot"),
-                    Some(&body),
-                )
+                .request::<wire::Snapshot>(&SectionPath::new(record, &section), &(), Some(&body))
                 .await
                 .map(|_| Response::SnapshotStored),
         };
@@ -344,10 +356,13 @@ impl RelayClient {
         statement: crate::sharing::SignedStatement,
         cursor: u64,
     ) -> Result<(), TransportError> {
-        let path = format!("/v1/records/{}/access", profile.record_id());
-        self.call::<serde_json::Value>(reqwest::Method::POST, &path, Some(&statement))
-            .await
-            .map_err(SyncError::from)?;
+        self.request::<wire::AppendStatement>(
+            &RecordPath(profile.record_id()),
+            &(),
+            Some(&statement),
+        )
+        .await
+        .map_err(SyncError::from)?;
         profile.apply_access(vec![statement], cursor)?;
         Ok(())
     }
@@ -363,8 +378,9 @@ impl RelayClient {
             .clone()
             .ok_or(TransportError::Sync(SyncError::Protocol))?;
         let url = format!(
-            "{}/v1/records/{record}/subscribe?token={token}",
-            self.url.websocket()
+            "{}{}",
+            self.url.websocket(),
+            wire::Subscribe::uri(&RecordPath(record), &TokenQuery { token })
         );
         let offline = |e: &(dyn std::error::Error + 'static)| {
             let why = tls::describe_failure(e).unwrap_or_else(|| e.to_string());

@@ -9,8 +9,11 @@ use std::collections::BTreeSet;
 use super::members::base_section;
 use super::statement::GrantRole;
 
-/// A member's role, as the verified access log establishes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A member's role, as the verified access log establishes it. Serialises
+/// as its wire name (`owner-device`, `manager`, `writer`, `reader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
 pub enum MemberRole {
     /// A device of the record's owner (or its recovery key): everything.
     OwnerDevice,

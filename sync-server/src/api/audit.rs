@@ -5,38 +5,28 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
+use satchel_protocol::wire::{self, AuditResponse, PageQuery};
 
 use super::auth::Auth;
 use super::error::{ApiError, ApiResult};
-use super::extract::{record_id, P, Q};
+use super::extract::{cursor, record_id, wire_seq, P, Q};
 use super::records::require_member;
 use super::AppState;
-use crate::storage::now_ms;
+use crate::storage::{now_ms, AuditAction};
 
 /// Default and largest page.
 const DEFAULT_LIMIT: u32 = 500;
 const MAX_LIMIT: u32 = 1000;
-
-#[derive(Deserialize)]
-pub(super) struct AuditQuery {
-    #[serde(default)]
-    after: i64,
-    limit: Option<u32>,
-}
 
 /// `GET /v1/records/{rid}/audit?after=N&limit=M`
 pub(super) async fn audit(
     State(state): State<AppState>,
     Auth(caller): Auth,
     P(rid): P<String>,
-    Q(q): Q<AuditQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<AuditResponse>> {
     let record = record_id(&rid)?;
-    if q.after < 0 {
-        return Err(ApiError::bad("after must not be negative"));
-    }
+    let after = cursor(q.after, "after")?;
     let limit = match q.limit {
         Some(0) => return Err(ApiError::bad("limit must be at least 1")),
         Some(n) => n.min(MAX_LIMIT),
@@ -48,24 +38,25 @@ pub(super) async fn audit(
             "only owner devices and managers can read the audit trail",
         ));
     }
-    let mut events = state.storage.audit(record, q.after, limit + 1).await?;
+    let mut events = state.storage.audit(record, after, limit + 1).await?;
     let more = events.len() > limit as usize;
     events.truncate(limit as usize);
-    let next = events.last().map_or(q.after, |e| e.seq);
-    let events: Vec<serde_json::Value> = events
+    let next = wire_seq(events.last().map_or(after, |e| e.seq))?;
+    let events = events
         .into_iter()
         .map(|e| {
-            json!({
-                "seq": e.seq,
-                "at_ms": e.at_ms,
-                "identity": e.identity,
-                "action": e.action.as_str(),
-                "section": e.section,
-                "count": e.count,
+            Ok(wire::AuditEvent {
+                seq: wire_seq(e.seq)?,
+                at_ms: e.at_ms,
+                identity: e.identity,
+                action: match e.action {
+                    AuditAction::Pull => wire::AuditAction::Pull,
+                    AuditAction::Push => wire::AuditAction::Push,
+                },
+                section: e.section,
+                count: wire_seq(e.count)?,
             })
         })
-        .collect();
-    Ok(Json(
-        json!({ "events": events, "next": next, "more": more }),
-    ))
+        .collect::<ApiResult<Vec<wire::AuditEvent>>>()?;
+    Ok(Json(AuditResponse { events, next, more }))
 }

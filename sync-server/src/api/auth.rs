@@ -20,16 +20,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ring::rand::SecureRandom;
 use satchel_protocol::crypto::verify_signature;
 use satchel_protocol::ids::IdentityId;
-use serde::{Deserialize, Serialize};
+use satchel_protocol::wire::auth::signing_message;
+use satchel_protocol::wire::{ChallengeRequest, ChallengeResponse, TokenRequest, TokenResponse};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{b64, b64_decode, read_json};
+use super::extract::read_json;
 use super::{AppState, RequestInfo};
 use crate::config::RateLimit;
 use crate::storage::now_ms;
-
-/// Domain-separation prefix of the signed challenge.
-pub const AUTH_DOMAIN: &[u8] = b"satchel/v1/auth";
 
 /// An authenticated (and rate-checked) caller.
 #[derive(Debug, Clone, Copy)]
@@ -96,22 +94,6 @@ fn ttl_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-#[derive(Deserialize)]
-pub(super) struct ChallengeRequest {
-    pub(super) identity: String,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(super) struct ChallengeResponse {
-    challenge: String,
-    expires_in: u64,
-}
-
-pub(super) fn parse_identity(s: &str) -> ApiResult<IdentityId> {
-    s.parse()
-        .map_err(|_| ApiError::bad("identity must be 64 lower-case hex characters"))
-}
-
 /// `POST /v1/auth/challenge`
 pub(super) async fn challenge(
     State(state): State<AppState>,
@@ -120,7 +102,7 @@ pub(super) async fn challenge(
 ) -> ApiResult<Json<ChallengeResponse>> {
     state.limiters.check_ip(peer.ip(), &state)?;
     let req: ChallengeRequest = read_json(body, state.limits.small_body_bytes()).await?;
-    let identity = parse_identity(&req.identity)?;
+    let identity = req.identity;
     let challenge = random32()?;
     let ttl = state.limits.challenge_ttl_secs;
     state
@@ -128,22 +110,9 @@ pub(super) async fn challenge(
         .put_challenge(identity, challenge, now_ms().saturating_add(ttl_ms(ttl)))
         .await?;
     Ok(Json(ChallengeResponse {
-        challenge: b64(&challenge),
+        challenge: challenge.to_vec(),
         expires_in: ttl,
     }))
-}
-
-#[derive(Deserialize)]
-pub(super) struct TokenRequest {
-    pub(super) identity: String,
-    pub(super) challenge: String,
-    pub(super) signature: String,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(super) struct TokenResponse {
-    token: String,
-    expires_in: u64,
 }
 
 /// `POST /v1/auth/token`
@@ -154,11 +123,13 @@ pub(super) async fn token(
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
     state.limiters.check_ip(peer.ip(), &state)?;
     let req: TokenRequest = read_json(body, state.limits.small_body_bytes()).await?;
-    let identity = parse_identity(&req.identity)?;
-    let challenge: [u8; 32] = b64_decode(&req.challenge, "challenge")?
+    let identity = req.identity;
+    let challenge: [u8; 32] = req
+        .challenge
+        .as_slice()
         .try_into()
         .map_err(|_| ApiError::bad("challenge must be 32 bytes"))?;
-    let signature = b64_decode(&req.signature, "signature")?;
+    let signature = req.signature;
     // Consume the challenge first: any attempt, good or bad, uses it up.
     let now = now_ms();
     if !state
@@ -170,10 +141,7 @@ pub(super) async fn token(
             "unknown, expired or already used challenge",
         ));
     }
-    let mut msg = Vec::with_capacity(AUTH_DOMAIN.len() + 32);
-    msg.extend_from_slice(AUTH_DOMAIN);
-    msg.extend_from_slice(&challenge);
-    verify_signature(&identity, &msg, &signature)
+    verify_signature(&identity, &signing_message(&challenge), &signature)
         .map_err(|_| ApiError::Unauthenticated("signature does not verify"))?;
     let raw = random32()?;
     let ttl = state.limits.token_ttl_secs;

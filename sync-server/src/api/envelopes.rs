@@ -4,19 +4,19 @@
 //! access to the section at the time of the request. Uploads and pulls that
 //! move envelopes leave an audit event.
 
-use std::borrow::Cow;
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::Extension;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use satchel_protocol::wire::{
+    Accepted, AfterQuery, FeedResponse, FeedSection, PageQuery, PullResponse, PulledEnvelope,
+    PulledSnapshot, SnapshotRequest, SnapshotResponse, UploadRequest, UploadResponse,
+};
 
 use super::auth::Auth;
 use super::error::{ApiError, ApiResult};
 use super::extract::{
-    b64, b64_decode, b64_decoded_len, parse_json, read_body, read_json, record_id, section, P, Q,
+    cursor, parse_json, read_body, read_json, record_id, section, wire_seq, P, Q,
 };
 use super::metrics::Reject;
 use super::records::{require_member, verified_members};
@@ -24,18 +24,6 @@ use super::verify::{check_batch, refused, Failure};
 use super::{AppState, RequestInfo};
 use crate::storage::{now_ms, Actor, AuditAction, AuditEvent, SnapshotOutcome};
 use satchel_protocol::accept::{self, Expect, Kind};
-
-#[derive(Deserialize)]
-pub(super) struct UploadRequest<'a> {
-    #[serde(borrow)]
-    pub(super) envelopes: Vec<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct AcceptedJson {
-    hash: String,
-    seq: i64,
-}
 
 enum Precheck {
     Ok(super::verify::Checked),
@@ -49,7 +37,7 @@ pub(super) async fn upload(
     P((rid, sec)): P<(String, String)>,
     Extension(info): Extension<RequestInfo>,
     body: Body,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<UploadResponse>> {
     let record = record_id(&rid)?;
     section(&sec)?;
     let mine = require_member(&state, record, caller).await?;
@@ -64,7 +52,7 @@ pub(super) async fn upload(
     let limits = state.limits.clone();
     let sec_owned = sec.clone();
     let pre = tokio::task::spawn_blocking(move || {
-        let req: UploadRequest<'_> = match parse_json(&bytes) {
+        let req: UploadRequest = match parse_json(&bytes) {
             Ok(r) => r,
             Err(e) => return Precheck::Err(e),
         };
@@ -74,7 +62,7 @@ pub(super) async fn upload(
                 "too many envelopes in one batch",
             ));
         }
-        let total: usize = req.envelopes.iter().map(|s| b64_decoded_len(s)).sum();
+        let total: usize = req.envelopes.iter().map(|s| s.decoded_len()).sum();
         if total > limits.max_batch_bytes {
             return Precheck::Err(ApiError::too_large(
                 limits.max_batch_bytes,
@@ -132,30 +120,20 @@ pub(super) async fn upload(
         u64::try_from(duplicates).unwrap_or(0),
         u64::try_from(new_bytes).unwrap_or(0),
     );
-    let accepted: Vec<AcceptedJson> = hashes
+    let accepted = hashes
         .iter()
         .zip(&appended)
-        .map(|(h, a)| AcceptedJson {
-            hash: hex::encode(h),
-            seq: a.seq,
+        .map(|(h, a)| {
+            Ok(Accepted {
+                hash: *h,
+                seq: wire_seq(a.seq)?,
+            })
         })
-        .collect();
-    Ok(Json(
-        json!({ "accepted": accepted, "duplicates": duplicates }),
-    ))
-}
-
-#[derive(Deserialize)]
-pub(super) struct PullQuery {
-    #[serde(default)]
-    after: i64,
-    limit: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct EnvelopeJson {
-    seq: i64,
-    envelope: String,
+        .collect::<ApiResult<Vec<Accepted>>>()?;
+    Ok(Json(UploadResponse {
+        accepted,
+        duplicates: u64::try_from(duplicates).unwrap_or(u64::MAX),
+    }))
 }
 
 /// `GET /v1/records/{rid}/sections/{section}/envelopes?after=N&limit=M`
@@ -163,14 +141,12 @@ pub(super) async fn pull(
     State(state): State<AppState>,
     Auth(caller): Auth,
     P((rid, sec)): P<(String, String)>,
-    Q(q): Q<PullQuery>,
+    Q(q): Q<PageQuery>,
     Extension(info): Extension<RequestInfo>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<PullResponse>> {
     let record = record_id(&rid)?;
     section(&sec)?;
-    if q.after < 0 {
-        return Err(ApiError::bad("after must not be negative"));
-    }
+    let after = cursor(q.after, "after")?;
     let limit = match q.limit {
         Some(0) => return Err(ApiError::bad("limit must be at least 1")),
         Some(n) => n.min(state.limits.max_pull_limit),
@@ -180,8 +156,8 @@ pub(super) async fn pull(
     if !mine.may_read(&sec, now_ms()) {
         return Err(ApiError::Forbidden("no read access to this section"));
     }
-    let page = state.storage.pull(record, &sec, q.after, limit).await?;
-    let next = page.next(q.after);
+    let page = state.storage.pull(record, &sec, after, limit).await?;
+    let next = wire_seq(page.next(after))?;
     info.set_count(page.envelopes.len());
     let count = page.envelopes.len() + usize::from(page.snapshot.is_some());
     if count > 0 {
@@ -198,30 +174,30 @@ pub(super) async fn pull(
             })
             .await?;
     }
-    let snapshot = page
-        .snapshot
-        .as_ref()
-        .map(|s| json!({ "upto_seq": s.upto_seq, "envelope": b64(&s.bytes) }));
-    let envelopes: Vec<EnvelopeJson> = page
+    let more = page.more;
+    let snapshot = match page.snapshot {
+        Some(s) => Some(PulledSnapshot {
+            upto_seq: wire_seq(s.upto_seq)?,
+            envelope: s.bytes,
+        }),
+        None => None,
+    };
+    let envelopes = page
         .envelopes
-        .iter()
-        .map(|e| EnvelopeJson {
-            seq: e.seq,
-            envelope: b64(&e.bytes),
+        .into_iter()
+        .map(|e| {
+            Ok(PulledEnvelope {
+                seq: wire_seq(e.seq)?,
+                envelope: e.bytes,
+            })
         })
-        .collect();
-    Ok(Json(json!({
-        "snapshot": snapshot,
-        "envelopes": envelopes,
-        "next": next,
-        "more": page.more,
-    })))
-}
-
-#[derive(Deserialize)]
-pub(super) struct SnapshotRequest {
-    pub(super) upto_seq: i64,
-    pub(super) envelope: String,
+        .collect::<ApiResult<Vec<PulledEnvelope>>>()?;
+    Ok(Json(PullResponse {
+        snapshot,
+        envelopes,
+        next,
+        more,
+    }))
 }
 
 /// `PUT /v1/records/{rid}/sections/{section}/snapshot`
@@ -230,7 +206,7 @@ pub(super) async fn snapshot(
     Auth(caller): Auth,
     P((rid, sec)): P<(String, String)>,
     body: Body,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<SnapshotResponse>> {
     let record = record_id(&rid)?;
     section(&sec)?;
     let mine = require_member(&state, record, caller).await?;
@@ -241,14 +217,15 @@ pub(super) async fn snapshot(
     if req.upto_seq < 1 {
         return Err(ApiError::bad("upto_seq must be at least 1"));
     }
-    if b64_decoded_len(&req.envelope) > state.limits.max_snapshot_bytes {
+    let upto_seq = cursor(req.upto_seq, "upto_seq")?;
+    if req.envelope.len() > state.limits.max_snapshot_bytes {
         state.metrics.reject(Reject::TooLarge);
         return Err(ApiError::too_large(
             state.limits.max_snapshot_bytes,
             "snapshot exceeds the size limit",
         ));
     }
-    let bytes = b64_decode(&req.envelope, "envelope")?;
+    let bytes = req.envelope;
     let max = state.limits.max_snapshot_bytes;
     let sec_owned = sec.clone();
     let members = verified_members(&state, record).await?;
@@ -271,12 +248,14 @@ pub(super) async fn snapshot(
     let len = bytes.len();
     match state
         .storage
-        .put_snapshot(record, &sec, req.upto_seq, bytes)
+        .put_snapshot(record, &sec, upto_seq, bytes)
         .await?
     {
         SnapshotOutcome::Replaced => {
             state.metrics.snapshot(u64::try_from(len).unwrap_or(0));
-            Ok(Json(json!({ "upto_seq": req.upto_seq })))
+            Ok(Json(SnapshotResponse {
+                upto_seq: req.upto_seq,
+            }))
         }
         SnapshotOutcome::NotNewer { current } => Err(ApiError::Conflict(format!(
             "the current snapshot covers up to seq {current}"
@@ -287,36 +266,36 @@ pub(super) async fn snapshot(
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct FeedQuery {
-    #[serde(default)]
-    after: i64,
-}
-
 /// `GET /v1/records/{rid}/feed?after=N`
 pub(super) async fn feed(
     State(state): State<AppState>,
     Auth(caller): Auth,
     P(rid): P<String>,
-    Q(q): Q<FeedQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+    Q(q): Q<AfterQuery>,
+) -> ApiResult<Json<FeedResponse>> {
     let record = record_id(&rid)?;
-    if q.after < 0 {
-        return Err(ApiError::bad("after must not be negative"));
-    }
+    let after = cursor(q.after, "after")?;
     let mine = require_member(&state, record, caller).await?;
     let now = now_ms();
-    let mut sections = state.storage.feed(record, q.after).await?;
+    let mut sections = state.storage.feed(record, after).await?;
     sections.retain(|(name, _)| mine.may_read(name, now));
-    let cursor = sections
+    let newest = sections
         .iter()
         .map(|(_, s)| *s)
         .max()
-        .unwrap_or(q.after)
-        .max(q.after);
-    let sections: Vec<serde_json::Value> = sections
+        .unwrap_or(after)
+        .max(after);
+    let sections = sections
         .into_iter()
-        .map(|(section, seq)| json!({ "section": section, "seq": seq }))
-        .collect();
-    Ok(Json(json!({ "sections": sections, "cursor": cursor })))
+        .map(|(section, seq)| {
+            Ok(FeedSection {
+                section,
+                seq: wire_seq(seq)?,
+            })
+        })
+        .collect::<ApiResult<Vec<FeedSection>>>()?;
+    Ok(Json(FeedResponse {
+        sections,
+        cursor: wire_seq(newest)?,
+    }))
 }

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use satchel_protocol::wire::ErrorBody;
 
 use crate::storage::StorageError;
 
@@ -68,35 +68,36 @@ impl ApiError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> serde_json::Value {
+    pub fn body(&self) -> ErrorBody {
         match self {
-            ApiError::BadRequest(m) => json!({"error": "bad_request", "message": m}),
-            ApiError::Unauthenticated(m) => json!({"error": "unauthenticated", "message": m}),
-            ApiError::Forbidden(m) => json!({"error": "forbidden", "message": m}),
-            ApiError::NotFound(m) => json!({"error": "not_found", "message": m}),
-            ApiError::BodyTimeout => json!({
-                "error": "request_timeout",
-                "message": "the request body did not arrive in time; send it again on a faster connection"
-            }),
-            ApiError::Conflict(m) => json!({"error": "conflict", "message": m}),
-            ApiError::TooLarge { limit, message } => {
-                json!({"error": "payload_too_large", "message": message, "limit": limit})
-            }
-            ApiError::Rejected { index, message } => {
-                json!({"error": "rejected", "message": message, "index": index})
-            }
-            ApiError::RateLimited { retry_after_ms } => json!({
-                "error": "rate_limited",
-                "message": "too many requests",
-                "retry_after_ms": retry_after_ms,
-            }),
+            ApiError::BadRequest(m) => ErrorBody::new("bad_request", m.as_str()),
+            ApiError::Unauthenticated(m) => ErrorBody::new("unauthenticated", *m),
+            ApiError::Forbidden(m) => ErrorBody::new("forbidden", *m),
+            ApiError::NotFound(m) => ErrorBody::new("not_found", *m),
+            ApiError::BodyTimeout => ErrorBody::new(
+                "request_timeout",
+                "the request body did not arrive in time; send it again on a faster connection",
+            ),
+            ApiError::Conflict(m) => ErrorBody::new("conflict", m.as_str()),
+            ApiError::TooLarge { limit, message } => ErrorBody {
+                limit: Some(*limit),
+                ..ErrorBody::new("payload_too_large", message.as_str())
+            },
+            ApiError::Rejected { index, message } => ErrorBody {
+                index: Some(u64::try_from(*index).unwrap_or(u64::MAX)),
+                ..ErrorBody::new("rejected", message.as_str())
+            },
+            ApiError::RateLimited { retry_after_ms } => ErrorBody {
+                retry_after_ms: Some(*retry_after_ms),
+                ..ErrorBody::new("rate_limited", "too many requests")
+            },
             ApiError::Unavailable => {
-                json!({"error": "unavailable", "message": "storage unavailable, retry later"})
+                ErrorBody::new("unavailable", "storage unavailable, retry later")
             }
-            ApiError::StorageFull => json!({
-                "error": "storage_full",
-                "message": "the relay's storage is full: nothing was stored; retry later (the relay's operator must free space)",
-            }),
+            ApiError::StorageFull => ErrorBody::new(
+                "storage_full",
+                "the relay's storage is full: nothing was stored; retry later (the relay's operator must free space)",
+            ),
         }
     }
 

@@ -1,12 +1,14 @@
 //! Request parsing helpers whose failures are the API's JSON errors: path
-//! and query wrappers, size-limited JSON bodies, base64 and id parsing.
+//! and query wrappers, size-limited JSON bodies, base64 and id parsing, and
+//! the conversion of sequence numbers between storage (`i64`) and the wire
+//! (`u64`).
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use satchel_protocol::ids::RecordId;
+use satchel_protocol::ids::{LinkId, RecordId};
 use satchel_protocol::LogName;
 use serde::de::DeserializeOwned;
 
@@ -129,18 +131,24 @@ pub fn section(s: &str) -> Result<LogName, ApiError> {
     })
 }
 
-/// Check a link id (32 lower-case hex characters).
-pub fn link_id(s: &str) -> Result<(), ApiError> {
-    if s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::bad(
-            "link id must be 32 lower-case hex characters",
-        ))
-    }
+/// Parse a link id (32 lower-case hex characters).
+pub fn link_id(s: &str) -> Result<LinkId, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::bad("link id must be 32 lower-case hex characters"))
+}
+
+/// A cursor from the wire as storage keeps it.
+pub fn cursor(after: u64, what: &'static str) -> Result<i64, ApiError> {
+    i64::try_from(after).map_err(|_| ApiError::bad(format!("{what} is too large")))
+}
+
+/// A stored sequence number or count as the wire carries it. Storage never
+/// holds a negative one; if it did, the answer is an error, not a guess.
+pub fn wire_seq(seq: i64) -> Result<u64, ApiError> {
+    u64::try_from(seq).map_err(|_| {
+        tracing::warn!("storage returned a negative sequence number or count");
+        ApiError::Unavailable
+    })
 }
 
 #[cfg(test)]

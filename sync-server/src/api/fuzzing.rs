@@ -7,13 +7,14 @@
 
 use satchel_protocol::fuzzing::Outcome;
 use satchel_protocol::ids::RecordId;
+use satchel_protocol::sharing::SignedStatement;
+use satchel_protocol::wire::{
+    AfterQuery, ChallengeRequest, CreateLinkRequest, LinkPayload, PageQuery, RegisterRequest,
+    SnapshotRequest, TokenRequest, UploadRequest,
+};
 use serde::de::DeserializeOwned;
 
-use super::auth::{parse_identity, ChallengeRequest, TokenRequest};
-use super::envelopes::{FeedQuery, PullQuery, SnapshotRequest, UploadRequest};
-use super::extract::{b64_decode, b64_decoded_len, link_id, parse_json, record_id, section};
-use super::links::{CreateRequest, PayloadRequest};
-use super::records::{AfterQuery, RegisterRequest, StatementRequest};
+use super::extract::{link_id, parse_json, record_id, section};
 use super::verify::check_batch;
 use satchel_protocol::accept::{self, Expect, Kind};
 use satchel_protocol::crypto::Envelope;
@@ -27,13 +28,12 @@ const RECORD: [u8; 16] = [
 const SECTION: &str = "medications";
 const MAX_ENVELOPE: usize = 4 * 1024 * 1024;
 
-/// An access log whose creator wrote `first` (a base64 envelope), so that
+/// An access log whose creator wrote `first` (an envelope's bytes), so that
 /// the acceptance rule's later steps (signature) are reached; a creator
 /// nobody is when it does not parse.
-fn root_of(first: Option<&str>) -> Members {
+fn root_of(first: Option<&[u8]>) -> Members {
     let author = first
-        .and_then(|b| b64_decode(b, "envelope").ok())
-        .and_then(|b| Envelope::from_bytes(&b).ok())
+        .and_then(|b| Envelope::from_bytes(b).ok())
         .map_or(satchel_protocol::ids::IdentityId([0; 32]), |e| {
             e.header.author
         });
@@ -47,21 +47,16 @@ pub fn relay_bodies(data: &[u8]) -> Outcome {
         return Outcome::Refused;
     };
     let ok = match which % 12 {
-        0 => body::<ChallengeRequest>(rest).and_then(|r| ok(parse_identity(&r.identity))),
-        1 => body::<TokenRequest>(rest).and_then(|r| {
-            ok(parse_identity(&r.identity))?;
-            ok(b64_decode(&r.challenge, "challenge"))?;
-            ok(b64_decode(&r.signature, "signature"))
-        }),
+        0 => body::<ChallengeRequest>(rest).map(drop),
+        1 => body::<TokenRequest>(rest)
+            .and_then(|r| ok(<[u8; 32]>::try_from(r.challenge.as_slice()))),
         2 => body::<RegisterRequest>(rest)
             .and_then(|r| ok(r.owner.verify()).map(|_| r.record_id))
             .map(drop),
-        3 => body::<StatementRequest>(rest).and_then(|r| {
-            ok(b64_decode(&r.statement, "statement"))?;
-            ok(b64_decode(&r.signature, "signature"))
-        }),
-        4 => parse_json::<UploadRequest<'_>>(rest).ok().and_then(|r| {
-            let members = root_of(r.envelopes.first().map(|e| e.as_ref()));
+        3 => body::<SignedStatement>(rest).map(drop),
+        4 => parse_json::<UploadRequest>(rest).ok().and_then(|r| {
+            let first = r.envelopes.first().and_then(|e| e.decode().ok());
+            let members = root_of(first.as_deref());
             let checked = check_batch(
                 &r.envelopes,
                 &RecordId(RECORD),
@@ -80,10 +75,6 @@ pub fn relay_bodies(data: &[u8]) -> Outcome {
             }
         }),
         5 => body::<SnapshotRequest>(rest).and_then(|r| {
-            if b64_decoded_len(&r.envelope) > MAX_ENVELOPE {
-                return None;
-            }
-            let bytes = b64_decode(&r.envelope, "envelope").ok()?;
             let members = root_of(Some(&r.envelope));
             let expect = Expect {
                 record: RecordId(RECORD),
@@ -91,14 +82,13 @@ pub fn relay_bodies(data: &[u8]) -> Outcome {
                 kind: Kind::Snapshot,
                 max_bytes: MAX_ENVELOPE,
             };
-            ok(accept::accept(&bytes, &expect, &members))
+            ok(accept::accept(&r.envelope, &expect, &members))
         }),
-        6 => body::<CreateRequest>(rest).map(|r| {
+        6 => body::<CreateLinkRequest>(rest).map(|r| {
             let _ = (r.record_id, r.expires_in);
         }),
-        7 => body::<PayloadRequest>(rest)
-            .and_then(|r| ok(b64_decode(&r.payload, "payload")).map(drop)),
-        8 => query::<PullQuery>(rest).or_else(|| query::<FeedQuery>(rest)),
+        7 => body::<LinkPayload>(rest).map(drop),
+        8 => query::<PageQuery>(rest).or_else(|| query::<AfterQuery>(rest)),
         9 => query::<AfterQuery>(rest),
         10 => std::str::from_utf8(rest)
             .ok()

@@ -7,22 +7,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use satchel_protocol::ids::RecordId;
-use serde::Deserialize;
-use serde_json::json;
+use satchel_protocol::wire::{CreateLinkRequest, LinkAck, LinkCreated, LinkPayload, LinkState};
 
 use super::auth::Auth;
 use super::error::{ApiError, ApiResult};
-use super::extract::{b64, b64_decode, link_id, read_json, P};
+use super::extract::{link_id, read_json, P};
 use super::records::require_member;
 use super::AppState;
 use crate::storage::now_ms;
-
-#[derive(Deserialize)]
-pub(super) struct CreateRequest {
-    pub(super) record_id: RecordId,
-    pub(super) expires_in: Option<u64>,
-}
 
 /// `PUT /v1/links/{link_id}`
 pub(super) async fn create(
@@ -30,9 +22,9 @@ pub(super) async fn create(
     Auth(caller): Auth,
     P(id): P<String>,
     body: Body,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    link_id(&id)?;
-    let req: CreateRequest = read_json(body, state.limits.small_body_bytes()).await?;
+) -> ApiResult<(StatusCode, Json<LinkCreated>)> {
+    let link = link_id(&id)?;
+    let req: CreateLinkRequest = read_json(body, state.limits.small_body_bytes()).await?;
     let ttl = req.expires_in.unwrap_or(state.limits.link_default_ttl_secs);
     if ttl == 0 || ttl > state.limits.link_max_ttl_secs {
         return Err(ApiError::bad(format!(
@@ -54,18 +46,16 @@ pub(super) async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "link_id": id, "expires_at_ms": expires_at_ms })),
+        Json(LinkCreated {
+            link_id: link,
+            expires_at_ms,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
-pub(super) struct PayloadRequest {
-    pub(super) payload: String,
-}
-
 async fn payload(state: &AppState, body: Body) -> ApiResult<Vec<u8>> {
-    let req: PayloadRequest = read_json(body, state.limits.small_body_bytes()).await?;
-    let bytes = b64_decode(&req.payload, "payload")?;
+    let req: LinkPayload = read_json(body, state.limits.small_body_bytes()).await?;
+    let bytes = req.payload;
     if bytes.len() > state.limits.max_payload_bytes {
         return Err(ApiError::too_large(
             state.limits.max_payload_bytes,
@@ -81,15 +71,15 @@ pub(super) async fn join(
     Auth(caller): Auth,
     P(id): P<String>,
     body: Body,
-) -> ApiResult<Json<serde_json::Value>> {
-    link_id(&id)?;
+) -> ApiResult<Json<LinkAck>> {
+    let link = link_id(&id)?;
     let bytes = payload(&state, body).await?;
     state
         .storage
         .join_link(&id, caller, bytes, now_ms())
         .await
         .map_err(link_gone)?;
-    Ok(Json(json!({ "link_id": id })))
+    Ok(Json(LinkAck { link_id: link }))
 }
 
 /// `POST /v1/links/{link_id}/accept`
@@ -98,8 +88,8 @@ pub(super) async fn accept(
     Auth(caller): Auth,
     P(id): P<String>,
     body: Body,
-) -> ApiResult<Json<serde_json::Value>> {
-    link_id(&id)?;
+) -> ApiResult<Json<LinkAck>> {
+    let link_id = link_id(&id)?;
     let now = now_ms();
     let link = state
         .storage
@@ -115,7 +105,7 @@ pub(super) async fn accept(
         .accept_link(&id, bytes, now)
         .await
         .map_err(link_gone)?;
-    Ok(Json(json!({ "link_id": id })))
+    Ok(Json(LinkAck { link_id }))
 }
 
 /// `GET /v1/links/{link_id}`
@@ -123,7 +113,7 @@ pub(super) async fn get(
     State(state): State<AppState>,
     Auth(caller): Auth,
     P(id): P<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<LinkState>> {
     link_id(&id)?;
     let link = state
         .storage
@@ -135,12 +125,12 @@ pub(super) async fn get(
             "only the link's creator or joiner can read it",
         ));
     }
-    Ok(Json(json!({
-        "record_id": link.record,
-        "join": link.join.as_deref().map(b64),
-        "accept": link.accept.as_deref().map(b64),
-        "expires_at_ms": link.expires_at_ms,
-    })))
+    Ok(Json(LinkState {
+        record_id: link.record,
+        join: link.join,
+        accept: link.accept,
+        expires_at_ms: link.expires_at_ms,
+    }))
 }
 
 const LINK_GONE: &str = "no such link, or it expired";

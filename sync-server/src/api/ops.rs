@@ -1,28 +1,37 @@
-//! Operations endpoints: health, Prometheus metrics, and the OpenAPI 3
-//! document (hand-written `openapi.json`, checked against the route table
-//! by a test).
+//! Operations endpoints: health, Prometheus metrics, and the OpenAPI 3.1
+//! document (generated from the wire types by
+//! `satchel_protocol::wire::openapi`, checked against the route table by a
+//! test).
+
+use std::sync::OnceLock;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use satchel_protocol::wire::HealthResponse;
 
+use super::error::{ApiError, ApiResult};
 use super::AppState;
 
-/// The OpenAPI 3 description of every route.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI 3.1 description of every route, as served (pretty JSON),
+/// generated once.
+pub fn openapi_json() -> ApiResult<&'static str> {
+    static DOC: OnceLock<Result<String, String>> = OnceLock::new();
+    DOC.get_or_init(|| {
+        satchel_protocol::wire::openapi::document()
+            .to_pretty_json()
+            .map_err(|e| e.to_string())
+    })
+    .as_deref()
+    .map_err(|e| {
+        tracing::error!(error = %e, "the OpenAPI document could not be serialised");
+        ApiError::Unavailable
+    })
+}
 
 /// `GET /v1/health` body.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Health {
-    /// `ok`, or `degraded` when the database does not answer (then 503).
-    pub status: String,
-    /// Relay version.
-    pub version: String,
-    /// `sqlite` or `postgres`.
-    pub storage: String,
-}
+pub type Health = HealthResponse;
 
 /// `GET /v1/health`
 pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -51,6 +60,10 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /v1/openapi.json`
-pub(super) async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+pub(super) async fn openapi() -> ApiResult<Response> {
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_json()?,
+    )
+        .into_response())
 }

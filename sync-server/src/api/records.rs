@@ -10,13 +10,15 @@ use axum::Json;
 use satchel_protocol::crypto::IdentityCard;
 use satchel_protocol::ids::{IdentityId, RecordId};
 use satchel_protocol::sharing::{verify_log, verify_next, Members, SharingError, SignedStatement};
+use satchel_protocol::wire::{
+    AccessEntry, AccessResponse, AfterQuery, MemberEntry, MembersResponse, RegisterRequest,
+    RegisterResponse, SeqResponse,
+};
 use satchel_protocol::Section;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::Auth;
 use super::error::{ApiError, ApiResult};
-use super::extract::{b64, b64_decode, read_json, record_id, P, Q};
+use super::extract::{cursor, read_json, record_id, wire_seq, P, Q};
 use super::metrics::Reject;
 use super::AppState;
 use crate::storage::{
@@ -27,18 +29,12 @@ use crate::storage::{
 /// Most statements one `GET .../access` returns.
 const STATEMENTS_PAGE: u32 = 1000;
 
-#[derive(Deserialize)]
-pub(super) struct RegisterRequest {
-    pub(super) record_id: RecordId,
-    pub(super) owner: IdentityCard,
-}
-
 /// `POST /v1/records`
 pub(super) async fn register(
     State(state): State<AppState>,
     Auth(caller): Auth,
     body: Body,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<RegisterResponse>)> {
     let req: RegisterRequest = read_json(body, state.limits.small_body_bytes()).await?;
     if req.owner.id() != caller {
         return Err(ApiError::Forbidden(
@@ -58,7 +54,9 @@ pub(super) async fn register(
             crate::storage::now_ms(),
         )
         .await?;
-    let body = Json(json!({ "record_id": req.record_id }));
+    let body = Json(RegisterResponse {
+        record_id: req.record_id,
+    });
     match outcome {
         RegisterOutcome::Created => Ok((StatusCode::CREATED, body)),
         RegisterOutcome::AlreadyRegistered => Ok((StatusCode::OK, body)),
@@ -82,12 +80,6 @@ pub(super) async fn require_member(
         Membership::NotMember => Err(ApiError::Forbidden("not a member of this record")),
         Membership::NoRecord => Err(ApiError::NotFound("no such record")),
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct StatementRequest {
-    pub(super) statement: String,
-    pub(super) signature: String,
 }
 
 /// Every statement of the record's log, oldest first.
@@ -188,24 +180,19 @@ pub(super) async fn append_statement(
     Auth(_caller): Auth,
     P(rid): P<String>,
     body: Body,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<SeqResponse>)> {
     let record = record_id(&rid)?;
-    let req: StatementRequest = read_json(body, state.limits.small_body_bytes()).await?;
-    let statement = b64_decode(&req.statement, "statement")?;
-    let signature = b64_decode(&req.signature, "signature")?;
+    let signed: SignedStatement = read_json(body, state.limits.small_body_bytes()).await?;
     let (creator, creator_card) = state
         .storage
         .record_root(record)
         .await?
         .ok_or(ApiError::NotFound("no such record"))?;
     let log = whole_log(&state, record).await?;
-    if let Some(row) = log.iter().find(|r| r.statement == statement) {
-        return Ok((StatusCode::OK, Json(json!({ "seq": row.seq }))));
+    if let Some(row) = log.iter().find(|r| r.statement == signed.statement) {
+        let seq = wire_seq(row.seq)?;
+        return Ok((StatusCode::OK, Json(SeqResponse { seq })));
     }
-    let signed = SignedStatement {
-        statement,
-        signature,
-    };
     let verified = tokio::task::spawn_blocking(move || {
         let card = IdentityCard::from_bytes(&creator_card).ok();
         let log: Vec<SignedStatement> = log
@@ -241,23 +228,20 @@ pub(super) async fn append_statement(
         .append_statement(record, signed.statement, signed.signature, head, rows)
         .await?
     {
-        StatementOutcome::Appended(seq) => Ok((StatusCode::CREATED, Json(json!({ "seq": seq })))),
-        StatementOutcome::Duplicate(seq) => Ok((StatusCode::OK, Json(json!({ "seq": seq })))),
+        StatementOutcome::Appended(seq) => Ok((
+            StatusCode::CREATED,
+            Json(SeqResponse {
+                seq: wire_seq(seq)?,
+            }),
+        )),
+        StatementOutcome::Duplicate(seq) => Ok((
+            StatusCode::OK,
+            Json(SeqResponse {
+                seq: wire_seq(seq)?,
+            }),
+        )),
         StatementOutcome::HeadMoved => Err(refusal(&state, SharingError::Fork { index: 0 })),
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct AfterQuery {
-    #[serde(default)]
-    after: i64,
-}
-
-#[derive(Serialize)]
-struct StatementJson {
-    seq: i64,
-    statement: String,
-    signature: String,
 }
 
 /// `GET /v1/records/{rid}/access?after=N` (any member whose access is in
@@ -267,24 +251,29 @@ pub(super) async fn statements(
     Auth(caller): Auth,
     P(rid): P<String>,
     Q(q): Q<AfterQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AccessResponse>> {
     let record = record_id(&rid)?;
+    let after = cursor(q.after, "after")?;
     require_member(&state, record, caller).await?;
     let mut rows = state
         .storage
-        .statements(record, q.after.max(0), STATEMENTS_PAGE + 1)
+        .statements(record, after, STATEMENTS_PAGE + 1)
         .await?;
     let more = rows.len() > STATEMENTS_PAGE as usize;
     rows.truncate(STATEMENTS_PAGE as usize);
-    let statements: Vec<StatementJson> = rows
+    let statements = rows
         .into_iter()
-        .map(|r| StatementJson {
-            seq: r.seq,
-            statement: b64(&r.statement),
-            signature: b64(&r.signature),
+        .map(|r| {
+            Ok(AccessEntry {
+                seq: wire_seq(r.seq)?,
+                signed: SignedStatement {
+                    statement: r.statement,
+                    signature: r.signature,
+                },
+            })
         })
-        .collect();
-    Ok(Json(json!({ "statements": statements, "more": more })))
+        .collect::<ApiResult<Vec<AccessEntry>>>()?;
+    Ok(Json(AccessResponse { statements, more }))
 }
 
 /// `GET /v1/records/{rid}/members`: owner devices and live managers see
@@ -293,7 +282,7 @@ pub(super) async fn members(
     State(state): State<AppState>,
     Auth(caller): Auth,
     P(rid): P<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<MembersResponse>> {
     let record = record_id(&rid)?;
     let mine = require_member(&state, record, caller).await?;
     let sees_all = mine.may_administer(now_ms());
@@ -311,13 +300,13 @@ pub(super) async fn members(
         } else {
             m.access.sections.iter().cloned().collect()
         };
-        members.push(json!({
-            "identity": m.identity,
-            "role": m.access.role.as_str(),
-            "sections": sections,
-            "expires_at_ms": m.access.expires_at_ms,
-            "card": card,
-        }));
+        members.push(MemberEntry {
+            identity: m.identity,
+            role: m.access.role,
+            sections,
+            expires_at_ms: m.access.expires_at_ms,
+            card,
+        });
     }
-    Ok(Json(json!({ "members": members })))
+    Ok(Json(MembersResponse { members }))
 }

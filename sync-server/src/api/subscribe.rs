@@ -12,8 +12,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use satchel_protocol::ids::{IdentityId, RecordId};
-use serde::Deserialize;
-use serde_json::json;
+use satchel_protocol::wire::{PushMessage, TokenQuery};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::auth::authenticate;
@@ -39,16 +38,11 @@ const TRY_AGAIN_LATER: u16 = 1013;
 /// Close code: policy violation (the caller's access was revoked or expired).
 const POLICY: u16 = 1008;
 
-#[derive(Deserialize)]
-pub(super) struct SubscribeQuery {
-    token: String,
-}
-
 /// `GET /v1/records/{rid}/subscribe?token=TOKEN`
 pub(super) async fn subscribe(
     State(state): State<AppState>,
     P(rid): P<String>,
-    Q(q): Q<SubscribeQuery>,
+    Q(q): Q<TokenQuery>,
     axum::Extension(info): axum::Extension<RequestInfo>,
     slot: Option<axum::Extension<crate::net::registry::Ticket>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -116,7 +110,15 @@ async fn run(
                     if !access.may_read(&c.section, now_ms()) {
                         continue;
                     }
-                    let text = json!({"type": "changed", "section": c.section, "seq": c.seq}).to_string();
+                    let Ok(seq) = u64::try_from(c.seq) else {
+                        tracing::warn!("storage announced a negative sequence number");
+                        continue;
+                    };
+                    let frame = PushMessage::Changed { section: c.section, seq };
+                    let Ok(text) = serde_json::to_string(&frame) else {
+                        let _ = socket.send(close(TRY_AGAIN_LATER, "could not encode a frame; reconnect")).await;
+                        break;
+                    };
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }

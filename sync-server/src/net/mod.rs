@@ -302,7 +302,8 @@ async fn handle(
     shared: &Shared,
     ticket: Ticket,
 ) -> Response<axum::body::Body> {
-    if ticket.health_only() && !(req.method() == Method::GET && req.uri().path() == "/v1/health") {
+    use satchel_protocol::wire::{Endpoint, Health};
+    if ticket.health_only() && !(req.method() == Method::GET && req.uri().path() == Health::PATH) {
         return busy();
     }
     let _handling = ticket.request();

@@ -8,6 +8,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use satchel_protocol::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
 use satchel_protocol::ids::RecordId;
+use satchel_protocol::wire::{
+    Challenge, ChallengeRequest, ChallengeResponse, Endpoint, Token, TokenRequest, TokenResponse,
+};
 use satchel_sync_server::Config;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -91,36 +94,31 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
 
-/// Challenge → signature → token.
+/// Challenge → signature → token (the protocol's one login rule,
+/// `TokenRequest::sign`).
 pub async fn login(c: &reqwest::Client, s: &TestServer, identity: Identity) -> Device {
-    let id = identity.id().to_hex();
-    let ch: Value = c
-        .post(s.url("/v1/auth/challenge"))
-        .json(&json!({ "identity": id }))
+    let ch: ChallengeResponse = c
+        .post(s.url(Challenge::PATH))
+        .json(&ChallengeRequest {
+            identity: identity.id(),
+        })
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let challenge = unb64(ch["challenge"].as_str().unwrap());
-    let mut msg = b"satchel/v1/auth".to_vec();
-    msg.extend_from_slice(&challenge);
     let resp = c
-        .post(s.url("/v1/auth/token"))
-        .json(&json!({
-            "identity": id,
-            "challenge": b64(&challenge),
-            "signature": b64(&identity.sign(&msg)),
-        }))
+        .post(s.url(Token::PATH))
+        .json(&TokenRequest::sign(&identity, &ch.challenge))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let tok: Value = resp.json().await.unwrap();
+    let tok: TokenResponse = resp.json().await.unwrap();
     Device {
         identity,
-        token: tok["token"].as_str().unwrap().to_owned(),
+        token: tok.token,
     }
 }
 
