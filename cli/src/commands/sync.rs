@@ -133,13 +133,12 @@ fn incomplete_error() -> anyhow::Error {
 /// Whether a sync failure is the relay refusing this identity (access
 /// revoked or expired).
 fn access_ended(err: &TransportError) -> bool {
-    matches!(
-        err,
-        TransportError::Sync(SyncError::Refused {
-            status: 401 | 403,
-            ..
-        })
-    ) || err.to_string().contains("forbidden")
+    match err {
+        TransportError::Sync(SyncError::Refused { status, code, .. }) => {
+            matches!(status, 401 | 403) || code == "forbidden"
+        }
+        _ => false,
+    }
 }
 
 pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
@@ -284,7 +283,7 @@ pub fn run_link(home_dir: Option<PathBuf>, args: LinkArgs) -> Result<()> {
             .await
             .map_err(|e| output::relay_error(&args.server, "could not create the link", e))?;
         outln!("On the new device run:\n");
-        outln!("  satchel --home NEW_HOME join-device {}\n", code.encode());
+        outln!("  satchel --home NEW_HOME join-device {}\n", code.encode()?);
         outln!("Waiting for the new device (up to {} s)...", args.timeout);
         let card = link::complete(
             &mut client,

@@ -401,7 +401,7 @@ impl HealthRecord {
                         reason: "only the patient's own devices can link a new device".into(),
                     });
                 }
-                Ok(link::offer(client, &mut inner.profile).await?.encode())
+                Ok(link::offer(client, &mut inner.profile).await?.encode()?)
             })
         })
         .await

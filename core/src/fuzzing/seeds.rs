@@ -203,11 +203,17 @@ pub fn seeds() -> Vec<Seed> {
 
     // Codes and ids typed or scanned from outside.
     let code = LinkCode::new("http://127.0.0.1:8787", f.record).expect("a link code");
-    add("link_code", "link", code.encode().into_bytes());
+    add(
+        "link_code",
+        "link",
+        code.encode().expect("a link code encodes").into_bytes(),
+    );
     add(
         "link_code",
         "invite",
-        code.encode_as("satchel-invite:").into_bytes(),
+        code.encode_as("satchel-invite:")
+            .expect("an invite code encodes")
+            .into_bytes(),
     );
     let key = RecoveryKey::generate(f.record).expect("a recovery key");
     add(

@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use ring::hkdf::{self, HKDF_SHA256};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -22,6 +21,7 @@ use super::wire::{
     self, b64, ChallengeRequest, CreateLinkRequest, LinkPath, LinkPayload, LinkState, RecordPath,
     TokenRequest,
 };
+use crate::crypto::kdf::hkdf_sha256;
 use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, WrappedKey};
 use crate::ids::{LinkId, RecordId};
 use crate::profile::{DeviceBundle, Profile, ProfileError};
@@ -46,6 +46,12 @@ pub enum LinkError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Profile(#[from] ProfileError),
+}
+
+/// JSON bytes of a message for the other device; a failure is an error,
+/// never an empty message (some of these bytes are MACed).
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, LinkError> {
+    serde_json::to_vec(value).map_err(|_| LinkError::Encode)
 }
 
 impl From<Failure> for LinkError {
@@ -78,13 +84,6 @@ impl std::fmt::Debug for LinkCode {
     }
 }
 
-struct Len(usize);
-impl hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 impl LinkCode {
     pub(crate) fn new(relay: &str, record_id: RecordId) -> Result<Self, LinkError> {
         let key =
@@ -96,41 +95,41 @@ impl LinkCode {
         })
     }
 
-    fn derive(&self, info: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+    fn derive(&self, info: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>, LinkError> {
         let mut out = Zeroizing::new(vec![0u8; len]);
-        let prk = hkdf::Salt::new(HKDF_SHA256, b"satchel/v1/link").extract(&self.secret);
-        let infos = [info];
-        if let Ok(okm) = prk.expand(&infos, Len(len)) {
-            let _ = okm.fill(&mut out);
-        }
-        out
+        hkdf_sha256(b"satchel/v1/link", &self.secret, &[info], &mut out)
+            .map_err(|_| LinkError::BadCode)?;
+        Ok(out)
     }
 
     /// The link's id on the relay (reveals nothing about the secret).
-    pub fn link(&self) -> LinkId {
-        let derived = self.derive(b"satchel/v1/link-id", LinkId::LEN);
+    pub fn link(&self) -> Result<LinkId, LinkError> {
+        let derived = self.derive(b"satchel/v1/link-id", LinkId::LEN)?;
         let mut id = [0u8; LinkId::LEN];
         id.copy_from_slice(&derived[..LinkId::LEN]);
-        LinkId(id)
+        Ok(LinkId(id))
     }
 
     /// [`LinkCode::link`] in hex.
-    pub fn link_id(&self) -> String {
-        self.link().to_hex()
+    pub fn link_id(&self) -> Result<String, LinkError> {
+        Ok(self.link()?.to_hex())
     }
 
-    pub(crate) fn mac_key(&self) -> hmac::Key {
-        hmac::Key::new(hmac::HMAC_SHA256, &self.derive(b"satchel/v1/link-mac", 32))
+    pub(crate) fn mac_key(&self) -> Result<hmac::Key, LinkError> {
+        Ok(hmac::Key::new(
+            hmac::HMAC_SHA256,
+            &self.derive(b"satchel/v1/link-mac", 32)?,
+        ))
     }
 
     /// The printable code.
-    pub fn encode(&self) -> String {
+    pub fn encode(&self) -> Result<String, LinkError> {
         self.encode_as(CODE_PREFIX)
     }
 
-    pub(crate) fn encode_as(&self, prefix: &str) -> String {
-        let json = Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
-        format!("{prefix}{}", B64URL.encode(&json[..]))
+    pub(crate) fn encode_as(&self, prefix: &str) -> Result<String, LinkError> {
+        let json = Zeroizing::new(to_json(self)?);
+        Ok(format!("{prefix}{}", B64URL.encode(&json[..])))
     }
 
     /// Read a printed code.
@@ -192,7 +191,7 @@ pub async fn offer<S: Store>(
     let code = LinkCode::new(client.base(), profile.record_id())?;
     client
         .request::<wire::CreateLink>(
-            &LinkPath(code.link()),
+            &LinkPath(code.link()?),
             &(),
             Some(&CreateLinkRequest {
                 record_id: profile.record_id(),
@@ -212,14 +211,14 @@ pub(crate) async fn post_join(
 ) -> Result<(), LinkError> {
     client.authenticate(identity).await?;
     let card = identity.card().clone();
-    let mac = hmac::sign(&code.mac_key(), &card.to_bytes());
+    let mac = hmac::sign(&code.mac_key()?, &card.to_bytes());
     let join = JoinMessage {
         card,
         mac: mac.as_ref().to_vec(),
     };
-    let payload = serde_json::to_vec(&join).map_err(|_| LinkError::Encode)?;
+    let payload = to_json(&join)?;
     client
-        .request::<wire::JoinLink>(&LinkPath(code.link()), &(), Some(&LinkPayload { payload }))
+        .request::<wire::JoinLink>(&LinkPath(code.link()?), &(), Some(&LinkPayload { payload }))
         .await?;
     Ok(())
 }
@@ -233,7 +232,7 @@ pub(crate) async fn poll_link(
     let deadline = Instant::now() + timeout;
     loop {
         let state: LinkState = client
-            .request::<wire::GetLink>(&LinkPath(code.link()), &(), None)
+            .request::<wire::GetLink>(&LinkPath(code.link()?), &(), None)
             .await?;
         if let Some(payload) = pick(state) {
             return Ok(payload);
@@ -271,7 +270,7 @@ pub async fn await_device(
     let payload = poll_link(client, code, timeout, |s| s.join).await?;
     let join: JoinMessage = serde_json::from_slice(&payload).map_err(|_| LinkError::BadProof)?;
     let card_bytes = join.card.to_bytes();
-    hmac::verify(&code.mac_key(), &card_bytes, &join.mac).map_err(|_| LinkError::BadProof)?;
+    hmac::verify(&code.mac_key()?, &card_bytes, &join.mac).map_err(|_| LinkError::BadProof)?;
     join.card.verify().map_err(|_| LinkError::BadProof)?;
     Ok(join.card)
 }
@@ -290,19 +289,19 @@ pub async fn admit_device<S: Store>(
         .request::<wire::AppendStatement>(&RecordPath(profile.record_id()), &(), Some(&statement))
         .await?;
     let bundle = profile.device_bundle();
-    let aad = format!("satchel/v1/device-bundle|{}", code.link_id());
+    let aad = format!("satchel/v1/device-bundle|{}", code.link_id()?);
     let bundle_bytes = bundle.to_bytes().map_err(LinkError::Profile)?;
     let wrapped =
         wrap_key(card, &bundle_bytes, aad.as_bytes()).map_err(|e| LinkError::Profile(e.into()))?;
-    let wrapped_json = serde_json::to_vec(&wrapped).unwrap_or_default();
-    let mac = hmac::sign(&code.mac_key(), &wrapped_json);
+    let wrapped_json = to_json(&wrapped)?;
+    let mac = hmac::sign(&code.mac_key()?, &wrapped_json);
     let accept = AcceptMessage {
         wrapped,
         mac: mac.as_ref().to_vec(),
     };
-    let payload = serde_json::to_vec(&accept).map_err(|_| LinkError::Encode)?;
+    let payload = to_json(&accept)?;
     client
-        .request::<wire::AcceptLink>(&LinkPath(code.link()), &(), Some(&LinkPayload { payload }))
+        .request::<wire::AcceptLink>(&LinkPath(code.link()?), &(), Some(&LinkPayload { payload }))
         .await?;
     // Pull the new statement into our own verified access log.
     client.sync(profile).await?;
@@ -321,9 +320,9 @@ pub async fn join(
     let payload = poll_link(client, code, timeout, |s| s.accept).await?;
     let accept: AcceptMessage =
         serde_json::from_slice(&payload).map_err(|_| LinkError::BadProof)?;
-    let wrapped_json = serde_json::to_vec(&accept.wrapped).unwrap_or_default();
-    hmac::verify(&code.mac_key(), &wrapped_json, &accept.mac).map_err(|_| LinkError::BadProof)?;
-    let aad = format!("satchel/v1/device-bundle|{}", code.link_id());
+    let wrapped_json = to_json(&accept.wrapped)?;
+    hmac::verify(&code.mac_key()?, &wrapped_json, &accept.mac).map_err(|_| LinkError::BadProof)?;
+    let aad = format!("satchel/v1/device-bundle|{}", code.link_id()?);
     let bytes =
         unwrap_key(identity, &accept.wrapped, aad.as_bytes()).map_err(|_| LinkError::BadProof)?;
     let bundle = DeviceBundle::from_bytes(&bytes)?;
@@ -341,12 +340,12 @@ mod tests {
     #[test]
     fn code_round_trip_and_ids() {
         let code = LinkCode::new("http://127.0.0.1:1", RecordId::random()).unwrap();
-        let text = code.encode();
+        let text = code.encode().unwrap();
         assert!(text.starts_with(CODE_PREFIX));
         let parsed = LinkCode::parse(&text).unwrap();
-        assert_eq!(parsed.link_id(), code.link_id());
+        assert_eq!(parsed.link_id().unwrap(), code.link_id().unwrap());
         assert_eq!(parsed.record_id, code.record_id);
-        assert_eq!(code.link_id().len(), 32);
+        assert_eq!(code.link_id().unwrap().len(), 32);
         assert!(LinkCode::parse("satchel-link:!!").is_err());
         assert!(LinkCode::parse("hello").is_err());
         // Debug shows no secret.

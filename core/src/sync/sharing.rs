@@ -15,7 +15,7 @@ use std::time::Duration;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-use super::link::{poll_link, AcceptMessage, JoinMessage, LinkCode, LinkError};
+use super::link::{poll_link, to_json, AcceptMessage, JoinMessage, LinkCode, LinkError};
 use super::transport::{RelayClient, TransportError};
 use super::wire::{
     self, AccessResponse, AfterQuery, CreateLinkRequest, LinkPath, LinkPayload, LinkState,
@@ -77,7 +77,7 @@ fn save_pending<S: Store>(
     profile: &mut Profile<S>,
     list: &[PendingInvite],
 ) -> Result<(), LinkError> {
-    let json = zeroize::Zeroizing::new(serde_json::to_vec(list).unwrap_or_default());
+    let json = zeroize::Zeroizing::new(to_json(list)?);
     profile.put_private(PENDING, &json)?;
     Ok(())
 }
@@ -99,7 +99,7 @@ pub async fn invite<S: Store>(
     let code = LinkCode::new(client.base(), profile.record_id())?;
     client
         .request::<wire::CreateLink>(
-            &LinkPath(code.link()),
+            &LinkPath(code.link()?),
             &(),
             Some(&CreateLinkRequest {
                 record_id: profile.record_id(),
@@ -107,16 +107,16 @@ pub async fn invite<S: Store>(
             }),
         )
         .await?;
-    let text = code.encode_as(INVITE_PREFIX);
+    let text = code.encode_as(INVITE_PREFIX)?;
     let mut list = pending_invites(profile)?;
     list.push(PendingInvite {
-        link_id: code.link_id(),
+        link_id: code.link_id()?,
         code: text.clone(),
         terms,
         created_at_ms: crate::profile::now_ms(),
     });
     save_pending(profile, &list)?;
-    Ok((code.link_id(), text))
+    Ok((code.link_id()?, text))
 }
 
 /// Owner or manager: the invitee's card, once it answered (`None` while
@@ -136,13 +136,13 @@ pub async fn invitee_card<S: Store>(
         client.sync(profile).await?;
     }
     let state: LinkState = client
-        .request::<wire::GetLink>(&LinkPath(code.link()), &(), None)
+        .request::<wire::GetLink>(&LinkPath(code.link()?), &(), None)
         .await?;
     let Some(payload) = state.join else {
         return Ok(None);
     };
     let join: JoinMessage = serde_json::from_slice(&payload).map_err(|_| LinkError::BadProof)?;
-    hmac::verify(&code.mac_key(), &join.card.to_bytes(), &join.mac)
+    hmac::verify(&code.mac_key()?, &join.card.to_bytes(), &join.mac)
         .map_err(|_| LinkError::BadProof)?;
     join.card.verify().map_err(|_| LinkError::BadProof)?;
     Ok(Some(join.card))
@@ -180,19 +180,18 @@ pub async fn approve<S: Store>(
         &terms.label,
     )?;
     post_statement(client, profile, statement).await?;
-    let info =
-        zeroize::Zeroizing::new(serde_json::to_vec(&profile.member_info()).unwrap_or_default());
+    let info = zeroize::Zeroizing::new(to_json(&profile.member_info())?);
     let wrapped = wrap_key(&card, &info, invite_aad(link_id).as_bytes())
         .map_err(|e| LinkError::Profile(e.into()))?;
-    let wrapped_json = serde_json::to_vec(&wrapped).unwrap_or_default();
-    let mac = hmac::sign(&code.mac_key(), &wrapped_json);
+    let wrapped_json = to_json(&wrapped)?;
+    let mac = hmac::sign(&code.mac_key()?, &wrapped_json);
     let accept = AcceptMessage {
         wrapped,
         mac: mac.as_ref().to_vec(),
     };
     let payload = serde_json::to_vec(&accept).map_err(|_| LinkError::Encode)?;
     client
-        .request::<wire::AcceptLink>(&LinkPath(code.link()), &(), Some(&LinkPayload { payload }))
+        .request::<wire::AcceptLink>(&LinkPath(code.link()?), &(), Some(&LinkPayload { payload }))
         .await?;
     pending.remove(index);
     save_pending(profile, &pending)?;
@@ -238,12 +237,12 @@ pub async fn await_approval(
     let payload = poll_link(client, code, timeout, |s| s.accept).await?;
     let accept: AcceptMessage =
         serde_json::from_slice(&payload).map_err(|_| LinkError::BadProof)?;
-    let wrapped_json = serde_json::to_vec(&accept.wrapped).unwrap_or_default();
-    hmac::verify(&code.mac_key(), &wrapped_json, &accept.mac).map_err(|_| LinkError::BadProof)?;
+    let wrapped_json = to_json(&accept.wrapped)?;
+    hmac::verify(&code.mac_key()?, &wrapped_json, &accept.mac).map_err(|_| LinkError::BadProof)?;
     let bytes = unwrap_key(
         identity,
         &accept.wrapped,
-        invite_aad(&code.link_id()).as_bytes(),
+        invite_aad(&code.link_id()?).as_bytes(),
     )
     .map_err(|_| LinkError::BadProof)?;
     let info: MemberInfo = serde_json::from_slice(&bytes).map_err(|_| LinkError::BadProof)?;
@@ -282,12 +281,9 @@ pub async fn make_recovery_key<S: Store>(
     let key =
         RecoveryKey::generate(profile.record_id()).map_err(|e| LinkError::Profile(e.into()))?;
     let identity = key.identity().map_err(|_| LinkError::BadCode)?;
-    let facts = zeroize::Zeroizing::new(
-        serde_json::to_vec(&RecoveryInfo {
-            info: profile.member_info(),
-        })
-        .unwrap_or_default(),
-    );
+    let facts = zeroize::Zeroizing::new(to_json(&RecoveryInfo {
+        info: profile.member_info(),
+    })?);
     let sealed = key.seal(&facts).map_err(|_| LinkError::BadCode)?;
     let statement = profile.recovery_statement(identity.card(), sealed)?;
     post_statement(client, profile, statement).await?;
