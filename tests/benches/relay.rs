@@ -8,14 +8,17 @@
 //! cargo bench -p satchel-tests --bench relay              # full run (a few minutes)
 //! cargo bench -p satchel-tests --bench relay -- --quick   # CI smoke run
 //! cargo bench -p satchel-tests --bench relay -- --only raw|full|upload|push
+//! cargo bench -p satchel-tests --bench relay -- --relay PATH   # another satchel-sync build
 //! ```
 //!
 //! 1. `raw`: a writer pushes N sections x M small changes (1000x10, 10x1000,
 //!    1x5000; 3 runs each) and a fresh reader (a second owner device, added
 //!    with a signed add-device statement) pulls them: access log, feed,
 //!    paginated GETs, signature check and decryption of every envelope.
-//!    Sealed envelopes with section names `s0`.. under one record: a record's
-//!    13 fixed sections cannot hold 1,000 sections through the full client.
+//!    Sealed envelopes under the 13 real section names (the relay refuses
+//!    any other log name), 13 logs to a record: 1,000 logs are 77 records,
+//!    each registered and shared with the reader; the reader reads each
+//!    record's access log and feed, then pulls every log.
 //!    HTTP/1.1 keep-alive; 8 sections pushed and 16 pulled concurrently;
 //!    verification on the blocking pool so both cores verify.
 //!    `full`: 1 x 5,000 through the full client (`Profile` + `RelayClient`):
@@ -53,7 +56,7 @@ use futures_util::StreamExt;
 use satchel_core::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
 use satchel_core::ids::RecordId;
 use satchel_core::profile::{MemorySecretStore, Profile, Unlock};
-use satchel_core::record::Query;
+use satchel_core::record::{Query, Section};
 use satchel_core::sharing::{verify_log, AccessStatement, Members, SignedStatement};
 use satchel_core::store::SqliteStore;
 use satchel_core::sync::wire::{
@@ -86,6 +89,9 @@ const RAW_PAYLOAD: usize = 437;
 struct Opts {
     quick: bool,
     only: Option<String>,
+    /// `--relay PATH`: run against this `satchel-sync` binary (an earlier
+    /// build, for a before/after comparison) instead of building one.
+    relay: Option<PathBuf>,
 }
 
 impl Opts {
@@ -95,9 +101,15 @@ impl Opts {
             .iter()
             .position(|a| a == "--only")
             .and_then(|i| args.get(i + 1).cloned());
+        let relay = args
+            .iter()
+            .position(|a| a == "--relay")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from);
         Opts {
             quick: args.iter().any(|a| a == "--quick"),
             only,
+            relay,
         }
     }
 
@@ -521,16 +533,30 @@ struct RawResult {
     cpu: String,
 }
 
-/// Seal `sections` x `per` envelopes on both cores (before the clock).
+/// The logs of the N-sections shape: real section names (the relay takes no
+/// other), 13 to a record, as many records as it takes.
+fn raw_logs(sections: usize) -> Vec<(usize, &'static str)> {
+    (0..sections)
+        .map(|i| {
+            (
+                i / Section::ALL.len(),
+                Section::ALL[i % Section::ALL.len()].as_str(),
+            )
+        })
+        .collect()
+}
+
+/// Seal `per` envelopes for each of `logs` (record index, section) on both
+/// cores (before the clock).
 fn seal_all(
     identity: &Identity,
     key: &SectionKey,
-    rid: RecordId,
-    sections: usize,
+    rids: &[RecordId],
+    logs: &[(usize, &'static str)],
     per: usize,
-) -> Vec<(String, Vec<Vec<u8>>)> {
+) -> Vec<(RecordId, String, Vec<Vec<u8>>)> {
     let plain = vec![0x5Au8; RAW_PAYLOAD];
-    let seal = |section: &str, n: usize| {
+    let seal = |rid: RecordId, section: &str, n: usize| {
         let header = EnvelopeHeader {
             record_id: rid,
             section: section.to_string(),
@@ -542,23 +568,31 @@ fn seal_all(
             .unwrap()
             .to_bytes()
     };
-    let names: Vec<String> = (0..sections).map(|s| format!("s{s}")).collect();
-    if sections == 1 {
+    if logs.len() == 1 {
         // Split one big section over both cores.
+        let (r, name) = logs[0];
+        let rid = rids[r];
         let half = per / 2;
         let (mut a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| (0..half).map(|n| seal("s0", n)).collect::<Vec<_>>());
-            let b = s.spawn(|| (half..per).map(|n| seal("s0", n)).collect::<Vec<_>>());
+            let a = s.spawn(|| (0..half).map(|n| seal(rid, name, n)).collect::<Vec<_>>());
+            let b = s.spawn(|| (half..per).map(|n| seal(rid, name, n)).collect::<Vec<_>>());
             (a.join().unwrap(), b.join().unwrap())
         });
         a.extend(b);
-        return vec![(names[0].clone(), a)];
+        return vec![(rid, name.to_string(), a)];
     }
-    let seal_section = |name: &String| (name.clone(), (0..per).map(|n| seal(name, n)).collect());
-    let mid = names.len() / 2;
+    let seal_log = |(r, name): &(usize, &'static str)| {
+        let rid = rids[*r];
+        (
+            rid,
+            name.to_string(),
+            (0..per).map(|n| seal(rid, name, n)).collect(),
+        )
+    };
+    let mid = logs.len() / 2;
     std::thread::scope(|s| {
-        let a = s.spawn(|| names[..mid].iter().map(seal_section).collect::<Vec<_>>());
-        let b = s.spawn(|| names[mid..].iter().map(seal_section).collect::<Vec<_>>());
+        let a = s.spawn(|| logs[..mid].iter().map(seal_log).collect::<Vec<_>>());
+        let b = s.spawn(|| logs[mid..].iter().map(seal_log).collect::<Vec<_>>());
         let mut out = a.join().unwrap();
         out.extend(b.join().unwrap());
         out
@@ -589,10 +623,10 @@ fn verify_cost() -> f64 {
     let id = Identity::generate("calibration", Role::PatientDevice, None).unwrap();
     let key = SectionKey::generate().unwrap();
     let rid = RecordId::random();
-    let sealed = seal_all(&id, &key, rid, 1, 2000).remove(0).1;
+    let sealed = seal_all(&id, &key, &[rid], &raw_logs(1), 2000).remove(0).2;
     let members = verify_log(rid, id.id(), None, &[]).unwrap();
     let t = Instant::now();
-    verify_open(&sealed, rid, "s0", &members, &key);
+    verify_open(&sealed, rid, Section::ALL[0].as_str(), &members, &key);
     t.elapsed().as_secs_f64() * 1e6 / sealed.len() as f64
 }
 
@@ -601,37 +635,43 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
     let base = relay.url();
     let writer = Identity::generate("bench writer", Role::PatientDevice, None).unwrap();
     let reader = Arc::new(Identity::generate("bench reader", Role::PatientDevice, None).unwrap());
-    let rid = RecordId::random();
+    let logs = raw_logs(sections);
+    let records = logs.last().map_or(0, |(r, _)| r + 1);
+    let rids: Vec<RecordId> = (0..records).map(|_| RecordId::random()).collect();
     let key = SectionKey::generate().unwrap();
 
-    // Setup (not timed): writer registers the record and adds the reader.
+    // Setup (not timed): writer registers the records and adds the reader
+    // to each.
     let setup = Http::new(&base, 4);
     let wtoken = login(&base, &writer).await;
-    register(&setup, &wtoken, rid, &writer).await;
-    post_statement(&setup, &wtoken, rid, &add_device(rid, &writer, &reader)).await;
+    for rid in &rids {
+        register(&setup, &wtoken, *rid, &writer).await;
+        post_statement(&setup, &wtoken, *rid, &add_device(*rid, &writer, &reader)).await;
+    }
     let sealed = {
         let key = key.clone();
+        let rids = rids.clone();
         tokio::task::spawn_blocking(move || {
-            let s = seal_all(&writer, &key, rid, sections, per);
+            let s = seal_all(&writer, &key, &rids, &logs, per);
             (writer, s)
         })
         .await
         .unwrap()
     };
     let (writer, sealed) = sealed;
-    let envelope_bytes = sealed[0].1[0].len();
+    let envelope_bytes = sealed[0].2[0].len();
 
-    // Push: sections in parallel (PUSH_CONCURRENCY requests in flight), each
-    // section's envelopes in order, RAW_BATCH per request.
+    // Push: logs in parallel (PUSH_CONCURRENCY requests in flight), each
+    // log's envelopes in order, RAW_BATCH per request.
     let http = Http::new(&base, PULL_CONCURRENCY);
     let cpu = CpuMeter::start(&relay);
     let push_requests: usize = sealed
         .iter()
-        .map(|(_, e)| e.len().div_ceil(RAW_BATCH))
+        .map(|(_, _, e)| e.len().div_ceil(RAW_BATCH))
         .sum();
     let t = Instant::now();
     futures_util::stream::iter(sealed)
-        .map(|(name, envs)| {
+        .map(|(rid, name, envs)| {
             let http = http.clone();
             let token = wtoken.clone();
             async move {
@@ -648,9 +688,10 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
     let push_cpu = cpu.report();
 
     // Fresh reader: authenticate (not timed; a device holds a token), then
-    // time: access log (verified), feed, every section paginated with
-    // PULL_CONCURRENCY sections in flight, every envelope verified and
-    // decrypted on the blocking pool while the next page is fetched.
+    // time: per record the access log (verified) and the feed, then every
+    // log paginated with PULL_CONCURRENCY logs in flight, every envelope
+    // verified and decrypted on the blocking pool while the next page is
+    // fetched.
     let rtoken = login(&base, &reader).await;
     let http = Http::new(&base, PULL_CONCURRENCY);
     let key = Arc::new(key);
@@ -658,28 +699,34 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
     let cpu = CpuMeter::start(&relay);
     let requests = Arc::new(AtomicU64::new(0));
     let t = Instant::now();
-    let access: AccessResponse = http
-        .get(
-            &wire::Statements::uri(&RecordPath(rid), &AfterQuery { after: 0 }),
-            &rtoken,
-        )
-        .await;
-    let log: Vec<SignedStatement> = access.statements.into_iter().map(|e| e.signed).collect();
-    let members = Arc::new(verify_log(rid, creator, None, &log).unwrap());
-    assert!(members.may_write(&reader.id(), "s0", now_ms()));
-    let feed: FeedResponse = http
-        .get(
-            &wire::Feed::uri(&RecordPath(rid), &AfterQuery { after: 0 }),
-            &rtoken,
-        )
-        .await;
-    assert_eq!(feed.sections.len(), sections);
-    let counts = futures_util::stream::iter(feed.sections)
-        .map(|s| {
+    let mut wanted = Vec::new();
+    for rid in &rids {
+        let access: AccessResponse = http
+            .get(
+                &wire::Statements::uri(&RecordPath(*rid), &AfterQuery { after: 0 }),
+                &rtoken,
+            )
+            .await;
+        let log: Vec<SignedStatement> = access.statements.into_iter().map(|e| e.signed).collect();
+        let members = Arc::new(verify_log(*rid, creator, None, &log).unwrap());
+        assert!(members.may_write(&reader.id(), Section::ALL[0].as_str(), now_ms()));
+        let feed: FeedResponse = http
+            .get(
+                &wire::Feed::uri(&RecordPath(*rid), &AfterQuery { after: 0 }),
+                &rtoken,
+            )
+            .await;
+        requests.fetch_add(2, Ordering::Relaxed);
+        for s in feed.sections {
+            wanted.push((*rid, s.section, Arc::clone(&members)));
+        }
+    }
+    assert_eq!(wanted.len(), sections);
+    let counts = futures_util::stream::iter(wanted)
+        .map(|(rid, section, members)| {
             let http = http.clone();
             let token = rtoken.clone();
             let key = Arc::clone(&key);
-            let members = Arc::clone(&members);
             let requests = Arc::clone(&requests);
             async move {
                 let mut after = 0;
@@ -688,7 +735,7 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
                     let page: PullResponse = http
                         .get(
                             &wire::Pull::uri(
-                                &SectionPath::new(rid, &s.section),
+                                &SectionPath::new(rid, &section),
                                 &PageQuery {
                                     after,
                                     limit: Some(1000),
@@ -706,7 +753,7 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
                         let rest = envs.split_off(envs.len().min(VERIFY_CHUNK));
                         let chunk = std::mem::replace(&mut envs, rest);
                         let (key, members, section) =
-                            (Arc::clone(&key), Arc::clone(&members), s.section.clone());
+                            (Arc::clone(&key), Arc::clone(&members), section.clone());
                         jobs.push(tokio::task::spawn_blocking(move || {
                             verify_open(&chunk, rid, &section, &members, &key)
                         }));
@@ -738,7 +785,7 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
         push_requests,
         pull,
         pull_bytes: http.bytes(),
-        pull_requests: requests.load(Ordering::Relaxed) as usize + 2,
+        pull_requests: requests.load(Ordering::Relaxed) as usize,
         envelope_bytes,
         cpu: format!("push {push_cpu}; pull {}", cpu.report()),
     }
@@ -1464,7 +1511,7 @@ async fn push_latency(
 
 fn main() {
     let opts = Opts::parse();
-    let bin = relay_binary();
+    let bin = opts.relay.clone().unwrap_or_else(relay_binary);
     let rt = runtime();
     println!(
         "relay-sync benchmark: {} mode; relay = {} (separate process, SQLite, rate limits off); \
