@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use satchel_core::crypto::{Identity, Role};
+use satchel_core::home::HomeLayout;
 use satchel_core::ids::RecordId;
 use satchel_core::profile::{IdentityVault, MemberInfo, Profile, ProfileError, Unlock};
 use satchel_core::store::SqliteStore;
 use zeroize::Zeroizing;
-
-pub const DB_FILE: &str = "satchel.db";
 
 pub type HomeProfile = Profile<SqliteStore>;
 
@@ -23,7 +22,7 @@ pub fn require_home(home: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 pub fn db_path(home: &Path) -> PathBuf {
-    home.join(DB_FILE)
+    HomeLayout::new(home).own_db()
 }
 
 /// The passphrase from `SATCHEL_PASSPHRASE`, else from the terminal.
@@ -44,18 +43,15 @@ pub fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
     Ok(first)
 }
 
-/// The identity of a home without a record of its own (a carer's or a
-/// provider's).
-pub const IDENTITY_FILE: &str = "identity.db";
-/// Records shared with this home's identity: `shared/<record id>.db`.
-pub const SHARED_DIR: &str = "shared";
-
+/// The identity store of a home without a record of its own (a carer's or
+/// a provider's): the one layout of `satchel_core::home`.
 pub fn identity_path(home: &Path) -> PathBuf {
-    home.join(IDENTITY_FILE)
+    HomeLayout::new(home).identity_db()
 }
 
+/// The store of a record shared with this home's identity.
 pub fn shared_path(home: &Path, record: &RecordId) -> PathBuf {
-    home.join(SHARED_DIR).join(format!("{record}.db"))
+    HomeLayout::new(home).shared_db(record)
 }
 
 /// A profile error from opening a store, with a wrong passphrase said plainly
@@ -114,16 +110,13 @@ pub fn open_all(home: Option<PathBuf>) -> Result<Vec<HomeProfile>> {
 
 /// The shared-record stores in `home`, sorted.
 pub fn shared_records(home: &Path) -> Result<Vec<PathBuf>> {
-    let dir = home.join(SHARED_DIR);
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "db"))
-        .collect();
-    out.sort();
-    Ok(out)
+    let layout = HomeLayout::new(home);
+    Ok(layout
+        .shared_records()
+        .with_context(|| format!("cannot list the shared records in {}", home.display()))?
+        .iter()
+        .map(|id| layout.shared_db(id))
+        .collect())
 }
 
 /// Open the one record a command works on: `record` when given, else the
@@ -207,7 +200,7 @@ pub fn create_shared(home: &Path, identity: Identity, info: MemberInfo) -> Resul
         let pass = passphrase(false)?;
         return open_profile(&path, &pass);
     }
-    std::fs::create_dir_all(home.join(SHARED_DIR))?;
+    std::fs::create_dir_all(home.join(HomeLayout::SHARED_DIR))?;
     let pass = passphrase(false)?;
     Ok(Profile::create_member(
         SqliteStore::open(&path)?,

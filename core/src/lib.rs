@@ -11,6 +11,8 @@
 //! - [`store`]: the storage trait, its in-memory and SQLite backends, migrations.
 //! - [`sharing`]: the signed access log: who may read and write the record.
 //! - [`audit`]: who viewed and who contributed, as rows and FHIR AuditEvent/Provenance.
+//! - [`home`]: the layout of a home folder (own record, identity, shared
+//!   records), one for the CLI and the mobile facade.
 //! - [`profile`]: an unlocked home: keys from the vault, the record loaded from
 //!   the encrypted store, and every change sealed before it is persisted.
 //! - [`api`]: the mobile API (uniffi) over all of the above, for Kotlin and Swift.
@@ -28,6 +30,7 @@ pub mod crypto;
 pub mod fhir;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod home;
 pub mod profile;
 pub mod record;
 pub mod sharing;

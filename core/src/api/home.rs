@@ -13,6 +13,7 @@ use super::keystore::{ForeignSecretStore, SecretStore};
 use super::record::HealthRecord;
 use super::types::{IdentityInfo, IdentityKind};
 use crate::crypto::{Identity, Role};
+use crate::home::HomeLayout;
 use crate::ids::RecordId;
 use crate::profile::{IdentityVault, Profile, Unlock};
 use crate::sharing::RecoveryKey;
@@ -20,10 +21,6 @@ use crate::store::SqliteStore;
 use crate::sync::link::{self, LinkCode};
 use crate::sync::sharing as net;
 use crate::sync::RelayClient;
-
-const DB_FILE: &str = "satchel.db";
-const IDENTITY_FILE: &str = "identity.db";
-const SHARED_DIR: &str = "shared";
 
 /// The app's data directory and keystore.
 #[derive(uniffi::Object)]
@@ -43,24 +40,28 @@ fn io(e: std::io::Error) -> SatchelError {
 }
 
 /// Remove a half-made store (a failed create or restore leaves nothing).
+/// Best effort: the error being reported is the one that made it half-made.
 fn remove_db(path: &Path) {
-    let _ = std::fs::remove_file(path);
-    for ext in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    if let Err(e) = HomeLayout::remove_store(path) {
+        tracing::warn!(error = %e.kind(), "a half-made store could not be removed");
     }
 }
 
 impl SatchelHome {
+    fn layout(&self) -> HomeLayout {
+        HomeLayout::new(&self.dir)
+    }
+
     fn own_path(&self) -> PathBuf {
-        self.dir.join(DB_FILE)
+        self.layout().own_db()
     }
 
     fn identity_path(&self) -> PathBuf {
-        self.dir.join(IDENTITY_FILE)
+        self.layout().identity_db()
     }
 
     fn shared_path(&self, record: &RecordId) -> PathBuf {
-        self.dir.join(SHARED_DIR).join(format!("{record}.db"))
+        self.layout().shared_db(record)
     }
 
     fn open_vault(&self) -> Result<IdentityVault<SqliteStore>> {
@@ -135,22 +136,13 @@ impl SatchelHome {
 
     /// Ids of the records shared with this home's identity.
     pub fn shared_records(&self) -> Result<Vec<String>> {
-        let dir = self.dir.join(SHARED_DIR);
-        if !dir.exists() {
-            return Ok(Vec::new());
-        }
-        let mut ids = Vec::new();
-        for item in std::fs::read_dir(&dir).map_err(io)? {
-            let name = item.map_err(io)?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".db") {
-                if id.parse::<RecordId>().is_ok() {
-                    ids.push(id.to_string());
-                }
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        Ok(self
+            .layout()
+            .shared_records()
+            .map_err(io)?
+            .iter()
+            .map(RecordId::to_hex)
+            .collect())
     }
 
     /// Open a record shared with this home's identity.
@@ -208,7 +200,7 @@ impl SatchelHome {
     pub async fn await_approval(&self, code: String, timeout_ms: u64) -> Result<Arc<HealthRecord>> {
         let vault = self.open_vault()?;
         let keystore = Arc::clone(&self.keystore);
-        let shared_dir = self.dir.join(SHARED_DIR);
+        let shared_dir = self.dir.join(HomeLayout::SHARED_DIR);
         super::in_background(move |handle| {
             let code = net::parse_invite(code.trim())?;
             let mut client = RelayClient::new(&code.relay)?;
