@@ -99,34 +99,61 @@ async fn whole_log(state: &AppState, record: RecordId) -> ApiResult<Vec<Statemen
     }
 }
 
+/// A record's access log as stored: its root (the creator device and the
+/// card it registered) and every statement, oldest first.
+struct StoredLog {
+    creator: IdentityId,
+    creator_card: Vec<u8>,
+    rows: Vec<StatementRow>,
+}
+
+impl StoredLog {
+    /// Read it (404 without the record).
+    async fn read(state: &AppState, record: RecordId) -> ApiResult<StoredLog> {
+        let (creator, creator_card) = state
+            .storage
+            .record_root(record)
+            .await?
+            .ok_or(ApiError::NotFound("no such record"))?;
+        let rows = whole_log(state, record).await?;
+        Ok(StoredLog {
+            creator,
+            creator_card,
+            rows,
+        })
+    }
+
+    /// Verify it from its root (CPU: call on the blocking pool).
+    fn verify(&self, record: RecordId) -> Result<Members, SharingError> {
+        let card = IdentityCard::from_bytes(&self.creator_card).ok();
+        let log: Vec<SignedStatement> = self
+            .rows
+            .iter()
+            .map(|r| SignedStatement {
+                statement: r.statement.clone(),
+                signature: r.signature.clone(),
+            })
+            .collect();
+        verify_log(record, self.creator, card.as_ref(), &log)
+    }
+}
+
+/// A stored log that does not verify is the relay's own failure (503).
+fn corrupt_log(record: RecordId, e: &SharingError) -> ApiError {
+    tracing::warn!(record = %record, error = %e, "stored access log does not verify");
+    ApiError::Unavailable
+}
+
 /// The record's verified access log ([`Members`]), read whole from storage
 /// and verified from its root on the blocking pool: what the shared
 /// acceptance rule ([`satchel_protocol::accept`]) judges envelopes by.
 /// 404 without the record; 503 if the stored log does not verify.
 pub(super) async fn verified_members(state: &AppState, record: RecordId) -> ApiResult<Members> {
-    let (creator, creator_card) = state
-        .storage
-        .record_root(record)
-        .await?
-        .ok_or(ApiError::NotFound("no such record"))?;
-    let log = whole_log(state, record).await?;
-    tokio::task::spawn_blocking(move || {
-        let card = IdentityCard::from_bytes(&creator_card).ok();
-        let log: Vec<SignedStatement> = log
-            .into_iter()
-            .map(|r| SignedStatement {
-                statement: r.statement,
-                signature: r.signature,
-            })
-            .collect();
-        verify_log(record, creator, card.as_ref(), &log)
-    })
-    .await
-    .map_err(|_| ApiError::Unavailable)?
-    .map_err(|e| {
-        tracing::warn!(record = %record, error = %e, "stored access log does not verify");
-        ApiError::Unavailable
-    })
+    let stored = StoredLog::read(state, record).await?;
+    tokio::task::spawn_blocking(move || stored.verify(record))
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| corrupt_log(record, &e))
 }
 
 /// The member rows a verified log establishes. The creator's card comes
@@ -183,44 +210,24 @@ pub(super) async fn append_statement(
 ) -> ApiResult<(StatusCode, Json<SeqResponse>)> {
     let record = record_id(&rid)?;
     let signed: SignedStatement = read_json(body, state.limits.small_body_bytes()).await?;
-    let (creator, creator_card) = state
-        .storage
-        .record_root(record)
-        .await?
-        .ok_or(ApiError::NotFound("no such record"))?;
-    let log = whole_log(&state, record).await?;
-    if let Some(row) = log.iter().find(|r| r.statement == signed.statement) {
+    let stored = StoredLog::read(&state, record).await?;
+    if let Some(row) = stored.rows.iter().find(|r| r.statement == signed.statement) {
         let seq = wire_seq(row.seq)?;
         return Ok((StatusCode::OK, Json(SeqResponse { seq })));
     }
-    let verified = tokio::task::spawn_blocking(move || {
-        let card = IdentityCard::from_bytes(&creator_card).ok();
-        let log: Vec<SignedStatement> = log
-            .into_iter()
-            .map(|r| SignedStatement {
-                statement: r.statement,
-                signature: r.signature,
-            })
-            .collect();
-        let stored = verify_log(record, creator, card.as_ref(), &log);
-        (
-            stored.map(|m| {
-                let head = m.head;
-                let mut next = m;
-                let outcome = verify_next(&mut next, &signed);
-                (head, next, outcome)
-            }),
-            signed,
-            creator_card,
-        )
+    let (result, signed, stored) = tokio::task::spawn_blocking(move || {
+        let result = stored.verify(record).map(|m| {
+            let head = m.head;
+            let mut next = m;
+            let outcome = verify_next(&mut next, &signed);
+            (head, next, outcome)
+        });
+        (result, signed, stored)
     })
     .await
     .map_err(|_| ApiError::Unavailable)?;
-    let (result, signed, creator_card) = verified;
-    let (head, members, outcome) = result.map_err(|e| {
-        tracing::warn!(record = %record, error = %e, "stored access log does not verify");
-        ApiError::Unavailable
-    })?;
+    let creator_card = stored.creator_card;
+    let (head, members, outcome) = result.map_err(|e| corrupt_log(record, &e))?;
     outcome.map_err(|e| refusal(&state, e))?;
     let rows = member_rows(&members, &creator_card);
     match state

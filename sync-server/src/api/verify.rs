@@ -192,15 +192,10 @@ mod tests {
     fn good_batch_passes_and_hash_matches_core() {
         let id = Identity::generate("phone", Role::PatientDevice, None).unwrap();
         let rid = RecordId::random();
+        let root = Members::root(rid, id.id(), None);
         let envs: Vec<Envelope> = (0..20).map(|n| seal(&id, rid, "vitals", n)).collect();
         let items: Vec<String> = envs.iter().map(|e| b64(&e.to_bytes())).collect();
-        let checked = check_batch(
-            &items,
-            &rid,
-            "vitals",
-            1 << 20,
-            &Members::root(rid, id.id(), None),
-        );
+        let checked = check_batch(&items, &rid, "vitals", 1 << 20, &root);
         assert_eq!(checked.failure, None);
         assert_eq!(checked.ok.len(), 20);
         for (c, e) in checked.ok.iter().zip(&envs) {
@@ -213,74 +208,39 @@ mod tests {
     fn first_failure_is_reported() {
         let id = Identity::generate("phone", Role::PatientDevice, None).unwrap();
         let rid = RecordId::random();
+        let root = Members::root(rid, id.id(), None);
         let mut envs: Vec<Envelope> = (0..10).map(|n| seal(&id, rid, "vitals", n)).collect();
         envs[6].signature[5] ^= 1;
         let mut items: Vec<String> = envs.iter().map(|e| b64(&e.to_bytes())).collect();
-        let checked = check_batch(
-            &items,
-            &rid,
-            "vitals",
-            1 << 20,
-            &Members::root(rid, id.id(), None),
-        );
+        let checked = check_batch(&items, &rid, "vitals", 1 << 20, &root);
         assert_eq!(checked.failure.as_ref().unwrap().index, 6);
         assert_eq!(checked.failure.unwrap().reason, Reject::BadSignature);
         assert_eq!(checked.ok.len(), 6);
 
         // A structural failure before the bad signature wins.
         items[3] = b64(&seal(&id, rid, "labs", 3).to_bytes());
-        let checked = check_batch(
-            &items,
-            &rid,
-            "vitals",
-            1 << 20,
-            &Members::root(rid, id.id(), None),
-        );
+        let checked = check_batch(&items, &rid, "vitals", 1 << 20, &root);
         let f = checked.failure.unwrap();
         assert_eq!((f.index, f.reason), (3, Reject::WrongSection));
         items[1] = b64(&seal(&id, RecordId::random(), "vitals", 3).to_bytes());
         items[0] = "not base64!".into();
-        let f = check_batch(
-            &items,
-            &rid,
-            "vitals",
-            1 << 20,
-            &Members::root(rid, id.id(), None),
-        )
-        .failure
-        .unwrap();
+        let f = check_batch(&items, &rid, "vitals", 1 << 20, &root)
+            .failure
+            .unwrap();
         assert_eq!((f.index, f.reason), (0, Reject::Malformed));
         items[0] = b64(b"SCE1 garbage");
-        let f = check_batch(
-            &items,
-            &rid,
-            "vitals",
-            1 << 20,
-            &Members::root(rid, id.id(), None),
-        )
-        .failure
-        .unwrap();
+        let f = check_batch(&items, &rid, "vitals", 1 << 20, &root)
+            .failure
+            .unwrap();
         assert_eq!((f.index, f.reason), (0, Reject::Malformed));
         items[0] = b64(&envs[0].to_bytes());
-        let f = check_batch(
-            &items,
-            &rid,
-            "vitals",
-            1 << 20,
-            &Members::root(rid, id.id(), None),
-        )
-        .failure
-        .unwrap();
+        let f = check_batch(&items, &rid, "vitals", 1 << 20, &root)
+            .failure
+            .unwrap();
         assert_eq!((f.index, f.reason), (1, Reject::WrongRecord));
-        let f = check_batch(
-            &items,
-            &rid,
-            "vitals",
-            100,
-            &Members::root(rid, id.id(), None),
-        )
-        .failure
-        .unwrap();
+        let f = check_batch(&items, &rid, "vitals", 100, &root)
+            .failure
+            .unwrap();
         assert_eq!((f.index, f.reason), (0, Reject::TooLarge));
     }
 }
