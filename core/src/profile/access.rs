@@ -10,7 +10,7 @@
 //! statement the relay refuses leaves only an unused key behind.
 
 use super::{aad, open_meta, seal_keyring, Profile, ProfileError, Result};
-use crate::crypto::{wrap_key, IdentityCard, SectionKey, SymmetricKey};
+use crate::crypto::{wrap_key, Identity, IdentityCard, SectionKey, SymmetricKey};
 use crate::ids::{IdentityId, RecordId};
 use crate::record::Section;
 use crate::sharing::{
@@ -43,6 +43,28 @@ pub(super) fn load_access_log<S: Store>(
     }
     let bytes = open_meta(store, master, record, META_ACCESS_LOG, "access log")?;
     serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("access log"))
+}
+
+/// Sign `change` as `signer` on top of the verified log `members`, after
+/// checking that the log's rule accepts it ([`verify_next`] on a copy): a
+/// device never hands out a statement every verifier would refuse.
+pub(crate) fn sign_change(
+    signer: &Identity,
+    members: &Members,
+    change: AccessChange,
+    at_ms: i64,
+) -> Result<SignedStatement> {
+    let signed = AccessStatement {
+        record_id: members.record,
+        by: signer.id(),
+        at_ms,
+        prev: members.head,
+        change,
+    }
+    .sign(signer)?;
+    let mut after = members.clone();
+    crate::sharing::verify_next(&mut after, &signed)?;
+    Ok(signed)
 }
 
 impl<S: Store> Profile<S> {
@@ -127,37 +149,12 @@ impl<S: Store> Profile<S> {
     /// log's rule accepts it ([`verify_next`] on a copy of the members): a
     /// device never makes a statement that every verifier would refuse.
     fn statement(&self, change: AccessChange) -> Result<SignedStatement> {
-        let signed = AccessStatement {
-            record_id: self.record.id,
-            by: self.identity.id(),
-            at_ms: super::now_ms(),
-            prev: self.members.head,
-            change,
-        }
-        .sign(&self.identity)?;
-        let mut after = self.members.clone();
-        crate::sharing::verify_next(&mut after, &signed)?;
-        Ok(signed)
+        sign_change(&self.identity, &self.members, change, super::now_ms())
     }
 
     /// Wrap the current key of each of `sections` to `card`.
     fn wrap_current(&self, card: &IdentityCard, sections: &[Section]) -> Result<Vec<KeyWrap>> {
-        let mut out = Vec::with_capacity(sections.len());
-        for section in sections {
-            let (epoch, key) = self.section_key(*section)?;
-            let name = section.as_str();
-            out.push(KeyWrap {
-                section: name.to_string(),
-                epoch,
-                to: card.id(),
-                key: wrap_key(
-                    card,
-                    key.expose(),
-                    &key_wrap_aad(&self.record.id, name, epoch, &card.id()),
-                )?,
-            });
-        }
-        Ok(out)
+        super::keyring::wrap_current(&self.keys, &self.members, card, sections)
     }
 
     fn require_admin(&self) -> Result<()> {

@@ -5,15 +5,45 @@
 
 use std::collections::BTreeMap;
 
-use crate::crypto::{unwrap_key, Identity, SectionKey, SymmetricKey};
+use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, SectionKey, SymmetricKey};
 use crate::ids::RecordId;
 use crate::record::Section;
 use crate::sharing::{
-    chain_aad, key_wrap_aad, AccessChange, AccessStatement, KeyWrap, SignedStatement,
+    chain_aad, key_wrap_aad, AccessChange, AccessStatement, KeyWrap, Members, SignedStatement,
 };
 use crate::store::Store;
 
 use super::{aad, legacy_section_key_meta, open_meta, ProfileError, Result, META_KEYRING};
+
+/// The current key of each of `sections` (per the verified log's epochs),
+/// wrapped to `card`. A section without its current key here is
+/// [`ProfileError::NoKey`].
+pub(crate) fn wrap_current(
+    keys: &Keyring,
+    members: &Members,
+    card: &IdentityCard,
+    sections: &[Section],
+) -> Result<Vec<KeyWrap>> {
+    let mut out = Vec::with_capacity(sections.len());
+    for section in sections {
+        let name = section.as_str();
+        let epoch = members.epoch(name);
+        let key = keys
+            .get(&(*section, epoch))
+            .ok_or(ProfileError::NoKey(name))?;
+        out.push(KeyWrap {
+            section: name.to_string(),
+            epoch,
+            to: card.id(),
+            key: wrap_key(
+                card,
+                key.expose(),
+                &key_wrap_aad(&members.record, name, epoch, &card.id()),
+            )?,
+        });
+    }
+    Ok(out)
+}
 
 /// A device's section keys by (section, epoch).
 pub(crate) type Keyring = BTreeMap<(Section, u32), SectionKey>;

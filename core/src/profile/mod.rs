@@ -147,7 +147,10 @@ pub(crate) fn legacy_section_key_meta(section: Section) -> String {
     format!("section-key/{}/0", section.as_str())
 }
 
-pub(crate) use keyring::{load_keyring, parse_key_name, seal_keyring, Keyring};
+pub(crate) use access::sign_change;
+pub(crate) use keyring::{
+    learn, load_keyring, parse_key_name, seal_keyring, wrap_current, Keyring,
+};
 
 pub(crate) fn aad(record: &RecordId, what: &str) -> Vec<u8> {
     format!("satchel/v1/at-rest|{record}|{what}").into_bytes()

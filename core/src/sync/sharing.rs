@@ -24,10 +24,12 @@ use super::wire::{
 use crate::audit::AuditEventRow;
 use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, Role};
 use crate::ids::IdentityId;
-use crate::profile::{MemberInfo, Profile, ProfileError, Unlock};
+use crate::profile::{
+    learn, now_ms, sign_change, wrap_current, Keyring, MemberInfo, Profile, ProfileError, Unlock,
+};
 use crate::record::Section;
 use crate::sharing::{AccessChange, AccessStatement, GrantRole, RecoveryKey, SignedStatement};
-use crate::store::{MemoryStore, Store};
+use crate::store::Store;
 
 const INVITE_PREFIX: &str = "satchel-invite:";
 const PENDING: &str = "pending-invites";
@@ -356,24 +358,33 @@ pub async fn restore<S: Store>(
         .ok_or(RestoreError::UnknownKey)?;
     let info: RecoveryInfo = serde_json::from_slice(&info).map_err(|_| RestoreError::UnknownKey)?;
     let info = info.info;
-    // The recovery identity, as a throwaway in-memory member, learns the
-    // keys and signs this device in.
-    let mut as_recovery = Profile::create_member(
-        MemoryStore::new(),
-        Unlock::Passphrase {
-            passphrase: b"in-memory",
-            params: Some(crate::crypto::KdfParams::for_tests()),
-        },
-        recovery,
-        info.clone(),
-    )?;
-    as_recovery.apply_access(log.clone(), 0)?;
-    if !as_recovery.is_owner_device() {
+    // The recovery identity, as the log establishes it, learns the keys
+    // wrapped to it and signs this device in: pure functions of the
+    // verified log, no profile needed.
+    let members = crate::sharing::verify_log(
+        key.record_id,
+        info.creator,
+        info.creator_card.as_ref(),
+        &log,
+    )
+    .map_err(ProfileError::from)?;
+    if !members.owner_devices.contains_key(&recovery.id()) {
         return Err(RestoreError::UnknownKey);
     }
+    let mut keys = Keyring::new();
+    learn(&mut keys, &recovery, key.record_id, &log);
     let device = Identity::generate("Patient device", Role::PatientDevice, None)
         .map_err(ProfileError::from)?;
-    let statement = as_recovery.add_device_statement(device.card())?;
+    let wraps = wrap_current(&keys, &members, device.card(), &Section::ALL)?;
+    let statement = sign_change(
+        &recovery,
+        &members,
+        AccessChange::AddDevice {
+            device: device.card().clone(),
+            keys: wraps,
+        },
+        now_ms(),
+    )?;
     client
         .request::<wire::AppendStatement>(&RecordPath(key.record_id), &(), Some(&statement))
         .await
