@@ -9,9 +9,10 @@
 //! accepted statement. New keys made for a rotation are kept at once, so a
 //! statement the relay refuses leaves only an unused key behind.
 
-use super::{aad, open_meta, seal_keyring, Profile, ProfileError, Result};
+use super::vault::Vault;
+use super::{seal_keyring, Profile, ProfileError, Result};
 use crate::crypto::{wrap_key, Identity, IdentityCard, SectionKey, SymmetricKey};
-use crate::ids::{IdentityId, RecordId};
+use crate::ids::IdentityId;
 use crate::record::Section;
 use crate::sharing::{
     chain_aad, key_wrap_aad, verify_log, AccessChange, AccessStatement, GrantRole, KeyWrap,
@@ -33,15 +34,11 @@ pub struct GrantChange {
 }
 
 /// The locally stored access log (empty if none).
-pub(super) fn load_access_log<S: Store>(
-    store: &S,
-    master: &SymmetricKey,
-    record: &RecordId,
-) -> Result<Vec<SignedStatement>> {
+pub(super) fn load_access_log<S: Store>(store: &S, vault: &Vault) -> Result<Vec<SignedStatement>> {
     if store.get_meta(META_ACCESS_LOG)?.is_none() {
         return Ok(Vec::new());
     }
-    let bytes = open_meta(store, master, record, META_ACCESS_LOG, "access log")?;
+    let bytes = vault.open_meta(store, META_ACCESS_LOG, "access log")?;
     serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("access log"))
 }
 
@@ -70,7 +67,7 @@ pub(crate) fn sign_change(
 impl<S: Store> Profile<S> {
     /// The locally stored, verified access log.
     pub fn access_log(&self) -> Result<Vec<SignedStatement>> {
-        load_access_log(&self.store, &self.master, &self.record.id)
+        load_access_log(&self.store, &self.vault)
     }
 
     /// The record's members, from the verified access log.
@@ -118,17 +115,10 @@ impl<S: Store> Profile<S> {
         let mut batch = WriteBatch::new();
         if log.len() != before {
             let json = serde_json::to_vec(&log).map_err(|_| ProfileError::Corrupt("access log"))?;
-            batch.put_meta(
-                META_ACCESS_LOG,
-                self.master
-                    .seal(&aad(&self.record.id, META_ACCESS_LOG), &json)?,
-            );
+            batch.put_meta(META_ACCESS_LOG, self.vault.seal(META_ACCESS_LOG, &json)?);
         }
         if learned > 0 {
-            batch.put_meta(
-                super::META_KEYRING,
-                seal_keyring(&self.master, &self.record.id, &keys)?,
-            );
+            batch.put_meta(super::META_KEYRING, seal_keyring(&self.vault, &keys)?);
         }
         batch.put_meta(META_ACCESS_CURSOR, new_cursor.to_be_bytes().to_vec());
         self.store.commit(batch)?;
@@ -320,10 +310,7 @@ impl<S: Store> Profile<S> {
             });
         }
         let mut batch = WriteBatch::new();
-        batch.put_meta(
-            super::META_KEYRING,
-            seal_keyring(&self.master, &self.record.id, &keys)?,
-        );
+        batch.put_meta(super::META_KEYRING, seal_keyring(&self.vault, &keys)?);
         self.store.commit(batch)?;
         self.keys = keys;
         Ok(rotations)

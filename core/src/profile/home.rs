@@ -4,9 +4,10 @@
 //! profile; each record shared with the identity is a member profile in a
 //! store of its own ([`Profile::create_member`]).
 
-use super::{aad, open_meta, vault, Profile, ProfileError, Result, Unlock, VaultHeader};
+use super::vault::Vault;
+use super::{Profile, ProfileError, Result, Unlock};
 use super::{META_IDENTITY, META_RECORD, META_VAULT};
-use crate::crypto::{Identity, IdentityCard, Role, SymmetricKey};
+use crate::crypto::{Identity, IdentityCard, Role};
 use crate::ids::{IdentityId, RecordId};
 use crate::store::{Store, WriteBatch};
 
@@ -23,9 +24,9 @@ pub struct MemberInfo {
 /// An unlocked identity store.
 pub struct IdentityVault<S: Store> {
     store: S,
-    master: SymmetricKey,
-    /// Random id binding the vault's sealed values (like a record id).
-    vault_id: RecordId,
+    /// The master key, bound to a random id of this store (as a profile's
+    /// is bound to its record id).
+    vault: Vault,
     identity: Identity,
 }
 
@@ -51,50 +52,39 @@ impl<S: Store> IdentityVault<S> {
         }
         let identity = Identity::generate(display_name, role, organisation)?;
         let vault_id = RecordId::random();
-        let master = SymmetricKey::generate()?;
-        let (header, vault_key) = vault::create(&vault_id, unlock)?;
-        let header = header
-            .with_wrapped_master(vault_key.seal(&aad(&vault_id, META_VAULT), master.expose())?);
+        let (vault, header) = Vault::create(vault_id, unlock)?;
         let mut batch = WriteBatch::new();
         batch
             .put_meta(META_RECORD, vault_id.to_hex().into_bytes())
             .put_meta(
                 META_IDENTITY,
-                master.seal(&aad(&vault_id, META_IDENTITY), &identity.to_secret_bytes())?,
+                vault.seal(META_IDENTITY, &identity.to_secret_bytes())?,
             )
-            .put_meta(META_VAULT, header.to_bytes()?);
+            .put_meta(META_VAULT, header);
         store.commit(batch)?;
         Ok(Self {
             store,
-            master,
-            vault_id,
+            vault,
             identity,
         })
     }
 
     /// Unlock an existing identity store.
     pub fn open(store: S, unlock: Unlock<'_>) -> Result<Self> {
-        let header = VaultHeader::from_bytes(
-            &store
-                .get_meta(META_VAULT)?
-                .ok_or(ProfileError::NotInitialised)?,
-        )?;
+        if store.get_meta(META_VAULT)?.is_none() {
+            return Err(ProfileError::NotInitialised);
+        }
         let vault_id: RecordId = store
             .get_meta(META_RECORD)?
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.parse().ok())
             .ok_or(ProfileError::Corrupt("identity vault id"))?;
-        let vault_key = vault::unlock(&header, unlock)?;
-        let master_bytes = vault_key
-            .open(&aad(&vault_id, META_VAULT), &header.wrapped_master()?)
-            .map_err(|_| ProfileError::WrongKey)?;
-        let master = SymmetricKey::from_slice(&master_bytes)?;
-        let bytes = open_meta(&store, &master, &vault_id, META_IDENTITY, "identity")?;
+        let vault = Vault::unlock(&store, vault_id, unlock)?;
+        let bytes = vault.open_meta(&store, META_IDENTITY, "identity")?;
         let identity = Identity::from_secret_bytes(&bytes)?;
         Ok(Self {
             store,
-            master,
-            vault_id,
+            vault,
             identity,
         })
     }
@@ -106,28 +96,12 @@ impl<S: Store> IdentityVault<S> {
 
     /// Store a small private value, sealed under the master key.
     pub fn put_private(&mut self, name: &str, value: &[u8]) -> Result<()> {
-        let key = format!("private/{name}");
-        let sealed = self.master.seal(&aad(&self.vault_id, &key), value)?;
-        let mut batch = WriteBatch::new();
-        batch.put_meta(key, sealed);
-        self.store.commit(batch)?;
-        Ok(())
+        self.vault.put_private(&mut self.store, name, value)
     }
 
     /// Read a private value.
     pub fn get_private(&self, name: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
-        let key = format!("private/{name}");
-        if self.store.get_meta(&key)?.is_none() {
-            return Ok(None);
-        }
-        open_meta(
-            &self.store,
-            &self.master,
-            &self.vault_id,
-            &key,
-            "private value",
-        )
-        .map(Some)
+        self.vault.get_private(&self.store, name)
     }
 
     /// Remove a private value.
@@ -176,27 +150,11 @@ impl<S: Store> Profile<S> {
 
     /// Store a small private value, sealed under the master key.
     pub fn put_private(&mut self, name: &str, value: &[u8]) -> Result<()> {
-        let key = format!("private/{name}");
-        let sealed = self.master.seal(&aad(&self.record.id, &key), value)?;
-        let mut batch = WriteBatch::new();
-        batch.put_meta(key, sealed);
-        self.store.commit(batch)?;
-        Ok(())
+        self.vault.put_private(&mut self.store, name, value)
     }
 
     /// Read a private value.
     pub fn get_private(&self, name: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
-        let key = format!("private/{name}");
-        if self.store.get_meta(&key)?.is_none() {
-            return Ok(None);
-        }
-        open_meta(
-            &self.store,
-            &self.master,
-            &self.record.id,
-            &key,
-            "private value",
-        )
-        .map(Some)
+        self.vault.get_private(&self.store, name)
     }
 }

@@ -13,7 +13,8 @@ use crate::sharing::{
 };
 use crate::store::Store;
 
-use super::{aad, legacy_section_key_meta, open_meta, ProfileError, Result, META_KEYRING};
+use super::vault::Vault;
+use super::{legacy_section_key_meta, ProfileError, Result, META_KEYRING};
 
 /// The current key of each of `sections` (per the verified log's epochs),
 /// wrapped to `card`. A section without its current key here is
@@ -49,11 +50,7 @@ pub(crate) fn wrap_current(
 pub(crate) type Keyring = BTreeMap<(Section, u32), SectionKey>;
 
 /// Seal the keyring under the master key.
-pub(crate) fn seal_keyring(
-    master: &SymmetricKey,
-    record: &RecordId,
-    keys: &Keyring,
-) -> Result<Vec<u8>> {
+pub(crate) fn seal_keyring(vault: &Vault, keys: &Keyring) -> Result<Vec<u8>> {
     use base64::Engine;
     let map: BTreeMap<String, String> = keys
         .iter()
@@ -67,7 +64,7 @@ pub(crate) fn seal_keyring(
     let json = zeroize::Zeroizing::new(
         serde_json::to_vec(&map).map_err(|_| ProfileError::Corrupt("keyring"))?,
     );
-    Ok(master.seal(&aad(record, META_KEYRING), &json)?)
+    vault.seal(META_KEYRING, &json)
 }
 
 /// Parse `"section/epoch"`.
@@ -78,24 +75,20 @@ pub(crate) fn parse_key_name(name: &str) -> Option<(Section, u32)> {
 
 /// Load the keyring (or, from a profile made before key epochs, every
 /// section's epoch-0 key).
-pub(crate) fn load_keyring<S: Store>(
-    store: &S,
-    master: &SymmetricKey,
-    record: &RecordId,
-) -> Result<Keyring> {
+pub(crate) fn load_keyring<S: Store>(store: &S, vault: &Vault) -> Result<Keyring> {
     use base64::Engine;
     let mut keys = Keyring::new();
     if store.get_meta(META_KEYRING)?.is_none() {
         for section in Section::ALL {
             let what = legacy_section_key_meta(section);
-            let bytes = open_meta(store, master, record, &what, "section key")?;
+            let bytes = vault.open_meta(store, &what, "section key")?;
             let key =
                 SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
             keys.insert((section, 0), key);
         }
         return Ok(keys);
     }
-    let json = open_meta(store, master, record, META_KEYRING, "keyring")?;
+    let json = vault.open_meta(store, META_KEYRING, "keyring")?;
     let mut map: BTreeMap<String, String> =
         serde_json::from_slice(&json).map_err(|_| ProfileError::Corrupt("keyring"))?;
     for (name, value) in &mut map {

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::crypto::{
-    CryptoError, Envelope, EnvelopeHeader, Identity, IdentityCard, Role, SectionKey, SymmetricKey,
+    CryptoError, Envelope, EnvelopeHeader, Identity, IdentityCard, Role, SectionKey,
 };
 use crate::fhir::{self, FhirError};
 use crate::ids::{EntryId, IdentityId, RecordId};
@@ -191,7 +191,9 @@ impl SectionState {
 /// An unlocked profile over a store.
 pub struct Profile<S: Store> {
     store: S,
-    master: SymmetricKey,
+    /// The master key, bound to the record id: everything at rest is
+    /// sealed through it.
+    vault: vault::Vault,
     identity: Identity,
     owner_name: String,
     creator: IdentityId,
@@ -271,10 +273,7 @@ impl<S: Store> Profile<S> {
         if store.get_meta(META_VAULT)?.is_some() {
             return Err(ProfileError::AlreadyInitialised);
         }
-        let master = SymmetricKey::generate()?;
-        let (header, vault_key) = vault::create(&record_id, unlock)?;
-        let header = header
-            .with_wrapped_master(vault_key.seal(&aad(&record_id, META_VAULT), master.expose())?);
+        let (vault, header) = vault::Vault::create(record_id, unlock)?;
         let details_json =
             serde_json::to_vec(&details).map_err(|_| ProfileError::Corrupt("profile details"))?;
         let mut batch = WriteBatch::new();
@@ -282,19 +281,16 @@ impl<S: Store> Profile<S> {
             .put_meta(META_RECORD, record_id.to_hex().into_bytes())
             .put_meta(
                 META_IDENTITY,
-                master.seal(&aad(&record_id, META_IDENTITY), &identity.to_secret_bytes())?,
+                vault.seal(META_IDENTITY, &identity.to_secret_bytes())?,
             )
-            .put_meta(
-                META_PROFILE,
-                master.seal(&aad(&record_id, META_PROFILE), &details_json)?,
-            )
+            .put_meta(META_PROFILE, vault.seal(META_PROFILE, &details_json)?)
             .put_meta(META_DEVICE_SEQ, 1u64.to_be_bytes().to_vec());
-        batch.put_meta(META_KEYRING, seal_keyring(&master, &record_id, &keys)?);
-        batch.put_meta(META_VAULT, header.to_bytes()?);
+        batch.put_meta(META_KEYRING, seal_keyring(&vault, &keys)?);
+        batch.put_meta(META_VAULT, header);
         store.commit(batch)?;
         Ok(Self {
             store,
-            master,
+            vault,
             identity,
             owner_name: details.owner_name,
             creator: details.creator,
@@ -315,35 +311,24 @@ impl<S: Store> Profile<S> {
 
     /// Unlock an existing profile and load its record. Writes nothing.
     pub fn open(store: S, unlock: Unlock<'_>) -> Result<Self> {
-        let header_bytes = store
-            .get_meta(META_VAULT)?
-            .ok_or(ProfileError::NotInitialised)?;
-        let header = VaultHeader::from_bytes(&header_bytes)?;
+        if store.get_meta(META_VAULT)?.is_none() {
+            return Err(ProfileError::NotInitialised);
+        }
         let record_id: RecordId = store
             .get_meta(META_RECORD)?
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.parse().ok())
             .ok_or(ProfileError::Corrupt("record id"))?;
-        let vault_key = vault::unlock(&header, unlock)?;
-        let master_bytes = vault_key
-            .open(&aad(&record_id, META_VAULT), &header.wrapped_master()?)
-            .map_err(|_| ProfileError::WrongKey)?;
-        let master = SymmetricKey::from_slice(&master_bytes)?;
-        drop(vault_key);
+        let vault = vault::Vault::unlock(&store, record_id, unlock)?;
 
-        let identity_bytes = open_meta(&store, &master, &record_id, META_IDENTITY, "identity")?;
+        let identity_bytes = vault.open_meta(&store, META_IDENTITY, "identity")?;
         let identity = Identity::from_secret_bytes(&identity_bytes)?;
-        let details: ProfileDetails = serde_json::from_slice(&open_meta(
-            &store,
-            &master,
-            &record_id,
-            META_PROFILE,
-            "profile details",
-        )?)
-        .map_err(|_| ProfileError::Corrupt("profile details"))?;
+        let details: ProfileDetails =
+            serde_json::from_slice(&vault.open_meta(&store, META_PROFILE, "profile details")?)
+                .map_err(|_| ProfileError::Corrupt("profile details"))?;
         let device_seq = read_device_seq(&store)?;
-        let keys = load_keyring(&store, &master, &record_id)?;
-        let log = access::load_access_log(&store, &master, &record_id)?;
+        let keys = load_keyring(&store, &vault)?;
+        let log = access::load_access_log(&store, &vault)?;
         let members = crate::sharing::verify_log(
             record_id,
             details.creator,
@@ -354,7 +339,7 @@ impl<S: Store> Profile<S> {
 
         let mut profile = Self {
             store,
-            master,
+            vault,
             identity,
             owner_name: details.owner_name,
             creator: details.creator,
@@ -418,8 +403,8 @@ impl<S: Store> Profile<S> {
         self.sections.clear();
         self.device_seq = read_device_seq(&self.store)?;
         self.poisoned = false;
-        self.keys = load_keyring(&self.store, &self.master, &self.record.id)?;
-        let log = access::load_access_log(&self.store, &self.master, &self.record.id)?;
+        self.keys = load_keyring(&self.store, &self.vault)?;
+        let log = access::load_access_log(&self.store, &self.vault)?;
         self.members = crate::sharing::verify_log(
             self.record.id,
             self.creator,
@@ -776,20 +761,6 @@ fn read_device_seq<S: Store>(store: &S) -> Result<u64> {
         .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
         .map(u64::from_be_bytes)
         .ok_or(ProfileError::Corrupt("device sequence"))
-}
-
-/// Open a meta value sealed under the master key.
-pub(crate) fn open_meta<S: Store>(
-    store: &S,
-    master: &SymmetricKey,
-    record: &RecordId,
-    key: &str,
-    what: &'static str,
-) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-    let sealed = store.get_meta(key)?.ok_or(ProfileError::Corrupt(what))?;
-    master
-        .open(&aad(record, key), &sealed)
-        .map_err(|_| ProfileError::Corrupt(what))
 }
 
 /// Stored bytes of a section's log (to load the largest first).

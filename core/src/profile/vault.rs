@@ -8,9 +8,12 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{ProfileError, Result, SecretStore};
+use zeroize::Zeroizing;
+
+use super::{ProfileError, Result, SecretStore, META_VAULT};
 use crate::crypto::{derive_vault_key, KdfParams, SymmetricKey};
 use crate::ids::RecordId;
+use crate::store::{Store, WriteBatch};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
 
@@ -125,5 +128,144 @@ pub(super) fn unlock(header: &VaultHeader, unlock: Unlock<'_>) -> Result<Symmetr
         // A passphrase for a keystore profile, or the reverse: the caller
         // has the wrong kind of key.
         _ => Err(ProfileError::WrongKey),
+    }
+}
+
+/// An unlocked vault: the master key, bound to the id its sealed values
+/// name in their AAD (a record id, or an identity store's own id). The one
+/// owner of the master key: everything sealed at rest goes through it.
+pub(crate) struct Vault {
+    master: SymmetricKey,
+    binding: RecordId,
+}
+
+impl Vault {
+    /// A new vault for `binding`: a random master key, sealed under the key
+    /// `unlock` gives. Returns the vault and the header to store in meta
+    /// `vault` (in the same batch as the first sealed values).
+    pub(crate) fn create(binding: RecordId, unlock: Unlock<'_>) -> Result<(Vault, Vec<u8>)> {
+        let master = SymmetricKey::generate()?;
+        let (header, vault_key) = create(&binding, unlock)?;
+        let header = header
+            .with_wrapped_master(
+                vault_key.seal(&super::aad(&binding, META_VAULT), master.expose())?,
+            )
+            .to_bytes()?;
+        Ok((Vault { master, binding }, header))
+    }
+
+    /// Unlock the vault of `store` (bound to `binding`). Without a header:
+    /// [`ProfileError::NotInitialised`]; a key that does not open it:
+    /// [`ProfileError::WrongKey`], before anything is written.
+    pub(crate) fn unlock<S: Store>(store: &S, binding: RecordId, how: Unlock<'_>) -> Result<Vault> {
+        let header = VaultHeader::from_bytes(
+            &store
+                .get_meta(META_VAULT)?
+                .ok_or(ProfileError::NotInitialised)?,
+        )?;
+        let vault_key = unlock(&header, how)?;
+        let master_bytes = vault_key
+            .open(&super::aad(&binding, META_VAULT), &header.wrapped_master()?)
+            .map_err(|_| ProfileError::WrongKey)?;
+        let master = SymmetricKey::from_slice(&master_bytes)?;
+        Ok(Vault { master, binding })
+    }
+
+    /// Seal `value` as the meta value `what`.
+    pub(crate) fn seal(&self, what: &str, value: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.master.seal(&super::aad(&self.binding, what), value)?)
+    }
+
+    /// Open the sealed meta value `key` (missing or failing its check:
+    /// [`ProfileError::Corrupt`] naming `what`).
+    pub(crate) fn open_meta<S: Store>(
+        &self,
+        store: &S,
+        key: &str,
+        what: &'static str,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let sealed = store.get_meta(key)?.ok_or(ProfileError::Corrupt(what))?;
+        self.master
+            .open(&super::aad(&self.binding, key), &sealed)
+            .map_err(|_| ProfileError::Corrupt(what))
+    }
+
+    /// Store a small private value, sealed.
+    pub(crate) fn put_private<S: Store>(
+        &self,
+        store: &mut S,
+        name: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        let key = format!("private/{name}");
+        let sealed = self.seal(&key, value)?;
+        let mut batch = WriteBatch::new();
+        batch.put_meta(key, sealed);
+        store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Read a private value (`None` if never stored).
+    pub(crate) fn get_private<S: Store>(
+        &self,
+        store: &S,
+        name: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let key = format!("private/{name}");
+        if store.get_meta(&key)?.is_none() {
+            return Ok(None);
+        }
+        self.open_meta(store, &key, "private value").map(Some)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn pass(p: &[u8]) -> Unlock<'_> {
+        Unlock::Passphrase {
+            passphrase: p,
+            params: Some(KdfParams::for_tests()),
+        }
+    }
+
+    /// A vault opens with its key only, its sealed values are bound to its
+    /// id, and private values round-trip.
+    #[test]
+    fn vault_unlocks_with_its_key_and_binds_its_values() {
+        let binding = RecordId::random();
+        let mut store = MemoryStore::new();
+        assert!(matches!(
+            Vault::unlock(&store, binding, pass(b"right")),
+            Err(ProfileError::NotInitialised)
+        ));
+        let (vault, header) = Vault::create(binding, pass(b"right")).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.put_meta(META_VAULT, header);
+        store.commit(batch).unwrap();
+        vault.put_private(&mut store, "note", b"secret").unwrap();
+        assert_eq!(vault.get_private(&store, "missing").unwrap(), None);
+
+        let again = Vault::unlock(&store, binding, pass(b"right")).unwrap();
+        assert_eq!(
+            again
+                .get_private(&store, "note")
+                .unwrap()
+                .unwrap()
+                .as_slice(),
+            b"secret"
+        );
+        assert!(matches!(
+            Vault::unlock(&store, binding, pass(b"wrong")),
+            Err(ProfileError::WrongKey)
+        ));
+        // Bound to its id: the same key under another id opens nothing.
+        assert!(matches!(
+            Vault::unlock(&store, RecordId::random(), pass(b"right")),
+            Err(ProfileError::WrongKey)
+        ));
     }
 }
