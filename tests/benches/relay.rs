@@ -53,7 +53,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use satchel_core::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
+use satchel_core::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey, Signer};
 use satchel_core::ids::RecordId;
 use satchel_core::profile::{MemorySecretStore, Profile, Unlock};
 use satchel_core::record::{Query, Section};
@@ -434,16 +434,16 @@ impl Http {
 }
 
 /// Challenge, signature, token (the real client's code).
-async fn login(base: &str, identity: &Identity) -> String {
+async fn login(base: &str, identity: &impl Signer) -> String {
     let mut client = RelayClient::new(base).unwrap();
     client.authenticate(identity).await.unwrap();
     client.token().unwrap().to_string()
 }
 
-async fn register(http: &Http, token: &str, rid: RecordId, owner: &Identity) {
+async fn register(http: &Http, token: &str, rid: RecordId, owner: &impl Signer) {
     let body = serde_json::to_vec(&RegisterRequest {
         record_id: rid,
-        owner: owner.card().clone(),
+        owner: owner.signer_card().clone(),
     })
     .unwrap();
     let _: serde_json::Value = http.post(wire::Register::PATH, token, body).await;
@@ -467,13 +467,13 @@ fn now_ms() -> i64 {
 /// keys (the bench's devices get their keys out of band).
 fn add_device_on(
     rid: RecordId,
-    by: &Identity,
+    by: &impl Signer,
     prev: [u8; 32],
     device: &satchel_core::crypto::IdentityCard,
 ) -> SignedStatement {
     AccessStatement {
         record_id: rid,
-        by: by.id(),
+        by: by.signer_id(),
         at_ms: now_ms(),
         prev,
         change: satchel_core::sharing::AccessChange::AddDevice {
@@ -692,7 +692,7 @@ async fn raw_shape(bin: &Path, sections: usize, per: usize) -> RawResult {
     // log paginated with PULL_CONCURRENCY logs in flight, every envelope
     // verified and decrypted on the blocking pool while the next page is
     // fetched.
-    let rtoken = login(&base, &reader).await;
+    let rtoken = login(&base, &*reader).await;
     let http = Http::new(&base, PULL_CONCURRENCY);
     let key = Arc::new(key);
     let creator = writer.id();
@@ -841,9 +841,8 @@ fn full_client(bin: &Path, rt: &tokio::runtime::Runtime, changes: usize) -> Full
     let proxy2 = rt.block_on(CountingProxy::start(relay2.inner.addr));
     let (raw_push, raw_push_bytes, mut reader_b, mut client_b) = rt.block_on(async {
         let http = Http::new(&relay2.url(), 4);
-        let identity = writer.identity();
-        let token = login(&relay2.url(), identity).await;
-        register(&http, &token, writer.record_id(), identity).await;
+        let token = login(&relay2.url(), &writer).await;
+        register(&http, &token, writer.record_id(), &writer).await;
         let t = Instant::now();
         for chunk in outbox.chunks(500) {
             let envs = chunk.iter().map(|o| o.envelope.clone()).collect();
@@ -868,7 +867,7 @@ fn full_client(bin: &Path, rt: &tokio::runtime::Runtime, changes: usize) -> Full
         )
         .unwrap();
         let mut client = RelayClient::new(&proxy2.url).unwrap();
-        client.authenticate(reader.identity()).await.unwrap();
+        client.authenticate(&reader).await.unwrap();
         (raw_push, bytes, reader, client)
     });
     let cpu = CpuMeter::start(&relay2);
@@ -892,8 +891,7 @@ fn full_client(bin: &Path, rt: &tokio::runtime::Runtime, changes: usize) -> Full
     let relay = Relay::start(bin);
     let proxy = rt.block_on(CountingProxy::start(relay.inner.addr));
     let mut client_a = RelayClient::new(&proxy.url).unwrap();
-    rt.block_on(client_a.authenticate(writer.identity()))
-        .unwrap();
+    rt.block_on(client_a.authenticate(&writer)).unwrap();
     let cpu = CpuMeter::start(&relay);
     let before = proxy.bytes();
     let t = Instant::now();
@@ -1280,7 +1278,7 @@ async fn push_latency(
     let mut statements: Vec<SignedStatement> = Vec::new();
     let mut members = writer_a.profile.members().clone();
     for id in &identities {
-        let s = add_device_on(rid_a, writer_a.profile.identity(), members.head, id.card());
+        let s = add_device_on(rid_a, &writer_a.profile, members.head, id.card());
         satchel_core::sharing::verify_next(&mut members, &s).unwrap();
         post_statement(&http, &writer_a.token, rid_a, &s).await;
         statements.push(s);

@@ -432,7 +432,7 @@ impl HealthRecord {
                 }
                 let mut client = guard.client(&relay_url)?;
                 if client.token().is_none() {
-                    handle.block_on(client.authenticate(guard.profile.identity()))?;
+                    handle.block_on(client.authenticate(&guard.profile))?;
                 }
                 client
             };

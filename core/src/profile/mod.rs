@@ -216,6 +216,21 @@ pub struct Profile<S: Store> {
     wearables: wearables::WearablesState,
 }
 
+/// A profile signs as its device identity without handing the secret out.
+impl<S: Store> crate::crypto::Signer for Profile<S> {
+    fn signer_id(&self) -> IdentityId {
+        self.identity.id()
+    }
+
+    fn signer_card(&self) -> &IdentityCard {
+        self.identity.card()
+    }
+
+    fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.identity.sign(message)
+    }
+}
+
 impl<S: Store> std::fmt::Debug for Profile<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Profile")

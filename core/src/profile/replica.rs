@@ -210,11 +210,6 @@ impl<S: Store> Profile<S> {
         self.identity.sign(message)
     }
 
-    /// This device's identity (for key unwrapping in the link flow).
-    pub fn identity(&self) -> &crate::crypto::Identity {
-        &self.identity
-    }
-
     /// The sync state for `relay`. Switching to another relay resets the
     /// cursors (everything is pulled again); changes the previous relay
     /// acknowledged are not re-sent, so moving a record between relays is

@@ -22,6 +22,7 @@ use super::wire::{
     TokenRequest,
 };
 use crate::crypto::kdf::hkdf_sha256;
+use crate::crypto::Signer;
 use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, WrappedKey};
 use crate::ids::{LinkId, RecordId};
 use crate::profile::{DeviceBundle, Profile, ProfileError};
@@ -164,17 +165,17 @@ pub(crate) struct AcceptMessage {
 
 impl RelayClient {
     /// Authenticate as `identity` (challenge, signature, token).
-    pub async fn authenticate(&mut self, identity: &Identity) -> Result<(), LinkError> {
+    pub async fn authenticate(&mut self, signer: &impl Signer) -> Result<(), LinkError> {
         let challenge = self
             .request::<wire::Challenge>(
                 &(),
                 &(),
                 Some(&ChallengeRequest {
-                    identity: identity.id(),
+                    identity: signer.signer_id(),
                 }),
             )
             .await?;
-        let signed = TokenRequest::sign(identity, &challenge.challenge);
+        let signed = TokenRequest::sign(signer, &challenge.challenge);
         let token = self.request::<wire::Token>(&(), &(), Some(&signed)).await?;
         self.set_token(Some(token.token));
         Ok(())

@@ -285,6 +285,32 @@ pub struct Identity {
     card: IdentityCard,
 }
 
+/// Whoever can sign as an identity without handing its secret out: an
+/// [`Identity`] itself, or a device profile that holds one. Operations that
+/// only sign (logging in, signing a statement) take a `Signer`.
+pub trait Signer {
+    /// The identity signed as.
+    fn signer_id(&self) -> IdentityId;
+    /// Its public card.
+    fn signer_card(&self) -> &IdentityCard;
+    /// An Ed25519 signature of `message`.
+    fn sign_message(&self, message: &[u8]) -> [u8; 64];
+}
+
+impl Signer for Identity {
+    fn signer_id(&self) -> IdentityId {
+        self.id()
+    }
+
+    fn signer_card(&self) -> &IdentityCard {
+        self.card()
+    }
+
+    fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.sign(message)
+    }
+}
+
 impl Identity {
     /// Generate fresh keys and a self-signed card. `display_name` must be
     /// 1..=256 bytes without control characters; so must `organisation`.

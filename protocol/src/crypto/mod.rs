@@ -30,7 +30,7 @@ pub mod wrap;
 
 pub use envelope::{Envelope, EnvelopeHeader, SectionKey};
 pub use error::{CryptoError, Result};
-pub use identity::{verify_signature, Identity, IdentityCard, Role};
+pub use identity::{verify_signature, Identity, IdentityCard, Role, Signer};
 pub use symmetric::SymmetricKey;
 pub use wrap::{unwrap_key, wrap_key, WrappedKey};
 

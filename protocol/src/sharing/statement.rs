@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{verify_signature, Identity, IdentityCard, WrappedKey};
+use crate::crypto::{verify_signature, IdentityCard, Signer, WrappedKey};
 use crate::ids::{IdentityId, RecordId};
 use crate::section::Section;
 
@@ -166,9 +166,9 @@ pub struct AccessStatement {
 
 impl AccessStatement {
     /// Sign as `signer` (who must be `self.by`).
-    pub fn sign(&self, signer: &Identity) -> Result<SignedStatement, SharingError> {
+    pub fn sign(&self, signer: &impl Signer) -> Result<SignedStatement, SharingError> {
         let bytes = serde_json::to_vec(self).map_err(|_| SharingError::Encode)?;
-        let signature = signer.sign(&signing_message(&bytes)).to_vec();
+        let signature = signer.sign_message(&signing_message(&bytes)).to_vec();
         Ok(SignedStatement {
             statement: bytes,
             signature,

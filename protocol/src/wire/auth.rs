@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{b64, Endpoint, Method};
-use crate::crypto::Identity;
+use crate::crypto::Signer;
 use crate::ids::IdentityId;
 
 /// Domain-separation prefix of the signed challenge.
@@ -63,11 +63,11 @@ pub struct TokenRequest {
 
 impl TokenRequest {
     /// The request `identity` sends to trade `challenge` for a token.
-    pub fn sign(identity: &Identity, challenge: &[u8]) -> Self {
+    pub fn sign(signer: &impl Signer, challenge: &[u8]) -> Self {
         Self::signed(
-            identity.id(),
+            signer.signer_id(),
             challenge,
-            &identity.sign(&signing_message(challenge)),
+            &signer.sign_message(&signing_message(challenge)),
         )
     }
 
@@ -146,7 +146,7 @@ impl Endpoint for Token {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::crypto::{verify_signature, Role};
+    use crate::crypto::{verify_signature, Identity, Role};
 
     #[test]
     fn a_signed_token_request_verifies_against_the_signing_message() {
