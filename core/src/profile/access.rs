@@ -33,6 +33,44 @@ pub struct GrantChange {
     pub lost: Vec<Section>,
 }
 
+/// What a device knows of its record's access log: the root it verifies
+/// from (the creator device and, when known, its card) and the members the
+/// verified log establishes.
+pub(crate) struct AccessState {
+    pub(crate) creator: IdentityId,
+    pub(crate) creator_card: Option<IdentityCard>,
+    pub(crate) members: Members,
+}
+
+impl AccessState {
+    /// A record with an empty log.
+    pub(crate) fn root(
+        record: crate::ids::RecordId,
+        creator: IdentityId,
+        creator_card: Option<IdentityCard>,
+    ) -> Self {
+        let members = Members::root(record, creator, creator_card.as_ref());
+        AccessState {
+            creator,
+            creator_card,
+            members,
+        }
+    }
+
+    /// Verify a whole log from this root (nothing changes here).
+    pub(crate) fn verify(
+        &self,
+        log: &[SignedStatement],
+    ) -> std::result::Result<Members, crate::sharing::SharingError> {
+        verify_log(
+            self.members.record,
+            self.creator,
+            self.creator_card.as_ref(),
+            log,
+        )
+    }
+}
+
 /// The locally stored access log (empty if none).
 pub(super) fn load_access_log<S: Store>(store: &S, vault: &Vault) -> Result<Vec<SignedStatement>> {
     if store.get_meta(META_ACCESS_LOG)?.is_none() {
@@ -72,22 +110,26 @@ impl<S: Store> Profile<S> {
 
     /// The record's members, from the verified access log.
     pub fn members(&self) -> &Members {
-        &self.members
+        &self.access.members
     }
 
     /// The creator device's card, when this device knows it.
     pub fn creator_card(&self) -> Option<&IdentityCard> {
-        self.creator_card.as_ref()
+        self.access.creator_card.as_ref()
     }
 
     /// Whether this device is one of the owner's devices.
     pub fn is_owner_device(&self) -> bool {
-        self.members.owner_devices.contains_key(&self.identity.id())
+        self.access
+            .members
+            .owner_devices
+            .contains_key(&self.identity.id())
     }
 
     /// Whether this device may grant and revoke (owner device or manager).
     pub fn may_administer(&self) -> bool {
-        self.members
+        self.access
+            .members
             .may_administer(&self.identity.id(), super::now_ms())
     }
 
@@ -103,13 +145,7 @@ impl<S: Store> Profile<S> {
                 log.push(statement);
             }
         }
-        let members = verify_log(
-            self.record.id,
-            self.creator,
-            self.creator_card.as_ref(),
-            &log,
-        )
-        .map_err(ProfileError::Sharing)?;
+        let members = self.access.verify(&log).map_err(ProfileError::Sharing)?;
         let mut keys = self.keys.clone();
         let learned = super::keyring::learn(&mut keys, &self.identity, self.record.id, &log);
         let mut batch = WriteBatch::new();
@@ -122,7 +158,7 @@ impl<S: Store> Profile<S> {
         }
         batch.put_meta(META_ACCESS_CURSOR, new_cursor.to_be_bytes().to_vec());
         self.store.commit(batch)?;
-        self.members = members;
+        self.access.members = members;
         self.keys = keys;
         // Nothing queued may leave under a key epoch that is no longer
         // current (a revocation or narrowing since it was sealed).
@@ -139,12 +175,17 @@ impl<S: Store> Profile<S> {
     /// log's rule accepts it ([`verify_next`] on a copy of the members): a
     /// device never makes a statement that every verifier would refuse.
     fn statement(&self, change: AccessChange) -> Result<SignedStatement> {
-        sign_change(&self.identity, &self.members, change, super::now_ms())
+        sign_change(
+            &self.identity,
+            &self.access.members,
+            change,
+            super::now_ms(),
+        )
     }
 
     /// Wrap the current key of each of `sections` to `card`.
     fn wrap_current(&self, card: &IdentityCard, sections: &[Section]) -> Result<Vec<KeyWrap>> {
-        super::keyring::wrap_current(&self.keys, &self.members, card, sections)
+        super::keyring::wrap_current(&self.keys, &self.access.members, card, sections)
     }
 
     fn require_admin(&self) -> Result<()> {
@@ -186,7 +227,12 @@ impl<S: Store> Profile<S> {
         label: &str,
     ) -> Result<SignedStatement> {
         self.require_admin()?;
-        if self.members.owner_devices.contains_key(&grantee.id()) {
+        if self
+            .access
+            .members
+            .owner_devices
+            .contains_key(&grantee.id())
+        {
             return Err(ProfileError::NotAllowed(
                 "that identity is one of the owner's devices",
             ));
@@ -207,6 +253,7 @@ impl<S: Store> Profile<S> {
         let names: Vec<String> = sections.iter().map(|s| s.as_str().to_string()).collect();
         let id = grantee.id();
         let dropped: Vec<Section> = self
+            .access
             .members
             .grants
             .get(&id)
@@ -218,7 +265,7 @@ impl<S: Store> Profile<S> {
             })
             .unwrap_or_default();
         // Members once the grant applies: who keeps each dropped section.
-        let mut after = self.members.clone();
+        let mut after = self.access.members.clone();
         if let Some(g) = after.grants.get_mut(&id) {
             g.sections = names.iter().cloned().collect();
         }
@@ -246,7 +293,7 @@ impl<S: Store> Profile<S> {
         role: GrantRole,
         sections: &[Section],
     ) -> Option<GrantChange> {
-        let current = self.members.grants.get(grantee)?;
+        let current = self.access.members.grants.get(grantee)?;
         let new: Vec<Section> = if role == GrantRole::Manager {
             Section::ALL.to_vec()
         } else {
@@ -326,7 +373,7 @@ impl<S: Store> Profile<S> {
         sections: Option<&[Section]>,
     ) -> Result<SignedStatement> {
         self.require_admin()?;
-        let members = &self.members;
+        let members = &self.access.members;
         let readable: Vec<Section> = Section::ALL
             .into_iter()
             .filter(|s| {
@@ -386,10 +433,15 @@ impl<S: Store> Profile<S> {
     /// afterwards is unreadable to it even through a relay that ignores
     /// expiry.
     pub fn expired_grants(&self, now_ms: i64) -> Vec<IdentityId> {
-        if !self.members.may_administer(&self.identity.id(), now_ms) {
+        if !self
+            .access
+            .members
+            .may_administer(&self.identity.id(), now_ms)
+        {
             return Vec::new();
         }
-        self.members
+        self.access
+            .members
             .grants
             .iter()
             .filter(|(_, g)| !g.live_at(now_ms))

@@ -91,8 +91,8 @@ impl<S: Store> Profile<S> {
         DeviceBundle {
             record_id: self.record.id,
             owner_name: self.owner_name.clone(),
-            creator: self.creator,
-            creator_card: self.creator_card.clone(),
+            creator: self.access.creator,
+            creator_card: self.access.creator_card.clone(),
             section_keys: self
                 .keys
                 .iter()

@@ -142,8 +142,8 @@ impl<S: Store> Profile<S> {
     pub fn member_info(&self) -> MemberInfo {
         MemberInfo {
             record_id: self.record.id,
-            creator: self.creator,
-            creator_card: self.creator_card.clone(),
+            creator: self.access.creator,
+            creator_card: self.access.creator_card.clone(),
             owner_name: self.owner_name.clone(),
         }
     }

@@ -196,7 +196,6 @@ pub struct Profile<S: Store> {
     vault: vault::Vault,
     identity: Identity,
     owner_name: String,
-    creator: IdentityId,
     /// Every section key this device holds, by (section, epoch). A member
     /// with a grant holds only its sections'; after a rotation the owner's
     /// devices hold every epoch.
@@ -208,10 +207,8 @@ pub struct Profile<S: Store> {
     /// Set when an in-memory change could not be persisted; the profile
     /// must be reopened before more writes.
     poisoned: bool,
-    /// The verified access log's members (current epochs, grants).
-    members: crate::sharing::Members,
-    /// The creator device's card, when known.
-    creator_card: Option<IdentityCard>,
+    /// The verified access log: its root and the members it establishes.
+    access: access::AccessState,
     /// Wearables index and chunks, read on first use.
     wearables: wearables::WearablesState,
 }
@@ -308,18 +305,12 @@ impl<S: Store> Profile<S> {
             vault,
             identity,
             owner_name: details.owner_name,
-            creator: details.creator,
             keys,
             record: Record::new(record_id),
             sections: BTreeMap::new(),
             device_seq: 1,
             poisoned: false,
-            members: crate::sharing::Members::root(
-                record_id,
-                details.creator,
-                details.creator_card.as_ref(),
-            ),
-            creator_card: details.creator_card,
+            access: access::AccessState::root(record_id, details.creator, details.creator_card),
             wearables: Default::default(),
         })
     }
@@ -344,27 +335,23 @@ impl<S: Store> Profile<S> {
         let device_seq = read_device_seq(&store)?;
         let keys = load_keyring(&store, &vault)?;
         let log = access::load_access_log(&store, &vault)?;
-        let members = crate::sharing::verify_log(
-            record_id,
-            details.creator,
-            details.creator_card.as_ref(),
-            &log,
-        )
-        .map_err(|_| ProfileError::Corrupt("access log"))?;
+        let mut access =
+            access::AccessState::root(record_id, details.creator, details.creator_card);
+        access.members = access
+            .verify(&log)
+            .map_err(|_| ProfileError::Corrupt("access log"))?;
 
         let mut profile = Self {
             store,
             vault,
             identity,
             owner_name: details.owner_name,
-            creator: details.creator,
             keys,
             record: Record::new(record_id),
             sections: BTreeMap::new(),
             device_seq,
             poisoned: false,
-            members,
-            creator_card: details.creator_card,
+            access,
             wearables: Default::default(),
         };
         profile.load_all_sections()?;
@@ -420,20 +407,17 @@ impl<S: Store> Profile<S> {
         self.poisoned = false;
         self.keys = load_keyring(&self.store, &self.vault)?;
         let log = access::load_access_log(&self.store, &self.vault)?;
-        self.members = crate::sharing::verify_log(
-            self.record.id,
-            self.creator,
-            self.creator_card.as_ref(),
-            &log,
-        )
-        .map_err(|_| ProfileError::Corrupt("access log"))?;
+        self.access.members = self
+            .access
+            .verify(&log)
+            .map_err(|_| ProfileError::Corrupt("access log"))?;
         self.load_all_sections()
     }
 
     /// A section's key for its current epoch: what new changes are sealed
     /// with. A member without a grant for the section has none.
     fn section_key(&self, section: Section) -> Result<(u32, &SectionKey)> {
-        let epoch = self.members.epoch(section.as_str());
+        let epoch = self.access.members.epoch(section.as_str());
         self.keys
             .get(&(section, epoch))
             .map(|k| (epoch, k))
@@ -586,6 +570,7 @@ impl<S: Store> Profile<S> {
     /// every other device would refuse.
     pub(crate) fn check_may_write(&self, section: Section) -> Result<()> {
         if self
+            .access
             .members
             .may_write(&self.identity.id(), section.as_str(), now_ms())
         {

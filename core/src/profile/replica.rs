@@ -197,12 +197,12 @@ fn open_all(candidates: &[Candidate]) -> Vec<std::result::Result<Opened, &'stati
 impl<S: Store> Profile<S> {
     /// The device that created the record (root of the access log).
     pub fn creator(&self) -> IdentityId {
-        self.creator
+        self.access.creator
     }
 
     /// Whether this device created the record.
     pub fn is_creator(&self) -> bool {
-        self.creator == self.identity.id()
+        self.access.creator == self.identity.id()
     }
 
     /// Sign `message` with this device's identity.
@@ -244,7 +244,7 @@ impl<S: Store> Profile<S> {
         let (me, now) = (self.identity.id(), super::now_ms());
         for name in all_logs() {
             let cursor = get_u64(&self.store, &cursor_key(name))?;
-            if self.members.may_read(&me, name, now)
+            if self.access.members.may_read(&me, name, now)
                 && load_ledger(&self.store, name)?.incomplete(name).is_some()
             {
                 state.repull.insert(name.to_string());
@@ -387,7 +387,7 @@ impl<S: Store> Profile<S> {
             self.store.commit(batch)?;
             return Ok(report);
         };
-        let members = &self.members;
+        let members = &self.access.members;
         let keys = &self.keys;
         let mut received = 0u64;
         // Cheap checks first, in relay order.
@@ -537,6 +537,7 @@ impl<S: Store> Profile<S> {
         // Only the owner's devices and managers compact (the relay refuses
         // others' snapshots).
         if !self
+            .access
             .members
             .may_snapshot(&self.identity.id(), super::now_ms())
             || self.section_key(section).is_err()
@@ -579,7 +580,7 @@ impl<S: Store> Profile<S> {
     pub fn incomplete(&self) -> Result<Vec<Incomplete>> {
         let (me, now) = (self.identity.id(), super::now_ms());
         let mut out = Vec::new();
-        for log in all_logs().filter(|log| self.members.may_read(&me, log, now)) {
+        for log in all_logs().filter(|log| self.access.members.may_read(&me, log, now)) {
             if let Some(inc) = load_ledger(&self.store, log)?.incomplete(log) {
                 out.push(inc);
             }
@@ -640,7 +641,7 @@ impl<S: Store> Profile<S> {
             let Ok(section) = base.parse::<Section>() else {
                 continue;
             };
-            let current = self.members.epoch(base);
+            let current = self.access.members.epoch(base);
             if env.header.epoch == current || !self.keys.contains_key(&(section, current)) {
                 continue;
             }

@@ -111,15 +111,15 @@ fn tampered<T>(
     p: &mut Profile<MemoryStore>,
     write: impl FnOnce(&mut Profile<MemoryStore>) -> T,
 ) -> T {
-    let honest = p.members.clone();
+    let honest = p.access.members.clone();
     let me = p.identity.id();
-    if let Some(g) = p.members.grants.get_mut(&me) {
+    if let Some(g) = p.access.members.grants.get_mut(&me) {
         g.role = GrantRole::Manager;
         g.sections
             .extend(Section::ALL.map(|s| s.as_str().to_string()));
     }
     let out = write(p);
-    p.members = honest;
+    p.access.members = honest;
     out
 }
 

@@ -448,7 +448,7 @@ impl<S: Store> Profile<S> {
         use super::{ApplyReport, Rejected};
         self.check_writable()?;
         self.wearables_load()?;
-        let members = self.members.clone();
+        let members = self.access.members.clone();
         let mut report = ApplyReport::default();
         let mut batch = WriteBatch::new();
         batch.put_meta(cursor_key(log), next_cursor.to_be_bytes().to_vec());
