@@ -27,13 +27,13 @@ use crate::crypto::{
     SectionKey, WrappedKey,
 };
 use crate::ids::{IdentityId, RecordId};
-use crate::profile::SyncState;
 use crate::sharing::{
     key_wrap_aad, statement_hash, verify_log, AccessChange, AccessStatement, GrantRole, KeyWrap,
     RecoveryKey, RecoveryKeyError, SignedStatement,
 };
 use crate::sync::engine::{Request, Response, Step, SyncEngine};
 use crate::sync::wire::ChallengeResponse;
+use crate::sync::SyncState;
 
 const DOC: &str = include_str!("../../docs/protocol.md");
 const PLAINTEXT: &[u8] = b"satchel test vector";

@@ -50,10 +50,13 @@ use crate::record::{
 };
 use crate::store::{SectionLog, Store, StoreError, WriteBatch};
 
+/// The sync state lives in `sync/` (the engine's input); re-exported here
+/// for the profile's callers.
+pub use crate::sync::SyncState;
 pub use access::GrantChange;
 pub use bundle::DeviceBundle;
 pub use home::{IdentityVault, MemberInfo};
-pub use replica::{ApplyReport, Rejected, SetAside, SyncState};
+pub use replica::{ApplyReport, Rejected, SetAside};
 pub use secret_store::{MemorySecretStore, SecretStore, SecretStoreError};
 pub use vault::{Unlock, VaultHeader, VaultKind};
 pub use wearables::{IngestReport, CHUNKS_LOG};

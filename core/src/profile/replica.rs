@@ -16,8 +16,6 @@
 //! again under the current key ([`Profile::reseal_stale_outbox`]); envelopes
 //! the relay refuses for good are set aside.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::access::META_ACCESS_CURSOR;
@@ -28,6 +26,7 @@ use crate::ids::IdentityId;
 use crate::record::Section;
 use crate::store::{envelope_hash, OutboxItem, Store, WriteBatch};
 use crate::sync::ledger::{Incomplete, LogLedger, Refusal};
+use crate::sync::SyncState;
 use satchel_protocol::accept::{self, Expect, Kind};
 
 const META_RELAY: &str = "sync/relay";
@@ -99,27 +98,6 @@ pub(super) fn get_u64<S: Store>(store: &S, key: &str) -> Result<u64> {
         .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
         .map(u64::from_be_bytes)
         .unwrap_or(0))
-}
-
-/// Where this device stands with its relay.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncState {
-    /// The relay these cursors belong to.
-    pub relay: Option<String>,
-    /// Per section: the relay sequence pulled up to.
-    pub cursors: BTreeMap<String, u64>,
-    /// Feed cursor (relay sequence).
-    pub feed_cursor: u64,
-    /// How many access statements have been fetched.
-    pub access_cursor: u64,
-    /// Per section: envelopes stored on the relay since its last snapshot
-    /// that this device knows of.
-    pub since_snapshot: BTreeMap<String, u64>,
-    /// Whether this device registered the record with the relay.
-    pub registered: bool,
-    /// Logs known to be incomplete: pulled again from their start (their
-    /// cursor is absent) whether or not the feed names them.
-    pub repull: std::collections::BTreeSet<String>,
 }
 
 /// Why a pulled envelope was refused.

@@ -25,9 +25,9 @@ use super::wire::{
 };
 use crate::crypto::IdentityCard;
 use crate::ids::{IdentityId, RecordId};
-use crate::profile::SyncState;
 use crate::sharing::SignedStatement;
 use crate::store::OutboxItem;
+use crate::sync::SyncState;
 
 /// Envelopes per upload request (the relay accepts up to 1,000).
 pub const UPLOAD_BATCH: usize = 500;

@@ -4,6 +4,9 @@
 //!   what to apply, retries with backoff, re-authentication.
 //! - [`transport`]: the shell: HTTP requests, the WebSocket push channel, and
 //!   the loop that drives the engine against a [`crate::profile::Profile`].
+//! - [`state`]: [`SyncState`], what a device keeps between rounds (cursors,
+//!   the feed and access-log positions, logs to pull again); the caller owns
+//!   and persists it.
 //! - [`ledger`]: completeness of each log on this device (change numbers
 //!   held per author, refusals, changes waiting for dependencies).
 //! - [`link`]: adding another device of the same patient with a one-time code.
@@ -25,11 +28,13 @@ pub mod ledger;
 pub mod link;
 pub mod relay_url;
 pub mod sharing;
+pub mod state;
 pub mod tls;
 pub mod transport;
 pub use satchel_protocol::wire;
 
 pub use engine::{RoundReport, SyncEngine, SyncError};
 pub use relay_url::{RelayUrl, RelayUrlError};
+pub use state::SyncState;
 pub use tls::{PinnedRoots, RelayTrust, TlsError};
 pub use transport::{RelayClient, TransportError};
