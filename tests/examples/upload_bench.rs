@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use satchel_protocol::crypto::{Envelope, EnvelopeHeader, Identity, Role, SectionKey};
 use satchel_protocol::ids::RecordId;
 use satchel_protocol::wire::{
-    self, ChallengeRequest, ChallengeResponse, Endpoint, RegisterRequest, SectionPath,
-    TokenRequest, TokenResponse, UploadRequest, UploadResponse,
+    self, Endpoint, RegisterRequest, SectionPath, UploadRequest, UploadResponse,
 };
 
 fn arg(name: &str, default: &str) -> String {
@@ -72,7 +71,7 @@ async fn main() {
         let base = base.clone();
         setups.push(tokio::spawn(async move {
             let id = Identity::generate(&format!("bench {i}"), Role::PatientDevice, None).unwrap();
-            let token = login(&http, &base, &id).await;
+            let token = login(&base, &id).await;
             let rid = RecordId::random();
             let r = http
                 .post(format!("{base}{}", wire::Register::path(&())))
@@ -189,25 +188,10 @@ async fn main() {
     );
 }
 
-/// Challenge, signature (the protocol's one login rule), token.
-async fn login(http: &reqwest::Client, base: &str, id: &Identity) -> String {
-    let ch: ChallengeResponse = http
-        .post(format!("{base}{}", wire::Challenge::path(&())))
-        .json(&ChallengeRequest { identity: id.id() })
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tok: TokenResponse = http
-        .post(format!("{base}{}", wire::Token::path(&())))
-        .json(&TokenRequest::sign(id, &ch.challenge))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    tok.token
+/// Challenge, signature, token: the client's one login
+/// (`RelayClient::authenticate`).
+async fn login(base: &str, id: &Identity) -> String {
+    let mut client = satchel_core::sync::RelayClient::new(base).unwrap();
+    client.authenticate(id).await.unwrap();
+    client.token().unwrap().to_string()
 }
