@@ -69,6 +69,8 @@ pub struct Shared {
     pub limiters: auth::Limiters,
     /// Becomes `true` when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Verified access logs by record (see [`records::MembersCache`]).
+    pub members: records::MembersCache,
 }
 
 impl Deref for AppState {
@@ -93,6 +95,7 @@ impl AppState {
             tokens: auth::TokenCache::default(),
             limiters: auth::Limiters::new(rate),
             shutdown,
+            members: records::MembersCache::default(),
         }))
     }
 }

@@ -3,6 +3,9 @@
 //! rules and appended compare-and-swap on the log's head), the access
 //! checks every record route makes, and the member list.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,7 +25,7 @@ use super::extract::{cursor, read_json, record_id, wire_seq, P, Q};
 use super::metrics::Reject;
 use super::AppState;
 use crate::storage::{
-    now_ms, Member, MemberAccess, MemberRole, Membership, RegisterOutcome, StatementOutcome,
+    now_ms, Member, MemberAccess, MemberRole, Membership, RegisterOutcome, Seq, StatementOutcome,
     StatementRow,
 };
 
@@ -144,16 +147,90 @@ fn corrupt_log(record: RecordId, e: &SharingError) -> ApiError {
     ApiError::Unavailable
 }
 
-/// The record's verified access log ([`Members`]), read whole from storage
-/// and verified from its root on the blocking pool: what the shared
+/// Verified access logs by record, each with the position of its last
+/// statement: a request verifies only the statements appended since (one
+/// cheap query when there are none), not the whole log again. Any relay
+/// instance may append, so the store is asked every time; at most
+/// [`MembersCache::CAPACITY`] records are kept.
+#[derive(Default)]
+pub struct MembersCache(std::sync::Mutex<HashMap<RecordId, (Seq, Arc<Members>)>>);
+
+impl MembersCache {
+    /// Records kept at most (an arbitrary one is dropped beyond).
+    pub const CAPACITY: usize = 4096;
+
+    fn get(&self, record: &RecordId) -> Option<(Seq, Arc<Members>)> {
+        self.0.lock().ok()?.get(record).cloned()
+    }
+
+    fn put(&self, record: RecordId, last: Seq, members: Arc<Members>) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= Self::CAPACITY && !map.contains_key(&record) {
+                if let Some(any) = map.keys().next().copied() {
+                    map.remove(&any);
+                }
+            }
+            map.insert(record, (last, members));
+        }
+    }
+}
+
+/// The record's verified access log ([`Members`]): what the shared
 /// acceptance rule ([`satchel_protocol::accept`]) judges envelopes by.
+/// Statements appended since the cached verification are verified on top of
+/// it; without a cached one the whole stored log is verified from its root.
 /// 404 without the record; 503 if the stored log does not verify.
-pub(super) async fn verified_members(state: &AppState, record: RecordId) -> ApiResult<Members> {
-    let stored = StoredLog::read(state, record).await?;
-    tokio::task::spawn_blocking(move || stored.verify(record))
+pub(super) async fn verified_members(
+    state: &AppState,
+    record: RecordId,
+) -> ApiResult<Arc<Members>> {
+    if let Some((last, members)) = state.members.get(&record) {
+        let mut newer: Vec<StatementRow> = Vec::new();
+        loop {
+            let after = newer.last().map_or(last, |r| r.seq);
+            let page = state
+                .storage
+                .statements(record, after, STATEMENTS_PAGE)
+                .await?;
+            let full = page.len() == STATEMENTS_PAGE as usize;
+            newer.extend(page);
+            if !full {
+                break;
+            }
+        }
+        if newer.is_empty() {
+            return Ok(members);
+        }
+        let upto = newer.last().map_or(last, |r| r.seq);
+        let next = tokio::task::spawn_blocking(move || {
+            let mut next = (*members).clone();
+            for row in newer {
+                verify_next(
+                    &mut next,
+                    &SignedStatement {
+                        statement: row.statement,
+                        signature: row.signature,
+                    },
+                )?;
+            }
+            Ok::<_, SharingError>(next)
+        })
         .await
         .map_err(|_| ApiError::Unavailable)?
-        .map_err(|e| corrupt_log(record, &e))
+        .map_err(|e| corrupt_log(record, &e))?;
+        let next = Arc::new(next);
+        state.members.put(record, upto, Arc::clone(&next));
+        return Ok(next);
+    }
+    let stored = StoredLog::read(state, record).await?;
+    let upto = stored.rows.last().map_or(0, |r| r.seq);
+    let members = tokio::task::spawn_blocking(move || stored.verify(record))
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| corrupt_log(record, &e))?;
+    let members = Arc::new(members);
+    state.members.put(record, upto, Arc::clone(&members));
+    Ok(members)
 }
 
 /// The member rows a verified log establishes. The creator's card comes
