@@ -292,8 +292,18 @@ pub(super) async fn append_statement(
         let seq = wire_seq(row.seq)?;
         return Ok((StatusCode::OK, Json(SeqResponse { seq })));
     }
+    // The verified log as the cache holds it (only statements appended
+    // since its last verification are verified now); if it does not cover
+    // exactly the rows just read (an append raced in between), the rows are
+    // verified whole.
+    let cached = verified_members(&state, record).await?;
     let (result, signed, stored) = tokio::task::spawn_blocking(move || {
-        let result = stored.verify(record).map(|m| {
+        let current = if cached.len == stored.rows.len() {
+            Ok((*cached).clone())
+        } else {
+            stored.verify(record)
+        };
+        let result = current.map(|m| {
             let head = m.head;
             let mut next = m;
             let outcome = verify_next(&mut next, &signed);
