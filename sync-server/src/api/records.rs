@@ -87,9 +87,14 @@ pub(super) async fn require_member(
 
 /// Every statement of the record's log, oldest first.
 async fn whole_log(state: &AppState, record: RecordId) -> ApiResult<Vec<StatementRow>> {
+    log_after(state, record, 0).await
+}
+
+/// The statements of the record's log after position `from`, oldest first.
+async fn log_after(state: &AppState, record: RecordId, from: Seq) -> ApiResult<Vec<StatementRow>> {
     let mut out: Vec<StatementRow> = Vec::new();
     loop {
-        let after = out.last().map_or(0, |r| r.seq);
+        let after = out.last().map_or(from, |r| r.seq);
         let page = state
             .storage
             .statements(record, after, STATEMENTS_PAGE)
@@ -185,19 +190,7 @@ pub(super) async fn verified_members(
     record: RecordId,
 ) -> ApiResult<Arc<Members>> {
     if let Some((last, members)) = state.members.get(&record) {
-        let mut newer: Vec<StatementRow> = Vec::new();
-        loop {
-            let after = newer.last().map_or(last, |r| r.seq);
-            let page = state
-                .storage
-                .statements(record, after, STATEMENTS_PAGE)
-                .await?;
-            let full = page.len() == STATEMENTS_PAGE as usize;
-            newer.extend(page);
-            if !full {
-                break;
-            }
-        }
+        let newer = log_after(state, record, last).await?;
         if newer.is_empty() {
             return Ok(members);
         }
