@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use satchel_core::crypto::{Identity, Role};
+use satchel_core::crypto::Role;
 use satchel_core::home::HomeLayout;
 use satchel_core::ids::RecordId;
 use satchel_core::profile::{IdentityVault, MemberInfo, Profile, ProfileError, Unlock};
@@ -194,20 +194,22 @@ pub fn open_identity(
 }
 
 /// Create the store for a record shared with this home's identity.
-pub fn create_shared(home: &Path, identity: Identity, info: MemberInfo) -> Result<HomeProfile> {
+pub fn create_shared(
+    home: &Path,
+    vault: &mut IdentityVault<SqliteStore>,
+    info: MemberInfo,
+    code_text: &str,
+) -> Result<HomeProfile> {
     let path = shared_path(home, &info.record_id);
     if path.exists() {
         let pass = passphrase(false)?;
-        return open_profile(&path, &pass);
+        let profile = open_profile(&path, &pass)?;
+        vault.forget_pending_accept(code_text)?;
+        return Ok(profile);
     }
     std::fs::create_dir_all(home.join(HomeLayout::SHARED_DIR))?;
     let pass = passphrase(false)?;
-    Ok(Profile::create_member(
-        SqliteStore::open(&path)?,
-        unlock(&pass),
-        identity,
-        info,
-    )?)
+    Ok(vault.join_approved(SqliteStore::open(&path)?, unlock(&pass), info, code_text)?)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use satchel_protocol::ids::{IdentityId, RecordId};
 use satchel_sync_server::storage::{
-    Actor, AuditAction, AuditEvent, Member, MemberAccess, MemberRole, Membership, NewEnvelope,
-    RegisterOutcome, SnapshotOutcome, StatementOutcome, Storage, StorageError,
+    Actor, AuditAction, AuditEvent, Member, MemberRole, Membership, NewEnvelope, RegisterOutcome,
+    Rights, SnapshotOutcome, StatementOutcome, Storage, StorageError,
 };
 
 fn env(n: u8, author: IdentityId) -> NewEnvelope {
@@ -104,7 +104,7 @@ async fn records_and_access(s: &dyn Storage) {
     );
     assert_eq!(
         s.membership(rid, owner).await.unwrap(),
-        Membership::Member(MemberAccess::owner_device())
+        Membership::Member(Rights::owner_device())
     );
     assert_eq!(
         s.membership(rid, other).await.unwrap(),
@@ -121,7 +121,7 @@ async fn records_and_access(s: &dyn Storage) {
             .unwrap()
     };
     let reader = IdentityId::random();
-    let grant = MemberAccess {
+    let grant = Rights {
         role: MemberRole::Reader,
         sections: ["vitals".into(), "labs".into()].into(),
         expires_at_ms: Some(5_000),
@@ -203,7 +203,7 @@ async fn records_and_access(s: &dyn Storage) {
     assert!(second > first);
     assert_eq!(
         s.membership(rid, other).await.unwrap(),
-        Membership::Member(MemberAccess::owner_device())
+        Membership::Member(Rights::owner_device())
     );
     let Membership::Member(got) = s.membership(rid, reader).await.unwrap() else {
         panic!("reader is a member");
@@ -273,7 +273,7 @@ async fn records_and_access(s: &dyn Storage) {
 fn owner_row(identity: IdentityId, card: Vec<u8>) -> Member {
     Member {
         identity,
-        access: MemberAccess::owner_device(),
+        access: Rights::owner_device(),
         card,
     }
 }
@@ -802,7 +802,7 @@ async fn storage_sqlite_upgrades_from_schema_1() {
     for who in [owner, device] {
         assert_eq!(
             s.membership(rid, who).await.unwrap(),
-            Membership::Member(MemberAccess::owner_device())
+            Membership::Member(Rights::owner_device())
         );
     }
     assert_eq!(s.members(rid).await.unwrap().len(), 2);

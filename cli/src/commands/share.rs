@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use satchel_core::audit;
 use satchel_core::crypto::Role;
 use satchel_core::ids::IdentityId;
-use satchel_core::profile::{Profile, Unlock};
+use satchel_core::profile::{AnswerError, Profile, Unlock};
 use satchel_core::record::Section;
 use satchel_core::sharing::{Access, GrantRole, RecoveryKey};
 use satchel_core::store::{SqliteStore, Store};
@@ -190,8 +190,6 @@ pub enum AcceptRole {
     Manager,
 }
 
-const PENDING_ACCEPTS: &str = "accepted-invites";
-
 pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
     let dir = home::require_home(home_dir)?;
     if home::db_path(&dir).exists() {
@@ -207,23 +205,19 @@ pub fn run_accept(home_dir: Option<PathBuf>, args: AcceptArgs) -> Result<()> {
     };
     let name = args.name.as_deref().unwrap_or("Carer");
     let mut vault = home::open_identity(&dir, Some((name, role, args.organisation.as_deref())))?;
-    let identity = vault.identity().card().clone();
+    let identity = vault.card().clone();
     let mut client = crate::relay::client_for(&code.relay)?;
     let rt = runtime()?;
-    rt.block_on(net::accept(&mut client, vault.identity(), &code))
-        .map_err(|e| {
-            output::relay_error(
+    rt.block_on(vault.answer_invite(&mut client, &code, &args.code))
+        .map_err(|e| match e {
+            AnswerError::Link(e) => output::relay_error(
                 &code.relay,
                 "could not answer the invite (it may have expired or been used: ask for a new one)",
                 e,
-            )
+            ),
+            AnswerError::Profile(e) => anyhow::Error::new(e)
+                .context("the invite was answered, but this home could not keep it as pending"),
         })?;
-    let mut pending: Vec<String> = vault
-        .get_private(PENDING_ACCEPTS)?
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    pending.push(args.code.trim().to_string());
-    vault.put_private(PENDING_ACCEPTS, &serde_json::to_vec(&pending)?)?;
     outln!(
         "Sent your identity card. Tell the record's owner your fingerprint:\n\n  {}\n",
         identity.fingerprint()
@@ -256,10 +250,7 @@ pub fn finish_accepts(
         return Ok(0);
     }
     let mut vault = home::open_identity(dir, None)?;
-    let pending: Vec<String> = vault
-        .get_private(PENDING_ACCEPTS)?
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let pending = vault.pending_accepts()?;
     if pending.is_empty() {
         return Ok(0);
     }
@@ -269,18 +260,10 @@ pub fn finish_accepts(
     for text in pending {
         let code = net::parse_invite(&text)?;
         let mut client = crate::relay::client_for(&code.relay)?;
-        match rt.block_on(net::await_approval(
-            &mut client,
-            vault.identity(),
-            &code,
-            wait,
-        )) {
+        match rt.block_on(vault.await_approval(&mut client, &code, wait)) {
             Ok(info) => {
                 let owner = info.owner_name.clone();
-                let identity = satchel_core::crypto::Identity::from_secret_bytes(
-                    &vault.identity().to_secret_bytes(),
-                )?;
-                let mut profile = home::create_shared(dir, identity, info)?;
+                let mut profile = home::create_shared(dir, &mut vault, info, &text)?;
                 rt.block_on(client.sync(&mut profile)).map_err(|e| {
                     output::relay_error(
                         &code.relay,
@@ -301,6 +284,7 @@ pub fn finish_accepts(
             }
             Err(satchel_core::sync::link::LinkError::TimedOut) => still.push(text),
             Err(e) => {
+                vault.forget_pending_accept(&text)?;
                 let e = output::relay_error(&code.relay, "an invite could not be completed", e);
                 eprintln!(
                     "{}; it was dropped (ask the record's owner for a new invite)",
@@ -309,7 +293,6 @@ pub fn finish_accepts(
             }
         }
     }
-    vault.put_private(PENDING_ACCEPTS, &serde_json::to_vec(&still)?)?;
     if !still.is_empty() {
         note(format!(
             "{} invite(s) still waiting for approval (run `satchel sync` again after the owner approves).",

@@ -74,10 +74,9 @@ impl From<ProfileError> for SatchelError {
                 SatchelError::Keystore { reason: message }
             }
             ProfileError::NotInitialised => SatchelError::NotFound { reason: message },
-            ProfileError::AlreadyInitialised
-            | ProfileError::Fhir(_)
-            | ProfileError::InInput { .. }
-            | ProfileError::Record(_) => SatchelError::InvalidInput { reason: message },
+            ProfileError::AlreadyInitialised | ProfileError::Fhir(_) | ProfileError::Record(_) => {
+                SatchelError::InvalidInput { reason: message }
+            }
             ProfileError::NoKey(_) | ProfileError::NotAllowed(_) | ProfileError::ReadOnly(_) => {
                 SatchelError::NotAllowed { reason: message }
             }
@@ -115,6 +114,15 @@ impl From<TransportError> for SatchelError {
             TransportError::BadUrl(_) | TransportError::Tls(_) => {
                 SatchelError::invalid(e.to_string())
             }
+        }
+    }
+}
+
+impl From<crate::profile::AnswerError> for SatchelError {
+    fn from(e: crate::profile::AnswerError) -> Self {
+        match e {
+            crate::profile::AnswerError::Link(e) => e.into(),
+            crate::profile::AnswerError::Profile(e) => e.into(),
         }
     }
 }

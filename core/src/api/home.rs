@@ -158,9 +158,17 @@ impl SatchelHome {
         if !self.identity_path().exists() {
             return Ok(None);
         }
-        Ok(Some(IdentityInfo::from(
-            self.open_vault()?.identity().card(),
-        )))
+        Ok(Some(IdentityInfo::from(self.open_vault()?.card())))
+    }
+
+    /// Invites answered with [`Self::accept_invite`] and not yet approved
+    /// (their codes, as given): pass each to [`Self::await_approval`], for
+    /// example when the app starts again. Empty without an identity.
+    pub fn pending_invites(&self) -> Result<Vec<String>> {
+        if !self.identity_path().exists() {
+            return Ok(Vec::new());
+        }
+        Ok(self.open_vault()?.pending_accepts()?)
     }
 
     /// Answer an invite code with this home's identity (created on first
@@ -175,9 +183,10 @@ impl SatchelHome {
         let path = self.identity_path();
         let keystore = Arc::clone(&self.keystore);
         super::in_background(move |handle| {
-            let code = net::parse_invite(code.trim())?;
+            let code_text = code;
+            let code = net::parse_invite(code_text.trim())?;
             let unlock = Unlock::SecretStore(keystore.as_ref());
-            let vault = if path.exists() {
+            let mut vault = if path.exists() {
                 IdentityVault::open(SqliteStore::open(&path)?, unlock)?
             } else {
                 IdentityVault::create(
@@ -189,8 +198,8 @@ impl SatchelHome {
                 )?
             };
             let mut client = RelayClient::new(&code.relay)?;
-            handle.block_on(net::accept(&mut client, vault.identity(), &code))?;
-            Ok(IdentityInfo::from(vault.identity().card()))
+            handle.block_on(vault.answer_invite(&mut client, &code, &code_text))?;
+            Ok(IdentityInfo::from(vault.card()))
         })
         .await
     }
@@ -198,15 +207,15 @@ impl SatchelHome {
     /// After [`Self::accept_invite`]: wait up to `timeout_ms` for the
     /// owner's approval, then set up the shared record and sync it.
     pub async fn await_approval(&self, code: String, timeout_ms: u64) -> Result<Arc<HealthRecord>> {
-        let vault = self.open_vault()?;
+        let mut vault = self.open_vault()?;
         let keystore = Arc::clone(&self.keystore);
         let shared_dir = self.dir.join(HomeLayout::SHARED_DIR);
         super::in_background(move |handle| {
-            let code = net::parse_invite(code.trim())?;
+            let code_text = code;
+            let code = net::parse_invite(code_text.trim())?;
             let mut client = RelayClient::new(&code.relay)?;
-            let info = handle.block_on(net::await_approval(
+            let info = handle.block_on(vault.await_approval(
                 &mut client,
-                vault.identity(),
                 &code,
                 Duration::from_millis(timeout_ms),
             ))?;
@@ -217,12 +226,11 @@ impl SatchelHome {
                     "this record is already shared with this home",
                 ));
             }
-            let identity = Identity::from_secret_bytes(&vault.identity().to_secret_bytes())?;
-            let mut profile = match Profile::create_member(
+            let mut profile = match vault.join_approved(
                 SqliteStore::open(&path)?,
                 Unlock::SecretStore(keystore.as_ref()),
-                identity,
                 info,
+                &code_text,
             ) {
                 Ok(p) => p,
                 Err(e) => {

@@ -93,6 +93,39 @@ pub fn collect_resources<R: Read>(
     Ok((kind, out))
 }
 
+/// The same, from resources already parsed (each one resource or a
+/// Bundle): Bundles are unpacked by the same rules as [`read_resources`]
+/// (imported types only, `search.mode = outcome` entries dropped). On a
+/// refusal, the error and the index of the resource it concerns.
+pub fn resources_from_values(
+    values: Vec<Value>,
+) -> Result<Vec<IncomingResource>, (usize, FhirError)> {
+    let mut out = Vec::with_capacity(values.len());
+    let mut push = |r: IncomingResource| {
+        out.push(r);
+        Ok(())
+    };
+    let mut state = State {
+        on_resource: &mut push,
+        next_index: 0,
+        failure: None,
+    };
+    for value in values {
+        let is_bundle = value.get("resourceType").and_then(Value::as_str) == Some("Bundle");
+        let done: Result<(), de::value::Error> = if is_bundle {
+            state.emit_value(None, value)
+        } else {
+            state.emit(false, None, value)
+        };
+        if done.is_err() {
+            let reason = state.failure.take().unwrap_or(FhirError::NotAnObject);
+            return Err((state.next_index, reason));
+        }
+    }
+    drop(state);
+    Ok(out)
+}
+
 fn json_error(e: &serde_json::Error) -> FhirError {
     if e.is_data() {
         // Data errors from our visitors: the message is ours, but keep it generic.

@@ -10,6 +10,25 @@ use super::{META_IDENTITY, META_RECORD, META_VAULT};
 use crate::crypto::{Identity, IdentityCard, Role};
 use crate::ids::{IdentityId, RecordId};
 use crate::store::{Store, WriteBatch};
+use crate::sync::link::{LinkCode, LinkError};
+use crate::sync::sharing as net;
+use crate::sync::RelayClient;
+use std::time::Duration;
+
+/// The private value holding answered, not yet approved invites (a JSON
+/// list of codes, as given).
+const PENDING_ACCEPTS: &str = "accepted-invites";
+
+/// Why answering an invite failed: at the relay, or keeping it as pending.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The relay or the invite refused.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The answer went out but could not be remembered here.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+}
 
 /// What a member profile needs to know about the record it joins (sent by
 /// the owner with the approval, or recovered from a recovery key).
@@ -89,9 +108,82 @@ impl<S: Store> IdentityVault<S> {
         })
     }
 
-    /// The identity.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    /// The identity's public card.
+    pub fn card(&self) -> &IdentityCard {
+        self.identity.card()
+    }
+
+    /// Answer an invite with this identity (its card, signed): the first
+    /// half of joining a record. Remembered as pending until
+    /// [`Self::join_approved`] completes it or it is forgotten.
+    pub async fn answer_invite(
+        &mut self,
+        client: &mut RelayClient,
+        code: &LinkCode,
+        code_text: &str,
+    ) -> std::result::Result<(), AnswerError> {
+        net::accept(client, &self.identity, code).await?;
+        let mut pending = self.pending_accepts()?;
+        let text = code_text.trim().to_string();
+        if !pending.contains(&text) {
+            pending.push(text);
+            self.set_pending_accepts(&pending)?;
+        }
+        Ok(())
+    }
+
+    /// Wait up to `timeout` for the owner's approval of an answered invite;
+    /// returns what the member profile needs ([`Self::join_approved`]).
+    pub async fn await_approval(
+        &self,
+        client: &mut RelayClient,
+        code: &LinkCode,
+        timeout: Duration,
+    ) -> std::result::Result<MemberInfo, LinkError> {
+        net::await_approval(client, &self.identity, code, timeout).await
+    }
+
+    /// Set up the member profile of an approved record in `store` (this
+    /// identity's copy of someone else's record) and forget the invite.
+    pub fn join_approved<T: Store>(
+        &mut self,
+        store: T,
+        unlock: Unlock<'_>,
+        info: MemberInfo,
+        code_text: &str,
+    ) -> Result<Profile<T>> {
+        let identity = Identity::from_secret_bytes(&self.identity.to_secret_bytes())?;
+        let profile = Profile::create_member(store, unlock, identity, info)?;
+        self.forget_pending_accept(code_text)?;
+        Ok(profile)
+    }
+
+    /// Invites answered and not yet approved (their codes, as given).
+    pub fn pending_accepts(&self) -> Result<Vec<String>> {
+        match self.get_private(PENDING_ACCEPTS)? {
+            None => Ok(Vec::new()),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("pending invites"))
+            }
+        }
+    }
+
+    /// Forget an answered invite (approved, or refused by the relay).
+    pub fn forget_pending_accept(&mut self, code_text: &str) -> Result<()> {
+        let text = code_text.trim();
+        let mut pending = self.pending_accepts()?;
+        let before = pending.len();
+        pending.retain(|c| c != text);
+        if pending.len() != before {
+            self.set_pending_accepts(&pending)?;
+        }
+        Ok(())
+    }
+
+    fn set_pending_accepts(&mut self, pending: &[String]) -> Result<()> {
+        let bytes =
+            serde_json::to_vec(pending).map_err(|_| ProfileError::Corrupt("pending invites"))?;
+        self.put_private(PENDING_ACCEPTS, &bytes)
     }
 
     /// Store a small private value, sealed under the master key.

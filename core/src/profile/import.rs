@@ -107,6 +107,9 @@ pub struct ImportReport {
     pub updated: Vec<Added>,
     /// Entries re-sent identical: nothing written.
     pub unchanged: Vec<Added>,
+    /// Every entry the input went to (new, updated or unchanged), in input
+    /// order; a resource repeated within the input counts once.
+    pub entries: Vec<Added>,
     /// References between the input's resources that resolved to entries.
     pub references_resolved: usize,
     /// References that did not resolve to an entry of the record (kept as
@@ -281,12 +284,12 @@ impl<S: Store> Profile<S> {
             }
         }
         let incoming = kept;
-        // 2. The wrong-patient check, then may this identity write every
-        // section the input goes to (client-side enforcement).
-        self.check_patients(&incoming)?;
+        // 2. May this identity write every section the input goes to
+        // (client-side enforcement), then the wrong-patient check.
         for section in &sections {
             self.check_may_write(*section)?;
         }
+        self.check_patients(&incoming)?;
         // 3. Match each resource to an entry (source, then identifier).
         let identifiers = self.identifier_index(&incoming, &sections);
         let mut plans = Vec::with_capacity(incoming.len());
@@ -392,21 +395,31 @@ impl<S: Store> Profile<S> {
                 Plan::Add(i) => {
                     if let Some((section, entry)) = added.get(*i) {
                         if seen_new.insert(*i) {
-                            report.added.push(Added {
+                            let a = Added {
                                 section: *section,
                                 entry: *entry,
-                            });
+                            };
+                            report.entries.push(a.clone());
+                            report.added.push(a);
                         }
                     }
                 }
-                Plan::Amend(entry, section) => report.updated.push(Added {
-                    section: *section,
-                    entry: *entry,
-                }),
-                Plan::Same(entry, section) => report.unchanged.push(Added {
-                    section: *section,
-                    entry: *entry,
-                }),
+                Plan::Amend(entry, section) => {
+                    let a = Added {
+                        section: *section,
+                        entry: *entry,
+                    };
+                    report.entries.push(a.clone());
+                    report.updated.push(a);
+                }
+                Plan::Same(entry, section) => {
+                    let a = Added {
+                        section: *section,
+                        entry: *entry,
+                    };
+                    report.entries.push(a.clone());
+                    report.unchanged.push(a);
+                }
             }
         }
         for a in report.added.iter().chain(&report.updated) {

@@ -46,7 +46,7 @@ use crate::crypto::{
 use crate::fhir::{self, FhirError};
 use crate::ids::{EntryId, IdentityId, RecordId};
 use crate::record::{
-    Entry, EntryVersion, NewEntry, Query, Record, RecordError, Section, SectionDoc, SectionSummary,
+    Entry, EntryVersion, Query, Record, RecordError, Section, SectionDoc, SectionSummary,
 };
 use crate::store::{SectionLog, Store, StoreError, WriteBatch};
 
@@ -55,7 +55,8 @@ use crate::store::{SectionLog, Store, StoreError, WriteBatch};
 pub use crate::sync::SyncState;
 pub use access::GrantChange;
 pub use bundle::DeviceBundle;
-pub use home::{IdentityVault, MemberInfo};
+pub use home::{AnswerError, IdentityVault, MemberInfo};
+pub use import::ImportError;
 pub use replica::{ApplyReport, Rejected, SetAside};
 pub use secret_store::{MemorySecretStore, SecretStore, SecretStoreError};
 pub use vault::{Unlock, VaultHeader, VaultKind};
@@ -114,12 +115,6 @@ pub enum ProfileError {
         bytes: usize,
         limit: usize,
     },
-    #[error("resource {index} of the input: {source}")]
-    InInput {
-        index: usize,
-        #[source]
-        source: FhirError,
-    },
 }
 
 pub type Result<T> = std::result::Result<T, ProfileError>;
@@ -165,7 +160,7 @@ pub(crate) fn now_ms() -> i64 {
     i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-/// What was added by [`Profile::add_resources`].
+/// An entry an input went to (see [`Profile::add_resources`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Added {
     pub section: Section,
@@ -463,64 +458,21 @@ impl<S: Store> Profile<S> {
         self.store
     }
 
-    /// Add FHIR resources (single resources and/or Bundles, already parsed).
-    /// All are validated before any is added: one bad resource refuses the
-    /// whole call and changes nothing. Durable when this returns.
+    /// Add FHIR resources (single resources and/or Bundles, already parsed):
+    /// the same write path and checks as [`Profile::import_resources`]
+    /// (validation, the wrong-patient check, this identity's write rights,
+    /// de-duplication of re-sent resources), which it calls. All or
+    /// nothing; durable when this returns. Returns the entries the input
+    /// went to, in input order (new, updated or unchanged).
     pub fn add_resources(
         &mut self,
         resources: Vec<Value>,
         source_system: Option<&str>,
-    ) -> Result<Vec<Added>> {
-        self.check_writable()?;
-        let mut flat = Vec::with_capacity(resources.len());
-        for (index, value) in resources.into_iter().enumerate() {
-            let is_bundle = value.get("resourceType").and_then(Value::as_str) == Some("Bundle");
-            if is_bundle {
-                let inner = fhir::bundle_resources(&value)
-                    .map_err(|source| ProfileError::InInput { index, source })?;
-                flat.extend(inner.into_iter().map(|r| (index, r)));
-            } else {
-                flat.push((index, value));
-            }
-        }
-        // Validate everything first (naming the offending input), so that
-        // nothing is touched unless all of it fits.
-        for (index, resource) in &flat {
-            let fail = |source| ProfileError::InInput {
-                index: *index,
-                source,
-            };
-            fhir::summarize(resource).map_err(fail)?;
-            let section = fhir::section_for(resource).map_err(fail)?;
-            self.check_may_write(section)?;
-        }
-        let author = self.identity.id();
-        let at = now_ms();
-        let new = flat
-            .into_iter()
-            .map(|(_, resource)| {
-                let source_id = resource
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                NewEntry {
-                    resource,
-                    author,
-                    recorded_at_ms: at,
-                    source_system: source_system.map(str::to_string),
-                    source_id: source_system.and(source_id),
-                }
-            })
-            .collect();
-        let added = self.record.add_many(new)?;
-        for (section, _) in &added {
-            self.ensure_section_state(*section)?;
-        }
-        self.persist(WriteBatch::new())?;
-        Ok(added
-            .into_iter()
-            .map(|(section, entry)| Added { section, entry })
-            .collect())
+    ) -> std::result::Result<Vec<Added>, ImportError> {
+        let incoming = fhir::import::resources_from_values(resources)
+            .map_err(|(index, reason)| ImportError::InInput { index, reason })?;
+        let report = self.import_resources(incoming, source_system)?;
+        Ok(report.entries)
     }
 
     /// Amend an entry: a new version; every earlier version stays in history.

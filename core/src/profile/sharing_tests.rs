@@ -255,17 +255,17 @@ fn writers_write_only_their_sections_and_readers_cannot_write() {
         .unwrap();
     assert!(matches!(
         gp.add_resources(vec![resource(Section::Medications, 2)], None),
-        Err(ProfileError::ReadOnly("medications"))
+        Err(ImportError::Profile(ProfileError::ReadOnly("medications")))
     ));
     assert!(matches!(
         tampered(&mut gp, |p| p
             .add_resources(vec![resource(Section::Medications, 2)], None)),
-        Err(ProfileError::NoKey(_))
+        Err(ImportError::Profile(ProfileError::NoKey(_)))
     ));
     // The reader holds the labs key: its own client refuses to write...
     assert!(matches!(
         carer.add_resources(vec![resource(Section::Labs, 3)], None),
-        Err(ProfileError::ReadOnly("labs"))
+        Err(ImportError::Profile(ProfileError::ReadOnly("labs")))
     ));
     // ...so a tampered client that skips that check forges a write with it.
     tampered(&mut carer, |p| {
@@ -385,7 +385,7 @@ fn writers_never_write_demographics() {
                        "birthDate": "1980-01-01"});
     assert!(matches!(
         gp.add_resources(vec![other.clone()], None),
-        Err(ProfileError::ReadOnly("demographics"))
+        Err(ImportError::Profile(ProfileError::ReadOnly("demographics")))
     ));
     let patient = gp.record_patient().unwrap();
     assert!(matches!(

@@ -121,16 +121,17 @@ fn one_bad_resource_refuses_the_whole_input() {
         .add_resources(vec![observation("1", "x", "2020"), bad], None)
         .unwrap_err();
     assert!(
-        matches!(err, ProfileError::InInput { index: 1, .. }),
+        matches!(err, ImportError::InInput { index: 1, .. }),
         "{err}"
     );
     assert!(p.query(&Query::default()).is_empty());
     assert_eq!(p.store().last_seq().unwrap(), before.last_seq().unwrap());
-    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": allergy("Peanut")},
-        {"resource": {"resourceType": "Account", "id": "x"}}
-    ]});
-    let err = p.add_resources(vec![bundle], None).unwrap_err();
+    // A type no section holds, given on its own, is refused (in a Bundle
+    // it is skipped and reported, as every import path does).
+    let account = json!({"resourceType": "Account", "id": "x"});
+    let err = p
+        .add_resources(vec![allergy("Peanut"), account], None)
+        .unwrap_err();
     assert!(err.to_string().contains("Account"), "{err}");
     assert!(p.query(&Query::default()).is_empty());
 }
@@ -189,7 +190,7 @@ fn amend_and_entered_in_error_survive_reopen_and_compaction() {
     assert_eq!(p.history(&ids[3]).unwrap().len(), 2);
     let e = p.entry(&allergy_id).unwrap();
     assert_eq!(e.source_system.as_deref(), Some("https://gp.example"));
-    assert_eq!(e.source_id.as_deref(), Some("a1"));
+    assert_eq!(e.source_id.as_deref(), Some("AllergyIntolerance/a1"));
 }
 
 #[test]

@@ -1717,6 +1717,13 @@ public protocol SatchelHomeProtocol: AnyObject, Sendable {
     func openShared(recordId: String) throws  -> HealthRecord
     
     /**
+     * Invites answered with [`Self::accept_invite`] and not yet approved
+     * (their codes, as given): pass each to [`Self::await_approval`], for
+     * example when the app starts again. Empty without an identity.
+     */
+    func pendingInvites() throws  -> [String]
+    
+    /**
      * A new device: restore the patient's record from the relay with the
      * recovery key (the text written down). A key the relay does not know
      * is [`SatchelError::WrongKey`]; nothing is kept on failure.
@@ -1924,6 +1931,20 @@ open func openShared(recordId: String)throws  -> HealthRecord  {
     uniffi_satchel_core_fn_method_satchelhome_open_shared(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(recordId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Invites answered with [`Self::accept_invite`] and not yet approved
+     * (their codes, as given): pass each to [`Self::await_approval`], for
+     * example when the app starts again. Empty without an identity.
+     */
+open func pendingInvites()throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_satchelhome_pending_invites(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -4874,6 +4895,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_satchelhome_open_shared() != 21450) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_satchelhome_pending_invites() != 65360) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_satchelhome_restore() != 61160) {

@@ -25,7 +25,7 @@ use super::extract::{cursor, read_json, record_id, wire_seq, P, Q};
 use super::metrics::Reject;
 use super::AppState;
 use crate::storage::{
-    now_ms, Member, MemberAccess, MemberRole, Membership, RegisterOutcome, Seq, StatementOutcome,
+    now_ms, Member, MemberRole, Membership, RegisterOutcome, Rights, Seq, StatementOutcome,
     StatementRow,
 };
 
@@ -76,7 +76,7 @@ pub(super) async fn require_member(
     state: &AppState,
     record: RecordId,
     caller: IdentityId,
-) -> ApiResult<MemberAccess> {
+) -> ApiResult<Rights> {
     match state.storage.membership(record, caller).await? {
         Membership::Member(access) if access.live_at(now_ms()) => Ok(access),
         Membership::Member(_) => Err(ApiError::Forbidden("this identity's grant has expired")),
@@ -237,14 +237,14 @@ fn member_rows(members: &Members, creator_card: &[u8]) -> Vec<Member> {
         };
         rows.push(Member {
             identity: *id,
-            access: MemberAccess::owner_device(),
+            access: Rights::owner_device(),
             card,
         });
     }
     for (id, grant) in &members.grants {
         rows.push(Member {
             identity: *id,
-            access: MemberAccess::granted(grant.role, grant.sections.clone(), grant.expires_at_ms),
+            access: Rights::granted(grant.role, grant.sections.clone(), grant.expires_at_ms),
             card: grant.card.to_bytes(),
         });
     }

@@ -71,7 +71,7 @@ async fn run(
 ) {
     state.metrics.subscribers(1);
     let mut shutdown = state.shutdown.clone();
-    let mut access: Option<(crate::storage::MemberAccess, std::time::Instant)> = None;
+    let mut access: Option<(crate::storage::Rights, std::time::Instant)> = None;
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let close = |code: u16, reason: &'static str| {

@@ -195,7 +195,7 @@ pub enum RegisterOutcome {
 /// A member's role and rights: the protocol's one authorization rule
 /// ([`satchel_protocol::sharing::Rights`]), stored per member as the
 /// verified log establishes it.
-pub use satchel_protocol::sharing::{MemberRole, Rights as MemberAccess};
+pub use satchel_protocol::sharing::{MemberRole, Rights};
 
 /// Whether an identity belongs to a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +207,7 @@ pub enum Membership {
     NotMember,
     /// A member with this access (which may have expired: check with a
     /// time).
-    Member(MemberAccess),
+    Member(Rights),
 }
 
 /// A record member as derived from the access log.
@@ -216,7 +216,7 @@ pub struct Member {
     /// The member's identity.
     pub identity: IdentityId,
     /// What it may do.
-    pub access: MemberAccess,
+    pub access: Rights,
     /// Its identity card (binary encoding).
     pub card: Vec<u8>,
 }

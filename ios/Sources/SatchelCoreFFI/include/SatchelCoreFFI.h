@@ -354,6 +354,11 @@ uint64_t uniffi_satchel_core_fn_method_satchelhome_open_record(uint64_t ptr, Rus
 uint64_t uniffi_satchel_core_fn_method_satchelhome_open_shared(uint64_t ptr, RustBuffer record_id, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_SATCHELHOME_PENDING_INVITES
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_SATCHELHOME_PENDING_INVITES
+RustBuffer uniffi_satchel_core_fn_method_satchelhome_pending_invites(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_SATCHELHOME_RESTORE
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_SATCHELHOME_RESTORE
 uint64_t uniffi_satchel_core_fn_method_satchelhome_restore(uint64_t ptr, RustBuffer relay_url, RustBuffer recovery_key
@@ -926,6 +931,12 @@ uint16_t uniffi_satchel_core_checksum_method_satchelhome_open_record(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_SATCHELHOME_OPEN_SHARED
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_SATCHELHOME_OPEN_SHARED
 uint16_t uniffi_satchel_core_checksum_method_satchelhome_open_shared(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_SATCHELHOME_PENDING_INVITES
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_SATCHELHOME_PENDING_INVITES
+uint16_t uniffi_satchel_core_checksum_method_satchelhome_pending_invites(void
     
 );
 #endif

@@ -30,9 +30,9 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
 use super::{
     change_of, push_event, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
-    AuditEvent, Change, Link, Member, MemberAccess, MemberRole, Membership, NewEnvelope, PullPage,
-    RegisterOutcome, Result, Seq, Snapshot, SnapshotOutcome, StatementOutcome, StatementRow,
-    Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
+    AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
+    RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
+    StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
 };
 
 /// Numbered migrations, recorded in `schema_migrations`.
@@ -314,7 +314,7 @@ async fn insert_member(
     Ok(())
 }
 
-fn access_of(row: &tokio_postgres::Row, first: usize) -> Result<MemberAccess> {
+fn access_of(row: &tokio_postgres::Row, first: usize) -> Result<Rights> {
     let role: String = row.try_get(first)?;
     let sections: String = row.try_get(first + 1)?;
     let role = MemberRole::parse(&role)
@@ -325,7 +325,7 @@ fn access_of(row: &tokio_postgres::Row, first: usize) -> Result<MemberAccess> {
             "member row's write flag disagrees with its role".into(),
         ));
     }
-    Ok(MemberAccess {
+    Ok(Rights {
         role,
         sections: sections_from_db(&sections)?,
         expires_at_ms: row.try_get(first + 3)?,
@@ -511,7 +511,7 @@ impl Storage for PostgresStorage {
             &record,
             &Member {
                 identity: owner,
-                access: MemberAccess::owner_device(),
+                access: Rights::owner_device(),
                 card: owner_card,
             },
         )

@@ -10,8 +10,8 @@ use satchel_protocol::ids::{IdentityId, RecordId};
 
 use crate::storage::{
     push_event, sections_from_db, sections_to_db, Actor, Appended, AuditAction, AuditEvent, Link,
-    Member, MemberAccess, MemberRole, Membership, NewEnvelope, PullPage, RegisterOutcome, Result,
-    Seq, Snapshot, SnapshotOutcome, StatementOutcome, StatementRow, StorageError, StoredEnvelope,
+    Member, MemberRole, Membership, NewEnvelope, PullPage, RegisterOutcome, Result, Rights, Seq,
+    Snapshot, SnapshotOutcome, StatementOutcome, StatementRow, StorageError, StoredEnvelope,
 };
 
 /// Numbered migrations; `PRAGMA user_version` is the number applied.
@@ -165,7 +165,7 @@ pub(super) fn register_record(
         record,
         &Member {
             identity: *owner,
-            access: MemberAccess::owner_device(),
+            access: Rights::owner_device(),
             card: card.to_vec(),
         },
     )?;
@@ -189,12 +189,7 @@ fn insert_member(c: &Connection, record: &RecordId, m: &Member) -> Result<()> {
     Ok(())
 }
 
-fn access_of(
-    role: &str,
-    sections: &str,
-    write: bool,
-    expires: Option<i64>,
-) -> Result<MemberAccess> {
+fn access_of(role: &str, sections: &str, write: bool, expires: Option<i64>) -> Result<Rights> {
     let role = MemberRole::parse(role)
         .ok_or_else(|| StorageError::Backend("unknown member role".into()))?;
     if write != role.writes() {
@@ -202,7 +197,7 @@ fn access_of(
             "member row's write flag disagrees with its role".into(),
         ));
     }
-    Ok(MemberAccess {
+    Ok(Rights {
         role,
         sections: sections_from_db(sections)?,
         expires_at_ms: expires,

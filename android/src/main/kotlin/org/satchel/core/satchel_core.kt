@@ -762,6 +762,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_satchelhome_open_shared(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_satchelhome_pending_invites(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_satchelhome_restore(
     ): Int
     external fun uniffi_satchel_core_checksum_method_satchelhome_shared_records(
@@ -890,6 +892,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_satchel_core_fn_method_satchelhome_open_shared(`ptr`: Long,`recordId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_satchel_core_fn_method_satchelhome_pending_invites(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_satchelhome_restore(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`recoveryKey`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_satchel_core_fn_method_satchelhome_shared_records(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1138,6 +1142,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_satchelhome_open_shared() and 0xFFFF) != 21450) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_satchelhome_pending_invites() and 0xFFFF) != 65360) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_satchelhome_restore() and 0xFFFF) != 61160) {
@@ -3294,6 +3301,13 @@ public interface SatchelHomeInterface {
     fun `openShared`(`recordId`: kotlin.String): HealthRecord
     
     /**
+     * Invites answered with [`Self::accept_invite`] and not yet approved
+     * (their codes, as given): pass each to [`Self::await_approval`], for
+     * example when the app starts again. Empty without an identity.
+     */
+    fun `pendingInvites`(): List<kotlin.String>
+    
+    /**
      * A new device: restore the patient's record from the relay with the
      * recovery key (the text written down). A key the relay does not know
      * is [`SatchelError::WrongKey`]; nothing is kept on failure.
@@ -3595,6 +3609,25 @@ open class SatchelHome: Disposable, AutoCloseable, SatchelHomeInterface
         it,
         
         FfiConverterString.lower(`recordId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Invites answered with [`Self::accept_invite`] and not yet approved
+     * (their codes, as given): pass each to [`Self::await_approval`], for
+     * example when the app starts again. Empty without an identity.
+     */
+    @Throws(SatchelException::class)override fun `pendingInvites`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_satchelhome_pending_invites(
+        it,
+        _status)
 }
     }
     )

@@ -265,13 +265,16 @@ class SatchelTest {
         assertNull(owner.invitee(relayUrl, invite.inviteId))
 
         val carerHome = home("carer")
+        assertEquals(emptyList<String>(), carerHome.pendingInvites())
         val me = carerHome.acceptInvite(invite.code, "Jane", IdentityKind.CARER)
+        assertEquals(listOf(invite.code), carerHome.pendingInvites())
         val answered = owner.invitee(relayUrl, invite.inviteId)
         assertNotNull(answered)
         assertEquals(me.fingerprint, answered!!.fingerprint)
         owner.approve(relayUrl, invite.inviteId, answered.identity)
 
         val shared = carerHome.awaitApproval(invite.code, 30_000uL)
+        assertEquals(emptyList<String>(), carerHome.pendingInvites())
         assertEquals(listOf(shared.recordId()), carerHome.sharedRecords())
         assertEquals(listOf("medications"), shared.readableSections())
         val seen = shared.listAsync()
