@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
-use crate::crypto::{KdfParams, Role};
+use crate::crypto::{Envelope, KdfParams, Role};
 use crate::sharing::GrantRole;
 use crate::store::MemoryStore;
 
