@@ -15,6 +15,8 @@
 //!   records), one for the CLI and the mobile facade.
 //! - [`profile`]: an unlocked home: keys from the vault, the record loaded from
 //!   the encrypted store, and every change sealed before it is persisted.
+//! - [`nearby`]: edge sync: direct device-to-device sync (discovery, the
+//!   encrypted channel, one sync round) with no relay.
 //! - [`api`]: the mobile API (uniffi) over all of the above, for Kotlin and Swift.
 //! - `fuzzing` (hidden): one entry point per decoder of outside bytes, shared
 //!   by the fuzz targets in `fuzz/` and the `fuzz_regressions` test.
@@ -31,6 +33,7 @@ pub mod fhir;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod home;
+pub mod nearby;
 pub mod profile;
 pub mod record;
 pub mod sharing;
