@@ -13,12 +13,15 @@
 //!   its method, path, query and JSON bodies, and the login signing rule.
 //! - [`accept`]: the one acceptance rule for envelopes (relay uploads, device
 //!   pulls, peers).
+//! - [`direct`]: the direct channel between two member devices (edge sync):
+//!   its messages and byte format, the identity proof, the reconciliation rules.
 //!
 //! `satchel-core` (the device) re-exports all of this; `satchel-sync-server`
 //! (the relay) depends on this crate alone. See docs/adr/0008-protocol-crate.md.
 
 pub mod accept;
 pub mod crypto;
+pub mod direct;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
