@@ -170,7 +170,7 @@ impl Message {
             return Err(MessageError::TooLarge);
         }
         match postcard::take_from_bytes::<Message>(bytes) {
-            Ok((message, rest)) if rest.is_empty() => Ok(message),
+            Ok((message, [])) => Ok(message),
             _ => Err(MessageError::Malformed),
         }
     }
