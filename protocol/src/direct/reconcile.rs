@@ -180,11 +180,19 @@ mod tests {
         let one = LogDigest::of(&[h(1)]).summary(labs);
         let empty_meds = LogDigest::of(&[]).summary(meds);
         assert_eq!(
-            differing(&[labs, meds], &[one.clone()], &[one.clone()]),
+            differing(
+                &[labs, meds],
+                std::slice::from_ref(&one),
+                std::slice::from_ref(&one)
+            ),
             vec![]
         );
         assert_eq!(
-            differing(&[labs, meds], &[one.clone(), empty_meds], &[one.clone()]),
+            differing(
+                &[labs, meds],
+                &[one.clone(), empty_meds],
+                std::slice::from_ref(&one)
+            ),
             vec![]
         );
         assert_eq!(differing(&[labs, meds], &[one], &[]), vec![labs]);
