@@ -20,6 +20,72 @@ pub(crate) fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     duplicate_local_change_is_refused(&mut make());
     reseal_replaces_an_unsent_envelope_in_place(&mut make());
     set_aside_leaves_the_outbox_but_stays_stored(&mut make());
+    direct_receipts_forward_once_and_are_acknowledged_by_a_pull(&mut make());
+    log_hashes_and_envelopes_in_store_order(&mut make());
+}
+
+fn direct_receipts_forward_once_and_are_acknowledged_by_a_pull<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![1]);
+    s.commit(b).unwrap();
+    // From a nearby device: one to forward, one only kept, one we hold.
+    let mut b = WriteBatch::new();
+    b.receive_direct("labs", vec![2], true)
+        .receive_direct("labs", vec![3], false)
+        .receive_direct("labs", vec![1], true)
+        .receive_direct("labs", vec![2], true);
+    let c = s.commit(b).unwrap();
+    assert_eq!(c.received.len(), 4);
+    assert!(c.received[0].is_some() && c.received[1].is_some());
+    assert!(c.received[2].is_none() && c.received[3].is_none());
+    let queued: Vec<Vec<u8>> = s
+        .outbox(10)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.envelope)
+        .collect();
+    assert_eq!(queued, vec![vec![1], vec![2]]);
+    // The relay later serves the forwarded one: acknowledged, stored once.
+    let mut b = WriteBatch::new();
+    b.receive("labs", vec![2], 40);
+    s.commit(b).unwrap();
+    let queued: Vec<Vec<u8>> = s
+        .outbox(10)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.envelope)
+        .collect();
+    assert_eq!(queued, vec![vec![1]]);
+    assert_eq!(s.load_section("labs").unwrap().tail.len(), 3);
+}
+
+fn log_hashes_and_envelopes_in_store_order<S: Store>(s: &mut S) {
+    assert!(s.log_hashes("labs").unwrap().is_empty());
+    let mut b = WriteBatch::new();
+    b.append("labs", vec![9])
+        .append("notes", vec![8])
+        .receive("labs", vec![7], 3)
+        .receive_direct("labs", vec![6], false);
+    s.commit(b).unwrap();
+    let hashes = s.log_hashes("labs").unwrap();
+    assert_eq!(
+        hashes,
+        vec![
+            envelope_hash(&[9]),
+            envelope_hash(&[7]),
+            envelope_hash(&[6])
+        ]
+    );
+    let envelopes = s.log_envelopes("labs").unwrap();
+    assert_eq!(
+        envelopes,
+        vec![
+            (envelope_hash(&[9]), vec![9]),
+            (envelope_hash(&[7]), vec![7]),
+            (envelope_hash(&[6]), vec![6])
+        ]
+    );
+    assert_eq!(s.log_envelopes("notes").unwrap().len(), 1);
 }
 
 fn reseal_replaces_an_unsent_envelope_in_place<S: Store>(s: &mut S) {

@@ -85,6 +85,24 @@ impl Store for MemoryStore {
         Ok(self.by_hash.contains_key(hash))
     }
 
+    fn log_hashes(&self, section: &str) -> Result<Vec<[u8; 32]>> {
+        Ok(self
+            .log
+            .values()
+            .filter(|r| r.section == section)
+            .map(|r| r.hash)
+            .collect())
+    }
+
+    fn log_envelopes(&self, section: &str) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        Ok(self
+            .log
+            .values()
+            .filter(|r| r.section == section)
+            .map(|r| (r.hash, r.envelope.clone()))
+            .collect())
+    }
+
     fn commit(&mut self, batch: WriteBatch) -> Result<Committed> {
         // Check first, so a refused batch leaves the store untouched.
         let mut seq = self.last_seq;
@@ -98,7 +116,7 @@ impl Store for MemoryStore {
                     }
                     seq += 1;
                 }
-                WriteOp::Receive { envelope, .. } => {
+                WriteOp::Receive { envelope, .. } | WriteOp::ReceiveDirect { envelope, .. } => {
                     let hash = envelope_hash(envelope);
                     if !self.by_hash.contains_key(&hash) && seen.insert(hash) {
                         seq += 1;
@@ -140,6 +158,31 @@ impl Store for MemoryStore {
                         },
                     );
                     committed.appended.push(self.last_seq);
+                }
+                WriteOp::ReceiveDirect {
+                    section,
+                    envelope,
+                    forward,
+                } => {
+                    let hash = envelope_hash(&envelope);
+                    if self.by_hash.contains_key(&hash) {
+                        committed.received.push(None);
+                    } else {
+                        self.last_seq += 1;
+                        self.by_hash.insert(hash, self.last_seq);
+                        self.log.insert(
+                            self.last_seq,
+                            Row {
+                                section,
+                                envelope,
+                                hash,
+                                server_seq: None,
+                                outbound: forward,
+                                set_aside: false,
+                            },
+                        );
+                        committed.received.push(Some(self.last_seq));
+                    }
                 }
                 WriteOp::Receive {
                     section,

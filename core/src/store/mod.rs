@@ -108,6 +108,16 @@ pub enum WriteOp {
         envelope: Vec<u8>,
         server_seq: u64,
     },
+    /// An envelope received directly from another device (edge sync), not
+    /// from a relay: stored once (ignored when the hash is already stored),
+    /// with no relay sequence yet. With `forward`, it joins the outbox, so
+    /// the next relay sync uploads it for its author (store and forward);
+    /// a relay pull of the same envelope later acknowledges it.
+    ReceiveDirect {
+        section: String,
+        envelope: Vec<u8>,
+        forward: bool,
+    },
     /// The relay holds the envelope with this hash under `server_seq`.
     Acknowledge {
         hash: [u8; 32],
@@ -177,6 +187,19 @@ impl WriteBatch {
         });
         self
     }
+    pub fn receive_direct(
+        &mut self,
+        section: impl Into<String>,
+        envelope: Vec<u8>,
+        forward: bool,
+    ) -> &mut Self {
+        self.ops.push(WriteOp::ReceiveDirect {
+            section: section.into(),
+            envelope,
+            forward,
+        });
+        self
+    }
     pub fn acknowledge(&mut self, hash: [u8; 32], server_seq: u64) -> &mut Self {
         self.ops.push(WriteOp::Acknowledge { hash, server_seq });
         self
@@ -212,8 +235,8 @@ impl WriteBatch {
 pub struct Committed {
     /// The sequence given to each `Append`, in batch order.
     pub appended: Vec<u64>,
-    /// For each `Receive`, in batch order: its new sequence, or `None` when
-    /// the envelope was already stored.
+    /// For each `Receive` and `ReceiveDirect`, in batch order: its new
+    /// sequence, or `None` when the envelope was already stored.
     pub received: Vec<Option<u64>>,
 }
 
@@ -248,6 +271,10 @@ pub trait Store: Send {
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>>;
     /// Whether an envelope with this hash is stored.
     fn contains(&self, hash: &[u8; 32]) -> Result<bool>;
+    /// The hash of every envelope stored in a log, in store order.
+    fn log_hashes(&self, section: &str) -> Result<Vec<[u8; 32]>>;
+    /// Every envelope stored in a log with its hash, in store order.
+    fn log_envelopes(&self, section: &str) -> Result<Vec<([u8; 32], Vec<u8>)>>;
     /// Apply a batch atomically and durably.
     fn commit(&mut self, batch: WriteBatch) -> Result<Committed>;
 }

@@ -151,11 +151,18 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
                 let hash: Vec<u8> = r.get(3)?;
+                let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        3,
+                        rusqlite::types::Type::Blob,
+                        "a stored envelope hash is not 32 bytes".into(),
+                    )
+                })?;
                 Ok(OutboxItem {
                     seq: to_u64(r.get(0)?),
                     section: r.get(1)?,
                     envelope: r.get(2)?,
-                    hash: <[u8; 32]>::try_from(hash.as_slice()).unwrap_or([0; 32]),
+                    hash,
                 })
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -169,6 +176,30 @@ impl Store for SqliteStore {
             .query_row([&hash[..]], |_| Ok(()))
             .optional()?
             .is_some())
+    }
+
+    fn log_hashes(&self, section: &str) -> Result<Vec<[u8; 32]>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM section_log WHERE section = ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map([section], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.iter().map(|h| hash_of(h)).collect()
+    }
+
+    fn log_envelopes(&self, section: &str) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT hash, envelope FROM section_log WHERE section = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map([section], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(h, e)| Ok((hash_of(&h)?, e)))
+            .collect()
     }
 
     fn last_seq(&self) -> Result<u64> {
@@ -267,6 +298,26 @@ impl SqliteStore {
                             committed.received.push(Some(seq));
                         }
                     }
+                    WriteOp::ReceiveDirect {
+                        section,
+                        envelope,
+                        forward,
+                    } => {
+                        let hash = envelope_hash(envelope);
+                        let inserted = tx
+                            .prepare_cached(
+                                "INSERT INTO section_log (section, envelope, hash, outbound) \
+                                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT(hash) DO NOTHING",
+                            )?
+                            .execute(params![section, envelope, &hash[..], i64::from(*forward)])?;
+                        if inserted == 0 {
+                            committed.received.push(None);
+                        } else {
+                            let seq = to_u64(tx.last_insert_rowid());
+                            last = Some(seq);
+                            committed.received.push(Some(seq));
+                        }
+                    }
                     WriteOp::Acknowledge { hash, server_seq } => {
                         tx.prepare_cached(
                             "UPDATE section_log SET server_seq = ?2 WHERE hash = ?1",
@@ -331,4 +382,10 @@ impl SqliteStore {
         tx.commit()?;
         Ok(committed)
     }
+}
+
+/// A stored envelope hash (32 bytes, else the store is corrupt).
+fn hash_of(bytes: &[u8]) -> Result<[u8; 32]> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| StoreError::Backend("a stored envelope hash is not 32 bytes".into()))
 }
