@@ -10,3 +10,6 @@
 //!   per-log summaries, then the sealed envelopes each side lacks, every one
 //!   checked with the shared acceptance rule.
 pub mod channel;
+pub mod net;
+pub mod pairing;
+pub mod session;

@@ -138,6 +138,16 @@ impl<S: Store> Profile<S> {
     /// log must verify from the creator, else nothing is kept. Learns every
     /// key wrapped to this device. Durable when this returns.
     pub fn apply_access(&mut self, fetched: Vec<SignedStatement>, new_cursor: u64) -> Result<()> {
+        self.apply_statements(fetched, Some(new_cursor))
+    }
+
+    /// Append statements (and, from the relay, move its access cursor):
+    /// see [`Self::apply_access`].
+    pub(super) fn apply_statements(
+        &mut self,
+        fetched: Vec<SignedStatement>,
+        new_cursor: Option<u64>,
+    ) -> Result<()> {
         let mut log = self.access_log()?;
         let before = log.len();
         for statement in fetched {
@@ -156,7 +166,9 @@ impl<S: Store> Profile<S> {
         if learned > 0 {
             batch.put_meta(super::META_KEYRING, seal_keyring(&self.vault, &keys)?);
         }
-        batch.put_meta(META_ACCESS_CURSOR, new_cursor.to_be_bytes().to_vec());
+        if let Some(cursor) = new_cursor {
+            batch.put_meta(META_ACCESS_CURSOR, cursor.to_be_bytes().to_vec());
+        }
         self.store.commit(batch)?;
         self.access.members = members;
         self.keys = keys;

@@ -24,6 +24,7 @@
 
 mod access;
 mod bundle;
+mod direct;
 mod home;
 pub mod import;
 mod journal;
@@ -53,6 +54,7 @@ use crate::store::{SectionLog, Store, StoreError, WriteBatch};
 pub use crate::sync::SyncState;
 pub use access::GrantChange;
 pub use bundle::DeviceBundle;
+pub use direct::AccessFork;
 pub use home::{AnswerError, IdentityVault, MemberInfo};
 pub use import::ImportError;
 pub use replica::{ApplyReport, Rejected, SetAside};

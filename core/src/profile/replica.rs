@@ -100,9 +100,34 @@ pub(super) fn get_u64<S: Store>(store: &S, key: &str) -> Result<u64> {
         .unwrap_or(0))
 }
 
+/// Where envelopes being merged come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// A page of a relay's log.
+    Relay { from_start: bool, next_cursor: u64 },
+    /// A nearby device (edge sync), with no relay sequence numbers.
+    Direct,
+}
+
+impl Source {
+    /// Whether envelopes new to this device are queued for the relay
+    /// (store and forward): received directly, in a log this device may
+    /// write (the relay accepts its uploads there).
+    pub(super) fn forwards(
+        self,
+        members: &crate::sharing::Members,
+        me: &IdentityId,
+        log: &str,
+    ) -> bool {
+        self == Source::Direct && members.may_write(me, log, super::now_ms())
+    }
+}
+
 /// Why a pulled envelope was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
+    /// The relay's sequence number (0 for an envelope received directly
+    /// from a nearby device, which has none).
     pub server_seq: u64,
     pub author: Option<IdentityId>,
     pub reason: &'static str,
@@ -328,13 +353,7 @@ impl<S: Store> Profile<S> {
         self.apply_pulled(section_name, false, snapshot, envelopes, next_cursor)
     }
 
-    /// Merge envelopes pulled from the relay for one section: an optional
-    /// relay snapshot, then envelopes in relay order. Verified one by one;
-    /// refused ones are reported and recorded in the log's ledger, never
-    /// merged. `from_start`: this page starts a pull of the whole log, so
-    /// earlier refusals are decided again. Advances the section's cursor to
-    /// `next_cursor` (a log left incomplete is pulled from its start next
-    /// round). Durable when this returns.
+    /// Merge envelopes pulled from the relay: see [`Self::apply_envelopes`].
     pub fn apply_pulled(
         &mut self,
         section_name: &str,
@@ -343,17 +362,54 @@ impl<S: Store> Profile<S> {
         envelopes: Vec<(u64, Vec<u8>)>,
         next_cursor: u64,
     ) -> Result<ApplyReport> {
+        self.apply_envelopes(
+            section_name,
+            Source::Relay {
+                from_start,
+                next_cursor,
+            },
+            snapshot,
+            envelopes,
+        )
+    }
+
+    /// Merge envelopes of one log: from the relay, an optional relay
+    /// snapshot then envelopes in relay order; from a nearby device,
+    /// envelopes in its store order (snapshots among them, by their header
+    /// number 0). Verified one by one with the shared acceptance rule;
+    /// refused ones are reported (and, from the relay, recorded in the
+    /// log's ledger), never merged. From the relay, `from_start` says the
+    /// page starts a pull of the whole log, so earlier refusals are decided
+    /// again, and the log's cursor advances to `next_cursor` (a log left
+    /// incomplete is pulled from its start next round). Durable when this
+    /// returns.
+    pub(super) fn apply_envelopes(
+        &mut self,
+        section_name: &str,
+        source: Source,
+        snapshot: Option<(u64, Vec<u8>)>,
+        envelopes: Vec<(u64, Vec<u8>)>,
+    ) -> Result<ApplyReport> {
         if super::wearables::handles(section_name) {
-            return self.apply_remote_wearables(section_name, snapshot, envelopes, next_cursor);
+            return self.apply_remote_wearables(section_name, source, snapshot, envelopes);
         }
         self.check_writable()?;
         let mut report = ApplyReport::default();
         let mut batch = WriteBatch::new();
-        batch.put_meta(cursor_key(section_name), next_cursor.to_be_bytes().to_vec());
         let mut ledger = load_ledger(&self.store, section_name)?;
-        if from_start {
-            ledger.restart_pass();
+        match source {
+            Source::Relay {
+                from_start,
+                next_cursor,
+            } => {
+                batch.put_meta(cursor_key(section_name), next_cursor.to_be_bytes().to_vec());
+                if from_start {
+                    ledger.restart_pass();
+                }
+            }
+            Source::Direct => {}
         }
+        let forward = source.forwards(&self.access.members, &self.identity.id(), section_name);
         let Ok(section) = section_name.parse::<Section>() else {
             for (seq, _) in snapshot.iter().chain(envelopes.iter()) {
                 report.rejected.push(Rejected {
@@ -365,6 +421,7 @@ impl<S: Store> Profile<S> {
             self.store.commit(batch)?;
             return Ok(report);
         };
+        let relay = matches!(source, Source::Relay { .. });
         let members = &self.access.members;
         let keys = &self.keys;
         let mut received = 0u64;
@@ -373,7 +430,7 @@ impl<S: Store> Profile<S> {
         let snapshot_seq = snapshot.as_ref().map(|(seq, _)| *seq);
         for (seq, bytes) in snapshot.into_iter().chain(envelopes) {
             received += 1;
-            let is_snapshot = received == 1 && snapshot_seq == Some(seq);
+            let first_is_snapshot = received == 1 && snapshot_seq == Some(seq);
             let reject = |reason, author| Rejected {
                 server_seq: seq,
                 author,
@@ -381,6 +438,17 @@ impl<S: Store> Profile<S> {
             };
             // The shared acceptance rule (satchel_protocol::accept), step by
             // step: our own envelopes, already stored, skip the rights check.
+            let Ok(env) = Envelope::from_bytes(&bytes) else {
+                report
+                    .rejected
+                    .push(reject(accept::Refusal::Malformed.message(), None));
+                continue;
+            };
+            let is_snapshot = if relay {
+                first_is_snapshot
+            } else {
+                env.header.seq == 0
+            };
             let expect = Expect {
                 record: self.record.id,
                 log: section_name,
@@ -391,12 +459,6 @@ impl<S: Store> Profile<S> {
                 },
                 max_bytes: usize::MAX,
             };
-            let Ok(env) = Envelope::from_bytes(&bytes) else {
-                report
-                    .rejected
-                    .push(reject(accept::Refusal::Malformed.message(), None));
-                continue;
-            };
             let author = Some(env.header.author);
             if let Err(r) = accept::place(&env, &expect) {
                 report.rejected.push(reject(r.message(), author));
@@ -404,8 +466,10 @@ impl<S: Store> Profile<S> {
             }
             if self.store.contains(&envelope_hash(&bytes))? {
                 report.known += 1;
-                // Records the relay sequence of our own change if unknown.
-                batch.receive(section_name, bytes, seq);
+                if relay {
+                    // Records the relay sequence of our own change if unknown.
+                    batch.receive(section_name, bytes, seq);
+                }
                 continue;
             }
             if let Err(r) = accept::rights(&env, &expect, members) {
@@ -471,22 +535,30 @@ impl<S: Store> Profile<S> {
         ledger.held_back = doc.missing_deps().len();
         let mut keep = kept.into_iter();
         receives.retain(|_| keep.next().unwrap_or(false));
-        for r in &report.rejected {
-            ledger.refuse(Refusal {
-                server_seq: r.server_seq,
-                author: r.author,
-                reason: r.reason.to_string(),
-            });
+        if relay {
+            for r in &report.rejected {
+                ledger.refuse(Refusal {
+                    server_seq: r.server_seq,
+                    author: r.author,
+                    reason: r.reason.to_string(),
+                });
+            }
         }
         batch.put_meta(ledger_key(section_name), ledger_bytes(&ledger)?);
         report.merged = receives.len();
         let sizes: Vec<usize> = receives.iter().map(|(_, b)| b.len()).collect();
         for (seq, bytes) in receives {
-            batch.receive(section_name, bytes, seq);
+            if relay {
+                batch.receive(section_name, bytes, seq);
+            } else {
+                batch.receive_direct(section_name, bytes, forward);
+            }
         }
-        let since_key = since_snapshot_key(section_name);
-        let since = get_u64(&self.store, &since_key)? + received;
-        batch.put_meta(since_key, since.to_be_bytes().to_vec());
+        if relay {
+            let since_key = since_snapshot_key(section_name);
+            let since = get_u64(&self.store, &since_key)? + received;
+            batch.put_meta(since_key, since.to_be_bytes().to_vec());
+        }
         let committed = match self.store.commit(batch) {
             Ok(c) => c,
             Err(e) => {
@@ -615,6 +687,10 @@ impl<S: Store> Profile<S> {
             let Ok(env) = Envelope::from_bytes(&item.envelope) else {
                 continue;
             };
+            if env.header.author != self.identity.id() {
+                // Forwarded for another author: only its author can seal it.
+                continue;
+            }
             let base = crate::sharing::base_section(&env.header.section);
             let Ok(section) = base.parse::<Section>() else {
                 continue;

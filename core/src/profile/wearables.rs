@@ -440,18 +440,25 @@ impl<S: Store> Profile<S> {
     pub(super) fn apply_remote_wearables(
         &mut self,
         log: &str,
+        source: super::replica::Source,
         snapshot: Option<(u64, Vec<u8>)>,
         envelopes: Vec<(u64, Vec<u8>)>,
-        next_cursor: u64,
     ) -> Result<super::ApplyReport> {
-        use super::replica::{cursor_key, get_u64, since_snapshot_key};
+        use super::replica::{cursor_key, get_u64, since_snapshot_key, Source};
         use super::{ApplyReport, Rejected};
         self.check_writable()?;
         self.wearables_load()?;
         let members = self.access.members.clone();
         let mut report = ApplyReport::default();
         let mut batch = WriteBatch::new();
-        batch.put_meta(cursor_key(log), next_cursor.to_be_bytes().to_vec());
+        let relay = match source {
+            Source::Relay { next_cursor, .. } => {
+                batch.put_meta(cursor_key(log), next_cursor.to_be_bytes().to_vec());
+                true
+            }
+            Source::Direct => false,
+        };
+        let forward = source.forwards(&members, &self.identity.id(), log);
         let mut received = 0u64;
         let mut new_chunks = Vec::new();
         for (seq, bytes) in snapshot.into_iter().chain(envelopes) {
@@ -484,7 +491,9 @@ impl<S: Store> Profile<S> {
             let hash = envelope_hash(&bytes);
             if self.store.contains(&hash)? {
                 report.known += 1;
-                batch.receive(log, bytes, seq);
+                if relay {
+                    batch.receive(log, bytes, seq);
+                }
                 continue;
             }
             if let Err(r) = accept::rights(&env, &expect, &members) {
@@ -520,11 +529,17 @@ impl<S: Store> Profile<S> {
                 }
             }
             report.merged += 1;
-            batch.receive(log, bytes, seq);
+            if relay {
+                batch.receive(log, bytes, seq);
+            } else {
+                batch.receive_direct(log, bytes, forward);
+            }
         }
-        let since_key = since_snapshot_key(log);
-        let since = get_u64(&self.store, &since_key)? + received;
-        batch.put_meta(since_key, since.to_be_bytes().to_vec());
+        if relay {
+            let since_key = since_snapshot_key(log);
+            let since = get_u64(&self.store, &since_key)? + received;
+            batch.put_meta(since_key, since.to_be_bytes().to_vec());
+        }
         let committed = match self.store.commit(batch) {
             Ok(c) => c,
             Err(e) => {

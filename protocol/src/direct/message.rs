@@ -58,6 +58,9 @@ pub struct Hello {
     pub access_len: u64,
     /// The hash of its last statement.
     pub access_head: [u8; 32],
+    /// The one-time token of a pairing code (from the device that scanned
+    /// it; none when the devices found each other otherwise).
+    pub token: Option<[u8; 16]>,
 }
 
 /// Why a session was refused. Kinds only.
@@ -71,6 +74,10 @@ pub enum RefusalReason {
     OtherRecord,
     /// Not a member of the record, or no longer (revoked, expired).
     NotAMember,
+    /// The pairing code's token is wrong, missing or already used.
+    BadToken,
+    /// Not the device the pairing code names.
+    WrongDevice,
     /// The two access logs diverge.
     Fork,
     /// A message out of order or that does not parse.
@@ -86,6 +93,12 @@ impl RefusalReason {
             RefusalReason::OtherRecord => "the two devices hold different records",
             RefusalReason::NotAMember => {
                 "not a member of this record (never granted, revoked, or the grant expired)"
+            }
+            RefusalReason::BadToken => {
+                "the pairing code is wrong or was already used (show a new one)"
+            }
+            RefusalReason::WrongDevice => {
+                "the device that answered is not the one the pairing code names"
             }
             RefusalReason::Fork => {
                 "the two devices' access logs diverge (a fork: only a misbehaving relay can cause one)"

@@ -116,7 +116,7 @@ pub enum AccessComparison {
     Same,
     /// Theirs is a prefix of ours: they lack our statements from `from` on.
     TheyLack { from: usize },
-    /// Ours may be a prefix of theirs: they will send the rest, and we
+    /// Ours may be a prefix of theirs (or we hold none): they will send the rest, and we
     /// check that it continues from our head when we verify it.
     WeLack,
     /// Their head is not in our log at its position: the logs diverge.
@@ -134,8 +134,13 @@ pub fn compare_access(
         return AccessComparison::WeLack;
     }
     let Some(at) = their_len.checked_sub(1).and_then(|i| ours.get(i)) else {
-        // An empty log is no log: every member's starts with the creator.
-        return AccessComparison::Fork;
+        // They hold no log yet (a member device that never synced): every
+        // log starts with the creator's statement, which they verify.
+        return if ours.is_empty() {
+            AccessComparison::Same
+        } else {
+            AccessComparison::TheyLack { from: 0 }
+        };
     };
     if at != their_head {
         AccessComparison::Fork
@@ -216,6 +221,11 @@ mod tests {
         assert_eq!(compare_access(&ours, 4, &h(9)), AccessComparison::WeLack);
         assert_eq!(compare_access(&ours, 2, &h(9)), AccessComparison::Fork);
         assert_eq!(compare_access(&ours, 3, &h(9)), AccessComparison::Fork);
-        assert_eq!(compare_access(&ours, 0, &h(0)), AccessComparison::Fork);
+        assert_eq!(
+            compare_access(&ours, 0, &[0; 32]),
+            AccessComparison::TheyLack { from: 0 }
+        );
+        assert_eq!(compare_access(&[], 0, &[0; 32]), AccessComparison::Same);
+        assert_eq!(compare_access(&[], 1, &h(1)), AccessComparison::WeLack);
     }
 }

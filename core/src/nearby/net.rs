@@ -1,0 +1,86 @@
+//! Direct sync over TCP: connect with a pairing code, or listen and serve.
+//! Every connection gets read and write timeouts (a stalled peer ends its
+//! connection, not the listener) and runs one session; a connection that
+//! fails (garbage, a truncated or oversized frame, a replayed handshake, a
+//! refused peer) is reported and the listener goes on serving.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::channel::Channel;
+use super::pairing::PairingCode;
+use super::session::{self, DirectReport, Pairing, SessionError};
+use crate::profile::Profile;
+use crate::store::Store;
+
+/// How long a peer may stay silent mid-session before its connection ends.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(10);
+
+fn prepare(stream: &TcpStream, stall: Duration) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(stall))?;
+    stream.set_write_timeout(Some(stall))?;
+    stream.set_nodelay(true)
+}
+
+/// Sync once with the device that showed `code`.
+pub fn connect<S: Store>(
+    profile: &mut Profile<S>,
+    code: &PairingCode,
+    stall: Duration,
+    now_ms: i64,
+) -> Result<DirectReport, SessionError> {
+    let stream = TcpStream::connect_timeout(&code.addr, stall)
+        .map_err(|e| SessionError::Channel(e.into()))?;
+    prepare(&stream, stall).map_err(|e| SessionError::Channel(e.into()))?;
+    let mut channel = Channel::initiate(stream)?;
+    session::run(
+        profile,
+        &mut channel,
+        Pairing {
+            token: Some(code.token),
+            device: Some(code.device),
+        },
+        now_ms,
+    )
+}
+
+/// Serve on `listener` until one session succeeds (its report) or
+/// `deadline` passes (`None`). `pairing.token`, when set, is required of
+/// every peer (a pairing code's one-time token: consumed by the first
+/// session that succeeds). `now_ms` is asked at each session's start;
+/// `on_failure` hears about every connection that failed.
+pub fn serve_one<S: Store>(
+    profile: &mut Profile<S>,
+    listener: &TcpListener,
+    pairing: Pairing,
+    stall: Duration,
+    deadline: Instant,
+    mut now_ms: impl FnMut() -> i64,
+    mut on_failure: impl FnMut(&SessionError),
+) -> io::Result<Option<DirectReport>> {
+    listener.set_nonblocking(true)?;
+    while Instant::now() < deadline {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = prepare(&stream, stall) {
+            on_failure(&SessionError::Channel(e.into()));
+            continue;
+        }
+        let result = Channel::respond(stream)
+            .map_err(SessionError::from)
+            .and_then(|mut channel| session::run(profile, &mut channel, pairing, now_ms()));
+        match result {
+            Ok(report) => return Ok(Some(report)),
+            Err(e) => on_failure(&e),
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,517 @@
+//! One direct sync round between two member devices over a [`Channel`]
+//! (the message order is in [`satchel_protocol::direct`]).
+//!
+//! The rules are the relay's and live once: who may take part and which
+//! logs each may receive come from this device's own verified access log
+//! ([`satchel_protocol::direct::reconcile`], over
+//! [`satchel_protocol::sharing::Members`]); every envelope received goes
+//! through the shared acceptance rule and opening
+//! ([`Profile::apply_direct`]). A stranger, a revoked member or an expired
+//! grant is refused before any record byte is sent: the only things it can
+//! learn are this device's card and the length of its access log (and not
+//! even those when this device is the one listening and is not behind).
+
+use std::io::{Read, Write};
+
+use satchel_protocol::direct::reconcile::{
+    compare_access, differing, lacking, logs_in_play, may_take_part, AccessComparison,
+};
+use satchel_protocol::direct::{
+    proof, proof_message, Done, Envelopes, Hello, LogDigest, LogHashes, LogSummary, Message,
+    RefusalReason, Side, Summary, ENVELOPE_BATCH_BYTES, VERSION,
+};
+use satchel_protocol::LogName;
+
+use super::channel::{Channel, ChannelError};
+use crate::crypto::IdentityCard;
+use crate::ids::IdentityId;
+use crate::profile::{AccessFork, Profile, ProfileError};
+use crate::store::Store;
+
+/// Why a session ended early. Kinds only: no names, no content.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The channel failed.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// The other device refused this one.
+    #[error("the other device refused: {0}")]
+    PeerRefused(RefusalReason),
+    /// This device refused the other one.
+    #[error("refused the other device: {0}")]
+    Refused(RefusalReason),
+    /// The other device broke the protocol (a message out of order, a log
+    /// it may not send).
+    #[error("the other device broke the direct-sync protocol ({0})")]
+    Protocol(&'static str),
+    /// This device's profile failed.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+}
+
+/// What a session did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectReport {
+    /// The other device's identity card (verified).
+    pub peer: IdentityCard,
+    /// Access statements adopted from the other device.
+    pub statements_learned: usize,
+    /// Both devices already held the same envelopes of every log in play.
+    pub in_sync: bool,
+    /// Envelopes sent to the other device.
+    pub sent: u64,
+    /// Envelopes received: new and merged, already held, refused.
+    pub merged: u64,
+    pub known: u64,
+    pub refused: u64,
+    /// What the other device reported storing of ours.
+    pub peer_done: Option<Done>,
+    /// Bytes on the wire (framing and encryption included), out and in.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+type Result<T> = std::result::Result<T, SessionError>;
+
+/// What a pairing code pins (see [`super::pairing`]): on the device that
+/// scanned it, the token to present and the device expected to answer; on
+/// the device that showed it, the token to require.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pairing {
+    /// The code's one-time token.
+    pub token: Option<[u8; 16]>,
+    /// The device the code names (initiator only).
+    pub device: Option<IdentityId>,
+}
+
+/// Run one direct sync round as this channel's side, at `now_ms`.
+pub fn run<S: Store, T: Read + Write>(
+    profile: &mut Profile<S>,
+    channel: &mut Channel<T>,
+    pairing: Pairing,
+    now_ms: i64,
+) -> Result<DirectReport> {
+    let mut session = Session {
+        profile,
+        channel,
+        pairing,
+        now_ms,
+    };
+    match session.channel.side() {
+        Side::Initiator => session.initiate(),
+        Side::Responder => session.respond(),
+    }
+}
+
+struct Session<'a, S: Store, T: Read + Write> {
+    profile: &'a mut Profile<S>,
+    channel: &'a mut Channel<T>,
+    pairing: Pairing,
+    now_ms: i64,
+}
+
+impl<S: Store, T: Read + Write> Session<'_, S, T> {
+    fn initiate(&mut self) -> Result<DirectReport> {
+        self.channel.send(&Message::Hello(self.hello()?))?;
+        let theirs = match self.recv()? {
+            Message::Hello(h) => h,
+            _ => return Err(self.protocol("expected hello")),
+        };
+        let peer = self.check_hello(&theirs)?;
+        let peer_id = peer.id();
+        if self.pairing.device.is_some_and(|d| d != peer_id) {
+            return Err(self.refuse(RefusalReason::WrongDevice));
+        }
+        // Access: ours to them if they are behind (and a member).
+        let ours = self.profile.access_hashes()?;
+        let comparison = compare_access(&ours, theirs.access_len, &theirs.access_head);
+        self.refuse_fork(comparison, peer_id, &ours, theirs.access_len)?;
+        let statements = self.statements_for(comparison, &peer_id)?;
+        self.channel.send(&Message::Access(statements))?;
+        let learned = match self.recv()? {
+            Message::Access(s) => self.adopt(s, peer_id, theirs.access_len)?,
+            _ => return Err(self.protocol("expected access")),
+        };
+        self.require_member(&peer_id)?;
+        // Summaries: one round trip when already in sync.
+        let in_play = self.in_play(&peer_id);
+        let mine = self.summaries(&in_play)?;
+        self.channel.send(&Message::Summary(Summary {
+            logs: mine.clone(),
+            have: Vec::new(),
+        }))?;
+        let summary = match self.recv()? {
+            Message::Summary(s) => s,
+            _ => return Err(self.protocol("expected summary")),
+        };
+        let diff = differing(&in_play, &mine, &summary.logs);
+        let mut report = self.report(peer, learned);
+        if diff.is_empty() {
+            report.in_sync = true;
+            return Ok(self.finish(report));
+        }
+        report.sent = self.send_lacking(&diff, &summary.have, &peer_id)?;
+        self.channel.send(&Message::Want(self.wants(&diff)?))?;
+        loop {
+            match self.recv()? {
+                Message::Envelopes(e) => self.take(e, &diff, &mut report)?,
+                Message::Done(d) => {
+                    report.peer_done = Some(d);
+                    break;
+                }
+                _ => return Err(self.protocol("expected envelopes or done")),
+            }
+        }
+        self.channel.send(&Message::Done(done_of(&report)))?;
+        Ok(self.finish(report))
+    }
+
+    fn respond(&mut self) -> Result<DirectReport> {
+        let theirs = match self.recv()? {
+            Message::Hello(h) => h,
+            _ => return Err(self.protocol("expected hello")),
+        };
+        let peer = self.check_hello(&theirs)?;
+        let peer_id = peer.id();
+        if self.pairing.token.is_some() && !same_token(theirs.token, self.pairing.token) {
+            return Err(self.refuse(RefusalReason::BadToken));
+        }
+        let ours = self.profile.access_hashes()?;
+        let comparison = compare_access(&ours, theirs.access_len, &theirs.access_head);
+        if comparison != AccessComparison::WeLack {
+            // Not behind: a stranger is refused before learning anything.
+            self.refuse_fork(comparison, peer_id, &ours, theirs.access_len)?;
+            self.require_member(&peer_id)?;
+        }
+        self.channel.send(&Message::Hello(self.hello()?))?;
+        let learned = match self.recv()? {
+            Message::Access(s) => self.adopt(s, peer_id, theirs.access_len)?,
+            _ => return Err(self.protocol("expected access")),
+        };
+        self.require_member(&peer_id)?;
+        let ours = self.profile.access_hashes()?;
+        let comparison = compare_access(&ours, theirs.access_len, &theirs.access_head);
+        self.refuse_fork(comparison, peer_id, &ours, theirs.access_len)?;
+        let statements = self.statements_for(comparison, &peer_id)?;
+        self.channel.send(&Message::Access(statements))?;
+        let summary = match self.recv()? {
+            Message::Summary(s) => s,
+            _ => return Err(self.protocol("expected summary")),
+        };
+        let in_play = self.in_play(&peer_id);
+        let mine = self.summaries(&in_play)?;
+        let diff = differing(&in_play, &mine, &summary.logs);
+        self.channel.send(&Message::Summary(Summary {
+            logs: mine,
+            have: self.wants(&diff)?,
+        }))?;
+        let mut report = self.report(peer, learned);
+        if diff.is_empty() {
+            report.in_sync = true;
+            return Ok(self.finish(report));
+        }
+        let want = loop {
+            match self.recv()? {
+                Message::Envelopes(e) => self.take(e, &diff, &mut report)?,
+                Message::Want(w) => break w,
+                _ => return Err(self.protocol("expected envelopes or want")),
+            }
+        };
+        report.sent = self.send_lacking(&diff, &want, &peer_id)?;
+        self.channel.send(&Message::Done(done_of(&report)))?;
+        match self.recv()? {
+            Message::Done(d) => report.peer_done = Some(d),
+            _ => return Err(self.protocol("expected done")),
+        }
+        Ok(self.finish(report))
+    }
+
+    /// The next message; a refusal from the other side ends the session.
+    fn recv(&mut self) -> Result<Message> {
+        match self.channel.recv()? {
+            Message::Refused(r) => Err(SessionError::PeerRefused(r)),
+            m => Ok(m),
+        }
+    }
+
+    /// Tell the other side why, then end with that refusal.
+    fn refuse(&mut self, reason: RefusalReason) -> SessionError {
+        // Best effort: the session ends with our reason either way.
+        let _ = self.channel.send(&Message::Refused(reason));
+        SessionError::Refused(reason)
+    }
+
+    fn protocol(&mut self, what: &'static str) -> SessionError {
+        let _ = self
+            .channel
+            .send(&Message::Refused(RefusalReason::Protocol));
+        SessionError::Protocol(what)
+    }
+
+    fn hello(&self) -> Result<Hello> {
+        let record = self.profile.record_id();
+        let message = proof_message(self.channel.handshake_hash(), self.channel.side(), &record);
+        let hashes = self.profile.access_hashes()?;
+        // A member device that never synced holds no log yet.
+        let head = hashes.last().copied().unwrap_or([0; 32]);
+        Ok(Hello {
+            version: VERSION,
+            card: self.profile.identity_card().to_bytes(),
+            record,
+            proof: self.profile.sign(&message).to_vec(),
+            access_len: u64::try_from(hashes.len()).unwrap_or(u64::MAX),
+            access_head: head,
+            token: match self.channel.side() {
+                Side::Initiator => self.pairing.token,
+                Side::Responder => None,
+            },
+        })
+    }
+
+    /// The other side's hello: version, card, proof over this channel,
+    /// same record.
+    fn check_hello(&mut self, hello: &Hello) -> Result<IdentityCard> {
+        if hello.version != VERSION {
+            return Err(self.refuse(RefusalReason::Version));
+        }
+        let Ok(card) = IdentityCard::from_bytes(&hello.card) else {
+            return Err(self.refuse(RefusalReason::BadProof));
+        };
+        let side = self.channel.side().other();
+        let hh = self.channel.handshake_hash().to_vec();
+        if proof::verify_proof(&card, &hh, side, &hello.record, &hello.proof).is_err() {
+            return Err(self.refuse(RefusalReason::BadProof));
+        }
+        if hello.record != self.profile.record_id() {
+            return Err(self.refuse(RefusalReason::OtherRecord));
+        }
+        Ok(card)
+    }
+
+    fn require_member(&mut self, peer: &IdentityId) -> Result<()> {
+        if may_take_part(self.profile.members(), peer, self.now_ms) {
+            Ok(())
+        } else {
+            Err(self.refuse(RefusalReason::NotAMember))
+        }
+    }
+
+    fn refuse_fork(
+        &mut self,
+        comparison: AccessComparison,
+        peer: IdentityId,
+        ours: &[[u8; 32]],
+        theirs: u64,
+    ) -> Result<()> {
+        if comparison != AccessComparison::Fork {
+            return Ok(());
+        }
+        self.remember_fork(peer, ours.len(), theirs)?;
+        Err(self.refuse(RefusalReason::Fork))
+    }
+
+    fn remember_fork(&mut self, peer: IdentityId, ours: usize, theirs: u64) -> Result<()> {
+        self.profile.record_access_fork(&AccessFork {
+            peer,
+            ours: u64::try_from(ours).unwrap_or(u64::MAX),
+            theirs,
+            at_ms: self.now_ms,
+        })?;
+        Ok(())
+    }
+
+    /// Our statements from `from` on, when the other side lacks them and
+    /// may take part.
+    fn statements_for(
+        &self,
+        comparison: AccessComparison,
+        peer: &IdentityId,
+    ) -> Result<Vec<crate::sharing::SignedStatement>> {
+        match comparison {
+            AccessComparison::TheyLack { from }
+                if may_take_part(self.profile.members(), peer, self.now_ms) =>
+            {
+                Ok(self.profile.access_log()?.split_off(from))
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Adopt the rest of a longer log; a continuation that does not start
+    /// at our head is a fork.
+    fn adopt(
+        &mut self,
+        statements: Vec<crate::sharing::SignedStatement>,
+        peer: IdentityId,
+        their_len: u64,
+    ) -> Result<usize> {
+        let Some(first) = statements.first() else {
+            return Ok(0);
+        };
+        let ours = self.profile.access_hashes()?;
+        // With no log yet, the creator's statement starts it (verified
+        // against the creator this profile was set up with).
+        let continues = match ours.last() {
+            None => true,
+            Some(head) => first.verify(ours.len()).is_ok_and(|s| s.prev == *head),
+        };
+        if !continues {
+            self.remember_fork(peer, ours.len(), their_len)?;
+            return Err(self.refuse(RefusalReason::Fork));
+        }
+        let n = statements.len();
+        if self.profile.apply_access_direct(statements).is_err() {
+            return Err(self.protocol("access statements that do not verify"));
+        }
+        Ok(n)
+    }
+
+    fn in_play(&self, peer: &IdentityId) -> Vec<LogName> {
+        logs_in_play(
+            self.profile.members(),
+            &self.profile.device_id(),
+            peer,
+            self.now_ms,
+        )
+    }
+
+    fn summaries(&self, in_play: &[LogName]) -> Result<Vec<LogSummary>> {
+        in_play
+            .iter()
+            .map(|log| Ok(LogDigest::of(&self.profile.log_hashes(*log)?).summary(*log)))
+            .collect()
+    }
+
+    /// Our hashes of the differing logs we may read (what we want).
+    fn wants(&self, diff: &[LogName]) -> Result<Vec<LogHashes>> {
+        let me = self.profile.device_id();
+        diff.iter()
+            .filter(|log| {
+                self.profile
+                    .members()
+                    .may_read(&me, log.as_str(), self.now_ms)
+            })
+            .map(|log| {
+                Ok(LogHashes {
+                    log: log.as_str().to_string(),
+                    hashes: self.profile.log_hashes(*log)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Send what the other side lacks of the differing logs it asked for
+    /// and may read; returns how many envelopes.
+    fn send_lacking(
+        &mut self,
+        diff: &[LogName],
+        have: &[LogHashes],
+        peer: &IdentityId,
+    ) -> Result<u64> {
+        let mut sent = 0u64;
+        for wanted in have {
+            let Ok(log) = wanted.log.parse::<LogName>() else {
+                return Err(self.protocol("an unknown log name"));
+            };
+            if !diff.contains(&log)
+                || !self
+                    .profile
+                    .members()
+                    .may_read(peer, log.as_str(), self.now_ms)
+            {
+                continue;
+            }
+            let ours = self.profile.log_envelopes(log)?;
+            let mut batch = Vec::new();
+            let mut bytes = 0usize;
+            for envelope in lacking(&ours, &wanted.hashes) {
+                bytes += envelope.len();
+                batch.push(envelope.to_vec());
+                if bytes >= ENVELOPE_BATCH_BYTES {
+                    sent += batch.len() as u64;
+                    self.send_batch(log, std::mem::take(&mut batch))?;
+                    bytes = 0;
+                }
+            }
+            if !batch.is_empty() {
+                sent += batch.len() as u64;
+                self.send_batch(log, batch)?;
+            }
+        }
+        Ok(sent)
+    }
+
+    fn send_batch(&mut self, log: LogName, envelopes: Vec<Vec<u8>>) -> Result<()> {
+        self.channel.send(&Message::Envelopes(Envelopes {
+            log: log.as_str().to_string(),
+            envelopes,
+        }))?;
+        Ok(())
+    }
+
+    /// Merge a batch of envelopes of a differing log we may read.
+    fn take(
+        &mut self,
+        batch: Envelopes,
+        diff: &[LogName],
+        report: &mut DirectReport,
+    ) -> Result<()> {
+        let me = self.profile.device_id();
+        let log = match batch.log.parse::<LogName>() {
+            Ok(log)
+                if diff.contains(&log)
+                    && self
+                        .profile
+                        .members()
+                        .may_read(&me, log.as_str(), self.now_ms) =>
+            {
+                log
+            }
+            _ => return Err(self.protocol("envelopes of a log not asked for")),
+        };
+        let applied = self.profile.apply_direct(log, batch.envelopes)?;
+        report.merged += applied.merged as u64;
+        report.known += applied.known as u64;
+        report.refused += applied.rejected.len() as u64;
+        Ok(())
+    }
+
+    fn report(&self, peer: IdentityCard, learned: usize) -> DirectReport {
+        DirectReport {
+            peer,
+            statements_learned: learned,
+            in_sync: false,
+            sent: 0,
+            merged: 0,
+            known: 0,
+            refused: 0,
+            peer_done: None,
+            bytes_sent: 0,
+            bytes_received: 0,
+        }
+    }
+
+    fn finish(&self, mut report: DirectReport) -> DirectReport {
+        let (sent, received) = self.channel.bytes();
+        report.bytes_sent = sent;
+        report.bytes_received = received;
+        report
+    }
+}
+
+fn done_of(report: &DirectReport) -> Done {
+    Done {
+        stored: report.merged,
+        known: report.known,
+        refused: report.refused,
+    }
+}
+
+/// Whether a presented token is the expected one (compared in constant
+/// time).
+fn same_token(presented: Option<[u8; 16]>, expected: Option<[u8; 16]>) -> bool {
+    match (presented, expected) {
+        (Some(a), Some(b)) => a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0,
+        _ => false,
+    }
+}
