@@ -49,8 +49,8 @@ pub enum SessionError {
     Profile(#[from] ProfileError),
 }
 
-/// What a session did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a session did. `Debug` names the peer by id only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DirectReport {
     /// The other device's identity card (verified).
     pub peer: IdentityCard,
@@ -69,6 +69,23 @@ pub struct DirectReport {
     /// Bytes on the wire (framing and encryption included), out and in.
     pub bytes_sent: u64,
     pub bytes_received: u64,
+}
+
+impl std::fmt::Debug for DirectReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectReport")
+            .field("peer", &self.peer.id())
+            .field("statements_learned", &self.statements_learned)
+            .field("in_sync", &self.in_sync)
+            .field("sent", &self.sent)
+            .field("merged", &self.merged)
+            .field("known", &self.known)
+            .field("refused", &self.refused)
+            .field("peer_done", &self.peer_done)
+            .field("bytes_sent", &self.bytes_sent)
+            .field("bytes_received", &self.bytes_received)
+            .finish()
+    }
 }
 
 type Result<T> = std::result::Result<T, SessionError>;

@@ -28,7 +28,7 @@
 
 use async_trait::async_trait;
 use satchel_protocol::ids::{IdentityId, RecordId};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::broadcast;
 
 pub mod postgres;
@@ -506,24 +506,35 @@ pub(crate) fn change_of(record: RecordId, section: &str, appended: &[Appended]) 
         })
 }
 
-/// The `push` audit event of an appended batch (none when every envelope
-/// was a duplicate).
-pub(crate) fn push_event(
+/// The `push` audit events of an appended batch: one per author of its
+/// new envelopes (none when every envelope was a duplicate). The author,
+/// not the uploader, is the contributor: a device that forwards envelopes
+/// it received directly (edge sync) does not appear as their source.
+pub(crate) fn push_events(
     record: RecordId,
     section: &str,
     by: Actor,
+    batch: &[NewEnvelope],
     appended: &[Appended],
-) -> Option<AuditEvent> {
-    let new = appended.iter().filter(|a| !a.duplicate).count();
-    (new > 0).then(|| AuditEvent {
-        seq: 0,
-        record,
-        at_ms: by.at_ms,
-        identity: by.identity,
-        action: AuditAction::Push,
-        section: section.to_owned(),
-        count: i64::try_from(new).unwrap_or(i64::MAX),
-    })
+) -> Vec<AuditEvent> {
+    let mut counts: BTreeMap<IdentityId, i64> = BTreeMap::new();
+    for (env, a) in batch.iter().zip(appended) {
+        if !a.duplicate {
+            *counts.entry(env.author).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(author, count)| AuditEvent {
+            seq: 0,
+            record,
+            at_ms: by.at_ms,
+            identity: author,
+            action: AuditAction::Push,
+            section: section.to_owned(),
+            count,
+        })
+        .collect()
 }
 
 /// Section names as stored in a member row (a JSON array).

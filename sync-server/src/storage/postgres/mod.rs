@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
 use super::{
-    change_of, push_event, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
+    change_of, push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
     AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
     RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
     StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
@@ -764,7 +764,7 @@ impl Storage for PostgresStorage {
             )
             .await?;
         }
-        if let Some(event) = push_event(record, section, by, &out) {
+        for event in push_events(record, section, by, &batch, &out) {
             record_audit(&tx, &event).await?;
         }
         tx.commit().await?;

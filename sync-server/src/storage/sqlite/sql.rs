@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use satchel_protocol::ids::{IdentityId, RecordId};
 
 use crate::storage::{
-    push_event, sections_from_db, sections_to_db, Actor, Appended, AuditAction, AuditEvent, Link,
+    push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction, AuditEvent, Link,
     Member, MemberRole, Membership, NewEnvelope, PullPage, RegisterOutcome, Result, Rights, Seq,
     Snapshot, SnapshotOutcome, StatementOutcome, StatementRow, StorageError, StoredEnvelope,
 };
@@ -419,7 +419,7 @@ pub(super) fn append_envelopes(
         )?
         .execute(params![rid, section, newest])?;
     }
-    if let Some(event) = push_event(*record, section, by, &out) {
+    for event in push_events(*record, section, by, batch, &out) {
         record_audit(c, &event)?;
     }
     Ok(out)
