@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use satchel_core::crypto::{Identity, Role};
-use satchel_core::nearby::net::{connect, serve_one};
+use satchel_core::nearby::net::{connect, serve_connection, serve_one};
 use satchel_core::nearby::pairing::PairingCode;
 use satchel_core::nearby::session::{DirectReport, Pairing, SessionError};
 use satchel_core::profile::{MemorySecretStore, Profile, Unlock};
@@ -86,24 +86,8 @@ fn direct<A: Store, B: Store>(
     };
     thread::scope(|s| {
         let server = s.spawn(|| {
-            let mut failure = None;
-            let served = serve_one(
-                shower,
-                &listener,
-                pairing,
-                Duration::from_secs(10),
-                Instant::now() + Duration::from_secs(30),
-                now_ms,
-                |e| failure = Some(e.to_string()),
-            )
-            .unwrap();
-            served.ok_or_else(|| {
-                SessionError::Protocol(if failure.is_some() {
-                    "failed"
-                } else {
-                    "no session"
-                })
-            })
+            let (stream, _) = listener.accept().unwrap();
+            serve_connection(shower, stream, pairing, Duration::from_secs(10), now_ms())
         });
         let client = connect(scanner, &code, Duration::from_secs(10), now_ms());
         (server.join().unwrap(), client)
@@ -333,4 +317,318 @@ fn direct_channel_bad_input_ends_the_connection_only() {
     // Nothing changed the phone's store: not the bad connections, nor the
     // good session (the tablet had nothing to give).
     assert_eq!(after_bad, before);
+}
+
+use proptest::prelude::*;
+use satchel_core::crypto::{Envelope, EnvelopeHeader, SectionKey};
+use satchel_core::protocol::direct::RefusalReason;
+use satchel_core::protocol::LogName;
+use satchel_core::record::Section;
+use satchel_core::sharing::GrantRole;
+
+/// One resource in each of these sections (written by the owner).
+const GRANTABLE: [Section; 5] = [
+    Section::Allergies,
+    Section::Medications,
+    Section::Conditions,
+    Section::Immunizations,
+    Section::Labs,
+];
+
+fn resource(section: Section, n: usize) -> Value {
+    match section {
+        Section::Allergies => json!({"resourceType": "AllergyIntolerance",
+            "code": {"text": format!("allergy {n}")}, "patient": {"reference": "Patient/p"}}),
+        Section::Medications => medication(n),
+        Section::Conditions => json!({"resourceType": "Condition",
+            "code": {"text": format!("condition {n}")}, "subject": {"reference": "Patient/p"}}),
+        Section::Immunizations => json!({"resourceType": "Immunization",
+            "status": "completed", "vaccineCode": {"text": format!("vaccine {n}")},
+            "patient": {"reference": "Patient/p"}, "occurrenceDateTime": "2020-01-01"}),
+        _ => lab(n),
+    }
+}
+
+/// A member's device set up from the owner's record (no log, no keys yet).
+fn member_device<S: Store>(
+    owner: &Profile<S>,
+    keys: &MemorySecretStore,
+    name: &str,
+    role: Role,
+) -> (Profile<MemoryStore>, satchel_core::crypto::IdentityCard) {
+    let id = Identity::generate(name, role, None).unwrap();
+    let card = id.card().clone();
+    let p = Profile::create_member(
+        MemoryStore::new(),
+        Unlock::SecretStore(keys),
+        id,
+        owner.member_info(),
+    )
+    .unwrap();
+    (p, card)
+}
+
+fn grant<S: Store>(
+    owner: &mut Profile<S>,
+    card: &satchel_core::crypto::IdentityCard,
+    role: GrantRole,
+    sections: &[Section],
+) {
+    let st = owner
+        .grant_statement(card, role, sections, None, "grant")
+        .unwrap();
+    owner.apply_access_direct(vec![st]).unwrap();
+}
+
+/// The logs a device holds envelopes in.
+fn logs_held<S: Store>(p: &Profile<S>) -> Vec<LogName> {
+    LogName::all()
+        .filter(|l| !p.log_hashes(*l).unwrap().is_empty())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, .. ProptestConfig::default() })]
+
+    /// Random grant matrices: a carer (reader of some sections) and a
+    /// provider (writer of others) each sync directly with the phone and
+    /// end with exactly the sections they may read; the provider's own
+    /// writes reach the phone.
+    #[test]
+    fn direct_sync_respects_grants(
+        reads in proptest::sample::subsequence(GRANTABLE.to_vec(), 0..=5),
+        writes in proptest::sample::subsequence(GRANTABLE.to_vec(), 1..=5),
+    ) {
+        let keys = MemorySecretStore::new();
+        let mut phone = Profile::create(MemoryStore::new(), "Pat", Unlock::SecretStore(&keys)).unwrap();
+        for (n, s) in GRANTABLE.iter().enumerate() {
+            phone.add_resources(vec![resource(*s, n)], None).unwrap();
+        }
+        let (mut carer, carer_card) = member_device(&phone, &keys, "carer", Role::Carer);
+        let (mut gp, gp_card) = member_device(&phone, &keys, "gp", Role::Provider);
+        if !reads.is_empty() {
+            grant(&mut phone, &carer_card, GrantRole::Reader, &reads);
+        }
+        grant(&mut phone, &gp_card, GrantRole::Writer, &writes);
+
+        let (a, b) = direct(&mut phone, &mut carer);
+        if reads.is_empty() {
+            // Never granted anything: refused, nothing received.
+            prop_assert!(matches!(b, Err(SessionError::PeerRefused(RefusalReason::NotAMember))), "{b:?}");
+            prop_assert!(a.is_err());
+            prop_assert!(logs_held(&carer).is_empty());
+        } else {
+            a.unwrap();
+            b.unwrap();
+            let expect: Vec<LogName> = reads.iter().map(|s| LogName::Section(*s)).collect();
+            let mut held = logs_held(&carer);
+            held.sort();
+            let mut expect_sorted = expect.clone();
+            expect_sorted.sort();
+            prop_assert_eq!(held, expect_sorted);
+            for log in expect {
+                prop_assert_eq!(carer.log_hashes(log).unwrap(), phone.log_hashes(log).unwrap());
+            }
+            prop_assert_eq!(entries(&carer).len(), reads.len());
+        }
+
+        // The provider receives what it may read, and what it writes arrives.
+        let (a, b) = direct(&mut phone, &mut gp);
+        a.unwrap();
+        b.unwrap();
+        let mut held = logs_held(&gp);
+        held.sort();
+        let mut expect: Vec<LogName> = writes.iter().map(|s| LogName::Section(*s)).collect();
+        expect.sort();
+        prop_assert_eq!(held, expect);
+        gp.add_resources(vec![resource(writes[0], 100)], None).unwrap();
+        let before = entries(&phone).len();
+        let (a, b) = direct(&mut gp, &mut phone);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        prop_assert!(b.merged >= 1);
+        prop_assert_eq!(a.refused + b.refused, 0);
+        prop_assert_eq!(entries(&phone).len(), before + 1);
+    }
+}
+
+/// The fixed cases around the property: a forged write outside a grant is
+/// refused, a revoked carer and an outsider receive no record byte.
+#[test]
+fn direct_sync_refuses_forged_writes_revoked_members_and_strangers() {
+    let keys = MemorySecretStore::new();
+    let mut phone = Profile::create(MemoryStore::new(), "Pat", Unlock::SecretStore(&keys)).unwrap();
+    for (n, s) in GRANTABLE.iter().enumerate() {
+        phone.add_resources(vec![resource(*s, n)], None).unwrap();
+    }
+    // A provider granted labs; its device misbehaves: it offers a
+    // medications change (signed by it, sealed under a key of its own).
+    let gp_id = Identity::generate("gp", Role::Provider, None).unwrap();
+    let gp_card = gp_id.card().clone();
+    grant(&mut phone, &gp_card, GrantRole::Writer, &[Section::Labs]);
+    let forged = Envelope::seal(
+        &SectionKey::generate().unwrap(),
+        EnvelopeHeader {
+            record_id: phone.record_id(),
+            section: "medications".into(),
+            epoch: 0,
+            author: gp_id.id(),
+            seq: 1,
+        },
+        b"a forged change",
+        &gp_id,
+    )
+    .unwrap()
+    .to_bytes();
+    let before = entries(&phone);
+    let meds = LogName::Section(Section::Medications);
+    let meds_before = phone.log_hashes(meds).unwrap();
+    let (served, peer_done) = misbehaving_writer(&mut phone, &gp_id, meds, forged);
+    let served = served.unwrap();
+    assert_eq!(served.refused, 1, "{served:?}");
+    assert_eq!(served.merged, 0);
+    assert_eq!(peer_done.refused, 1);
+    assert_eq!(entries(&phone), before);
+    assert_eq!(phone.log_hashes(meds).unwrap(), meds_before);
+
+    // A carer granted, synced, then revoked: refused, nothing new received.
+    let (mut carer, carer_card) = member_device(&phone, &keys, "carer", Role::Carer);
+    grant(
+        &mut phone,
+        &carer_card,
+        GrantRole::Reader,
+        &[Section::Allergies],
+    );
+    let (a, b) = direct(&mut phone, &mut carer);
+    a.unwrap();
+    b.unwrap();
+    let st = phone.revoke_statement(&carer_card.id(), None).unwrap();
+    phone.apply_access_direct(vec![st]).unwrap();
+    phone
+        .add_resources(vec![resource(Section::Allergies, 99)], None)
+        .unwrap();
+    let held_before = held(&carer);
+    let (a, b) = direct(&mut phone, &mut carer);
+    assert!(
+        matches!(a, Err(SessionError::Refused(RefusalReason::NotAMember))),
+        "{a:?}"
+    );
+    assert!(
+        matches!(b, Err(SessionError::PeerRefused(RefusalReason::NotAMember))),
+        "{b:?}"
+    );
+    assert_eq!(held(&carer), held_before);
+    // The same when the revoked carer is the one listening.
+    let (a, b) = direct(&mut carer, &mut phone);
+    assert!(a.is_err() && b.is_err());
+    assert_eq!(held(&carer), held_before);
+
+    // A stranger (a member of another record) is refused either way.
+    let mut stranger =
+        Profile::create(MemoryStore::new(), "Eve", Unlock::SecretStore(&keys)).unwrap();
+    let (a, b) = direct(&mut phone, &mut stranger);
+    assert!(
+        matches!(
+            b,
+            Err(SessionError::PeerRefused(RefusalReason::OtherRecord))
+        ),
+        "{b:?}"
+    );
+    assert!(a.is_err());
+    let (outsider, _) = {
+        let id = Identity::generate("outsider", Role::Carer, None).unwrap();
+        let card = id.card().clone();
+        (
+            Profile::create_member(
+                MemoryStore::new(),
+                Unlock::SecretStore(&keys),
+                id,
+                phone.member_info(),
+            )
+            .unwrap(),
+            card,
+        )
+    };
+    let mut outsider = outsider;
+    let (a, b) = direct(&mut phone, &mut outsider);
+    assert!(
+        matches!(b, Err(SessionError::PeerRefused(RefusalReason::NotAMember))),
+        "{b:?}"
+    );
+    assert!(a.is_err());
+    assert!(logs_held(&outsider).is_empty());
+    assert!(outsider.access_hashes().unwrap().is_empty());
+}
+
+/// A member device that follows the protocol by hand and offers `forged`
+/// in `log`. Returns the phone's report and the phone's `Done`.
+fn misbehaving_writer(
+    phone: &mut Profile<MemoryStore>,
+    identity: &Identity,
+    log: LogName,
+    forged: Vec<u8>,
+) -> (
+    Result<DirectReport, SessionError>,
+    satchel_core::protocol::direct::Done,
+) {
+    use satchel_core::nearby::channel::Channel;
+    use satchel_core::protocol::direct::{
+        proof_message, Envelopes, Hello, LogDigest, Message, Side, Summary, VERSION,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let record = phone.record_id();
+    let access = phone.access_hashes().unwrap();
+    thread::scope(|s| {
+        let server = s.spawn(|| {
+            let (stream, _) = listener.accept().unwrap();
+            serve_connection(
+                phone,
+                stream,
+                Pairing::default(),
+                Duration::from_secs(10),
+                now_ms(),
+            )
+        });
+        let mut ch = Channel::initiate(std::net::TcpStream::connect(addr).unwrap()).unwrap();
+        let proof = identity.sign(&proof_message(
+            ch.handshake_hash(),
+            Side::Initiator,
+            &record,
+        ));
+        ch.send(&Message::Hello(Hello {
+            version: VERSION,
+            card: identity.card().to_bytes(),
+            record,
+            proof: proof.to_vec(),
+            access_len: access.len() as u64,
+            access_head: *access.last().unwrap(),
+            token: None,
+        }))
+        .unwrap();
+        assert!(matches!(ch.recv().unwrap(), Message::Hello(_)));
+        ch.send(&Message::Access(vec![])).unwrap();
+        assert!(matches!(ch.recv().unwrap(), Message::Access(_)));
+        let hash = satchel_core::store::envelope_hash(&forged);
+        ch.send(&Message::Summary(Summary {
+            logs: vec![LogDigest::of(&[hash]).summary(log)],
+            have: vec![],
+        }))
+        .unwrap();
+        assert!(matches!(ch.recv().unwrap(), Message::Summary(_)));
+        ch.send(&Message::Envelopes(Envelopes {
+            log: log.as_str().to_string(),
+            envelopes: vec![forged],
+        }))
+        .unwrap();
+        ch.send(&Message::Want(vec![])).unwrap();
+        let done = loop {
+            match ch.recv().unwrap() {
+                Message::Envelopes(_) => continue,
+                Message::Done(d) => break d,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        ch.send(&Message::Done(done)).unwrap();
+        (server.join().unwrap(), done)
+    })
 }

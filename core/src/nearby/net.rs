@@ -46,6 +46,19 @@ pub fn connect<S: Store>(
     )
 }
 
+/// Run one session as the responder on an accepted connection.
+pub fn serve_connection<S: Store>(
+    profile: &mut Profile<S>,
+    stream: TcpStream,
+    pairing: Pairing,
+    stall: Duration,
+    now_ms: i64,
+) -> Result<DirectReport, SessionError> {
+    prepare(&stream, stall).map_err(|e| SessionError::Channel(e.into()))?;
+    let mut channel = Channel::respond(stream)?;
+    session::run(profile, &mut channel, pairing, now_ms)
+}
+
 /// Serve on `listener` until one session succeeds (its report) or
 /// `deadline` passes (`None`). `pairing.token`, when set, is required of
 /// every peer (a pairing code's one-time token: consumed by the first
@@ -70,14 +83,7 @@ pub fn serve_one<S: Store>(
             }
             Err(e) => return Err(e),
         };
-        if let Err(e) = prepare(&stream, stall) {
-            on_failure(&SessionError::Channel(e.into()));
-            continue;
-        }
-        let result = Channel::respond(stream)
-            .map_err(SessionError::from)
-            .and_then(|mut channel| session::run(profile, &mut channel, pairing, now_ms()));
-        match result {
+        match serve_connection(profile, stream, pairing, stall, now_ms()) {
             Ok(report) => return Ok(Some(report)),
             Err(e) => on_failure(&e),
         }
