@@ -632,3 +632,96 @@ fn misbehaving_writer(
         (server.join().unwrap(), done)
     })
 }
+
+fn carer_card(name: &str) -> satchel_core::crypto::IdentityCard {
+    Identity::generate(name, Role::Carer, None)
+        .unwrap()
+        .card()
+        .clone()
+}
+
+#[test]
+fn access_log_fork_and_rollback_detected() {
+    let keys = MemorySecretStore::new();
+    let mut phone = Profile::create(MemoryStore::new(), "Pat", Unlock::SecretStore(&keys)).unwrap();
+    let mut tablet = owner_device(&mut phone, &keys, "tablet");
+    let mut laptop = owner_device(&mut phone, &keys, "laptop");
+    for other in [&mut tablet, &mut laptop] {
+        let (a, b) = direct(&mut phone, other);
+        a.unwrap();
+        b.unwrap();
+    }
+    assert_eq!(
+        laptop.access_hashes().unwrap(),
+        phone.access_hashes().unwrap()
+    );
+
+    // Behind is not a fork: the phone grants a carer, the tablet catches
+    // up, and the phone's log is never replaced by the shorter one.
+    grant(
+        &mut phone,
+        &carer_card("x"),
+        GrantRole::Reader,
+        &[Section::Labs],
+    );
+    let phone_log = phone.access_hashes().unwrap();
+    let (a, b) = direct(&mut tablet, &mut phone);
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(phone.access_hashes().unwrap(), phone_log);
+    assert_eq!(tablet.access_hashes().unwrap(), phone_log);
+    assert!(phone.access_fork().unwrap().is_none());
+
+    // The laptop, offline, grants someone else on top of the old head:
+    // the same length, another head. Both devices refuse and remember it.
+    grant(
+        &mut laptop,
+        &carer_card("y"),
+        GrantRole::Reader,
+        &[Section::Labs],
+    );
+    let laptop_log = laptop.access_hashes().unwrap();
+    assert_eq!(laptop_log.len(), phone_log.len());
+    let (a, b) = direct(&mut phone, &mut laptop);
+    assert!(
+        matches!(
+            a,
+            Err(SessionError::Refused(RefusalReason::Fork))
+                | Err(SessionError::PeerRefused(RefusalReason::Fork))
+        ),
+        "{a:?}"
+    );
+    assert!(
+        matches!(
+            b,
+            Err(SessionError::Refused(RefusalReason::Fork))
+                | Err(SessionError::PeerRefused(RefusalReason::Fork))
+        ),
+        "{b:?}"
+    );
+    assert_eq!(phone.access_hashes().unwrap(), phone_log);
+    assert_eq!(laptop.access_hashes().unwrap(), laptop_log);
+    let seen = phone
+        .access_fork()
+        .unwrap()
+        .expect("the phone shows the fork");
+    assert_eq!(seen.peer, laptop.device_id());
+    let seen = laptop
+        .access_fork()
+        .unwrap()
+        .expect("the laptop shows the fork");
+    assert_eq!(seen.peer, phone.device_id());
+
+    // A longer diverging chain is no better: the tablet (at the phone's
+    // head) is offered nothing and keeps its log; both see the fork.
+    grant(
+        &mut laptop,
+        &carer_card("z"),
+        GrantRole::Reader,
+        &[Section::Labs],
+    );
+    let (a, b) = direct(&mut tablet, &mut laptop);
+    assert!(a.is_err() && b.is_err(), "{a:?} {b:?}");
+    assert_eq!(tablet.access_hashes().unwrap(), phone_log);
+    assert!(tablet.access_fork().unwrap().is_some());
+}

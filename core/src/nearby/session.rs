@@ -113,11 +113,20 @@ pub fn run<S: Store, T: Read + Write>(
         channel,
         pairing,
         now_ms,
+        peer: None,
     };
-    match session.channel.side() {
+    let result = match session.channel.side() {
         Side::Initiator => session.initiate(),
         Side::Responder => session.respond(),
+    };
+    // A fork the other side saw is shown here too.
+    if let (Err(SessionError::PeerRefused(RefusalReason::Fork)), Some((peer, theirs))) =
+        (&result, session.peer)
+    {
+        let ours = session.profile.access_hashes()?.len();
+        session.remember_fork(peer, ours, theirs)?;
     }
+    result
 }
 
 struct Session<'a, S: Store, T: Read + Write> {
@@ -125,6 +134,8 @@ struct Session<'a, S: Store, T: Read + Write> {
     channel: &'a mut Channel<T>,
     pairing: Pairing,
     now_ms: i64,
+    /// The other device and its access log's length, once its hello checked.
+    peer: Option<(IdentityId, u64)>,
 }
 
 impl<S: Store, T: Read + Write> Session<'_, S, T> {
@@ -197,10 +208,11 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
         let comparison = compare_access(&ours, theirs.access_len, &theirs.access_head);
         if comparison != AccessComparison::WeLack {
             // Not behind: a stranger is refused before learning anything.
-            self.refuse_fork(comparison, peer_id, &ours, theirs.access_len)?;
             self.require_member(&peer_id)?;
         }
         self.channel.send(&Message::Hello(self.hello()?))?;
+        // A member on a diverging log learns who refused it, and why.
+        self.refuse_fork(comparison, peer_id, &ours, theirs.access_len)?;
         let learned = match self.recv()? {
             Message::Access(s) => self.adopt(s, peer_id, theirs.access_len)?,
             _ => return Err(self.protocol("expected access")),
@@ -302,6 +314,7 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
         if hello.record != self.profile.record_id() {
             return Err(self.refuse(RefusalReason::OtherRecord));
         }
+        self.peer = Some((card.id(), hello.access_len));
         Ok(card)
     }
 
