@@ -725,3 +725,214 @@ fn access_log_fork_and_rollback_detected() {
     assert_eq!(tablet.access_hashes().unwrap(), phone_log);
     assert!(tablet.access_fork().unwrap().is_some());
 }
+
+// ----- with a relay ------------------------------------------------------
+
+use satchel_core::sync::sharing as net;
+use satchel_core::sync::RelayClient;
+use satchel_tests::Relay;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn encounter(text: &str) -> Value {
+    json!({"resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "type": [{"text": text}],
+        "subject": {"reference": "Patient/p"}, "period": {"start": "2026-12-01"}})
+}
+
+/// Who is granted: name, identity role, grant role, sections.
+struct Grantee<'a>(&'a str, Role, GrantRole, &'a [Section]);
+
+/// A member of `owner`'s record granted `role` on `sections` through the
+/// relay, with its first sync done.
+fn relay_member(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    owner: &mut Profile<MemoryStore>,
+    owner_client: &mut RelayClient,
+    keys: &MemorySecretStore,
+    who: Grantee<'_>,
+) -> (Profile<MemoryStore>, RelayClient) {
+    let Grantee(name, role, grant_role, sections) = who;
+    let id = Identity::generate(name, role, None).unwrap();
+    let card = id.card().clone();
+    let mut member = Profile::create_member(
+        MemoryStore::new(),
+        Unlock::SecretStore(keys),
+        id,
+        owner.member_info(),
+    )
+    .unwrap();
+    rt.block_on(owner_client.sync(owner)).unwrap();
+    let st = owner
+        .grant_statement(&card, grant_role, sections, None, name)
+        .unwrap();
+    rt.block_on(net::post_statement(owner_client, owner, st))
+        .unwrap();
+    let mut client = RelayClient::new(url).unwrap();
+    rt.block_on(client.sync(&mut member)).unwrap();
+    (member, client)
+}
+
+#[test]
+fn forwarded_note_reaches_carer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::start(&dir.path().join("relay"));
+    let url = relay.url();
+    let rt = runtime();
+    let keys = MemorySecretStore::new();
+    let mut phone = Profile::create(MemoryStore::new(), "Pat", Unlock::SecretStore(&keys)).unwrap();
+    let mut phone_client = RelayClient::new(&url).unwrap();
+    rt.block_on(phone_client.sync(&mut phone)).unwrap();
+    let (mut tablet, _) = relay_member(
+        &rt,
+        &url,
+        &mut phone,
+        &mut phone_client,
+        &keys,
+        Grantee(
+            "Dr Ade",
+            Role::Provider,
+            GrantRole::Writer,
+            &[Section::Encounters],
+        ),
+    );
+    let (mut carer, mut carer_client) = relay_member(
+        &rt,
+        &url,
+        &mut phone,
+        &mut phone_client,
+        &keys,
+        Grantee(
+            "Jane",
+            Role::Carer,
+            GrantRole::Reader,
+            &[Section::Encounters],
+        ),
+    );
+
+    // The relay is gone; the GP writes a consultation note offline and
+    // syncs it to the patient's phone directly.
+    relay.kill();
+    tablet
+        .add_resources(vec![encounter("home visit")], None)
+        .unwrap();
+    let (a, b) = direct(&mut phone, &mut tablet);
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.merged, 1, "{a:?}");
+    assert_eq!(b.sent, 1);
+    let note = phone
+        .query(&Query::default())
+        .into_iter()
+        .find(|e| e.section == Section::Encounters)
+        .expect("the phone has the note");
+    assert_eq!(note.current.author, tablet.device_id());
+    assert_eq!(phone.outbox(100).unwrap().len(), 1, "queued for the relay");
+
+    // The relay comes back: the phone forwards, the carer receives it with
+    // the GP shown as contributor, on the record and in the relay's audit.
+    relay.restart();
+    rt.block_on(phone_client.sync(&mut phone)).unwrap();
+    assert!(phone.outbox(100).unwrap().is_empty(), "acknowledged");
+    rt.block_on(carer_client.sync(&mut carer)).unwrap();
+    let seen: Vec<_> = carer
+        .query(&Query::default())
+        .into_iter()
+        .filter(|e| e.section == Section::Encounters)
+        .collect();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].current.author, tablet.device_id());
+    assert_eq!(seen[0].current.resource, note.current.resource);
+    let audit = rt
+        .block_on(net::fetch_audit(&mut phone_client, &mut phone))
+        .unwrap();
+    let pushes: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "push" && e.section == "encounters")
+        .collect();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(
+        pushes[0].identity,
+        tablet.device_id(),
+        "the author, not the forwarder"
+    );
+}
+
+#[test]
+fn same_envelope_two_paths_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let url = relay.url();
+    let rt = runtime();
+    let keys = MemorySecretStore::new();
+    let mut phone = Profile::create(MemoryStore::new(), "Pat", Unlock::SecretStore(&keys)).unwrap();
+    let mut phone_client = RelayClient::new(&url).unwrap();
+    let (mut tablet, mut tablet_client) = relay_member(
+        &rt,
+        &url,
+        &mut phone,
+        &mut phone_client,
+        &keys,
+        Grantee(
+            "Dr Ade",
+            Role::Provider,
+            GrantRole::Writer,
+            &[Section::Labs],
+        ),
+    );
+    let labs = LogName::Section(Section::Labs);
+
+    // 1. Relay first, then directly: already held.
+    phone.add_resources(vec![lab(1)], None).unwrap();
+    rt.block_on(phone_client.sync(&mut phone)).unwrap();
+    rt.block_on(tablet_client.sync(&mut tablet)).unwrap();
+    let held = tablet.log_hashes(labs).unwrap();
+    assert_eq!(held.len(), 1);
+    let (a, b) = direct(&mut phone, &mut tablet);
+    assert!(a.unwrap().in_sync && b.unwrap().in_sync);
+
+    // 2. Directly first, then from the relay: stored once; the forwarded
+    // copy leaves the outbox when the relay acknowledges it.
+    phone.add_resources(vec![lab(2)], None).unwrap();
+    rt.block_on(phone_client.sync(&mut phone)).unwrap();
+    let (a, b) = direct(&mut phone, &mut tablet);
+    a.unwrap();
+    assert_eq!(b.unwrap().merged, 1);
+    assert_eq!(tablet.log_hashes(labs).unwrap().len(), 2);
+    assert_eq!(tablet.outbox(100).unwrap().len(), 1);
+    let round = rt.block_on(tablet_client.sync(&mut tablet)).unwrap();
+    assert!(tablet.outbox(100).unwrap().is_empty(), "{round:?}");
+    assert_eq!(tablet.log_hashes(labs).unwrap().len(), 2);
+    assert_eq!(entries(&tablet).len(), 2);
+
+    // 3. The tablet's own write reaches the phone directly and the relay
+    // from both: once everywhere, the phone's outbox and acks right.
+    tablet.add_resources(vec![lab(3)], None).unwrap();
+    let (a, b) = direct(&mut tablet, &mut phone);
+    a.unwrap();
+    assert_eq!(b.unwrap().merged, 1);
+    rt.block_on(tablet_client.sync(&mut tablet)).unwrap();
+    rt.block_on(phone_client.sync(&mut phone)).unwrap();
+    assert!(phone.outbox(100).unwrap().is_empty());
+    assert!(tablet.outbox(100).unwrap().is_empty());
+    assert_eq!(phone.log_hashes(labs).unwrap().len(), 3);
+    assert_eq!(tablet.log_hashes(labs).unwrap().len(), 3);
+    assert_eq!(entries(&phone), entries(&tablet));
+    // The relay holds each once: a fresh device pulls three.
+    let (fresh, _) = relay_member(
+        &rt,
+        &url,
+        &mut phone,
+        &mut phone_client,
+        &keys,
+        Grantee("Dr Bo", Role::Provider, GrantRole::Reader, &[Section::Labs]),
+    );
+    assert_eq!(fresh.log_hashes(labs).unwrap().len(), 3);
+}
