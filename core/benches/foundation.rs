@@ -14,14 +14,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::{load_examples, ten_year_record};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use satchel_core::crypto::KdfParams;
-use satchel_core::fhir;
 use satchel_core::profile::{Profile, SecretStore, SecretStoreError, Unlock};
 use satchel_core::store::SqliteStore;
-use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 const RECORD_SIZE: usize = 1_500;
@@ -45,89 +46,6 @@ impl SecretStore for FileSecretStore {
         let _ = std::fs::remove_file(self.0.join(name));
         Ok(())
     }
-}
-
-fn examples_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("SATCHEL_FHIR_EXAMPLES") {
-        return PathBuf::from(dir);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/npm/node_modules/hl7.fhir.r4.examples")
-}
-
-/// Every example resource (not Patient) that belongs in a section, sorted by file name.
-fn load_examples() -> Vec<Value> {
-    let dir = examples_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|_| {
-            panic!(
-                "no FHIR examples at {}: run scripts/setup.sh",
-                dir.display()
-            )
-        })
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .filter_map(|p| fhir::parse_resource(&std::fs::read(p).ok()?).ok())
-        .filter(|v| v["resourceType"] != "Patient")
-        .filter(|v| fhir::summarize(v).is_ok() && fhir::section_for(v).is_ok())
-        .collect()
-}
-
-const DATE_FIELDS: &[&str] = &[
-    "effectiveDateTime",
-    "onsetDateTime",
-    "recordedDate",
-    "occurrenceDateTime",
-    "performedDateTime",
-    "authoredOn",
-    "date",
-    "issued",
-    "dateAsserted",
-    "created",
-    "dateTime",
-    "recorded",
-];
-const PERIOD_FIELDS: &[&str] = &[
-    "effectivePeriod",
-    "performedPeriod",
-    "period",
-    "onsetPeriod",
-];
-
-/// Cycle the examples to `n` resources with fresh ids and dates over ten years.
-fn ten_year_record(examples: &[Value], n: usize) -> Vec<Value> {
-    let start = time::macros::datetime!(2016-01-01 08:00 UTC);
-    let span = Duration::from_secs(10 * 365 * 24 * 3600);
-    let mut out = Vec::with_capacity(n + 1);
-    out.push(json!({"resourceType": "Patient", "id": "bench-patient",
-        "name": [{"family": "Bench", "given": ["Pat"]}], "birthDate": "1970-01-01"}));
-    for i in 0..n {
-        let mut r = examples[i % examples.len()].clone();
-        let when = start + span.mul_f64(i as f64 / n as f64);
-        let stamp = when
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap();
-        r["id"] = json!(format!("bench-{i}"));
-        let obj = r.as_object_mut().unwrap();
-        for f in DATE_FIELDS {
-            if obj.contains_key(*f) {
-                obj.insert((*f).to_string(), json!(stamp));
-            }
-        }
-        for f in PERIOD_FIELDS {
-            if let Some(p) = obj.get_mut(*f).and_then(Value::as_object_mut) {
-                p.insert("start".into(), json!(stamp));
-                if p.contains_key("end") {
-                    p.insert("end".into(), json!(stamp));
-                }
-            }
-        }
-        out.push(r);
-    }
-    out
 }
 
 fn vm_kib(field: &str) -> u64 {

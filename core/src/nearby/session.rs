@@ -69,6 +69,10 @@ pub struct DirectReport {
     /// Bytes on the wire (framing and encryption included), out and in.
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The summary round trip (both directions, on the wire), and on the
+    /// initiator its duration: all it takes two devices in sync to know.
+    pub summary_bytes: u64,
+    pub summary_time: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for DirectReport {
@@ -84,6 +88,8 @@ impl std::fmt::Debug for DirectReport {
             .field("peer_done", &self.peer_done)
             .field("bytes_sent", &self.bytes_sent)
             .field("bytes_received", &self.bytes_received)
+            .field("summary_bytes", &self.summary_bytes)
+            .field("summary_time", &self.summary_time)
             .finish()
     }
 }
@@ -164,6 +170,7 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
         // Summaries: one round trip when already in sync.
         let in_play = self.in_play(&peer_id);
         let mine = self.summaries(&in_play)?;
+        let (started, before) = (std::time::Instant::now(), self.channel.bytes());
         self.channel.send(&Message::Summary(Summary {
             logs: mine.clone(),
             have: Vec::new(),
@@ -172,8 +179,10 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
             Message::Summary(s) => s,
             _ => return Err(self.protocol("expected summary")),
         };
-        let diff = differing(&in_play, &mine, &summary.logs);
         let mut report = self.report(peer, learned);
+        report.summary_time = Some(started.elapsed());
+        report.summary_bytes = wire_since(before, self.channel.bytes());
+        let diff = differing(&in_play, &mine, &summary.logs);
         if diff.is_empty() {
             report.in_sync = true;
             return Ok(self.finish(report));
@@ -223,6 +232,7 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
         self.refuse_fork(comparison, peer_id, &ours, theirs.access_len)?;
         let statements = self.statements_for(comparison, &peer_id)?;
         self.channel.send(&Message::Access(statements))?;
+        let before = self.channel.bytes();
         let summary = match self.recv()? {
             Message::Summary(s) => s,
             _ => return Err(self.protocol("expected summary")),
@@ -235,6 +245,7 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
             have: self.wants(&diff)?,
         }))?;
         let mut report = self.report(peer, learned);
+        report.summary_bytes = wire_since(before, self.channel.bytes());
         if diff.is_empty() {
             report.in_sync = true;
             return Ok(self.finish(report));
@@ -518,6 +529,8 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
             peer_done: None,
             bytes_sent: 0,
             bytes_received: 0,
+            summary_bytes: 0,
+            summary_time: None,
         }
     }
 
@@ -527,6 +540,11 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
         report.bytes_received = received;
         report
     }
+}
+
+/// Bytes both ways between two readings of [`Channel::bytes`].
+fn wire_since(before: (u64, u64), after: (u64, u64)) -> u64 {
+    after.0.saturating_sub(before.0) + after.1.saturating_sub(before.1)
 }
 
 fn done_of(report: &DirectReport) -> Done {
