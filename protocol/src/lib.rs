@@ -13,12 +13,16 @@
 //!   its method, path, query and JSON bodies, and the login signing rule.
 //! - [`accept`]: the one acceptance rule for envelopes (relay uploads, device
 //!   pulls, peers).
+//! - [`discovery`]: the local-network advert of a member device (DNS-SD
+//!   instance name that rotates hourly, sealed device info), from a key only
+//!   members can compute.
 //!
 //! `satchel-core` (the device) re-exports all of this; `satchel-sync-server`
 //! (the relay) depends on this crate alone. See docs/adr/0008-protocol-crate.md.
 
 pub mod accept;
 pub mod crypto;
+pub mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
