@@ -13,6 +13,11 @@
 //!   nothing; a bystander (a plain DNS-SD browser) sees an opaque instance
 //!   and host name and one TXT entry, and no record id, device name or
 //!   identity id.
+//! - `nearby_discover_lists_members_devices`: `satchel nearby discover`
+//!   (table and `--json`) in a namespace where a device advertises for the
+//!   home's record: it lists that device with the record's owner, says its
+//!   identity is not in the access log, and leaves out the home's own
+//!   device.
 //!
 //! Each namespace runs a child copy of this test binary (`ip netns exec`),
 //! selected by `SATCHEL_DISCOVERY_ROLE` through the ignored test
@@ -24,15 +29,22 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use satchel_core::ids::{IdentityId, RecordId};
 use satchel_core::nearby::discovery::{
     browse, discovery_key_for, Advertiser, DeviceAdvert, DiscoveryKey,
 };
+use satchel_tests::world::{init, PASS};
+use satchel_tests::{bin, run, satchel};
+use serde_json::Value;
 
 const ROLE: &str = "SATCHEL_DISCOVERY_ROLE";
 const KEYS: &str = "SATCHEL_DISCOVERY_KEYS";
+/// For role `advertise-home`: the record id and its creator, hex.
+const HOME_RECORD: &str = "SATCHEL_DISCOVERY_RECORD";
+const HOME_CREATOR: &str = "SATCHEL_DISCOVERY_CREATOR";
 const PORT: u16 = 47_123;
 const DEVICE_NAME: &str = "Hall phone";
 const BROWSE: Duration = Duration::from_secs(4);
@@ -205,6 +217,35 @@ fn expected_prefix() -> String {
     )
 }
 
+/// Start an advertising child (it runs until its stdin closes) and wait
+/// until it advertises; its later stdout lines come through the receiver.
+fn start_advertiser(mut cmd: Command) -> (Running, Receiver<String>) {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut advertiser = Running(cmd.spawn().unwrap());
+    let stdout = advertiser.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // libtest prints `test discovery_child ... ` before the child's own line.
+    loop {
+        let line = lines
+            .recv_timeout(STARTUP)
+            .expect("the advertiser did not start in time");
+        if line.ends_with("advertising") {
+            break;
+        }
+    }
+    (advertiser, lines)
+}
+
 #[test]
 fn discovery_in_one_network_namespace() {
     let Some(ns) = Namespaces::make("disc1", 1, |names| loopback_multicast(&names[0])) else {
@@ -236,32 +277,7 @@ fn discovery_across_network_namespaces() {
     };
     let (a, b) = (&ns.names[0], &ns.names[1]);
 
-    // The advertiser runs until its stdin closes.
-    let mut advertiser = child(a, "advertise", "1");
-    advertiser
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut advertiser = Running(advertiser.spawn().unwrap());
-    let stdout = advertiser.0.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    // libtest prints `test discovery_child ... ` before the child's own line.
-    loop {
-        let line = lines
-            .recv_timeout(STARTUP)
-            .expect("the advertiser did not start in time");
-        if line.ends_with("advertising") {
-            break;
-        }
-    }
+    let (mut advertiser, lines) = start_advertiser(child(a, "advertise", "1"));
 
     // A member of record 1 finds the device, at its address in the other
     // namespace, with the advertised port.
@@ -316,6 +332,67 @@ fn discovery_across_network_namespaces() {
     assert!(rest.contains("stopped"), "{rest}");
 }
 
+#[test]
+fn nearby_discover_lists_members_devices() {
+    let Some(ns) = Namespaces::make("disc3", 1, |names| loopback_multicast(&names[0])) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("ada");
+    init(&home, "Ada Lovelace");
+    let who: Value =
+        serde_json::from_slice(&run(satchel(&home, PASS).args(["whoami", "--json"]), true).stdout)
+            .unwrap();
+    let record_id = who["record_id"].as_str().unwrap().to_string();
+    let own_device = who["identity"]["signing_key"].as_str().unwrap().to_string();
+
+    // A device advertising for Ada's record, and Ada's own device too.
+    let mut cmd = child(&ns.names[0], "advertise-home", "");
+    cmd.env(HOME_RECORD, &record_id)
+        .env(HOME_CREATOR, &own_device);
+    let (_advertiser, _lines) = start_advertiser(cmd);
+
+    let discover = |json: bool| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.names[0]])
+            .arg(bin("satchel"))
+            .arg("--home")
+            .arg(&home)
+            .args(["nearby", "discover", "--timeout", "3"])
+            .env("SATCHEL_PASSPHRASE", PASS)
+            .env_remove("SATCHEL_HOME");
+        if json {
+            cmd.arg("--json");
+        }
+        String::from_utf8(run(&mut cmd, true).stdout).unwrap()
+    };
+
+    let listed: Value = serde_json::from_str(&discover(true)).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let d = &listed[0];
+    assert_eq!(d["record"], record_id.as_str());
+    assert_eq!(d["owner"], "Ada Lovelace");
+    assert_eq!(d["device"]["name"], DEVICE_NAME);
+    assert_eq!(d["device"]["identity"], device().identity.to_hex().as_str());
+    assert_eq!(d["fingerprint"], Value::Null);
+    assert_eq!(d["member"], false);
+    assert_eq!(d["port"], PORT);
+    assert!(!d["addresses"].as_array().unwrap().is_empty());
+
+    let table = discover(false);
+    for expected in [
+        DEVICE_NAME,
+        "not in the access log",
+        "Ada Lovelace",
+        &record_id[..8],
+        &format!(":{PORT}"),
+    ] {
+        assert!(table.contains(expected), "{expected} missing:\n{table}");
+    }
+    assert!(!table.contains("Own laptop"), "{table}");
+}
+
 /// The child side of the tests above (run by them in a namespace; does
 /// nothing when run on its own).
 #[test]
@@ -354,6 +431,21 @@ fn discovery_child() {
             let _ = closed.recv_timeout(CHILD_LIFETIME);
             advertiser.stop().unwrap();
             println!("stopped");
+        }
+        "advertise-home" => {
+            let record: RecordId = std::env::var(HOME_RECORD).unwrap().parse().unwrap();
+            let creator: IdentityId = std::env::var(HOME_CREATOR).unwrap().parse().unwrap();
+            let key = discovery_key_for(&record, &creator).unwrap();
+            let own = DeviceAdvert {
+                identity: creator,
+                name: "Own laptop".into(),
+            };
+            let advertiser =
+                Advertiser::start(&[(key.clone(), device()), (key, own)], PORT, now()).unwrap();
+            println!("advertising");
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+            advertiser.stop().unwrap();
         }
         "browse" => {
             let devices = browse(&keys, BROWSE).unwrap();
