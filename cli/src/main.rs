@@ -111,6 +111,12 @@ enum Command {
         after_help = "Example:\n  satchel --home ~/gp provider push --server http://127.0.0.1:8787 --record 3f2a results.json"
     )]
     Provider(commands::provider::Command),
+    /// Direct sync with members' devices on the local network, no relay.
+    #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  satchel nearby discover\n  satchel nearby discover --timeout 10 --json"
+    )]
+    Nearby(commands::nearby::Command),
     /// Run a relay in this process (embedded SQLite).
     Serve(commands::serve::Args),
     /// Play the whole story (patient devices, GP and hospital, wearables,
@@ -173,6 +179,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => commands::share::run_restore(cli.home, args),
         Command::Audit(args) => commands::share::run_audit(cli.home, args),
         Command::Provider(command) => commands::provider::run(cli.home, command),
+        Command::Nearby(command) => commands::nearby::run(cli.home, command),
         Command::Serve(args) => commands::serve::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Wearables(cmd) => commands::wearables::run(cli.home, cmd),

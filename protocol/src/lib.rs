@@ -15,6 +15,9 @@
 //!   pulls, peers).
 //! - [`direct`]: the direct channel between two member devices (edge sync):
 //!   its messages and byte format, the identity proof, the reconciliation rules.
+//! - [`discovery`]: the local-network advert of a member device (DNS-SD
+//!   instance name that rotates hourly, sealed device info), from a key only
+//!   members can compute.
 //!
 //! `satchel-core` (the device) re-exports all of this; `satchel-sync-server`
 //! (the relay) depends on this crate alone. See docs/adr/0008-protocol-crate.md.
@@ -22,6 +25,7 @@
 pub mod accept;
 pub mod crypto;
 pub mod direct;
+pub mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;

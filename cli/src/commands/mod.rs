@@ -7,6 +7,7 @@ pub mod export;
 pub mod history;
 pub mod init;
 pub mod list;
+pub mod nearby;
 pub mod provider;
 pub mod serve;
 pub mod share;

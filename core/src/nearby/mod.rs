@@ -9,7 +9,9 @@
 //! - `session`: one direct sync round over a channel: the access log, then
 //!   per-log summaries, then the sealed envelopes each side lacks, every one
 //!   checked with the shared acceptance rule.
+
 pub mod channel;
+pub mod discovery;
 pub mod net;
 pub mod pairing;
 pub mod session;

@@ -1,7 +1,9 @@
 //! Cryptography for Satchel: identities and their cards, envelope sealing
 //! and signatures, key wrapping to recipients (HPKE), the at-rest symmetric
-//! layer. Nothing else in the protocol calls `ring` or `hpke` directly; the
-//! passphrase-derived vault key (Argon2id) is the device's, in `satchel-core`.
+//! layer. Nothing else in the protocol calls `ring` or `hpke` directly but
+//! [`crate::discovery`] (one ChaCha20-Poly1305 seal, so the advert format
+//! reads in one file); the passphrase-derived vault key (Argon2id) is the
+//! device's, in `satchel-core`.
 //!
 //! - [`identity`]: [`Identity`] (Ed25519 + X25519 secrets), [`IdentityCard`]
 //!   (public, self-signed), fingerprints, [`verify_signature`].
