@@ -504,3 +504,152 @@ fn discovery_child() {
         other => panic!("unknown role {other}"),
     }
 }
+
+/// Two devices of one patient in two network namespaces joined by a veth
+/// pair, no relay reachable: the tablet finds the phone by mDNS and they
+/// sync with the real `satchel nearby listen --advertise` and `satchel
+/// nearby sync` (the devices were linked earlier through a relay).
+#[test]
+fn direct_sync_over_network_namespaces() {
+    use satchel_tests::world::{add, list, med};
+    use satchel_tests::{link_devices, Relay};
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tablet) = (dir.path().join("phone"), dir.path().join("tablet"));
+    init(&phone, "Pat");
+    {
+        let relay = Relay::start(&dir.path().join("relay"));
+        link_devices(&phone, &tablet, PASS, &relay.url());
+    }
+    // Offline now: the phone records a medicine.
+    add(&phone, &med("amoxicillin 500 mg"));
+    assert!(list(&tablet).is_empty());
+
+    let subnet = 30 + (std::process::id() + 7) % 200;
+    let a_ip = format!("10.79.{subnet}.1");
+    let b_ip = format!("10.79.{subnet}.2");
+    let Some(ns) = Namespaces::make("direct", 2, |names| {
+        let (a, b) = (&names[0], &names[1]);
+        ip(&[
+            "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b,
+        ])?;
+        for (ns, dev, addr) in [(a, "va", &a_ip), (b, "vb", &b_ip)] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev])?;
+        }
+        Ok(())
+    }) else {
+        return;
+    };
+    let in_ns = |ns: &str, home: &std::path::Path| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(bin("satchel"))
+            .arg("--home")
+            .arg(home)
+            .env("SATCHEL_PASSPHRASE", PASS)
+            .env_remove("SATCHEL_HOME");
+        cmd
+    };
+    let mut listen = in_ns(&ns.names[0], &phone);
+    listen
+        .args([
+            "nearby",
+            "listen",
+            "--advertise",
+            "--json",
+            "--timeout",
+            "60",
+        ])
+        .args(["--address", &a_ip])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut listener = Running(listen.spawn().unwrap());
+    let mut out = BufReader::new(listener.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let shown: Value = serde_json::from_str(&first).unwrap();
+    assert!(shown["code"]
+        .as_str()
+        .unwrap()
+        .starts_with("satchel-nearby:10.79."));
+
+    let synced = run(
+        in_ns(&ns.names[1], &tablet).args(["nearby", "sync", "--json", "--timeout", "5"]),
+        true,
+    );
+    let reports: Value = serde_json::from_slice(&synced.stdout).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0]["received"]["stored"].as_u64().unwrap() >= 1,
+        "{reports:?}"
+    );
+    assert_eq!(reports[0]["received"]["refused"], 0);
+
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = listener.0.wait().unwrap();
+    assert!(status.success(), "listen failed: {rest}");
+    let served: Value = serde_json::from_str(rest.trim()).unwrap();
+    assert!(served["sent"].as_u64().unwrap() >= 1, "{served}");
+    let meds = list(&tablet);
+    assert_eq!(meds.len(), 1, "{meds:?}");
+}
+
+/// `satchel nearby listen` shows a pairing code; `satchel nearby sync CODE`
+/// on the other device syncs once (loopback, no mDNS); a wrong token is
+/// refused and the listener goes on serving.
+#[test]
+fn nearby_listen_and_sync_with_a_pairing_code() {
+    use satchel_tests::world::{add, list, med};
+    use satchel_tests::{link_devices, Relay};
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tablet) = (dir.path().join("phone"), dir.path().join("tablet"));
+    init(&phone, "Pat");
+    {
+        let relay = Relay::start(&dir.path().join("relay"));
+        link_devices(&phone, &tablet, PASS, &relay.url());
+    }
+    add(&phone, &med("metformin 500 mg"));
+    let mut listener = Running(
+        satchel(&phone, PASS)
+            .args([
+                "nearby",
+                "listen",
+                "--bind",
+                "127.0.0.1:0",
+                "--address",
+                "127.0.0.1",
+            ])
+            .args(["--json", "--timeout", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(listener.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let code = serde_json::from_str::<Value>(&first).unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A code with another token: refused, nothing changed.
+    let (head, token) = code.rsplit_once('/').unwrap();
+    let wrong = format!("{head}/{}", "0".repeat(token.len()));
+    let refused = run(
+        satchel(&tablet, PASS).args(["nearby", "sync", &wrong]),
+        false,
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("pairing code is wrong"), "{err}");
+    assert!(list(&tablet).is_empty());
+    // The real code.
+    let synced = run(satchel(&tablet, PASS).args(["nearby", "sync", &code]), true);
+    let text = String::from_utf8_lossy(&synced.stdout);
+    assert!(text.contains("Synced directly with"), "{text}");
+    assert!(listener.0.wait().unwrap().success());
+    assert_eq!(list(&tablet).len(), 1);
+}

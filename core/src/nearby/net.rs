@@ -5,7 +5,7 @@
 //! refused peer) is reported and the listener goes on serving.
 
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
@@ -31,19 +31,27 @@ pub fn connect<S: Store>(
     stall: Duration,
     now_ms: i64,
 ) -> Result<DirectReport, SessionError> {
-    let stream = TcpStream::connect_timeout(&code.addr, stall)
-        .map_err(|e| SessionError::Channel(e.into()))?;
+    let pairing = Pairing {
+        token: Some(code.token),
+        device: Some(code.device),
+    };
+    connect_to(profile, code.addr, pairing, stall, now_ms)
+}
+
+/// Sync once with the device listening at `addr` (found by mDNS: no
+/// token, and `pairing.device` names the identity its advert claimed).
+pub fn connect_to<S: Store>(
+    profile: &mut Profile<S>,
+    addr: SocketAddr,
+    pairing: Pairing,
+    stall: Duration,
+    now_ms: i64,
+) -> Result<DirectReport, SessionError> {
+    let stream =
+        TcpStream::connect_timeout(&addr, stall).map_err(|e| SessionError::Channel(e.into()))?;
     prepare(&stream, stall).map_err(|e| SessionError::Channel(e.into()))?;
     let mut channel = Channel::initiate(stream)?;
-    session::run(
-        profile,
-        &mut channel,
-        Pairing {
-            token: Some(code.token),
-            device: Some(code.device),
-        },
-        now_ms,
-    )
+    session::run(profile, &mut channel, pairing, now_ms)
 }
 
 /// Run one session as the responder on an accepted connection.
