@@ -405,6 +405,49 @@ fn computed(i: &Inputs) -> BTreeMap<&'static str, Value> {
         "recovery.identity-id",
         Hex(recovery_identity.id().as_bytes().to_vec()),
     );
+
+    // Direct channel (edge sync): the phone's identity proof over a
+    // handshake hash, and message bytes.
+    use satchel_protocol::direct::{
+        proof_message, Envelopes, Hello, LogDigest, Message, Side, Summary, VERSION,
+    };
+    let hh = seq::<32>(0xc0);
+    v.insert("input.direct.handshake-hash", Hex(hh.to_vec()));
+    let proof_msg = proof_message(&hh, Side::Initiator, &i.record);
+    let proof = i.phone.sign(&proof_msg);
+    v.insert("direct.proof-message", Hex(proof_msg));
+    v.insert("direct.proof", Hex(proof.to_vec()));
+    let hello = Message::Hello(Hello {
+        version: VERSION,
+        card: card.to_bytes(),
+        record: i.record,
+        proof: proof.to_vec(),
+        access_len: 1,
+        access_head: seq::<32>(0xe0),
+        token: Some(seq::<16>(0x10)),
+    });
+    v.insert(
+        "direct.hello.bytes",
+        Hex(hello.to_bytes().expect("the hello encodes")),
+    );
+    let digest = LogDigest::of(&[env.hash()]);
+    v.insert("direct.medications.digest", Hex(digest.digest.to_vec()));
+    let summary = Message::Summary(Summary {
+        logs: vec![digest.summary(crate::protocol::LogName::Section(crate::record::Section::Medications))],
+        have: Vec::new(),
+    });
+    v.insert(
+        "direct.summary.bytes",
+        Hex(summary.to_bytes().expect("the summary encodes")),
+    );
+    let envelopes = Message::Envelopes(Envelopes {
+        log: SECTION.to_owned(),
+        envelopes: vec![env.to_bytes()],
+    });
+    v.insert(
+        "direct.envelopes.bytes",
+        Hex(envelopes.to_bytes().expect("the envelopes encode")),
+    );
     v
 }
 
