@@ -433,7 +433,9 @@ fn computed(i: &Inputs) -> BTreeMap<&'static str, Value> {
     let digest = LogDigest::of(&[env.hash()]);
     v.insert("direct.medications.digest", Hex(digest.digest.to_vec()));
     let summary = Message::Summary(Summary {
-        logs: vec![digest.summary(crate::protocol::LogName::Section(crate::record::Section::Medications))],
+        logs: vec![digest.summary(crate::protocol::LogName::Section(
+            crate::record::Section::Medications,
+        ))],
         have: Vec::new(),
     });
     v.insert(

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use satchel_core::nearby::discovery::{self, discovery_key_for, NearbyDevice};
-use satchel_core::nearby::net::{connect, connect_to, serve_one};
+use satchel_core::nearby::net::{connect_to_with_progress, serve_one_with_progress};
 use satchel_core::nearby::pairing::PairingCode;
-use satchel_core::nearby::session::{DirectReport, Pairing};
+use satchel_core::nearby::session::{DirectReport, Pairing, Progress};
 use serde_json::json;
 
 use crate::home::{self, HomeProfile};
@@ -253,6 +253,17 @@ fn qr_text(code: &str) -> Result<String> {
         .build())
 }
 
+/// Large transfers: how many changes and bytes have arrived so far.
+fn show_progress(spinner: Option<&indicatif::ProgressBar>, p: Progress) {
+    if let Some(s) = spinner {
+        s.set_message(format!(
+            "Received {} change(s), {}",
+            p.envelopes,
+            indicatif::HumanBytes(p.bytes)
+        ));
+    }
+}
+
 fn report_json(r: &DirectReport) -> serde_json::Value {
     json!({
         "peer": {
@@ -341,7 +352,7 @@ fn listen(home_dir: Option<PathBuf>, args: ListenArgs) -> Result<()> {
     };
     let spinner = (!args.json).then(|| output::spinner("Waiting for the other device"));
     let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout);
-    let served = serve_one(
+    let served = serve_one_with_progress(
         &mut profile,
         &listener,
         pairing,
@@ -349,6 +360,7 @@ fn listen(home_dir: Option<PathBuf>, args: ListenArgs) -> Result<()> {
         deadline,
         now_ms,
         |e| eprintln!("a connection failed: {e} (still listening)"),
+        &mut |p| show_progress(spinner.as_ref(), p),
     );
     if let Some(s) = spinner {
         s.finish_and_clear();
@@ -378,7 +390,18 @@ fn sync(home_dir: Option<PathBuf>, args: SyncArgs) -> Result<()> {
         Some(text) => {
             let code: PairingCode = text.parse()?;
             let spinner = (!args.json).then(|| output::spinner("Syncing directly"));
-            let result = connect(&mut profile, &code, STALL, now_ms());
+            let pairing = Pairing {
+                token: Some(code.token),
+                device: Some(code.device),
+            };
+            let result = connect_to_with_progress(
+                &mut profile,
+                code.addr,
+                pairing,
+                STALL,
+                now_ms(),
+                &mut |p| show_progress(spinner.as_ref(), p),
+            );
             if let Some(s) = spinner {
                 s.finish_and_clear();
             }
@@ -411,7 +434,9 @@ fn sync(home_dir: Option<PathBuf>, args: SyncArgs) -> Result<()> {
                 let Some(ip) = preferred(&peer.addresses).copied() else {
                     continue;
                 };
-                let result = connect_to(
+                let spinner = (!args.json)
+                    .then(|| output::spinner(&format!("Syncing with {}", peer.device.name)));
+                let result = connect_to_with_progress(
                     &mut profile,
                     std::net::SocketAddr::new(ip, peer.port),
                     Pairing {
@@ -420,7 +445,11 @@ fn sync(home_dir: Option<PathBuf>, args: SyncArgs) -> Result<()> {
                     },
                     STALL,
                     now_ms(),
+                    &mut |p| show_progress(spinner.as_ref(), p),
                 );
+                if let Some(s) = spinner {
+                    s.finish_and_clear();
+                }
                 match result {
                     Ok(r) => reports.push(r),
                     Err(e) => eprintln!("{}: {e}", peer.device.name),

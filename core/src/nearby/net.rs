@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::channel::Channel;
 use super::pairing::PairingCode;
-use super::session::{self, DirectReport, Pairing, SessionError};
+use super::session::{self, DirectReport, Pairing, Progress, SessionError};
 use crate::profile::Profile;
 use crate::store::Store;
 
@@ -47,11 +47,23 @@ pub fn connect_to<S: Store>(
     stall: Duration,
     now_ms: i64,
 ) -> Result<DirectReport, SessionError> {
+    connect_to_with_progress(profile, addr, pairing, stall, now_ms, &mut |_| {})
+}
+
+/// [`connect_to`], telling `progress` as envelopes arrive.
+pub fn connect_to_with_progress<S: Store>(
+    profile: &mut Profile<S>,
+    addr: SocketAddr,
+    pairing: Pairing,
+    stall: Duration,
+    now_ms: i64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<DirectReport, SessionError> {
     let stream =
         TcpStream::connect_timeout(&addr, stall).map_err(|e| SessionError::Channel(e.into()))?;
     prepare(&stream, stall).map_err(|e| SessionError::Channel(e.into()))?;
     let mut channel = Channel::initiate(stream)?;
-    session::run(profile, &mut channel, pairing, now_ms)
+    session::run_with_progress(profile, &mut channel, pairing, now_ms, progress)
 }
 
 /// Run one session as the responder on an accepted connection.
@@ -62,9 +74,21 @@ pub fn serve_connection<S: Store>(
     stall: Duration,
     now_ms: i64,
 ) -> Result<DirectReport, SessionError> {
+    serve_connection_with_progress(profile, stream, pairing, stall, now_ms, &mut |_| {})
+}
+
+/// [`serve_connection`], telling `progress` as envelopes arrive.
+pub fn serve_connection_with_progress<S: Store>(
+    profile: &mut Profile<S>,
+    stream: TcpStream,
+    pairing: Pairing,
+    stall: Duration,
+    now_ms: i64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<DirectReport, SessionError> {
     prepare(&stream, stall).map_err(|e| SessionError::Channel(e.into()))?;
     let mut channel = Channel::respond(stream)?;
-    session::run(profile, &mut channel, pairing, now_ms)
+    session::run_with_progress(profile, &mut channel, pairing, now_ms, progress)
 }
 
 /// Serve on `listener` until one session succeeds (its report) or
@@ -78,8 +102,32 @@ pub fn serve_one<S: Store>(
     pairing: Pairing,
     stall: Duration,
     deadline: Instant,
+    now_ms: impl FnMut() -> i64,
+    on_failure: impl FnMut(&SessionError),
+) -> io::Result<Option<DirectReport>> {
+    serve_one_with_progress(
+        profile,
+        listener,
+        pairing,
+        stall,
+        deadline,
+        now_ms,
+        on_failure,
+        &mut |_| {},
+    )
+}
+
+/// [`serve_one`], telling `progress` as envelopes arrive.
+#[allow(clippy::too_many_arguments)]
+pub fn serve_one_with_progress<S: Store>(
+    profile: &mut Profile<S>,
+    listener: &TcpListener,
+    pairing: Pairing,
+    stall: Duration,
+    deadline: Instant,
     mut now_ms: impl FnMut() -> i64,
     mut on_failure: impl FnMut(&SessionError),
+    progress: &mut dyn FnMut(Progress),
 ) -> io::Result<Option<DirectReport>> {
     listener.set_nonblocking(true)?;
     while Instant::now() < deadline {
@@ -91,7 +139,7 @@ pub fn serve_one<S: Store>(
             }
             Err(e) => return Err(e),
         };
-        match serve_connection(profile, stream, pairing, stall, now_ms()) {
+        match serve_connection_with_progress(profile, stream, pairing, stall, now_ms(), progress) {
             Ok(report) => return Ok(Some(report)),
             Err(e) => on_failure(&e),
         }

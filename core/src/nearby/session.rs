@@ -107,6 +107,13 @@ pub struct Pairing {
     pub device: Option<IdentityId>,
 }
 
+/// How far a session has come: envelopes and wire bytes received so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub envelopes: u64,
+    pub bytes: u64,
+}
+
 /// Run one direct sync round as this channel's side, at `now_ms`.
 pub fn run<S: Store, T: Read + Write>(
     profile: &mut Profile<S>,
@@ -114,12 +121,24 @@ pub fn run<S: Store, T: Read + Write>(
     pairing: Pairing,
     now_ms: i64,
 ) -> Result<DirectReport> {
+    run_with_progress(profile, channel, pairing, now_ms, &mut |_| {})
+}
+
+/// [`run`], telling `progress` after each batch of envelopes received.
+pub fn run_with_progress<S: Store, T: Read + Write>(
+    profile: &mut Profile<S>,
+    channel: &mut Channel<T>,
+    pairing: Pairing,
+    now_ms: i64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<DirectReport> {
     let mut session = Session {
         profile,
         channel,
         pairing,
         now_ms,
         peer: None,
+        progress,
     };
     let result = match session.channel.side() {
         Side::Initiator => session.initiate(),
@@ -142,6 +161,7 @@ struct Session<'a, S: Store, T: Read + Write> {
     now_ms: i64,
     /// The other device and its access log's length, once its hello checked.
     peer: Option<(IdentityId, u64)>,
+    progress: &'a mut dyn FnMut(Progress),
 }
 
 impl<S: Store, T: Read + Write> Session<'_, S, T> {
@@ -514,6 +534,10 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
         report.merged += applied.merged as u64;
         report.known += applied.known as u64;
         report.refused += applied.rejected.len() as u64;
+        (self.progress)(Progress {
+            envelopes: report.merged + report.known + report.refused,
+            bytes: self.channel.bytes().1,
+        });
         Ok(())
     }
 
