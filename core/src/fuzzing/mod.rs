@@ -72,6 +72,7 @@ pub const TARGETS: &[Target] = &[
     t("link_code", link_code),
     t("recovery_key", recovery_key),
     t("ids", ids),
+    t("direct", direct),
 ];
 
 /// `Envelope::from_bytes`; a parsed envelope must re-encode to the same
@@ -374,6 +375,52 @@ pub fn ids(data: &[u8]) -> Outcome {
     if let Ok(id) = text.parse::<EntryId>() {
         assert_eq!(id.to_string(), text, "entry ids have one form");
         accepted = true;
+    }
+    if accepted {
+        Outcome::Accepted
+    } else {
+        Outcome::Refused
+    }
+}
+
+/// What a nearby device sends or shows (edge sync): a direct-channel
+/// message (`Message::from_bytes`; a parsed message re-encodes to bytes
+/// that parse to the same message), a pairing code (prints back to a code
+/// that parses the same), and an mDNS advert's name and sealed device info
+/// under the fixture record's discovery key.
+pub fn direct(data: &[u8]) -> Outcome {
+    use crate::nearby::pairing::PairingCode;
+    use satchel_protocol::direct::Message;
+    use satchel_protocol::discovery::{advert_matches, discovery_key_for, open_device_info};
+    let mut accepted = false;
+    if let Ok(message) = Message::from_bytes(data) {
+        let again = message.to_bytes().map(|b| Message::from_bytes(&b));
+        assert!(
+            matches!(again, Ok(Ok(ref m)) if *m == message),
+            "a parsed direct message re-encodes to itself"
+        );
+        accepted = true;
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(code) = text.parse::<PairingCode>() {
+            let printed = code.to_string();
+            assert_eq!(
+                printed.parse::<PairingCode>().ok(),
+                Some(code),
+                "a printed pairing code reads back"
+            );
+            accepted = true;
+        }
+        let f = fixture();
+        if let Ok(key) = discovery_key_for(&f.record, &f.phone.id()) {
+            let hour = 480_000;
+            if advert_matches(&key, hour, text).unwrap_or(false) {
+                accepted = true;
+            }
+            if open_device_info(&key, hour, text).is_ok() {
+                accepted = true;
+            }
+        }
     }
     if accepted {
         Outcome::Accepted

@@ -221,6 +221,49 @@ pub fn seeds() -> Vec<Seed> {
         "printed",
         key.to_printable().as_bytes().to_vec(),
     );
+    // What a nearby device sends or shows.
+    {
+        use crate::nearby::pairing::PairingCode;
+        use satchel_protocol::direct::{Done, Envelopes, Message};
+        use satchel_protocol::discovery::{discovery_key_for, seal_device_info, DeviceAdvert};
+        let done = Message::Done(Done {
+            stored: 3,
+            known: 1,
+            refused: 0,
+        });
+        add(
+            "direct",
+            "done",
+            done.to_bytes().expect("a message encodes"),
+        );
+        let envelopes = Message::Envelopes(Envelopes {
+            log: "medications".into(),
+            envelopes: vec![vec![1, 2, 3]],
+        });
+        add(
+            "direct",
+            "envelopes",
+            envelopes.to_bytes().expect("a message encodes"),
+        );
+        let code = PairingCode {
+            addr: "192.168.1.20:50123".parse().expect("an address"),
+            device: f.phone.id(),
+            token: [7; 16],
+        };
+        add("direct", "pairing-code", code.to_string().into_bytes());
+        let key = discovery_key_for(&f.record, &f.phone.id()).expect("a discovery key");
+        let info = DeviceAdvert {
+            identity: f.phone.id(),
+            name: "Test phone".into(),
+        };
+        add(
+            "direct",
+            "device-info",
+            seal_device_info(&key, 480_000, &info, [9; 12])
+                .expect("device info seals")
+                .into_bytes(),
+        );
+    }
     add("ids", "record", f.record.to_string().into_bytes());
     add("ids", "identity", f.phone.id().to_string().into_bytes());
     out
