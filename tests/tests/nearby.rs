@@ -482,7 +482,17 @@ fn direct_sync_refuses_forged_writes_revoked_members_and_strangers() {
     let before = entries(&phone);
     let meds = LogName::Section(Section::Medications);
     let meds_before = phone.log_hashes(meds).unwrap();
-    let (served, peer_done) = misbehaving_writer(&mut phone, &gp_id, meds, forged);
+    // More envelopes than its own summary counted: the session ends.
+    let (flood, _) = misbehaving_writer(
+        &mut phone,
+        &gp_id,
+        meds,
+        vec![forged.clone(), forged.clone()],
+    );
+    assert!(matches!(flood, Err(SessionError::Protocol(_))), "{flood:?}");
+    assert_eq!(entries(&phone), before);
+    let (served, peer_done) = misbehaving_writer(&mut phone, &gp_id, meds, vec![forged]);
+    let peer_done = peer_done.expect("the phone answered Done");
     let served = served.unwrap();
     assert_eq!(served.refused, 1, "{served:?}");
     assert_eq!(served.merged, 0);
@@ -565,10 +575,10 @@ fn misbehaving_writer(
     phone: &mut Profile<MemoryStore>,
     identity: &Identity,
     log: LogName,
-    forged: Vec<u8>,
+    forged: Vec<Vec<u8>>,
 ) -> (
     Result<DirectReport, SessionError>,
-    satchel_core::protocol::direct::Done,
+    Option<satchel_core::protocol::direct::Done>,
 ) {
     use satchel_core::nearby::channel::Channel;
     use satchel_core::protocol::direct::{
@@ -608,7 +618,7 @@ fn misbehaving_writer(
         assert!(matches!(ch.recv().unwrap(), Message::Hello(_)));
         ch.send(&Message::Access(vec![])).unwrap();
         assert!(matches!(ch.recv().unwrap(), Message::Access(_)));
-        let hash = satchel_core::store::envelope_hash(&forged);
+        let hash = satchel_core::store::envelope_hash(&forged[0]);
         ch.send(&Message::Summary(Summary {
             logs: vec![LogDigest::of(&[hash]).summary(log)],
             have: vec![],
@@ -617,18 +627,21 @@ fn misbehaving_writer(
         assert!(matches!(ch.recv().unwrap(), Message::Summary(_)));
         ch.send(&Message::Envelopes(Envelopes {
             log: log.as_str().to_string(),
-            envelopes: vec![forged],
+            envelopes: forged,
         }))
         .unwrap();
-        ch.send(&Message::Want(vec![])).unwrap();
+        // The phone may already have ended the session.
+        let _ = ch.send(&Message::Want(vec![]));
         let done = loop {
-            match ch.recv().unwrap() {
-                Message::Envelopes(_) => continue,
-                Message::Done(d) => break d,
-                other => panic!("unexpected {other:?}"),
+            match ch.recv() {
+                Ok(Message::Envelopes(_)) => continue,
+                Ok(Message::Done(d)) => break Some(d),
+                _ => break None,
             }
         };
-        ch.send(&Message::Done(done)).unwrap();
+        if let Some(d) = done {
+            ch.send(&Message::Done(d)).unwrap();
+        }
         (server.join().unwrap(), done)
     })
 }

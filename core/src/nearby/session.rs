@@ -207,11 +207,12 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
             report.in_sync = true;
             return Ok(self.finish(report));
         }
+        let mut budget = Budget::of(&summary.logs);
         report.sent = self.send_lacking(&diff, &summary.have, &peer_id)?;
         self.channel.send(&Message::Want(self.wants(&diff)?))?;
         loop {
             match self.recv()? {
-                Message::Envelopes(e) => self.take(e, &diff, &mut report)?,
+                Message::Envelopes(e) => self.take(e, &diff, &mut budget, &mut report)?,
                 Message::Done(d) => {
                     report.peer_done = Some(d);
                     break;
@@ -270,9 +271,10 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
             report.in_sync = true;
             return Ok(self.finish(report));
         }
+        let mut budget = Budget::of(&summary.logs);
         let want = loop {
             match self.recv()? {
-                Message::Envelopes(e) => self.take(e, &diff, &mut report)?,
+                Message::Envelopes(e) => self.take(e, &diff, &mut budget, &mut report)?,
                 Message::Want(w) => break w,
                 _ => return Err(self.protocol("expected envelopes or want")),
             }
@@ -515,6 +517,7 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
         &mut self,
         batch: Envelopes,
         diff: &[LogName],
+        budget: &mut Budget,
         report: &mut DirectReport,
     ) -> Result<()> {
         let me = self.profile.device_id();
@@ -530,6 +533,9 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
             }
             _ => return Err(self.protocol("envelopes of a log not asked for")),
         };
+        if !budget.take(log, batch.envelopes.len()) {
+            return Err(self.protocol("more envelopes than its summary counted"));
+        }
         let applied = self.profile.apply_direct(log, batch.envelopes)?;
         report.merged += applied.merged as u64;
         report.known += applied.known as u64;
@@ -563,6 +569,27 @@ impl<S: Store, T: Read + Write> Session<'_, S, T> {
         report.bytes_sent = sent;
         report.bytes_received = received;
         report
+    }
+}
+
+/// How many envelopes the other side may still send per log: no more than
+/// its own summary counted (a member cannot stream without end).
+struct Budget(std::collections::BTreeMap<String, u64>);
+
+impl Budget {
+    fn of(summaries: &[LogSummary]) -> Self {
+        Budget(summaries.iter().map(|l| (l.log.clone(), l.count)).collect())
+    }
+
+    fn take(&mut self, log: LogName, n: usize) -> bool {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        match self.0.get_mut(log.as_str()) {
+            Some(left) if *left >= n => {
+                *left -= n;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
