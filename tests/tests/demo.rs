@@ -1,7 +1,8 @@
 //! The README's first command, end to end: `satchel demo --keep DIR` plays
 //! the whole story through the CLI binaries (phone and tablet, GP and
 //! hospital pushing FHIR, watch and glucose monitor, daughter as carer,
-//! consultant for 7 days, revocation, audit). This test then carries on by
+//! consultant for 7 days, the relay down while the GP's note reaches the
+//! phone directly and then the daughter, revocation, audit). This test then carries on by
 //! hand in the homes it kept, against a fresh `satchel-sync` on the relay's
 //! database, and checks the story's outcome independently of the demo's own
 //! checks.
@@ -58,7 +59,7 @@ fn demo_story_end_to_end() {
         "the demo failed\nstdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for n in 1..=15 {
+    for n in 1..=16 {
         assert!(stdout.contains(&format!("\n[{n}] ")), "step {n} missing");
     }
     assert!(stdout.contains("Demo complete: every step verified."));
@@ -102,6 +103,55 @@ fn demo_story_end_to_end() {
     assert!(!sections.is_empty());
     assert!(sections.is_subset(&["medications", "allergies", "encounters"].into()));
     assert!(!mentions(&hers, "Apixaban"));
+
+    // Step 10, edge sync: the GP's home-visit note, written while the relay
+    // was down and carried to the relay by the phone, is in the phone's and
+    // the daughter's copies, signed by the GP.
+    for step in [
+        "relay stopped",
+        "GP's tablet and Alex's phone synced directly: 1 note",
+        "relay back; the phone forwarded the note",
+        "Sam, the carer, received the note from Dr Okafor",
+    ] {
+        assert!(stdout.contains(step), "{step:?} not in\n{stdout}");
+    }
+    let gp_key = json(&home("gp"), &url, &["whoami"])["identity"]["signing_key"].clone();
+    assert!(gp_key.is_string());
+    let note = |list: &Value| {
+        entries(list)
+            .iter()
+            .find(|e| e["source_id"] == "Encounter/demo-home-visit")
+            .cloned()
+    };
+    for (name, list) in [("phone", &visible), ("daughter", &hers)] {
+        let n = note(list).unwrap_or_else(|| panic!("the note is not in the {name}'s copy"));
+        assert_eq!(n["section"], "encounters");
+        assert_eq!(n["created_by"], gp_key, "{name}: authored by the GP");
+        assert!(
+            n["contributed_by"]
+                .as_str()
+                .is_some_and(|c| c.contains("Dr Okafor")),
+            "{name}: {n}"
+        );
+    }
+    // The relay's audit: a push to encounters in the GP's name after the
+    // daughter joined (the GP itself last reached the relay before that,
+    // so this is the phone's forwarded copy, credited to its author).
+    let audit = json(&home("phone"), &url, &["audit"]);
+    let events = audit["events"].as_array().unwrap();
+    let sam_joined = events
+        .iter()
+        .filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with("Sam")))
+        .filter_map(|e| e["at_ms"].as_i64())
+        .min()
+        .expect("Sam's first pull");
+    assert!(
+        events.iter().any(|e| e["identity"] == gp_key
+            && e["action"] == "push"
+            && e["section"] == "encounters"
+            && e["at_ms"].as_i64().is_some_and(|t| t > sam_joined)),
+        "{events:?}"
+    );
 
     // The consultant still reads everything; then the patient takes that
     // back early too, and the consultant's next sync is refused.

@@ -5,8 +5,10 @@
 //! The patient's phone and tablet; a GP practice and a hospital pushing
 //! FHIR; a watch and a glucose monitor adding a month of samples; a daughter
 //! invited as carer for medications, allergies and appointments; a
-//! consultant reading everything for 7 days; the daughter revoked; the
-//! patient reading the audit. Every party is a real `satchel` process in its
+//! consultant reading everything for 7 days; the relay down during a home
+//! visit, the GP's note reaching the phone directly and the daughter
+//! through the relay once it is back; the daughter revoked; the patient
+//! reading the audit. Every party is a real `satchel` process in its
 //! own home ([`party`]); with `--keep DIR` the homes stay for use by hand.
 
 mod party;
@@ -28,8 +30,9 @@ const WRONG_PATIENT: &str = include_str!("data/wrong_patient.json");
 
 /// Words from the demo's clinical content that must never appear in any
 /// file of a home or of the relay (inputs aside).
-const CLINICAL: [&str; 6] = [
+const CLINICAL: [&str; 7] = [
     "Salbutamol",
+    "Wheeze",
     "Penicillin",
     "Asthma",
     "Prednisolone",
@@ -94,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let relay_dir = dir.join("relay");
     std::fs::create_dir_all(&relay_dir)?;
-    let relay = Relay::start(&relay_dir.join("relay.db"))?;
+    let mut relay = Relay::start(&relay_dir.join("relay.db"))?;
     outln!("Satchel demo in {}", dir.display());
     outln!(
         "A relay (satchel-sync, embedded SQLite) listens at {}. Each party below is a\n\
@@ -104,10 +107,14 @@ pub fn run(args: Args) -> Result<()> {
         relay.url
     );
     let cli = Cli::new(&dir, &relay.url)?;
-    Story { cli: &cli }.play()?;
+    Story {
+        cli: &cli,
+        relay: &mut relay,
+    }
+    .play()?;
 
     step(
-        15,
+        16,
         "Look for clinical text in every file of every home and of the relay",
     )?;
     relay.stop()?;
@@ -153,9 +160,10 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The parties and the story's steps 1–14.
+/// The parties and the story's steps 1–15.
 struct Story<'a> {
     cli: &'a Cli,
+    relay: &'a mut Relay,
 }
 
 fn entries(list: &Value) -> &[Value] {
@@ -178,6 +186,21 @@ fn mentions(list: &Value, word: &str) -> bool {
     })
 }
 
+/// The home-visit note of step 10 in a `list --json`.
+fn find_note(list: &Value) -> Option<&Value> {
+    entries(list)
+        .iter()
+        .find(|e| e["source_id"].as_str() == Some("Encounter/demo-home-visit"))
+}
+
+/// Whether an entry's verified author is the GP (`contributed_by` comes
+/// from the signing identity's card in the access log).
+fn by_gp(entry: &Value) -> bool {
+    entry["contributed_by"]
+        .as_str()
+        .is_some_and(|c| c.contains("Dr Okafor"))
+}
+
 /// The fingerprint `satchel accept` printed (a line of digit groups).
 fn fingerprint(accept_output: &str) -> Result<String> {
     accept_output
@@ -189,7 +212,7 @@ fn fingerprint(accept_output: &str) -> Result<String> {
 }
 
 impl Story<'_> {
-    fn play(&self) -> Result<()> {
+    fn play(&mut self) -> Result<()> {
         let cli = self.cli;
 
         step(
@@ -443,8 +466,10 @@ impl Story<'_> {
         )?;
         cli.show("phone", &["grants"])?;
 
+        self.offline_visit(&record)?;
+
         step(
-            10,
+            11,
             "The patient revokes her daughter's access: the section keys rotate",
         )?;
         cli.show("phone", &["revoke", "Sam"])?;
@@ -470,7 +495,7 @@ impl Story<'_> {
             "her copy is labelled ACCESS ENDED and lacks the new medication",
         )?;
 
-        step(11, "The consultant still syncs and sees the new medication")?;
+        step(12, "The consultant still syncs and sees the new medication")?;
         cli.show("consultant", &["sync"])?;
         let theirs = cli.json("consultant", &["list", "--json"])?;
         check(
@@ -479,7 +504,7 @@ impl Story<'_> {
         )?;
 
         step(
-            12,
+            13,
             "The patient reads the audit: who viewed and who contributed",
         )?;
         cli.show("phone", &["audit"])?;
@@ -507,17 +532,17 @@ impl Story<'_> {
                 .iter()
                 .filter(|c| c["name"].as_str().is_some_and(|n| n.contains("Dr Okafor")))
                 .count()
-                == 8,
-            "each of the GP's entries carries its verified signature",
+                == 9,
+            "each of the GP's 9 entries (the home-visit note too) carries its verified signature",
         )?;
 
-        step(13, "The tablet catches up and agrees with the phone")?;
+        step(14, "The tablet catches up and agrees with the phone")?;
         cli.show("tablet", &["sync"])?;
         let phone = cli.json("phone", &["list", "--all", "--json"])?;
         let tablet = cli.json("tablet", &["list", "--all", "--json"])?;
         check(phone == tablet, "phone and tablet hold the same record")?;
 
-        step(14, "An International Patient Summary for any clinician")?;
+        step(15, "An International Patient Summary for any clinician")?;
         cli.show("phone", &["export", "--format", "ips", "-o", "ips.json"])?;
         let ips: Value = serde_json::from_slice(&std::fs::read(self.cli_dir().join("ips.json"))?)?;
         check(
@@ -526,6 +551,109 @@ impl Story<'_> {
             "ips.json is a FHIR document Bundle led by its Composition",
         )?;
         std::fs::remove_file(self.cli_dir().join("ips.json"))?;
+        Ok(())
+    }
+
+    /// Step 10: edge sync. The relay is down while the GP is on a home
+    /// visit: the note written on the GP's tablet reaches the patient's
+    /// phone directly (pairing code, loopback TCP); once the relay is back
+    /// the phone forwards it, signed by the GP, and the carer receives it.
+    fn offline_visit(&mut self, record: &str) -> Result<()> {
+        let cli = self.cli;
+        step(
+            10,
+            "The relay goes down during a home visit: the GP's tablet and the patient's phone sync directly",
+        )?;
+        let gp_pushes = |audit: &Value| -> u64 {
+            audit["events"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter(|e| {
+                    e["name"].as_str().is_some_and(|n| n.contains("Dr Okafor"))
+                        && e["action"].as_str() == Some("push")
+                        && e["section"].as_str() == Some("encounters")
+                })
+                .filter_map(|e| e["count"].as_u64())
+                .sum()
+        };
+        let before = gp_pushes(&cli.json("phone", &["audit", "--json"])?);
+
+        self.relay.pause()?;
+        outln!("    relay stopped: {} no longer answers", self.relay.url);
+
+        // The consultation note: an Encounter, so it lands in the
+        // encounters section (the GP may write it, the carer may read it).
+        let gp: Value = serde_json::from_str(GP_BUNDLE)?;
+        let patient = gp["entry"][0].clone();
+        let subject = patient["fullUrl"]
+            .as_str()
+            .context("the GP bundle's patient has no fullUrl")?;
+        let note = serde_json::json!({
+            "resourceType": "Bundle", "type": "collection",
+            "entry": [patient, {"resource": {
+                "resourceType": "Encounter", "id": "demo-home-visit", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH",
+                          "display": "home health"},
+                "type": [{"text": "Home visit (consultation note)"}],
+                "reasonCode": [{"text": "Wheeze after a chest infection; inhaler technique reviewed"}],
+                "subject": {"reference": subject},
+                "period": {"start": "2026-11-12T10:00:00Z", "end": "2026-11-12T10:30:00Z"}}}]});
+        std::fs::write(
+            self.cli_dir().join("inputs").join("home-visit.json"),
+            serde_json::to_vec_pretty(&note)?,
+        )?;
+        let err = cli.refused(
+            "gp",
+            &[
+                "provider",
+                "push",
+                "--record",
+                record,
+                "inputs/home-visit.json",
+            ],
+        )?;
+        check(
+            err.contains("stays queued") && !err.contains("Wheeze"),
+            "the GP adds the consultation note offline: kept on the GP's tablet, queued for the relay",
+        )?;
+
+        let report = cli.nearby("phone", "gp", &["--record", record])?;
+        let stored = report["received"]["stored"]
+            .as_u64()
+            .context("nearby listen --json reported no received.stored")?;
+        let on_phone = cli.json("phone", &["list", "--section", "encounters", "--json"])?;
+        let note = find_note(&on_phone).context("the note did not reach the phone")?;
+        let gp_key = cli.json("gp", &["whoami", "--json"])?["identity"]["signing_key"].clone();
+        check(
+            stored >= 1 && by_gp(note) && note["created_by"] == gp_key,
+            &format!(
+                "GP's tablet and Alex's phone synced directly: 1 note ({stored} change(s) received), signed by Dr Okafor"
+            ),
+        )?;
+
+        if self.relay.resume()? {
+            cli.set_server(&self.relay.url);
+            outln!(
+                "    (the relay's old port was taken meanwhile; it is back at {})",
+                self.relay.url
+            );
+        }
+        outln!("    relay back at {}, on the same database", self.relay.url);
+        cli.show("phone", &["sync"])?;
+        let after = gp_pushes(&cli.json("phone", &["audit", "--json"])?);
+        check(
+            after > before,
+            "relay back; the phone forwarded the note, and the relay's audit names Dr Okafor (its author) as the contributor",
+        )?;
+
+        cli.show("daughter", &["sync"])?;
+        cli.show("daughter", &["list", "--section", "encounters"])?;
+        let hers = cli.json("daughter", &["list", "--section", "encounters", "--json"])?;
+        check(
+            find_note(&hers).is_some_and(|n| by_gp(n) && n["created_by"] == gp_key),
+            "Sam, the carer, received the note from Dr Okafor through the relay",
+        )?;
         Ok(())
     }
 
