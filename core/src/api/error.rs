@@ -2,10 +2,14 @@
 //! what to do next; messages name resource types, indexes and ids, never
 //! health data (they come from the core's errors, which follow that rule).
 
+use crate::nearby::channel::ChannelError;
+use crate::nearby::discovery::DiscoveryError;
+use crate::nearby::session::SessionError;
 use crate::profile::ProfileError;
 use crate::sync::link::LinkError;
 use crate::sync::sharing::RestoreError;
 use crate::sync::{SyncError, TransportError};
+use satchel_protocol::direct::RefusalReason;
 
 /// Everything that can go wrong in a call of the mobile API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
@@ -23,10 +27,14 @@ pub enum SatchelError {
     /// The input was refused (bad FHIR, unknown section, bad code); nothing changed.
     #[error("invalid input: {reason}")]
     InvalidInput { reason: String },
-    /// This device or member may not do that (no grant, revoked, not a manager).
+    /// This device or member may not do that (no grant, revoked, not a
+    /// manager), or, in a direct sync, either device refused the other (not
+    /// a member, a wrong or used pairing code, another record or device).
     #[error("not allowed: {reason}")]
     NotAllowed { reason: String },
-    /// The relay could not be reached; local changes stay queued. Retry later.
+    /// The relay or the other device could not be reached, or the
+    /// connection to it failed or timed out; local changes stay queued.
+    /// Retry later.
     #[error("offline: {reason}")]
     Offline { reason: String },
     /// The relay refused or answered unexpectedly, or an invite timed out.
@@ -159,6 +167,47 @@ impl From<RestoreError> for SatchelError {
 impl From<crate::crypto::CryptoError> for SatchelError {
     fn from(e: crate::crypto::CryptoError) -> Self {
         ProfileError::from(e).into()
+    }
+}
+
+/// The direct channel failed: the connection, the handshake or a message.
+/// All of it is "try again" for the app.
+impl From<ChannelError> for SatchelError {
+    fn from(e: ChannelError) -> Self {
+        SatchelError::Offline {
+            reason: format!("direct sync: {e}"),
+        }
+    }
+}
+
+impl From<SessionError> for SatchelError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Channel(e) => e.into(),
+            SessionError::Profile(e) => e.into(),
+            SessionError::Protocol(_) => SatchelError::Offline {
+                reason: format!("direct sync: {e}"),
+            },
+            // Diverging access logs: an integrity failure, not a refusal to retry.
+            SessionError::PeerRefused(RefusalReason::Fork)
+            | SessionError::Refused(RefusalReason::Fork) => SatchelError::Storage {
+                reason: format!("direct sync: {e}"),
+            },
+            SessionError::PeerRefused(_) | SessionError::Refused(_) => SatchelError::NotAllowed {
+                reason: format!("direct sync: {e}"),
+            },
+        }
+    }
+}
+
+impl From<DiscoveryError> for SatchelError {
+    fn from(e: DiscoveryError) -> Self {
+        let reason = format!("local-network discovery: {e}");
+        match e {
+            DiscoveryError::Advert(_) => SatchelError::InvalidInput { reason },
+            DiscoveryError::Daemon(_) => SatchelError::Offline { reason },
+            _ => SatchelError::Storage { reason },
+        }
     }
 }
 

@@ -8,6 +8,9 @@
 //! - [`record`]: [`HealthRecord`], one opened record: list, query, add,
 //!   amend, entered-in-error, history, summary; sync; sharing (invite,
 //!   approve, grants, revoke, audit, recovery keys).
+//! - [`nearby`]: edge sync with no relay: a [`NearbyListener`] showing a
+//!   pairing code, sync with a code, mDNS discovery, and sync over a
+//!   [`ByteStream`] the app connected (Bluetooth, Multipeer, Wi-Fi Aware).
 //! - [`subscription`]: background sync with a [`ChangeListener`].
 //! - [`keystore`]: the [`SecretStore`] callback interface the app implements
 //!   over the Android Keystore or the iOS Keychain.
@@ -27,6 +30,7 @@ pub mod clinical;
 pub mod error;
 pub mod home;
 pub mod keystore;
+pub mod nearby;
 pub mod record;
 pub mod subscription;
 pub mod types;
@@ -39,6 +43,7 @@ use std::sync::OnceLock;
 pub use error::SatchelError;
 pub use home::SatchelHome;
 pub use keystore::SecretStore;
+pub use nearby::{ByteStream, NearbyListener};
 pub use record::HealthRecord;
 pub use subscription::{ChangeListener, Subscription};
 pub use types::*;

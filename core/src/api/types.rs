@@ -408,3 +408,62 @@ pub(crate) fn access_events(before: &AccessMap, after: &AccessMap) -> Vec<Change
     }
     events
 }
+
+/// What one direct sync (edge sync, no relay) did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DirectSyncReport {
+    /// The other device's name, fingerprint and identity id (hex), as its
+    /// identity key proved over the channel. Compare the fingerprint with
+    /// the one the other device shows.
+    pub peer_name: String,
+    pub peer_fingerprint: String,
+    pub peer_identity: String,
+    /// Both devices already held the same changes: nothing was exchanged.
+    pub in_sync: bool,
+    /// Access changes (devices, grants, revocations) learned from the peer.
+    pub statements_learned: u64,
+    /// Changes sent to the other device.
+    pub sent: u64,
+    /// Changes received: new and stored, already here, refused by the checks
+    /// (not stored).
+    pub stored: u64,
+    pub known: u64,
+    pub refused: u64,
+    /// Bytes on the wire (framing and encryption included), out and in.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl From<&crate::nearby::session::DirectReport> for DirectSyncReport {
+    fn from(r: &crate::nearby::session::DirectReport) -> Self {
+        DirectSyncReport {
+            peer_name: r.peer.display_name.clone(),
+            peer_fingerprint: r.peer.fingerprint(),
+            peer_identity: r.peer.id().to_hex(),
+            in_sync: r.in_sync,
+            statements_learned: u64::try_from(r.statements_learned).unwrap_or(u64::MAX),
+            sent: r.sent,
+            stored: r.merged,
+            known: r.known,
+            refused: r.refused,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+        }
+    }
+}
+
+/// A device of one of the record's members found on the local network
+/// (mDNS). What it says about itself until a direct sync proves it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct NearbyDeviceInfo {
+    /// The device's name and identity id (hex), from its sealed advert.
+    pub name: String,
+    pub identity: String,
+    /// The fingerprint of the identity card this record's access log holds
+    /// for that identity; null when the access log does not know it (yet).
+    pub fingerprint: Option<String>,
+    /// Its addresses (IPv4 first, then IPv6), as text.
+    pub addresses: Vec<String>,
+    /// The port of its direct-sync listener.
+    pub port: u16,
+}

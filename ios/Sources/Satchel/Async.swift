@@ -44,6 +44,13 @@ public extension HealthRecord {
         try await offMain { try self.history(id: id) }
     }
 
+    /// Bind a direct-sync listener (and with `advertise`, start its mDNS
+    /// advert) off the caller's actor; show its `code()`, then
+    /// `try await listener.serve(timeoutMs:)`.
+    func startNearbyListenAsync(bindAddress: String? = nil, advertise: Bool = false) async throws -> NearbyListener {
+        try await offMain { try self.startNearbyListen(bindAddress: bindAddress, advertise: advertise) }
+    }
+
     /// Background sync as a stream: iterating starts a subscription;
     /// cancelling the task stops it. Ends throwing the error that stopped it.
     func changes(relayUrl: String) -> AsyncThrowingStream<ChangeEvent, Error> {

@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
+    typealias FfiType = UInt16
+    typealias SwiftType = UInt16
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -619,6 +635,280 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
         writeBytes(&buf, value)
     }
 }
+
+
+
+
+/**
+ * A connected byte stream of the app's (a Bluetooth L2CAP channel, a
+ * Multipeer stream, a Wi-Fi Aware socket) for
+ * [`HealthRecord::sync_over_stream`]. The library runs its encrypted,
+ * authenticated channel over it: the stream itself need not be secure.
+ *
+ * Calls come from a library thread and may block. Throw (any exception;
+ * `SatchelException.Offline` with a reason is clearest) when the link
+ * fails; give reads an idle timeout (e.g. 10 s) so a vanished peer ends
+ * the sync instead of stalling it.
+ */
+public protocol ByteStream: AnyObject, Sendable {
+    
+    /**
+     * Block until bytes arrive and return between 1 and `max` of them; an
+     * empty result means the other side closed the stream.
+     */
+    func read(max: UInt32) throws  -> Data
+    
+    /**
+     * Write all of `bytes` (and send them on: the library writes a whole
+     * message before it waits for the answer).
+     */
+    func write(bytes: Data) throws 
+    
+}
+/**
+ * A connected byte stream of the app's (a Bluetooth L2CAP channel, a
+ * Multipeer stream, a Wi-Fi Aware socket) for
+ * [`HealthRecord::sync_over_stream`]. The library runs its encrypted,
+ * authenticated channel over it: the stream itself need not be secure.
+ *
+ * Calls come from a library thread and may block. Throw (any exception;
+ * `SatchelException.Offline` with a reason is clearest) when the link
+ * fails; give reads an idle timeout (e.g. 10 s) so a vanished peer ends
+ * the sync instead of stalling it.
+ */
+open class ByteStreamImpl: ByteStream, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_satchel_core_fn_clone_bytestream(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_satchel_core_fn_free_bytestream(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Block until bytes arrive and return between 1 and `max` of them; an
+     * empty result means the other side closed the stream.
+     */
+open func read(max: UInt32)throws  -> Data  {
+    return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_bytestream_read(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(max),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Write all of `bytes` (and send them on: the library writes a whole
+     * message before it waits for the answer).
+     */
+open func write(bytes: Data)throws   {try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_bytestream_write(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(bytes),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceByteStream {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceByteStream = UniffiVTableCallbackInterfaceByteStream(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeByteStream.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface ByteStream: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeByteStream.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface ByteStream: handle missing in uniffiClone")
+            }
+        },
+        read: { (
+            uniffiHandle: UInt64,
+            max: UInt32,
+            uniffiOutReturn: UnsafeMutablePointer<RustBuffer>,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> Data in
+                guard let uniffiObj = try? FfiConverterTypeByteStream.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.read(
+                     max: try FfiConverterUInt32.lift(max)
+                )
+            }
+
+            
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterData.lower($0) }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeSatchelError_lower
+            )
+        },
+        write: { (
+            uniffiHandle: UInt64,
+            bytes: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeByteStream.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.write(
+                     bytes: try FfiConverterData.lift(bytes)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeSatchelError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceByteStream> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceByteStream>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitByteStream() {
+    uniffi_satchel_core_fn_init_callback_vtable_bytestream(UniffiCallbackInterfaceByteStream.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeByteStream: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<ByteStream>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = ByteStream
+
+    public static func lift(_ handle: UInt64) throws -> ByteStream {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return ByteStreamImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: ByteStream) -> UInt64 {
+         if let rustImpl = value as? ByteStreamImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ByteStream {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: ByteStream, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeByteStream_lift(_ handle: UInt64) throws -> ByteStream {
+    return try FfiConverterTypeByteStream.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeByteStream_lower(_ value: ByteStream) -> UInt64 {
+    return FfiConverterTypeByteStream.lower(value)
+}
+
+
 
 
 
@@ -909,6 +1199,52 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
     func wearableSummary(metricName: String, fromMs: Int64, toMs: Int64, every: String) throws  -> [WearableBucket]
     
     /**
+     * Members' devices of this record advertising on the local network
+     * (a listener started with `advertise`), found within `timeout_ms`
+     * (1 to 600 000), this device excluded. Names and ids are what the
+     * devices say until a direct sync proves them; `fingerprint` is what
+     * this record's access log holds for the id.
+     */
+    func nearbyDiscover(timeoutMs: UInt64) async throws  -> [NearbyDeviceInfo]
+    
+    /**
+     * One direct sync with the device that shows `code` (its
+     * [`NearbyListener::code`]): only that device can answer, and it
+     * serves only the holder of the code.
+     */
+    func nearbySync(code: String) async throws  -> DirectSyncReport
+    
+    /**
+     * One direct sync with a device [`Self::nearby_discover`] found (at
+     * its first address, IPv4 preferred). Only the device with the
+     * advertised identity can answer.
+     */
+    func nearbySyncWith(device: NearbyDeviceInfo) async throws  -> DirectSyncReport
+    
+    /**
+     * Start a direct-sync listener (nothing is served until
+     * [`NearbyListener::serve`]). `bind_address`: the address to listen on
+     * and to put in the pairing code, `"ip"` or `"ip:port"`; null listens
+     * on every interface on a free port, and the code names this device's
+     * address on its default route (127.0.0.1 without one). `advertise`:
+     * also advertise on the local network (mDNS, a name only members
+     * recognise) and serve members' devices that find it without the code.
+     */
+    func startNearbyListen(bindAddress: String?, advertise: Bool) throws  -> NearbyListener
+    
+    /**
+     * One direct sync over a stream the app connected itself (a platform
+     * transport: see [`ByteStream`]). `initiator`: true on the device that
+     * opened the connection, false on the one that accepted it (exactly
+     * one of each). The other device must be a member of this record (the
+     * access log decides, as for every direct sync); compare the report's
+     * fingerprint with the one the other device shows. The record is
+     * locked once the secure handshake is done, until the session ends.
+     * Close the stream after this returns (or to abort it).
+     */
+    func syncOverStream(stream: ByteStream, initiator: Bool) async throws  -> DirectSyncReport
+    
+    /**
      * Add FHIR JSON: one resource, a Bundle, or an array of them. All are
      * validated first; one bad resource refuses the whole call.
      */
@@ -1190,6 +1526,117 @@ open func wearableSummary(metricName: String, fromMs: Int64, toMs: Int64, every:
         FfiConverterString.lower(every),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Members' devices of this record advertising on the local network
+     * (a listener started with `advertise`), found within `timeout_ms`
+     * (1 to 600 000), this device excluded. Names and ids are what the
+     * devices say until a direct sync proves them; `fingerprint` is what
+     * this record's access log holds for the id.
+     */
+open func nearbyDiscover(timeoutMs: UInt64)async throws  -> [NearbyDeviceInfo]  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_nearby_discover(
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceTypeNearbyDeviceInfo.lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * One direct sync with the device that shows `code` (its
+     * [`NearbyListener::code`]): only that device can answer, and it
+     * serves only the holder of the code.
+     */
+open func nearbySync(code: String)async throws  -> DirectSyncReport  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_nearby_sync(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(code)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeDirectSyncReport_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * One direct sync with a device [`Self::nearby_discover`] found (at
+     * its first address, IPv4 preferred). Only the device with the
+     * advertised identity can answer.
+     */
+open func nearbySyncWith(device: NearbyDeviceInfo)async throws  -> DirectSyncReport  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_nearby_sync_with(
+                        self.uniffiCloneHandle(),FfiConverterTypeNearbyDeviceInfo_lower(device)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeDirectSyncReport_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * Start a direct-sync listener (nothing is served until
+     * [`NearbyListener::serve`]). `bind_address`: the address to listen on
+     * and to put in the pairing code, `"ip"` or `"ip:port"`; null listens
+     * on every interface on a free port, and the code names this device's
+     * address on its default route (127.0.0.1 without one). `advertise`:
+     * also advertise on the local network (mDNS, a name only members
+     * recognise) and serve members' devices that find it without the code.
+     */
+open func startNearbyListen(bindAddress: String?, advertise: Bool)throws  -> NearbyListener  {
+    return try  FfiConverterTypeNearbyListener_lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_start_nearby_listen(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionString.lower(bindAddress),
+        FfiConverterBool.lower(advertise),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * One direct sync over a stream the app connected itself (a platform
+     * transport: see [`ByteStream`]). `initiator`: true on the device that
+     * opened the connection, false on the one that accepted it (exactly
+     * one of each). The other device must be a member of this record (the
+     * access log decides, as for every direct sync); compare the report's
+     * fingerprint with the one the other device shows. The record is
+     * locked once the secure handshake is done, until the session ends.
+     * Close the stream after this returns (or to abort it).
+     */
+open func syncOverStream(stream: ByteStream, initiator: Bool)async throws  -> DirectSyncReport  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_sync_over_stream(
+                        self.uniffiCloneHandle(),FfiConverterTypeByteStream_lower(stream),FfiConverterBool.lower(initiator)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeDirectSyncReport_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
 }
     
     /**
@@ -1654,6 +2101,214 @@ public func FfiConverterTypeHealthRecord_lift(_ handle: UInt64) throws -> Health
 #endif
 public func FfiConverterTypeHealthRecord_lower(_ value: HealthRecord) -> UInt64 {
     return FfiConverterTypeHealthRecord.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A direct-sync listener: show its [`Self::code`], then await
+ * [`Self::serve`]. Dropping it (or [`Self::cancel`]) stops listening and
+ * withdraws its local-network advert.
+ */
+public protocol NearbyListenerProtocol: AnyObject, Sendable {
+    
+    /**
+     * Stop listening for good: a `serve` waiting for a connection returns
+     * `Offline` (a session already running finishes), and the
+     * local-network advert is withdrawn.
+     */
+    func cancel() throws 
+    
+    /**
+     * The pairing code to show (text; draw it as a QR code too). It names
+     * this device, where it listens and a one-time token: the device that
+     * scans it passes it to [`HealthRecord::nearby_sync`].
+     */
+    func code()  -> String
+    
+    /**
+     * The TCP port listened on.
+     */
+    func port()  -> UInt16
+    
+    /**
+     * Serve until one session succeeds (its report) or `timeout_ms`
+     * passes. Connections that fail (a stranger, a wrong code, a dropped
+     * link) are skipped; the last one's error is returned if none
+     * succeeded, else `Offline` (nobody synced). The record stays usable
+     * while waiting; it is locked while a session runs. Cancelling the
+     * awaiting coroutine or task cancels the listener.
+     */
+    func serve(timeoutMs: UInt64) async throws  -> DirectSyncReport
+    
+}
+/**
+ * A direct-sync listener: show its [`Self::code`], then await
+ * [`Self::serve`]. Dropping it (or [`Self::cancel`]) stops listening and
+ * withdraws its local-network advert.
+ */
+open class NearbyListener: NearbyListenerProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_satchel_core_fn_clone_nearbylistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_satchel_core_fn_free_nearbylistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Stop listening for good: a `serve` waiting for a connection returns
+     * `Offline` (a session already running finishes), and the
+     * local-network advert is withdrawn.
+     */
+open func cancel()throws   {try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_nearbylistener_cancel(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The pairing code to show (text; draw it as a QR code too). It names
+     * this device, where it listens and a one-time token: the device that
+     * scans it passes it to [`HealthRecord::nearby_sync`].
+     */
+open func code() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_nearbylistener_code(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The TCP port listened on.
+     */
+open func port() -> UInt16  {
+    return try!  FfiConverterUInt16.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_nearbylistener_port(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Serve until one session succeeds (its report) or `timeout_ms`
+     * passes. Connections that fail (a stranger, a wrong code, a dropped
+     * link) are skipped; the last one's error is returned if none
+     * succeeded, else `Offline` (nobody synced). The record stays usable
+     * while waiting; it is locked while a session runs. Cancelling the
+     * awaiting coroutine or task cancels the listener.
+     */
+open func serve(timeoutMs: UInt64)async throws  -> DirectSyncReport  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_nearbylistener_serve(
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeDirectSyncReport_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNearbyListener: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = NearbyListener
+
+    public static func lift(_ handle: UInt64) throws -> NearbyListener {
+        return NearbyListener(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: NearbyListener) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NearbyListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: NearbyListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNearbyListener_lift(_ handle: UInt64) throws -> NearbyListener {
+    return try FfiConverterTypeNearbyListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNearbyListener_lower(_ value: NearbyListener) -> UInt64 {
+    return FfiConverterTypeNearbyListener.lower(value)
 }
 
 
@@ -2613,6 +3268,141 @@ public func FfiConverterTypeAuditRow_lower(_ value: AuditRow) -> RustBuffer {
 
 
 /**
+ * What one direct sync (edge sync, no relay) did.
+ */
+public struct DirectSyncReport: Equatable, Hashable {
+    /**
+     * The other device's name, fingerprint and identity id (hex), as its
+     * identity key proved over the channel. Compare the fingerprint with
+     * the one the other device shows.
+     */
+    public let peerName: String
+    public let peerFingerprint: String
+    public let peerIdentity: String
+    /**
+     * Both devices already held the same changes: nothing was exchanged.
+     */
+    public let inSync: Bool
+    /**
+     * Access changes (devices, grants, revocations) learned from the peer.
+     */
+    public let statementsLearned: UInt64
+    /**
+     * Changes sent to the other device.
+     */
+    public let sent: UInt64
+    /**
+     * Changes received: new and stored, already here, refused by the checks
+     * (not stored).
+     */
+    public let stored: UInt64
+    public let known: UInt64
+    public let refused: UInt64
+    /**
+     * Bytes on the wire (framing and encryption included), out and in.
+     */
+    public let bytesSent: UInt64
+    public let bytesReceived: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The other device's name, fingerprint and identity id (hex), as its
+         * identity key proved over the channel. Compare the fingerprint with
+         * the one the other device shows.
+         */peerName: String, peerFingerprint: String, peerIdentity: String, 
+        /**
+         * Both devices already held the same changes: nothing was exchanged.
+         */inSync: Bool, 
+        /**
+         * Access changes (devices, grants, revocations) learned from the peer.
+         */statementsLearned: UInt64, 
+        /**
+         * Changes sent to the other device.
+         */sent: UInt64, 
+        /**
+         * Changes received: new and stored, already here, refused by the checks
+         * (not stored).
+         */stored: UInt64, known: UInt64, refused: UInt64, 
+        /**
+         * Bytes on the wire (framing and encryption included), out and in.
+         */bytesSent: UInt64, bytesReceived: UInt64) {
+        self.peerName = peerName
+        self.peerFingerprint = peerFingerprint
+        self.peerIdentity = peerIdentity
+        self.inSync = inSync
+        self.statementsLearned = statementsLearned
+        self.sent = sent
+        self.stored = stored
+        self.known = known
+        self.refused = refused
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DirectSyncReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDirectSyncReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DirectSyncReport {
+        return
+            try DirectSyncReport(
+                peerName: FfiConverterString.read(from: &buf), 
+                peerFingerprint: FfiConverterString.read(from: &buf), 
+                peerIdentity: FfiConverterString.read(from: &buf), 
+                inSync: FfiConverterBool.read(from: &buf), 
+                statementsLearned: FfiConverterUInt64.read(from: &buf), 
+                sent: FfiConverterUInt64.read(from: &buf), 
+                stored: FfiConverterUInt64.read(from: &buf), 
+                known: FfiConverterUInt64.read(from: &buf), 
+                refused: FfiConverterUInt64.read(from: &buf), 
+                bytesSent: FfiConverterUInt64.read(from: &buf), 
+                bytesReceived: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DirectSyncReport, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.peerName, into: &buf)
+        FfiConverterString.write(value.peerFingerprint, into: &buf)
+        FfiConverterString.write(value.peerIdentity, into: &buf)
+        FfiConverterBool.write(value.inSync, into: &buf)
+        FfiConverterUInt64.write(value.statementsLearned, into: &buf)
+        FfiConverterUInt64.write(value.sent, into: &buf)
+        FfiConverterUInt64.write(value.stored, into: &buf)
+        FfiConverterUInt64.write(value.known, into: &buf)
+        FfiConverterUInt64.write(value.refused, into: &buf)
+        FfiConverterUInt64.write(value.bytesSent, into: &buf)
+        FfiConverterUInt64.write(value.bytesReceived, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDirectSyncReport_lift(_ buf: RustBuffer) throws -> DirectSyncReport {
+    return try FfiConverterTypeDirectSyncReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDirectSyncReport_lower(_ value: DirectSyncReport) -> RustBuffer {
+    return FfiConverterTypeDirectSyncReport.lower(value)
+}
+
+
+/**
  * An entry of the record with its current version.
  */
 public struct EntryInfo: Equatable, Hashable {
@@ -3388,6 +4178,102 @@ public func FfiConverterTypeMissingChanges_lift(_ buf: RustBuffer) throws -> Mis
 #endif
 public func FfiConverterTypeMissingChanges_lower(_ value: MissingChanges) -> RustBuffer {
     return FfiConverterTypeMissingChanges.lower(value)
+}
+
+
+/**
+ * A device of one of the record's members found on the local network
+ * (mDNS). What it says about itself until a direct sync proves it.
+ */
+public struct NearbyDeviceInfo: Equatable, Hashable {
+    /**
+     * The device's name and identity id (hex), from its sealed advert.
+     */
+    public let name: String
+    public let identity: String
+    /**
+     * The fingerprint of the identity card this record's access log holds
+     * for that identity; null when the access log does not know it (yet).
+     */
+    public let fingerprint: String?
+    /**
+     * Its addresses (IPv4 first, then IPv6), as text.
+     */
+    public let addresses: [String]
+    /**
+     * The port of its direct-sync listener.
+     */
+    public let port: UInt16
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The device's name and identity id (hex), from its sealed advert.
+         */name: String, identity: String, 
+        /**
+         * The fingerprint of the identity card this record's access log holds
+         * for that identity; null when the access log does not know it (yet).
+         */fingerprint: String?, 
+        /**
+         * Its addresses (IPv4 first, then IPv6), as text.
+         */addresses: [String], 
+        /**
+         * The port of its direct-sync listener.
+         */port: UInt16) {
+        self.name = name
+        self.identity = identity
+        self.fingerprint = fingerprint
+        self.addresses = addresses
+        self.port = port
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension NearbyDeviceInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNearbyDeviceInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NearbyDeviceInfo {
+        return
+            try NearbyDeviceInfo(
+                name: FfiConverterString.read(from: &buf), 
+                identity: FfiConverterString.read(from: &buf), 
+                fingerprint: FfiConverterOptionString.read(from: &buf), 
+                addresses: FfiConverterSequenceString.read(from: &buf), 
+                port: FfiConverterUInt16.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: NearbyDeviceInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.identity, into: &buf)
+        FfiConverterOptionString.write(value.fingerprint, into: &buf)
+        FfiConverterSequenceString.write(value.addresses, into: &buf)
+        FfiConverterUInt16.write(value.port, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNearbyDeviceInfo_lift(_ buf: RustBuffer) throws -> NearbyDeviceInfo {
+    return try FfiConverterTypeNearbyDeviceInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNearbyDeviceInfo_lower(_ value: NearbyDeviceInfo) -> RustBuffer {
+    return FfiConverterTypeNearbyDeviceInfo.lower(value)
 }
 
 
@@ -4191,12 +5077,16 @@ enum SatchelError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case InvalidInput(reason: String
     )
     /**
-     * This device or member may not do that (no grant, revoked, not a manager).
+     * This device or member may not do that (no grant, revoked, not a
+     * manager), or, in a direct sync, either device refused the other (not
+     * a member, a wrong or used pairing code, another record or device).
      */
     case NotAllowed(reason: String
     )
     /**
-     * The relay could not be reached; local changes stay queued. Retry later.
+     * The relay or the other device could not be reached, or the
+     * connection to it failed or timed out; local changes stay queued.
+     * Retry later.
      */
     case Offline(reason: String
     )
@@ -4700,6 +5590,31 @@ fileprivate struct FfiConverterSequenceTypeMissingChanges: FfiConverterRustBuffe
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeNearbyDeviceInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [NearbyDeviceInfo]
+
+    public static func write(_ value: [NearbyDeviceInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeNearbyDeviceInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [NearbyDeviceInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [NearbyDeviceInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeNearbyDeviceInfo.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeSectionCount: FfiConverterRustBuffer {
     typealias SwiftType = [SectionCount]
 
@@ -4915,6 +5830,24 @@ private let initializationResult: InitializationResult = {
     if (uniffi_satchel_core_checksum_method_secretstore_delete() != 54913) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_satchel_core_checksum_method_bytestream_read() != 22515) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_bytestream_write() != 33532) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_nearbylistener_cancel() != 7610) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_nearbylistener_code() != 59202) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_nearbylistener_port() != 11437) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_nearbylistener_serve() != 51278) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_satchel_core_checksum_method_healthrecord_export_fhir() != 43482) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4928,6 +5861,21 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_wearable_summary() != 39188) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_nearby_discover() != 29627) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_nearby_sync() != 18031) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_nearby_sync_with() != 58558) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_start_nearby_listen() != 47803) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_sync_over_stream() != 62866) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_add() != 21878) {
@@ -5027,6 +5975,7 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitByteStream()
     uniffiCallbackInitChangeListener()
     uniffiCallbackInitSecretStore()
     return InitializationResult.ok

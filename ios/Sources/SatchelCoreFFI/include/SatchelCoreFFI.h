@@ -264,6 +264,20 @@ typedef void (*UniffiCallbackInterfaceSecretStoreMethod2)(uint64_t, RustBuffer, 
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_BYTE_STREAM_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_BYTE_STREAM_METHOD0
+typedef void (*UniffiCallbackInterfaceByteStreamMethod0)(uint64_t, uint32_t, RustBuffer* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_BYTE_STREAM_METHOD1
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_BYTE_STREAM_METHOD1
+typedef void (*UniffiCallbackInterfaceByteStreamMethod1)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CHANGE_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CHANGE_LISTENER_METHOD0
 typedef void (*UniffiCallbackInterfaceChangeListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
@@ -287,6 +301,16 @@ typedef struct UniffiVTableCallbackInterfaceSecretStore {
     UniffiCallbackInterfaceSecretStoreMethod1 _Nonnull put;
     UniffiCallbackInterfaceSecretStoreMethod2 _Nonnull delete;
 } UniffiVTableCallbackInterfaceSecretStore;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_BYTE_STREAM
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_BYTE_STREAM
+typedef struct UniffiVTableCallbackInterfaceByteStream {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceByteStreamMethod0 _Nonnull read;
+    UniffiCallbackInterfaceByteStreamMethod1 _Nonnull write;
+} UniffiVTableCallbackInterfaceByteStream;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CHANGE_LISTENER
@@ -399,6 +423,61 @@ void uniffi_satchel_core_fn_method_secretstore_put(uint64_t ptr, RustBuffer name
 void uniffi_satchel_core_fn_method_secretstore_delete(uint64_t ptr, RustBuffer name, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_CLONE_BYTESTREAM
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_CLONE_BYTESTREAM
+uint64_t uniffi_satchel_core_fn_clone_bytestream(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_FREE_BYTESTREAM
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_FREE_BYTESTREAM
+void uniffi_satchel_core_fn_free_bytestream(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_INIT_CALLBACK_VTABLE_BYTESTREAM
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_INIT_CALLBACK_VTABLE_BYTESTREAM
+void uniffi_satchel_core_fn_init_callback_vtable_bytestream(const UniffiVTableCallbackInterfaceByteStream* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_BYTESTREAM_READ
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_BYTESTREAM_READ
+RustBuffer uniffi_satchel_core_fn_method_bytestream_read(uint64_t ptr, uint32_t max, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_BYTESTREAM_WRITE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_BYTESTREAM_WRITE
+void uniffi_satchel_core_fn_method_bytestream_write(uint64_t ptr, RustBuffer bytes, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_CLONE_NEARBYLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_CLONE_NEARBYLISTENER
+uint64_t uniffi_satchel_core_fn_clone_nearbylistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_FREE_NEARBYLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_FREE_NEARBYLISTENER
+void uniffi_satchel_core_fn_free_nearbylistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_NEARBYLISTENER_CANCEL
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_NEARBYLISTENER_CANCEL
+void uniffi_satchel_core_fn_method_nearbylistener_cancel(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_NEARBYLISTENER_CODE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_NEARBYLISTENER_CODE
+RustBuffer uniffi_satchel_core_fn_method_nearbylistener_code(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_NEARBYLISTENER_PORT
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_NEARBYLISTENER_PORT
+uint16_t uniffi_satchel_core_fn_method_nearbylistener_port(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_NEARBYLISTENER_SERVE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_NEARBYLISTENER_SERVE
+uint64_t uniffi_satchel_core_fn_method_nearbylistener_serve(uint64_t ptr, uint64_t timeout_ms
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_CLONE_HEALTHRECORD
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_CLONE_HEALTHRECORD
 uint64_t uniffi_satchel_core_fn_clone_healthrecord(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -432,6 +511,31 @@ RustBuffer uniffi_satchel_core_fn_method_healthrecord_ingest_wearables(uint64_t 
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_WEARABLE_SUMMARY
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_WEARABLE_SUMMARY
 RustBuffer uniffi_satchel_core_fn_method_healthrecord_wearable_summary(uint64_t ptr, RustBuffer metric_name, int64_t from_ms, int64_t to_ms, RustBuffer every, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_NEARBY_DISCOVER
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_NEARBY_DISCOVER
+uint64_t uniffi_satchel_core_fn_method_healthrecord_nearby_discover(uint64_t ptr, uint64_t timeout_ms
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_NEARBY_SYNC
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_NEARBY_SYNC
+uint64_t uniffi_satchel_core_fn_method_healthrecord_nearby_sync(uint64_t ptr, RustBuffer code
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_NEARBY_SYNC_WITH
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_NEARBY_SYNC_WITH
+uint64_t uniffi_satchel_core_fn_method_healthrecord_nearby_sync_with(uint64_t ptr, RustBuffer device
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_START_NEARBY_LISTEN
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_START_NEARBY_LISTEN
+uint64_t uniffi_satchel_core_fn_method_healthrecord_start_nearby_listen(uint64_t ptr, RustBuffer bind_address, int8_t advertise, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_SYNC_OVER_STREAM
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_SYNC_OVER_STREAM
+uint64_t uniffi_satchel_core_fn_method_healthrecord_sync_over_stream(uint64_t ptr, uint64_t stream, int8_t initiator
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_ADD
@@ -970,6 +1074,42 @@ uint16_t uniffi_satchel_core_checksum_method_secretstore_delete(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_BYTESTREAM_READ
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_BYTESTREAM_READ
+uint16_t uniffi_satchel_core_checksum_method_bytestream_read(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_BYTESTREAM_WRITE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_BYTESTREAM_WRITE
+uint16_t uniffi_satchel_core_checksum_method_bytestream_write(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_NEARBYLISTENER_CANCEL
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_NEARBYLISTENER_CANCEL
+uint16_t uniffi_satchel_core_checksum_method_nearbylistener_cancel(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_NEARBYLISTENER_CODE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_NEARBYLISTENER_CODE
+uint16_t uniffi_satchel_core_checksum_method_nearbylistener_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_NEARBYLISTENER_PORT
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_NEARBYLISTENER_PORT
+uint16_t uniffi_satchel_core_checksum_method_nearbylistener_port(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_NEARBYLISTENER_SERVE
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_NEARBYLISTENER_SERVE
+uint16_t uniffi_satchel_core_checksum_method_nearbylistener_serve(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_EXPORT_FHIR
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_EXPORT_FHIR
 uint16_t uniffi_satchel_core_checksum_method_healthrecord_export_fhir(void
@@ -997,6 +1137,36 @@ uint16_t uniffi_satchel_core_checksum_method_healthrecord_ingest_wearables(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_WEARABLE_SUMMARY
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_WEARABLE_SUMMARY
 uint16_t uniffi_satchel_core_checksum_method_healthrecord_wearable_summary(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_NEARBY_DISCOVER
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_NEARBY_DISCOVER
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_nearby_discover(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_NEARBY_SYNC
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_NEARBY_SYNC
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_nearby_sync(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_NEARBY_SYNC_WITH
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_NEARBY_SYNC_WITH
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_nearby_sync_with(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_START_NEARBY_LISTEN
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_START_NEARBY_LISTEN
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_start_nearby_listen(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_SYNC_OVER_STREAM
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_SYNC_OVER_STREAM
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_sync_over_stream(void
     
 );
 #endif

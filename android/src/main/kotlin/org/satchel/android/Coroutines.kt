@@ -17,6 +17,7 @@ import org.satchel.core.ChangeListener
 import org.satchel.core.EntryInfo
 import org.satchel.core.EntryQuery
 import org.satchel.core.HealthRecord
+import org.satchel.core.NearbyListener
 import org.satchel.core.SatchelException
 import org.satchel.core.SatchelHome
 import org.satchel.core.SecretStore
@@ -53,6 +54,13 @@ suspend fun HealthRecord.markEnteredInErrorAsync(id: String) =
 
 suspend fun HealthRecord.historyAsync(id: String): List<VersionInfo> =
     withContext(satchelDispatcher) { history(id) }
+
+/**
+ * Bind a direct-sync listener (and with [advertise], start its mDNS advert)
+ * off the calling thread; show its code(), then await serve(timeoutMs).
+ */
+suspend fun HealthRecord.startNearbyListenAsync(bindAddress: String? = null, advertise: Boolean = false): NearbyListener =
+    withContext(satchelDispatcher) { startNearbyListen(bindAddress, advertise) }
 
 suspend fun HealthRecord.summaryAsync(): List<SectionCount> =
     withContext(satchelDispatcher) { summary() }

@@ -666,6 +666,12 @@ internal interface UniffiCallbackInterfaceSecretStoreMethod1 : com.sun.jna.Callb
 internal interface UniffiCallbackInterfaceSecretStoreMethod2 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`name`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceByteStreamMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`max`: Int,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceByteStreamMethod1 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`bytes`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceChangeListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -694,6 +700,28 @@ internal open class UniffiVTableCallbackInterfaceSecretStore(
         `get` = other.`get`
         `put` = other.`put`
         `delete` = other.`delete`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "read", "write")
+internal open class UniffiVTableCallbackInterfaceByteStream(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `read`: UniffiCallbackInterfaceByteStreamMethod0? = null,
+    @JvmField internal var `write`: UniffiCallbackInterfaceByteStreamMethod1? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `read`: UniffiCallbackInterfaceByteStreamMethod0? = null,
+        `write`: UniffiCallbackInterfaceByteStreamMethod1? = null,
+    ): UniffiVTableCallbackInterfaceByteStream(`uniffiFree`,`uniffiClone`,`read`,`write`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceByteStream) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `read` = other.`read`
+        `write` = other.`write`
     }
 
 }
@@ -774,6 +802,18 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_secretstore_delete(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_bytestream_read(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_bytestream_write(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_nearbylistener_cancel(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_nearbylistener_code(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_nearbylistener_port(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_nearbylistener_serve(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_export_fhir(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_export_ips(
@@ -783,6 +823,16 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_satchel_core_checksum_method_healthrecord_ingest_wearables(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_wearable_summary(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_nearby_discover(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_nearby_sync(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_nearby_sync_with(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_start_nearby_listen(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_sync_over_stream(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_add(
     ): Int
@@ -864,6 +914,7 @@ internal object UniffiLib {
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "satchel_core"))
+        uniffiCallbackInterfaceByteStream.register(this)
         uniffiCallbackInterfaceChangeListener.register(this)
         uniffiCallbackInterfaceSecretStore.register(this)
         
@@ -910,6 +961,28 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_satchel_core_fn_method_secretstore_delete(`ptr`: Long,`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_satchel_core_fn_clone_bytestream(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_satchel_core_fn_free_bytestream(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_satchel_core_fn_init_callback_vtable_bytestream(`vtable`: UniffiVTableCallbackInterfaceByteStream,
+    ): Unit
+    external fun uniffi_satchel_core_fn_method_bytestream_read(`ptr`: Long,`max`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_bytestream_write(`ptr`: Long,`bytes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_satchel_core_fn_clone_nearbylistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_satchel_core_fn_free_nearbylistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_satchel_core_fn_method_nearbylistener_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_satchel_core_fn_method_nearbylistener_code(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_nearbylistener_port(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_satchel_core_fn_method_nearbylistener_serve(`ptr`: Long,`timeoutMs`: Long,
+    ): Long
     external fun uniffi_satchel_core_fn_clone_healthrecord(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_satchel_core_fn_free_healthrecord(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -924,6 +997,16 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_wearable_summary(`ptr`: Long,`metricName`: RustBuffer.ByValue,`fromMs`: Long,`toMs`: Long,`every`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_healthrecord_nearby_discover(`ptr`: Long,`timeoutMs`: Long,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_nearby_sync(`ptr`: Long,`code`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_nearby_sync_with(`ptr`: Long,`device`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_start_nearby_listen(`ptr`: Long,`bindAddress`: RustBuffer.ByValue,`advertise`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_sync_over_stream(`ptr`: Long,`stream`: Long,`initiator`: Byte,
+    ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_add(`ptr`: Long,`resourcesJson`: RustBuffer.ByValue,`sourceSystem`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_amend(`ptr`: Long,`id`: RustBuffer.ByValue,`resourceJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1162,6 +1245,24 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_satchel_core_checksum_method_secretstore_delete() and 0xFFFF) != 54913) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_satchel_core_checksum_method_bytestream_read() and 0xFFFF) != 22515) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_bytestream_write() and 0xFFFF) != 33532) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_nearbylistener_cancel() and 0xFFFF) != 7610) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_nearbylistener_code() and 0xFFFF) != 59202) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_nearbylistener_port() and 0xFFFF) != 11437) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_nearbylistener_serve() and 0xFFFF) != 51278) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_export_fhir() and 0xFFFF) != 43482) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1175,6 +1276,21 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_wearable_summary() and 0xFFFF) != 39188) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_nearby_discover() and 0xFFFF) != 29627) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_nearby_sync() and 0xFFFF) != 18031) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_nearby_sync_with() and 0xFFFF) != 58558) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_start_nearby_listen() and 0xFFFF) != 47803) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_sync_over_stream() and 0xFFFF) != 62866) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_add() and 0xFFFF) != 21878) {
@@ -1504,6 +1620,33 @@ private class JavaLangRefCleanable(
 /**
  * @suppress
  */
+public object FfiConverterUShort: FfiConverter<UShort, Short> {
+    override fun lift(value: Short): UShort {
+        return value.toUShort()
+    }
+
+    fun lift(value: Int): UShort {
+        return value.toUShort()
+    }
+
+    override fun read(buf: ByteBuffer): UShort {
+        return lift(buf.getShort())
+    }
+
+    override fun lower(value: UShort): Short {
+        return value.toShort()
+    }
+
+    override fun allocationSize(value: UShort) = 2UL
+
+    override fun write(value: UShort, buf: ByteBuffer) {
+        buf.putShort(value.toShort())
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterUInt: FfiConverter<UInt, Int> {
     override fun lift(value: Int): UInt {
         return value.toUInt()
@@ -1689,6 +1832,396 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
     override fun write(value: ByteArray, buf: ByteBuffer) {
         buf.putInt(value.size)
         buf.put(value)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A connected byte stream of the app's (a Bluetooth L2CAP channel, a
+ * Multipeer stream, a Wi-Fi Aware socket) for
+ * [`HealthRecord::sync_over_stream`]. The library runs its encrypted,
+ * authenticated channel over it: the stream itself need not be secure.
+ *
+ * Calls come from a library thread and may block. Throw (any exception;
+ * `SatchelException.Offline` with a reason is clearest) when the link
+ * fails; give reads an idle timeout (e.g. 10 s) so a vanished peer ends
+ * the sync instead of stalling it.
+ */
+public interface ByteStream {
+    
+    /**
+     * Block until bytes arrive and return between 1 and `max` of them; an
+     * empty result means the other side closed the stream.
+     */
+    fun `read`(`max`: kotlin.UInt): kotlin.ByteArray
+    
+    /**
+     * Write all of `bytes` (and send them on: the library writes a whole
+     * message before it waits for the answer).
+     */
+    fun `write`(`bytes`: kotlin.ByteArray)
+    
+    companion object
+}
+
+/**
+ * A connected byte stream of the app's (a Bluetooth L2CAP channel, a
+ * Multipeer stream, a Wi-Fi Aware socket) for
+ * [`HealthRecord::sync_over_stream`]. The library runs its encrypted,
+ * authenticated channel over it: the stream itself need not be secure.
+ *
+ * Calls come from a library thread and may block. Throw (any exception;
+ * `SatchelException.Offline` with a reason is clearest) when the link
+ * fails; give reads an idle timeout (e.g. 10 s) so a vanished peer ends
+ * the sync instead of stalling it.
+ */
+open class ByteStreamImpl: Disposable, AutoCloseable, ByteStream
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_satchel_core_fn_free_bytestream(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_satchel_core_fn_clone_bytestream(handle, status)
+        }
+    }
+
+    
+    /**
+     * Block until bytes arrive and return between 1 and `max` of them; an
+     * empty result means the other side closed the stream.
+     */
+    @Throws(SatchelException::class)override fun `read`(`max`: kotlin.UInt): kotlin.ByteArray {
+            return FfiConverterByteArray.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_bytestream_read(
+        it,
+        
+        FfiConverterUInt.lower(`max`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Write all of `bytes` (and send them on: the library writes a whole
+     * message before it waits for the answer).
+     */
+    @Throws(SatchelException::class)override fun `write`(`bytes`: kotlin.ByteArray)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_bytestream_write(
+        it,
+        
+        FfiConverterByteArray.lower(`bytes`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceByteStream {
+    internal object `read`: UniffiCallbackInterfaceByteStreamMethod0 {
+        override fun callback(`uniffiHandle`: Long,`max`: Int,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeByteStream.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`read`(
+                    FfiConverterUInt.lift(`max`),
+                )
+            }
+            val writeReturn = { value: kotlin.ByteArray -> uniffiOutReturn.setValue(FfiConverterByteArray.lower(value)) }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: SatchelException -> FfiConverterTypeSatchelError.lower(e) }
+            )
+        }
+    }
+    internal object `write`: UniffiCallbackInterfaceByteStreamMethod1 {
+        override fun callback(`uniffiHandle`: Long,`bytes`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeByteStream.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`write`(
+                    FfiConverterByteArray.lift(`bytes`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: SatchelException -> FfiConverterTypeSatchelError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeByteStream.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeByteStream.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceByteStream.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `read`,
+        `write`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_satchel_core_fn_init_callback_vtable_bytestream(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeByteStream: FfiConverter<ByteStream, Long> {
+    internal val handleMap = UniffiHandleMap<ByteStream>()
+
+    override fun lower(value: ByteStream): Long {
+        if (value is ByteStreamImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): ByteStream {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return ByteStreamImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): ByteStream {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: ByteStream) = 8UL
+
+    override fun write(value: ByteStream, buf: ByteBuffer) {
+        buf.putLong(lower(value))
     }
 }
 
@@ -2180,6 +2713,52 @@ public interface HealthRecordInterface {
     fun `wearableSummary`(`metricName`: kotlin.String, `fromMs`: kotlin.Long, `toMs`: kotlin.Long, `every`: kotlin.String): List<WearableBucket>
     
     /**
+     * Members' devices of this record advertising on the local network
+     * (a listener started with `advertise`), found within `timeout_ms`
+     * (1 to 600 000), this device excluded. Names and ids are what the
+     * devices say until a direct sync proves them; `fingerprint` is what
+     * this record's access log holds for the id.
+     */
+    suspend fun `nearbyDiscover`(`timeoutMs`: kotlin.ULong): List<NearbyDeviceInfo>
+    
+    /**
+     * One direct sync with the device that shows `code` (its
+     * [`NearbyListener::code`]): only that device can answer, and it
+     * serves only the holder of the code.
+     */
+    suspend fun `nearbySync`(`code`: kotlin.String): DirectSyncReport
+    
+    /**
+     * One direct sync with a device [`Self::nearby_discover`] found (at
+     * its first address, IPv4 preferred). Only the device with the
+     * advertised identity can answer.
+     */
+    suspend fun `nearbySyncWith`(`device`: NearbyDeviceInfo): DirectSyncReport
+    
+    /**
+     * Start a direct-sync listener (nothing is served until
+     * [`NearbyListener::serve`]). `bind_address`: the address to listen on
+     * and to put in the pairing code, `"ip"` or `"ip:port"`; null listens
+     * on every interface on a free port, and the code names this device's
+     * address on its default route (127.0.0.1 without one). `advertise`:
+     * also advertise on the local network (mDNS, a name only members
+     * recognise) and serve members' devices that find it without the code.
+     */
+    fun `startNearbyListen`(`bindAddress`: kotlin.String?, `advertise`: kotlin.Boolean): NearbyListener
+    
+    /**
+     * One direct sync over a stream the app connected itself (a platform
+     * transport: see [`ByteStream`]). `initiator`: true on the device that
+     * opened the connection, false on the one that accepted it (exactly
+     * one of each). The other device must be a member of this record (the
+     * access log decides, as for every direct sync); compare the report's
+     * fingerprint with the one the other device shows. The record is
+     * locked once the secure handshake is done, until the session ends.
+     * Close the stream after this returns (or to abort it).
+     */
+    suspend fun `syncOverStream`(`stream`: ByteStream, `initiator`: kotlin.Boolean): DirectSyncReport
+    
+    /**
      * Add FHIR JSON: one resource, a Bundle, or an array of them. All are
      * validated first; one bad resource refuses the whole call.
      */
@@ -2537,6 +3116,147 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
     )
     }
     
+
+    
+    /**
+     * Members' devices of this record advertising on the local network
+     * (a listener started with `advertise`), found within `timeout_ms`
+     * (1 to 600 000), this device excluded. Names and ids are what the
+     * devices say until a direct sync proves them; `fingerprint` is what
+     * this record's access log holds for the id.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `nearbyDiscover`(`timeoutMs`: kotlin.ULong) : List<NearbyDeviceInfo> {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_nearby_discover(
+                uniffiHandle,
+                
+        FfiConverterULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterSequenceTypeNearbyDeviceInfo.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * One direct sync with the device that shows `code` (its
+     * [`NearbyListener::code`]): only that device can answer, and it
+     * serves only the holder of the code.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `nearbySync`(`code`: kotlin.String) : DirectSyncReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_nearby_sync(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`code`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeDirectSyncReport.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * One direct sync with a device [`Self::nearby_discover`] found (at
+     * its first address, IPv4 preferred). Only the device with the
+     * advertised identity can answer.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `nearbySyncWith`(`device`: NearbyDeviceInfo) : DirectSyncReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_nearby_sync_with(
+                uniffiHandle,
+                
+        FfiConverterTypeNearbyDeviceInfo.lower(`device`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeDirectSyncReport.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Start a direct-sync listener (nothing is served until
+     * [`NearbyListener::serve`]). `bind_address`: the address to listen on
+     * and to put in the pairing code, `"ip"` or `"ip:port"`; null listens
+     * on every interface on a free port, and the code names this device's
+     * address on its default route (127.0.0.1 without one). `advertise`:
+     * also advertise on the local network (mDNS, a name only members
+     * recognise) and serve members' devices that find it without the code.
+     */
+    @Throws(SatchelException::class)override fun `startNearbyListen`(`bindAddress`: kotlin.String?, `advertise`: kotlin.Boolean): NearbyListener {
+            return FfiConverterTypeNearbyListener.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_start_nearby_listen(
+        it,
+        
+        FfiConverterOptionalString.lower(`bindAddress`),
+        FfiConverterBoolean.lower(`advertise`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * One direct sync over a stream the app connected itself (a platform
+     * transport: see [`ByteStream`]). `initiator`: true on the device that
+     * opened the connection, false on the one that accepted it (exactly
+     * one of each). The other device must be a member of this record (the
+     * access log decides, as for every direct sync); compare the report's
+     * fingerprint with the one the other device shows. The record is
+     * locked once the secure handshake is done, until the session ends.
+     * Close the stream after this returns (or to abort it).
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `syncOverStream`(`stream`: ByteStream, `initiator`: kotlin.Boolean) : DirectSyncReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_sync_over_stream(
+                uniffiHandle,
+                
+        FfiConverterTypeByteStream.lower(`stream`),
+        FfiConverterBoolean.lower(`initiator`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeDirectSyncReport.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
 
     
     /**
@@ -3145,6 +3865,367 @@ public object FfiConverterTypeHealthRecord: FfiConverter<HealthRecord, Long> {
     override fun allocationSize(value: HealthRecord) = 8UL
 
     override fun write(value: HealthRecord, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A direct-sync listener: show its [`Self::code`], then await
+ * [`Self::serve`]. Dropping it (or [`Self::cancel`]) stops listening and
+ * withdraws its local-network advert.
+ */
+public interface NearbyListenerInterface {
+    
+    /**
+     * Stop listening for good: a `serve` waiting for a connection returns
+     * `Offline` (a session already running finishes), and the
+     * local-network advert is withdrawn.
+     */
+    fun `cancel`()
+    
+    /**
+     * The pairing code to show (text; draw it as a QR code too). It names
+     * this device, where it listens and a one-time token: the device that
+     * scans it passes it to [`HealthRecord::nearby_sync`].
+     */
+    fun `code`(): kotlin.String
+    
+    /**
+     * The TCP port listened on.
+     */
+    fun `port`(): kotlin.UShort
+    
+    /**
+     * Serve until one session succeeds (its report) or `timeout_ms`
+     * passes. Connections that fail (a stranger, a wrong code, a dropped
+     * link) are skipped; the last one's error is returned if none
+     * succeeded, else `Offline` (nobody synced). The record stays usable
+     * while waiting; it is locked while a session runs. Cancelling the
+     * awaiting coroutine or task cancels the listener.
+     */
+    suspend fun `serve`(`timeoutMs`: kotlin.ULong): DirectSyncReport
+    
+    companion object
+}
+
+/**
+ * A direct-sync listener: show its [`Self::code`], then await
+ * [`Self::serve`]. Dropping it (or [`Self::cancel`]) stops listening and
+ * withdraws its local-network advert.
+ */
+open class NearbyListener: Disposable, AutoCloseable, NearbyListenerInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_satchel_core_fn_free_nearbylistener(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_satchel_core_fn_clone_nearbylistener(handle, status)
+        }
+    }
+
+    
+    /**
+     * Stop listening for good: a `serve` waiting for a connection returns
+     * `Offline` (a session already running finishes), and the
+     * local-network advert is withdrawn.
+     */
+    @Throws(SatchelException::class)override fun `cancel`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_nearbylistener_cancel(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The pairing code to show (text; draw it as a QR code too). It names
+     * this device, where it listens and a one-time token: the device that
+     * scans it passes it to [`HealthRecord::nearby_sync`].
+     */override fun `code`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_nearbylistener_code(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The TCP port listened on.
+     */override fun `port`(): kotlin.UShort {
+            return FfiConverterUShort.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_nearbylistener_port(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Serve until one session succeeds (its report) or `timeout_ms`
+     * passes. Connections that fail (a stranger, a wrong code, a dropped
+     * link) are skipped; the last one's error is returned if none
+     * succeeded, else `Offline` (nobody synced). The record stays usable
+     * while waiting; it is locked while a session runs. Cancelling the
+     * awaiting coroutine or task cancels the listener.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `serve`(`timeoutMs`: kotlin.ULong) : DirectSyncReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_nearbylistener_serve(
+                uniffiHandle,
+                
+        FfiConverterULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeDirectSyncReport.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeNearbyListener: FfiConverter<NearbyListener, Long> {
+    override fun lower(value: NearbyListener): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): NearbyListener {
+        return NearbyListener(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): NearbyListener {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: NearbyListener) = 8UL
+
+    override fun write(value: NearbyListener, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -4525,6 +5606,113 @@ public object FfiConverterTypeAuditRow: FfiConverterRustBuffer<AuditRow> {
 
 
 /**
+ * What one direct sync (edge sync, no relay) did.
+ */
+data class DirectSyncReport (
+    /**
+     * The other device's name, fingerprint and identity id (hex), as its
+     * identity key proved over the channel. Compare the fingerprint with
+     * the one the other device shows.
+     */
+    var `peerName`: kotlin.String
+    , 
+    var `peerFingerprint`: kotlin.String
+    , 
+    var `peerIdentity`: kotlin.String
+    , 
+    /**
+     * Both devices already held the same changes: nothing was exchanged.
+     */
+    var `inSync`: kotlin.Boolean
+    , 
+    /**
+     * Access changes (devices, grants, revocations) learned from the peer.
+     */
+    var `statementsLearned`: kotlin.ULong
+    , 
+    /**
+     * Changes sent to the other device.
+     */
+    var `sent`: kotlin.ULong
+    , 
+    /**
+     * Changes received: new and stored, already here, refused by the checks
+     * (not stored).
+     */
+    var `stored`: kotlin.ULong
+    , 
+    var `known`: kotlin.ULong
+    , 
+    var `refused`: kotlin.ULong
+    , 
+    /**
+     * Bytes on the wire (framing and encryption included), out and in.
+     */
+    var `bytesSent`: kotlin.ULong
+    , 
+    var `bytesReceived`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDirectSyncReport: FfiConverterRustBuffer<DirectSyncReport> {
+    override fun read(buf: ByteBuffer): DirectSyncReport {
+        return DirectSyncReport(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DirectSyncReport) = (
+            FfiConverterString.allocationSize(value.`peerName`) +
+            FfiConverterString.allocationSize(value.`peerFingerprint`) +
+            FfiConverterString.allocationSize(value.`peerIdentity`) +
+            FfiConverterBoolean.allocationSize(value.`inSync`) +
+            FfiConverterULong.allocationSize(value.`statementsLearned`) +
+            FfiConverterULong.allocationSize(value.`sent`) +
+            FfiConverterULong.allocationSize(value.`stored`) +
+            FfiConverterULong.allocationSize(value.`known`) +
+            FfiConverterULong.allocationSize(value.`refused`) +
+            FfiConverterULong.allocationSize(value.`bytesSent`) +
+            FfiConverterULong.allocationSize(value.`bytesReceived`)
+    )
+
+    override fun write(value: DirectSyncReport, buf: ByteBuffer) {
+            FfiConverterString.write(value.`peerName`, buf)
+            FfiConverterString.write(value.`peerFingerprint`, buf)
+            FfiConverterString.write(value.`peerIdentity`, buf)
+            FfiConverterBoolean.write(value.`inSync`, buf)
+            FfiConverterULong.write(value.`statementsLearned`, buf)
+            FfiConverterULong.write(value.`sent`, buf)
+            FfiConverterULong.write(value.`stored`, buf)
+            FfiConverterULong.write(value.`known`, buf)
+            FfiConverterULong.write(value.`refused`, buf)
+            FfiConverterULong.write(value.`bytesSent`, buf)
+            FfiConverterULong.write(value.`bytesReceived`, buf)
+    }
+}
+
+
+
+/**
  * An entry of the record with its current version.
  */
 data class EntryInfo (
@@ -5113,6 +6301,76 @@ public object FfiConverterTypeMissingChanges: FfiConverterRustBuffer<MissingChan
             FfiConverterString.write(value.`author`, buf)
             FfiConverterOptionalString.write(value.`authorName`, buf)
             FfiConverterULong.write(value.`changes`, buf)
+    }
+}
+
+
+
+/**
+ * A device of one of the record's members found on the local network
+ * (mDNS). What it says about itself until a direct sync proves it.
+ */
+data class NearbyDeviceInfo (
+    /**
+     * The device's name and identity id (hex), from its sealed advert.
+     */
+    var `name`: kotlin.String
+    , 
+    var `identity`: kotlin.String
+    , 
+    /**
+     * The fingerprint of the identity card this record's access log holds
+     * for that identity; null when the access log does not know it (yet).
+     */
+    var `fingerprint`: kotlin.String?
+    , 
+    /**
+     * Its addresses (IPv4 first, then IPv6), as text.
+     */
+    var `addresses`: List<kotlin.String>
+    , 
+    /**
+     * The port of its direct-sync listener.
+     */
+    var `port`: kotlin.UShort
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeNearbyDeviceInfo: FfiConverterRustBuffer<NearbyDeviceInfo> {
+    override fun read(buf: ByteBuffer): NearbyDeviceInfo {
+        return NearbyDeviceInfo(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterUShort.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: NearbyDeviceInfo) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`identity`) +
+            FfiConverterOptionalString.allocationSize(value.`fingerprint`) +
+            FfiConverterSequenceString.allocationSize(value.`addresses`) +
+            FfiConverterUShort.allocationSize(value.`port`)
+    )
+
+    override fun write(value: NearbyDeviceInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`identity`, buf)
+            FfiConverterOptionalString.write(value.`fingerprint`, buf)
+            FfiConverterSequenceString.write(value.`addresses`, buf)
+            FfiConverterUShort.write(value.`port`, buf)
     }
 }
 
@@ -5779,7 +7037,9 @@ sealed class SatchelException: kotlin.Exception() {
     }
     
     /**
-     * This device or member may not do that (no grant, revoked, not a manager).
+     * This device or member may not do that (no grant, revoked, not a
+     * manager), or, in a direct sync, either device refused the other (not
+     * a member, a wrong or used pairing code, another record or device).
      */
     class NotAllowed(
         
@@ -5790,7 +7050,9 @@ sealed class SatchelException: kotlin.Exception() {
     }
     
     /**
-     * The relay could not be reached; local changes stay queued. Retry later.
+     * The relay or the other device could not be reached, or the
+     * connection to it failed or timed out; local changes stay queued.
+     * Retry later.
      */
     class Offline(
         
@@ -6405,6 +7667,34 @@ public object FfiConverterSequenceTypeMissingChanges: FfiConverterRustBuffer<Lis
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeMissingChanges.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeNearbyDeviceInfo: FfiConverterRustBuffer<List<NearbyDeviceInfo>> {
+    override fun read(buf: ByteBuffer): List<NearbyDeviceInfo> {
+        val len = buf.getInt()
+        return List<NearbyDeviceInfo>(len) {
+            FfiConverterTypeNearbyDeviceInfo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<NearbyDeviceInfo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeNearbyDeviceInfo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<NearbyDeviceInfo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeNearbyDeviceInfo.write(it, buf)
         }
     }
 }

@@ -9,6 +9,7 @@ import java.io.File
 import java.io.InputStreamReader
 import java.nio.file.Files
 import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.LinkedBlockingQueue
 import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
@@ -28,6 +29,8 @@ import org.junit.BeforeClass
 import org.junit.Test
 import org.satchel.core.WearableSample
 import org.satchel.core.AccessRole
+import org.satchel.core.ByteStream
+import org.satchel.core.HealthRecord
 import org.satchel.core.ChangeEvent
 import org.satchel.core.EntryQuery
 import org.satchel.core.IdentityKind
@@ -45,6 +48,45 @@ class MapSecretStore : SecretStore {
     }
     override fun delete(name: String) {
         items.remove(name)
+    }
+}
+
+/**
+ * One end of an in-memory duplex pipe implementing the library's
+ * ByteStream (what a Bluetooth L2CAP or Multipeer stream is to an app):
+ * reads block up to 10 s, an empty read means the other end closed.
+ */
+class QueuePipe(
+    private val incoming: LinkedBlockingQueue<ByteArray>,
+    private val outgoing: LinkedBlockingQueue<ByteArray>,
+) : ByteStream {
+    private var pending = ByteArray(0)
+
+    override fun read(max: UInt): ByteArray {
+        if (pending.isEmpty()) {
+            pending = incoming.poll(10, TimeUnit.SECONDS)
+                ?: throw SatchelException.Offline("the pipe timed out")
+            if (pending.isEmpty()) return ByteArray(0) // closed
+        }
+        val n = minOf(pending.size, max.toInt())
+        val out = pending.copyOf(n)
+        pending = pending.copyOfRange(n, pending.size)
+        return out
+    }
+
+    override fun write(bytes: ByteArray) {
+        if (bytes.isNotEmpty()) outgoing.put(bytes.copyOf())
+    }
+
+    /** Close this end: the other end reads end-of-stream. */
+    fun close() = outgoing.put(ByteArray(0))
+
+    companion object {
+        fun pair(): Pair<QueuePipe, QueuePipe> {
+            val ab = LinkedBlockingQueue<ByteArray>()
+            val ba = LinkedBlockingQueue<ByteArray>()
+            return QueuePipe(ba, ab) to QueuePipe(ab, ba)
+        }
     }
 }
 
@@ -343,5 +385,132 @@ class SatchelTest {
         assertEquals(2, days.size)
         assertEquals(24uL, days[0].count)
         record.close()
+    }
+
+    /** A record on a phone and a tablet linked to it with a one-time code (through the relay). */
+    private suspend fun linkedDevices(name: String): Pair<HealthRecord, HealthRecord> = kotlinx.coroutines.coroutineScope {
+        val phone = home("$name-phone").createRecord("Gus")
+        phone.addAsync(med("metformin 500 mg"))
+        val code = phone.offerDeviceLink(relayUrl)
+        val admitted = async { phone.completeDeviceLink(relayUrl, code, 30_000uL) }
+        val tablet = home("$name-tablet").joinDevice(code, 30_000uL)
+        admitted.await()
+        phone to tablet
+    }
+
+    private suspend fun ids(record: HealthRecord) = record.listAsync().map { it.id }.sorted()
+
+    @Test
+    fun nearbyListenAndSyncWithPairingCodeOnLoopback() = runBlocking {
+        val (phone, tablet) = linkedDevices("nearby")
+        // Both change the record offline; then they sync directly, no relay.
+        phone.addAsync(allergy("latex"))
+        tablet.addAsync(med("lisinopril"))
+
+        val listener = phone.startNearbyListen("127.0.0.1", false)
+        val code = listener.code()
+        assertTrue(code, code.startsWith("satchel-nearby:127.0.0.1:${listener.port()}/"))
+        val served = async { listener.serve(30_000uL) }
+        // The phone stays usable while it waits.
+        assertEquals(2, phone.listAsync().size)
+        val scanned = tablet.nearbySync(code)
+        val shown = served.await()
+        assertEquals(phone.device().fingerprint, scanned.peerFingerprint)
+        assertEquals(phone.deviceId(), scanned.peerIdentity)
+        assertEquals(tablet.device().fingerprint, shown.peerFingerprint)
+        assertFalse(scanned.inSync)
+        assertEquals(1uL, scanned.stored)
+        assertEquals(1uL, scanned.sent)
+        assertEquals(scanned.sent, shown.stored)
+        assertTrue(scanned.bytesSent > 0uL && scanned.bytesReceived > 0uL)
+        assertEquals(3, ids(phone).size)
+        assertEquals(ids(phone), ids(tablet))
+        listener.close()
+
+        // The listener is gone: its code syncs no more.
+        try {
+            tablet.nearbySync(code)
+            fail("a closed listener's code must not sync")
+        } catch (e: SatchelException.Offline) {
+        }
+        // A code with a wrong token is refused by the listening device.
+        val again = phone.startNearbyListenAsync("127.0.0.1")
+        val waiting = async {
+            try {
+                again.serve(3_000uL)
+                null
+            } catch (e: SatchelException) {
+                e
+            }
+        }
+        val forged = again.code().dropLast(1) + if (again.code().endsWith("0")) "1" else "0"
+        try {
+            tablet.nearbySync(forged)
+            fail("a wrong pairing code must be refused")
+        } catch (e: SatchelException.NotAllowed) {
+            assertTrue(e.reason, e.reason.contains("pairing code"))
+        }
+        assertTrue(waiting.await() is SatchelException.NotAllowed)
+        again.close()
+        try {
+            tablet.nearbySync("satchel-link:not-a-pairing-code")
+            fail("not a pairing code")
+        } catch (e: SatchelException.InvalidInput) {
+        }
+        phone.close()
+        tablet.close()
+    }
+
+    @Test
+    fun byteStreamImplementedInKotlinSyncsTwoDevices() = runBlocking {
+        val (phone, tablet) = linkedDevices("stream")
+        phone.addAsync(allergy("peanuts"))
+        tablet.addAsync("[${med("aspirin")}, ${med("atorvastatin")}]")
+
+        // The app's transport: the tablet connected (initiator), the phone accepted.
+        val (tabletEnd, phoneEnd) = QueuePipe.pair()
+        val responder = async { phone.syncOverStream(phoneEnd, false).also { phoneEnd.close() } }
+        val initiated = tablet.syncOverStream(tabletEnd, true)
+        tabletEnd.close()
+        val responded = responder.await()
+        assertEquals(phone.device().fingerprint, initiated.peerFingerprint)
+        assertEquals(tablet.device().fingerprint, responded.peerFingerprint)
+        assertEquals(initiated.sent, responded.stored)
+        assertEquals(responded.sent, initiated.stored)
+        assertEquals(4, ids(phone).size)
+        assertEquals(ids(phone), ids(tablet))
+
+        // In sync: one summary round trip, nothing exchanged.
+        val (a, b) = QueuePipe.pair()
+        val other = async { tablet.syncOverStream(b, false).also { b.close() } }
+        assertTrue(phone.syncOverStream(a, true).inSync)
+        a.close()
+        assertTrue(other.await().inSync)
+
+        // Another record's device is refused on both ends.
+        val stranger = home("stream-stranger").createRecord("Zed")
+        val (s, p) = QueuePipe.pair()
+        val refusing = async {
+            try {
+                phone.syncOverStream(p, false)
+                null
+            } catch (e: SatchelException) {
+                e
+            } finally {
+                p.close()
+            }
+        }
+        try {
+            stranger.syncOverStream(s, true)
+            fail("a stranger must be refused")
+        } catch (e: SatchelException.NotAllowed) {
+        } finally {
+            s.close()
+        }
+        assertTrue(refusing.await() is SatchelException.NotAllowed)
+        assertEquals(0, stranger.listAsync().size)
+        stranger.close()
+        phone.close()
+        tablet.close()
     }
 }
