@@ -16,7 +16,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod support;
+use support::{load_examples, DATE_FIELDS};
+
 use std::time::{Duration, Instant};
 
 use satchel_core::fhir;
@@ -25,50 +27,6 @@ use satchel_core::store::SqliteStore;
 use serde_json::{json, Value};
 
 const BUNDLE_SIZE: usize = 1_500;
-
-fn examples_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("SATCHEL_FHIR_EXAMPLES") {
-        return PathBuf::from(dir);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/npm/node_modules/hl7.fhir.r4.examples")
-}
-
-/// Every example resource (not Patient) that belongs in a section, sorted by file name.
-fn load_examples() -> Vec<Value> {
-    let dir = examples_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|_| {
-            panic!(
-                "no FHIR examples at {}: run scripts/setup.sh",
-                dir.display()
-            )
-        })
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .filter_map(|p| fhir::parse_resource(&std::fs::read(p).ok()?).ok())
-        .filter(|v| v["resourceType"] != "Patient" && v["resourceType"] != "Bundle")
-        .filter(|v| fhir::summarize(v).is_ok() && fhir::section_for(v).is_ok())
-        .collect()
-}
-
-const DATE_FIELDS: &[&str] = &[
-    "effectiveDateTime",
-    "onsetDateTime",
-    "recordedDate",
-    "occurrenceDateTime",
-    "performedDateTime",
-    "authoredOn",
-    "date",
-    "issued",
-    "dateAsserted",
-    "created",
-    "dateTime",
-    "recorded",
-];
 
 /// A transaction Bundle: the Patient, then `n` examples cycled with fresh
 /// ids, identifiers and dates spread over ten years, subjects pointing at

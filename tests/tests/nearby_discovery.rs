@@ -142,6 +142,23 @@ impl Namespaces {
     }
 }
 
+/// Namespaces `names[0]` and `names[1]` joined by a veth pair with
+/// addresses `a_ip` and `b_ip` (/24), loopback up, multicast routed over
+/// the pair.
+fn veth_pair(names: &[String], a_ip: &str, b_ip: &str) -> Result<(), String> {
+    let (a, b) = (&names[0], &names[1]);
+    ip(&[
+        "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b,
+    ])?;
+    for (ns, dev, addr) in [(a, "va", a_ip), (b, "vb", b_ip)] {
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+        ip(&["-n", ns, "link", "set", dev, "up"])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev])?;
+    }
+    Ok(())
+}
+
 /// Loopback up, with multicast, and a route for it.
 fn loopback_multicast(ns: &str) -> Result<(), String> {
     ip(&["-n", ns, "link", "set", "lo", "multicast", "on"])?;
@@ -260,19 +277,7 @@ fn discovery_across_network_namespaces() {
     let subnet = 30 + std::process::id() % 200;
     let a_ip = format!("10.78.{subnet}.1");
     let b_ip = format!("10.78.{subnet}.2");
-    let Some(ns) = Namespaces::make("disc2", 2, |names| {
-        let (a, b) = (&names[0], &names[1]);
-        ip(&[
-            "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b,
-        ])?;
-        for (ns, dev, addr) in [(a, "va", &a_ip), (b, "vb", &b_ip)] {
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev])?;
-        }
-        Ok(())
-    }) else {
+    let Some(ns) = Namespaces::make("disc2", 2, |names| veth_pair(names, &a_ip, &b_ip)) else {
         return;
     };
     let (a, b) = (&ns.names[0], &ns.names[1]);
@@ -527,19 +532,7 @@ fn direct_sync_over_network_namespaces() {
     let subnet = 30 + (std::process::id() + 7) % 200;
     let a_ip = format!("10.79.{subnet}.1");
     let b_ip = format!("10.79.{subnet}.2");
-    let Some(ns) = Namespaces::make("direct", 2, |names| {
-        let (a, b) = (&names[0], &names[1]);
-        ip(&[
-            "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b,
-        ])?;
-        for (ns, dev, addr) in [(a, "va", &a_ip), (b, "vb", &b_ip)] {
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev])?;
-        }
-        Ok(())
-    }) else {
+    let Some(ns) = Namespaces::make("direct", 2, |names| veth_pair(names, &a_ip, &b_ip)) else {
         return;
     };
     let in_ns = |ns: &str, home: &std::path::Path| {

@@ -29,6 +29,31 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// Append an envelope to the log; its new sequence.
+    fn insert(
+        &mut self,
+        section: String,
+        envelope: Vec<u8>,
+        hash: [u8; 32],
+        server_seq: Option<u64>,
+        outbound: bool,
+    ) -> u64 {
+        self.last_seq += 1;
+        self.by_hash.insert(hash, self.last_seq);
+        self.log.insert(
+            self.last_seq,
+            Row {
+                section,
+                envelope,
+                hash,
+                server_seq,
+                outbound,
+                set_aside: false,
+            },
+        );
+        self.last_seq
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -144,20 +169,8 @@ impl Store for MemoryStore {
                 }
                 WriteOp::Append { section, envelope } => {
                     let hash = envelope_hash(&envelope);
-                    self.last_seq += 1;
-                    self.by_hash.insert(hash, self.last_seq);
-                    self.log.insert(
-                        self.last_seq,
-                        Row {
-                            section,
-                            envelope,
-                            hash,
-                            server_seq: None,
-                            outbound: true,
-                            set_aside: false,
-                        },
-                    );
-                    committed.appended.push(self.last_seq);
+                    let seq = self.insert(section, envelope, hash, None, true);
+                    committed.appended.push(seq);
                 }
                 WriteOp::ReceiveDirect {
                     section,
@@ -165,24 +178,9 @@ impl Store for MemoryStore {
                     forward,
                 } => {
                     let hash = envelope_hash(&envelope);
-                    if self.by_hash.contains_key(&hash) {
-                        committed.received.push(None);
-                    } else {
-                        self.last_seq += 1;
-                        self.by_hash.insert(hash, self.last_seq);
-                        self.log.insert(
-                            self.last_seq,
-                            Row {
-                                section,
-                                envelope,
-                                hash,
-                                server_seq: None,
-                                outbound: forward,
-                                set_aside: false,
-                            },
-                        );
-                        committed.received.push(Some(self.last_seq));
-                    }
+                    let stored = (!self.by_hash.contains_key(&hash))
+                        .then(|| self.insert(section, envelope, hash, None, forward));
+                    committed.received.push(stored);
                 }
                 WriteOp::Receive {
                     section,
@@ -196,20 +194,8 @@ impl Store for MemoryStore {
                         }
                         committed.received.push(None);
                     } else {
-                        self.last_seq += 1;
-                        self.by_hash.insert(hash, self.last_seq);
-                        self.log.insert(
-                            self.last_seq,
-                            Row {
-                                section,
-                                envelope,
-                                hash,
-                                server_seq: Some(server_seq),
-                                outbound: false,
-                                set_aside: false,
-                            },
-                        );
-                        committed.received.push(Some(self.last_seq));
+                        let seq = self.insert(section, envelope, hash, Some(server_seq), false);
+                        committed.received.push(Some(seq));
                     }
                 }
                 WriteOp::Acknowledge { hash, server_seq } => {
