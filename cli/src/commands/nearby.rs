@@ -253,6 +253,24 @@ fn qr_text(code: &str) -> Result<String> {
         .build())
 }
 
+/// A fork of the access log seen in an earlier direct sync stays visible
+/// until it is resolved (on stderr, so `--json` output stays clean).
+fn warn_fork(profile: &HomeProfile) -> Result<()> {
+    if let Some(fork) = profile.access_fork()? {
+        let who = profile
+            .members()
+            .card(&fork.peer)
+            .map_or_else(|| fork.peer.short(), |c| c.display_name.clone());
+        eprintln!(
+            "warning: this record's access log diverged from {who}'s on {} (a fork: {} statements here, {} there); direct sync with that device is refused until it is resolved",
+            output::format_ms(fork.at_ms),
+            fork.ours,
+            fork.theirs
+        );
+    }
+    Ok(())
+}
+
 /// Large transfers: how many changes and bytes have arrived so far.
 fn show_progress(spinner: Option<&indicatif::ProgressBar>, p: Progress) {
     if let Some(s) = spinner {
@@ -311,6 +329,7 @@ fn report_text(r: &DirectReport) -> String {
 
 fn listen(home_dir: Option<PathBuf>, args: ListenArgs) -> Result<()> {
     let mut profile = home::open_record(home_dir, args.record.as_deref())?;
+    warn_fork(&profile)?;
     let listener = std::net::TcpListener::bind(args.bind)
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let port = listener.local_addr()?.port();
@@ -385,6 +404,7 @@ fn listen(home_dir: Option<PathBuf>, args: ListenArgs) -> Result<()> {
 
 fn sync(home_dir: Option<PathBuf>, args: SyncArgs) -> Result<()> {
     let mut profile = home::open_record(home_dir, args.record.as_deref())?;
+    warn_fork(&profile)?;
     let mut reports = Vec::new();
     match &args.code {
         Some(text) => {
