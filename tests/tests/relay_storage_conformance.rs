@@ -290,8 +290,10 @@ async fn audit(s: &dyn Storage) {
     let owner = IdentityId::random();
     s.register_record(rid, owner, vec![1], 1).await.unwrap();
     assert!(s.audit(rid, 0, 100).await.unwrap().is_empty());
-    // A push with new envelopes records one event counting the new ones,
-    // in the same transaction; an all-duplicate push records nothing.
+    // A push with new envelopes records one event per author counting the
+    // new ones, in the same transaction; an all-duplicate push records
+    // nothing. The author is the contributor, not the uploader (`by()`): a
+    // device forwarding what it received directly is not the source.
     s.append_envelopes(rid, "vitals", vec![env(1, owner), env(2, owner)], by())
         .await
         .unwrap();
@@ -329,8 +331,8 @@ async fn audit(s: &dyn Storage) {
     assert_eq!(
         summary,
         vec![
-            (by().identity, AuditAction::Push, "vitals", 2, 1_234),
-            (by().identity, AuditAction::Push, "vitals", 1, 1_234),
+            (owner, AuditAction::Push, "vitals", 2, 1_234),
+            (owner, AuditAction::Push, "vitals", 1, 1_234),
             (reader, AuditAction::Pull, "vitals", 3, 2_000),
         ]
     );
@@ -345,6 +347,31 @@ async fn audit(s: &dyn Storage) {
         .await
         .unwrap()
         .is_empty());
+    // A batch of two authors' envelopes (forwarded): one event each.
+    let gp = IdentityId::random();
+    s.append_envelopes(
+        rid,
+        "labs",
+        vec![env(20, owner), env(21, gp), env(22, gp)],
+        by(),
+    )
+    .await
+    .unwrap();
+    let mut labs: Vec<_> = s
+        .audit(rid, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.section == "labs")
+        .map(|e| {
+            assert_eq!(e.action, AuditAction::Push);
+            (e.identity, e.count)
+        })
+        .collect();
+    labs.sort();
+    let mut expected = vec![(owner, 1), (gp, 2)];
+    expected.sort();
+    assert_eq!(labs, expected);
 }
 
 async fn envelopes(s: &dyn Storage) {
