@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use satchel_core::nearby::discovery::{self, discovery_key_for, NearbyDevice};
-use satchel_core::nearby::net::{connect_to_with_progress, serve_one_with_progress};
+use satchel_core::nearby::net::{connect_to_with_progress, local_address, serve_one_with_progress};
 use satchel_core::nearby::pairing::PairingCode;
 use satchel_core::nearby::session::{DirectReport, Pairing, Progress};
 use serde_json::json;
@@ -230,20 +230,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// This machine's address on its default route, found without sending a
-/// packet (a UDP socket is only connected); 127.0.0.1 when there is none.
-fn local_address() -> IpAddr {
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| {
-            s.connect("192.0.2.1:9")?;
-            s.local_addr()
-        })
-        .map(|a| a.ip())
-        .ok()
-        .filter(|ip| !ip.is_unspecified())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-}
-
 /// The pairing code as a QR code of terminal characters.
 fn qr_text(code: &str) -> Result<String> {
     let qr = qrcode::QrCode::new(code.as_bytes()).context("cannot draw the pairing code")?;
@@ -410,14 +396,10 @@ fn sync(home_dir: Option<PathBuf>, args: SyncArgs) -> Result<()> {
         Some(text) => {
             let code: PairingCode = text.parse()?;
             let spinner = (!args.json).then(|| output::spinner("Syncing directly"));
-            let pairing = Pairing {
-                token: Some(code.token),
-                device: Some(code.device),
-            };
             let result = connect_to_with_progress(
                 &mut profile,
                 code.addr,
-                pairing,
+                code.pairing(),
                 STALL,
                 now_ms(),
                 &mut |p| show_progress(spinner.as_ref(), p),

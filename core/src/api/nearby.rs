@@ -30,7 +30,7 @@ use super::record::{lock, HealthRecord, Inner};
 use super::types::{parse_identity_id, DirectSyncReport, NearbyDeviceInfo};
 use crate::nearby::channel::Channel;
 use crate::nearby::discovery::{self, discovery_key_for, Advertiser, DeviceAdvert};
-use crate::nearby::net::{connect, connect_to, serve_connection, DEFAULT_STALL};
+use crate::nearby::net::{connect, connect_to, local_address, serve_connection, DEFAULT_STALL};
 use crate::nearby::pairing::PairingCode;
 use crate::nearby::session::{self, Pairing, SessionError};
 
@@ -174,20 +174,6 @@ fn stream_error(e: SessionError, failure: &Mutex<Option<String>>) -> SatchelErro
         }
     }
     e.into()
-}
-
-/// This machine's address on its default route, found without sending a
-/// packet (a UDP socket is only connected); 127.0.0.1 when there is none.
-fn local_address() -> IpAddr {
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| {
-            s.connect("192.0.2.1:9")?;
-            s.local_addr()
-        })
-        .map(|a| a.ip())
-        .ok()
-        .filter(|ip| !ip.is_unspecified())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
 /// `"ip"` or `"ip:port"` (IPv6 in brackets with a port).

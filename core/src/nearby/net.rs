@@ -5,7 +5,7 @@
 //! refused peer) is reported and the listener goes on serving.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
@@ -16,6 +16,21 @@ use crate::store::Store;
 
 /// How long a peer may stay silent mid-session before its connection ends.
 pub const DEFAULT_STALL: Duration = Duration::from_secs(10);
+
+/// This machine's address on its default route (what to put in a pairing
+/// code), found without sending a packet (a UDP socket is only connected);
+/// 127.0.0.1 when there is none.
+pub fn local_address() -> IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
 
 fn prepare(stream: &TcpStream, stall: Duration) -> io::Result<()> {
     stream.set_nonblocking(false)?;
@@ -31,11 +46,7 @@ pub fn connect<S: Store>(
     stall: Duration,
     now_ms: i64,
 ) -> Result<DirectReport, SessionError> {
-    let pairing = Pairing {
-        token: Some(code.token),
-        device: Some(code.device),
-    };
-    connect_to(profile, code.addr, pairing, stall, now_ms)
+    connect_to(profile, code.addr, code.pairing(), stall, now_ms)
 }
 
 /// Sync once with the device listening at `addr` (found by mDNS: no

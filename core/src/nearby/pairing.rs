@@ -48,6 +48,17 @@ impl PairingCode {
     }
 }
 
+impl PairingCode {
+    /// What the scanning device pins: the token to present and the device
+    /// that must answer.
+    pub fn pairing(&self) -> super::session::Pairing {
+        super::session::Pairing {
+            token: Some(self.token),
+            device: Some(self.device),
+        }
+    }
+}
+
 impl fmt::Display for PairingCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
