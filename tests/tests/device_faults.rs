@@ -135,11 +135,35 @@ fn device_killed_mid_sync_loses_nothing() {
         sync_ok(&pat, &w.relay);
         sync_ok(&tablet, &w.relay);
     }
-    for home in [&pat, &tablet] {
-        let entries = list(home);
-        assert_eq!(entries.len(), added, "lost or duplicated entries");
+    let expected: std::collections::BTreeSet<String> = std::iter::once("warm-up".to_string())
+        .chain((0..KILLS).map(|round| format!("round-{round}")))
+        .collect();
+    for (name, home) in [("pat", &pat), ("tablet", &tablet)] {
         let seen = displays(home);
-        assert!(seen.values().all(|n| *n == 1), "duplicated: {seen:?}");
+        // Which writes (rounds) are short or duplicated, to tell a lost
+        // upload from a lost pull when this fails.
+        let mut per_round = std::collections::BTreeMap::<String, usize>::new();
+        for (display, n) in &seen {
+            let round = display.trim_matches(|c| c == '[' || c == ']' || c == '"');
+            let round = round.rsplit_once(' ').map_or(round, |(r, _)| r);
+            *per_round.entry(round.to_string()).or_insert(0) += n;
+        }
+        let short: Vec<_> = expected
+            .iter()
+            .filter(|r| {
+                per_round.get(*r).copied().unwrap_or(0) < if *r == "warm-up" { 5 } else { 6 }
+            })
+            .collect();
+        assert!(
+            seen.values().all(|n| *n == 1),
+            "{name}: duplicated: {seen:?}"
+        );
+        assert!(short.is_empty(), "{name}: writes lost from {short:?}");
+        assert_eq!(
+            list(home).len(),
+            added,
+            "{name}: lost or duplicated entries"
+        );
     }
     // And a device that starts now, from the relay alone, too.
     let late = w.home("late");

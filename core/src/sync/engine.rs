@@ -234,6 +234,10 @@ pub struct SyncEngine {
     /// holding them was refused: find which).
     solo: usize,
     to_pull: VecDeque<String>,
+    /// The feed cursor the relay answered, stored only once every section
+    /// it listed is pulled: stored before, a round cut off mid-pull would
+    /// never be told about those sections again.
+    feed_done: Option<u64>,
     to_snapshot: VecDeque<(String, u64)>,
     phase: Phase,
     /// The request in flight, kept for a retry.
@@ -273,6 +277,7 @@ impl SyncEngine {
             outbox: VecDeque::new(),
             solo: 0,
             to_pull: VecDeque::new(),
+            feed_done: None,
             to_snapshot: VecDeque::new(),
             phase: Phase::Start,
             in_flight: None,
@@ -401,6 +406,12 @@ impl SyncEngine {
                 Phase::Pull => {
                     let Some(section) = self.to_pull.front().cloned() else {
                         self.phase = Phase::Snapshots;
+                        if let Some(cursor) = self.feed_done.take() {
+                            // Every listed section is pulled: the feed
+                            // cursor may move past them now.
+                            self.state.feed_cursor = cursor;
+                            return self.apply(Apply::FeedCursor(cursor));
+                        }
                         continue;
                     };
                     let after = self.state.cursors.get(&section).copied().unwrap_or(0);
@@ -531,9 +542,10 @@ impl SyncEngine {
                         self.to_pull.push_back(section.clone());
                     }
                 }
-                self.state.feed_cursor = f.cursor.max(self.state.feed_cursor);
+                let cursor = f.cursor.max(self.state.feed_cursor);
+                self.feed_done = (cursor > self.state.feed_cursor).then_some(cursor);
                 self.phase = Phase::Pull;
-                Some(self.apply(Apply::FeedCursor(self.state.feed_cursor)))
+                None
             }
             (Request::Pull { section, after }, Response::Pulled(p)) => {
                 let snapshot = p.snapshot.map(|s| (s.upto_seq, s.envelope));
@@ -826,7 +838,8 @@ mod tests {
             }],
             cursor: 12,
         }));
-        assert!(matches!(expect_apply(feed, &mut e), Apply::FeedCursor(12)));
+        // The feed cursor is stored only after the pulls it listed.
+        assert!(feed.is_none());
         assert!(matches!(
             e.poll(),
             Step::Send(Request::Pull { after: 0, .. })
@@ -849,6 +862,8 @@ mod tests {
             Step::Send(Request::Pull { after: 11, .. })
         ));
         expect_apply(e.on_response(page(12, false)), &mut e);
+        assert!(matches!(e.poll(), Step::Apply(Apply::FeedCursor(12))));
+        e.applied();
         match e.poll() {
             Step::Finished(report) => {
                 assert_eq!(report.uploaded, 3);
@@ -1087,13 +1102,12 @@ mod tests {
         after_access(&mut e, &[]);
         assert!(matches!(e.poll(), Step::Send(Request::Feed { .. })));
         // The feed names nothing new; labs is pulled anyway, from 0.
-        expect_apply(
-            e.on_response(Response::Feed(FeedResponse {
+        assert!(e
+            .on_response(Response::Feed(FeedResponse {
                 sections: vec![],
                 cursor: 50,
-            })),
-            &mut e,
-        );
+            }))
+            .is_none());
         match e.poll() {
             Step::Send(Request::Pull { section, after }) => {
                 assert_eq!((section.as_str(), after), ("labs", 0))
@@ -1112,6 +1126,56 @@ mod tests {
         ));
     }
 
+    /// A round cut off mid-pull (the device killed, the app closed) must
+    /// not have stored the feed cursor: the relay's feed lists only
+    /// sections changed after it, so the next round would never pull the
+    /// rest of those sections.
+    #[test]
+    fn the_feed_cursor_moves_only_after_every_listed_section_is_pulled() {
+        let mut e = engine(false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        after_access(&mut e, &[]);
+        assert!(matches!(e.poll(), Step::Send(Request::Feed { after: 0 })));
+        let listed = |section: &str| FeedSection {
+            section: section.into(),
+            seq: 20,
+        };
+        assert!(e
+            .on_response(Response::Feed(FeedResponse {
+                sections: vec![listed("labs"), listed("vitals")],
+                cursor: 20,
+            }))
+            .is_none());
+        let page = |next| {
+            Response::Pulled(PullResponse {
+                snapshot: None,
+                envelopes: vec![PulledEnvelope {
+                    seq: next,
+                    envelope: vec![1],
+                }],
+                next,
+                more: false,
+            })
+        };
+        // Every step up to the last pull: none stores the feed cursor.
+        let mut steps = Vec::new();
+        for (section, next) in [("labs", 19), ("vitals", 20)] {
+            match e.poll() {
+                Step::Send(Request::Pull { section: s, .. }) => assert_eq!(s, section),
+                other => panic!("{other:?}"),
+            }
+            steps.push(expect_apply(e.on_response(page(next)), &mut e));
+        }
+        assert!(
+            !steps.iter().any(|a| matches!(a, Apply::FeedCursor(_))),
+            "{steps:?}"
+        );
+        assert!(matches!(e.poll(), Step::Apply(Apply::FeedCursor(20))));
+        e.applied();
+        assert!(matches!(e.poll(), Step::Finished(_)));
+    }
+
     #[test]
     fn long_relay_logs_get_a_snapshot() {
         let outbox = vec![];
@@ -1120,16 +1184,15 @@ mod tests {
         assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
         after_access(&mut e, &outbox);
         assert!(matches!(e.poll(), Step::Send(Request::Feed { .. })));
-        expect_apply(
-            e.on_response(Response::Feed(FeedResponse {
+        assert!(e
+            .on_response(Response::Feed(FeedResponse {
                 sections: vec![FeedSection {
                     section: "labs".into(),
                     seq: 300,
                 }],
                 cursor: 300,
-            })),
-            &mut e,
-        );
+            }))
+            .is_none());
         assert!(matches!(e.poll(), Step::Send(Request::Pull { .. })));
         let envelopes = (1..=SNAPSHOT_EVERY)
             .map(|seq| PulledEnvelope {
@@ -1146,6 +1209,8 @@ mod tests {
             })),
             &mut e,
         );
+        assert!(matches!(e.poll(), Step::Apply(Apply::FeedCursor(300))));
+        e.applied();
         match e.poll() {
             Step::Apply(Apply::MakeSnapshot { section, upto_seq }) => {
                 assert_eq!((section.as_str(), upto_seq), ("labs", 300));
