@@ -97,6 +97,9 @@ enum Command {
     Approve(commands::share::ApproveArgs),
     /// Who has access to the record, to which sections, until when.
     Grants(commands::share::GrantsArgs),
+    /// Name another relay a replica of the record (ciphertext only).
+    #[command(subcommand)]
+    Replica(commands::replica::Command),
     /// Take access back (all, or some sections); rotates the keys.
     Revoke(commands::share::RevokeArgs),
     /// Make a recovery key to write down.
@@ -175,6 +178,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => commands::share::run_approve(cli.home, args),
         Command::Grants(args) => commands::share::run_grants(cli.home, args),
         Command::Revoke(args) => commands::share::run_revoke(cli.home, args),
+        Command::Replica(command) => commands::replica::run(cli.home, command),
         Command::RecoveryKey(args) => commands::share::run_recovery_key(cli.home, args),
         Command::Restore(args) => commands::share::run_restore(cli.home, args),
         Command::Audit(args) => commands::share::run_audit(cli.home, args),

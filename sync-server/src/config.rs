@@ -25,6 +25,30 @@ pub struct Config {
     /// Serve plain HTTP on a non-loopback address anyway
     /// (`--insecure-plain-http`: something else encrypts the network).
     pub insecure_plain_http: bool,
+    /// The relay's identity file ([`crate::identity`]), created on first
+    /// start (`None`: the relay has no identity and cannot be a replica).
+    pub identity: Option<RelayIdentityFile>,
+}
+
+/// Where the relay keeps its identity, and the name its card shows when it
+/// is made.
+#[derive(Debug, Clone)]
+pub struct RelayIdentityFile {
+    pub path: PathBuf,
+    pub name: String,
+}
+
+impl RelayIdentityFile {
+    /// The default place beside a SQLite database: its path plus
+    /// `.identity`.
+    pub fn beside(db: &std::path::Path, name: impl Into<String>) -> Self {
+        let mut path = db.as_os_str().to_owned();
+        path.push(".identity");
+        RelayIdentityFile {
+            path: PathBuf::from(path),
+            name: name.into(),
+        }
+    }
 }
 
 impl Config {
@@ -37,6 +61,7 @@ impl Config {
             connections: ConnectionLimits::default(),
             tls: None,
             insecure_plain_http: false,
+            identity: None,
         }
     }
 }

@@ -32,7 +32,10 @@
 //!   envelope verification, WebSocket push, metrics, OpenAPI.
 //! - [`net`]: the accept loop below the API: HTTP/1.1 over TCP or TLS,
 //!   timeouts, connection caps with eviction of slow connections.
-//! - [`config`]: [`Config`] (storage, limits, rate, connections, TLS).
+//! - [`config`]: [`Config`] (storage, limits, rate, connections, TLS,
+//!   the identity file).
+//! - [`identity`]: the relay's own identity (role `relay`), which access
+//!   logs name to make the relay a replica of a record.
 //! - [`serve`]: run the relay on a listener until a shutdown future
 //!   resolves (used by the binary, the CLI's `serve`, and tests).
 //!
@@ -45,6 +48,7 @@
 
 pub mod api;
 pub mod config;
+pub mod identity;
 pub mod net;
 pub mod storage;
 
@@ -53,7 +57,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::ops::Health;
-pub use config::{Config, ConnectionLimits, Limits, RateLimit, StorageConfig, TlsFiles};
+pub use config::{
+    Config, ConnectionLimits, Limits, RateLimit, RelayIdentityFile, StorageConfig, TlsFiles,
+};
 use storage::Storage;
 
 /// How often expired links, tokens and challenges are purged.
@@ -112,8 +118,15 @@ where
         config.insecure_plain_http,
     )?;
     let tls = config.tls.as_ref().map(net::tls::acceptor).transpose()?;
+    let identity = match &config.identity {
+        Some(file) => Some(Arc::new(identity::load_or_create(&file.path, &file.name)?)),
+        None => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = api::AppState::new(Arc::clone(&storage), config.limits, config.rate, stop_rx);
+    if let Some(identity) = &identity {
+        state.set_identity(identity.card().clone());
+    }
     let app = api::router(state.clone());
 
     let purge_state = state.clone();

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use satchel_sync_server::{Config, ConnectionLimits, Limits, RateLimit, StorageConfig, TlsFiles};
+use satchel_sync_server::{
+    Config, ConnectionLimits, Limits, RateLimit, RelayIdentityFile, StorageConfig, TlsFiles,
+};
 
 /// The Satchel blind relay: stores only signed ciphertext.
 #[derive(Debug, Parser)]
@@ -31,6 +33,15 @@ struct Args {
     /// PostgreSQL schema to use (created if missing).
     #[arg(long, requires = "database_url")]
     pg_schema: Option<String>,
+    /// The relay's identity file (made on first start; keep it like a TLS
+    /// key). Default with SQLite: the database path plus `.identity`;
+    /// with PostgreSQL, every instance must be given the same file.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// The name on the relay's identity card, when it is made ("Riverside
+    /// clinic relay"): what patients see when they name it a replica.
+    #[arg(long, default_value = "Satchel relay")]
+    relay_name: String,
     /// Sustained requests per second per identity (0 = no rate limit).
     #[arg(long, default_value_t = RateLimit::default().per_second)]
     rate_per_sec: u32,
@@ -104,6 +115,14 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
         )
         .init();
+    let identity = match (&args.identity, &args.database_url) {
+        (Some(path), _) => Some(RelayIdentityFile {
+            path: path.clone(),
+            name: args.relay_name.clone(),
+        }),
+        (None, None) => Some(RelayIdentityFile::beside(&args.db, &args.relay_name)),
+        (None, Some(_)) => None,
+    };
     let storage = match args.database_url.clone() {
         Some(url) => StorageConfig::Postgres {
             url,
@@ -139,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
         insecure_plain_http: args.insecure_plain_http,
+        identity,
     };
     satchel_sync_server::net::check_listen(
         args.listen,

@@ -9,6 +9,7 @@ pub mod init;
 pub mod list;
 pub mod nearby;
 pub mod provider;
+pub mod replica;
 pub mod serve;
 pub mod share;
 pub mod sync;

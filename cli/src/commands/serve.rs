@@ -38,6 +38,10 @@ pub fn run(args: Args) -> Result<()> {
         .zip(args.tls_key)
         .map(|(cert, key)| satchel_sync_server::TlsFiles { cert, key });
     config.insecure_plain_http = args.insecure_plain_http;
+    config.identity = Some(satchel_sync_server::RelayIdentityFile::beside(
+        &args.db,
+        "Satchel relay",
+    ));
     satchel_sync_server::net::check_listen(
         args.listen,
         config.tls.is_some(),

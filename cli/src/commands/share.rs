@@ -510,6 +510,17 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             true,
         ));
     }
+    for (id, r) in &m.replicas {
+        rows.push((
+            *id,
+            format!("{} [{}]", r.card.display_name, r.card.fingerprint()),
+            "replica-relay".to_string(),
+            "all (ciphertext only)".to_string(),
+            None,
+            r.label.clone(),
+            true,
+        ));
+    }
     for (id, g) in &m.grants {
         rows.push((
             *id,
@@ -585,6 +596,16 @@ fn find_identity<S: Store>(profile: &Profile<S>, who: &str) -> Result<IdentityId
         .map(|(id, _)| *id)
         .collect();
     found.extend(
+        m.replicas
+            .iter()
+            .filter(|(id, r)| {
+                id.to_hex().starts_with(&lower)
+                    || r.card.display_name.eq_ignore_ascii_case(who)
+                    || r.label.eq_ignore_ascii_case(who)
+            })
+            .map(|(id, _)| *id),
+    );
+    found.extend(
         m.owner_devices
             .keys()
             .filter(|id| lower.len() >= 6 && id.to_hex().starts_with(&lower)),
@@ -604,6 +625,7 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
         .members()
         .card(&id)
         .map_or(id.short(), |c| c.display_name.clone());
+    let was_replica = profile.members().replicas.contains_key(&id);
     let mut client = crate::relay::client(&args.server)?;
     runtime()?
         .block_on(net::revoke(
@@ -619,6 +641,10 @@ pub fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
                 e,
             )
         })?;
+    if was_replica {
+        outln!("Removed the replica relay {name}: it no longer receives or forwards the record.");
+        return Ok(());
+    }
     outln!(
         "Revoked {name}{}. Keys were rotated: nothing written from now on is readable by them. What they already saw cannot be unseen.",
         sections

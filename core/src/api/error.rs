@@ -144,7 +144,7 @@ impl From<LinkError> for SatchelError {
             LinkError::BadProof => SatchelError::NotAllowed {
                 reason: e.to_string(),
             },
-            LinkError::TimedOut => SatchelError::Relay {
+            LinkError::TimedOut | LinkError::BadRelayIdentity => SatchelError::Relay {
                 reason: e.to_string(),
             },
             LinkError::Encode => SatchelError::Storage {

@@ -386,6 +386,19 @@ impl<S: Store> Profile<S> {
     ) -> Result<SignedStatement> {
         self.require_admin()?;
         let members = &self.access.members;
+        if members.replicas.contains_key(identity) {
+            // A replica relay never held a key: nothing to rotate.
+            if sections.is_some() {
+                return Err(ProfileError::NotAllowed(
+                    "a replica relay is removed from the whole record, not from some sections",
+                ));
+            }
+            return self.statement(AccessChange::Revoke {
+                identity: *identity,
+                sections: None,
+                rotations: Vec::new(),
+            });
+        }
         let readable: Vec<Section> = Section::ALL
             .into_iter()
             .filter(|s| {
@@ -415,6 +428,22 @@ impl<S: Store> Profile<S> {
             identity: *identity,
             sections: names,
             rotations,
+        })
+    }
+
+    /// A signed statement naming the relay of `card` (role `relay`) a
+    /// replica of the record: it may fetch and forward the record's
+    /// ciphertext and is given no key. Owner devices and managers only.
+    pub fn replica_statement(&self, card: &IdentityCard, label: &str) -> Result<SignedStatement> {
+        self.require_admin()?;
+        if card.role != crate::crypto::Role::Relay {
+            return Err(ProfileError::NotAllowed(
+                "only a relay's identity card can be named a replica",
+            ));
+        }
+        self.statement(AccessChange::AddReplica {
+            relay: card.clone(),
+            label: label.to_string(),
         })
     }
 

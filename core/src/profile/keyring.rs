@@ -126,9 +126,24 @@ pub(crate) fn learn(
             continue;
         };
         match statement.change {
-            AccessChange::AddDevice { keys: w, .. }
-            | AccessChange::AddRecovery { keys: w, .. }
-            | AccessChange::Grant { keys: w, .. } => wraps.extend(w),
+            AccessChange::AddDevice { keys: w, .. } | AccessChange::AddRecovery { keys: w, .. } => {
+                wraps.extend(w)
+            }
+            // A replica relay is given no key.
+            AccessChange::AddReplica { .. } => {}
+            // A narrowed grant rotates what it takes away, as a revocation
+            // does: both carry rotations to learn.
+            AccessChange::Grant {
+                keys: w, rotations, ..
+            } => {
+                wraps.extend(w);
+                for r in rotations {
+                    if let Ok(section) = r.section.parse::<Section>() {
+                        chains.insert((section, r.epoch), r.chain);
+                    }
+                    wraps.extend(r.keys);
+                }
+            }
             AccessChange::Revoke { rotations, .. } => {
                 for r in rotations {
                     if let Ok(section) = r.section.parse::<Section>() {

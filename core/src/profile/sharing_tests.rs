@@ -546,3 +546,56 @@ fn a_narrower_grant_is_shown_as_a_change_and_rotates_what_it_drops() {
         .members()
         .may_read(&carer.device_id(), "allergies", now_ms()));
 }
+
+/// A grant narrowed from two sections to one rotates the section taken
+/// away; the readers who keep it (another carer, another owner device)
+/// learn the new key from the grant statement's rotation and read what is
+/// written afterwards; the narrowed carer does not.
+#[test]
+fn narrowed_grant_rotation_reaches_remaining_readers() {
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    let mut tablet = member(&pat, "tablet", Role::PatientDevice);
+    let s = pat.add_device_statement(tablet.identity_card()).unwrap();
+    relay.statement(&mut pat, s);
+    let mut narrowed = member(&pat, "son", Role::Carer);
+    let mut keeps = member(&pat, "daughter", Role::Carer);
+    let both = [Section::Labs, Section::Allergies];
+    grant(
+        &mut relay,
+        &mut pat,
+        &narrowed,
+        GrantRole::Reader,
+        &both,
+        "son",
+    );
+    grant(
+        &mut relay,
+        &mut pat,
+        &keeps,
+        GrantRole::Reader,
+        &[Section::Labs],
+        "daughter",
+    );
+    let s = pat
+        .grant_statement(
+            narrowed.identity_card(),
+            GrantRole::Reader,
+            &[Section::Allergies],
+            None,
+            "son",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    assert_eq!(pat.members().epoch("labs"), 1);
+    pat.add_resources(vec![resource(Section::Labs, 1)], None)
+        .unwrap();
+    relay.publish(&mut pat);
+    for reader in [&mut keeps, &mut tablet] {
+        let reports = relay.deliver_all(reader);
+        assert_eq!(reports.iter().map(|r| r.rejected.len()).sum::<usize>(), 0);
+        assert!(sections_seen(reader).contains(&Section::Labs));
+    }
+    relay.deliver_all(&mut narrowed);
+    assert!(!sections_seen(&narrowed).contains(&Section::Labs));
+}

@@ -43,6 +43,10 @@ pub enum LinkError {
     TimedOut,
     #[error("a message for the other device could not be encoded")]
     Encode,
+    #[error(
+        "the relay did not show a valid relay identity card (is the address a Satchel relay?)"
+    )]
+    BadRelayIdentity,
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]

@@ -267,6 +267,35 @@ pub async fn revoke<S: Store>(
     post_statement(client, profile, statement).await
 }
 
+/// The identity card a relay shows (`GET /v1/relay`), checked: it must
+/// verify and be a relay's. Compare its fingerprint with the relay's
+/// operator before naming it a replica.
+pub async fn relay_identity(client: &mut RelayClient) -> Result<IdentityCard, LinkError> {
+    let shown = client
+        .request::<wire::RelayIdentity>(&(), &(), None)
+        .await?;
+    if shown.card.verify().is_err()
+        || shown.card.role != crate::crypto::Role::Relay
+        || shown.fingerprint != shown.card.fingerprint()
+    {
+        return Err(LinkError::BadRelayIdentity);
+    }
+    Ok(shown.card)
+}
+
+/// Owner device or manager: name the relay of `card` a replica of the
+/// record (see [`Profile::replica_statement`]), on the record's relay.
+pub async fn add_replica<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+    card: &IdentityCard,
+    label: &str,
+) -> Result<(), LinkError> {
+    client.sync(profile).await?;
+    let statement = profile.replica_statement(card, label)?;
+    post_statement(client, profile, statement).await
+}
+
 /// What an `add-recovery` statement seals for the recovery key.
 #[derive(Serialize, Deserialize)]
 struct RecoveryInfo {

@@ -62,6 +62,9 @@ pub enum Role {
     Manager,
     /// A bridge that adds wearable measurements.
     WearableBridge,
+    /// A relay named by a record's access log as a replica: it holds and
+    /// forwards ciphertext, never a key.
+    Relay,
 }
 
 impl Role {
@@ -73,6 +76,7 @@ impl Role {
             Role::Provider => 3,
             Role::Manager => 4,
             Role::WearableBridge => 5,
+            Role::Relay => 6,
         }
     }
 
@@ -84,6 +88,7 @@ impl Role {
             3 => Role::Provider,
             4 => Role::Manager,
             5 => Role::WearableBridge,
+            6 => Role::Relay,
             _ => return None,
         })
     }
@@ -96,6 +101,7 @@ impl Role {
             Role::Provider => "provider",
             Role::Manager => "manager",
             Role::WearableBridge => "wearable-bridge",
+            Role::Relay => "relay",
         }
     }
 }

@@ -4,10 +4,12 @@
 //! - every statement names this record, chains onto the previous one and is
 //!   signed by `by`;
 //! - `add-device` and `add-recovery` are made by an owner device;
-//! - `grant` and `revoke` are made by an owner device or a live manager
-//!   (not expired at the statement's time); a manager cannot revoke owner
-//!   devices, an owner device cannot revoke itself, the creator cannot be
-//!   revoked, and an owner device is never a grantee;
+//! - `grant`, `add-replica` and `revoke` are made by an owner device or a
+//!   live manager (not expired at the statement's time); a manager cannot
+//!   revoke owner devices, an owner device cannot revoke itself, the
+//!   creator cannot be revoked, and an owner device is never a grantee;
+//! - a replica is a relay (card role `relay`), never an owner device or a
+//!   grantee, and is never given a key (so its revocation rotates none);
 //! - key wraps name a known section at its current epoch and go only to
 //!   identities that can read that section once the statement applies;
 //! - a revocation, and a grant that replaces an earlier grant with fewer
@@ -17,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::crypto::IdentityCard;
+use crate::crypto::{IdentityCard, Role};
 use crate::ids::{IdentityId, RecordId};
 use crate::section::Section;
 
@@ -45,6 +47,15 @@ impl Grant {
     }
 }
 
+/// A relay the log names as a replica of the record (until revoked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub card: IdentityCard,
+    pub label: String,
+    pub added_by: IdentityId,
+    pub added_at_ms: i64,
+}
+
 /// What one identity may do in a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
@@ -52,6 +63,8 @@ pub enum Access {
     Owner,
     /// A grantee.
     Granted(Box<Grant>),
+    /// A replica relay: ciphertext only.
+    Replica(Box<Replica>),
 }
 
 /// The members of a record as established by its verified log.
@@ -66,6 +79,8 @@ pub struct Members {
     pub recovery: BTreeSet<IdentityId>,
     /// Live grants by grantee.
     pub grants: BTreeMap<IdentityId, Grant>,
+    /// Replica relays by relay identity.
+    pub replicas: BTreeMap<IdentityId, Replica>,
     /// Everyone who ever held access and no longer does, with their card
     /// when known (for audit views).
     pub former: BTreeMap<IdentityId, Option<IdentityCard>>,
@@ -95,6 +110,7 @@ impl Members {
             owner_devices: BTreeMap::from([(creator, card)]),
             recovery: BTreeSet::new(),
             grants: BTreeMap::new(),
+            replicas: BTreeMap::new(),
             former: BTreeMap::new(),
             epochs: BTreeMap::new(),
             writers: BTreeMap::new(),
@@ -109,6 +125,9 @@ impl Members {
     pub fn access(&self, id: &IdentityId) -> Option<Access> {
         if self.owner_devices.contains_key(id) {
             return Some(Access::Owner);
+        }
+        if let Some(r) = self.replicas.get(id) {
+            return Some(Access::Replica(Box::new(r.clone())));
         }
         self.grants
             .get(id)
@@ -127,6 +146,9 @@ impl Members {
         if self.owner_devices.contains_key(id) {
             return Some(Rights::owner_device());
         }
+        if self.replicas.contains_key(id) {
+            return Some(Rights::replica());
+        }
         self.grants
             .get(id)
             .map(|g| Rights::granted(g.role, g.sections.clone(), g.expires_at_ms))
@@ -139,6 +161,9 @@ impl Members {
         if self.owner_devices.contains_key(id) {
             return Some((MemberRole::OwnerDevice, &NONE, None));
         }
+        if self.replicas.contains_key(id) {
+            return Some((MemberRole::Replica, &NONE, None));
+        }
         self.grants
             .get(id)
             .map(|g| (MemberRole::of_grant(g.role), &g.sections, g.expires_at_ms))
@@ -150,6 +175,13 @@ impl Members {
     pub fn may_read(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
         self.parts(id)
             .is_some_and(|(r, s, e)| rights::may_read(r, s, e, section, now_ms))
+    }
+
+    /// Whether `id` may upload envelopes to `section`'s log at `now_ms`
+    /// ([`Rights::may_upload`]).
+    pub fn may_upload(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
+        self.parts(id)
+            .is_some_and(|(r, s, e)| rights::may_upload(r, s, e, section, now_ms))
     }
 
     /// Whether `id` may write `section` at `now_ms` ([`Rights::may_write`]).
@@ -213,6 +245,7 @@ impl Members {
             .get(id)
             .and_then(Option::as_ref)
             .or_else(|| self.grants.get(id).map(|g| &g.card))
+            .or_else(|| self.replicas.get(id).map(|r| &r.card))
             .or_else(|| self.former.get(id).and_then(Option::as_ref))
     }
 
@@ -233,6 +266,10 @@ impl Members {
             let card = self.owner_devices.remove(identity).flatten();
             self.recovery.remove(identity);
             self.former.insert(*identity, card);
+            return;
+        }
+        if let Some(replica) = self.replicas.remove(identity) {
+            self.former.insert(*identity, Some(replica.card));
             return;
         }
         let Some(grant) = self.grants.get_mut(identity) else {
@@ -268,6 +305,18 @@ impl Members {
                 .extend(ids);
         }
     }
+}
+
+/// The rule for a grant's or a replica's label: a short name, no control
+/// characters.
+fn check_label(index: usize, label: &str) -> Result<(), SharingError> {
+    if label.len() > 200 || label.chars().any(char::is_control) {
+        return Err(SharingError::Invalid {
+            index,
+            why: "label too long or has control characters",
+        });
+    }
+    Ok(())
 }
 
 /// `wearables.chunks` → `wearables`.
@@ -411,10 +460,10 @@ fn apply_statement(
                 .verify()
                 .map_err(|_| SharingError::Malformed { index })?;
             let id = device.id();
-            if members.grants.contains_key(&id) {
+            if members.grants.contains_key(&id) || members.replicas.contains_key(&id) {
                 return Err(SharingError::Invalid {
                     index,
-                    why: "a grantee cannot become an owner device",
+                    why: "a grantee or a replica cannot become an owner device",
                 });
             }
             members.former.remove(&id);
@@ -430,10 +479,10 @@ fn apply_statement(
                 .verify()
                 .map_err(|_| SharingError::Malformed { index })?;
             let id = recovery.id();
-            if members.grants.contains_key(&id) {
+            if members.grants.contains_key(&id) || members.replicas.contains_key(&id) {
                 return Err(SharingError::Invalid {
                     index,
-                    why: "a grantee cannot become a recovery key",
+                    why: "a grantee or a replica cannot become a recovery key",
                 });
             }
             members.owner_devices.insert(id, Some(recovery));
@@ -457,18 +506,13 @@ fn apply_statement(
                 .verify()
                 .map_err(|_| SharingError::Malformed { index })?;
             let id = grantee.id();
-            if members.owner_devices.contains_key(&id) {
+            if members.owner_devices.contains_key(&id) || members.replicas.contains_key(&id) {
                 return Err(SharingError::Invalid {
                     index,
-                    why: "an owner device cannot be a grantee",
+                    why: "an owner device or a replica cannot be a grantee",
                 });
             }
-            if label.len() > 200 || label.chars().any(char::is_control) {
-                return Err(SharingError::Invalid {
-                    index,
-                    why: "grant label too long or has control characters",
-                });
-            }
+            check_label(index, &label)?;
             let sections: BTreeSet<String> = if role == GrantRole::Manager {
                 Section::ALL
                     .iter()
@@ -503,6 +547,38 @@ fn apply_statement(
             let snapshot = members.clone();
             check_wraps(&snapshot, index, &keys, |s| snapshot.epoch(s))?;
         }
+        AccessChange::AddReplica { relay, label } => {
+            if !members.may_administer(&by, at) {
+                return Err(not_allowed);
+            }
+            relay
+                .verify()
+                .map_err(|_| SharingError::Malformed { index })?;
+            if relay.role != Role::Relay {
+                return Err(SharingError::Invalid {
+                    index,
+                    why: "a replica must be a relay's card",
+                });
+            }
+            let id = relay.id();
+            if members.owner_devices.contains_key(&id) || members.grants.contains_key(&id) {
+                return Err(SharingError::Invalid {
+                    index,
+                    why: "an owner device or a grantee cannot be a replica",
+                });
+            }
+            check_label(index, &label)?;
+            members.former.remove(&id);
+            members.replicas.insert(
+                id,
+                Replica {
+                    card: relay,
+                    label,
+                    added_by: by,
+                    added_at_ms: at,
+                },
+            );
+        }
         AccessChange::Revoke {
             identity,
             sections,
@@ -523,6 +599,13 @@ fn apply_statement(
                     return Err(SharingError::Invalid {
                         index,
                         why: "an owner device is revoked from every section",
+                    });
+                }
+            } else if members.replicas.contains_key(&identity) {
+                if sections.is_some() {
+                    return Err(SharingError::Invalid {
+                        index,
+                        why: "a replica is revoked from every section",
                     });
                 }
             } else if let Some(grant) = members.grants.get(&identity) {

@@ -24,6 +24,11 @@ pub enum MemberRole {
     Writer,
     /// Reads its granted sections.
     Reader,
+    /// A relay named as a replica: fetches and forwards every log's
+    /// ciphertext (and snapshots, and the access log), never authors (the
+    /// acceptance rule checks each envelope's own author), never
+    /// administers, never holds a key.
+    Replica,
 }
 
 impl MemberRole {
@@ -34,6 +39,7 @@ impl MemberRole {
             MemberRole::Manager => "manager",
             MemberRole::Writer => "writer",
             MemberRole::Reader => "reader",
+            MemberRole::Replica => "replica",
         }
     }
 
@@ -44,6 +50,7 @@ impl MemberRole {
             "manager" => Some(MemberRole::Manager),
             "writer" => Some(MemberRole::Writer),
             "reader" => Some(MemberRole::Reader),
+            "replica" => Some(MemberRole::Replica),
             _ => None,
         }
     }
@@ -57,9 +64,10 @@ impl MemberRole {
         }
     }
 
-    /// Whether the role writes its sections at all.
+    /// Whether the role writes its sections at all (a replica uploads
+    /// others' envelopes: it writes none of its own).
     pub const fn writes(self) -> bool {
-        !matches!(self, MemberRole::Reader)
+        !matches!(self, MemberRole::Reader | MemberRole::Replica)
     }
 
     /// Whether the role may write `base` (a base section name) when it
@@ -71,6 +79,7 @@ impl MemberRole {
             MemberRole::Manager => GrantRole::Manager.writes_section(base),
             MemberRole::Writer => GrantRole::Writer.writes_section(base),
             MemberRole::Reader => GrantRole::Reader.writes_section(base),
+            MemberRole::Replica => false,
         }
     }
 }
@@ -90,6 +99,15 @@ pub struct Rights {
 }
 
 impl Rights {
+    /// A replica relay's rights (every log, no expiry).
+    pub fn replica() -> Self {
+        Rights {
+            role: MemberRole::Replica,
+            sections: BTreeSet::new(),
+            expires_at_ms: None,
+        }
+    }
+
     /// An owner device's rights.
     pub fn owner_device() -> Self {
         Rights {
@@ -128,6 +146,19 @@ impl Rights {
         )
     }
 
+    /// May upload envelopes to `section`'s log at `now_ms`: its writers,
+    /// and replica relays forwarding what others wrote (each envelope's
+    /// author is checked by the acceptance rule, whoever uploads it).
+    pub fn may_upload(&self, section: &str, now_ms: i64) -> bool {
+        may_upload(
+            self.role,
+            &self.sections,
+            self.expires_at_ms,
+            section,
+            now_ms,
+        )
+    }
+
     /// May write `section` (or a `section.suffix` log) at `now_ms`.
     pub fn may_write(&self, section: &str, now_ms: i64) -> bool {
         may_write(
@@ -150,17 +181,39 @@ impl Rights {
     pub fn may_snapshot(&self, now_ms: i64) -> bool {
         self.may_administer(now_ms)
     }
+
+    /// May upload a snapshot: its possible authors, and replica relays
+    /// forwarding one (whose author the acceptance rule checks).
+    pub fn may_upload_snapshot(&self, now_ms: i64) -> bool {
+        self.role == MemberRole::Replica || self.may_snapshot(now_ms)
+    }
+
+    /// Whether this is a replica relay.
+    pub fn is_replica(&self) -> bool {
+        self.role == MemberRole::Replica
+    }
 }
 
 // The rule itself, over borrowed parts, so that `Members` answers without
 // building a `Rights` for every question.
 
 pub(super) fn live(role: MemberRole, expires_at_ms: Option<i64>, now_ms: i64) -> bool {
-    role == MemberRole::OwnerDevice || expires_at_ms.is_none_or(|t| now_ms < t)
+    matches!(role, MemberRole::OwnerDevice | MemberRole::Replica)
+        || expires_at_ms.is_none_or(|t| now_ms < t)
 }
 
 fn holds(role: MemberRole, sections: &BTreeSet<String>, base: &str) -> bool {
-    role == MemberRole::OwnerDevice || sections.contains(base)
+    matches!(role, MemberRole::OwnerDevice | MemberRole::Replica) || sections.contains(base)
+}
+
+pub(super) fn may_upload(
+    role: MemberRole,
+    sections: &BTreeSet<String>,
+    expires_at_ms: Option<i64>,
+    section: &str,
+    now_ms: i64,
+) -> bool {
+    role == MemberRole::Replica || may_write(role, sections, expires_at_ms, section, now_ms)
 }
 
 pub(super) fn may_read(

@@ -129,9 +129,20 @@ pub enum AccessChange {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         rotations: Vec<Rotation>,
     },
-    /// Take `sections` (all when `None`) from `identity` (a grantee, or an
-    /// owner device when signed by another owner device), rotating the key
-    /// of every section it could read.
+    /// Name a relay (its card, role `relay`) as a replica of the record:
+    /// it may hold, fetch and forward the record's ciphertext (envelopes,
+    /// snapshots, this log) and is never given a key. Revoked like a grant
+    /// (a `revoke` of its identity, with no rotations: it never held a
+    /// key).
+    AddReplica {
+        relay: IdentityCard,
+        /// Shown to the owner and managers, and visible to relays: where
+        /// the replica runs ("Riverside clinic"), never clinical detail.
+        label: String,
+    },
+    /// Take `sections` (all when `None`) from `identity` (a grantee, a
+    /// replica relay, or an owner device when signed by another owner
+    /// device), rotating the key of every section it could read.
     Revoke {
         identity: IdentityId,
         sections: Option<Vec<String>>,
@@ -146,6 +157,7 @@ impl AccessChange {
             AccessChange::AddDevice { .. } => "add-device",
             AccessChange::AddRecovery { .. } => "add-recovery",
             AccessChange::Grant { .. } => "grant",
+            AccessChange::AddReplica { .. } => "add-replica",
             AccessChange::Revoke { .. } => "revoke",
         }
     }

@@ -334,3 +334,139 @@ fn narrowing_a_grant_rotates_exactly_the_dropped_sections() {
     log.push(s).unwrap();
     assert_eq!(log.members.epoch("allergies"), 1);
 }
+
+fn add_replica(log: &Log, by: &Identity, relay: &Identity) -> SignedStatement {
+    log.make(
+        by,
+        AccessChange::AddReplica {
+            relay: relay.card().clone(),
+            label: "clinic relay".into(),
+        },
+    )
+}
+
+#[test]
+fn a_replica_forwards_every_log_but_never_authors_or_administers() {
+    let mut log = Log::new();
+    let relay = person("clinic relay", Role::Relay);
+    let s = add_replica(&log, &log.creator, &relay);
+    log.push(s).unwrap();
+    let m = &log.members;
+    let id = relay.id();
+    assert!(matches!(m.access(&id), Some(Access::Replica(_))));
+    for section in crate::Section::ALL {
+        assert!(m.may_read(&id, section.as_str(), i64::MAX));
+        assert!(m.may_upload(&id, section.as_str(), i64::MAX));
+        assert!(!m.may_write(&id, section.as_str(), 1), "{section:?}");
+        assert!(!m.wrote_with(&id, section.as_str(), 0), "never an author");
+        assert!(
+            m.readers(section.as_str()).iter().all(|(r, _)| *r != id),
+            "never given a key"
+        );
+    }
+    assert!(m.may_read(&id, "wearables.chunks", 1));
+    assert!(!m.may_administer(&id, 1) && !m.may_snapshot(&id, 1));
+    let rights = m.rights(&id).unwrap();
+    assert!(rights.may_upload_snapshot(1) && !rights.may_snapshot(1));
+    assert_eq!(m.card(&id), Some(relay.card()));
+}
+
+#[test]
+fn only_administrators_name_replicas_and_only_relays_can_be_one() {
+    let mut log = Log::new();
+    let carer = person("carer", Role::Carer);
+    let relay = person("relay", Role::Relay);
+    let s = log.grant(&log.creator, &carer, GrantRole::Reader, &["vitals"], None);
+    log.push(s).unwrap();
+    let by_carer = add_replica(&log, &carer, &relay);
+    assert!(matches!(
+        log.push(by_carer),
+        Err(SharingError::NotAllowed { .. })
+    ));
+    let not_a_relay = person("laptop", Role::PatientDevice);
+    let s = add_replica(&log, &log.creator, &not_a_relay);
+    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
+    let grantee_as_replica = log.make(
+        &log.creator,
+        AccessChange::AddReplica {
+            relay: carer.card().clone(),
+            label: "x".into(),
+        },
+    );
+    assert!(log.push(grantee_as_replica).is_err());
+    let bad_label = log.make(
+        &log.creator,
+        AccessChange::AddReplica {
+            relay: relay.card().clone(),
+            label: "a\nb".into(),
+        },
+    );
+    assert!(matches!(
+        log.push(bad_label),
+        Err(SharingError::Invalid { .. })
+    ));
+    let manager = person("parent", Role::Manager);
+    let s = log.grant(&log.creator, &manager, GrantRole::Manager, &[], None);
+    log.push(s).unwrap();
+    let s = add_replica(&log, &manager, &relay);
+    log.push(s).unwrap();
+    // A replica is then neither an owner device nor a grantee.
+    let s = log.grant(&log.creator, &relay, GrantRole::Reader, &["vitals"], None);
+    assert!(log.push(s).is_err());
+}
+
+#[test]
+fn a_revoked_replica_loses_everything_without_a_rotation() {
+    let mut log = Log::new();
+    let relay = person("relay", Role::Relay);
+    let s = add_replica(&log, &log.creator, &relay);
+    log.push(s).unwrap();
+    let partial = log.make(
+        &log.creator,
+        AccessChange::Revoke {
+            identity: relay.id(),
+            sections: Some(vec!["vitals".into()]),
+            rotations: vec![],
+        },
+    );
+    assert!(matches!(
+        log.push(partial),
+        Err(SharingError::Invalid { .. })
+    ));
+    let with_rotation = log.make(
+        &log.creator,
+        AccessChange::Revoke {
+            identity: relay.id(),
+            sections: None,
+            rotations: vec![log.rotation("vitals", &[&log.creator])],
+        },
+    );
+    assert!(log.push(with_rotation).is_err(), "it held no key");
+    let s = log.make(
+        &log.creator,
+        AccessChange::Revoke {
+            identity: relay.id(),
+            sections: None,
+            rotations: vec![],
+        },
+    );
+    log.push(s).unwrap();
+    let m = &log.members;
+    assert!(m.access(&relay.id()).is_none());
+    assert!(!m.may_read(&relay.id(), "vitals", 1));
+    assert!(!m.may_upload(&relay.id(), "vitals", 1));
+    assert!(m.former.contains_key(&relay.id()));
+    assert_eq!(m.epoch("vitals"), 0);
+    // Named again later, it is a replica again.
+    let s = add_replica(&log, &log.creator, &relay);
+    log.push(s).unwrap();
+    assert!(log.members.may_read(&relay.id(), "vitals", 1));
+    let replay = verify_log(
+        log.record,
+        log.creator.id(),
+        Some(log.creator.card()),
+        &log.statements,
+    )
+    .unwrap();
+    assert_eq!(replay, log.members);
+}

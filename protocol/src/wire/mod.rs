@@ -15,7 +15,8 @@
 //! Files: [`auth`] (challenge, token), [`records`] (registration, the
 //! access log, members, audit, push channel), [`envelopes`] (upload, pull,
 //! snapshot, feed), [`links`] (invite and device-link mailboxes), [`ops`]
-//! (health, metrics, the OpenAPI document). With the `openapi` feature,
+//! (health, metrics, the OpenAPI document), [`replication`] (the relay's
+//! own identity, for replica relays). With the `openapi` feature,
 //! [`openapi`] builds the relay's OpenAPI 3.1 document from these types
 //! (utoipa; docs/adr/0008-protocol-crate.md).
 
@@ -26,6 +27,7 @@ pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod records;
+pub mod replication;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +50,7 @@ pub use records::{
     MemberEntry, MemberRole, Members, MembersResponse, PushMessage, Register, RegisterRequest,
     RegisterResponse, SeqResponse, Statements, Subscribe,
 };
+pub use replication::{RelayIdentity, RelayIdentityResponse};
 
 /// Standard base64 with padding, as the protocol specifies.
 pub use crate::crypto::encoding::b64;

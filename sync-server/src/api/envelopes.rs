@@ -41,7 +41,7 @@ pub(super) async fn upload(
     let record = record_id(&rid)?;
     section(&sec)?;
     let mine = require_member(&state, record, caller).await?;
-    if !mine.may_write(&sec, now_ms()) {
+    if !mine.may_upload(&sec, now_ms()) {
         return Err(ApiError::Forbidden("no write access to this section"));
     }
     let bytes = read_body(body, state.limits.upload_body_bytes()).await?;
@@ -210,7 +210,7 @@ pub(super) async fn snapshot(
     let record = record_id(&rid)?;
     section(&sec)?;
     let mine = require_member(&state, record, caller).await?;
-    if !mine.may_write(&sec, now_ms()) {
+    if !mine.may_upload(&sec, now_ms()) {
         return Err(ApiError::Forbidden("no write access to this section"));
     }
     let req: SnapshotRequest = read_json(body, state.limits.snapshot_body_bytes()).await?;

@@ -71,6 +71,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Verified access logs by record (see [`records::MembersCache`]).
     pub members: records::MembersCache,
+    /// The relay's own card, when it has an identity ([`crate::identity`]).
+    pub identity: OnceLock<satchel_protocol::crypto::IdentityCard>,
 }
 
 impl Deref for AppState {
@@ -96,7 +98,16 @@ impl AppState {
             limiters: auth::Limiters::new(rate),
             shutdown,
             members: records::MembersCache::default(),
+            identity: OnceLock::new(),
         }))
+    }
+
+    /// Show `card` as this relay's identity (`GET /v1/relay`). Set once, at
+    /// start.
+    pub fn set_identity(&self, card: satchel_protocol::crypto::IdentityCard) {
+        if self.identity.set(card).is_err() {
+            tracing::warn!("the relay identity was already set; kept the first");
+        }
     }
 }
 
@@ -160,6 +171,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         route::<wire::JoinLink, _, _>(links::join),
         route::<wire::AcceptLink, _, _>(links::accept),
         route::<wire::Health, _, _>(ops::health),
+        route::<wire::RelayIdentity, _, _>(ops::relay_identity),
         route::<wire::OpenApiDocument, _, _>(ops::openapi),
         route::<wire::Metrics, _, _>(ops::metrics),
     ]

@@ -241,6 +241,13 @@ fn member_rows(members: &Members, creator_card: &[u8]) -> Vec<Member> {
             card,
         });
     }
+    for (id, replica) in &members.replicas {
+        rows.push(Member {
+            identity: *id,
+            access: Rights::replica(),
+            card: replica.card.to_bytes(),
+        });
+    }
     for (id, grant) in &members.grants {
         rows.push(Member {
             identity: *id,
@@ -382,11 +389,12 @@ pub(super) async fn members(
             tracing::warn!(record = %record, "stored member card does not parse");
             ApiError::Unavailable
         })?;
-        let sections: Vec<String> = if m.access.role == MemberRole::OwnerDevice {
-            Section::ALL.iter().map(|s| s.as_str().to_owned()).collect()
-        } else {
-            m.access.sections.iter().cloned().collect()
-        };
+        let sections: Vec<String> =
+            if matches!(m.access.role, MemberRole::OwnerDevice | MemberRole::Replica) {
+                Section::ALL.iter().map(|s| s.as_str().to_owned()).collect()
+            } else {
+                m.access.sections.iter().cloned().collect()
+            };
         members.push(MemberEntry {
             identity: m.identity,
             role: m.access.role,

@@ -1,0 +1,373 @@
+//! Replica relays (issue 15, edge relays): a relay has its own identity
+//! (role `relay`), shown at `GET /v1/relay`; a record's access log names it
+//! a replica (`add-replica`, by an owner device or a manager); while named,
+//! it reads every log's ciphertext and forwards envelopes and snapshots
+//! whose authors the shared acceptance rule checks, and it can author
+//! nothing; once revoked, or never named, it is refused (403).
+#![allow(clippy::unwrap_used)]
+
+#[path = "relay_common/mod.rs"]
+mod common;
+
+use common::*;
+use satchel_protocol::crypto::{Identity, Role};
+use satchel_protocol::ids::RecordId;
+use satchel_protocol::sharing::{statement_hash, AccessChange, AccessStatement};
+use satchel_protocol::wire::RelayIdentityResponse;
+use satchel_sync_server::storage::now_ms;
+use satchel_sync_server::RelayIdentityFile;
+use serde_json::{json, Value};
+
+/// Sign `change` as `by` on top of `head` and post it as `poster`; on 201
+/// `head` moves.
+async fn post_statement(
+    c: &reqwest::Client,
+    s: &TestServer,
+    rid: RecordId,
+    head: &mut [u8; 32],
+    by: &Identity,
+    poster: &Device,
+    change: AccessChange,
+) -> (u16, Value) {
+    let signed = AccessStatement {
+        record_id: rid,
+        by: by.id(),
+        at_ms: now_ms(),
+        prev: *head,
+        change,
+    }
+    .sign(by)
+    .unwrap();
+    let r = c
+        .post(s.url(&format!("/v1/records/{rid}/access")))
+        .bearer_auth(&poster.token)
+        .json(&signed)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    if status == 201 {
+        *head = statement_hash(&signed.statement);
+    }
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn put_snapshot(
+    c: &reqwest::Client,
+    s: &TestServer,
+    d: &Device,
+    rid: RecordId,
+    upto: u64,
+    envelope: &[u8],
+) -> u16 {
+    c.put(s.url(&format!("/v1/records/{rid}/sections/vitals/snapshot")))
+        .bearer_auth(&d.token)
+        .json(&json!({"upto_seq": upto, "envelope": b64(envelope)}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn relay_shows_its_identity_card_and_keeps_it_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = satchel_sync_server::Config::sqlite(dir.path().join("relay.db"));
+        config.identity = Some(RelayIdentityFile::beside(
+            &dir.path().join("relay.db"),
+            "Riverside clinic relay",
+        ));
+        config
+    };
+    let c = client();
+    let mut s = TestServer::start_with(config(), tempfile::tempdir().unwrap()).await;
+    let first: RelayIdentityResponse = c
+        .get(s.url("/v1/relay"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first.card.role, Role::Relay);
+    assert_eq!(first.card.display_name, "Riverside clinic relay");
+    assert!(first.card.verify().is_ok());
+    assert_eq!(first.fingerprint, first.card.fingerprint());
+    s.stop().await.unwrap();
+    let mut again = TestServer::start_with(config(), tempfile::tempdir().unwrap()).await;
+    let second: RelayIdentityResponse = c
+        .get(again.url("/v1/relay"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second, first, "the same identity after a restart");
+    again.stop().await.unwrap();
+
+    // Without an identity the route says how to give one.
+    let mut bare = TestServer::start(|_| {}).await;
+    let r = c.get(bare.url("/v1/relay")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("--identity"));
+    bare.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn replica_relay_reads_and_forwards_only_while_named() {
+    let mut s = TestServer::start(|_| {}).await;
+    let c = client();
+    let owner = new_device(&c, &s, "phone").await;
+    let rid = register(&c, &s, &owner).await;
+    let mut head = [0u8; 32];
+    let relay_identity = Identity::generate("Riverside clinic relay", Role::Relay, None).unwrap();
+    let relay = login(&c, &s, relay_identity).await;
+    let (st, _) = upload(
+        &c,
+        &s,
+        &owner,
+        rid,
+        "vitals",
+        &[seal(&owner.identity, rid, "vitals", 1, b"x").to_bytes()],
+    )
+    .await;
+    assert_eq!(st, 200);
+
+    // Not named: refused everywhere.
+    let reads = [
+        format!("/v1/records/{rid}/sections/vitals/envelopes"),
+        format!("/v1/records/{rid}/sections/wearables.chunks/envelopes"),
+        format!("/v1/records/{rid}/feed"),
+        format!("/v1/records/{rid}/access"),
+    ];
+    for path in &reads {
+        assert_eq!(get_json(&c, &s, &relay, path).await.0, 403, "{path}");
+    }
+    let forwarded = seal(&owner.identity, rid, "vitals", 2, b"y").to_bytes();
+    let (st, _) = upload(&c, &s, &relay, rid, "vitals", &[forwarded.clone()]).await;
+    assert_eq!(st, 403);
+
+    // Only a relay's card can be named, and only by an administrator.
+    let phone_card = Identity::generate("laptop", Role::PatientDevice, None)
+        .unwrap()
+        .card()
+        .clone();
+    let (st, body) = post_statement(
+        &c,
+        &s,
+        rid,
+        &mut head,
+        &owner.identity,
+        &owner,
+        AccessChange::AddReplica {
+            relay: phone_card,
+            label: "not a relay".into(),
+        },
+    )
+    .await;
+    assert_eq!(st, 422, "{body}");
+    let (st, _) = post_statement(
+        &c,
+        &s,
+        rid,
+        &mut head,
+        &relay.identity,
+        &relay,
+        AccessChange::AddReplica {
+            relay: relay.identity.card().clone(),
+            label: "self-appointed".into(),
+        },
+    )
+    .await;
+    assert_eq!(st, 403, "a relay cannot name itself");
+    let (st, body) = post_statement(
+        &c,
+        &s,
+        rid,
+        &mut head,
+        &owner.identity,
+        &owner,
+        AccessChange::AddReplica {
+            relay: relay.identity.card().clone(),
+            label: "Riverside clinic".into(),
+        },
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+
+    // Named: every log's ciphertext, and the access log.
+    for path in &reads {
+        assert_eq!(get_json(&c, &s, &relay, path).await.0, 200, "{path}");
+    }
+    let (_, members) = get_json(&c, &s, &owner, &format!("/v1/records/{rid}/members")).await;
+    let entry = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["identity"] == json!(relay.identity.id()))
+        .unwrap()
+        .clone();
+    assert_eq!(entry["role"], "replica");
+    // It forwards what a member wrote (the author's right is what counts)...
+    let (st, body) = upload(&c, &s, &relay, rid, "vitals", &[forwarded.clone()]).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = upload(&c, &s, &relay, rid, "vitals", &[forwarded]).await;
+    assert_eq!((st, body["duplicates"].clone()), (200, json!(1)));
+    let seq = body["accepted"][0]["seq"].as_u64().unwrap();
+    let snapshot = seal(&owner.identity, rid, "vitals", 3, b"whole").to_bytes();
+    assert_eq!(put_snapshot(&c, &s, &relay, rid, seq, &snapshot).await, 200);
+    // ...and authors nothing itself: no envelope, no snapshot, no statement.
+    let own = seal(&relay.identity, rid, "vitals", 1, b"z").to_bytes();
+    let (st, body) = upload(&c, &s, &relay, rid, "vitals", &[own.clone()]).await;
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(put_snapshot(&c, &s, &relay, rid, seq, &own).await, 422);
+    let carer = Identity::generate("carer", Role::Carer, None).unwrap();
+    let (st, _) = post_statement(
+        &c,
+        &s,
+        rid,
+        &mut head,
+        &relay.identity,
+        &relay,
+        AccessChange::Grant {
+            grantee: carer.card().clone(),
+            role: satchel_protocol::sharing::GrantRole::Reader,
+            sections: vec!["vitals".into()],
+            expires_at_ms: None,
+            label: "x".into(),
+            keys: vec![],
+            rotations: vec![],
+        },
+    )
+    .await;
+    assert_eq!(st, 403);
+    // Nor the audit trail or invite links (an administrator's).
+    assert_eq!(
+        get_json(&c, &s, &relay, &format!("/v1/records/{rid}/audit"))
+            .await
+            .0,
+        403
+    );
+
+    // Removed: refused again, with nothing to rotate.
+    let (st, body) = post_statement(
+        &c,
+        &s,
+        rid,
+        &mut head,
+        &owner.identity,
+        &owner,
+        AccessChange::Revoke {
+            identity: relay.identity.id(),
+            sections: None,
+            rotations: vec![],
+        },
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    for path in &reads {
+        assert_eq!(get_json(&c, &s, &relay, path).await.0, 403, "{path}");
+    }
+    let later = seal(&owner.identity, rid, "vitals", 4, b"w").to_bytes();
+    let (st, _) = upload(&c, &s, &relay, rid, "vitals", &[later]).await;
+    assert_eq!(st, 403);
+    s.stop().await.unwrap();
+}
+
+/// The patient names a clinic's relay a replica with the CLI (its
+/// fingerprint checked when given), sees it in `satchel grants`, and
+/// removes it with `satchel revoke`.
+#[test]
+fn replica_named_listed_and_removed_with_the_cli() {
+    use satchel_tests::world::{add, med, sync, world, PASS};
+    use satchel_tests::{run, satchel, Relay};
+
+    let w = world("pat");
+    let pat = w.home("pat");
+    assert!(add(&pat, &med("metformin")).status.success());
+    assert!(sync(&pat, &w.relay).status.success());
+    let clinic = Relay::start(&w.home("clinic-relay"));
+    let grants = |home: &std::path::Path| -> Vec<Value> {
+        let out = run(satchel(home, PASS).args(["grants", "--json"]), true);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let replicas = |home: &std::path::Path| -> Vec<Value> {
+        grants(home)
+            .into_iter()
+            .filter(|g| g["role"] == "replica-relay")
+            .collect()
+    };
+
+    // A fingerprint other than the relay's: refused, nothing changed.
+    let out = run(
+        satchel(&pat, PASS).args([
+            "replica",
+            "add",
+            &clinic.url(),
+            "--label",
+            "Riverside clinic",
+            "--fingerprint",
+            "0000-0000",
+            "--server",
+            &w.relay.url(),
+        ]),
+        false,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not the relay its operator described"),
+        "{err}"
+    );
+    assert!(replicas(&pat).is_empty());
+
+    let out = run(
+        satchel(&pat, PASS).args([
+            "replica",
+            "add",
+            &clinic.url(),
+            "--label",
+            "Riverside clinic",
+            "--server",
+            &w.relay.url(),
+            "--json",
+        ]),
+        true,
+    );
+    let named: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fingerprint = named["fingerprint"].as_str().unwrap().to_string();
+    let listed = replicas(&pat);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["label"], "Riverside clinic");
+    assert_eq!(listed[0]["identity"], named["identity"]);
+    assert_eq!(listed[0]["sections"], "all (ciphertext only)");
+    assert!(listed[0]["name"].as_str().unwrap().contains(&fingerprint));
+
+    // Naming it again with the right fingerprint (as read out) is accepted.
+    run(
+        satchel(&pat, PASS).args([
+            "replica",
+            "add",
+            &clinic.url(),
+            "--label",
+            "Riverside clinic",
+            "--fingerprint",
+            &fingerprint.to_lowercase(),
+            "--server",
+            &w.relay.url(),
+        ]),
+        true,
+    );
+
+    let out = run(
+        satchel(&pat, PASS).args(["revoke", "Riverside clinic", "--server", &w.relay.url()]),
+        true,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Removed the replica relay"), "{said}");
+    assert!(replicas(&pat).is_empty());
+    drop(clinic);
+}
