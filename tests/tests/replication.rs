@@ -52,6 +52,13 @@ async fn post_statement(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+fn name_replica(relay: &Identity, label: &str) -> AccessChange {
+    AccessChange::AddReplica {
+        relay: relay.card().clone(),
+        label: label.into(),
+    }
+}
+
 async fn put_snapshot(
     c: &reqwest::Client,
     s: &TestServer,
@@ -83,28 +90,14 @@ async fn relay_shows_its_identity_card_and_keeps_it_across_restarts() {
     };
     let c = client();
     let mut s = TestServer::start_with(config(), tempfile::tempdir().unwrap()).await;
-    let first: RelayIdentityResponse = c
-        .get(s.url("/v1/relay"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: RelayIdentityResponse = get_public(&c, &s, "/v1/relay").await;
     assert_eq!(first.card.role, Role::Relay);
     assert_eq!(first.card.display_name, "Riverside clinic relay");
     assert!(first.card.verify().is_ok());
     assert_eq!(first.fingerprint, first.card.fingerprint());
     s.stop().await.unwrap();
     let mut again = TestServer::start_with(config(), tempfile::tempdir().unwrap()).await;
-    let second: RelayIdentityResponse = c
-        .get(again.url("/v1/relay"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second: RelayIdentityResponse = get_public(&c, &again, "/v1/relay").await;
     assert_eq!(second, first, "the same identity after a restart");
     again.stop().await.unwrap();
 
@@ -177,10 +170,7 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
         &mut head,
         &relay.identity,
         &relay,
-        AccessChange::AddReplica {
-            relay: relay.identity.card().clone(),
-            label: "self-appointed".into(),
-        },
+        name_replica(&relay.identity, "self-appointed"),
     )
     .await;
     assert_eq!(st, 403, "a relay cannot name itself");
@@ -191,10 +181,7 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
         &mut head,
         &owner.identity,
         &owner,
-        AccessChange::AddReplica {
-            relay: relay.identity.card().clone(),
-            label: "Riverside clinic".into(),
-        },
+        name_replica(&relay.identity, "Riverside clinic"),
     )
     .await;
     assert_eq!(st, 201, "{body}");

@@ -194,6 +194,21 @@ pub async fn get_json(c: &reqwest::Client, s: &TestServer, d: &Device, path: &st
     (status, resp.json().await.unwrap())
 }
 
+/// GET a route that takes no token and parse its JSON body.
+pub async fn get_public<T: serde::de::DeserializeOwned>(
+    c: &reqwest::Client,
+    s: &TestServer,
+    path: &str,
+) -> T {
+    c.get(s.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A PostgreSQL database URL for tests, and a fresh schema in it. `None`
 /// when unreachable (the caller decides whether to fail or skip).
 pub async fn pg_test_schema() -> Option<(String, String)> {
