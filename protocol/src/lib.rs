@@ -15,6 +15,8 @@
 //!   pulls, peers).
 //! - [`direct`]: the direct channel between two member devices (edge sync):
 //!   its messages and byte format, the identity proof, the reconciliation rules.
+//! - [`relay_url`]: the one rule for relay addresses (`https://`, or
+//!   `http://` to this machine only), for devices and relays alike.
 //! - [`discovery`]: the local-network advert of a member device (DNS-SD
 //!   instance name that rotates hourly, sealed device info), from a key only
 //!   members can compute.
@@ -29,6 +31,7 @@ pub mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
+pub mod relay_url;
 pub mod section;
 pub mod sharing;
 pub mod wire;

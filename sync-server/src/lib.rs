@@ -36,6 +36,8 @@
 //!   the identity file).
 //! - [`identity`]: the relay's own identity (role `relay`), which access
 //!   logs name to make the relay a replica of a record.
+//! - [`replication`]: the relay's client of upstream relays (`--upstream`,
+//!   issue 15; the replication loop itself is not built yet).
 //! - [`serve`]: run the relay on a listener until a shutdown future
 //!   resolves (used by the binary, the CLI's `serve`, and tests).
 //!
@@ -50,6 +52,7 @@ pub mod api;
 pub mod config;
 pub mod identity;
 pub mod net;
+pub mod replication;
 pub mod storage;
 
 use std::future::Future;

@@ -141,7 +141,15 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
         assert_eq!(get_json(&c, &s, &relay, path).await.0, 403, "{path}");
     }
     let forwarded = seal(&owner.identity, rid, "vitals", 2, b"y").to_bytes();
-    let (st, _) = upload(&c, &s, &relay, rid, "vitals", &[forwarded.clone()]).await;
+    let (st, _) = upload(
+        &c,
+        &s,
+        &relay,
+        rid,
+        "vitals",
+        std::slice::from_ref(&forwarded),
+    )
+    .await;
     assert_eq!(st, 403);
 
     // Only a relay's card can be named, and only by an administrator.
@@ -200,7 +208,15 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
         .clone();
     assert_eq!(entry["role"], "replica");
     // It forwards what a member wrote (the author's right is what counts)...
-    let (st, body) = upload(&c, &s, &relay, rid, "vitals", &[forwarded.clone()]).await;
+    let (st, body) = upload(
+        &c,
+        &s,
+        &relay,
+        rid,
+        "vitals",
+        std::slice::from_ref(&forwarded),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
     let (st, body) = upload(&c, &s, &relay, rid, "vitals", &[forwarded]).await;
     assert_eq!((st, body["duplicates"].clone()), (200, json!(1)));
@@ -209,7 +225,7 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     assert_eq!(put_snapshot(&c, &s, &relay, rid, seq, &snapshot).await, 200);
     // ...and authors nothing itself: no envelope, no snapshot, no statement.
     let own = seal(&relay.identity, rid, "vitals", 1, b"z").to_bytes();
-    let (st, body) = upload(&c, &s, &relay, rid, "vitals", &[own.clone()]).await;
+    let (st, body) = upload(&c, &s, &relay, rid, "vitals", std::slice::from_ref(&own)).await;
     assert_eq!(st, 422, "{body}");
     assert_eq!(put_snapshot(&c, &s, &relay, rid, seq, &own).await, 422);
     let carer = Identity::generate("carer", Role::Carer, None).unwrap();
@@ -357,4 +373,79 @@ fn replica_named_listed_and_removed_with_the_cli() {
     assert!(said.contains("Removed the replica relay"), "{said}");
     assert!(replicas(&pat).is_empty());
     drop(clinic);
+}
+
+/// The relay's own client of an upstream (hyper, no reqwest in the relay):
+/// it signs in with the relay's identity and, once the record names the
+/// relay a replica, reads the record's feed and envelopes (the same bytes,
+/// so the same hash); before that, and for an address nobody answers, it
+/// reports a typed error.
+#[tokio::test]
+async fn upstream_client_signs_in_as_the_relay_and_reads_as_a_replica() {
+    use satchel_protocol::relay_url::RelayUrl;
+    use satchel_protocol::wire::{
+        AfterQuery, Feed, PageQuery, Pull, RecordPath, RelayIdentity, SectionPath,
+    };
+    use satchel_sync_server::replication::upstream::{Upstream, UpstreamError, UpstreamTrust};
+
+    let mut s = TestServer::start(|_| {}).await;
+    let c = client();
+    let owner = new_device(&c, &s, "phone").await;
+    let rid = register(&c, &s, &owner).await;
+    let envelope = seal(&owner.identity, rid, "labs", 1, b"x").to_bytes();
+    let (st, _) = upload(&c, &s, &owner, rid, "labs", std::slice::from_ref(&envelope)).await;
+    assert_eq!(st, 200);
+    let edge = Identity::generate("Riverside clinic relay", Role::Relay, None).unwrap();
+
+    let mut up = Upstream::new(RelayUrl::parse(&s.base).unwrap(), &UpstreamTrust::WebPki).unwrap();
+    let shown = up.request::<RelayIdentity>(&(), &(), None).await;
+    assert!(matches!(
+        shown,
+        Err(UpstreamError::Refused { status: 404, .. })
+    ));
+    up.login(&edge).await.unwrap();
+    let feed = up
+        .request::<Feed>(&RecordPath(rid), &AfterQuery { after: 0 }, None)
+        .await;
+    assert_eq!(feed.unwrap_err().status(), Some(403), "not named yet");
+
+    let mut head = [0u8; 32];
+    let (st, body) = post_statement(
+        &c,
+        &s,
+        rid,
+        &mut head,
+        &owner.identity,
+        &owner,
+        name_replica(&edge, "Riverside clinic"),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let feed = up
+        .request::<Feed>(&RecordPath(rid), &AfterQuery { after: 0 }, None)
+        .await
+        .unwrap();
+    assert_eq!(feed.sections.len(), 1);
+    assert_eq!(feed.sections[0].section, "labs");
+    let page = up
+        .request::<Pull>(
+            &SectionPath::new(rid, "labs"),
+            &PageQuery {
+                after: 0,
+                limit: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.envelopes.len(), 1);
+    assert_eq!(page.envelopes[0].envelope, envelope, "the same bytes");
+    s.stop().await.unwrap();
+
+    // The upstream gone: unreachable, not a hang.
+    let err = up
+        .request::<Feed>(&RecordPath(rid), &AfterQuery { after: 0 }, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UpstreamError::Unreachable { .. }), "{err}");
 }

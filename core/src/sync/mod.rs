@@ -26,11 +26,11 @@
 pub mod engine;
 pub mod ledger;
 pub mod link;
-pub mod relay_url;
 pub mod sharing;
 pub mod state;
 pub mod tls;
 pub mod transport;
+pub use satchel_protocol::relay_url;
 pub use satchel_protocol::wire;
 
 pub use engine::{RoundReport, SyncEngine, SyncError};

@@ -1,20 +1,23 @@
 //! The one rule for relay addresses: `https://` anywhere, plain `http://`
 //! only to this machine (127.0.0.0/8, `::1`, `localhost`). Every way a
-//! relay address enters the core (the CLI's `--server`, the mobile API, the
-//! relay named in an invite or device-link code) goes through
-//! [`RelayUrl::parse`] before anything is sent or changed.
+//! relay address enters a device (the CLI's `--server`, the mobile API, the
+//! relay named in an invite or device-link code) and a relay (its
+//! `--upstream` relays) goes through [`RelayUrl::parse`] before anything is
+//! sent or changed.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use reqwest::Url;
+use url::Url;
 
 /// A relay address that passed the rule: its base URL (no trailing `/`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RelayUrl {
     base: String,
     tls: bool,
+    host: String,
+    port: u16,
 }
 
 /// Why a relay address was refused.
@@ -69,7 +72,16 @@ impl RelayUrl {
             return Err(RelayUrlError::PlainHttpOffLoopback { host, host_port });
         }
         let base = url.as_str().trim_end_matches('/').to_owned();
-        Ok(RelayUrl { base, tls })
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        let host = host.to_owned();
+        Ok(RelayUrl {
+            base,
+            tls,
+            host,
+            port,
+        })
     }
 
     /// The base URL, e.g. `https://relay.example` (no trailing `/`).
@@ -80,6 +92,23 @@ impl RelayUrl {
     /// Whether the relay is reached over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// The host as the URL parser normalized it (IPv6 in brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (443 or 80 when the address names none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The path prefix the relay is served under (`""` at the root, else
+    /// `/satchel`): request paths are appended to it.
+    pub fn path_prefix(&self) -> &str {
+        let after_scheme = self.base.split_once("://").map_or("", |(_, rest)| rest);
+        after_scheme.find('/').map_or("", |i| &after_scheme[i..])
     }
 
     /// The same address for a WebSocket (`wss://`, or `ws://` on loopback).
@@ -195,5 +224,16 @@ mod tests {
         assert_eq!(local.as_str(), "http://127.0.0.1:8787");
         assert_eq!(local.websocket(), "ws://127.0.0.1:8787");
         assert!(!local.is_tls());
+    }
+
+    #[test]
+    fn host_port_and_path_prefix() {
+        let url = RelayUrl::parse("https://relay.example/satchel/").unwrap();
+        assert_eq!((url.host(), url.port()), ("relay.example", 443));
+        assert_eq!(url.path_prefix(), "/satchel");
+        let local = RelayUrl::parse("http://[::1]:8787").unwrap();
+        assert_eq!((local.host(), local.port()), ("[::1]", 8787));
+        assert_eq!(local.path_prefix(), "");
+        assert_eq!(RelayUrl::parse("http://localhost").unwrap().port(), 80);
     }
 }

@@ -1,0 +1,14 @@
+//! Replication between relays (issue 15, docs/adr/0011-replica-relays.md):
+//! a relay started with `--upstream URL` signs in to each upstream relay
+//! with its own identity ([`crate::identity`]) and exchanges, for every
+//! record whose access log names it a replica, the access log, envelopes
+//! and snapshots, through the ordinary endpoints.
+//!
+//! - [`upstream`]: the relay's HTTP client of one upstream relay (HTTP/1.1
+//!   over TCP or TLS with hyper and rustls; no reqwest in the relay), typed
+//!   by the protocol's one-type-per-endpoint wire module, and its login.
+//!
+//! Built so far: the client and its login. The replication loop (cursors,
+//! echo suppression, backoff) is the next step of issue 15.
+
+pub mod upstream;
