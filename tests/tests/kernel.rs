@@ -396,3 +396,47 @@ fn relay_and_device_agree_on_access() {
     let checked = checked.get();
     assert!(checked >= 12 * 3 * SECTIONS.len(), "{checked}");
 }
+
+/// The relay depends on the protocol kernel, not on the phone library:
+/// none of the device's heavy crates is in its dependency tree.
+#[test]
+fn relay_links_none_of_the_phone_library() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "satchel-sync-server",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("satchel-protocol"), "{tree}");
+    for crate_name in [
+        "satchel-core",
+        "automerge",
+        "uniffi",
+        "reqwest",
+        "argon2",
+        "quick-xml",
+        "zstd",
+    ] {
+        assert!(
+            !tree
+                .lines()
+                .any(|l| l.starts_with(&format!("{crate_name} "))),
+            "the relay links {crate_name}"
+        );
+    }
+}
