@@ -35,6 +35,7 @@ fn env(n: u8, author: IdentityId) -> NewEnvelope {
 async fn conformance(s: Arc<dyn Storage>) {
     tokens_and_challenges(&*s).await;
     records_and_access(&*s).await;
+    replica_records(&*s).await;
     audit(&*s).await;
     envelopes(&*s).await;
     snapshots(&*s).await;
@@ -268,6 +269,99 @@ async fn records_and_access(s: &dyn Storage) {
         Some((owner, vec![1, 2, 3]))
     );
     assert_eq!(s.record_root(RecordId::random()).await.unwrap(), None);
+}
+
+/// The records whose member rows name a relay a replica: listed in id
+/// order, paged by id, and only while the rows (the log's projection) say
+/// so; other roles and other relays are not listed.
+async fn replica_records(s: &dyn Storage) {
+    let relay = IdentityId::random();
+    let other_relay = IdentityId::random();
+    let mut named: Vec<RecordId> = Vec::new();
+    let mut statements_of = std::collections::HashMap::new();
+    for i in 0..5u8 {
+        let rid = RecordId::random();
+        let owner = IdentityId::random();
+        s.register_record(rid, owner, vec![i], 1).await.unwrap();
+        let mut rows = vec![owner_row(owner, vec![i])];
+        if i != 2 {
+            rows.push(Member {
+                identity: relay,
+                access: Rights::replica(),
+                card: vec![9],
+            });
+            named.push(rid);
+        } else {
+            // Here the relay's identity holds a reader grant: not a replica.
+            rows.push(Member {
+                identity: relay,
+                access: Rights {
+                    role: MemberRole::Reader,
+                    sections: ["vitals".into()].into(),
+                    expires_at_ms: None,
+                },
+                card: vec![9],
+            });
+            rows.push(Member {
+                identity: other_relay,
+                access: Rights::replica(),
+                card: vec![8],
+            });
+        }
+        statements_of.insert(rid, vec![i, 1]);
+        let outcome = s
+            .append_statement(rid, vec![i, 1], vec![0; 64], [0; 32], rows)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, StatementOutcome::Appended(_)),
+            "{outcome:?}"
+        );
+    }
+    named.sort();
+    assert_eq!(s.replica_records(relay, None, 100).await.unwrap(), named);
+    let first = s.replica_records(relay, None, 2).await.unwrap();
+    assert_eq!(first, named[..2]);
+    let rest = s.replica_records(relay, Some(first[1]), 100).await.unwrap();
+    assert_eq!(rest, named[2..]);
+    assert_eq!(
+        s.replica_records(other_relay, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s
+        .replica_records(IdentityId::random(), None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // Removed from a record's log (its rows replaced without it): gone.
+    let dropped = named[0];
+    let (owner, card) = s.record_root(dropped).await.unwrap().unwrap();
+    let first_statement = statements_of[&dropped].clone();
+    let head: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &first_statement)
+        .as_ref()
+        .try_into()
+        .unwrap();
+    let outcome = s
+        .append_statement(
+            dropped,
+            vec![0xAB],
+            vec![0; 64],
+            head,
+            vec![owner_row(owner, card)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, StatementOutcome::Appended(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        s.replica_records(relay, None, 100).await.unwrap(),
+        named[1..]
+    );
 }
 
 fn owner_row(identity: IdentityId, card: Vec<u8>) -> Member {

@@ -194,7 +194,11 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     .await;
     assert_eq!(st, 201, "{body}");
 
-    // Named: every log's ciphertext, and the access log.
+    // Named: the record is listed for the relay, and every log's
+    // ciphertext and the access log are readable.
+    let (st, listed) = get_json(&c, &s, &relay, "/v1/replica/records").await;
+    assert_eq!((st, listed["records"].clone()), (200, json!([rid])));
+    assert_eq!(listed["more"], false);
     for path in &reads {
         assert_eq!(get_json(&c, &s, &relay, path).await.0, 200, "{path}");
     }
@@ -275,6 +279,8 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     for path in &reads {
         assert_eq!(get_json(&c, &s, &relay, path).await.0, 403, "{path}");
     }
+    let (_, listed) = get_json(&c, &s, &relay, "/v1/replica/records").await;
+    assert_eq!(listed["records"], json!([]));
     let later = seal(&owner.identity, rid, "vitals", 4, b"w").to_bytes();
     let (st, _) = upload(&c, &s, &relay, rid, "vitals", &[later]).await;
     assert_eq!(st, 403);
@@ -384,7 +390,8 @@ fn replica_named_listed_and_removed_with_the_cli() {
 async fn upstream_client_signs_in_as_the_relay_and_reads_as_a_replica() {
     use satchel_protocol::relay_url::RelayUrl;
     use satchel_protocol::wire::{
-        AfterQuery, Feed, PageQuery, Pull, RecordPath, RelayIdentity, SectionPath,
+        AfterQuery, Feed, PageQuery, Pull, RecordPath, RecordsPageQuery, RelayIdentity,
+        ReplicaRecords, SectionPath,
     };
     use satchel_sync_server::replication::upstream::{Upstream, UpstreamError, UpstreamTrust};
 
@@ -421,6 +428,11 @@ async fn upstream_client_signs_in_as_the_relay_and_reads_as_a_replica() {
     )
     .await;
     assert_eq!(st, 201, "{body}");
+    let listed = up
+        .request::<ReplicaRecords>(&(), &RecordsPageQuery::default(), None)
+        .await
+        .unwrap();
+    assert_eq!((listed.records, listed.more), (vec![rid], false));
     let feed = up
         .request::<Feed>(&RecordPath(rid), &AfterQuery { after: 0 }, None)
         .await

@@ -50,7 +50,9 @@ pub use records::{
     MemberEntry, MemberRole, Members, MembersResponse, PushMessage, Register, RegisterRequest,
     RegisterResponse, SeqResponse, Statements, Subscribe,
 };
-pub use replication::{RelayIdentity, RelayIdentityResponse};
+pub use replication::{
+    RecordsPageQuery, RelayIdentity, RelayIdentityResponse, ReplicaRecords, ReplicaRecordsResponse,
+};
 
 /// Standard base64 with padding, as the protocol specifies.
 pub use crate::crypto::encoding::b64;

@@ -69,6 +69,11 @@ pub fn document() -> OpenApi {
     doc.add::<AcceptLink>(doc_body::<LinkPayload>(), json::<LinkAck>(), vec![]);
     doc.add::<Health>(None, json::<HealthResponse>(), vec![]);
     doc.add::<RelayIdentity>(None, json::<RelayIdentityResponse>(), vec![]);
+    doc.add::<ReplicaRecords>(
+        None,
+        json::<ReplicaRecordsResponse>(),
+        query::<RecordsPageQuery>(),
+    );
     doc.add::<OpenApiDocument>(None, Success::Nothing, vec![]);
     doc.add::<Metrics>(None, Success::Nothing, vec![]);
     doc.build()

@@ -9,6 +9,8 @@
 //! - [`envelopes`]: upload (with [`verify`]), pull, snapshot, feed.
 //! - [`subscribe`]: the WebSocket push channel.
 //! - [`links`]: invite / device-link mailboxes.
+//! - [`replication`]: this relay's identity card, and the records that
+//!   name a calling relay a replica.
 //! - [`ops`]: health, metrics, the OpenAPI document (generated from
 //!   `satchel_protocol::wire`, where every route's method, path and bodies
 //!   are defined).
@@ -28,6 +30,7 @@ pub mod links;
 pub mod metrics;
 pub mod ops;
 pub mod records;
+pub mod replication;
 pub mod subscribe;
 pub mod verify;
 
@@ -171,7 +174,8 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         route::<wire::JoinLink, _, _>(links::join),
         route::<wire::AcceptLink, _, _>(links::accept),
         route::<wire::Health, _, _>(ops::health),
-        route::<wire::RelayIdentity, _, _>(ops::relay_identity),
+        route::<wire::RelayIdentity, _, _>(replication::relay_identity),
+        route::<wire::ReplicaRecords, _, _>(replication::replica_records),
         route::<wire::OpenApiDocument, _, _>(ops::openapi),
         route::<wire::Metrics, _, _>(ops::metrics),
     ]

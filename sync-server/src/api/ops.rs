@@ -1,5 +1,4 @@
-//! Operations endpoints: health, the relay's identity card, Prometheus
-//! metrics, and the OpenAPI 3.1
+//! Operations endpoints: health, Prometheus metrics, and the OpenAPI 3.1
 //! document (generated from the wire types by
 //! `satchel_protocol::wire::openapi`, checked against the route table by a
 //! test).
@@ -10,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use satchel_protocol::wire::{HealthResponse, RelayIdentityResponse};
+use satchel_protocol::wire::HealthResponse;
 
 use super::error::{ApiError, ApiResult};
 use super::AppState;
@@ -67,18 +66,4 @@ pub(super) async fn openapi() -> ApiResult<Response> {
         openapi_json()?,
     )
         .into_response())
-}
-
-/// `GET /v1/relay`: this relay's card (404 when it runs without an
-/// identity).
-pub(super) async fn relay_identity(
-    State(state): State<AppState>,
-) -> ApiResult<Json<RelayIdentityResponse>> {
-    let card = state.identity.get().ok_or(ApiError::NotFound(
-        "this relay has no identity: its operator starts it with --identity FILE",
-    ))?;
-    Ok(Json(RelayIdentityResponse {
-        fingerprint: card.fingerprint(),
-        card: card.clone(),
-    }))
 }

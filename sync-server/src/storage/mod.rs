@@ -374,6 +374,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn membership(&self, record: RecordId, identity: IdentityId) -> Result<Membership>;
     /// The record's members ([`StorageError::NotFound`] without the record).
     async fn members(&self, record: RecordId) -> Result<Vec<Member>>;
+    /// The records whose member rows name `relay` a replica, in increasing
+    /// id order, after `after` (from the start when `None`), at most
+    /// `limit`.
+    async fn replica_records(
+        &self,
+        relay: IdentityId,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<RecordId>>;
     /// Append a verified statement, compare-and-swap: only if the hash of
     /// the log's last statement is `expected_head` (zeros for an empty
     /// log), else [`StatementOutcome::HeadMoved`] and nothing changes.

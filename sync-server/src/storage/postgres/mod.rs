@@ -587,6 +587,33 @@ impl Storage for PostgresStorage {
             .collect()
     }
 
+    async fn replica_records(
+        &self,
+        relay: IdentityId,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<RecordId>> {
+        let client = self.client().await?;
+        // An empty bytea sorts before every record id.
+        let after: Vec<u8> = after.map_or_else(Vec::new, |r| r.as_bytes().to_vec());
+        let rows = client
+            .query(
+                "SELECT record_id FROM members
+                 WHERE identity = $1 AND role = $2 AND record_id > $3
+                 ORDER BY record_id LIMIT $4",
+                &[
+                    &&relay.as_bytes()[..],
+                    &MemberRole::Replica.as_str(),
+                    &after,
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| record_id(&row.try_get::<_, Vec<u8>>(0)?))
+            .collect()
+    }
+
     async fn append_statement(
         &self,
         record: RecordId,

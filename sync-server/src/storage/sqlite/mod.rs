@@ -176,6 +176,16 @@ impl Storage for SqliteStorage {
         self.read(move |c| sql::members(c, &record)).await
     }
 
+    async fn replica_records(
+        &self,
+        relay: IdentityId,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<RecordId>> {
+        self.read(move |c| sql::replica_records(c, &relay, after.as_ref(), limit))
+            .await
+    }
+
     async fn append_statement(
         &self,
         record: RecordId,

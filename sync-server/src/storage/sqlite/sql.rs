@@ -250,6 +250,35 @@ pub(super) fn membership(
     }
 }
 
+pub(super) fn replica_records(
+    c: &Connection,
+    relay: &IdentityId,
+    after: Option<&RecordId>,
+    limit: u32,
+) -> Result<Vec<RecordId>> {
+    // An empty blob sorts before every record id.
+    let after: &[u8] = after.map_or(&[], |r| &r.as_bytes()[..]);
+    let mut stmt = c.prepare_cached(
+        "SELECT record_id FROM members
+         WHERE identity = ?1 AND role = ?2 AND record_id > ?3
+         ORDER BY record_id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            &relay.as_bytes()[..],
+            MemberRole::Replica.as_str(),
+            after,
+            i64::from(limit)
+        ],
+        |r| r.get::<_, Vec<u8>>(0),
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(record_id(&row?)?);
+    }
+    Ok(out)
+}
+
 pub(super) fn members(c: &Connection, record: &RecordId) -> Result<Vec<Member>> {
     if !record_exists(c, record)? {
         return Err(StorageError::NotFound);
