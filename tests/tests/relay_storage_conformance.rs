@@ -36,6 +36,7 @@ async fn conformance(s: Arc<dyn Storage>) {
     tokens_and_challenges(&*s).await;
     records_and_access(&*s).await;
     replica_records(&*s).await;
+    replication_cursors(&*s).await;
     audit(&*s).await;
     envelopes(&*s).await;
     snapshots(&*s).await;
@@ -361,6 +362,35 @@ async fn replica_records(s: &dyn Storage) {
     assert_eq!(
         s.replica_records(relay, None, 100).await.unwrap(),
         named[1..]
+    );
+}
+
+/// Replication cursors: 0 until set, then the last value set, kept apart
+/// per upstream, record and stream.
+async fn replication_cursors(s: &dyn Storage) {
+    let (a, b) = (RecordId::random(), RecordId::random());
+    let up = "https://cloud.example";
+    assert_eq!(s.replication_cursor(up, a, "pull:feed").await.unwrap(), 0);
+    s.set_replication_cursor(up, a, "pull:feed", 7)
+        .await
+        .unwrap();
+    s.set_replication_cursor(up, a, "pull:feed", 9)
+        .await
+        .unwrap();
+    s.set_replication_cursor(up, a, "push:feed", 3)
+        .await
+        .unwrap();
+    s.set_replication_cursor("https://other.example", a, "pull:feed", 1)
+        .await
+        .unwrap();
+    assert_eq!(s.replication_cursor(up, a, "pull:feed").await.unwrap(), 9);
+    assert_eq!(s.replication_cursor(up, a, "push:feed").await.unwrap(), 3);
+    assert_eq!(s.replication_cursor(up, b, "pull:feed").await.unwrap(), 0);
+    assert_eq!(
+        s.replication_cursor("https://other.example", a, "pull:feed")
+            .await
+            .unwrap(),
+        1
     );
 }
 

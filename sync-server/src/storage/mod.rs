@@ -374,6 +374,22 @@ pub trait Storage: Send + Sync + 'static {
     async fn membership(&self, record: RecordId, identity: IdentityId) -> Result<Membership>;
     /// The record's members ([`StorageError::NotFound`] without the record).
     async fn members(&self, record: RecordId) -> Result<Vec<Member>>;
+    /// How far `stream` of `record` has been exchanged with `upstream` (a
+    /// replication cursor; 0 when it has not started).
+    async fn replication_cursor(
+        &self,
+        upstream: &str,
+        record: RecordId,
+        stream: &str,
+    ) -> Result<Seq>;
+    /// Store a replication cursor (replacing the previous value).
+    async fn set_replication_cursor(
+        &self,
+        upstream: &str,
+        record: RecordId,
+        stream: &str,
+        seq: Seq,
+    ) -> Result<()>;
     /// The records whose member rows name `relay` a replica, in increasing
     /// id order, after `after` (from the start when `None`), at most
     /// `limit`.

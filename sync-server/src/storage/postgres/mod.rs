@@ -39,6 +39,7 @@ use super::{
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_sharing.sql")),
+    (3, include_str!("migrations/0003_replication.sql")),
 ];
 
 /// Advisory lock class for migrations (first key of the two-int form).
@@ -585,6 +586,45 @@ impl Storage for PostgresStorage {
                 })
             })
             .collect()
+    }
+
+    async fn replication_cursor(
+        &self,
+        upstream: &str,
+        record: RecordId,
+        stream: &str,
+    ) -> Result<Seq> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT seq FROM replication_cursors
+                 WHERE upstream = $1 AND record_id = $2 AND stream = $3",
+                &[&upstream, &&record.as_bytes()[..], &stream],
+            )
+            .await?;
+        match row {
+            Some(row) => Ok(row.try_get(0)?),
+            None => Ok(0),
+        }
+    }
+
+    async fn set_replication_cursor(
+        &self,
+        upstream: &str,
+        record: RecordId,
+        stream: &str,
+        seq: Seq,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO replication_cursors (upstream, record_id, stream, seq)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (upstream, record_id, stream) DO UPDATE SET seq = excluded.seq",
+                &[&upstream, &&record.as_bytes()[..], &stream, &seq],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn replica_records(

@@ -176,6 +176,30 @@ impl Storage for SqliteStorage {
         self.read(move |c| sql::members(c, &record)).await
     }
 
+    async fn replication_cursor(
+        &self,
+        upstream: &str,
+        record: RecordId,
+        stream: &str,
+    ) -> Result<Seq> {
+        let (upstream, stream) = (upstream.to_owned(), stream.to_owned());
+        self.read(move |c| sql::replication_cursor(c, &upstream, &record, &stream))
+            .await
+    }
+
+    async fn set_replication_cursor(
+        &self,
+        upstream: &str,
+        record: RecordId,
+        stream: &str,
+        seq: Seq,
+    ) -> Result<()> {
+        let (upstream, stream) = (upstream.to_owned(), stream.to_owned());
+        self.writer
+            .run(move |c| sql::set_replication_cursor(c, &upstream, &record, &stream, seq))
+            .await
+    }
+
     async fn replica_records(
         &self,
         relay: IdentityId,

@@ -18,6 +18,7 @@ use crate::storage::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_sharing.sql")),
+    (3, include_str!("migrations/0003_replication.sql")),
 ];
 
 /// Open a connection with the relay's settings (WAL, `synchronous=FULL`).
@@ -248,6 +249,39 @@ pub(super) fn membership(
         None if record_exists(c, record)? => Ok(Membership::NotMember),
         None => Ok(Membership::NoRecord),
     }
+}
+
+pub(super) fn replication_cursor(
+    c: &Connection,
+    upstream: &str,
+    record: &RecordId,
+    stream: &str,
+) -> Result<Seq> {
+    Ok(c.prepare_cached(
+        "SELECT seq FROM replication_cursors
+         WHERE upstream = ?1 AND record_id = ?2 AND stream = ?3",
+    )?
+    .query_row(params![upstream, &record.as_bytes()[..], stream], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .unwrap_or(0))
+}
+
+pub(super) fn set_replication_cursor(
+    c: &Connection,
+    upstream: &str,
+    record: &RecordId,
+    stream: &str,
+    seq: Seq,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO replication_cursors (upstream, record_id, stream, seq)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (upstream, record_id, stream) DO UPDATE SET seq = excluded.seq",
+    )?
+    .execute(params![upstream, &record.as_bytes()[..], stream, seq])?;
+    Ok(())
 }
 
 pub(super) fn replica_records(
