@@ -84,6 +84,39 @@ pub fn check_batch<S: AsRef<str>>(
     max_envelope_bytes: usize,
     members: &Members,
 ) -> Checked {
+    let mut decoded = Vec::with_capacity(items.len());
+    let mut bad_base64 = None;
+    for (i, item) in items.iter().enumerate() {
+        match b64_decode(item.as_ref(), "envelope") {
+            Ok(b) => decoded.push(b),
+            Err(_) => {
+                bad_base64 = Some(fail(i, Reject::Malformed, "envelope is not valid base64"));
+                break;
+            }
+        }
+    }
+    let checked = check_envelopes(decoded, record, section, max_envelope_bytes, members);
+    match (checked.failure, bad_base64) {
+        (Some(f), _) => Checked {
+            ok: checked.ok,
+            failure: Some(f),
+        },
+        (None, bad) => Checked {
+            ok: checked.ok,
+            failure: bad,
+        },
+    }
+}
+
+/// [`check_batch`] over envelopes already decoded (what a replica relay
+/// receives from its upstream).
+pub fn check_envelopes(
+    items: Vec<Vec<u8>>,
+    record: &RecordId,
+    section: &str,
+    max_envelope_bytes: usize,
+    members: &Members,
+) -> Checked {
     let expect = Expect {
         record: *record,
         log: section,
@@ -92,14 +125,7 @@ pub fn check_batch<S: AsRef<str>>(
     };
     let mut parsed: Vec<(Envelope, Vec<u8>)> = Vec::with_capacity(items.len());
     let mut failure = None;
-    for (i, item) in items.iter().enumerate() {
-        let bytes = match b64_decode(item.as_ref(), "envelope") {
-            Ok(b) => b,
-            Err(_) => {
-                failure = Some(fail(i, Reject::Malformed, "envelope is not valid base64"));
-                break;
-            }
-        };
+    for (i, bytes) in items.into_iter().enumerate() {
         match accept::check(&bytes, &expect, members) {
             Ok(env) => parsed.push((env, bytes)),
             Err(r) => {
