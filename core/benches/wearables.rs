@@ -123,7 +123,7 @@ fn main() {
     );
 
     // --- size -------------------------------------------------------------
-    let (chunk_envs, chunk_bytes) = stored_envelope_bytes(a.store(), CHUNKS_LOG);
+    let (chunk_envs, chunk_bytes) = stored_envelope_bytes(a.store(), CHUNKS_LOG.as_str());
     let (index_envs, index_bytes) = stored_envelope_bytes(a.store(), "wearables");
     let total = chunk_bytes + index_bytes;
     let growth = files_size(&db) - before;

@@ -65,7 +65,7 @@ impl<S: Store> Profile<S> {
     /// relay. Durable when this returns.
     pub fn apply_direct(&mut self, log: LogName, envelopes: Vec<Vec<u8>>) -> Result<ApplyReport> {
         let numbered = envelopes.into_iter().map(|e| (0, e)).collect();
-        self.apply_envelopes(log.as_str(), Source::Direct, None, numbered)
+        self.apply_envelopes(log, Source::Direct, None, numbered)
     }
 
     /// Remember a fork seen in a direct session.

@@ -259,7 +259,7 @@ fn outbox_until_acknowledged<S: Store>(s: &mut S) {
         out.iter().map(|o| o.envelope.clone()).collect::<Vec<_>>(),
         vec![vec![1], vec![2], vec![3]]
     );
-    assert_eq!(out[1].section, "vitals");
+    assert_eq!(out[1].section.as_str(), "vitals");
     assert_eq!(out[0].hash, envelope_hash(&[1]));
     assert_eq!(s.outbox(2).unwrap().len(), 2);
     let mut b = WriteBatch::new();

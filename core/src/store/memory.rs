@@ -92,18 +92,22 @@ impl Store for MemoryStore {
     }
 
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>> {
-        Ok(self
-            .log
+        self.log
             .iter()
             .filter(|(_, r)| r.outbound && !r.set_aside && r.server_seq.is_none())
             .take(limit)
-            .map(|(seq, r)| OutboxItem {
-                seq: *seq,
-                section: r.section.clone(),
-                envelope: r.envelope.clone(),
-                hash: r.hash,
+            .map(|(seq, r)| {
+                Ok(OutboxItem {
+                    seq: *seq,
+                    // A stored log name: parsed once, here.
+                    section: r.section.parse().map_err(|_| {
+                        StoreError::Backend("a stored log name is not a known log".into())
+                    })?,
+                    envelope: r.envelope.clone(),
+                    hash: r.hash,
+                })
             })
-            .collect())
+            .collect()
     }
 
     fn contains(&self, hash: &[u8; 32]) -> Result<bool> {

@@ -28,6 +28,8 @@ pub use memory::MemoryStore;
 pub use migrations::{LATEST_VERSION, MIGRATIONS};
 pub use sqlite::SqliteStore;
 
+use satchel_protocol::LogName;
+
 /// Errors from a storage backend. They never carry stored values.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -244,7 +246,8 @@ pub struct Committed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
     pub seq: u64,
-    pub section: String,
+    /// The log it goes to (stored names are parsed when read).
+    pub section: LogName,
     pub envelope: Vec<u8>,
     pub hash: [u8; 32],
 }

@@ -158,9 +158,18 @@ impl Store for SqliteStore {
                         "a stored envelope hash is not 32 bytes".into(),
                     )
                 })?;
+                let section: String = r.get(1)?;
+                // A stored log name: parsed once, here.
+                let section = section.parse().map_err(|_| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        "a stored log name is not a known log".into(),
+                    )
+                })?;
                 Ok(OutboxItem {
                     seq: to_u64(r.get(0)?),
-                    section: r.get(1)?,
+                    section,
                     envelope: r.get(2)?,
                     hash,
                 })
