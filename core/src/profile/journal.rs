@@ -125,7 +125,7 @@ impl<S: Store> Profile<S> {
             return Err(err);
         }
         for (section, sealed, size) in sealed_all {
-            batch.append(section.as_str(), sealed);
+            batch.append(section.into(), sealed);
             appended.push((section, size));
         }
         if batch.is_empty() {
@@ -174,7 +174,7 @@ impl<S: Store> Profile<S> {
                 .get(section)
                 .ok_or(ProfileError::Corrupt("section key"))?;
             batch.put_snapshot(
-                section.as_str(),
+                LogName::Section(*section),
                 state.last_seq,
                 self.seal(*section, seq, &full)?,
             );

@@ -352,7 +352,7 @@ impl<S: Store> Profile<S> {
                 continue;
             }
             let section = log.section();
-            let log = self.store.load_section(log.as_str())?;
+            let log = self.store.load_section(log)?;
             logs.push((section, log));
         }
         logs.sort_by_key(|(_, log)| std::cmp::Reverse(log_bytes(log)));

@@ -450,7 +450,7 @@ impl<S: Store> Profile<S> {
                 report.known += 1;
                 if relay {
                     // Records the relay sequence of our own change if unknown.
-                    batch.receive(log.as_str(), bytes, seq);
+                    batch.receive(log, bytes, seq);
                 }
                 continue;
             }
@@ -531,9 +531,9 @@ impl<S: Store> Profile<S> {
         let sizes: Vec<usize> = receives.iter().map(|(_, b)| b.len()).collect();
         for (seq, bytes) in receives {
             if relay {
-                batch.receive(log.as_str(), bytes, seq);
+                batch.receive(log, bytes, seq);
             } else {
-                batch.receive_direct(log.as_str(), bytes, forward);
+                batch.receive_direct(log, bytes, forward);
             }
         }
         if relay {

@@ -104,7 +104,7 @@ impl<S: Store> Profile<S> {
         if self.wearables.index.is_some() {
             return Ok(());
         }
-        let log = self.store.load_section(INDEX_LOG.as_str())?;
+        let log = self.store.load_section(INDEX_LOG)?;
         let mut index = match &log.snapshot {
             Some(snap) => {
                 let (plain, _) = self.wearables_open_envelope(&snap.envelope, INDEX_LOG)?;
@@ -124,7 +124,7 @@ impl<S: Store> Profile<S> {
                 .apply(&plain)
                 .map_err(|_| ProfileError::Corrupt("wearables index"))?;
         }
-        let chunks = self.store.load_section(CHUNKS_LOG.as_str())?;
+        let chunks = self.store.load_section(CHUNKS_LOG)?;
         let envelopes = chunks
             .tail
             .into_iter()
@@ -290,7 +290,7 @@ impl<S: Store> Profile<S> {
                     count: part.len() as u32,
                     source: source.clone(),
                 };
-                batch.append(CHUNKS_LOG.as_str(), sealed.clone());
+                batch.append(CHUNKS_LOG, sealed.clone());
                 written.push((entry, sealed, part.to_vec()));
             }
         }
@@ -304,10 +304,7 @@ impl<S: Store> Profile<S> {
         let changes = index.take_changes();
         self.wearables.index = Some(index);
         added?;
-        batch.append(
-            INDEX_LOG.as_str(),
-            self.seal(Section::Wearables, seq, &changes)?,
-        );
+        batch.append(INDEX_LOG, self.seal(Section::Wearables, seq, &changes)?);
         seq += 1;
         batch.put_meta(META_DEVICE_SEQ, seq.to_be_bytes().to_vec());
         let committed = match self.store.commit(batch) {
@@ -344,7 +341,7 @@ impl<S: Store> Profile<S> {
         let sealed = self.seal(Section::Wearables, seq, &full)?;
         let mut batch = WriteBatch::new();
         batch
-            .put_snapshot(INDEX_LOG.as_str(), self.wearables.index_last_seq, sealed)
+            .put_snapshot(INDEX_LOG, self.wearables.index_last_seq, sealed)
             .put_meta(META_DEVICE_SEQ, (seq + 1).to_be_bytes().to_vec());
         if let Err(e) = self.store.commit(batch) {
             self.poisoned = true;
@@ -494,7 +491,7 @@ impl<S: Store> Profile<S> {
             if self.store.contains(&hash)? {
                 report.known += 1;
                 if relay {
-                    batch.receive(log.as_str(), bytes, seq);
+                    batch.receive(log, bytes, seq);
                 }
                 continue;
             }
@@ -532,9 +529,9 @@ impl<S: Store> Profile<S> {
             }
             report.merged += 1;
             if relay {
-                batch.receive(log.as_str(), bytes, seq);
+                batch.receive(log, bytes, seq);
             } else {
-                batch.receive_direct(log.as_str(), bytes, forward);
+                batch.receive_direct(log, bytes, forward);
             }
         }
         if relay {
