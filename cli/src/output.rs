@@ -387,7 +387,7 @@ impl Completeness {
                 "refused": inc.refused.iter().map(|r| json!({"relay_seq": r.server_seq, "author": r.author, "reason": r.reason})).collect::<Vec<_>>(),
                 "held_back": inc.held_back,
             }));
-            out.logs.push(inc.log);
+            out.logs.push(inc.log.to_string());
         }
         for item in profile.set_aside_items()? {
             out.lines.push(format!(

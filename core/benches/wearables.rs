@@ -31,6 +31,7 @@ use automerge::transaction::Transactable;
 use automerge::ReadDoc;
 use satchel_core::crypto::{Envelope, EnvelopeHeader, Identity, KdfParams, Role, SectionKey};
 use satchel_core::profile::{Profile, Unlock, CHUNKS_LOG};
+use satchel_core::protocol::{LogName, Section};
 use satchel_core::store::{SqliteStore, Store, WriteBatch};
 use satchel_core::sync::{link, RelayClient};
 use satchel_core::wearables::{Every, Metric};
@@ -54,7 +55,7 @@ fn files_size(db: &Path) -> u64 {
         .sum()
 }
 
-fn stored_envelope_bytes(store: &SqliteStore, log: &str) -> (usize, usize) {
+fn stored_envelope_bytes(store: &SqliteStore, log: LogName) -> (usize, usize) {
     let l = store.load_section(log).unwrap();
     let snap = l.snapshot.as_ref().map_or(0, |s| s.envelope.len());
     (
@@ -124,7 +125,8 @@ fn main() {
 
     // --- size -------------------------------------------------------------
     let (chunk_envs, chunk_bytes) = stored_envelope_bytes(a.store(), CHUNKS_LOG);
-    let (index_envs, index_bytes) = stored_envelope_bytes(a.store(), "wearables");
+    let (index_envs, index_bytes) =
+        stored_envelope_bytes(a.store(), LogName::Section(Section::Wearables));
     let total = chunk_bytes + index_bytes;
     let growth = files_size(&db) - before;
     println!(
@@ -260,7 +262,7 @@ fn main() {
             .unwrap()
             .to_bytes();
         bytes += env.len();
-        batch.append("wearables", env);
+        batch.append(LogName::Section(Section::Wearables), env);
     }
     store.commit(batch).unwrap();
     let per_change = t.elapsed();

@@ -151,6 +151,13 @@ impl From<Section> for LogName {
     }
 }
 
+/// Serialises as its name (e.g. `"wearables.chunks"`), as [`Section`] does.
+impl Serialize for LogName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for LogName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -186,6 +193,18 @@ mod log_name_tests {
             assert!(log.as_str().len() <= crate::crypto::envelope::MAX_SECTION_LEN);
         }
         assert_eq!(LogName::WearableChunks.section(), Section::Wearables);
+        assert_eq!(
+            serde_json::to_string(&LogName::WearableChunks)
+                .ok()
+                .as_deref(),
+            Some("\"wearables.chunks\"")
+        );
+        assert_eq!(
+            serde_json::to_string(&LogName::Section(Section::CarePlan))
+                .ok()
+                .as_deref(),
+            Some("\"care-plan\"")
+        );
         assert_eq!(
             crate::sharing::base_section(LogName::WearableChunks.as_str()),
             Section::Wearables.as_str()

@@ -837,7 +837,7 @@ fn full_client(bin: &Path, rt: &tokio::runtime::Runtime, changes: usize) -> Full
     let adds = t.elapsed();
     let outbox = writer.outbox(usize::MAX).unwrap();
     assert_eq!(outbox.len(), changes);
-    assert!(outbox.iter().all(|o| o.section == "labs"));
+    assert!(outbox.iter().all(|o| o.section.as_str() == "labs"));
     let envelope_bytes = outbox.iter().map(|o| o.envelope.len()).sum::<usize>() / changes;
 
     // (b) First, on relay 2, the writer's outbox posted with plain requests

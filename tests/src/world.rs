@@ -211,7 +211,7 @@ pub fn entries_read_from_lenient_relay(home: &Path, relay: &Relay, section: &str
     let envelopes = relay_envelopes(relay, section);
     let next = envelopes.len() as u64;
     profile
-        .apply_remote(section, None, envelopes, next)
+        .apply_remote(section.parse().expect("a log name"), None, envelopes, next)
         .expect("apply what the relay served");
     profile.query(&Default::default()).len() - before
 }

@@ -104,7 +104,7 @@ impl Scene {
 /// shared rule; its own half, opening with a key, does not count).
 fn device_verdict(owner: &mut Profile<MemoryStore>, log: &str, seq: u64, bytes: Vec<u8>) -> bool {
     let report = owner
-        .apply_pulled(log, false, None, vec![(seq, bytes)], seq)
+        .apply_pulled(log.parse().unwrap(), false, None, vec![(seq, bytes)], seq)
         .unwrap();
     let public: BTreeSet<&str> = [
         Refusal::TooLarge,

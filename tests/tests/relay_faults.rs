@@ -296,16 +296,28 @@ fn tampered_envelope_rejected() {
         (9003, forged.clone()),
         (9004, outsider.clone()),
     ];
-    let report = a.apply_remote("labs", None, served, 9004).unwrap();
+    let report = a
+        .apply_remote("labs".parse().unwrap(), None, served, 9004)
+        .unwrap();
     assert_eq!(report.merged, 0);
     assert_eq!(report.rejected.len(), 4, "{:?}", report.rejected);
     let replay = a
-        .apply_remote("vitals", None, vec![(9005, good.clone())], 9005)
+        .apply_remote(
+            "vitals".parse().unwrap(),
+            None,
+            vec![(9005, good.clone())],
+            9005,
+        )
         .unwrap();
     // Our own envelope is known by hash; replaying it elsewhere merges nothing new.
     assert_eq!(replay.merged, 0);
     let other_record = other
-        .apply_remote("labs", None, vec![(9006, good.clone())], 9006)
+        .apply_remote(
+            "labs".parse().unwrap(),
+            None,
+            vec![(9006, good.clone())],
+            9006,
+        )
         .unwrap();
     assert_eq!(other_record.merged, 0);
     assert_eq!(other_record.rejected.len(), 1);

@@ -113,7 +113,15 @@ fn print_report(profile: &home::HomeProfile, report: &RoundReport, json: bool) -
             if report.merged == 0 || report.sections_pulled.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", report.sections_pulled.join(", "))
+                format!(
+                    " ({})",
+                    report
+                        .sections_pulled
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             },
             if report.snapshots_uploaded > 0 {
                 format!(", {} snapshot(s) uploaded", report.snapshots_uploaded)

@@ -97,7 +97,7 @@ impl Inner {
         let mut sections_changed: Vec<String> = Vec::new();
         if report.merged > 0 {
             for s in &report.sections_pulled {
-                let base = base_section(s).to_string();
+                let base = s.section().as_str().to_string();
                 if !sections_changed.contains(&base) {
                     sections_changed.push(base);
                 }

@@ -221,7 +221,7 @@ impl IncompleteSection {
         members: &crate::sharing::Members,
     ) -> Self {
         IncompleteSection {
-            section: i.log.clone(),
+            section: i.log.as_str().to_string(),
             missing: i
                 .missing
                 .iter()

@@ -49,13 +49,13 @@ impl<S: Store> Profile<S> {
 
     /// The hash of every envelope this device holds in `log`.
     pub fn log_hashes(&self, log: LogName) -> Result<Vec<[u8; 32]>> {
-        Ok(self.store.log_hashes(log.as_str())?)
+        Ok(self.store.log_hashes(log)?)
     }
 
     /// Every envelope this device holds in `log`, with its hash, in store
     /// order (the order they can be applied in).
     pub fn log_envelopes(&self, log: LogName) -> Result<Vec<([u8; 32], Vec<u8>)>> {
-        Ok(self.store.log_envelopes(log.as_str())?)
+        Ok(self.store.log_envelopes(log)?)
     }
 
     /// Merge envelopes of `log` received from a nearby device: the shared
@@ -65,7 +65,7 @@ impl<S: Store> Profile<S> {
     /// relay. Durable when this returns.
     pub fn apply_direct(&mut self, log: LogName, envelopes: Vec<Vec<u8>>) -> Result<ApplyReport> {
         let numbered = envelopes.into_iter().map(|e| (0, e)).collect();
-        self.apply_envelopes(log.as_str(), Source::Direct, None, numbered)
+        self.apply_envelopes(log, Source::Direct, None, numbered)
     }
 
     /// Remember a fork seen in a direct session.

@@ -591,8 +591,9 @@ impl<S: Store> Profile<S> {
         let mut names: Vec<String> = self
             .incomplete()?
             .into_iter()
-            .map(|i| crate::sharing::base_section(&i.log).to_string())
-            .filter(|name| sections.is_none_or(|list| list.iter().any(|s| s.as_str() == name)))
+            .map(|i| i.log.section())
+            .filter(|section| sections.is_none_or(|list| list.contains(section)))
+            .map(|section| section.as_str().to_string())
             .collect();
         names.dedup();
         Ok(names)

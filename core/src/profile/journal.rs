@@ -13,6 +13,7 @@ use crate::crypto::{Envelope, EnvelopeHeader};
 use crate::ids::RecordId;
 use crate::record::{Section, SectionDoc};
 use crate::store::{SectionLog, Store, WriteBatch};
+use satchel_protocol::LogName;
 
 /// Key and storage bookkeeping for one section (its document is in the
 /// [`Record`]).
@@ -52,35 +53,24 @@ impl<S: Store> Profile<S> {
     }
 
     pub(super) fn seal(&self, section: Section, seq: u64, plain: &[u8]) -> Result<Vec<u8>> {
-        self.seal_named(section, section.as_str(), seq, plain)
+        self.seal_named(LogName::Section(section), seq, plain)
     }
 
-    /// Seal under `section`'s current key into an envelope of the log `log`
-    /// (the section itself, or a log of its own such as `wearables.chunks`),
-    /// framed as legacy payload (local snapshots, wearables).
-    pub(super) fn seal_named(
-        &self,
-        section: Section,
-        log: &str,
-        seq: u64,
-        plain: &[u8],
-    ) -> Result<Vec<u8>> {
-        self.seal_framed(section, log, seq, &payload::encode(plain))
+    /// Seal under the current key of `log`'s section into an envelope of
+    /// the log `log` (the section itself, or a log of its own such as
+    /// `wearables.chunks`), framed as legacy payload (local snapshots,
+    /// wearables).
+    pub(super) fn seal_named(&self, log: LogName, seq: u64, plain: &[u8]) -> Result<Vec<u8>> {
+        self.seal_framed(log, seq, &payload::encode(plain))
     }
 
-    /// Seal an already framed payload (see [`payload`]) under `section`'s
-    /// current key into an envelope of the log `log`.
-    pub(super) fn seal_framed(
-        &self,
-        section: Section,
-        log: &str,
-        seq: u64,
-        framed: &[u8],
-    ) -> Result<Vec<u8>> {
-        let (epoch, key) = self.section_key(section)?;
+    /// Seal an already framed payload (see [`payload`]) under the current
+    /// key of `log`'s section into an envelope of the log `log`.
+    pub(super) fn seal_framed(&self, log: LogName, seq: u64, framed: &[u8]) -> Result<Vec<u8>> {
+        let (epoch, key) = self.section_key(log.section())?;
         let header = EnvelopeHeader {
             record_id: self.record.id,
-            section: log.to_string(),
+            section: log.as_str().to_string(),
             epoch,
             author: self.identity.id(),
             seq,
@@ -109,19 +99,15 @@ impl<S: Store> Profile<S> {
             .collect();
         let mut sealed_all = Vec::new();
         for (section, groups) in pending {
-            let mut number = replica::own_change_count(&self.store, section.as_str())?;
+            let log = LogName::Section(section);
+            let mut number = replica::own_change_count(&self.store, log)?;
             for changes in groups {
                 number += 1;
-                let sealed = self.seal_framed(
-                    section,
-                    section.as_str(),
-                    number,
-                    &payload::encode_change(&changes),
-                )?;
+                let sealed = self.seal_framed(log, number, &payload::encode_change(&changes))?;
                 sealed_all.push((section, sealed, changes.len()));
             }
             batch.put_meta(
-                replica::own_change_count_key(section.as_str()),
+                replica::own_change_count_key(log),
                 number.to_be_bytes().to_vec(),
             );
         }
@@ -139,7 +125,7 @@ impl<S: Store> Profile<S> {
             return Err(err);
         }
         for (section, sealed, size) in sealed_all {
-            batch.append(section.as_str(), sealed);
+            batch.append(section.into(), sealed);
             appended.push((section, size));
         }
         if batch.is_empty() {
@@ -188,7 +174,7 @@ impl<S: Store> Profile<S> {
                 .get(section)
                 .ok_or(ProfileError::Corrupt("section key"))?;
             batch.put_snapshot(
-                section.as_str(),
+                LogName::Section(*section),
                 state.last_seq,
                 self.seal(*section, seq, &full)?,
             );

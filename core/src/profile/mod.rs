@@ -48,6 +48,7 @@ use crate::fhir::{self, FhirError};
 use crate::ids::{EntryId, IdentityId, RecordId};
 use crate::record::{Entry, EntryVersion, Query, Record, RecordError, Section, SectionSummary};
 use crate::store::{SectionLog, Store, StoreError, WriteBatch};
+use satchel_protocol::LogName;
 
 /// The sync state lives in `sync/` (the engine's input); re-exported here
 /// for the profile's callers.
@@ -343,13 +344,15 @@ impl<S: Store> Profile<S> {
         // decrypt and load the documents on every core, largest first.
         let mut logs = Vec::new();
         for name in self.store.sections()? {
-            if wearables::handles(&name) {
-                continue;
-            }
-            let section: Section = name
+            // Stored log names: parsed once, here.
+            let log: LogName = name
                 .parse()
                 .map_err(|_| ProfileError::Corrupt("section name"))?;
-            let log = self.store.load_section(section.as_str())?;
+            if wearables::handles(log) {
+                continue;
+            }
+            let section = log.section();
+            let log = self.store.load_section(log)?;
             logs.push((section, log));
         }
         logs.sort_by_key(|(_, log)| std::cmp::Reverse(log_bytes(log)));

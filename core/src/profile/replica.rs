@@ -23,11 +23,11 @@ use super::payload::{self, Coverage, Payload};
 use super::{Profile, ProfileError, Result};
 use crate::crypto::{CryptoError, Envelope};
 use crate::ids::IdentityId;
-use crate::record::Section;
 use crate::store::{envelope_hash, OutboxItem, Store, WriteBatch};
 use crate::sync::ledger::{Incomplete, LogLedger, Refusal};
 use crate::sync::SyncState;
 use satchel_protocol::accept::{self, Expect, Kind};
+use satchel_protocol::LogName;
 
 const META_RELAY: &str = "sync/relay";
 const META_FEED: &str = "sync/feed";
@@ -37,20 +37,20 @@ const META_ACCESS_ENDED: &str = "sync/access-ended";
 const META_SET_ASIDE: &str = "sync/set-aside";
 
 /// How many change envelopes this device has numbered in `log`.
-pub(super) fn own_change_count_key(log: &str) -> String {
+pub(super) fn own_change_count_key(log: LogName) -> String {
     format!("sync/own-changes/{log}")
 }
 
-pub(super) fn own_change_count<S: Store>(store: &S, log: &str) -> Result<u64> {
+pub(super) fn own_change_count<S: Store>(store: &S, log: LogName) -> Result<u64> {
     get_u64(store, &own_change_count_key(log))
 }
 
-fn ledger_key(log: &str) -> String {
+fn ledger_key(log: LogName) -> String {
     format!("sync/ledger/{log}")
 }
 
 /// A log's completeness ledger (ids and numbers only: no clinical data).
-fn load_ledger<S: Store>(store: &S, log: &str) -> Result<LogLedger> {
+fn load_ledger<S: Store>(store: &S, log: LogName) -> Result<LogLedger> {
     match store.get_meta(&ledger_key(log))? {
         Some(bytes) => {
             serde_json::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("sync ledger"))
@@ -61,14 +61,6 @@ fn load_ledger<S: Store>(store: &S, log: &str) -> Result<LogLedger> {
 
 fn ledger_bytes(ledger: &LogLedger) -> Result<Vec<u8>> {
     serde_json::to_vec(ledger).map_err(|_| ProfileError::Corrupt("sync ledger"))
-}
-
-/// Every log a record may have (sections and their extra logs).
-fn all_logs() -> impl Iterator<Item = &'static str> {
-    Section::ALL
-        .iter()
-        .map(|s| s.as_str())
-        .chain(super::wearables::EXTRA_LOGS.iter().copied())
 }
 
 /// A queued envelope the relay refused for good (oversized or invalid):
@@ -84,12 +76,12 @@ pub struct SetAside {
     pub reason: String,
 }
 
-pub(super) fn cursor_key(section: &str) -> String {
-    format!("sync/cursor/{section}")
+pub(super) fn cursor_key(log: LogName) -> String {
+    format!("sync/cursor/{log}")
 }
 
-pub(super) fn since_snapshot_key(section: &str) -> String {
-    format!("sync/since-snapshot/{section}")
+pub(super) fn since_snapshot_key(log: LogName) -> String {
+    format!("sync/since-snapshot/{log}")
 }
 
 pub(super) fn get_u64<S: Store>(store: &S, key: &str) -> Result<u64> {
@@ -117,9 +109,9 @@ impl Source {
         self,
         members: &crate::sharing::Members,
         me: &IdentityId,
-        log: &str,
+        log: LogName,
     ) -> bool {
-        self == Source::Direct && members.may_write(me, log, super::now_ms())
+        self == Source::Direct && members.may_write(me, log.as_str(), super::now_ms())
     }
 }
 
@@ -229,11 +221,10 @@ impl<S: Store> Profile<S> {
                 .delete_meta(META_FEED)
                 .delete_meta(META_ACCESS_CURSOR)
                 .delete_meta(META_REGISTERED);
-            let logs = Section::ALL.iter().map(|s| s.as_str());
-            for name in logs.chain(super::wearables::EXTRA_LOGS) {
+            for log in LogName::all() {
                 batch
-                    .delete_meta(cursor_key(name))
-                    .delete_meta(since_snapshot_key(name));
+                    .delete_meta(cursor_key(log))
+                    .delete_meta(since_snapshot_key(log));
             }
             self.store.commit(batch)?;
         }
@@ -245,18 +236,18 @@ impl<S: Store> Profile<S> {
             ..SyncState::default()
         };
         let (me, now) = (self.identity.id(), super::now_ms());
-        for name in all_logs() {
-            let cursor = get_u64(&self.store, &cursor_key(name))?;
-            if self.access.members.may_read(&me, name, now)
-                && load_ledger(&self.store, name)?.incomplete(name).is_some()
+        for log in LogName::all() {
+            let cursor = get_u64(&self.store, &cursor_key(log))?;
+            if self.access.members.may_read(&me, log.as_str(), now)
+                && load_ledger(&self.store, log)?.incomplete(log).is_some()
             {
-                state.repull.insert(name.to_string());
+                state.repull.insert(log);
             } else if cursor > 0 {
-                state.cursors.insert(name.to_string(), cursor);
+                state.cursors.insert(log, cursor);
             }
-            let since = get_u64(&self.store, &since_snapshot_key(name))?;
+            let since = get_u64(&self.store, &since_snapshot_key(log))?;
             if since > 0 {
-                state.since_snapshot.insert(name.to_string(), since);
+                state.since_snapshot.insert(log, since);
             }
         }
         Ok(state)
@@ -341,29 +332,29 @@ impl<S: Store> Profile<S> {
         Ok(())
     }
 
-    /// Merge envelopes pulled from the relay for one section (a page that
+    /// Merge envelopes pulled from the relay for one log (a page that
     /// did not start at the log's beginning): see [`Profile::apply_pulled`].
     pub fn apply_remote(
         &mut self,
-        section_name: &str,
+        log: LogName,
         snapshot: Option<(u64, Vec<u8>)>,
         envelopes: Vec<(u64, Vec<u8>)>,
         next_cursor: u64,
     ) -> Result<ApplyReport> {
-        self.apply_pulled(section_name, false, snapshot, envelopes, next_cursor)
+        self.apply_pulled(log, false, snapshot, envelopes, next_cursor)
     }
 
     /// Merge envelopes pulled from the relay: see [`Self::apply_envelopes`].
     pub fn apply_pulled(
         &mut self,
-        section_name: &str,
+        log: LogName,
         from_start: bool,
         snapshot: Option<(u64, Vec<u8>)>,
         envelopes: Vec<(u64, Vec<u8>)>,
         next_cursor: u64,
     ) -> Result<ApplyReport> {
         self.apply_envelopes(
-            section_name,
+            log,
             Source::Relay {
                 from_start,
                 next_cursor,
@@ -385,42 +376,33 @@ impl<S: Store> Profile<S> {
     /// returns.
     pub(super) fn apply_envelopes(
         &mut self,
-        section_name: &str,
+        log: LogName,
         source: Source,
         snapshot: Option<(u64, Vec<u8>)>,
         envelopes: Vec<(u64, Vec<u8>)>,
     ) -> Result<ApplyReport> {
-        if super::wearables::handles(section_name) {
-            return self.apply_remote_wearables(section_name, source, snapshot, envelopes);
+        if super::wearables::handles(log) {
+            return self.apply_remote_wearables(log, source, snapshot, envelopes);
         }
+        // Not a wearables log: a section's own log.
+        let section = log.section();
         self.check_writable()?;
         let mut report = ApplyReport::default();
         let mut batch = WriteBatch::new();
-        let mut ledger = load_ledger(&self.store, section_name)?;
+        let mut ledger = load_ledger(&self.store, log)?;
         match source {
             Source::Relay {
                 from_start,
                 next_cursor,
             } => {
-                batch.put_meta(cursor_key(section_name), next_cursor.to_be_bytes().to_vec());
+                batch.put_meta(cursor_key(log), next_cursor.to_be_bytes().to_vec());
                 if from_start {
                     ledger.restart_pass();
                 }
             }
             Source::Direct => {}
         }
-        let forward = source.forwards(&self.access.members, &self.identity.id(), section_name);
-        let Ok(section) = section_name.parse::<Section>() else {
-            for (seq, _) in snapshot.iter().chain(envelopes.iter()) {
-                report.rejected.push(Rejected {
-                    server_seq: *seq,
-                    author: None,
-                    reason: "unknown section",
-                });
-            }
-            self.store.commit(batch)?;
-            return Ok(report);
-        };
+        let forward = source.forwards(&self.access.members, &self.identity.id(), log);
         let relay = matches!(source, Source::Relay { .. });
         let members = &self.access.members;
         let keys = &self.keys;
@@ -451,7 +433,7 @@ impl<S: Store> Profile<S> {
             };
             let expect = Expect {
                 record: self.record.id,
-                log: section_name,
+                log: log.as_str(),
                 kind: if is_snapshot {
                     Kind::Snapshot
                 } else {
@@ -468,7 +450,7 @@ impl<S: Store> Profile<S> {
                 report.known += 1;
                 if relay {
                     // Records the relay sequence of our own change if unknown.
-                    batch.receive(section_name, bytes, seq);
+                    batch.receive(log, bytes, seq);
                 }
                 continue;
             }
@@ -544,18 +526,18 @@ impl<S: Store> Profile<S> {
                 });
             }
         }
-        batch.put_meta(ledger_key(section_name), ledger_bytes(&ledger)?);
+        batch.put_meta(ledger_key(log), ledger_bytes(&ledger)?);
         report.merged = receives.len();
         let sizes: Vec<usize> = receives.iter().map(|(_, b)| b.len()).collect();
         for (seq, bytes) in receives {
             if relay {
-                batch.receive(section_name, bytes, seq);
+                batch.receive(log, bytes, seq);
             } else {
-                batch.receive_direct(section_name, bytes, forward);
+                batch.receive_direct(log, bytes, forward);
             }
         }
         if relay {
-            let since_key = since_snapshot_key(section_name);
+            let since_key = since_snapshot_key(log);
             let since = get_u64(&self.store, &since_key)? + received;
             batch.put_meta(since_key, since.to_be_bytes().to_vec());
         }
@@ -579,9 +561,11 @@ impl<S: Store> Profile<S> {
     }
 
     /// A sealed snapshot of a section for the relay's compaction (the whole
-    /// document as one envelope by this device). `None` for an empty section.
-    pub fn relay_snapshot(&mut self, section_name: &str) -> Result<Option<Vec<u8>>> {
-        let Ok(section) = section_name.parse::<Section>() else {
+    /// document as one envelope by this device). `None` for an empty
+    /// section, and for a log that is not a section's own (chunks are not
+    /// compacted).
+    pub fn relay_snapshot(&mut self, log: LogName) -> Result<Option<Vec<u8>>> {
+        let LogName::Section(section) = log else {
             return Ok(None);
         };
         // Only the owner's devices and managers compact (the relay refuses
@@ -602,24 +586,19 @@ impl<S: Store> Profile<S> {
         let full = doc.save();
         // What it covers, signed inside the sealed payload: every author's
         // unbroken run of change numbers merged here, this device's own.
-        let ledger = load_ledger(&self.store, section_name)?;
+        let ledger = load_ledger(&self.store, log)?;
         if ledger.held_back > 0 {
             // Changes wait for others: the document is not what the
             // numbers say. Leave compaction to a complete device.
             return Ok(None);
         }
         let mut coverage = ledger.coverage();
-        let own = own_change_count(&self.store, section_name)?;
+        let own = own_change_count(&self.store, log)?;
         if own > 0 {
             coverage.insert(self.identity.id(), own);
         }
         // Snapshots are not numbered changes: header seq 0.
-        let sealed = self.seal_framed(
-            section,
-            section_name,
-            0,
-            &payload::encode_snapshot(&coverage, &full),
-        )?;
+        let sealed = self.seal_framed(log, 0, &payload::encode_snapshot(&coverage, &full))?;
         Ok(Some(sealed))
     }
 
@@ -630,7 +609,8 @@ impl<S: Store> Profile<S> {
     pub fn incomplete(&self) -> Result<Vec<Incomplete>> {
         let (me, now) = (self.identity.id(), super::now_ms());
         let mut out = Vec::new();
-        for log in all_logs().filter(|log| self.access.members.may_read(&me, log, now)) {
+        for log in LogName::all().filter(|log| self.access.members.may_read(&me, log.as_str(), now))
+        {
             if let Some(inc) = load_ledger(&self.store, log)?.incomplete(log) {
                 out.push(inc);
             }
@@ -652,7 +632,7 @@ impl<S: Store> Profile<S> {
     /// outbox (it stays stored here) and remember why.
     pub fn set_aside(
         &mut self,
-        section: &str,
+        log: LogName,
         hash: [u8; 32],
         status: u16,
         reason: &str,
@@ -661,7 +641,7 @@ impl<S: Store> Profile<S> {
         let hex = hex::encode(hash);
         if !items.iter().any(|i| i.hash == hex) {
             items.push(SetAside {
-                section: section.to_string(),
+                section: log.as_str().to_string(),
                 hash: hex,
                 status,
                 reason: reason.chars().take(300).collect(),
@@ -691,11 +671,12 @@ impl<S: Store> Profile<S> {
                 // Forwarded for another author: only its author can seal it.
                 continue;
             }
-            let base = crate::sharing::base_section(&env.header.section);
-            let Ok(section) = base.parse::<Section>() else {
+            // The envelope's bytes name its log: parsed once, here.
+            let Ok(log) = env.header.section.parse::<LogName>() else {
                 continue;
             };
-            let current = self.access.members.epoch(base);
+            let section = log.section();
+            let current = self.access.members.epoch(section.as_str());
             if env.header.epoch == current || !self.keys.contains_key(&(section, current)) {
                 continue;
             }
@@ -705,7 +686,7 @@ impl<S: Store> Profile<S> {
             let framed = env
                 .open(old_key)
                 .map_err(|_| ProfileError::Corrupt("queued envelope"))?;
-            let sealed = self.seal_framed(section, &env.header.section, env.header.seq, &framed)?;
+            let sealed = self.seal_framed(log, env.header.seq, &framed)?;
             batch.reseal(item.hash, sealed);
             count += 1;
         }
@@ -716,9 +697,9 @@ impl<S: Store> Profile<S> {
     }
 
     /// The relay stored our snapshot: restart the per-section count.
-    pub fn relay_snapshot_stored(&mut self, section_name: &str) -> Result<()> {
+    pub fn relay_snapshot_stored(&mut self, log: LogName) -> Result<()> {
         let mut batch = WriteBatch::new();
-        batch.delete_meta(since_snapshot_key(section_name));
+        batch.delete_meta(since_snapshot_key(log));
         self.store.commit(batch)?;
         Ok(())
     }

@@ -62,7 +62,8 @@ impl Relay {
         let mut acks = Vec::new();
         for item in out {
             let seq = self.envelopes.len() as u64 + 1;
-            self.envelopes.push((seq, item.section, item.envelope));
+            self.envelopes
+                .push((seq, item.section.as_str().to_string(), item.envelope));
             acks.push((item.hash, seq));
         }
         p.acknowledge(&acks).unwrap();
@@ -89,7 +90,8 @@ impl Relay {
                     .map(|e| (e.0, e.2.clone()))
                     .collect();
                 let next = envs.last().map_or(0, |e| e.0);
-                p.apply_remote(s, None, envs, next).unwrap()
+                p.apply_remote(s.parse().unwrap(), None, envs, next)
+                    .unwrap()
             })
             .collect()
     }

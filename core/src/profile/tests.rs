@@ -6,6 +6,9 @@ use super::*;
 use crate::crypto::KdfParams;
 use crate::store::{MemoryStore, SqliteStore};
 
+const LABS: LogName = LogName::Section(Section::Labs);
+const ALLERGIES: LogName = LogName::Section(Section::Allergies);
+
 fn pass_unlock(p: &[u8]) -> Unlock<'_> {
     Unlock::Passphrase {
         passphrase: p,
@@ -169,8 +172,8 @@ fn amend_and_entered_in_error_survive_reopen_and_compaction() {
         (a, ids)
     };
     let store = SqliteStore::open(&path).unwrap();
-    assert!(store.load_section("labs").unwrap().snapshot.is_some());
-    assert!(store.load_section("labs").unwrap().tail.len() < SNAPSHOT_EVERY);
+    assert!(store.load_section(LABS).unwrap().snapshot.is_some());
+    assert!(store.load_section(LABS).unwrap().tail.len() < SNAPSHOT_EVERY);
     let p = Profile::open(store, Unlock::SecretStore(&keystore)).unwrap();
     let history = p.history(&allergy_id).unwrap();
     assert_eq!(history.len(), 2);
@@ -198,12 +201,12 @@ fn tampered_store_is_reported_not_loaded() {
     let mut p = Profile::create(MemoryStore::new(), "Sam", pass_unlock(b"pw")).unwrap();
     p.add_resources(vec![allergy("Peanut")], None).unwrap();
     let mut store = p.into_store();
-    let log = store.load_section("allergies").unwrap();
+    let log = store.load_section(ALLERGIES).unwrap();
     let mut env = log.tail[0].envelope.clone();
     let last = env.len() - 70;
     env[last] ^= 1;
     let mut b = WriteBatch::new();
-    b.append("allergies", env);
+    b.append(ALLERGIES, env);
     store.commit(b).unwrap();
     let err = Profile::open(store, pass_unlock(b"pw")).unwrap_err();
     assert!(matches!(err, ProfileError::Corrupt(_)), "{err}");

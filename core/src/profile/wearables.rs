@@ -20,17 +20,16 @@ use crate::wearables::codec::{self, Point};
 use crate::wearables::index::{ChunkEntry, ChunkIndex};
 use crate::wearables::{observation, Bucket, Every, Metric, Sample, SampleInput, WearablesError};
 use satchel_protocol::accept::{self, Expect, Kind};
+use satchel_protocol::LogName;
 
 /// The store / relay log of the chunk index (the `wearables` section).
-pub(super) const INDEX_LOG: &str = Section::Wearables.as_str();
-/// The store / relay log of the sealed chunks.
-pub const CHUNKS_LOG: &str = "wearables.chunks";
-/// Logs synced besides the sections themselves.
-pub(super) const EXTRA_LOGS: [&str; 1] = [CHUNKS_LOG];
+pub(super) const INDEX_LOG: LogName = LogName::Section(Section::Wearables);
+/// The store / relay log of the sealed chunks (`wearables.chunks`).
+pub const CHUNKS_LOG: LogName = LogName::WearableChunks;
 
 /// Whether this store / relay log belongs to wearables.
-pub(super) fn handles(log: &str) -> bool {
-    log == INDEX_LOG || log == CHUNKS_LOG
+pub(super) fn handles(log: LogName) -> bool {
+    log.section() == Section::Wearables
 }
 
 /// Chunks never span two UTC calendar months: the start of the month after
@@ -85,9 +84,9 @@ pub(super) struct WearablesState {
 }
 
 impl<S: Store> Profile<S> {
-    fn wearables_open_envelope(&self, bytes: &[u8], log: &str) -> Result<(Vec<u8>, Envelope)> {
+    fn wearables_open_envelope(&self, bytes: &[u8], log: LogName) -> Result<(Vec<u8>, Envelope)> {
         let env = Envelope::from_bytes(bytes).map_err(|_| ProfileError::Corrupt("envelope"))?;
-        if env.header.record_id != self.record.id || env.header.section != log {
+        if env.header.record_id != self.record.id || env.header.section != log.as_str() {
             return Err(ProfileError::Corrupt("envelope header"));
         }
         let key = self
@@ -279,7 +278,7 @@ impl<S: Store> Profile<S> {
             let source = sources[source as usize].to_string();
             for part in points.chunks(codec::MAX_SAMPLES) {
                 let bytes = codec::encode(metric, &source, part)?;
-                let sealed = self.seal_named(Section::Wearables, CHUNKS_LOG, seq, &bytes)?;
+                let sealed = self.seal_named(CHUNKS_LOG, seq, &bytes)?;
                 seq += 1;
                 let entry = ChunkEntry {
                     hash: envelope_hash(&sealed),
@@ -439,7 +438,7 @@ impl<S: Store> Profile<S> {
     /// (index changes). Refused ones are reported, never stored.
     pub(super) fn apply_remote_wearables(
         &mut self,
-        log: &str,
+        log: LogName,
         source: super::replica::Source,
         snapshot: Option<(u64, Vec<u8>)>,
         envelopes: Vec<(u64, Vec<u8>)>,
@@ -473,7 +472,7 @@ impl<S: Store> Profile<S> {
             // Chunk logs follow the wearables section's rights and keys.
             let expect = Expect {
                 record: self.record.id,
-                log,
+                log: log.as_str(),
                 kind: Kind::Change,
                 max_bytes: usize::MAX,
             };

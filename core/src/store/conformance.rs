@@ -4,6 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use super::{envelope_hash, Store, StoreError, WriteBatch};
+use satchel_protocol::{LogName, Section};
+
+const LABS: LogName = LogName::Section(Section::Labs);
+const NOTES: LogName = LogName::Section(Section::Notes);
+const VITALS: LogName = LogName::Section(Section::Vitals);
+const ALLERGIES: LogName = LogName::Section(Section::Allergies);
+const DOCUMENTS: LogName = LogName::Section(Section::Documents);
 
 /// Run every conformance check against fresh stores from `make`.
 pub(crate) fn run_all<S: Store>(mut make: impl FnMut() -> S) {
@@ -26,14 +33,14 @@ pub(crate) fn run_all<S: Store>(mut make: impl FnMut() -> S) {
 
 fn direct_receipts_forward_once_and_are_acknowledged_by_a_pull<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("labs", vec![1]);
+    b.append(LABS, vec![1]);
     s.commit(b).unwrap();
     // From a nearby device: one to forward, one only kept, one we hold.
     let mut b = WriteBatch::new();
-    b.receive_direct("labs", vec![2], true)
-        .receive_direct("labs", vec![3], false)
-        .receive_direct("labs", vec![1], true)
-        .receive_direct("labs", vec![2], true);
+    b.receive_direct(LABS, vec![2], true)
+        .receive_direct(LABS, vec![3], false)
+        .receive_direct(LABS, vec![1], true)
+        .receive_direct(LABS, vec![2], true);
     let c = s.commit(b).unwrap();
     assert_eq!(c.received.len(), 4);
     assert!(c.received[0].is_some() && c.received[1].is_some());
@@ -47,7 +54,7 @@ fn direct_receipts_forward_once_and_are_acknowledged_by_a_pull<S: Store>(s: &mut
     assert_eq!(queued, vec![vec![1], vec![2]]);
     // The relay later serves the forwarded one: acknowledged, stored once.
     let mut b = WriteBatch::new();
-    b.receive("labs", vec![2], 40);
+    b.receive(LABS, vec![2], 40);
     s.commit(b).unwrap();
     let queued: Vec<Vec<u8>> = s
         .outbox(10)
@@ -56,18 +63,18 @@ fn direct_receipts_forward_once_and_are_acknowledged_by_a_pull<S: Store>(s: &mut
         .map(|o| o.envelope)
         .collect();
     assert_eq!(queued, vec![vec![1]]);
-    assert_eq!(s.load_section("labs").unwrap().tail.len(), 3);
+    assert_eq!(s.load_section(LABS).unwrap().tail.len(), 3);
 }
 
 fn log_hashes_and_envelopes_in_store_order<S: Store>(s: &mut S) {
-    assert!(s.log_hashes("labs").unwrap().is_empty());
+    assert!(s.log_hashes(LABS).unwrap().is_empty());
     let mut b = WriteBatch::new();
-    b.append("labs", vec![9])
-        .append("notes", vec![8])
-        .receive("labs", vec![7], 3)
-        .receive_direct("labs", vec![6], false);
+    b.append(LABS, vec![9])
+        .append(NOTES, vec![8])
+        .receive(LABS, vec![7], 3)
+        .receive_direct(LABS, vec![6], false);
     s.commit(b).unwrap();
-    let hashes = s.log_hashes("labs").unwrap();
+    let hashes = s.log_hashes(LABS).unwrap();
     assert_eq!(
         hashes,
         vec![
@@ -76,7 +83,7 @@ fn log_hashes_and_envelopes_in_store_order<S: Store>(s: &mut S) {
             envelope_hash(&[6])
         ]
     );
-    let envelopes = s.log_envelopes("labs").unwrap();
+    let envelopes = s.log_envelopes(LABS).unwrap();
     assert_eq!(
         envelopes,
         vec![
@@ -85,12 +92,12 @@ fn log_hashes_and_envelopes_in_store_order<S: Store>(s: &mut S) {
             (envelope_hash(&[6]), vec![6])
         ]
     );
-    assert_eq!(s.log_envelopes("notes").unwrap().len(), 1);
+    assert_eq!(s.log_envelopes(NOTES).unwrap().len(), 1);
 }
 
 fn reseal_replaces_an_unsent_envelope_in_place<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("labs", vec![1]).append("labs", vec![2]);
+    b.append(LABS, vec![1]).append(LABS, vec![2]);
     s.commit(b).unwrap();
     let mut b = WriteBatch::new();
     b.acknowledge(envelope_hash(&[2]), 7);
@@ -107,7 +114,7 @@ fn reseal_replaces_an_unsent_envelope_in_place<S: Store>(s: &mut S) {
     assert!(!s.contains(&envelope_hash(&[1])).unwrap());
     assert!(s.contains(&envelope_hash(&[2])).unwrap());
     assert!(!s.contains(&envelope_hash(&[12])).unwrap());
-    let tail = s.load_section("labs").unwrap().tail;
+    let tail = s.load_section(LABS).unwrap().tail;
     assert_eq!(
         tail.iter().map(|i| i.envelope.clone()).collect::<Vec<_>>(),
         vec![vec![11], vec![2]],
@@ -117,7 +124,7 @@ fn reseal_replaces_an_unsent_envelope_in_place<S: Store>(s: &mut S) {
 
 fn set_aside_leaves_the_outbox_but_stays_stored<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("labs", vec![1]).append("labs", vec![2]);
+    b.append(LABS, vec![1]).append(LABS, vec![2]);
     s.commit(b).unwrap();
     let mut b = WriteBatch::new();
     b.set_aside(envelope_hash(&[1]));
@@ -126,14 +133,14 @@ fn set_aside_leaves_the_outbox_but_stays_stored<S: Store>(s: &mut S) {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].envelope, vec![2]);
     assert!(s.contains(&envelope_hash(&[1])).unwrap());
-    assert_eq!(s.load_section("labs").unwrap().tail.len(), 2);
+    assert_eq!(s.load_section(LABS).unwrap().tail.len(), 2);
 }
 
 fn empty_store<S: Store>(s: &mut S) {
     assert_eq!(s.get_meta("missing").unwrap(), None);
     assert!(s.sections().unwrap().is_empty());
     assert_eq!(s.last_seq().unwrap(), 0);
-    let log = s.load_section("allergies").unwrap();
+    let log = s.load_section(ALLERGIES).unwrap();
     assert!(log.snapshot.is_none() && log.tail.is_empty());
 }
 
@@ -154,18 +161,18 @@ fn meta_put_get_delete<S: Store>(s: &mut S) {
 
 fn append_assigns_increasing_seqs<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("labs", vec![1])
-        .append("labs", vec![2])
-        .append("vitals", vec![3]);
+    b.append(LABS, vec![1])
+        .append(LABS, vec![2])
+        .append(VITALS, vec![3]);
     let first = s.commit(b).unwrap().appended;
     assert_eq!(first.len(), 3);
     assert!(first.windows(2).all(|w| w[0] < w[1]));
     let mut b = WriteBatch::new();
-    b.append("labs", vec![4]);
+    b.append(LABS, vec![4]);
     let second = s.commit(b).unwrap().appended;
     assert!(second[0] > first[2]);
     assert_eq!(s.last_seq().unwrap(), second[0]);
-    let labs = s.load_section("labs").unwrap();
+    let labs = s.load_section(LABS).unwrap();
     let bodies: Vec<_> = labs.tail.iter().map(|i| i.envelope.clone()).collect();
     assert_eq!(bodies, vec![vec![1], vec![2], vec![4]]);
     assert_eq!(labs.tail[2].seq, second[0]);
@@ -173,39 +180,36 @@ fn append_assigns_increasing_seqs<S: Store>(s: &mut S) {
 
 fn sections_are_separate<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("vitals", vec![1]).append("allergies", vec![2]);
+    b.append(VITALS, vec![1]).append(ALLERGIES, vec![2]);
     s.commit(b).unwrap();
     assert_eq!(
         s.sections().unwrap(),
         vec!["allergies".to_string(), "vitals".to_string()]
     );
-    assert_eq!(s.load_section("vitals").unwrap().tail.len(), 1);
-    assert_eq!(
-        s.load_section("allergies").unwrap().tail[0].envelope,
-        vec![2]
-    );
-    assert!(s.load_section("labs").unwrap().tail.is_empty());
+    assert_eq!(s.load_section(VITALS).unwrap().tail.len(), 1);
+    assert_eq!(s.load_section(ALLERGIES).unwrap().tail[0].envelope, vec![2]);
+    assert!(s.load_section(LABS).unwrap().tail.is_empty());
 }
 
 fn snapshot_hides_covered_log<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("notes", vec![1]).append("notes", vec![2]);
+    b.append(NOTES, vec![1]).append(NOTES, vec![2]);
     let seqs = s.commit(b).unwrap().appended;
     let mut b = WriteBatch::new();
-    b.put_snapshot("notes", seqs[1], vec![12])
-        .append("notes", vec![3]);
+    b.put_snapshot(NOTES, seqs[1], vec![12])
+        .append(NOTES, vec![3]);
     let later = s.commit(b).unwrap().appended;
-    let log = s.load_section("notes").unwrap();
+    let log = s.load_section(NOTES).unwrap();
     let snap = log.snapshot.unwrap();
     assert_eq!((snap.upto_seq, snap.envelope), (seqs[1], vec![12]));
     assert_eq!(log.tail.len(), 1);
     assert_eq!(log.tail[0].seq, later[0]);
     // A snapshot and the appends it covers may share one batch.
     let mut b = WriteBatch::new();
-    b.append("notes", vec![4])
-        .put_snapshot("notes", later[0] + 1, vec![12, 34]);
+    b.append(NOTES, vec![4])
+        .put_snapshot(NOTES, later[0] + 1, vec![12, 34]);
     s.commit(b).unwrap();
-    let log = s.load_section("notes").unwrap();
+    let log = s.load_section(NOTES).unwrap();
     assert_eq!(log.snapshot.unwrap().envelope, vec![12, 34]);
     assert!(log.tail.is_empty());
     // A section with only a snapshot is still listed.
@@ -214,21 +218,21 @@ fn snapshot_hides_covered_log<S: Store>(s: &mut S) {
 
 fn failed_batch_changes_nothing<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.put_meta("k", vec![1]).append("labs", vec![1]);
+    b.put_meta("k", vec![1]).append(LABS, vec![1]);
     s.commit(b).unwrap();
     let before_seq = s.last_seq().unwrap();
-    let before_log = s.load_section("labs").unwrap();
+    let before_log = s.load_section(LABS).unwrap();
     let mut b = WriteBatch::new();
     b.put_meta("k", vec![2])
-        .append("labs", vec![2])
-        .put_snapshot("labs", before_seq + 100, vec![0]);
+        .append(LABS, vec![2])
+        .put_snapshot(LABS, before_seq + 100, vec![0]);
     let err = s.commit(b).unwrap_err();
     assert!(matches!(err, StoreError::SnapshotBeyondLog { .. }));
     assert_eq!(s.get_meta("k").unwrap(), Some(vec![1]));
-    assert_eq!(s.load_section("labs").unwrap(), before_log);
+    assert_eq!(s.load_section(LABS).unwrap(), before_log);
     // The next append still gets a fresh, higher sequence.
     let mut b = WriteBatch::new();
-    b.append("labs", vec![3]);
+    b.append(LABS, vec![3]);
     let seq = s.commit(b).unwrap().appended[0];
     assert!(seq > before_seq);
 }
@@ -241,25 +245,25 @@ fn empty_batch_is_fine<S: Store>(s: &mut S) {
 fn large_values_round_trip<S: Store>(s: &mut S) {
     let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut b = WriteBatch::new();
-    b.append("documents", big.clone())
+    b.append(DOCUMENTS, big.clone())
         .put_meta("big", big.clone());
     s.commit(b).unwrap();
-    assert_eq!(s.load_section("documents").unwrap().tail[0].envelope, big);
+    assert_eq!(s.load_section(DOCUMENTS).unwrap().tail[0].envelope, big);
     assert_eq!(s.get_meta("big").unwrap(), Some(big));
 }
 
 fn outbox_until_acknowledged<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("labs", vec![1])
-        .append("vitals", vec![2])
-        .append("labs", vec![3]);
+    b.append(LABS, vec![1])
+        .append(VITALS, vec![2])
+        .append(LABS, vec![3]);
     s.commit(b).unwrap();
     let out = s.outbox(10).unwrap();
     assert_eq!(
         out.iter().map(|o| o.envelope.clone()).collect::<Vec<_>>(),
         vec![vec![1], vec![2], vec![3]]
     );
-    assert_eq!(out[1].section, "vitals");
+    assert_eq!(out[1].section.as_str(), "vitals");
     assert_eq!(out[0].hash, envelope_hash(&[1]));
     assert_eq!(s.outbox(2).unwrap().len(), 2);
     let mut b = WriteBatch::new();
@@ -270,39 +274,39 @@ fn outbox_until_acknowledged<S: Store>(s: &mut S) {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].envelope, vec![2]);
     // Acknowledged changes stay in the log.
-    assert_eq!(s.load_section("labs").unwrap().tail.len(), 2);
+    assert_eq!(s.load_section(LABS).unwrap().tail.len(), 2);
     assert!(s.contains(&envelope_hash(&[1])).unwrap());
     assert!(!s.contains(&envelope_hash(&[9])).unwrap());
 }
 
 fn received_envelopes_are_deduplicated<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("labs", vec![1]);
+    b.append(LABS, vec![1]);
     s.commit(b).unwrap();
     // Our own change echoed back by the relay: not stored twice, but now
     // acknowledged; a new one is stored and never enters the outbox.
     let mut b = WriteBatch::new();
-    b.receive("labs", vec![1], 7)
-        .receive("labs", vec![2], 8)
-        .receive("labs", vec![2], 8);
+    b.receive(LABS, vec![1], 7)
+        .receive(LABS, vec![2], 8)
+        .receive(LABS, vec![2], 8);
     let c = s.commit(b).unwrap();
     assert_eq!(c.received.len(), 3);
     assert!(c.received[0].is_none());
     assert!(c.received[1].is_some());
     assert!(c.received[2].is_none());
     assert!(s.outbox(10).unwrap().is_empty());
-    let tail = s.load_section("labs").unwrap().tail;
+    let tail = s.load_section(LABS).unwrap().tail;
     assert_eq!(tail.len(), 2);
     assert_eq!(s.last_seq().unwrap(), c.received[1].unwrap());
 }
 
 fn duplicate_local_change_is_refused<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
-    b.append("labs", vec![5]);
+    b.append(LABS, vec![5]);
     s.commit(b).unwrap();
     let mut b = WriteBatch::new();
-    b.put_meta("x", vec![1]).append("labs", vec![5]);
+    b.put_meta("x", vec![1]).append(LABS, vec![5]);
     assert!(matches!(s.commit(b), Err(StoreError::Duplicate)));
     assert_eq!(s.get_meta("x").unwrap(), None);
-    assert_eq!(s.load_section("labs").unwrap().tail.len(), 1);
+    assert_eq!(s.load_section(LABS).unwrap().tail.len(), 1);
 }

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use satchel_protocol::LogName;
+
 use super::{
     envelope_hash, Committed, LogItem, OutboxItem, Result, SectionLog, Snapshot, Store, StoreError,
     WriteBatch, WriteOp,
@@ -9,7 +11,7 @@ use super::{
 
 #[derive(Debug, Clone)]
 struct Row {
-    section: String,
+    section: LogName,
     envelope: Vec<u8>,
     hash: [u8; 32],
     server_seq: Option<u64>,
@@ -24,7 +26,7 @@ pub struct MemoryStore {
     meta: BTreeMap<String, Vec<u8>>,
     log: BTreeMap<u64, Row>,
     by_hash: HashMap<[u8; 32], u64>,
-    snapshots: BTreeMap<String, Snapshot>,
+    snapshots: BTreeMap<LogName, Snapshot>,
     last_seq: u64,
 }
 
@@ -32,7 +34,7 @@ impl MemoryStore {
     /// Append an envelope to the log; its new sequence.
     fn insert(
         &mut self,
-        section: String,
+        section: LogName,
         envelope: Vec<u8>,
         hash: [u8; 32],
         server_seq: Option<u64>,
@@ -65,15 +67,15 @@ impl Store for MemoryStore {
     }
 
     fn sections(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self.log.values().map(|r| r.section.clone()).collect();
-        names.extend(self.snapshots.keys().cloned());
+        let mut names: Vec<String> = self.log.values().map(|r| r.section.to_string()).collect();
+        names.extend(self.snapshots.keys().map(LogName::to_string));
         names.sort();
         names.dedup();
         Ok(names)
     }
 
-    fn load_section(&self, section: &str) -> Result<SectionLog> {
-        let snapshot = self.snapshots.get(section).cloned();
+    fn load_section(&self, section: LogName) -> Result<SectionLog> {
+        let snapshot = self.snapshots.get(&section).cloned();
         let after = snapshot.as_ref().map_or(0, |s| s.upto_seq);
         let tail = self
             .log
@@ -99,7 +101,7 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(seq, r)| OutboxItem {
                 seq: *seq,
-                section: r.section.clone(),
+                section: r.section,
                 envelope: r.envelope.clone(),
                 hash: r.hash,
             })
@@ -110,7 +112,7 @@ impl Store for MemoryStore {
         Ok(self.by_hash.contains_key(hash))
     }
 
-    fn log_hashes(&self, section: &str) -> Result<Vec<[u8; 32]>> {
+    fn log_hashes(&self, section: LogName) -> Result<Vec<[u8; 32]>> {
         Ok(self
             .log
             .values()
@@ -119,7 +121,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn log_envelopes(&self, section: &str) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+    fn log_envelopes(&self, section: LogName) -> Result<Vec<([u8; 32], Vec<u8>)>> {
         Ok(self
             .log
             .values()
@@ -151,7 +153,7 @@ impl Store for MemoryStore {
                     section, upto_seq, ..
                 } if *upto_seq > seq => {
                     return Err(StoreError::SnapshotBeyondLog {
-                        section: section.clone(),
+                        section: *section,
                         upto: *upto_seq,
                     });
                 }

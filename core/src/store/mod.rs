@@ -28,6 +28,8 @@ pub use memory::MemoryStore;
 pub use migrations::{LATEST_VERSION, MIGRATIONS};
 pub use sqlite::SqliteStore;
 
+use satchel_protocol::LogName;
+
 /// Errors from a storage backend. They never carry stored values.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -46,7 +48,7 @@ pub enum StoreError {
     Duplicate,
     /// A snapshot claimed to cover log entries that do not exist.
     #[error("snapshot for section {section} covers sequence {upto}, beyond the log")]
-    SnapshotBeyondLog { section: String, upto: u64 },
+    SnapshotBeyondLog { section: LogName, upto: u64 },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -97,14 +99,14 @@ pub enum WriteOp {
     /// A change made on this device: stored and queued for upload (the
     /// outbox) until [`WriteOp::Acknowledge`].
     Append {
-        section: String,
+        section: LogName,
         envelope: Vec<u8>,
     },
     /// An envelope pulled from the relay with its relay sequence. Ignored
     /// when an envelope with the same hash is already stored (then it only
     /// records `server_seq` if that was unknown).
     Receive {
-        section: String,
+        section: LogName,
         envelope: Vec<u8>,
         server_seq: u64,
     },
@@ -114,7 +116,7 @@ pub enum WriteOp {
     /// the next relay sync uploads it for its author (store and forward);
     /// a relay pull of the same envelope later acknowledges it.
     ReceiveDirect {
-        section: String,
+        section: LogName,
         envelope: Vec<u8>,
         forward: bool,
     },
@@ -140,7 +142,7 @@ pub enum WriteOp {
     /// Replace the section's snapshot. `upto_seq` must not exceed the highest
     /// sequence appended so far (including earlier ops of the same batch).
     PutSnapshot {
-        section: String,
+        section: LogName,
         upto_seq: u64,
         envelope: Vec<u8>,
     },
@@ -167,21 +169,13 @@ impl WriteBatch {
         self.ops.push(WriteOp::DeleteMeta { key: key.into() });
         self
     }
-    pub fn append(&mut self, section: impl Into<String>, envelope: Vec<u8>) -> &mut Self {
-        self.ops.push(WriteOp::Append {
-            section: section.into(),
-            envelope,
-        });
+    pub fn append(&mut self, section: LogName, envelope: Vec<u8>) -> &mut Self {
+        self.ops.push(WriteOp::Append { section, envelope });
         self
     }
-    pub fn receive(
-        &mut self,
-        section: impl Into<String>,
-        envelope: Vec<u8>,
-        server_seq: u64,
-    ) -> &mut Self {
+    pub fn receive(&mut self, section: LogName, envelope: Vec<u8>, server_seq: u64) -> &mut Self {
         self.ops.push(WriteOp::Receive {
-            section: section.into(),
+            section,
             envelope,
             server_seq,
         });
@@ -189,12 +183,12 @@ impl WriteBatch {
     }
     pub fn receive_direct(
         &mut self,
-        section: impl Into<String>,
+        section: LogName,
         envelope: Vec<u8>,
         forward: bool,
     ) -> &mut Self {
         self.ops.push(WriteOp::ReceiveDirect {
-            section: section.into(),
+            section,
             envelope,
             forward,
         });
@@ -214,12 +208,12 @@ impl WriteBatch {
     }
     pub fn put_snapshot(
         &mut self,
-        section: impl Into<String>,
+        section: LogName,
         upto_seq: u64,
         envelope: Vec<u8>,
     ) -> &mut Self {
         self.ops.push(WriteOp::PutSnapshot {
-            section: section.into(),
+            section,
             upto_seq,
             envelope,
         });
@@ -244,7 +238,8 @@ pub struct Committed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
     pub seq: u64,
-    pub section: String,
+    /// The log it goes to (stored names are parsed when read).
+    pub section: LogName,
     pub envelope: Vec<u8>,
     pub hash: [u8; 32],
 }
@@ -261,10 +256,11 @@ pub fn envelope_hash(envelope: &[u8]) -> [u8; 32] {
 pub trait Store: Send {
     /// A named meta value.
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    /// Names of the sections that have a log or a snapshot, sorted.
+    /// Names of the logs that have envelopes or a snapshot, sorted: stored
+    /// names, as stored (the caller parses them).
     fn sections(&self) -> Result<Vec<String>>;
-    /// The newest snapshot of a section and the log after it.
-    fn load_section(&self, section: &str) -> Result<SectionLog>;
+    /// The newest snapshot of a log and the log after it.
+    fn load_section(&self, log: LogName) -> Result<SectionLog>;
     /// Highest sequence number ever appended (0 for an empty store).
     fn last_seq(&self) -> Result<u64>;
     /// Local changes not yet acknowledged by the relay, oldest first.
@@ -272,9 +268,9 @@ pub trait Store: Send {
     /// Whether an envelope with this hash is stored.
     fn contains(&self, hash: &[u8; 32]) -> Result<bool>;
     /// The hash of every envelope stored in a log, in store order.
-    fn log_hashes(&self, section: &str) -> Result<Vec<[u8; 32]>>;
+    fn log_hashes(&self, log: LogName) -> Result<Vec<[u8; 32]>>;
     /// Every envelope stored in a log with its hash, in store order.
-    fn log_envelopes(&self, section: &str) -> Result<Vec<([u8; 32], Vec<u8>)>>;
+    fn log_envelopes(&self, log: LogName) -> Result<Vec<([u8; 32], Vec<u8>)>>;
     /// Apply a batch atomically and durably.
     fn commit(&mut self, batch: WriteBatch) -> Result<Committed>;
 }
@@ -283,6 +279,9 @@ pub trait Store: Send {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use satchel_protocol::Section;
+
+    const LABS: LogName = LogName::Section(Section::Labs);
 
     #[test]
     fn conformance_memory() {
@@ -307,13 +306,13 @@ mod tests {
             let mut s = SqliteStore::open(&path).unwrap();
             let mut b = WriteBatch::new();
             b.put_meta("m", vec![7])
-                .append("labs", vec![1])
-                .append("labs", vec![2]);
+                .append(LABS, vec![1])
+                .append(LABS, vec![2]);
             s.commit(b).unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.get_meta("m").unwrap(), Some(vec![7]));
-        assert_eq!(s.load_section("labs").unwrap().tail.len(), 2);
+        assert_eq!(s.load_section(LABS).unwrap().tail.len(), 2);
         assert_eq!(s.last_seq().unwrap(), 2);
     }
 
@@ -348,7 +347,7 @@ mod tests {
             );
             assert_eq!(upgraded.get_meta("m").unwrap(), Some(vec![1]));
             assert_eq!(
-                upgraded.load_section("labs").unwrap().tail[0].envelope,
+                upgraded.load_section(LABS).unwrap().tail[0].envelope,
                 vec![2]
             );
         }

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use satchel_protocol::LogName;
 
 use super::migrations::{current_version, migrate_to, LATEST_VERSION};
 use super::{
@@ -117,7 +118,8 @@ impl Store for SqliteStore {
         Ok(names)
     }
 
-    fn load_section(&self, section: &str) -> Result<SectionLog> {
+    fn load_section(&self, log: LogName) -> Result<SectionLog> {
+        let section = log.as_str();
         let snapshot = self
             .conn
             .prepare_cached("SELECT upto_seq, envelope FROM section_snapshot WHERE section = ?1")?
@@ -158,9 +160,18 @@ impl Store for SqliteStore {
                         "a stored envelope hash is not 32 bytes".into(),
                     )
                 })?;
+                let section: String = r.get(1)?;
+                // A stored log name: parsed once, here.
+                let section = section.parse().map_err(|_| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        "a stored log name is not a known log".into(),
+                    )
+                })?;
                 Ok(OutboxItem {
                     seq: to_u64(r.get(0)?),
-                    section: r.get(1)?,
+                    section,
                     envelope: r.get(2)?,
                     hash,
                 })
@@ -178,7 +189,8 @@ impl Store for SqliteStore {
             .is_some())
     }
 
-    fn log_hashes(&self, section: &str) -> Result<Vec<[u8; 32]>> {
+    fn log_hashes(&self, log: LogName) -> Result<Vec<[u8; 32]>> {
+        let section = log.as_str();
         let mut stmt = self
             .conn
             .prepare_cached("SELECT hash FROM section_log WHERE section = ?1 ORDER BY seq")?;
@@ -188,7 +200,8 @@ impl Store for SqliteStore {
         rows.iter().map(|h| hash_of(h)).collect()
     }
 
-    fn log_envelopes(&self, section: &str) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+    fn log_envelopes(&self, log: LogName) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        let section = log.as_str();
         let mut stmt = self.conn.prepare_cached(
             "SELECT hash, envelope FROM section_log WHERE section = ?1 ORDER BY seq",
         )?;
@@ -264,7 +277,7 @@ impl SqliteStore {
                                 "INSERT INTO section_log (section, envelope, hash, outbound) \
                                  VALUES (?1, ?2, ?3, 1) ON CONFLICT(hash) DO NOTHING",
                             )?
-                            .execute(params![section, envelope, &hash[..]])?;
+                            .execute(params![section.as_str(), envelope, &hash[..]])?;
                         if inserted == 0 {
                             // Dropping `tx` rolls back everything of this batch.
                             return Err(StoreError::Duplicate);
@@ -284,7 +297,12 @@ impl SqliteStore {
                                 "INSERT INTO section_log (section, envelope, hash, server_seq, outbound) \
                                  VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT(hash) DO NOTHING",
                             )?
-                            .execute(params![section, envelope, &hash[..], to_i64(*server_seq)])?;
+                            .execute(params![
+                                section.as_str(),
+                                envelope,
+                                &hash[..],
+                                to_i64(*server_seq)
+                            ])?;
                         if inserted == 0 {
                             tx.prepare_cached(
                                 "UPDATE section_log SET server_seq = ?2 \
@@ -309,7 +327,12 @@ impl SqliteStore {
                                 "INSERT INTO section_log (section, envelope, hash, outbound) \
                                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT(hash) DO NOTHING",
                             )?
-                            .execute(params![section, envelope, &hash[..], i64::from(*forward)])?;
+                            .execute(params![
+                                section.as_str(),
+                                envelope,
+                                &hash[..],
+                                i64::from(*forward)
+                            ])?;
                         if inserted == 0 {
                             committed.received.push(None);
                         } else {
@@ -361,7 +384,7 @@ impl SqliteStore {
                         if *upto_seq > max {
                             // Dropping `tx` rolls back everything of this batch.
                             return Err(StoreError::SnapshotBeyondLog {
-                                section: section.clone(),
+                                section: *section,
                                 upto: *upto_seq,
                             });
                         }
@@ -371,7 +394,7 @@ impl SqliteStore {
                              upto_seq = excluded.upto_seq, envelope = excluded.envelope",
                         )?
                         .execute(params![
-                            section,
+                            section.as_str(),
                             to_i64(*upto_seq),
                             envelope
                         ])?;

@@ -28,6 +28,7 @@ use crate::ids::{IdentityId, RecordId};
 use crate::sharing::SignedStatement;
 use crate::store::OutboxItem;
 use crate::sync::SyncState;
+use satchel_protocol::LogName;
 
 /// Envelopes per upload request (the relay accepts up to 1,000).
 pub const UPLOAD_BATCH: usize = 500;
@@ -49,18 +50,18 @@ pub enum Request {
         after: u64,
     },
     Upload {
-        section: String,
+        section: LogName,
         envelopes: Vec<Vec<u8>>,
     },
     Feed {
         after: u64,
     },
     Pull {
-        section: String,
+        section: LogName,
         after: u64,
     },
     Snapshot {
-        section: String,
+        section: LogName,
         body: SnapshotRequest,
     },
 }
@@ -108,17 +109,17 @@ pub enum Apply {
     /// The relay refused this queued envelope for good (oversized or
     /// invalid): keep it on the device, out of the outbox.
     SetAside {
-        section: String,
+        section: LogName,
         hash: [u8; 32],
         status: u16,
         reason: String,
     },
     /// The relay holds these envelopes (hash, relay sequence).
     Acknowledge { acks: Vec<([u8; 32], u64)> },
-    /// Merge pulled envelopes of a section and advance its cursor. `from`
+    /// Merge pulled envelopes of a log and advance its cursor. `from`
     /// is the cursor the pull started after (0: from the log's start).
     Envelopes {
-        section: String,
+        section: LogName,
         from: u64,
         snapshot: Option<(u64, Vec<u8>)>,
         envelopes: Vec<(u64, Vec<u8>)>,
@@ -130,9 +131,9 @@ pub enum Apply {
     Registered,
     /// Build a compaction snapshot of a section (answer with
     /// [`SyncEngine::snapshot_made`]).
-    MakeSnapshot { section: String, upto_seq: u64 },
+    MakeSnapshot { section: LogName, upto_seq: u64 },
     /// The relay stored our snapshot of the section.
-    SnapshotStored { section: String },
+    SnapshotStored { section: LogName },
 }
 
 /// The next thing the driver must do.
@@ -166,7 +167,7 @@ pub struct RoundReport {
     pub merged: usize,
     /// Pulled envelopes refused (bad signature, not a member, ...).
     pub refused: usize,
-    pub sections_pulled: Vec<String>,
+    pub sections_pulled: Vec<LogName>,
     pub snapshots_uploaded: usize,
     pub retries: u32,
 }
@@ -233,12 +234,12 @@ pub struct SyncEngine {
     /// Envelopes at the outbox's front to upload one per request (a batch
     /// holding them was refused: find which).
     solo: usize,
-    to_pull: VecDeque<String>,
+    to_pull: VecDeque<LogName>,
     /// The feed cursor the relay answered, stored only once every section
     /// it listed is pulled: stored before, a round cut off mid-pull would
     /// never be told about those sections again.
     feed_done: Option<u64>,
-    to_snapshot: VecDeque<(String, u64)>,
+    to_snapshot: VecDeque<(LogName, u64)>,
     phase: Phase,
     /// The request in flight, kept for a retry.
     in_flight: Option<Request>,
@@ -378,7 +379,7 @@ impl SyncEngine {
                         self.phase = Phase::Feed;
                         continue;
                     };
-                    let section = first.section.clone();
+                    let section = first.section;
                     let mut envelopes = Vec::new();
                     let mut bytes = 0;
                     while let Some(item) = self.outbox.front() {
@@ -404,7 +405,7 @@ impl SyncEngine {
                     });
                 }
                 Phase::Pull => {
-                    let Some(section) = self.to_pull.front().cloned() else {
+                    let Some(section) = self.to_pull.front().copied() else {
                         self.phase = Phase::Snapshots;
                         if let Some(cursor) = self.feed_done.take() {
                             // Every listed section is pulled: the feed
@@ -453,7 +454,7 @@ impl SyncEngine {
 
     /// The snapshot asked for by [`Apply::MakeSnapshot`] (`None`: nothing
     /// to snapshot).
-    pub fn snapshot_made(&mut self, section: String, upto_seq: u64, envelope: Option<Vec<u8>>) {
+    pub fn snapshot_made(&mut self, section: LogName, upto_seq: u64, envelope: Option<Vec<u8>>) {
         self.waiting = false;
         if let Some(envelope) = envelope {
             self.send(Request::Snapshot {
@@ -530,16 +531,26 @@ impl SyncEngine {
             }
             (Request::Feed { .. }, Response::Feed(f)) => {
                 for s in f.sections {
-                    let cursor = self.state.cursors.get(&s.section).copied().unwrap_or(0);
-                    if s.seq > cursor && !self.to_pull.contains(&s.section) {
-                        self.to_pull.push_back(s.section);
+                    // The relay's log names: parsed once, here. One this
+                    // device does not know is skipped (never pulled), so it
+                    // cannot hold up the others; the name is not logged.
+                    let Ok(log) = s.section.parse::<LogName>() else {
+                        tracing::warn!("the relay's feed names an unknown log; skipped");
+                        continue;
+                    };
+                    let cursor = self.state.cursors.get(&log).copied().unwrap_or(0);
+                    if s.seq > cursor && !self.to_pull.contains(&log) {
+                        self.to_pull.push_back(log);
                     }
                 }
                 // Logs known to be incomplete are pulled again from their
-                // start, changed or not (sync_state set their cursor to 0).
-                for section in &self.state.repull {
-                    if !self.to_pull.contains(section) {
-                        self.to_pull.push_back(section.clone());
+                // start, changed or not (sync_state set their cursor to 0),
+                // in the order of their names.
+                let mut repull: Vec<LogName> = self.state.repull.iter().copied().collect();
+                repull.sort_by_key(|log| log.as_str());
+                for log in repull {
+                    if !self.to_pull.contains(&log) {
+                        self.to_pull.push_back(log);
                     }
                 }
                 let cursor = f.cursor.max(self.state.feed_cursor);
@@ -561,22 +572,18 @@ impl SyncEngine {
                 let count = envelopes.len() + usize::from(snapshot.is_some());
                 self.report.pulled += count;
                 if count > 0 && !self.report.sections_pulled.contains(&section) {
-                    self.report.sections_pulled.push(section.clone());
+                    self.report.sections_pulled.push(section);
                 }
-                let since = self
-                    .state
-                    .since_snapshot
-                    .entry(section.clone())
-                    .or_default();
+                let since = self.state.since_snapshot.entry(section).or_default();
                 *since += envelopes.len() as u64;
                 let next = p
                     .next
                     .max(self.state.cursors.get(&section).copied().unwrap_or(0));
-                self.state.cursors.insert(section.clone(), next);
+                self.state.cursors.insert(section, next);
                 if !p.more {
                     self.to_pull.pop_front();
                     if *since >= SNAPSHOT_EVERY {
-                        self.to_snapshot.push_back((section.clone(), next));
+                        self.to_snapshot.push_back((section, next));
                     }
                 }
                 Some(self.apply(Apply::Envelopes {
@@ -626,7 +633,7 @@ impl SyncEngine {
                 if envelopes.len() > 1 {
                     // Find the culprit: the same envelopes, one per request.
                     self.solo = envelopes.len();
-                    self.push_front(&section, envelopes);
+                    self.push_front(section, envelopes);
                     return None;
                 }
                 let hash = envelopes
@@ -680,12 +687,12 @@ impl SyncEngine {
     }
 
     /// Put an upload batch back at the front of the outbox.
-    fn push_front(&mut self, section: &str, envelopes: Vec<Vec<u8>>) {
+    fn push_front(&mut self, section: LogName, envelopes: Vec<Vec<u8>>) {
         for envelope in envelopes.into_iter().rev() {
             let hash = crate::store::envelope_hash(&envelope);
             self.outbox.push_front(OutboxItem {
                 seq: 0,
-                section: section.to_string(),
+                section,
                 envelope,
                 hash,
             });
@@ -695,7 +702,7 @@ impl SyncEngine {
     /// Put a request back so it is redone after re-authentication.
     fn requeue(&mut self, request: Request) {
         match request {
-            Request::Upload { section, envelopes } => self.push_front(&section, envelopes),
+            Request::Upload { section, envelopes } => self.push_front(section, envelopes),
             Request::Snapshot { section, body } => {
                 self.to_snapshot.push_front((section, body.upto_seq));
             }
@@ -715,7 +722,7 @@ mod tests {
     fn item(section: &str, n: u8) -> OutboxItem {
         OutboxItem {
             seq: u64::from(n),
-            section: section.into(),
+            section: section.parse().unwrap(),
             envelope: vec![n; 10],
             hash: crate::store::envelope_hash(&[n; 10]),
         }
@@ -797,7 +804,7 @@ mod tests {
         // Uploads are batched per section, in outbox order.
         match e.poll() {
             Step::Send(Request::Upload { section, envelopes }) => {
-                assert_eq!(section, "labs");
+                assert_eq!(section.as_str(), "labs");
                 assert_eq!(envelopes.len(), 2);
             }
             other => panic!("{other:?}"),
@@ -820,7 +827,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match e.poll() {
-            Step::Send(Request::Upload { section, .. }) => assert_eq!(section, "vitals"),
+            Step::Send(Request::Upload { section, .. }) => assert_eq!(section.as_str(), "vitals"),
             other => panic!("{other:?}"),
         }
         expect_apply(
@@ -868,7 +875,12 @@ mod tests {
             Step::Finished(report) => {
                 assert_eq!(report.uploaded, 3);
                 assert_eq!(report.pulled, 2);
-                assert_eq!(report.sections_pulled, vec!["labs".to_string()]);
+                let pulled: Vec<String> = report
+                    .sections_pulled
+                    .iter()
+                    .map(|l| l.as_str().to_string())
+                    .collect();
+                assert_eq!(pulled, vec!["labs".to_string()]);
             }
             other => panic!("{other:?}"),
         }
@@ -1094,8 +1106,8 @@ mod tests {
     fn incomplete_logs_are_pulled_from_their_start() {
         let id = Identity::generate("d", Role::PatientDevice, None).unwrap();
         let mut state = SyncState::default();
-        state.cursors.insert("vitals".into(), 40);
-        state.repull.insert("labs".into());
+        state.cursors.insert("vitals".parse().unwrap(), 40);
+        state.repull.insert("labs".parse().unwrap());
         let mut e = SyncEngine::new(RecordId::random(), id.id(), None, None, state);
         authenticate(&mut e);
         assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
@@ -1162,7 +1174,7 @@ mod tests {
         let mut steps = Vec::new();
         for (section, next) in [("labs", 19), ("vitals", 20)] {
             match e.poll() {
-                Step::Send(Request::Pull { section: s, .. }) => assert_eq!(s, section),
+                Step::Send(Request::Pull { section: s, .. }) => assert_eq!(s.as_str(), section),
                 other => panic!("{other:?}"),
             }
             steps.push(expect_apply(e.on_response(page(next)), &mut e));
@@ -1172,6 +1184,44 @@ mod tests {
             "{steps:?}"
         );
         assert!(matches!(e.poll(), Step::Apply(Apply::FeedCursor(20))));
+        e.applied();
+        assert!(matches!(e.poll(), Step::Finished(_)));
+    }
+
+    /// A log name the device does not know (a newer relay's) is parsed
+    /// once, at the feed, and skipped: the known logs are still pulled and
+    /// the round finishes.
+    #[test]
+    fn an_unknown_log_in_the_feed_is_skipped_not_pulled() {
+        let mut e = engine(false);
+        authenticate(&mut e);
+        assert!(matches!(e.poll(), Step::Send(Request::Access { .. })));
+        after_access(&mut e, &[]);
+        assert!(matches!(e.poll(), Step::Send(Request::Feed { .. })));
+        let listed = |section: &str| FeedSection {
+            section: section.into(),
+            seq: 5,
+        };
+        assert!(e
+            .on_response(Response::Feed(FeedResponse {
+                sections: vec![listed("vitals.other"), listed("labs")],
+                cursor: 5,
+            }))
+            .is_none());
+        match e.poll() {
+            Step::Send(Request::Pull { section, after }) => {
+                assert_eq!((section.as_str(), after), ("labs", 0))
+            }
+            other => panic!("{other:?}"),
+        }
+        let page = e.on_response(Response::Pulled(PullResponse {
+            snapshot: None,
+            envelopes: vec![],
+            next: 5,
+            more: false,
+        }));
+        expect_apply(page, &mut e);
+        assert!(matches!(e.poll(), Step::Apply(Apply::FeedCursor(5))));
         e.applied();
         assert!(matches!(e.poll(), Step::Finished(_)));
     }

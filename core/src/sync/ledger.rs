@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::IdentityId;
+use satchel_protocol::LogName;
 
 /// Which numbers of one author's changes are held: all up to `upto`, plus
 /// `extra` above it (with gaps between).
@@ -95,7 +96,7 @@ pub struct LogLedger {
 /// What is known to be missing from a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incomplete {
-    pub log: String,
+    pub log: LogName,
     /// Per author: how many of its changes were not received.
     pub missing: Vec<(IdentityId, u64)>,
     /// Envelopes the relay served that were refused, with why.
@@ -153,7 +154,7 @@ impl LogLedger {
 
     /// What is known to be missing, or `None` when the log is whole as far
     /// as this device can tell.
-    pub fn incomplete(&self, log: &str) -> Option<Incomplete> {
+    pub fn incomplete(&self, log: LogName) -> Option<Incomplete> {
         let missing: Vec<(IdentityId, u64)> = self
             .authors
             .iter()
@@ -164,7 +165,7 @@ impl LogLedger {
             return None;
         }
         Some(Incomplete {
-            log: log.to_string(),
+            log,
             missing,
             refused: self.refused.clone(),
             held_back: self.held_back,
@@ -176,6 +177,10 @@ impl LogLedger {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use satchel_protocol::Section;
+
+    const LABS: LogName = LogName::Section(Section::Labs);
+    const X: LogName = LogName::WearableChunks;
 
     fn id(n: u8) -> IdentityId {
         IdentityId([n; 32])
@@ -187,12 +192,12 @@ mod tests {
         for n in [1, 3, 5, 6] {
             l.record(id(1), n);
         }
-        let inc = l.incomplete("labs").unwrap();
+        let inc = l.incomplete(LABS).unwrap();
         assert_eq!(inc.missing, vec![(id(1), 2)]);
         l.record(id(1), 2);
-        assert_eq!(l.incomplete("labs").unwrap().missing_total(), 1);
+        assert_eq!(l.incomplete(LABS).unwrap().missing_total(), 1);
         l.record(id(1), 4);
-        assert!(l.incomplete("labs").is_none());
+        assert!(l.incomplete(LABS).is_none());
         assert_eq!(
             l.authors[&id(1)],
             SeqSet {
@@ -207,9 +212,9 @@ mod tests {
     fn a_snapshot_covers_and_later_numbers_continue() {
         let mut l = LogLedger::default();
         l.record(id(2), 9);
-        assert_eq!(l.incomplete("x").unwrap().missing, vec![(id(2), 8)]);
+        assert_eq!(l.incomplete(X).unwrap().missing, vec![(id(2), 8)]);
         l.cover(&BTreeMap::from([(id(2), 8)]));
-        assert!(l.incomplete("x").is_none());
+        assert!(l.incomplete(X).is_none());
         assert_eq!(l.authors[&id(2)].max(), 9);
     }
 
@@ -226,11 +231,11 @@ mod tests {
             author: None,
             reason: "malformed envelope".into(),
         });
-        assert_eq!(l.incomplete("x").unwrap().refused.len(), 1);
+        assert_eq!(l.incomplete(X).unwrap().refused.len(), 1);
         l.restart_pass();
-        assert!(l.incomplete("x").is_none());
+        assert!(l.incomplete(X).is_none());
         l.held_back = 2;
-        assert_eq!(l.incomplete("x").unwrap().held_back, 2);
+        assert_eq!(l.incomplete(X).unwrap().held_back, 2);
     }
 
     #[test]

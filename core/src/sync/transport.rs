@@ -180,9 +180,13 @@ impl RelayClient {
                 .map(Response::Access),
             Request::Upload { section, envelopes } => {
                 let body = wire::UploadRequest::new(&envelopes);
-                self.request::<wire::Upload>(&SectionPath::new(record, &section), &(), Some(&body))
-                    .await
-                    .map(Response::Uploaded)
+                self.request::<wire::Upload>(
+                    &SectionPath::new(record, section.as_str()),
+                    &(),
+                    Some(&body),
+                )
+                .await
+                .map(Response::Uploaded)
             }
             Request::Feed { after } => self
                 .request::<wire::Feed>(&rec, &AfterQuery { after }, None)
@@ -190,7 +194,7 @@ impl RelayClient {
                 .map(Response::Feed),
             Request::Pull { section, after } => self
                 .request::<wire::Pull>(
-                    &SectionPath::new(record, &section),
+                    &SectionPath::new(record, section.as_str()),
                     &PageQuery {
                         after,
                         limit: Some(1000),
@@ -200,7 +204,11 @@ impl RelayClient {
                 .await
                 .map(Response::Pulled),
             Request::Snapshot { section, body } => self
-                .request::<wire::Snapshot>(&SectionPath::new(record, &section), &(), Some(&body))
+                .request::<wire::Snapshot>(
+                    &SectionPath::new(record, section.as_str()),
+                    &(),
+                    Some(&body),
+                )
                 .await
                 .map(|_| Response::SnapshotStored),
         };
@@ -266,7 +274,7 @@ impl RelayClient {
                                 status,
                                 "the relay refused a queued envelope for good; set aside"
                             );
-                            profile.set_aside(&section, hash, status, &reason)?
+                            profile.set_aside(section, hash, status, &reason)?
                         }
                         Apply::Acknowledge { acks } => profile.acknowledge(&acks)?,
                         Apply::Envelopes {
@@ -277,7 +285,7 @@ impl RelayClient {
                             next,
                         } => {
                             let report = profile.apply_pulled(
-                                &section,
+                                section,
                                 from == 0,
                                 snapshot,
                                 envelopes,
@@ -298,12 +306,12 @@ impl RelayClient {
                         Apply::FeedCursor(cursor) => profile.set_feed_cursor(cursor)?,
                         Apply::Registered => profile.mark_registered()?,
                         Apply::MakeSnapshot { section, upto_seq } => {
-                            let envelope = profile.relay_snapshot(&section)?;
+                            let envelope = profile.relay_snapshot(section)?;
                             engine.snapshot_made(section, upto_seq, envelope);
                             continue;
                         }
                         Apply::SnapshotStored { section } => {
-                            profile.relay_snapshot_stored(&section)?
+                            profile.relay_snapshot_stored(section)?
                         }
                     }
                     engine.applied();
