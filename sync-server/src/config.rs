@@ -1,5 +1,5 @@
 //! Relay configuration: where to store, size limits, rate limits,
-//! connection limits and TLS. The CLI (`main.rs`) fills it from flags;
+//! connection limits, TLS, the relay's identity and its upstream relays. The CLI (`main.rs`) fills it from flags;
 //! tests build it directly.
 
 use std::path::PathBuf;
@@ -28,6 +28,18 @@ pub struct Config {
     /// The relay's identity file ([`crate::identity`]), created on first
     /// start (`None`: the relay has no identity and cannot be a replica).
     pub identity: Option<RelayIdentityFile>,
+    /// Upstream relays to replicate with (`--upstream`; needs an
+    /// identity).
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// One upstream relay: its address and the certificates its must chain to.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: satchel_protocol::relay_url::RelayUrl,
+    pub trust: crate::replication::upstream::UpstreamTrust,
+    /// Time between rounds when nothing changes here.
+    pub interval: Duration,
 }
 
 /// Where the relay keeps its identity, and the name its card shows when it
@@ -62,6 +74,7 @@ impl Config {
             tls: None,
             insecure_plain_http: false,
             identity: None,
+            upstreams: Vec::new(),
         }
     }
 }

@@ -36,8 +36,8 @@
 //!   the identity file).
 //! - [`identity`]: the relay's own identity (role `relay`), which access
 //!   logs name to make the relay a replica of a record.
-//! - [`replication`]: the relay's client of upstream relays (`--upstream`,
-//!   issue 15; the replication loop itself is not built yet).
+//! - [`replication`]: replication with upstream relays (`--upstream`): the
+//!   relay's client of an upstream and the replication loop.
 //! - [`serve`]: run the relay on a listener until a shutdown future
 //!   resolves (used by the binary, the CLI's `serve`, and tests).
 //!
@@ -62,6 +62,7 @@ use std::time::Duration;
 pub use api::ops::Health;
 pub use config::{
     Config, ConnectionLimits, Limits, RateLimit, RelayIdentityFile, StorageConfig, TlsFiles,
+    UpstreamConfig,
 };
 use storage::Storage;
 
@@ -125,12 +126,35 @@ where
         Some(file) => Some(Arc::new(identity::load_or_create(&file.path, &file.name)?)),
         None => None,
     };
+    if !config.upstreams.is_empty() && identity.is_none() {
+        anyhow::bail!(
+            "--upstream needs the relay's own identity (--identity FILE): upstream relays know a replica by it"
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let replicator_stop = stop_rx.clone();
     let state = api::AppState::new(Arc::clone(&storage), config.limits, config.rate, stop_rx);
     if let Some(identity) = &identity {
         state.set_identity(identity.card().clone());
     }
     let app = api::router(state.clone());
+
+    let mut replicators = Vec::new();
+    if let Some(identity) = &identity {
+        for upstream in &config.upstreams {
+            let client =
+                replication::upstream::Upstream::new(upstream.url.clone(), &upstream.trust)?;
+            let replicator = replication::replicator::Replicator::new(
+                state.clone(),
+                Arc::clone(identity),
+                client,
+            );
+            tracing::info!(upstream = %upstream.url, "replicating with upstream relay");
+            replicators.push(tokio::spawn(
+                replicator.run(upstream.interval, replicator_stop.clone()),
+            ));
+        }
+    }
 
     let purge_state = state.clone();
     let purge = tokio::spawn(async move {
@@ -153,6 +177,9 @@ where
     })
     .await;
     purge.abort();
+    for r in replicators {
+        let _ = r.await;
+    }
     storage.close().await;
     tracing::info!("storage closed");
     Ok(())

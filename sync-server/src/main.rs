@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use satchel_sync_server::replication::upstream::UpstreamTrust;
 use satchel_sync_server::{
     Config, ConnectionLimits, Limits, RateLimit, RelayIdentityFile, StorageConfig, TlsFiles,
+    UpstreamConfig,
 };
 
 /// The Satchel blind relay: stores only signed ciphertext.
@@ -42,6 +44,19 @@ struct Args {
     /// clinic relay"): what patients see when they name it a replica.
     #[arg(long, default_value = "Satchel relay")]
     relay_name: String,
+    /// Replicate, in both directions, every record that names this relay a
+    /// replica with this upstream relay (repeatable; https://, or http://
+    /// to this machine).
+    #[arg(long, value_name = "URL")]
+    upstream: Vec<satchel_protocol::relay_url::RelayUrl>,
+    /// Trust only this CA (PEM) for the upstream relays' certificates
+    /// (default: Mozilla's roots).
+    #[arg(long, value_name = "PEM", requires = "upstream")]
+    upstream_ca: Option<PathBuf>,
+    /// Seconds between replication rounds when nothing changes here (a
+    /// change here starts a round at once).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    replication_interval: f64,
     /// Sustained requests per second per identity (0 = no rate limit).
     #[arg(long, default_value_t = RateLimit::default().per_second)]
     rate_per_sec: u32,
@@ -159,7 +174,29 @@ async fn main() -> anyhow::Result<()> {
             .map(|(cert, key)| TlsFiles { cert, key }),
         insecure_plain_http: args.insecure_plain_http,
         identity,
+        upstreams: Vec::new(),
     };
+    let mut config = config;
+    if !args.upstream.is_empty() {
+        let trust = match &args.upstream_ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read --upstream-ca {}", path.display()))?;
+                UpstreamTrust::pinned_pem(&pem)?
+            }
+            None => UpstreamTrust::WebPki,
+        };
+        let interval = seconds(args.replication_interval, "--replication-interval")?;
+        config.upstreams = args
+            .upstream
+            .iter()
+            .map(|url| UpstreamConfig {
+                url: url.clone(),
+                trust: trust.clone(),
+                interval,
+            })
+            .collect();
+    }
     satchel_sync_server::net::check_listen(
         args.listen,
         config.tls.is_some(),

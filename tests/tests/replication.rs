@@ -461,3 +461,228 @@ async fn upstream_client_signs_in_as_the_relay_and_reads_as_a_replica() {
         .unwrap_err();
     assert!(matches!(err, UpstreamError::Unreachable { .. }), "{err}");
 }
+
+/// Poll `f` until it returns `Some`, for at most `secs` seconds.
+async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The envelopes of `log` a relay holds for `rid`, as `d` pulls them.
+async fn held(
+    c: &reqwest::Client,
+    s: &TestServer,
+    d: &Device,
+    rid: RecordId,
+    log: &str,
+) -> Vec<Vec<u8>> {
+    let (st, page) = get_json(
+        c,
+        s,
+        d,
+        &format!("/v1/records/{rid}/sections/{log}/envelopes?after=0&limit=1000"),
+    )
+    .await;
+    if st != 200 {
+        return Vec::new();
+    }
+    page["envelopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| unb64(e["envelope"].as_str().unwrap()))
+        .collect()
+}
+
+/// An edge relay started with `--upstream` (in process): once the record
+/// names it a replica, it holds what the cloud relay holds, what devices
+/// write at the edge reaches the cloud exactly once, and statements travel
+/// both ways; a relay the record does not name gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_relay_replicates_both_ways_exactly_once() {
+    use satchel_protocol::relay_url::RelayUrl;
+    use satchel_sync_server::replication::upstream::UpstreamTrust;
+    use satchel_sync_server::UpstreamConfig;
+
+    let mut cloud = TestServer::start(|_| {}).await;
+    let edge_config = |dir: &std::path::Path, name: &str| {
+        let mut config = satchel_sync_server::Config::sqlite(dir.join("edge.db"));
+        config.identity = Some(RelayIdentityFile::beside(&dir.join("edge.db"), name));
+        config.upstreams = vec![UpstreamConfig {
+            url: RelayUrl::parse(&cloud.base).unwrap(),
+            trust: UpstreamTrust::WebPki,
+            interval: std::time::Duration::from_millis(200),
+        }];
+        config
+    };
+    let edge_dir = tempfile::tempdir().unwrap();
+    let mut edge = TestServer::start_with(
+        edge_config(edge_dir.path(), "Riverside clinic relay"),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let stranger_dir = tempfile::tempdir().unwrap();
+    let mut stranger = TestServer::start_with(
+        edge_config(stranger_dir.path(), "Unlisted relay"),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let c = client();
+
+    let phone = Identity::generate("phone", Role::PatientDevice, None).unwrap();
+    let phone_at_cloud = login(&c, &cloud, copy(&phone)).await;
+    let rid = register(&c, &cloud, &phone_at_cloud).await;
+    let from_cloud: Vec<Vec<u8>> = (1..=3)
+        .map(|n| seal(&phone, rid, "vitals", n, b"cloud").to_bytes())
+        .collect();
+    assert_eq!(
+        upload(&c, &cloud, &phone_at_cloud, rid, "vitals", &from_cloud)
+            .await
+            .0,
+        200
+    );
+    let edge_card: RelayIdentityResponse = get_public(&c, &edge, "/v1/relay").await;
+    let mut head = [0u8; 32];
+    let (st, body) = post_statement(
+        &c,
+        &cloud,
+        rid,
+        &mut head,
+        &phone,
+        &phone_at_cloud,
+        AccessChange::AddReplica {
+            relay: edge_card.card.clone(),
+            label: "Riverside clinic".into(),
+        },
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+
+    // The edge catches up: the record, its log and its envelopes.
+    let phone_at_edge = login(&c, &edge, copy(&phone)).await;
+    eventually(20, || async {
+        (held(&c, &edge, &phone_at_edge, rid, "vitals").await.len() == 3).then_some(())
+    })
+    .await
+    .expect("the edge relay holds the record's envelopes");
+    assert_eq!(
+        held(&c, &edge, &phone_at_edge, rid, "vitals").await,
+        from_cloud
+    );
+
+    // Written at the clinic: reaches the cloud, exactly once.
+    let from_edge: Vec<Vec<u8>> = (4..=5)
+        .map(|n| seal(&phone, rid, "vitals", n, b"edge").to_bytes())
+        .collect();
+    assert_eq!(
+        upload(&c, &edge, &phone_at_edge, rid, "vitals", &from_edge)
+            .await
+            .0,
+        200
+    );
+    let at_cloud = eventually(20, || async {
+        let h = held(&c, &cloud, &phone_at_cloud, rid, "vitals").await;
+        (h.len() >= 5).then_some(h)
+    })
+    .await
+    .expect("the clinic's envelopes reach the cloud");
+    let mut expected = from_cloud.clone();
+    expected.extend(from_edge.clone());
+    assert_eq!(at_cloud, expected, "each envelope once, same bytes");
+
+    // A statement made at the clinic reaches the cloud's log.
+    let carer = Identity::generate("carer", Role::Carer, None).unwrap();
+    let mut edge_head = head;
+    let (st, body) = post_statement(
+        &c,
+        &edge,
+        rid,
+        &mut edge_head,
+        &phone,
+        &phone_at_edge,
+        AccessChange::Revoke {
+            identity: carer.id(),
+            sections: None,
+            rotations: vec![],
+        },
+    )
+    .await;
+    assert_eq!(st, 422, "nothing to revoke: {body}");
+    let manager = Identity::generate("parent", Role::Manager, None).unwrap();
+    let (st, body) = post_statement(
+        &c,
+        &edge,
+        rid,
+        &mut edge_head,
+        &phone,
+        &phone_at_edge,
+        AccessChange::Grant {
+            grantee: manager.card().clone(),
+            role: satchel_protocol::sharing::GrantRole::Manager,
+            sections: vec![],
+            expires_at_ms: None,
+            label: "parent".into(),
+            keys: vec![],
+            rotations: vec![],
+        },
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let statements = eventually(20, || async {
+        let (_, log) = get_json(
+            &c,
+            &cloud,
+            &phone_at_cloud,
+            &format!("/v1/records/{rid}/access"),
+        )
+        .await;
+        let n = log["statements"].as_array()?.len();
+        (n == 2).then_some(n)
+    })
+    .await;
+    assert_eq!(statements, Some(2), "the clinic's grant reaches the cloud");
+
+    // The relay nobody named holds nothing of the record.
+    let (_, listed) = {
+        let d = login(
+            &c,
+            &cloud,
+            Identity::generate("x", Role::Relay, None).unwrap(),
+        )
+        .await;
+        get_json(&c, &cloud, &d, "/v1/replica/records").await
+    };
+    assert_eq!(listed["records"], json!([]));
+    let phone_at_stranger = login(&c, &stranger, copy(&phone)).await;
+    assert_eq!(
+        get_json(
+            &c,
+            &stranger,
+            &phone_at_stranger,
+            &format!("/v1/records/{rid}/access")
+        )
+        .await
+        .0,
+        404,
+        "an unlisted relay never gets the record"
+    );
+    for s in [&mut edge, &mut stranger, &mut cloud] {
+        s.stop().await.unwrap();
+    }
+}
+
+fn copy(id: &Identity) -> Identity {
+    Identity::from_secret_bytes(&id.to_secret_bytes()).unwrap()
+}

@@ -156,8 +156,18 @@ pub(super) async fn pull(
     if !mine.may_read(&sec, now_ms()) {
         return Err(ApiError::Forbidden("no read access to this section"));
     }
-    let page = state.storage.pull(record, &sec, after, limit).await?;
-    let next = wire_seq(page.next(after))?;
+    // A replica relay is served every envelope, the snapshot alongside
+    // (it keeps the whole log for the devices it serves).
+    let (page, next) = if mine.is_replica() {
+        let page = state.storage.pull_whole(record, &sec, after, limit).await?;
+        let next = page.next_whole(after);
+        (page, next)
+    } else {
+        let page = state.storage.pull(record, &sec, after, limit).await?;
+        let next = page.next(after);
+        (page, next)
+    };
+    let next = wire_seq(next)?;
     info.set_count(page.envelopes.len());
     let count = page.envelopes.len() + usize::from(page.snapshot.is_some());
     if count > 0 {

@@ -185,7 +185,7 @@ impl MembersCache {
 /// Statements appended since the cached verification are verified on top of
 /// it; without a cached one the whole stored log is verified from its root.
 /// 404 without the record; 503 if the stored log does not verify.
-pub(super) async fn verified_members(
+pub(crate) async fn verified_members(
     state: &AppState,
     record: RecordId,
 ) -> ApiResult<Arc<Members>> {
@@ -287,16 +287,33 @@ pub(super) async fn append_statement(
 ) -> ApiResult<(StatusCode, Json<SeqResponse>)> {
     let record = record_id(&rid)?;
     let signed: SignedStatement = read_json(body, state.limits.small_body_bytes()).await?;
-    let stored = StoredLog::read(&state, record).await?;
+    let (status, seq) = append_verified(&state, record, signed).await?;
+    Ok((
+        status,
+        Json(SeqResponse {
+            seq: wire_seq(seq)?,
+        }),
+    ))
+}
+
+/// Verify `signed` on top of the record's verified log and append it
+/// compare-and-swap with the membership it results in: `201` and its
+/// position when appended, `200` and the original position when the same
+/// bytes are already in the log. Used by the route and by replication.
+pub(crate) async fn append_verified(
+    state: &AppState,
+    record: RecordId,
+    signed: SignedStatement,
+) -> ApiResult<(StatusCode, Seq)> {
+    let stored = StoredLog::read(state, record).await?;
     if let Some(row) = stored.rows.iter().find(|r| r.statement == signed.statement) {
-        let seq = wire_seq(row.seq)?;
-        return Ok((StatusCode::OK, Json(SeqResponse { seq })));
+        return Ok((StatusCode::OK, row.seq));
     }
     // The verified log as the cache holds it (only statements appended
     // since its last verification are verified now); if it does not cover
     // exactly the rows just read (an append raced in between), the rows are
     // verified whole.
-    let cached = verified_members(&state, record).await?;
+    let cached = verified_members(state, record).await?;
     let (result, signed, stored) = tokio::task::spawn_blocking(move || {
         let current = if cached.len == stored.rows.len() {
             Ok((*cached).clone())
@@ -315,26 +332,16 @@ pub(super) async fn append_statement(
     .map_err(|_| ApiError::Unavailable)?;
     let creator_card = stored.creator_card;
     let (head, members, outcome) = result.map_err(|e| corrupt_log(record, &e))?;
-    outcome.map_err(|e| refusal(&state, e))?;
+    outcome.map_err(|e| refusal(state, e))?;
     let rows = member_rows(&members, &creator_card);
     match state
         .storage
         .append_statement(record, signed.statement, signed.signature, head, rows)
         .await?
     {
-        StatementOutcome::Appended(seq) => Ok((
-            StatusCode::CREATED,
-            Json(SeqResponse {
-                seq: wire_seq(seq)?,
-            }),
-        )),
-        StatementOutcome::Duplicate(seq) => Ok((
-            StatusCode::OK,
-            Json(SeqResponse {
-                seq: wire_seq(seq)?,
-            }),
-        )),
-        StatementOutcome::HeadMoved => Err(refusal(&state, SharingError::Fork { index: 0 })),
+        StatementOutcome::Appended(seq) => Ok((StatusCode::CREATED, seq)),
+        StatementOutcome::Duplicate(seq) => Ok((StatusCode::OK, seq)),
+        StatementOutcome::HeadMoved => Err(refusal(state, SharingError::Fork { index: 0 })),
     }
 }
 

@@ -7,8 +7,8 @@
 //! - [`upstream`]: the relay's HTTP client of one upstream relay (HTTP/1.1
 //!   over TCP or TLS with hyper and rustls; no reqwest in the relay), typed
 //!   by the protocol's one-type-per-endpoint wire module, and its login.
-//!
-//! Built so far: the client and its login. The replication loop (cursors,
-//! echo suppression, backoff) is the next step of issue 15.
+//! - [`replicator`]: the loop with one upstream: which records, the access
+//!   log and envelopes in both directions, durable cursors, backoff.
 
+pub mod replicator;
 pub mod upstream;

@@ -144,7 +144,8 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullPage {
     /// The snapshot, when its `upto_seq` is after the requested cursor; the
-    /// envelopes then start after `upto_seq`.
+    /// envelopes then start after `upto_seq` (except for
+    /// [`Storage::pull_whole`]).
     pub snapshot: Option<Snapshot>,
     /// Envelopes in sequence order.
     pub envelopes: Vec<StoredEnvelope>,
@@ -160,6 +161,12 @@ impl PullPage {
             .as_ref()
             .map_or(after, |s| s.upto_seq.max(after));
         self.envelopes.last().map_or(snap, |e| e.seq.max(snap))
+    }
+
+    /// The cursor for the next [`Storage::pull_whole`]: the last envelope
+    /// returned (the snapshot skips nothing there).
+    pub fn next_whole(&self, after: Seq) -> Seq {
+        self.envelopes.last().map_or(after, |e| e.seq.max(after))
     }
 }
 
@@ -440,6 +447,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Envelopes after `after` (or after the snapshot's `upto_seq` when the
     /// snapshot is returned), at most `limit`.
     async fn pull(
+        &self,
+        record: RecordId,
+        section: &str,
+        after: Seq,
+        limit: u32,
+    ) -> Result<PullPage>;
+    /// For a replica relay: every envelope after `after` (the snapshot
+    /// never stands in for the ones it covers), at most `limit`, and the
+    /// snapshot alongside when its `upto_seq` is after `after`.
+    async fn pull_whole(
         &self,
         record: RecordId,
         section: &str,

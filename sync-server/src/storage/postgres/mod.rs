@@ -97,6 +97,68 @@ fn check_schema(name: &str) -> Result<()> {
 }
 
 impl PostgresStorage {
+    /// A page of a log ([`Storage::pull`], or [`Storage::pull_whole`]
+    /// when `whole`).
+    async fn pull_page(
+        &self,
+        record: RecordId,
+        section: &str,
+        after: Seq,
+        limit: u32,
+        whole: bool,
+    ) -> Result<PullPage> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let rid = &record.as_bytes()[..];
+        let snapshot = match tx
+            .query_opt(
+                "SELECT upto_seq, bytes FROM snapshots WHERE record_id = $1 AND section = $2",
+                &[&rid, &section],
+            )
+            .await?
+        {
+            Some(row) => Some(Snapshot {
+                upto_seq: row.try_get(0)?,
+                bytes: row.try_get(1)?,
+            }),
+            None => None,
+        }
+        .filter(|s| s.upto_seq > after);
+        let start = match &snapshot {
+            Some(s) if !whole => s.upto_seq,
+            _ => after,
+        };
+        let rows = tx
+            .query(
+                "SELECT seq, bytes FROM envelopes WHERE record_id = $1 AND section = $2 AND seq > $3
+                 ORDER BY seq LIMIT $4",
+                &[&rid, &section, &start, &(i64::from(limit) + 1)],
+            )
+            .await?;
+        tx.commit().await?;
+        let mut envelopes = rows
+            .iter()
+            .map(|r| {
+                Ok(StoredEnvelope {
+                    seq: r.try_get(0)?,
+                    bytes: r.try_get(1)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let more = envelopes.len() > limit as usize;
+        envelopes.truncate(limit as usize);
+        Ok(PullPage {
+            snapshot,
+            envelopes,
+            more,
+        })
+    }
+
     /// Connect, create the schema if needed, apply migrations and start the
     /// `LISTEN` connection.
     pub async fn open(url: &str, schema: Option<&str>) -> Result<Self> {
@@ -845,53 +907,17 @@ impl Storage for PostgresStorage {
         after: Seq,
         limit: u32,
     ) -> Result<PullPage> {
-        let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let rid = &record.as_bytes()[..];
-        let snapshot = match tx
-            .query_opt(
-                "SELECT upto_seq, bytes FROM snapshots WHERE record_id = $1 AND section = $2",
-                &[&rid, &section],
-            )
-            .await?
-        {
-            Some(row) => Some(Snapshot {
-                upto_seq: row.try_get(0)?,
-                bytes: row.try_get(1)?,
-            }),
-            None => None,
-        }
-        .filter(|s| s.upto_seq > after);
-        let start = snapshot.as_ref().map_or(after, |s| s.upto_seq);
-        let rows = tx
-            .query(
-                "SELECT seq, bytes FROM envelopes WHERE record_id = $1 AND section = $2 AND seq > $3
-                 ORDER BY seq LIMIT $4",
-                &[&rid, &section, &start, &(i64::from(limit) + 1)],
-            )
-            .await?;
-        tx.commit().await?;
-        let mut envelopes = rows
-            .iter()
-            .map(|r| {
-                Ok(StoredEnvelope {
-                    seq: r.try_get(0)?,
-                    bytes: r.try_get(1)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let more = envelopes.len() > limit as usize;
-        envelopes.truncate(limit as usize);
-        Ok(PullPage {
-            snapshot,
-            envelopes,
-            more,
-        })
+        self.pull_page(record, section, after, limit, false).await
+    }
+
+    async fn pull_whole(
+        &self,
+        record: RecordId,
+        section: &str,
+        after: Seq,
+        limit: u32,
+    ) -> Result<PullPage> {
+        self.pull_page(record, section, after, limit, true).await
     }
 
     async fn feed(&self, record: RecordId, after: Seq) -> Result<Vec<(String, Seq)>> {

@@ -261,7 +261,19 @@ impl Storage for SqliteStorage {
         limit: u32,
     ) -> Result<PullPage> {
         let section = section.to_owned();
-        self.read(move |c| sql::pull(c, &record, &section, after, limit))
+        self.read(move |c| sql::pull(c, &record, &section, after, limit, false))
+            .await
+    }
+
+    async fn pull_whole(
+        &self,
+        record: RecordId,
+        section: &str,
+        after: Seq,
+        limit: u32,
+    ) -> Result<PullPage> {
+        let section = section.to_owned();
+        self.read(move |c| sql::pull(c, &record, &section, after, limit, true))
             .await
     }
 

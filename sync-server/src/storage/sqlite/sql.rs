@@ -552,6 +552,7 @@ pub(super) fn pull(
     section: &str,
     after: Seq,
     limit: u32,
+    whole: bool,
 ) -> Result<PullPage> {
     let tx = c.transaction()?;
     let rid = &record.as_bytes()[..];
@@ -567,7 +568,10 @@ pub(super) fn pull(
         })
         .optional()?
         .filter(|s| s.upto_seq > after);
-    let start = snapshot.as_ref().map_or(after, |s| s.upto_seq);
+    let start = match &snapshot {
+        Some(s) if !whole => s.upto_seq,
+        _ => after,
+    };
     let mut envelopes = {
         let mut stmt = tx.prepare_cached(
             "SELECT seq, bytes FROM envelopes WHERE record_id = ?1 AND section = ?2 AND seq > ?3
