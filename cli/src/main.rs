@@ -99,6 +99,9 @@ enum Command {
     Grants(commands::share::GrantsArgs),
     /// Name another relay a replica of the record (ciphertext only).
     #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  satchel replica add https://relay.riverside-clinic.example --label \"Riverside clinic\" --server https://relay.example"
+    )]
     Replica(commands::replica::Command),
     /// Take access back (all, or some sections); rotates the keys.
     Revoke(commands::share::RevokeArgs),

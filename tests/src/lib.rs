@@ -98,6 +98,8 @@ pub struct Relay {
     child: std::process::Child,
     pub addr: std::net::SocketAddr,
     pub dir: PathBuf,
+    /// The extra flags it was started with (kept for a restart).
+    extra: Vec<String>,
 }
 
 impl Relay {
@@ -153,6 +155,7 @@ impl Relay {
             child,
             addr,
             dir: dir.to_path_buf(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 
@@ -183,11 +186,13 @@ impl Relay {
         let _ = self.child.wait();
     }
 
-    /// Restart on the same address after a kill.
+    /// Restart on the same address, with the same flags, after a kill.
     pub fn restart(&mut self) {
         let addr = self.addr.to_string();
+        let extra = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         for _ in 0..50 {
-            let started = std::panic::catch_unwind(|| Self::start_on(&self.dir, &addr, &[]));
+            let started = std::panic::catch_unwind(|| Self::start_on(&self.dir, &addr, &extra));
             if let Ok(relay) = started {
                 *self = relay;
                 return;

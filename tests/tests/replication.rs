@@ -480,24 +480,29 @@ where
     }
 }
 
-/// The envelopes of `log` a relay holds for `rid`, as `d` pulls them.
+/// The envelopes of `log` the relay at `base` holds for `rid`, as `d`
+/// pulls them (none when it cannot be reached or refuses).
 async fn held(
     c: &reqwest::Client,
-    s: &TestServer,
+    base: &str,
     d: &Device,
     rid: RecordId,
     log: &str,
 ) -> Vec<Vec<u8>> {
-    let (st, page) = get_json(
-        c,
-        s,
-        d,
-        &format!("/v1/records/{rid}/sections/{log}/envelopes?after=0&limit=1000"),
-    )
-    .await;
-    if st != 200 {
+    let Ok(r) = c
+        .get(format!(
+            "{base}/v1/records/{rid}/sections/{log}/envelopes?after=0&limit=1000"
+        ))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    if r.status() != 200 {
         return Vec::new();
     }
+    let page: Value = r.json().await.unwrap();
     page["envelopes"]
         .as_array()
         .unwrap()
@@ -573,12 +578,16 @@ async fn edge_relay_replicates_both_ways_exactly_once() {
     // The edge catches up: the record, its log and its envelopes.
     let phone_at_edge = login(&c, &edge, copy(&phone)).await;
     eventually(20, || async {
-        (held(&c, &edge, &phone_at_edge, rid, "vitals").await.len() == 3).then_some(())
+        (held(&c, &edge.base, &phone_at_edge, rid, "vitals")
+            .await
+            .len()
+            == 3)
+            .then_some(())
     })
     .await
     .expect("the edge relay holds the record's envelopes");
     assert_eq!(
-        held(&c, &edge, &phone_at_edge, rid, "vitals").await,
+        held(&c, &edge.base, &phone_at_edge, rid, "vitals").await,
         from_cloud
     );
 
@@ -593,7 +602,7 @@ async fn edge_relay_replicates_both_ways_exactly_once() {
         200
     );
     let at_cloud = eventually(20, || async {
-        let h = held(&c, &cloud, &phone_at_cloud, rid, "vitals").await;
+        let h = held(&c, &cloud.base, &phone_at_cloud, rid, "vitals").await;
         (h.len() >= 5).then_some(h)
     })
     .await
@@ -685,4 +694,134 @@ async fn edge_relay_replicates_both_ways_exactly_once() {
 
 fn copy(id: &Identity) -> Identity {
     Identity::from_secret_bytes(&id.to_secret_bytes()).unwrap()
+}
+
+/// The edge relay (the real binary) is killed with SIGKILL at random points
+/// while it replicates 200 records to the cloud relay, and restarted each
+/// time: from its durable cursors it finishes the work, and the cloud ends
+/// with every envelope written at the clinic exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_relay_crash_resumes() {
+    use satchel_tests::Relay;
+
+    const RECORDS: usize = 200;
+    const PER_RECORD: u64 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    // The test plays 400 device logins from one address: no per-address
+    // limit on logins here.
+    let cloud = Relay::start_on(
+        &dir.path().join("cloud"),
+        "127.0.0.1:0",
+        &["--auth-rate-per-sec", "0"],
+    );
+    let cloud_url = cloud.url();
+    let mut edge = Relay::start_on(
+        &dir.path().join("edge"),
+        "127.0.0.1:0",
+        &[
+            "--upstream",
+            &cloud_url,
+            "--replication-interval",
+            "0.2",
+            "--relay-name",
+            "Riverside clinic relay",
+            "--auth-rate-per-sec",
+            "0",
+        ],
+    );
+    let c = client();
+    let edge_card: RelayIdentityResponse = get_public_url(&c, &edge.url(), "/v1/relay").await;
+
+    // 200 patients, each registered at the cloud and naming the edge.
+    let mut records = Vec::new();
+    for i in 0..RECORDS {
+        let phone = Identity::generate(&format!("phone {i}"), Role::PatientDevice, None).unwrap();
+        let at_cloud = login_url(&c, &cloud_url, copy(&phone)).await;
+        let rid = RecordId::random();
+        let r = c
+            .post(format!("{cloud_url}/v1/records"))
+            .bearer_auth(&at_cloud.token)
+            .json(&json!({ "record_id": rid, "owner": phone.card() }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let signed = AccessStatement {
+            record_id: rid,
+            by: phone.id(),
+            at_ms: now_ms(),
+            prev: [0; 32],
+            change: name_replica_card(&edge_card.card, "Riverside clinic"),
+        }
+        .sign(&phone)
+        .unwrap();
+        let r = c
+            .post(format!("{cloud_url}/v1/records/{rid}/access"))
+            .bearer_auth(&at_cloud.token)
+            .json(&signed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        records.push((phone, at_cloud, rid));
+    }
+
+    // The clinic's devices write at the edge once it holds each record.
+    let mut written: Vec<Vec<Vec<u8>>> = Vec::new();
+    for (phone, _, rid) in &records {
+        let envs: Vec<Vec<u8>> = (1..=PER_RECORD)
+            .map(|n| seal(phone, *rid, "vitals", n, b"clinic").to_bytes())
+            .collect();
+        let at_edge = login_url(&c, &edge.url(), copy(phone)).await;
+        let stored = eventually(60, || async {
+            let r = c
+                .post(format!(
+                    "{}/v1/records/{rid}/sections/vitals/envelopes",
+                    edge.url()
+                ))
+                .bearer_auth(&at_edge.token)
+                .json(&json!({ "envelopes": envs.iter().map(|e| b64(e)).collect::<Vec<_>>() }))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+        assert!(
+            stored.is_some(),
+            "the edge never held record {rid}; its log:\n{}",
+            edge.log()
+        );
+        written.push(envs);
+    }
+
+    // SIGKILL at random points while it pushes, restarting each time.
+    let rng = ring::rand::SystemRandom::new();
+    for _ in 0..5 {
+        let mut b = [0u8; 2];
+        ring::rand::SecureRandom::fill(&rng, &mut b).unwrap();
+        let wait = 50 + u64::from(u16::from_le_bytes(b) % 600);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        edge.kill();
+        edge.restart();
+    }
+
+    // Every envelope at the cloud, each once, in each record.
+    for ((_, at_cloud, rid), envs) in records.iter().zip(&written) {
+        let got = eventually(120, || async {
+            let got = held(&c, &cloud_url, at_cloud, *rid, "vitals").await;
+            (got.len() >= envs.len()).then_some(got)
+        })
+        .await
+        .unwrap_or_else(|| panic!("record {rid} did not reach the cloud"));
+        assert_eq!(&got, envs, "record {rid}: each envelope once, in order");
+    }
+    drop(edge);
+}
+
+fn name_replica_card(card: &satchel_protocol::crypto::IdentityCard, label: &str) -> AccessChange {
+    AccessChange::AddReplica {
+        relay: card.clone(),
+        label: label.into(),
+    }
 }

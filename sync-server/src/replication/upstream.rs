@@ -22,6 +22,8 @@ use tokio_rustls::TlsConnector;
 
 /// How long one request may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times a rate-limited request is sent before giving up.
+pub const RATE_LIMITED_ATTEMPTS: u32 = 30;
 /// The largest response body read from an upstream.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -39,6 +41,8 @@ pub enum UpstreamError {
         status: u16,
         code: String,
         message: String,
+        /// When to ask again (a `429`), as the upstream said.
+        retry_after_ms: Option<u64>,
     },
     /// A success whose body is not the endpoint's response type.
     #[error("upstream {upstream} answered {route} with a body that does not parse")]
@@ -188,16 +192,35 @@ impl Upstream {
         Ok(send)
     }
 
-    /// Send one request of endpoint `E` and parse its response.
+    /// Send one request of endpoint `E` and parse its response. A `429`
+    /// (the upstream's rate limit) is waited out as the upstream asks
+    /// (`retry_after_ms`, at most 10 s a time) and the request sent again,
+    /// up to [`RATE_LIMITED_ATTEMPTS`] times.
     pub async fn request<E: Endpoint>(
         &mut self,
         path: &E::Path<'_>,
         query: &E::Query,
         body: Option<&E::Request>,
     ) -> Result<E::Response, UpstreamError> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner::<E>(path, query, body))
-            .await
-            .map_err(|_| self.unreachable("timed out"))?
+        let mut attempt = 1;
+        loop {
+            let result =
+                tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner::<E>(path, query, body))
+                    .await
+                    .map_err(|_| self.unreachable("timed out"))?;
+            match result {
+                Err(UpstreamError::Refused {
+                    status: 429,
+                    retry_after_ms,
+                    ..
+                }) if attempt < RATE_LIMITED_ATTEMPTS => {
+                    let wait = retry_after_ms.unwrap_or(1_000).clamp(10, 10_000);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn request_inner<E: Endpoint>(
@@ -246,6 +269,7 @@ impl Upstream {
                 route,
                 status,
                 code: error.as_ref().map(|e| e.error.clone()).unwrap_or_default(),
+                retry_after_ms: error.as_ref().and_then(|e| e.retry_after_ms),
                 message: error.map(|e| e.message).unwrap_or_default(),
             });
         }

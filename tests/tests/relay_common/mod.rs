@@ -97,8 +97,13 @@ pub fn client() -> reqwest::Client {
 /// Challenge → signature → token (the protocol's one login rule,
 /// `TokenRequest::sign`).
 pub async fn login(c: &reqwest::Client, s: &TestServer, identity: Identity) -> Device {
+    login_url(c, &s.base, identity).await
+}
+
+/// [`login`] at a relay given by its base URL (a relay process).
+pub async fn login_url(c: &reqwest::Client, base: &str, identity: Identity) -> Device {
     let ch: ChallengeResponse = c
-        .post(s.url(Challenge::PATH))
+        .post(format!("{base}{}", Challenge::PATH))
         .json(&ChallengeRequest {
             identity: identity.id(),
         })
@@ -109,7 +114,7 @@ pub async fn login(c: &reqwest::Client, s: &TestServer, identity: Identity) -> D
         .await
         .unwrap();
     let resp = c
-        .post(s.url(Token::PATH))
+        .post(format!("{base}{}", Token::PATH))
         .json(&TokenRequest::sign(&identity, &ch.challenge))
         .send()
         .await
@@ -200,7 +205,16 @@ pub async fn get_public<T: serde::de::DeserializeOwned>(
     s: &TestServer,
     path: &str,
 ) -> T {
-    c.get(s.url(path))
+    get_public_url(c, &s.base, path).await
+}
+
+/// [`get_public`] at a relay given by its base URL.
+pub async fn get_public_url<T: serde::de::DeserializeOwned>(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> T {
+    c.get(format!("{base}{path}"))
         .send()
         .await
         .unwrap()
