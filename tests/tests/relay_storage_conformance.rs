@@ -392,6 +392,26 @@ async fn replication_cursors(s: &dyn Storage) {
             .unwrap(),
         1
     );
+
+    // Envelopes keep where they came from (replication), for both pulls.
+    let owner = IdentityId::random();
+    s.register_record(a, owner, vec![1], 1).await.unwrap();
+    let mut replicated = by();
+    replicated.origin = Some(up.to_string());
+    s.append_envelopes(a, "vitals", vec![env(1, owner)], replicated)
+        .await
+        .unwrap();
+    s.append_envelopes(a, "vitals", vec![env(2, owner)], by())
+        .await
+        .unwrap();
+    for page in [
+        s.pull(a, "vitals", 0, 10).await.unwrap(),
+        s.pull_whole(a, "vitals", 0, 10).await.unwrap(),
+    ] {
+        let origins: Vec<Option<&str>> =
+            page.envelopes.iter().map(|e| e.origin.as_deref()).collect();
+        assert_eq!(origins, vec![Some(up), None]);
+    }
 }
 
 fn owner_row(identity: IdentityId, card: Vec<u8>) -> Member {
@@ -406,6 +426,7 @@ fn by() -> Actor {
     Actor {
         identity: IdentityId::from_slice(&[0xEE; 32]).unwrap(),
         at_ms: 1_234,
+        origin: None,
     }
 }
 

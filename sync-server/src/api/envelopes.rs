@@ -102,6 +102,7 @@ pub(super) async fn upload(
     let by = Actor {
         identity: caller,
         at_ms: now_ms(),
+        origin: None,
     };
     let appended = state
         .storage

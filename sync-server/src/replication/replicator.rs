@@ -14,9 +14,11 @@
 //! one page of envelopes and the list of record ids at a time. An
 //! unreachable upstream is retried with capped exponential backoff.
 //!
-//! Not done yet (issue 15): pushing snapshots upstream, forwarding the
-//! audit trail, and suppressing the echo of an envelope pulled from the
-//! upstream (it is offered back once and answered as a duplicate).
+//! An envelope pulled from an upstream is stored with that upstream as its
+//! origin and never offered back to it (no echo).
+//!
+//! Not done yet (issue 15): pushing snapshots upstream and forwarding the
+//! audit trail.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -447,6 +449,7 @@ impl Replicator {
                         Actor {
                             identity: self.identity.id(),
                             at_ms: now_ms(),
+                            origin: Some(self.key.clone()),
                         },
                     )
                     .await?
@@ -550,25 +553,29 @@ impl Replicator {
             if page.envelopes.is_empty() {
                 return Ok(pushed);
             }
+            // What came from this upstream is not offered back to it.
             let request = UploadRequest {
                 envelopes: page
                     .envelopes
                     .iter()
+                    .filter(|e| e.origin.as_deref() != Some(self.key.as_str()))
                     .map(|e| Base64Text::encode(&e.bytes))
                     .collect(),
             };
-            let answer = self
-                .upstream
-                .request::<wire::Upload>(
-                    &SectionPath::new(record, log.as_str()),
-                    &(),
-                    Some(&request),
-                )
-                .await?;
-            pushed += answer
-                .accepted
-                .len()
-                .saturating_sub(usize::try_from(answer.duplicates).unwrap_or(usize::MAX));
+            if !request.envelopes.is_empty() {
+                let answer = self
+                    .upstream
+                    .request::<wire::Upload>(
+                        &SectionPath::new(record, log.as_str()),
+                        &(),
+                        Some(&request),
+                    )
+                    .await?;
+                pushed += answer
+                    .accepted
+                    .len()
+                    .saturating_sub(usize::try_from(answer.duplicates).unwrap_or(usize::MAX));
+            }
             after = page.next_whole(after);
             self.set_cursor(record, &stream, after).await?;
             if !page.more {

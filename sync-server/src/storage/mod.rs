@@ -129,6 +129,8 @@ pub struct StoredEnvelope {
     pub seq: Seq,
     /// The envelope bytes.
     pub bytes: Vec<u8>,
+    /// The upstream relay it was replicated from (`None`: uploaded here).
+    pub origin: Option<String>,
 }
 
 /// A section's compaction snapshot.
@@ -299,12 +301,15 @@ pub struct AuditEvent {
 }
 
 /// The caller of an upload, for its audit event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// The authenticated identity.
     pub identity: IdentityId,
     /// Unix ms.
     pub at_ms: i64,
+    /// The upstream relay the envelopes came from (replication), so that
+    /// they are not offered back to it; `None`: uploaded here.
+    pub origin: Option<String>,
 }
 
 /// An invite / device-link mailbox.

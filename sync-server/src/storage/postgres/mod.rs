@@ -135,7 +135,8 @@ impl PostgresStorage {
         };
         let rows = tx
             .query(
-                "SELECT seq, bytes FROM envelopes WHERE record_id = $1 AND section = $2 AND seq > $3
+                "SELECT seq, bytes, origin FROM envelopes
+                 WHERE record_id = $1 AND section = $2 AND seq > $3
                  ORDER BY seq LIMIT $4",
                 &[&rid, &section, &start, &(i64::from(limit) + 1)],
             )
@@ -147,6 +148,7 @@ impl PostgresStorage {
                 Ok(StoredEnvelope {
                     seq: r.try_get(0)?,
                     bytes: r.try_get(1)?,
+                    origin: r.try_get(2)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -851,13 +853,13 @@ impl Storage for PostgresStorage {
             let b: Vec<&[u8]> = fresh.iter().map(|e| e.bytes.as_slice()).collect();
             let rows = tx
                 .query(
-                    "INSERT INTO envelopes (hash, record_id, section, author, author_seq, bytes)
-                     SELECT t.h, $2, $3, t.a, t.n, t.b
+                    "INSERT INTO envelopes (hash, record_id, section, author, author_seq, bytes, origin)
+                     SELECT t.h, $2, $3, t.a, t.n, t.b, $7
                      FROM unnest($1::bytea[], $4::bytea[], $5::bigint[], $6::bytea[])
                           WITH ORDINALITY AS t(h, a, n, b, ord)
                      ORDER BY t.ord
                      RETURNING hash, seq",
-                    &[&h, &rid, &section, &a, &n, &b],
+                    &[&h, &rid, &section, &a, &n, &b, &by.origin],
                 )
                 .await?;
             for row in rows {

@@ -426,8 +426,8 @@ pub(super) fn append_envelopes(
          WHERE record_id = ?1 AND section = ?2 AND author = ?3 AND author_seq = ?4",
     )?;
     let mut insert = c.prepare_cached(
-        "INSERT INTO envelopes (record_id, section, author, author_seq, hash, bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq",
+        "INSERT INTO envelopes (record_id, section, author, author_seq, hash, bytes, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
     )?;
     let mut seen: HashMap<[u8; 32], Seq> = HashMap::new();
     let mut out = Vec::with_capacity(batch.len());
@@ -462,7 +462,15 @@ pub(super) fn append_envelopes(
             },
             None => {
                 let seq: Seq = insert.query_row(
-                    params![rid, section, author, author_seq, &env.hash[..], &env.bytes],
+                    params![
+                        rid,
+                        section,
+                        author,
+                        author_seq,
+                        &env.hash[..],
+                        &env.bytes,
+                        by.origin.as_deref()
+                    ],
                     |r| r.get(0),
                 )?;
                 newest = Some(newest.map_or(seq, |n: Seq| n.max(seq)));
@@ -574,13 +582,15 @@ pub(super) fn pull(
     };
     let mut envelopes = {
         let mut stmt = tx.prepare_cached(
-            "SELECT seq, bytes FROM envelopes WHERE record_id = ?1 AND section = ?2 AND seq > ?3
+            "SELECT seq, bytes, origin FROM envelopes
+             WHERE record_id = ?1 AND section = ?2 AND seq > ?3
              ORDER BY seq LIMIT ?4",
         )?;
         let rows = stmt.query_map(params![rid, section, start, i64::from(limit) + 1], |r| {
             Ok(StoredEnvelope {
                 seq: r.get(0)?,
                 bytes: r.get(1)?,
+                origin: r.get(2)?,
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
