@@ -192,6 +192,17 @@ pub async fn offer<S: Store>(
     client: &mut RelayClient,
     profile: &mut Profile<S>,
 ) -> Result<LinkCode, LinkError> {
+    open_mailbox(client, profile, 600).await
+}
+
+/// Sync (so the relay knows the record), then open a new mailbox for the
+/// record on the relay, open for `expires_in` seconds, and return its code
+/// (device links and invites alike).
+pub(crate) async fn open_mailbox<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+    expires_in: u64,
+) -> Result<LinkCode, LinkError> {
     client.sync(profile).await?;
     let code = LinkCode::new(client.base(), profile.record_id())?;
     client
@@ -200,7 +211,7 @@ pub async fn offer<S: Store>(
             &(),
             Some(&CreateLinkRequest {
                 record_id: profile.record_id(),
-                expires_in: Some(600),
+                expires_in: Some(expires_in),
             }),
         )
         .await?;

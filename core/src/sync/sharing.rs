@@ -15,11 +15,12 @@ use std::time::Duration;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-use super::link::{poll_link, to_json, AcceptMessage, JoinMessage, LinkCode, LinkError};
+use super::link::{
+    open_mailbox, poll_link, to_json, AcceptMessage, JoinMessage, LinkCode, LinkError,
+};
 use super::transport::{RelayClient, TransportError};
 use super::wire::{
-    self, AccessResponse, AfterQuery, CreateLinkRequest, LinkPath, LinkPayload, LinkState,
-    PageQuery, RecordPath,
+    self, AccessResponse, AfterQuery, LinkPath, LinkPayload, LinkState, PageQuery, RecordPath,
 };
 use crate::audit::AuditEventRow;
 use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, Role};
@@ -97,18 +98,7 @@ pub async fn invite<S: Store>(
             ProfileError::NotAllowed("only the owner's devices and managers may invite").into(),
         );
     }
-    client.sync(profile).await?;
-    let code = LinkCode::new(client.base(), profile.record_id())?;
-    client
-        .request::<wire::CreateLink>(
-            &LinkPath(code.link()?),
-            &(),
-            Some(&CreateLinkRequest {
-                record_id: profile.record_id(),
-                expires_in: Some(ttl.as_secs().clamp(60, 604_800)),
-            }),
-        )
-        .await?;
+    let code = open_mailbox(client, profile, ttl.as_secs().clamp(60, 604_800)).await?;
     let text = code.encode_as(INVITE_PREFIX)?;
     let mut list = pending_invites(profile)?;
     list.push(PendingInvite {

@@ -307,6 +307,26 @@ impl Members {
     }
 }
 
+/// The identity of a card that becomes an owner device (a device or a
+/// recovery key): the card must verify, and it must not be a grantee's or
+/// a replica's.
+fn new_owner_identity(
+    members: &Members,
+    index: usize,
+    card: &IdentityCard,
+) -> Result<IdentityId, SharingError> {
+    card.verify()
+        .map_err(|_| SharingError::Malformed { index })?;
+    let id = card.id();
+    if members.grants.contains_key(&id) || members.replicas.contains_key(&id) {
+        return Err(SharingError::Invalid {
+            index,
+            why: "a grantee or a replica cannot become an owner device or a recovery key",
+        });
+    }
+    Ok(id)
+}
+
 /// The rule for a grant's or a replica's label: a short name, no control
 /// characters.
 fn check_label(index: usize, label: &str) -> Result<(), SharingError> {
@@ -456,16 +476,7 @@ fn apply_statement(
             if !is_owner {
                 return Err(not_allowed);
             }
-            device
-                .verify()
-                .map_err(|_| SharingError::Malformed { index })?;
-            let id = device.id();
-            if members.grants.contains_key(&id) || members.replicas.contains_key(&id) {
-                return Err(SharingError::Invalid {
-                    index,
-                    why: "a grantee or a replica cannot become an owner device",
-                });
-            }
+            let id = new_owner_identity(members, index, &device)?;
             members.former.remove(&id);
             members.owner_devices.insert(id, Some(device));
             let snapshot = members.clone();
@@ -475,16 +486,7 @@ fn apply_statement(
             if !is_owner {
                 return Err(not_allowed);
             }
-            recovery
-                .verify()
-                .map_err(|_| SharingError::Malformed { index })?;
-            let id = recovery.id();
-            if members.grants.contains_key(&id) || members.replicas.contains_key(&id) {
-                return Err(SharingError::Invalid {
-                    index,
-                    why: "a grantee or a replica cannot become a recovery key",
-                });
-            }
+            let id = new_owner_identity(members, index, &recovery)?;
             members.owner_devices.insert(id, Some(recovery));
             members.recovery.insert(id);
             let snapshot = members.clone();
