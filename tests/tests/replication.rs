@@ -517,11 +517,33 @@ async fn held(
 /// both ways; a relay the record does not name gets nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_relay_replicates_both_ways_exactly_once() {
+    replicates_both_ways(TestServer::start(|_| {}).await).await;
+}
+
+/// The same with the cloud relay on PostgreSQL (the edge on SQLite). Fails
+/// under CI when PostgreSQL cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_relay_replicates_with_a_postgres_upstream() {
+    let Some((url, schema)) = pg_test_schema().await else {
+        pg_unreachable("edge_relay_replicates_with_a_postgres_upstream");
+        return;
+    };
+    let config = satchel_sync_server::Config {
+        storage: satchel_sync_server::StorageConfig::Postgres {
+            url: url.clone(),
+            schema: Some(schema.clone()),
+        },
+        ..satchel_sync_server::Config::sqlite("unused")
+    };
+    replicates_both_ways(TestServer::start_with(config, tempfile::tempdir().unwrap()).await).await;
+    pg_drop_schema(&url, &schema).await;
+}
+
+async fn replicates_both_ways(mut cloud: TestServer) {
     use satchel_protocol::relay_url::RelayUrl;
     use satchel_sync_server::replication::upstream::UpstreamTrust;
     use satchel_sync_server::UpstreamConfig;
 
-    let mut cloud = TestServer::start(|_| {}).await;
     let edge_config = |dir: &std::path::Path, name: &str| {
         let mut config = satchel_sync_server::Config::sqlite(dir.join("edge.db"));
         config.identity = Some(RelayIdentityFile::beside(&dir.join("edge.db"), name));
