@@ -537,6 +537,17 @@ pub(crate) fn push_events(
         .collect()
 }
 
+/// Refuse a database migrated by a newer relay (`found` > `known`).
+pub fn check_version<V: PartialOrd + std::fmt::Display>(found: V, known: V) -> Result<()> {
+    if found > known {
+        return Err(StorageError::Backend(format!(
+            "the database schema is version {found}, newer than this relay knows ({known}): \
+             a newer satchel-sync migrated it; run that version (or newer), not this one"
+        )));
+    }
+    Ok(())
+}
+
 /// Section names as stored in a member row (a JSON array).
 pub(crate) fn sections_to_db(sections: &BTreeSet<String>) -> Result<String> {
     serde_json::to_string(sections)

@@ -107,14 +107,6 @@ impl PostgresStorage {
         let channel = match schema {
             Some(name) => {
                 check_schema(name)?;
-                let (client, conn) = config.connect(NoTls).await?;
-                let driver = tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{name}\""))
-                    .await?;
-                drop(client);
-                let _ = driver.await;
-                config.options(format!("-c search_path={name}"));
                 format!(
                     "satchel_changes_{}",
                     &hex::encode(sha256(name.as_bytes()))[..16]
@@ -122,6 +114,12 @@ impl PostgresStorage {
             }
             None => "satchel_changes".to_owned(),
         };
+        // Schema creation and migrations on one connection, under the
+        // migrations lock: any number of instances may start together.
+        migrate(&config, schema).await?;
+        if let Some(name) = schema {
+            config.options(format!("-c search_path={name}"));
+        }
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -140,7 +138,6 @@ impl PostgresStorage {
             listener: Mutex::new(None),
             closed: AtomicBool::new(false),
         };
-        storage.migrate().await?;
         let (ready_tx, ready_rx) = oneshot::channel();
         let handle = tokio::spawn(listen_loop(
             config,
@@ -169,38 +166,60 @@ impl PostgresStorage {
             other => StorageError::Backend(format!("pool: {other}")),
         })
     }
+}
 
-    async fn migrate(&self) -> Result<()> {
-        let mut client = self.client().await?;
+/// The newest migration this relay knows.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Create the schema (if named) and apply pending migrations, in one
+/// transaction holding the migrations advisory lock, so that instances
+/// starting together wait for each other instead of racing on
+/// `CREATE SCHEMA` or a table (PostgreSQL's `IF NOT EXISTS` is not safe
+/// against a concurrent creator: 23505 on `pg_namespace_nspname_index`).
+/// Refuses a database whose schema is newer than [`SCHEMA_VERSION`].
+async fn migrate(config: &tokio_postgres::Config, schema: Option<&str>) -> Result<()> {
+    let (mut client, conn) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(conn);
+    let result = async {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_MIGRATIONS])
             .await?;
+        if let Some(name) = schema {
+            // `name` passed check_schema: no quoting surprises.
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{name}\"; SET LOCAL search_path TO \"{name}\""
+            ))
+            .await?;
+        }
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY,
                  applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
         .await?;
+        let newest: Option<i32> = tx
+            .query_one("SELECT max(version) FROM schema_migrations", &[])
+            .await?
+            .try_get(0)?;
+        super::check_version(newest.unwrap_or(0), SCHEMA_VERSION)?;
         for (version, sql) in MIGRATIONS {
-            let done = tx
-                .query_opt(
-                    "SELECT 1 FROM schema_migrations WHERE version = $1",
-                    &[version],
-                )
-                .await?
-                .is_some();
-            if !done {
+            if newest.unwrap_or(0) < *version {
                 tx.batch_execute(sql).await?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version) VALUES ($1)",
                     &[version],
                 )
                 .await?;
+                tracing::info!(version, "applied relay schema migration");
             }
         }
         tx.commit().await?;
         Ok(())
     }
+    .await;
+    drop(client);
+    let _ = driver.await;
+    result
 }
 
 /// Keep one connection LISTENing; forward notices to `tx`.

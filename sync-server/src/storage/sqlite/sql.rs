@@ -20,6 +20,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_sharing.sql")),
 ];
 
+/// The newest migration this relay knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
 /// Open a connection with the relay's settings (WAL, `synchronous=FULL`).
 pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection> {
     let conn = Connection::open(path)?;
@@ -43,10 +46,13 @@ pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Apply pending migrations in one transaction.
+/// Apply pending migrations in one `BEGIN IMMEDIATE` transaction (it
+/// takes the write lock first, so processes opening one file together
+/// wait for each other); refuses a file migrated by a newer relay.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    crate::storage::check_version(current, SCHEMA_VERSION)?;
     for (version, sql) in MIGRATIONS {
         if *version > current {
             tx.execute_batch(sql)?;
