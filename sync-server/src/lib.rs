@@ -130,6 +130,8 @@ where
         }
     });
 
+    let revocations = tokio::spawn(api::auth::watch_revocations(state.clone()));
+
     net::serve(listener, app, state, config.connections, tls, async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -137,6 +139,7 @@ where
     })
     .await;
     purge.abort();
+    revocations.abort();
     storage.close().await;
     tracing::info!("storage closed");
     Ok(())

@@ -216,3 +216,156 @@ async fn relay_refuses_a_newer_schema() {
     );
     pg_drop_schema(&url, &schema).await;
 }
+
+/// Grant `to` read access to `sections` of `rid` (signed by `owner`, the
+/// log's first statement), posted through `s`.
+async fn grant_reader(
+    c: &reqwest::Client,
+    s: &relay_common::TestServer,
+    owner: &relay_common::Device,
+    rid: satchel_protocol::ids::RecordId,
+    to: &relay_common::Device,
+    sections: &[&str],
+) {
+    use satchel_protocol::sharing::{
+        key_wrap_aad, AccessChange, AccessStatement, GrantRole, KeyWrap,
+    };
+    let card = to.identity.card().clone();
+    let keys = sections
+        .iter()
+        .map(|sec| KeyWrap {
+            section: (*sec).into(),
+            epoch: 0,
+            to: card.id(),
+            key: satchel_protocol::crypto::wrap_key(
+                &card,
+                &[7u8; 32],
+                &key_wrap_aad(&rid, sec, 0, &card.id()),
+            )
+            .unwrap(),
+        })
+        .collect();
+    let signed = AccessStatement {
+        record_id: rid,
+        by: owner.identity.id(),
+        at_ms: satchel_sync_server::storage::now_ms(),
+        prev: [0u8; 32],
+        change: AccessChange::Grant {
+            grantee: card,
+            role: GrantRole::Reader,
+            sections: sections.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at_ms: None,
+            label: "carer".into(),
+            keys,
+            rotations: vec![],
+        },
+    }
+    .sign(&owner.identity)
+    .unwrap();
+    let r = c
+        .post(s.url(&format!("/v1/records/{rid}/access")))
+        .bearer_auth(&owner.token)
+        .json(&serde_json::json!({
+            "statement": relay_common::b64(&signed.statement),
+            "signature": relay_common::b64(&signed.signature),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_token_refused_on_every_instance() {
+    use futures_util::StreamExt;
+    let Some((url, schema)) = fresh_pg_schema("revoked_token_refused_on_every_instance").await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let args = pg_args(&url, &schema);
+    let mut instances = Vec::new();
+    for i in 0..3 {
+        let log = dir.path().join(format!("relay{i}.log"));
+        instances.push(Instance::start(&args, "127.0.0.1:0", log).await.unwrap());
+    }
+    let servers: Vec<_> = instances
+        .iter()
+        .map(|i| relay_common::TestServer::external(i.addr))
+        .collect();
+    let c = client();
+    let owner = relay_common::new_device(&c, &servers[0], "owner").await;
+    let carer = relay_common::new_device(&c, &servers[1], "carer").await;
+    let bystander = relay_common::new_device(&c, &servers[2], "bystander").await;
+    let rid = relay_common::register(&c, &servers[0], &owner).await;
+    grant_reader(&c, &servers[0], &owner, rid, &carer, &["vitals"]).await;
+    let feed = format!("/v1/records/{rid}/feed");
+    // The carer's token works on every instance (and is cached there), and
+    // it holds a WebSocket on the third.
+    for s in &servers {
+        assert_eq!(relay_common::get_json(&c, s, &carer, &feed).await.0, 200);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/v1/records/{rid}/subscribe?token={}",
+        servers[2].addr, carer.token
+    ))
+    .await
+    .unwrap();
+
+    // Only an owner device may end sessions, and only of a member.
+    let revoke = |by: &relay_common::Device, who: satchel_protocol::ids::IdentityId| {
+        c.post(servers[0].url(&format!("/v1/records/{rid}/sessions/revoke")))
+            .bearer_auth(&by.token)
+            .json(&satchel_protocol::wire::RevokeSessionsRequest { identity: who })
+            .send()
+    };
+    assert_eq!(
+        revoke(&carer, owner.identity.id()).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        revoke(&owner, bystander.identity.id())
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let r = revoke(&owner, carer.identity.id()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: satchel_protocol::wire::RevokeSessionsResponse = r.json().await.unwrap();
+    assert_eq!(body.revoked, 1);
+    let revoked_at = std::time::Instant::now();
+
+    // Within a second every instance refuses the token, and the WebSocket
+    // is closed with 1008.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for s in &servers {
+        assert_eq!(
+            relay_common::get_json(&c, s, &carer, &feed).await.0,
+            401,
+            "a revoked token was accepted by {}",
+            s.base
+        );
+    }
+    let close = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(msg) = ws.next().await {
+            if let Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) = msg {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the WebSocket was not closed within a second of the revocation")
+    .expect("closed without a close frame");
+    assert_eq!(u16::from(close.code), 1008, "{close:?}");
+    assert!(revoked_at.elapsed() < Duration::from_secs(3));
+    // Other sessions are untouched.
+    for s in &servers {
+        assert_eq!(relay_common::get_json(&c, s, &owner, &feed).await.0, 200);
+    }
+    for inst in instances {
+        inst.terminate().await;
+    }
+    pg_drop_schema(&url, &schema).await;
+}

@@ -15,7 +15,7 @@
 //! Files: [`auth`] (challenge, token), [`records`] (registration, the
 //! access log, members, audit, push channel), [`envelopes`] (upload, pull,
 //! snapshot, feed), [`links`] (invite and device-link mailboxes), [`ops`]
-//! (health, metrics, the OpenAPI document). With the `openapi` feature,
+//! (health, readiness, metrics, the OpenAPI document). With the `openapi` feature,
 //! [`openapi`] builds the relay's OpenAPI 3.1 document from these types
 //! (utoipa; docs/adr/0008-protocol-crate.md).
 
@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{LinkId, RecordId};
 
 pub use auth::{
-    Challenge, ChallengeRequest, ChallengeResponse, Token, TokenRequest, TokenResponse, AUTH_DOMAIN,
+    Challenge, ChallengeRequest, ChallengeResponse, RevokeSessions, RevokeSessionsRequest,
+    RevokeSessionsResponse, Token, TokenRequest, TokenResponse, AUTH_DOMAIN,
 };
 pub use envelopes::{
     Accepted, Feed, FeedResponse, FeedSection, Pull, PullResponse, PulledEnvelope, PulledSnapshot,
@@ -42,7 +43,7 @@ pub use links::{
     AcceptLink, CreateLink, CreateLinkRequest, GetLink, JoinLink, LinkAck, LinkCreated,
     LinkPayload, LinkState,
 };
-pub use ops::{Health, HealthResponse, Metrics, OpenApiDocument};
+pub use ops::{Health, HealthResponse, Metrics, OpenApiDocument, Ready, ReadyResponse};
 pub use records::{
     AccessEntry, AccessResponse, AppendStatement, Audit, AuditAction, AuditEvent, AuditResponse,
     MemberEntry, MemberRole, Members, MembersResponse, PushMessage, Register, RegisterRequest,

@@ -71,6 +71,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Verified access logs by record (see [`records::MembersCache`]).
     pub members: records::MembersCache,
+    /// Identities whose sessions were just revoked (WebSockets listen).
+    pub revoked: tokio::sync::broadcast::Sender<IdentityId>,
 }
 
 impl Deref for AppState {
@@ -96,9 +98,21 @@ impl AppState {
             limiters: auth::Limiters::new(rate),
             shutdown,
             members: records::MembersCache::default(),
+            revoked: tokio::sync::broadcast::channel(REVOKED_CHANNEL_CAPACITY).0,
         }))
     }
+
+    /// End every session of `id` on this instance: forget its cached
+    /// tokens, close its WebSockets.
+    pub fn end_sessions(&self, id: IdentityId) {
+        self.tokens.forget(id);
+        let _ = self.revoked.send(id);
+    }
 }
+
+/// Revocations a WebSocket may fall behind by before it is closed (to
+/// reconnect and authenticate again).
+const REVOKED_CHANNEL_CAPACITY: usize = 1024;
 
 /// Per-request facts filled in by extractors and handlers, read by the
 /// request log.
@@ -145,6 +159,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
         route::<wire::Challenge, _, _>(auth::challenge),
         route::<wire::Token, _, _>(auth::token),
+        route::<wire::RevokeSessions, _, _>(auth::revoke_sessions),
         route::<wire::Register, _, _>(records::register),
         route::<wire::AppendStatement, _, _>(records::append_statement),
         route::<wire::Statements, _, _>(records::statements),
@@ -160,6 +175,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         route::<wire::JoinLink, _, _>(links::join),
         route::<wire::AcceptLink, _, _>(links::accept),
         route::<wire::Health, _, _>(ops::health),
+        route::<wire::Ready, _, _>(ops::ready),
         route::<wire::OpenApiDocument, _, _>(ops::openapi),
         route::<wire::Metrics, _, _>(ops::metrics),
     ]

@@ -2,7 +2,8 @@
 //! and then receives `{"type":"changed","section":NAME,"seq":N}` for every
 //! stored batch of a section the subscriber may read (from any instance
 //! sharing the database; access is re-checked per frame, and a revoked or
-//! expired member is closed with 1008),
+//! expired member, or one whose sessions an owner device ended, is closed
+//! with 1008),
 //! plus a ping every 20 s. A subscriber too slow to keep up, or a relay
 //! shutting down, gets a close frame; clients reconnect and read the feed.
 
@@ -71,6 +72,7 @@ async fn run(
 ) {
     state.metrics.subscribers(1);
     let mut shutdown = state.shutdown.clone();
+    let mut revoked = state.revoked.subscribe();
     let mut access: Option<(crate::storage::Rights, std::time::Instant)> = None;
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -141,6 +143,21 @@ async fn run(
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(_)) => {}
+            },
+            ended = revoked.recv() => match ended {
+                Ok(id) if id == caller => {
+                    let _ = socket.send(close(POLICY, "session revoked")).await;
+                    break;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let _ = socket.send(close(TRY_AGAIN_LATER, "fell behind; reconnect")).await;
+                    break;
+                }
+                Err(RecvError::Closed) => {
+                    let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+                    break;
+                }
             },
             res = shutdown.changed() => {
                 if res.is_err() {

@@ -18,7 +18,7 @@
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +31,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 use super::{
     change_of, push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
     AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
-    RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
+    RegisterOutcome, Result, Revocation, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
     StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
 };
 
@@ -39,6 +39,7 @@ use super::{
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_sharing.sql")),
+    (3, include_str!("migrations/0003_sessions.sql")),
 ];
 
 /// Advisory lock class for migrations (first key of the two-int form).
@@ -55,6 +56,8 @@ pub struct PostgresStorage {
     channel: String,
     changes: broadcast::Sender<Change>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// The `LISTEN` connection is up.
+    listening: Arc<AtomicBool>,
     closed: AtomicBool,
 }
 
@@ -136,6 +139,7 @@ impl PostgresStorage {
             channel: channel.clone(),
             changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
             listener: Mutex::new(None),
+            listening: Arc::new(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
         };
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -143,6 +147,7 @@ impl PostgresStorage {
             config,
             channel,
             storage.changes.clone(),
+            Arc::clone(&storage.listening),
             Some(ready_tx),
         ));
         if let Ok(mut l) = storage.listener.lock() {
@@ -227,6 +232,7 @@ async fn listen_loop(
     config: tokio_postgres::Config,
     channel: String,
     tx: broadcast::Sender<Change>,
+    listening: Arc<AtomicBool>,
     mut ready: Option<oneshot::Sender<()>>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -253,6 +259,7 @@ async fn listen_loop(
                     .is_ok()
                 {
                     backoff = Duration::from_millis(100);
+                    listening.store(true, Ordering::Release);
                     if let Some(r) = ready.take() {
                         let _ = r.send(());
                     }
@@ -261,6 +268,7 @@ async fn listen_loop(
                             let _ = tx.send(change);
                         }
                     }
+                    listening.store(false, Ordering::Release);
                     tracing::warn!("change-notification connection lost; reconnecting");
                 }
                 driver.abort();
@@ -417,6 +425,14 @@ impl Storage for PostgresStorage {
         "postgres"
     }
 
+    fn schema_version(&self) -> u32 {
+        u32::try_from(SCHEMA_VERSION).unwrap_or(0)
+    }
+
+    fn notifications_live(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
     async fn health(&self) -> Result<()> {
         self.client().await?.query_one("SELECT 1", &[]).await?;
         Ok(())
@@ -456,6 +472,48 @@ impl Storage for PostgresStorage {
             ))),
             None => Ok(None),
         }
+    }
+
+    async fn revoke_sessions(&self, who: IdentityId, now_ms: i64) -> Result<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "DELETE FROM tokens WHERE identity = $1",
+                &[&&who.as_bytes()[..]],
+            )
+            .await?;
+        tx.execute(
+            "INSERT INTO session_revocations (identity, at_ms, expires_at_ms) VALUES ($1, $2, $3)",
+            &[
+                &&who.as_bytes()[..],
+                &now_ms,
+                &now_ms.saturating_add(super::REVOCATION_KEEP_MS),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT seq, identity, at_ms FROM session_revocations WHERE at_ms >= $1 ORDER BY seq",
+                &[&since_ms],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revocation {
+                    seq: r.try_get(0)?,
+                    identity: identity(&r.try_get::<_, Vec<u8>>(1)?)?,
+                    at_ms: r.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     async fn put_challenge(
@@ -1027,7 +1085,7 @@ impl Storage for PostgresStorage {
     async fn purge_expired(&self, now_ms: i64) -> Result<u64> {
         let client = self.client().await?;
         let mut n = 0;
-        for table in ["links", "tokens", "challenges"] {
+        for table in ["links", "tokens", "challenges", "session_revocations"] {
             n += client
                 .execute(
                     &format!("DELETE FROM {table} WHERE expires_at_ms <= $1"),

@@ -18,6 +18,7 @@ use crate::storage::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_sharing.sql")),
+    (3, include_str!("migrations/0003_sessions.sql")),
 ];
 
 /// The newest migration this relay knows.
@@ -107,6 +108,47 @@ pub(super) fn token(
         Some((who, exp)) if exp > now => Ok(Some((identity(&who)?, exp))),
         _ => Ok(None),
     }
+}
+
+pub(super) fn revoke_sessions(c: &Connection, who: &IdentityId, now: i64) -> Result<u64> {
+    let n = c
+        .prepare_cached("DELETE FROM tokens WHERE identity = ?1")?
+        .execute(params![&who.as_bytes()[..]])?;
+    c.prepare_cached(
+        "INSERT INTO session_revocations (identity, at_ms, expires_at_ms) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        &who.as_bytes()[..],
+        now,
+        now.saturating_add(crate::storage::REVOCATION_KEEP_MS)
+    ])?;
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+pub(super) fn revocations_since(
+    c: &Connection,
+    since: i64,
+) -> Result<Vec<crate::storage::Revocation>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, identity, at_ms FROM session_revocations WHERE at_ms >= ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![since], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, who, at_ms) = row?;
+        out.push(crate::storage::Revocation {
+            seq,
+            identity: identity(&who)?,
+            at_ms,
+        });
+    }
+    Ok(out)
 }
 
 pub(super) fn put_challenge(
@@ -695,6 +737,10 @@ pub(super) fn purge_expired(c: &Connection, now: i64) -> Result<u64> {
     n += c.execute("DELETE FROM tokens WHERE expires_at_ms <= ?1", params![now])?;
     n += c.execute(
         "DELETE FROM challenges WHERE expires_at_ms <= ?1",
+        params![now],
+    )?;
+    n += c.execute(
+        "DELETE FROM session_revocations WHERE expires_at_ms <= ?1",
         params![now],
     )?;
     Ok(u64::try_from(n).unwrap_or(u64::MAX))
