@@ -369,3 +369,440 @@ async fn revoked_token_refused_on_every_instance() {
     }
     pg_drop_schema(&url, &schema).await;
 }
+
+/// Wait for the next `changed` frame of `section` on `ws`.
+async fn next_frame<S>(ws: &mut S, section: &str, within: Duration) -> Option<u64>
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    tokio::time::timeout(within, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["section"] == section {
+                    return v["seq"].as_u64();
+                }
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_reconnect_catches_up() {
+    let Some((url, schema)) = fresh_pg_schema("listen_reconnect_catches_up").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let args = pg_args(&url, &schema);
+    let a = Instance::start(&args, "127.0.0.1:0", dir.path().join("a.log"))
+        .await
+        .unwrap();
+    let b = Instance::start(&args, "127.0.0.1:0", dir.path().join("b.log"))
+        .await
+        .unwrap();
+    let (sa, sb) = (
+        relay_common::TestServer::external(a.addr),
+        relay_common::TestServer::external(b.addr),
+    );
+    let c = client();
+    let owner = relay_common::new_device(&c, &sa, "owner").await;
+    let rid = relay_common::register(&c, &sa, &owner).await;
+    // A device subscribed on B hears of pushes made through A.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/v1/records/{rid}/subscribe?token={}",
+        b.addr, owner.token
+    ))
+    .await
+    .unwrap();
+    let mut n = 1u64;
+    let env = |n: u64| relay_common::seal(&owner.identity, rid, "vitals", n, b"x").to_bytes();
+    let (st, body) = relay_common::upload(&c, &sa, &owner, rid, "vitals", &[env(n)]).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(next_frame(&mut ws, "vitals", Duration::from_secs(10))
+        .await
+        .is_some());
+
+    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let channel_of_schema = format!(
+        "satchel-sync listen satchel_changes_{}",
+        &hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            schema.as_bytes()
+        ))[..16]
+    );
+    let notifications = |s: &relay_common::TestServer| {
+        let url = s.url("/v1/ready");
+        let c = c.clone();
+        async move { get(&c, &url).await.1["notifications"].as_bool() }
+    };
+    // Cut the LISTEN connections (both instances'); push through A while
+    // B's is down (checked: B still reports it down after the push); the
+    // push must reach B's subscriber once B has reconnected.
+    let mut gap_hit = false;
+    for _attempt in 0..20 {
+        pg.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&channel_of_schema],
+        )
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while notifications(&sb).await != Some(false) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        n += 1;
+        let (st, body) = relay_common::upload(&c, &sa, &owner, rid, "vitals", &[env(n)]).await;
+        assert_eq!(st, 200, "{body}");
+        let seq = body["accepted"][0]["seq"].as_u64().unwrap();
+        if notifications(&sb).await == Some(false) {
+            gap_hit = true;
+            let got = next_frame(&mut ws, "vitals", Duration::from_secs(15)).await;
+            assert_eq!(
+                got,
+                Some(seq),
+                "a push stored while B's LISTEN connection was down never reached B's subscriber"
+            );
+            break;
+        }
+        // B reconnected before the push committed: drain and try again.
+        assert!(next_frame(&mut ws, "vitals", Duration::from_secs(15))
+            .await
+            .is_some());
+    }
+    assert!(gap_hit, "could not push inside the reconnection gap");
+    // Readiness came back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while notifications(&sb).await != Some(true) {
+        assert!(std::time::Instant::now() < deadline, "B never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&c, &sb.url("/v1/ready")).await.0, 200);
+    assert!(std::fs::read_to_string(&b.log)
+        .unwrap()
+        .contains("announced the sections changed meanwhile"));
+    a.terminate().await;
+    b.terminate().await;
+    pg_drop_schema(&url, &schema).await;
+}
+
+/// The addresses behind the "load balancer": a device connects to the
+/// next one in turn (an instance being restarted refuses, so it moves on).
+#[derive(Clone, Default)]
+struct Balancer(std::sync::Arc<std::sync::Mutex<(Vec<SocketAddr>, usize)>>);
+
+impl Balancer {
+    fn next(&self) -> SocketAddr {
+        let mut g = self.0.lock().unwrap();
+        g.1 = g.1.wrapping_add(1);
+        g.0[g.1 % g.0.len()]
+    }
+
+    fn set(&self, i: usize, addr: SocketAddr) {
+        self.0.lock().unwrap().0[i] = addr;
+    }
+}
+
+/// What one device has heard of: newest seq per section, and the close
+/// codes its push channel got.
+#[derive(Default)]
+struct Heard {
+    newest: std::collections::HashMap<String, u64>,
+    closes: Vec<u16>,
+    /// The feed's cursor as last read (frames do not move it: a frame of
+    /// one section says nothing of another's missed change).
+    feed_cursor: u64,
+}
+
+impl Heard {
+    /// A `changed` frame or a feed entry: `{"section":..,"seq":..}`.
+    fn saw(&mut self, v: &Value) {
+        let e = self
+            .newest
+            .entry(v["section"].as_str().unwrap().to_owned())
+            .or_default();
+        *e = (*e).max(v["seq"].as_u64().unwrap());
+    }
+
+    fn cursor(&self) -> u64 {
+        self.feed_cursor
+    }
+}
+
+/// A device as the watcher in core behaves: open the push channel (to
+/// whichever instance the balancer picks), then read the feed after its
+/// cursor (catch-up), then take frames; when the channel closes, wait a
+/// random jitter and start again. Never a manual sync.
+async fn device(
+    lb: Balancer,
+    rid: satchel_protocol::ids::RecordId,
+    token: String,
+    heard: std::sync::Arc<std::sync::Mutex<Heard>>,
+    seed: u64,
+) {
+    use futures_util::StreamExt;
+    let c = client();
+    let mut rng = seed;
+    loop {
+        let addr = lb.next();
+        let ws = tokio_tungstenite::connect_async(format!(
+            "ws://{addr}/v1/records/{rid}/subscribe?token={token}"
+        ))
+        .await;
+        if let Ok((mut ws, _)) = ws {
+            let cursor = heard.lock().unwrap().cursor();
+            let feed = c
+                .get(format!(
+                    "http://{addr}/v1/records/{rid}/feed?after={cursor}"
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await;
+            let feed: Option<Value> = match feed {
+                Ok(r) if r.status() == 200 => r.json().await.ok(),
+                _ => None,
+            };
+            if let Some(feed) = feed {
+                {
+                    let mut h = heard.lock().unwrap();
+                    for s in feed["sections"].as_array().unwrap() {
+                        h.saw(s);
+                    }
+                    h.feed_cursor = h.feed_cursor.max(feed["cursor"].as_u64().unwrap());
+                }
+                while let Some(msg) = ws.next().await {
+                    match msg {
+                        Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
+                            let v: Value = serde_json::from_str(&t).unwrap();
+                            heard.lock().unwrap().saw(&v);
+                        }
+                        Ok(tokio_tungstenite::tungstenite::Message::Close(Some(f))) => {
+                            heard.lock().unwrap().closes.push(u16::from(f.code));
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        // Jitter: 0..500 ms (xorshift).
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(rng % 500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_loses_no_push() {
+    const INSTANCES: usize = 3;
+    const RECORDS: usize = 10;
+    const DEVICES: usize = 200;
+    const SECTIONS: [&str; 4] = ["vitals", "labs", "medications", "allergies"];
+    let Some((url, schema)) = fresh_pg_schema("rolling_restart_loses_no_push").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let args = pg_args(&url, &schema);
+    let mut instances = Vec::new();
+    for i in 0..INSTANCES {
+        let log = dir.path().join(format!("relay{i}-0.log"));
+        instances.push(Some(
+            Instance::start(&args, "127.0.0.1:0", log).await.unwrap(),
+        ));
+    }
+    let lb = Balancer::default();
+    lb.0.lock().unwrap().0 = instances.iter().map(|i| i.as_ref().unwrap().addr).collect();
+    let c = client();
+    let first = relay_common::TestServer::external(instances[0].as_ref().unwrap().addr);
+    // Ten records, each with its owner; 200 devices, 20 per record, each
+    // with its own session.
+    let mut owners = Vec::new();
+    for _ in 0..RECORDS {
+        let owner = relay_common::new_device(&c, &first, "owner").await;
+        let rid = relay_common::register(&c, &first, &owner).await;
+        owners.push((owner, rid));
+    }
+    let mut devices = Vec::new();
+    for d in 0..DEVICES {
+        let (owner, rid) = &owners[d % RECORDS];
+        let s = relay_common::TestServer::external(lb.next());
+        let ch: satchel_protocol::wire::ChallengeResponse = c
+            .post(s.url("/v1/auth/challenge"))
+            .json(&satchel_protocol::wire::ChallengeRequest {
+                identity: owner.identity.id(),
+            })
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tok: satchel_protocol::wire::TokenResponse = c
+            .post(s.url("/v1/auth/token"))
+            .json(&satchel_protocol::wire::TokenRequest::sign(
+                &owner.identity,
+                &ch.challenge,
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let heard = std::sync::Arc::new(std::sync::Mutex::new(Heard::default()));
+        let task = tokio::spawn(device(
+            lb.clone(),
+            *rid,
+            tok.token,
+            std::sync::Arc::clone(&heard),
+            0x9E37_79B9_7F4A_7C15 ^ (d as u64 + 1),
+        ));
+        devices.push((d % RECORDS, heard, task));
+    }
+
+    // The pusher: round-robin over records and sections through the
+    // balancer, retrying through the next instance when one is down.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sealed: Vec<(
+        String,
+        satchel_protocol::ids::RecordId,
+        Vec<(String, Vec<u8>)>,
+    )> = owners
+        .iter()
+        .map(|(o, rid)| {
+            let envs = (0..400u64)
+                .map(|n| {
+                    let per = SECTIONS.len() as u64;
+                    let section = SECTIONS[usize::try_from(n % per).unwrap()];
+                    // Each section's author sequence runs 1, 2, 3, ...
+                    let env = relay_common::seal(&o.identity, *rid, section, n / per + 1, b"x");
+                    (section.to_owned(), env.to_bytes())
+                })
+                .collect();
+            (o.token.clone(), *rid, envs)
+        })
+        .collect();
+    let pusher = {
+        let (lb, stop) = (lb.clone(), stop.clone());
+        tokio::spawn(async move {
+            let c = client();
+            let mut pushed = std::collections::HashMap::<(usize, String), u64>::new();
+            let mut step = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && step < RECORDS * 400 {
+                let r = step % RECORDS;
+                let (token, rid, envs) = &sealed[r];
+                let (section, bytes) = &envs[step / RECORDS];
+                loop {
+                    let addr = lb.next();
+                    let resp = c
+                        .post(format!(
+                            "http://{addr}/v1/records/{rid}/sections/{section}/envelopes"
+                        ))
+                        .bearer_auth(token)
+                        .json(&serde_json::json!({ "envelopes": [relay_common::b64(bytes)] }))
+                        .send()
+                        .await;
+                    if let Ok(resp) = resp {
+                        let status = resp.status().as_u16();
+                        assert!(
+                            status == 200 || status >= 500,
+                            "upload refused: {status} {}",
+                            resp.text().await.unwrap_or_default()
+                        );
+                        if status == 200 {
+                            let body: Value = resp.json().await.unwrap();
+                            let seq = body["accepted"][0]["seq"].as_u64().unwrap();
+                            let e = pushed.entry((r, section.clone())).or_default();
+                            *e = (*e).max(seq);
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                step += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            pushed
+        })
+    };
+
+    // Restart the instances one by one while changes are pushed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..INSTANCES {
+        let old = instances[i].take().unwrap();
+        old.terminate().await;
+        let log = dir.path().join(format!("relay{i}-1.log"));
+        let new = Instance::start(&args, "127.0.0.1:0", log).await.unwrap();
+        lb.set(i, new.addr);
+        instances[i] = Some(new);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pushed = pusher.await.unwrap();
+    assert!(
+        pushed.len() >= RECORDS * 2,
+        "too few pushes: {}",
+        pushed.len()
+    );
+
+    // Every device ends with every change, with no manual sync.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing: Vec<usize> = devices
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, heard, _))| {
+                let h = heard.lock().unwrap();
+                pushed
+                    .iter()
+                    .filter(|((pr, _), _)| pr == r)
+                    .any(|((_, sec), seq)| h.newest.get(sec) != Some(seq))
+            })
+            .map(|(d, _)| d)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {DEVICES} devices missed changes, e.g. device {}",
+            missing.len(),
+            missing[0]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The restarting instances told their subscribers to reconnect.
+    let restarts: usize = devices
+        .iter()
+        .map(|(_, h, _)| {
+            h.lock()
+                .unwrap()
+                .closes
+                .iter()
+                .filter(|c| **c == 1012)
+                .count()
+        })
+        .sum();
+    assert!(restarts >= DEVICES / 2, "only {restarts} closes with 1012");
+    for (_, _, task) in devices {
+        task.abort();
+    }
+    for inst in instances.into_iter().flatten() {
+        inst.terminate().await;
+    }
+    pg_drop_schema(&url, &schema).await;
+}

@@ -4,8 +4,10 @@
 //! sharing the database; access is re-checked per frame, and a revoked or
 //! expired member, or one whose sessions an owner device ended, is closed
 //! with 1008),
-//! plus a ping every 20 s. A subscriber too slow to keep up, or a relay
-//! shutting down, gets a close frame; clients reconnect and read the feed.
+//! plus a ping every 20 s. A subscriber too slow to keep up gets 1013, a
+//! relay shutting down sends 1012 (service restart); clients reconnect
+//! (with jitter, to whichever instance the load balancer picks) and read
+//! the feed.
 
 use std::time::Duration;
 
@@ -32,8 +34,9 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// always checked).
 pub const ACCESS_RECHECK: Duration = Duration::from_secs(1);
 
-/// Close code: going away (shutdown).
-const GOING_AWAY: u16 = 1001;
+/// Close code: service restart (this instance is shutting down; reconnect,
+/// through the load balancer to another instance, and read the feed).
+pub const SERVICE_RESTART: u16 = 1012;
 /// Close code: try again later (subscriber fell behind).
 const TRY_AGAIN_LATER: u16 = 1013;
 /// Close code: policy violation (the caller's access was revoked or expired).
@@ -84,7 +87,9 @@ async fn run(
     };
     loop {
         if *shutdown.borrow() {
-            let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+            let _ = socket
+                .send(close(SERVICE_RESTART, "relay restarting; reconnect"))
+                .await;
             break;
         }
         tokio::select! {
@@ -131,7 +136,7 @@ async fn run(
                     break;
                 }
                 Err(RecvError::Closed) => {
-                    let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+                    let _ = socket.send(close(SERVICE_RESTART, "relay restarting; reconnect")).await;
                     break;
                 }
             },
@@ -155,13 +160,13 @@ async fn run(
                     break;
                 }
                 Err(RecvError::Closed) => {
-                    let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+                    let _ = socket.send(close(SERVICE_RESTART, "relay restarting; reconnect")).await;
                     break;
                 }
             },
             res = shutdown.changed() => {
                 if res.is_err() {
-                    let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+                    let _ = socket.send(close(SERVICE_RESTART, "relay restarting; reconnect")).await;
                     break;
                 }
             }

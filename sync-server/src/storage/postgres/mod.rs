@@ -143,8 +143,12 @@ impl PostgresStorage {
             closed: AtomicBool::new(false),
         };
         let (ready_tx, ready_rx) = oneshot::channel();
+        // Named so an operator (or a test) can find this connection in
+        // pg_stat_activity.
+        let mut listen_config = config.clone();
+        listen_config.application_name(format!("satchel-sync listen {channel}"));
         let handle = tokio::spawn(listen_loop(
-            config,
+            listen_config,
             channel,
             storage.changes.clone(),
             Arc::clone(&storage.listening),
@@ -228,6 +232,13 @@ async fn migrate(config: &tokio_postgres::Config, schema: Option<&str>) -> Resul
 }
 
 /// Keep one connection LISTENing; forward notices to `tx`.
+///
+/// Notices sent while the connection is down are lost by PostgreSQL, so
+/// every (re)connection, once `LISTEN` is in force, reads the newest seq
+/// stored (the watermark); a reconnection then announces every section
+/// whose newest envelope is after the previous watermark (a catch-up:
+/// a notice is a hint to pull, so announcing one twice is harmless, and
+/// anything committed after `LISTEN` arrives as a notice).
 async fn listen_loop(
     config: tokio_postgres::Config,
     channel: String,
@@ -236,6 +247,7 @@ async fn listen_loop(
     mut ready: Option<oneshot::Sender<()>>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut watermark: Option<Seq> = None;
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut conn)) => {
@@ -253,23 +265,30 @@ async fn listen_loop(
                         }
                     }
                 });
-                if client
-                    .batch_execute(&format!("LISTEN {channel}"))
-                    .await
-                    .is_ok()
-                {
-                    backoff = Duration::from_millis(100);
-                    listening.store(true, Ordering::Release);
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                    while let Some(payload) = nrx.recv().await {
-                        if let Some(change) = parse_notice(&payload) {
-                            let _ = tx.send(change);
+                let listened = client.batch_execute(&format!("LISTEN {channel}")).await;
+                let caught_up = match listened {
+                    Ok(()) => catch_up(&client, &tx, watermark).await,
+                    Err(e) => Err(e.into()),
+                };
+                match caught_up {
+                    Ok(newest) => {
+                        watermark = Some(newest);
+                        backoff = Duration::from_millis(100);
+                        listening.store(true, Ordering::Release);
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
                         }
+                        while let Some(payload) = nrx.recv().await {
+                            if let Some(change) = parse_notice(&payload) {
+                                let _ = tx.send(change);
+                            }
+                        }
+                        listening.store(false, Ordering::Release);
+                        tracing::warn!("change-notification connection lost; reconnecting");
                     }
-                    listening.store(false, Ordering::Release);
-                    tracing::warn!("change-notification connection lost; reconnecting");
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN for change notifications");
+                    }
                 }
                 driver.abort();
             }
@@ -280,6 +299,43 @@ async fn listen_loop(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// With `LISTEN` in force: read the newest seq stored and, after a
+/// reconnection (`since` = the previous watermark), announce every section
+/// changed after `since`. Returns the new watermark.
+async fn catch_up(
+    client: &tokio_postgres::Client,
+    tx: &broadcast::Sender<Change>,
+    since: Option<Seq>,
+) -> Result<Seq> {
+    let newest: Seq = client
+        .query_one("SELECT COALESCE(max(seq), 0) FROM envelopes", &[])
+        .await?
+        .try_get(0)?;
+    if let Some(since) = since {
+        let rows = client
+            .query(
+                "SELECT record_id, section, max_seq FROM sections WHERE max_seq > $1",
+                &[&since],
+            )
+            .await?;
+        let mut announced = 0usize;
+        for row in rows {
+            let change = Change {
+                record: record_id(&row.try_get::<_, Vec<u8>>(0)?)?,
+                section: row.try_get(1)?,
+                seq: row.try_get(2)?,
+            };
+            let _ = tx.send(change);
+            announced += 1;
+        }
+        tracing::info!(
+            announced,
+            "change notifications reconnected; announced the sections changed meanwhile"
+        );
+    }
+    Ok(newest)
 }
 
 fn notice(change: &Change) -> String {

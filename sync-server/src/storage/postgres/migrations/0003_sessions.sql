@@ -1,3 +1,4 @@
+-- Schema 3: session revocation, and the LISTEN catch-up index.
 -- Session revocation: an owner device ends every token of an identity.
 -- The tokens go at once; the revocation row tells every relay instance
 -- (each polls this table) to drop the identity from its token cache and
@@ -12,3 +13,7 @@ CREATE TABLE session_revocations (
     expires_at_ms BIGINT NOT NULL
 );
 CREATE INDEX session_revocations_by_time ON session_revocations (at_ms);
+
+-- The catch-up after the LISTEN connection reconnects reads the sections
+-- changed after a sequence number.
+CREATE INDEX sections_by_max_seq ON sections (max_seq);
