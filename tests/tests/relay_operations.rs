@@ -806,3 +806,54 @@ async fn rolling_restart_loses_no_push() {
     }
     pg_drop_schema(&url, &schema).await;
 }
+
+#[test]
+fn cli_end_sessions_ends_a_devices_sessions() {
+    // The owner's home syncs (a session), then ends every session of its
+    // own identity through the CLI: the relay counts the session it ended,
+    // and a stranger's id is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let relay = satchel_tests::Relay::start(&dir.path().join("relay"));
+    let home = dir.path().join("phone");
+    let pass = "ops test passphrase";
+    satchel_tests::run(
+        satchel_tests::satchel(&home, pass).args(["init", "--name", "Test Patient"]),
+        true,
+    );
+    satchel_tests::run(
+        satchel_tests::satchel(&home, pass).args(["sync", "--server", &relay.url()]),
+        true,
+    );
+    let who = satchel_tests::run(
+        satchel_tests::satchel(&home, pass).args(["whoami", "--json"]),
+        true,
+    );
+    let who: Value = serde_json::from_slice(&who.stdout).unwrap();
+    let id = who["identity"]["signing_key"].as_str().unwrap().to_owned();
+    let out = satchel_tests::run(
+        satchel_tests::satchel(&home, pass).args([
+            "end-sessions",
+            "--server",
+            &relay.url(),
+            "--identity",
+            &id,
+        ]),
+        true,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The sync's session and the one end-sessions logged in with.
+    assert!(text.contains("Ended 2 session(s)"), "{text}");
+    let stranger = "ab".repeat(32);
+    let out = satchel_tests::run(
+        satchel_tests::satchel(&home, pass).args([
+            "end-sessions",
+            "--server",
+            &relay.url(),
+            "--identity",
+            &stranger,
+        ]),
+        false,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a member"), "{err}");
+}

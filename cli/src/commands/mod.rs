@@ -10,6 +10,7 @@ pub mod list;
 pub mod nearby;
 pub mod provider;
 pub mod serve;
+pub mod sessions;
 pub mod share;
 pub mod sync;
 pub mod wearables;
