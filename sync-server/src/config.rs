@@ -25,6 +25,10 @@ pub struct Config {
     /// Serve plain HTTP on a non-loopback address anyway
     /// (`--insecure-plain-http`: something else encrypts the network).
     pub insecure_plain_http: bool,
+    /// Hand each change only to its record's subscribers (default). `false`
+    /// (`--fanout-scan`) is the earlier path, kept for benchmarks: every
+    /// subscriber reads every change.
+    pub fanout_index: bool,
 }
 
 impl Config {
@@ -37,6 +41,7 @@ impl Config {
             connections: ConnectionLimits::default(),
             tls: None,
             insecure_plain_http: false,
+            fanout_index: true,
         }
     }
 }

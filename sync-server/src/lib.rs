@@ -113,7 +113,17 @@ where
     )?;
     let tls = config.tls.as_ref().map(net::tls::acceptor).transpose()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = api::AppState::new(Arc::clone(&storage), config.limits, config.rate, stop_rx);
+    let state = api::AppState::new(
+        Arc::clone(&storage),
+        config.limits,
+        config.rate,
+        stop_rx,
+        config.fanout_index,
+    );
+    let fanout = tokio::spawn(api::fanout::run(
+        Arc::clone(&state.fanout),
+        storage.subscribe(),
+    ));
     let app = api::router(state.clone());
 
     let purge_state = state.clone();
@@ -127,6 +137,7 @@ where
             }
             purge_state.tokens.prune(now);
             purge_state.limiters.prune();
+            purge_state.fanout.prune();
         }
     });
 
@@ -140,6 +151,7 @@ where
     .await;
     purge.abort();
     revocations.abort();
+    fanout.abort();
     storage.close().await;
     tracing::info!("storage closed");
     Ok(())

@@ -89,6 +89,10 @@ struct Args {
     /// raised to the hard limit at start-up).
     #[arg(long)]
     keep_fd_limit: bool,
+    /// Benchmarks only: the fan-out before the subscriber index (every
+    /// WebSocket reads every change and skips other records').
+    #[arg(long, hide = true)]
+    fanout_scan: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. `warn` for benchmarks.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -139,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
         insecure_plain_http: args.insecure_plain_http,
+        fanout_index: !args.fanout_scan,
     };
     satchel_sync_server::net::check_listen(
         args.listen,

@@ -498,6 +498,14 @@ async fn listen_reconnect_catches_up() {
     pg_drop_schema(&url, &schema).await;
 }
 
+/// A record's owner token, its id, and its envelopes to push (section,
+/// bytes) in order.
+type Sealed = (
+    String,
+    satchel_protocol::ids::RecordId,
+    Vec<(String, Vec<u8>)>,
+);
+
 /// The addresses behind the "load balancer": a device connects to the
 /// next one in turn (an instance being restarted refuses, so it moves on).
 #[derive(Clone, Default)]
@@ -677,11 +685,7 @@ async fn rolling_restart_loses_no_push() {
     // The pusher: round-robin over records and sections through the
     // balancer, retrying through the next instance when one is down.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sealed: Vec<(
-        String,
-        satchel_protocol::ids::RecordId,
-        Vec<(String, Vec<u8>)>,
-    )> = owners
+    let sealed: Vec<Sealed> = owners
         .iter()
         .map(|(o, rid)| {
             let envs = (0..400u64)
@@ -742,13 +746,13 @@ async fn rolling_restart_loses_no_push() {
 
     // Restart the instances one by one while changes are pushed.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for i in 0..INSTANCES {
-        let old = instances[i].take().unwrap();
+    for (i, slot) in instances.iter_mut().enumerate() {
+        let old = slot.take().unwrap();
         old.terminate().await;
         let log = dir.path().join(format!("relay{i}-1.log"));
         let new = Instance::start(&args, "127.0.0.1:0", log).await.unwrap();
         lb.set(i, new.addr);
-        instances[i] = Some(new);
+        *slot = Some(new);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -856,4 +860,194 @@ fn cli_end_sessions_ends_a_devices_sessions() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a member"), "{err}");
+}
+
+/// `satchel_subscriber_wakeups_total` from `/metrics`.
+async fn wakeups(c: &reqwest::Client, s: &relay_common::TestServer) -> u64 {
+    let text = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("satchel_subscriber_wakeups_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("satchel_subscriber_wakeups_total in /metrics")
+}
+
+/// 40 subscribers on record A, 2 on record B, 10 changes to B: with the
+/// record index only B's subscribers are woken (20); the scan path that
+/// the index replaced wakes all 42 per change (420).
+async fn fanout_work(indexed: bool) -> u64 {
+    let mut s = relay_common::TestServer::start(|c| {
+        c.fanout_index = indexed;
+        c.rate.per_second = 0;
+        c.rate.auth_per_second = 0;
+    })
+    .await;
+    let c = client();
+    let a_owner = relay_common::new_device(&c, &s, "a").await;
+    let b_owner = relay_common::new_device(&c, &s, "b").await;
+    let a = relay_common::register(&c, &s, &a_owner).await;
+    let b = relay_common::register(&c, &s, &b_owner).await;
+    let mut sockets = Vec::new();
+    for (rid, token, n) in [(a, &a_owner.token, 40), (b, &b_owner.token, 2)] {
+        for _ in 0..n {
+            let (ws, _) = tokio_tungstenite::connect_async(format!(
+                "ws://{}/v1/records/{rid}/subscribe?token={token}",
+                s.addr
+            ))
+            .await
+            .unwrap();
+            sockets.push((rid, ws));
+        }
+    }
+    let before = wakeups(&c, &s).await;
+    for n in 1..=10 {
+        let env = relay_common::seal(&b_owner.identity, b, "vitals", n, b"x").to_bytes();
+        let (st, body) = relay_common::upload(&c, &s, &b_owner, b, "vitals", &[env]).await;
+        assert_eq!(st, 200, "{body}");
+    }
+    // B's subscribers hear of the changes.
+    for (rid, ws) in sockets.iter_mut() {
+        if *rid == b {
+            assert!(next_frame(ws, "vitals", Duration::from_secs(10))
+                .await
+                .is_some());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let work = wakeups(&c, &s).await - before;
+    drop(sockets);
+    s.stop().await.unwrap();
+    work
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_wakes_only_the_changed_records_subscribers() {
+    assert_eq!(fanout_work(true).await, 2 * 10);
+    assert_eq!(
+        fanout_work(false).await,
+        42 * 10,
+        "the scan path wakes everyone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_online_backup_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let backup = dir.path().join("backup.db");
+    let args = |db: &std::path::Path| {
+        vec![
+            "--db".to_owned(),
+            db.display().to_string(),
+            "--rate-per-sec".into(),
+            "0".into(),
+        ]
+    };
+    let live = Instance::start(&args(&db), "127.0.0.1:0", dir.path().join("live.log"))
+        .await
+        .unwrap();
+    let s = relay_common::TestServer::external(live.addr);
+    let c = client();
+    let owner = relay_common::new_device(&c, &s, "owner").await;
+    let rid = relay_common::register(&c, &s, &owner).await;
+    let envs: Vec<Vec<u8>> = (1..=2000u64)
+        .map(|n| relay_common::seal(&owner.identity, rid, "vitals", n, b"x").to_bytes())
+        .collect();
+    // A writer streams uploads, one envelope each, and notes what the
+    // relay acknowledged.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (acked, stop, envs, token) = (
+            acked.clone(),
+            stop.clone(),
+            envs.clone(),
+            owner.token.clone(),
+        );
+        let url = s.url(&format!("/v1/records/{rid}/sections/vitals/envelopes"));
+        tokio::spawn(async move {
+            let c = client();
+            for (i, env) in envs.iter().enumerate() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let r = c
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({ "envelopes": [relay_common::b64(env)] }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                *acked.lock().unwrap() = i + 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The online backup, while uploads keep arriving.
+    let before = *acked.lock().unwrap();
+    assert!(before > 0);
+    let (src, dst) = (db.clone(), backup.clone());
+    tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(&src).unwrap();
+        conn.execute("VACUUM INTO ?1", [dst.display().to_string()])
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let after = *acked.lock().unwrap();
+    assert!(after > before, "uploads stalled during the backup");
+    live.terminate().await;
+
+    // A relay on the backup serves every envelope acknowledged before the
+    // backup began, byte for byte, in order.
+    let restored = Instance::start(
+        &args(&backup),
+        "127.0.0.1:0",
+        dir.path().join("restored.log"),
+    )
+    .await
+    .unwrap();
+    let r = relay_common::TestServer::external(restored.addr);
+    assert_eq!(get(&c, &r.url("/v1/ready")).await.0, 200);
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut after_seq = 0u64;
+    loop {
+        let (st, page) = relay_common::get_json(
+            &c,
+            &r,
+            &owner,
+            &format!("/v1/records/{rid}/sections/vitals/envelopes?after={after_seq}&limit=1000"),
+        )
+        .await;
+        assert_eq!(st, 200, "{page}");
+        for e in page["envelopes"].as_array().unwrap() {
+            got.push(relay_common::unb64(e["envelope"].as_str().unwrap()));
+        }
+        after_seq = page["next"].as_u64().unwrap();
+        if !page["more"].as_bool().unwrap() {
+            break;
+        }
+    }
+    assert!(
+        got.len() >= before,
+        "the backup lost acknowledged envelopes: {} of {before}",
+        got.len()
+    );
+    assert!(got.len() <= after);
+    assert_eq!(
+        got[..],
+        envs[..got.len()],
+        "the backup is not a prefix of the log"
+    );
+    restored.terminate().await;
 }

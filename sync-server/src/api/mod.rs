@@ -7,7 +7,8 @@
 //!   the per-route access checks.
 //! - [`audit`]: the pull/push audit trail.
 //! - [`envelopes`]: upload (with [`verify`]), pull, snapshot, feed.
-//! - [`subscribe`]: the WebSocket push channel.
+//! - [`subscribe`]: the WebSocket push channel; [`fanout`]: changes handed
+//!   to the subscribers of their record only.
 //! - [`links`]: invite / device-link mailboxes.
 //! - [`ops`]: health, metrics, the OpenAPI document (generated from
 //!   `satchel_protocol::wire`, where every route's method, path and bodies
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod envelopes;
 pub mod error;
 pub mod extract;
+pub mod fanout;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod links;
@@ -73,6 +75,8 @@ pub struct Shared {
     pub members: records::MembersCache,
     /// Identities whose sessions were just revoked (WebSockets listen).
     pub revoked: tokio::sync::broadcast::Sender<IdentityId>,
+    /// Subscribers indexed by record.
+    pub fanout: Arc<fanout::Fanout>,
 }
 
 impl Deref for AppState {
@@ -89,6 +93,7 @@ impl AppState {
         limits: Limits,
         rate: crate::config::RateLimit,
         shutdown: watch::Receiver<bool>,
+        fanout_index: bool,
     ) -> Self {
         AppState(Arc::new(Shared {
             storage,
@@ -99,6 +104,7 @@ impl AppState {
             shutdown,
             members: records::MembersCache::default(),
             revoked: tokio::sync::broadcast::channel(REVOKED_CHANNEL_CAPACITY).0,
+            fanout: Arc::new(fanout::Fanout::new(fanout_index)),
         }))
     }
 

@@ -58,7 +58,7 @@ pub(super) async fn subscribe(
     require_member(&state, record, caller).await?;
     let ws = ws.map_err(|_| ApiError::bad("expected a WebSocket upgrade request"))?;
     // Subscribe before answering so nothing stored after the upgrade is missed.
-    let changes = state.storage.subscribe();
+    let changes = state.fanout.subscribe(&*state.storage, record);
     // The connection's slot stays taken for as long as the socket is open.
     Ok(ws.on_upgrade(move |socket| async move {
         run(socket, state, record, caller, changes).await;
@@ -94,7 +94,7 @@ async fn run(
         }
         tokio::select! {
             change = changes.recv() => match change {
-                Ok(c) if c.record == record => {
+                Ok(c) if { state.metrics.subscriber_woken(); c.record == record } => {
                     // Access is checked per frame: a revoked or expired
                     // member is disconnected, unreadable sections are
                     // skipped. The grant is looked up again at most every
@@ -129,6 +129,7 @@ async fn run(
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }
+                    state.metrics.push_frame();
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
@@ -136,7 +137,8 @@ async fn run(
                     break;
                 }
                 Err(RecvError::Closed) => {
-                    let _ = socket.send(close(SERVICE_RESTART, "relay restarting; reconnect")).await;
+                    // The fan-out fell behind (or the relay is stopping).
+                    let _ = socket.send(close(TRY_AGAIN_LATER, "reconnect and read the feed")).await;
                     break;
                 }
             },
