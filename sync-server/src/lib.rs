@@ -21,7 +21,13 @@
 //! (`--tls-cert`, `--tls-key`; plain HTTP is refused off loopback unless
 //! `--insecure-plain-http`). Operating it: `docs/relay-operations.md`.
 //! SIGTERM / SIGINT stop accepting, finish in-flight requests, close
-//! WebSockets and flush the SQLite writer.
+//! WebSockets with 1012 (service restart: reconnect elsewhere) and flush
+//! the SQLite writer. `/v1/health` says the process is alive, `/v1/ready`
+//! whether it should get traffic (database, migrations, `LISTEN`, not
+//! draining). Several instances on PostgreSQL start together safely
+//! (migrations under an advisory lock), honour session revocations within
+//! a second (each polls them), and hand each change only to its record's
+//! subscribers (`api::fanout`).
 //!
 //! ## Layout
 //!
