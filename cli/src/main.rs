@@ -105,6 +105,8 @@ enum Command {
     Replica(commands::replica::Command),
     /// Take access back (all, or some sections); rotates the keys.
     Revoke(commands::share::RevokeArgs),
+    /// End every relay session of a member or device at once (owner device).
+    EndSessions(commands::sessions::Args),
     /// Make a recovery key to write down.
     RecoveryKey(commands::share::RecoveryKeyArgs),
     /// Restore the record on a new device from the relay with a recovery key.
@@ -182,6 +184,7 @@ fn main() -> ExitCode {
         Command::Grants(args) => commands::share::run_grants(cli.home, args),
         Command::Revoke(args) => commands::share::run_revoke(cli.home, args),
         Command::Replica(command) => commands::replica::run(cli.home, command),
+        Command::EndSessions(args) => commands::sessions::run(cli.home, args),
         Command::RecoveryKey(args) => commands::share::run_recovery_key(cli.home, args),
         Command::Restore(args) => commands::share::run_restore(cli.home, args),
         Command::Audit(args) => commands::share::run_audit(cli.home, args),

@@ -31,6 +31,10 @@ pub struct Config {
     /// Upstream relays to replicate with (`--upstream`; needs an
     /// identity).
     pub upstreams: Vec<UpstreamConfig>,
+    /// Hand each change only to its record's subscribers (default). `false`
+    /// (`--fanout-scan`) is the earlier path, kept for benchmarks: every
+    /// subscriber reads every change.
+    pub fanout_index: bool,
 }
 
 /// One upstream relay: its address and the certificates its must chain to.
@@ -75,6 +79,7 @@ impl Config {
             insecure_plain_http: false,
             identity: None,
             upstreams: Vec::new(),
+            fanout_index: true,
         }
     }
 }

@@ -21,7 +21,13 @@
 //! (`--tls-cert`, `--tls-key`; plain HTTP is refused off loopback unless
 //! `--insecure-plain-http`). Operating it: `docs/relay-operations.md`.
 //! SIGTERM / SIGINT stop accepting, finish in-flight requests, close
-//! WebSockets and flush the SQLite writer.
+//! WebSockets with 1012 (service restart: reconnect elsewhere) and flush
+//! the SQLite writer. `/v1/health` says the process is alive, `/v1/ready`
+//! whether it should get traffic (database, migrations, `LISTEN`, not
+//! draining). Several instances on PostgreSQL start together safely
+//! (migrations under an advisory lock), honour session revocations within
+//! a second (each polls them), and hand each change only to its record's
+//! subscribers (`api::fanout`).
 //!
 //! ## Layout
 //!
@@ -133,10 +139,20 @@ where
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let replicator_stop = stop_rx.clone();
-    let state = api::AppState::new(Arc::clone(&storage), config.limits, config.rate, stop_rx);
+    let state = api::AppState::new(
+        Arc::clone(&storage),
+        config.limits,
+        config.rate,
+        stop_rx,
+        config.fanout_index,
+    );
     if let Some(identity) = &identity {
         state.set_identity(identity.card().clone());
     }
+    let fanout = tokio::spawn(api::fanout::run(
+        Arc::clone(&state.fanout),
+        storage.subscribe(),
+    ));
     let app = api::router(state.clone());
 
     let mut replicators = Vec::new();
@@ -167,8 +183,11 @@ where
             }
             purge_state.tokens.prune(now);
             purge_state.limiters.prune();
+            purge_state.fanout.prune();
         }
     });
+
+    let revocations = tokio::spawn(api::auth::watch_revocations(state.clone()));
 
     net::serve(listener, app, state, config.connections, tls, async move {
         shutdown.await;
@@ -177,6 +196,8 @@ where
     })
     .await;
     purge.abort();
+    revocations.abort();
+    fanout.abort();
     for r in replicators {
         let _ = r.await;
     }

@@ -115,6 +115,10 @@ struct Args {
     /// raised to the hard limit at start-up).
     #[arg(long)]
     keep_fd_limit: bool,
+    /// Benchmarks only: the fan-out before the subscriber index (every
+    /// WebSocket reads every change and skips other records').
+    #[arg(long, hide = true)]
+    fanout_scan: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. `warn` for benchmarks.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -175,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         insecure_plain_http: args.insecure_plain_http,
         identity,
         upstreams: Vec::new(),
+        fanout_index: !args.fanout_scan,
     };
     let mut config = config;
     if !args.upstream.is_empty() {
@@ -208,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = satchel_sync_server::net::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -219,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, scheme, storage = storage.kind(), "satchel-sync listening");
-    satchel_sync_server::serve_with_storage(storage, config, listener, shutdown_signal()).await?;
+    satchel_sync_server::serve_with_storage(storage, config, listener, shutdown).await?;
     tracing::info!("satchel-sync stopped");
     Ok(())
 }
@@ -232,24 +238,32 @@ fn seconds(secs: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
         .with_context(|| format!("{flag} takes a positive number of seconds, e.g. 10 or 0.5"))
 }
 
-async fn shutdown_signal() {
+/// The shutdown future: SIGTERM or SIGINT. The SIGTERM handler is
+/// installed here, before the relay announces its address, so a SIGTERM
+/// sent right after start-up is a clean shutdown, not the default death.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        async move {
+            match term {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

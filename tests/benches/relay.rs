@@ -7,7 +7,7 @@
 //! ```text
 //! cargo bench -p satchel-tests --bench relay              # full run (a few minutes)
 //! cargo bench -p satchel-tests --bench relay -- --quick   # CI smoke run
-//! cargo bench -p satchel-tests --bench relay -- --only raw|full|upload|push
+//! cargo bench -p satchel-tests --bench relay -- --only raw|full|upload|push|fanout
 //! cargo bench -p satchel-tests --bench relay -- --relay PATH   # another satchel-sync build
 //! ```
 //!
@@ -35,6 +35,14 @@
 //!    sync round on every push, as `satchel sync --watch` does) is timed on
 //!    a second record B of normal size (3 devices) while A's 1,000
 //!    subscribers stay connected, and, for a few rounds, on record A.
+//!
+//! 4. `fanout` (issue 21): 1,000 WebSocket subscribers on 200 records (5
+//!    sessions each), 200 uploads one every 10 ms round-robin over the
+//!    records: time from sending an upload to each notice, before
+//!    (`--fanout-scan`, every subscriber reads every change) and after the
+//!    subscriber index, on SQLite (one instance) and PostgreSQL (two
+//!    instances sharing a schema at 127.0.0.1:5432 or
+//!    `SATCHEL_TEST_DATABASE_URL`).
 //!
 //! `--quick` (CI smoke run): 1 run per shape, 500 changes through the full
 //! client, 1 s of uploads, 100 subscribers x 20 uploads.
@@ -1513,6 +1521,182 @@ async fn push_latency(
 
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// 4. Fan-out: push latency with 1,000 subscribers on 200 records (issue 21)
+// ---------------------------------------------------------------------------
+
+/// A `satchel-sync` child process with arbitrary storage flags (SQLite or
+/// PostgreSQL), killed on drop.
+struct OpsRelay {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl OpsRelay {
+    fn start(bin: &Path, storage: &[String], extra: &[&str]) -> OpsRelay {
+        use std::io::BufRead;
+        let mut child = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(storage)
+            .args([
+                "--rate-per-sec",
+                "0",
+                "--auth-rate-per-sec",
+                "0",
+                "--max-connections-per-ip",
+                "4096",
+                "--log",
+                "warn",
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("satchel-sync could not start");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        OpsRelay { child, addr }
+    }
+}
+
+impl Drop for OpsRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh PostgreSQL schema name and URL (the tests' local server), or
+/// `None` when none answers.
+async fn bench_pg() -> Option<String> {
+    let url = std::env::var("SATCHEL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    client.query_one("SELECT 1", &[]).await.ok()?;
+    Some(url)
+}
+
+/// 1,000 WebSocket subscribers (5 sessions on each of 200 records, spread
+/// over the instances), 200 uploads (one every 10 ms, round-robin over
+/// records and instances): the time from sending an upload to each of its
+/// record's subscribers receiving the notice.
+async fn fanout_latency(
+    instances: &[OpsRelay],
+    records: usize,
+    per_record: usize,
+    uploads: usize,
+) -> (Vec<f64>, usize, String) {
+    let bases: Vec<String> = instances
+        .iter()
+        .map(|r| format!("http://{}", r.addr))
+        .collect();
+    let https: Vec<Http> = bases.iter().map(|b| Http::new(b, 64)).collect();
+    let mut owners = Vec::new();
+    for r in 0..records {
+        let i = r % bases.len();
+        let owner = Identity::generate("owner", Role::PatientDevice, None).unwrap();
+        let token = login(&bases[i], &owner).await;
+        let rid = RecordId::random();
+        register(&https[i], &token, rid, &owner).await;
+        owners.push((owner, token, rid));
+    }
+    // seq -> sent time, per record; notices: (record, seq, received).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, Instant)>();
+    let mut subs = Vec::new();
+    for (r, (owner, _, rid)) in owners.iter().enumerate() {
+        for k in 0..per_record {
+            let base = &bases[(r * per_record + k) % bases.len()];
+            let token = login(base, owner).await;
+            let url = format!(
+                "{}/v1/records/{rid}/subscribe?token={token}",
+                base.replace("http://", "ws://")
+            );
+            let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let tx = tx.clone();
+            subs.push(tokio::spawn(async move {
+                let mut ws = ws;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                        let now = Instant::now();
+                        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                        if let Some(seq) = v["seq"].as_u64() {
+                            let _ = tx.send((r, seq, now));
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu0: Vec<f64> = instances
+        .iter()
+        .map(|i| cpu_seconds(i.child.id()))
+        .collect();
+    let mut sent: HashMap<(usize, u64), Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for u in 0..uploads {
+        tick.tick().await;
+        let r = u % records;
+        let (owner, token, rid) = &owners[r];
+        let n = (u / records + 1) as u64;
+        let env = Envelope::seal(
+            &SectionKey::from_bytes([42u8; 32]),
+            EnvelopeHeader {
+                record_id: *rid,
+                section: "vitals".into(),
+                epoch: 0,
+                author: owner.id(),
+                seq: n,
+            },
+            b"x",
+            owner,
+        )
+        .unwrap()
+        .to_bytes();
+        let body = serde_json::to_vec(&UploadRequest::new(&[env])).unwrap();
+        let start = Instant::now();
+        let resp: UploadResponse = https[u % bases.len()]
+            .post(
+                &wire::Upload::path(&SectionPath::new(*rid, "vitals")),
+                token,
+                body,
+            )
+            .await;
+        sent.insert((r, resp.accepted[0].seq), start);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu: f64 = instances
+        .iter()
+        .zip(&cpu0)
+        .map(|(i, c0)| cpu_seconds(i.child.id()) - c0)
+        .sum();
+    for s in &subs {
+        s.abort();
+    }
+    let mut lat = Vec::new();
+    while let Ok((r, seq, at)) = rx.try_recv() {
+        if let Some(start) = sent.get(&(r, seq)) {
+            lat.push(ms(at.duration_since(*start)));
+        }
+    }
+    let expected = uploads * per_record;
+    (
+        lat,
+        expected,
+        format!("relay CPU {cpu:.2} s for {uploads} uploads"),
+    )
+}
+
 fn main() {
     let opts = Opts::parse();
     let bin = opts.relay.clone().unwrap_or_else(relay_binary);
@@ -1697,5 +1881,71 @@ fn main() {
             ms(r.big_log_verify),
             summary(r.big_log_rounds)
         );
+    }
+    if opts.runs("fanout") {
+        let (records, per, uploads) = if opts.quick {
+            (20, 5, 40)
+        } else {
+            (200, 5, 200)
+        };
+        println!(
+            "\n== 4. Fan-out: {} WebSocket subscribers on {records} records ({per} each), \
+             {uploads} uploads (one every 10 ms); notified = upload sent to notice received ==",
+            records * per
+        );
+        let pg = rt.block_on(bench_pg());
+        for (name, extra) in [
+            (
+                "before (--fanout-scan: every subscriber reads every change)",
+                &["--fanout-scan"][..],
+            ),
+            ("after (subscribers indexed by record)", &[][..]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = vec![
+                "--db".to_owned(),
+                dir.path().join("relay.db").display().to_string(),
+            ];
+            let relays = vec![OpsRelay::start(&bin, &storage, extra)];
+            let (lat, expected, cpu) = rt.block_on(fanout_latency(&relays, records, per, uploads));
+            println!(
+                "SQLite, 1 instance, {name}: notified {} of {expected}: {}; {cpu}",
+                lat.len(),
+                summary(lat)
+            );
+            drop(relays);
+            let Some(url) = &pg else {
+                println!(
+                    "PostgreSQL, 2 instances, {name}: skipped (no database at 127.0.0.1:5432)"
+                );
+                continue;
+            };
+            let schema = format!("satchel_bench_{}", RecordId::random().to_hex());
+            let storage = vec![
+                "--database-url".to_owned(),
+                url.clone(),
+                "--pg-schema".to_owned(),
+                schema.clone(),
+            ];
+            let relays = vec![
+                OpsRelay::start(&bin, &storage, extra),
+                OpsRelay::start(&bin, &storage, extra),
+            ];
+            let (lat, expected, cpu) = rt.block_on(fanout_latency(&relays, records, per, uploads));
+            println!(
+                "PostgreSQL, 2 instances, {name}: notified {} of {expected}: {}; {cpu}",
+                lat.len(),
+                summary(lat)
+            );
+            drop(relays);
+            rt.block_on(async {
+                if let Ok((c, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .await;
+                }
+            });
+        }
     }
 }

@@ -587,7 +587,7 @@ async fn websocket_receives_changed_after_upload() {
         .unwrap();
     assert!(text.contains("satchel_subscribers 1"), "{text}");
 
-    // Shutdown closes the socket with a close frame.
+    // Shutdown closes the socket with 1012 (service restart: reconnect elsewhere).
     s.stop().await.unwrap();
     let end = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -602,7 +602,7 @@ async fn websocket_receives_changed_after_upload() {
     })
     .await
     .unwrap();
-    assert_eq!(end, Some(1001));
+    assert_eq!(end, Some(1012));
     let _ = ws.close(None).await;
 }
 

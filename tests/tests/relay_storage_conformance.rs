@@ -984,3 +984,121 @@ async fn storage_sqlite_upgrades_from_schema_1() {
     assert_eq!(s.audit(rid, 0, 10).await.unwrap().len(), 1);
     s.close().await;
 }
+
+// ----- checks with one named test per backend -----
+
+/// Run `check` on a fresh storage of `backend` (`sqlite` or `postgres`);
+/// PostgreSQL: a fresh schema, dropped afterwards (fail under CI without a
+/// database).
+async fn on_backend<F, Fut>(backend: &str, test: &str, check: F)
+where
+    F: FnOnce(Arc<dyn Storage>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    match backend {
+        "sqlite" => {
+            let dir = tempfile::tempdir().unwrap();
+            let s: Arc<dyn Storage> = Arc::new(
+                satchel_sync_server::storage::sqlite::SqliteStorage::open(
+                    &dir.path().join("relay.db"),
+                )
+                .unwrap(),
+            );
+            check(Arc::clone(&s)).await;
+            s.close().await;
+        }
+        _ => {
+            let Some((url, schema)) = common::pg_test_schema().await else {
+                common::pg_unreachable(test);
+                return;
+            };
+            let s: Arc<dyn Storage> = Arc::new(
+                satchel_sync_server::storage::postgres::PostgresStorage::open(&url, Some(&schema))
+                    .await
+                    .unwrap(),
+            );
+            let result = tokio::spawn(check(Arc::clone(&s))).await;
+            s.close().await;
+            common::pg_drop_schema(&url, &schema).await;
+            if let Err(e) = result {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+}
+
+/// One `#[tokio::test]` per backend for each named check.
+macro_rules! on_every_backend {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::on_backend("sqlite", stringify!($check), super::$check).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::on_backend("postgres", stringify!($check), super::$check).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    revoke_sessions_ends_every_token_of_the_identity,
+    revocations_are_listed_from_a_time_and_purged,
+);
+
+async fn revoke_sessions_ends_every_token_of_the_identity(s: Arc<dyn Storage>) {
+    let who = IdentityId::random();
+    let other = IdentityId::random();
+    s.put_token([11u8; 32], who, 10_000).await.unwrap();
+    s.put_token([12u8; 32], who, 10_000).await.unwrap();
+    s.put_token([13u8; 32], other, 10_000).await.unwrap();
+    assert_eq!(s.revoke_sessions(who, 100).await.unwrap(), 2);
+    assert_eq!(s.token([11u8; 32], 200).await.unwrap(), None);
+    assert_eq!(s.token([12u8; 32], 200).await.unwrap(), None);
+    assert_eq!(
+        s.token([13u8; 32], 200).await.unwrap(),
+        Some((other, 10_000)),
+        "another identity's session is untouched"
+    );
+    // Revoking again ends nothing more, and is still recorded.
+    assert_eq!(s.revoke_sessions(who, 150).await.unwrap(), 0);
+    // A token issued after the revocation works (the identity logged in
+    // again: revocation is of sessions, not of membership).
+    s.put_token([14u8; 32], who, 10_000).await.unwrap();
+    assert_eq!(s.token([14u8; 32], 200).await.unwrap(), Some((who, 10_000)));
+}
+
+async fn revocations_are_listed_from_a_time_and_purged(s: Arc<dyn Storage>) {
+    let a = IdentityId::random();
+    let b = IdentityId::random();
+    s.revoke_sessions(a, 1_000).await.unwrap();
+    s.revoke_sessions(b, 2_000).await.unwrap();
+    let all = s.revocations_since(0).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.identity, r.at_ms))
+            .collect::<Vec<_>>(),
+        vec![(a, 1_000), (b, 2_000)]
+    );
+    assert!(all[0].seq < all[1].seq, "positions increase");
+    let recent = s.revocations_since(1_500).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].identity, b);
+    let keep = satchel_sync_server::storage::REVOCATION_KEEP_MS;
+    s.purge_expired(1_000 + keep).await.unwrap();
+    assert_eq!(
+        s.revocations_since(0).await.unwrap().len(),
+        1,
+        "the older one is purged"
+    );
+    s.purge_expired(2_000 + keep).await.unwrap();
+    assert!(s.revocations_since(0).await.unwrap().is_empty());
+}

@@ -11,6 +11,7 @@ pub mod nearby;
 pub mod provider;
 pub mod replica;
 pub mod serve;
+pub mod sessions;
 pub mod share;
 pub mod sync;
 pub mod wearables;

@@ -243,6 +243,12 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
                     let mut changes = std::pin::pin!(changes);
                     delay = Duration::from_millis(500);
                     eprintln!("Watching for changes (Ctrl-C to stop)");
+                    // Subscribed first, then one round: nothing stored while
+                    // the channel was down is missed.
+                    profile.refresh()?;
+                    if let Ok(report) = client.sync(&mut profile).await {
+                        print_report(&profile, &report, args.json)?;
+                    }
                     loop {
                         tokio::select! {
                             _ = tokio::signal::ctrl_c() => return Ok(()),

@@ -4,6 +4,14 @@
 //! backoff while offline and stops for good when the relay refuses this
 //! device (its access was revoked) or when the app stops it.
 //!
+//! No push is lost across a reconnection: the push channel is opened
+//! first and a round runs right after, so a change stored while the
+//! channel was down is pulled by that round and one stored later is
+//! pushed. When the channel closes (a relay instance restarting closes it
+//! with 1012) the device waits a random jitter before reconnecting, so the
+//! devices of a restarting instance spread over the others instead of
+//! arriving at once.
+//!
 //! On phones this runs while the app is in the foreground; background
 //! refresh (WorkManager, BGTaskScheduler) calls `HealthRecord.sync` instead
 //! (see docs/mobile.md).
@@ -41,6 +49,18 @@ impl std::fmt::Debug for Subscription {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest random wait before reconnecting a closed push channel.
+const RECONNECT_JITTER_MS: u16 = 1000;
+
+/// A random wait in `0..RECONNECT_JITTER_MS` milliseconds.
+fn jitter() -> Duration {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 2];
+    let r = ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_or(0, |()| u16::from_le_bytes(b));
+    Duration::from_millis(u64::from(r % RECONNECT_JITTER_MS))
+}
 
 /// One round off the runtime's worker threads (the profile lock is a plain
 /// mutex held for the whole round).
@@ -111,6 +131,15 @@ async fn run(inner: Arc<Mutex<Inner>>, relay: String, listener: Arc<dyn ChangeLi
         match client.subscribe(record).await {
             Ok(stream) => {
                 let mut stream = Box::pin(stream);
+                // Catch up on what was stored while the channel was down.
+                match round(&inner, &relay).await {
+                    Ok(events) => {
+                        for e in events {
+                            listener.on_change(e);
+                        }
+                    }
+                    Err(_) => continue,
+                }
                 while stream.next().await.is_some() {
                     match round(&inner, &relay).await {
                         Ok(events) => {
@@ -123,6 +152,7 @@ async fn run(inner: Arc<Mutex<Inner>>, relay: String, listener: Arc<dyn ChangeLi
                         Err(_) => break,
                     }
                 }
+                tokio::time::sleep(jitter()).await;
             }
             Err(_) => {
                 tokio::time::sleep(backoff).await;

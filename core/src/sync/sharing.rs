@@ -455,3 +455,23 @@ pub async fn fetch_audit<S: Store>(
     }
     Ok(out)
 }
+
+/// Owner device: end every relay session (bearer token) of `identity`, a
+/// member or device of the record, at once on every relay instance.
+/// Returns how many sessions ended. The identity can log in again while it
+/// is a member: revoke its access as well to keep it out.
+pub async fn end_sessions<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+    identity: IdentityId,
+) -> Result<u64, LinkError> {
+    client.sync(profile).await?;
+    let ended = client
+        .request::<wire::RevokeSessions>(
+            &RecordPath(profile.record_id()),
+            &(),
+            Some(&wire::RevokeSessionsRequest { identity }),
+        )
+        .await?;
+    Ok(ended.revoked)
+}

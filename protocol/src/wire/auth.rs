@@ -160,3 +160,40 @@ mod tests {
         verify_signature(&id.id(), &msg, &req.signature).unwrap();
     }
 }
+
+/// End every session (bearer token) of one identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevokeSessionsRequest {
+    /// The device or member whose sessions end (64 hex characters): a
+    /// member of the record.
+    pub identity: IdentityId,
+}
+
+/// Sessions ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevokeSessionsResponse {
+    /// Tokens that were live and are now refused.
+    pub revoked: u64,
+}
+
+/// `POST /v1/records/{rid}/sessions/revoke`
+pub struct RevokeSessions;
+
+impl Endpoint for RevokeSessions {
+    const METHOD: Method = Method::Post;
+    const PATH: &'static str = "/v1/records/{rid}/sessions/revoke";
+    const SUMMARY: &'static str = "End every session of a member or device of the record";
+    const DESCRIPTION: &'static str = "An owner device of the record ends every bearer token of one of the record's members (or of one of its own devices) at once: every relay instance refuses them within a second and closes their WebSockets (1008). The identity can log in again while it holds its key and its membership: revoke its access in the access log to keep it out.";
+    const TAG: &'static str = "auth";
+    const RESPONSES: &'static [(u16, &'static str)] = &[
+        (200, "sessions ended"),
+        (403, "the caller is not an owner device of the record"),
+        (404, "no such record, or the identity is not a member"),
+    ];
+    type Path<'a> = super::RecordPath;
+    type Query = ();
+    type Request = RevokeSessionsRequest;
+    type Response = RevokeSessionsResponse;
+}

@@ -15,8 +15,8 @@
 //! Files: [`auth`] (challenge, token), [`records`] (registration, the
 //! access log, members, audit, push channel), [`envelopes`] (upload, pull,
 //! snapshot, feed), [`links`] (invite and device-link mailboxes), [`ops`]
-//! (health, metrics, the OpenAPI document), [`replication`] (the relay's
-//! own identity, for replica relays). With the `openapi` feature,
+//! (health, readiness, metrics, the OpenAPI document), [`replication`] (the
+//! relay's own identity, for replica relays). With the `openapi` feature,
 //! [`openapi`] builds the relay's OpenAPI 3.1 document from these types
 //! (utoipa; docs/adr/0008-protocol-crate.md).
 
@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{LinkId, RecordId};
 
 pub use auth::{
-    Challenge, ChallengeRequest, ChallengeResponse, Token, TokenRequest, TokenResponse, AUTH_DOMAIN,
+    Challenge, ChallengeRequest, ChallengeResponse, RevokeSessions, RevokeSessionsRequest,
+    RevokeSessionsResponse, Token, TokenRequest, TokenResponse, AUTH_DOMAIN,
 };
 pub use envelopes::{
     Accepted, Feed, FeedResponse, FeedSection, Pull, PullResponse, PulledEnvelope, PulledSnapshot,
@@ -44,7 +45,7 @@ pub use links::{
     AcceptLink, CreateLink, CreateLinkRequest, GetLink, JoinLink, LinkAck, LinkCreated,
     LinkPayload, LinkState,
 };
-pub use ops::{Health, HealthResponse, Metrics, OpenApiDocument};
+pub use ops::{Health, HealthResponse, Metrics, OpenApiDocument, Ready, ReadyResponse};
 pub use records::{
     AccessEntry, AccessResponse, AppendStatement, Audit, AuditAction, AuditEvent, AuditResponse,
     MemberEntry, MemberRole, Members, MembersResponse, PushMessage, Register, RegisterRequest,

@@ -33,6 +33,11 @@ pub fn document() -> OpenApi {
         vec![],
     );
     doc.add::<Token>(doc_body::<TokenRequest>(), json::<TokenResponse>(), vec![]);
+    doc.add::<RevokeSessions>(
+        doc_body::<RevokeSessionsRequest>(),
+        json::<RevokeSessionsResponse>(),
+        vec![],
+    );
     doc.add::<Register>(
         doc_body::<RegisterRequest>(),
         json::<RegisterResponse>(),
@@ -74,6 +79,7 @@ pub fn document() -> OpenApi {
         json::<ReplicaRecordsResponse>(),
         query::<RecordsPageQuery>(),
     );
+    doc.add::<Ready>(None, json::<ReadyResponse>(), vec![]);
     doc.add::<OpenApiDocument>(None, Success::Nothing, vec![]);
     doc.add::<Metrics>(None, Success::Nothing, vec![]);
     doc.build()
@@ -189,8 +195,8 @@ impl Doc {
             }
         }
         for (status, description) in statuses {
-            // The health check answers 503 with its own body.
-            let schema = if status < 400 || E::PATH == Health::PATH {
+            // The health and readiness checks answer 503 with their own body.
+            let schema = if status < 400 || E::PATH == Health::PATH || E::PATH == Ready::PATH {
                 success.clone()
             } else {
                 Some(error.clone())

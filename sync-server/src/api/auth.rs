@@ -3,8 +3,12 @@
 //! and the per-identity / per-IP rate limiters.
 //!
 //! Tokens are 32 random bytes sent as 64 hex characters; the storage keeps
-//! only their SHA-256. Tokens are never revoked before expiry in version 1,
-//! so an in-process cache of validated tokens is safe on every instance.
+//! only their SHA-256. Validated tokens are cached per instance. An owner
+//! device can end every session of a member at once
+//! ([`revoke_sessions`]): the tokens are deleted and a revocation row is
+//! stored, which every instance polls every [`REVOCATION_POLL`]
+//! ([`watch_revocations`]) to drop the identity from its cache and close
+//! its WebSockets, so all instances honour it within a second.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,13 +25,18 @@ use ring::rand::SecureRandom;
 use satchel_protocol::crypto::verify_signature;
 use satchel_protocol::ids::IdentityId;
 use satchel_protocol::wire::auth::signing_message;
-use satchel_protocol::wire::{ChallengeRequest, ChallengeResponse, TokenRequest, TokenResponse};
+use satchel_protocol::wire::{
+    ChallengeRequest, ChallengeResponse, RevokeSessionsRequest, RevokeSessionsResponse,
+    TokenRequest, TokenResponse,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::read_json;
+use super::extract::{read_json, record_id, P};
 use super::{AppState, RequestInfo};
 use crate::config::RateLimit;
-use crate::storage::now_ms;
+use crate::storage::{now_ms, MemberRole, Membership, Seq};
 
 /// An authenticated (and rate-checked) caller.
 #[derive(Debug, Clone, Copy)]
@@ -66,9 +75,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<IdentityId
     if let Some(id) = state.tokens.get(&hash, now) {
         return Ok(id);
     }
+    // A revocation seen while the storage answers must not be undone by
+    // caching the answer afterwards.
+    let generation = state.tokens.generation();
     match state.storage.token(hash, now).await? {
         Some((id, expires)) => {
-            state.tokens.put(hash, id, expires, now);
+            state.tokens.put(generation, hash, id, expires, now);
             Ok(id)
         }
         None => Err(ApiError::Unauthenticated("unknown or expired token")),
@@ -160,10 +172,89 @@ pub(super) async fn token(
     ))
 }
 
+/// `POST /v1/records/{rid}/sessions/revoke`: an owner device of the
+/// record ends every session of one of its members.
+pub(super) async fn revoke_sessions(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    P(rid): P<String>,
+    body: axum::body::Body,
+) -> ApiResult<Json<RevokeSessionsResponse>> {
+    let record = record_id(&rid)?;
+    let access = super::records::require_member(&state, record, caller).await?;
+    if access.role != MemberRole::OwnerDevice {
+        return Err(ApiError::Forbidden(
+            "only an owner device of the record may end sessions",
+        ));
+    }
+    let req: RevokeSessionsRequest = read_json(body, state.limits.small_body_bytes()).await?;
+    match state.storage.membership(record, req.identity).await? {
+        Membership::Member(_) => {}
+        Membership::NotMember | Membership::NoRecord => {
+            return Err(ApiError::NotFound(
+                "the identity is not a member of this record",
+            ));
+        }
+    }
+    let revoked = state
+        .storage
+        .revoke_sessions(req.identity, now_ms())
+        .await?;
+    // This instance at once; the others at their next poll.
+    state.end_sessions(req.identity);
+    tracing::info!(
+        identity = %caller.short(),
+        target = %req.identity.short(),
+        revoked,
+        "sessions revoked"
+    );
+    Ok(Json(RevokeSessionsResponse { revoked }))
+}
+
+/// How often each instance reads new session revocations.
+pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
+/// How far back each poll reads (covers commit delays and clock skew
+/// between instances).
+const REVOCATION_WINDOW_MS: i64 = 30_000;
+
+/// Poll the storage for session revocations (made on any instance) and
+/// apply each once: drop the identity's cached tokens, close its
+/// WebSockets. Runs until the relay stops.
+pub async fn watch_revocations(state: AppState) {
+    let mut seen: HashMap<Seq, i64> = HashMap::new();
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        let since = now.saturating_sub(REVOCATION_WINDOW_MS);
+        match state.storage.revocations_since(since).await {
+            Ok(rows) => {
+                failing = false;
+                for r in rows {
+                    if seen.insert(r.seq, r.at_ms).is_none() {
+                        state.end_sessions(r.identity);
+                    }
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read session revocations");
+                }
+                failing = true;
+            }
+        }
+        seen.retain(|_, at| *at >= since);
+    }
+}
+
 /// Validated tokens: hash → (identity, expiry).
 #[derive(Default)]
 pub struct TokenCache {
     map: Mutex<HashMap<[u8; 32], (IdentityId, i64)>>,
+    /// Bumped by every revocation (see [`TokenCache::put`]).
+    generation: AtomicU64,
 }
 
 const TOKEN_CACHE_MAX: usize = 100_000;
@@ -177,8 +268,17 @@ impl TokenCache {
         }
     }
 
-    fn put(&self, hash: [u8; 32], id: IdentityId, expires: i64, now: i64) {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Cache a token looked up when the cache was at `generation`; not if
+    /// a revocation came in since (the lookup may predate it).
+    fn put(&self, generation: u64, hash: [u8; 32], id: IdentityId, expires: i64, now: i64) {
         if let Ok(mut map) = self.map.lock() {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return;
+            }
             if map.len() >= TOKEN_CACHE_MAX {
                 map.retain(|_, (_, e)| *e > now);
                 if map.len() >= TOKEN_CACHE_MAX {
@@ -186,6 +286,14 @@ impl TokenCache {
                 }
             }
             map.insert(hash, (id, expires));
+        }
+    }
+
+    /// Forget every cached token of `id`.
+    pub fn forget(&self, id: IdentityId) {
+        if let Ok(mut map) = self.map.lock() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            map.retain(|_, (who, _)| *who != id);
         }
     }
 

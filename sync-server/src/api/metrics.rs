@@ -64,6 +64,8 @@ pub struct Metrics {
     rejections: [AtomicU64; 7],
     rate_limited: AtomicU64,
     subscribers: AtomicI64,
+    subscriber_wakeups: AtomicU64,
+    push_frames: AtomicU64,
     connections: AtomicI64,
     connections_shed: AtomicU64,
     connections_evicted: AtomicU64,
@@ -104,6 +106,17 @@ impl Metrics {
     /// A WebSocket subscriber connected (+1) or left (-1).
     pub fn subscribers(&self, delta: i64) {
         self.subscribers.fetch_add(delta, Relaxed);
+    }
+
+    /// A subscriber was handed a change (of its record or, with
+    /// `--fanout-scan`, of any record).
+    pub fn subscriber_woken(&self) {
+        self.subscriber_wakeups.fetch_add(1, Relaxed);
+    }
+
+    /// A `changed` frame was sent to a subscriber.
+    pub fn push_frame(&self) {
+        self.push_frames.fetch_add(1, Relaxed);
     }
 
     /// A TCP connection was admitted (+1) or closed (-1).
@@ -203,6 +216,21 @@ impl Metrics {
             "Connected WebSocket subscribers.",
             "gauge",
             vec![(String::new(), self.subscribers.load(Relaxed))],
+        );
+        counter(
+            "satchel_subscriber_wakeups_total",
+            "Changes handed to WebSocket subscribers (the fan-out's work: with the record index, only subscribers of the changed record).",
+            "counter",
+            vec![(String::new(), i64::try_from(self.subscriber_wakeups.load(Relaxed)).unwrap_or(i64::MAX))],
+        );
+        counter(
+            "satchel_push_frames_total",
+            "Change notices sent to WebSocket subscribers.",
+            "counter",
+            vec![(
+                String::new(),
+                i64::try_from(self.push_frames.load(Relaxed)).unwrap_or(i64::MAX),
+            )],
         );
         counter(
             "satchel_connections",

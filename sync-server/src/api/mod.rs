@@ -7,7 +7,8 @@
 //!   the per-route access checks.
 //! - [`audit`]: the pull/push audit trail.
 //! - [`envelopes`]: upload (with [`verify`]), pull, snapshot, feed.
-//! - [`subscribe`]: the WebSocket push channel.
+//! - [`subscribe`]: the WebSocket push channel; [`fanout`]: changes handed
+//!   to the subscribers of their record only.
 //! - [`links`]: invite / device-link mailboxes.
 //! - [`replication`]: this relay's identity card, and the records that
 //!   name a calling relay a replica.
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod envelopes;
 pub mod error;
 pub mod extract;
+pub mod fanout;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod links;
@@ -76,6 +78,10 @@ pub struct Shared {
     pub members: records::MembersCache,
     /// The relay's own card, when it has an identity ([`crate::identity`]).
     pub identity: OnceLock<satchel_protocol::crypto::IdentityCard>,
+    /// Identities whose sessions were just revoked (WebSockets listen).
+    pub revoked: tokio::sync::broadcast::Sender<IdentityId>,
+    /// Subscribers indexed by record.
+    pub fanout: Arc<fanout::Fanout>,
 }
 
 impl Deref for AppState {
@@ -92,6 +98,7 @@ impl AppState {
         limits: Limits,
         rate: crate::config::RateLimit,
         shutdown: watch::Receiver<bool>,
+        fanout_index: bool,
     ) -> Self {
         AppState(Arc::new(Shared {
             storage,
@@ -102,6 +109,8 @@ impl AppState {
             shutdown,
             members: records::MembersCache::default(),
             identity: OnceLock::new(),
+            revoked: tokio::sync::broadcast::channel(REVOKED_CHANNEL_CAPACITY).0,
+            fanout: Arc::new(fanout::Fanout::new(fanout_index)),
         }))
     }
 
@@ -112,7 +121,18 @@ impl AppState {
             tracing::warn!("the relay identity was already set; kept the first");
         }
     }
+
+    /// End every session of `id` on this instance: forget its cached
+    /// tokens, close its WebSockets.
+    pub fn end_sessions(&self, id: IdentityId) {
+        self.tokens.forget(id);
+        let _ = self.revoked.send(id);
+    }
 }
+
+/// Revocations a WebSocket may fall behind by before it is closed (to
+/// reconnect and authenticate again).
+const REVOKED_CHANNEL_CAPACITY: usize = 1024;
 
 /// Per-request facts filled in by extractors and handlers, read by the
 /// request log.
@@ -159,6 +179,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
         route::<wire::Challenge, _, _>(auth::challenge),
         route::<wire::Token, _, _>(auth::token),
+        route::<wire::RevokeSessions, _, _>(auth::revoke_sessions),
         route::<wire::Register, _, _>(records::register),
         route::<wire::AppendStatement, _, _>(records::append_statement),
         route::<wire::Statements, _, _>(records::statements),
@@ -176,6 +197,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         route::<wire::Health, _, _>(ops::health),
         route::<wire::RelayIdentity, _, _>(replication::relay_identity),
         route::<wire::ReplicaRecords, _, _>(replication::replica_records),
+        route::<wire::Ready, _, _>(ops::ready),
         route::<wire::OpenApiDocument, _, _>(ops::openapi),
         route::<wire::Metrics, _, _>(ops::metrics),
     ]

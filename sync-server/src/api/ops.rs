@@ -1,4 +1,4 @@
-//! Operations endpoints: health, Prometheus metrics, and the OpenAPI 3.1
+//! Operations endpoints: health (alive), readiness, Prometheus metrics, and the OpenAPI 3.1
 //! document (generated from the wire types by
 //! `satchel_protocol::wire::openapi`, checked against the route table by a
 //! test).
@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use satchel_protocol::wire::HealthResponse;
+use satchel_protocol::wire::{HealthResponse, ReadyResponse};
 
 use super::error::{ApiError, ApiResult};
 use super::AppState;
@@ -46,6 +46,30 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
             status: if ok { "ok" } else { "degraded" }.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             storage: state.storage.kind().to_owned(),
+        }),
+    )
+}
+
+/// `GET /v1/ready`: one trivial query plus two flags, cheap enough to
+/// probe every second.
+pub(super) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyResponse>) {
+    let database = state.storage.health().await.is_ok();
+    let notifications = state.storage.notifications_live();
+    let draining = *state.shutdown.borrow();
+    let ok = database && notifications && !draining;
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(ReadyResponse {
+            status: if ok { "ready" } else { "not_ready" }.to_owned(),
+            storage: state.storage.kind().to_owned(),
+            database,
+            schema_version: state.storage.schema_version(),
+            notifications,
+            draining,
         }),
     )
 }

@@ -2,9 +2,12 @@
 //! and then receives `{"type":"changed","section":NAME,"seq":N}` for every
 //! stored batch of a section the subscriber may read (from any instance
 //! sharing the database; access is re-checked per frame, and a revoked or
-//! expired member is closed with 1008),
-//! plus a ping every 20 s. A subscriber too slow to keep up, or a relay
-//! shutting down, gets a close frame; clients reconnect and read the feed.
+//! expired member, or one whose sessions an owner device ended, is closed
+//! with 1008),
+//! plus a ping every 20 s. A subscriber too slow to keep up gets 1013, a
+//! relay shutting down sends 1012 (service restart); clients reconnect
+//! (with jitter, to whichever instance the load balancer picks) and read
+//! the feed.
 
 use std::time::Duration;
 
@@ -31,8 +34,9 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// always checked).
 pub const ACCESS_RECHECK: Duration = Duration::from_secs(1);
 
-/// Close code: going away (shutdown).
-const GOING_AWAY: u16 = 1001;
+/// Close code: service restart (this instance is shutting down; reconnect,
+/// through the load balancer to another instance, and read the feed).
+pub const SERVICE_RESTART: u16 = 1012;
 /// Close code: try again later (subscriber fell behind).
 const TRY_AGAIN_LATER: u16 = 1013;
 /// Close code: policy violation (the caller's access was revoked or expired).
@@ -54,7 +58,7 @@ pub(super) async fn subscribe(
     require_member(&state, record, caller).await?;
     let ws = ws.map_err(|_| ApiError::bad("expected a WebSocket upgrade request"))?;
     // Subscribe before answering so nothing stored after the upgrade is missed.
-    let changes = state.storage.subscribe();
+    let changes = state.fanout.subscribe(&*state.storage, record);
     // The connection's slot stays taken for as long as the socket is open.
     Ok(ws.on_upgrade(move |socket| async move {
         run(socket, state, record, caller, changes).await;
@@ -71,6 +75,7 @@ async fn run(
 ) {
     state.metrics.subscribers(1);
     let mut shutdown = state.shutdown.clone();
+    let mut revoked = state.revoked.subscribe();
     let mut access: Option<(crate::storage::Rights, std::time::Instant)> = None;
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -82,12 +87,14 @@ async fn run(
     };
     loop {
         if *shutdown.borrow() {
-            let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+            let _ = socket
+                .send(close(SERVICE_RESTART, "relay restarting; reconnect"))
+                .await;
             break;
         }
         tokio::select! {
             change = changes.recv() => match change {
-                Ok(c) if c.record == record => {
+                Ok(c) if { state.metrics.subscriber_woken(); c.record == record } => {
                     // Access is checked per frame: a revoked or expired
                     // member is disconnected, unreadable sections are
                     // skipped. The grant is looked up again at most every
@@ -122,6 +129,7 @@ async fn run(
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }
+                    state.metrics.push_frame();
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
@@ -129,7 +137,8 @@ async fn run(
                     break;
                 }
                 Err(RecvError::Closed) => {
-                    let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+                    // The fan-out fell behind (or the relay is stopping).
+                    let _ = socket.send(close(TRY_AGAIN_LATER, "reconnect and read the feed")).await;
                     break;
                 }
             },
@@ -142,9 +151,24 @@ async fn run(
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(_)) => {}
             },
+            ended = revoked.recv() => match ended {
+                Ok(id) if id == caller => {
+                    let _ = socket.send(close(POLICY, "session revoked")).await;
+                    break;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let _ = socket.send(close(TRY_AGAIN_LATER, "fell behind; reconnect")).await;
+                    break;
+                }
+                Err(RecvError::Closed) => {
+                    let _ = socket.send(close(SERVICE_RESTART, "relay restarting; reconnect")).await;
+                    break;
+                }
+            },
             res = shutdown.changed() => {
                 if res.is_err() {
-                    let _ = socket.send(close(GOING_AWAY, "relay shutting down")).await;
+                    let _ = socket.send(close(SERVICE_RESTART, "relay restarting; reconnect")).await;
                     break;
                 }
             }

@@ -302,8 +302,9 @@ async fn handle(
     shared: &Shared,
     ticket: Ticket,
 ) -> Response<axum::body::Body> {
-    use satchel_protocol::wire::{Endpoint, Health};
-    if ticket.health_only() && !(req.method() == Method::GET && req.uri().path() == Health::PATH) {
+    use satchel_protocol::wire::{Endpoint, Health, Ready};
+    let probe = req.uri().path() == Health::PATH || req.uri().path() == Ready::PATH;
+    if ticket.health_only() && !(req.method() == Method::GET && probe) {
         return busy();
     }
     let _handling = ticket.request();

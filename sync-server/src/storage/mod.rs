@@ -93,6 +93,22 @@ pub struct Change {
     pub seq: Seq,
 }
 
+/// "Every session of `identity` ended at `at_ms`" (see
+/// [`Storage::revoke_sessions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// Position (increasing; identifies the revocation).
+    pub seq: Seq,
+    /// Whose sessions ended.
+    pub identity: IdentityId,
+    /// When (Unix ms).
+    pub at_ms: i64,
+}
+
+/// How long a revocation row is kept (far longer than any instance takes
+/// to poll it).
+pub const REVOCATION_KEEP_MS: i64 = 3_600_000;
+
 /// A verified envelope ready to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEnvelope {
@@ -342,6 +358,14 @@ pub trait Storage: Send + Sync + 'static {
     /// A trivial round trip to the database.
     async fn health(&self) -> Result<()>;
 
+    /// The schema version this storage migrated to and serves.
+    fn schema_version(&self) -> u32;
+
+    /// Whether changes stored by other instances reach [`Storage::subscribe`]
+    /// now (PostgreSQL: the `LISTEN` connection is up; SQLite, a single
+    /// process: always).
+    fn notifications_live(&self) -> bool;
+
     // ----- tokens and challenges -----
 
     /// Store a token by its SHA-256 `hash`.
@@ -360,6 +384,13 @@ pub trait Storage: Send + Sync + 'static {
         challenge: [u8; 32],
         expires_at_ms: i64,
     ) -> Result<()>;
+    /// End every session of `identity` at once: delete its tokens and
+    /// record a revocation (kept [`REVOCATION_KEEP_MS`]) that every
+    /// instance sharing the database reads with
+    /// [`Storage::revocations_since`]. Returns how many tokens ended.
+    async fn revoke_sessions(&self, identity: IdentityId, now_ms: i64) -> Result<u64>;
+    /// Revocations recorded at or after `since_ms`, oldest first.
+    async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>>;
     /// Consume a challenge: `true` exactly once, if it was issued to
     /// `identity` and has not expired.
     async fn take_challenge(
@@ -582,6 +613,17 @@ pub(crate) fn push_events(
             count,
         })
         .collect()
+}
+
+/// Refuse a database migrated by a newer relay (`found` > `known`).
+pub fn check_version<V: PartialOrd + std::fmt::Display>(found: V, known: V) -> Result<()> {
+    if found > known {
+        return Err(StorageError::Backend(format!(
+            "the database schema is version {found}, newer than this relay knows ({known}): \
+             a newer satchel-sync migrated it; run that version (or newer), not this one"
+        )));
+    }
+    Ok(())
 }
 
 /// Section names as stored in a member row (a JSON array).

@@ -59,6 +59,17 @@ impl TestServer {
         }
     }
 
+    /// A relay running elsewhere (another process) at `addr`.
+    pub fn external(addr: SocketAddr) -> TestServer {
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            dir: tempfile::tempdir().unwrap(),
+            stop: None,
+            handle: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -18,7 +18,7 @@
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +31,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 use super::{
     change_of, push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
     AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
-    RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
+    RegisterOutcome, Result, Revocation, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
     StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
 };
 
@@ -39,7 +39,8 @@ use super::{
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_sharing.sql")),
-    (3, include_str!("migrations/0003_replication.sql")),
+    (3, include_str!("migrations/0003_sessions.sql")),
+    (4, include_str!("migrations/0004_replication.sql")),
 ];
 
 /// Advisory lock class for migrations (first key of the two-int form).
@@ -56,6 +57,8 @@ pub struct PostgresStorage {
     channel: String,
     changes: broadcast::Sender<Change>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// The `LISTEN` connection is up.
+    listening: Arc<AtomicBool>,
     closed: AtomicBool,
 }
 
@@ -172,14 +175,6 @@ impl PostgresStorage {
         let channel = match schema {
             Some(name) => {
                 check_schema(name)?;
-                let (client, conn) = config.connect(NoTls).await?;
-                let driver = tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{name}\""))
-                    .await?;
-                drop(client);
-                let _ = driver.await;
-                config.options(format!("-c search_path={name}"));
                 format!(
                     "satchel_changes_{}",
                     &hex::encode(sha256(name.as_bytes()))[..16]
@@ -187,6 +182,12 @@ impl PostgresStorage {
             }
             None => "satchel_changes".to_owned(),
         };
+        // Schema creation and migrations on one connection, under the
+        // migrations lock: any number of instances may start together.
+        migrate(&config, schema).await?;
+        if let Some(name) = schema {
+            config.options(format!("-c search_path={name}"));
+        }
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -203,14 +204,19 @@ impl PostgresStorage {
             channel: channel.clone(),
             changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
             listener: Mutex::new(None),
+            listening: Arc::new(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
         };
-        storage.migrate().await?;
         let (ready_tx, ready_rx) = oneshot::channel();
+        // Named so an operator (or a test) can find this connection in
+        // pg_stat_activity.
+        let mut listen_config = config.clone();
+        listen_config.application_name(format!("satchel-sync listen {channel}"));
         let handle = tokio::spawn(listen_loop(
-            config,
+            listen_config,
             channel,
             storage.changes.clone(),
+            Arc::clone(&storage.listening),
             Some(ready_tx),
         ));
         if let Ok(mut l) = storage.listener.lock() {
@@ -234,48 +240,79 @@ impl PostgresStorage {
             other => StorageError::Backend(format!("pool: {other}")),
         })
     }
+}
 
-    async fn migrate(&self) -> Result<()> {
-        let mut client = self.client().await?;
+/// The newest migration this relay knows.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Create the schema (if named) and apply pending migrations, in one
+/// transaction holding the migrations advisory lock, so that instances
+/// starting together wait for each other instead of racing on
+/// `CREATE SCHEMA` or a table (PostgreSQL's `IF NOT EXISTS` is not safe
+/// against a concurrent creator: 23505 on `pg_namespace_nspname_index`).
+/// Refuses a database whose schema is newer than [`SCHEMA_VERSION`].
+async fn migrate(config: &tokio_postgres::Config, schema: Option<&str>) -> Result<()> {
+    let (mut client, conn) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(conn);
+    let result = async {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_MIGRATIONS])
             .await?;
+        if let Some(name) = schema {
+            // `name` passed check_schema: no quoting surprises.
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{name}\"; SET LOCAL search_path TO \"{name}\""
+            ))
+            .await?;
+        }
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY,
                  applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
         .await?;
+        let newest: Option<i32> = tx
+            .query_one("SELECT max(version) FROM schema_migrations", &[])
+            .await?
+            .try_get(0)?;
+        super::check_version(newest.unwrap_or(0), SCHEMA_VERSION)?;
         for (version, sql) in MIGRATIONS {
-            let done = tx
-                .query_opt(
-                    "SELECT 1 FROM schema_migrations WHERE version = $1",
-                    &[version],
-                )
-                .await?
-                .is_some();
-            if !done {
+            if newest.unwrap_or(0) < *version {
                 tx.batch_execute(sql).await?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version) VALUES ($1)",
                     &[version],
                 )
                 .await?;
+                tracing::info!(version, "applied relay schema migration");
             }
         }
         tx.commit().await?;
         Ok(())
     }
+    .await;
+    drop(client);
+    let _ = driver.await;
+    result
 }
 
 /// Keep one connection LISTENing; forward notices to `tx`.
+///
+/// Notices sent while the connection is down are lost by PostgreSQL, so
+/// every (re)connection, once `LISTEN` is in force, reads the newest seq
+/// stored (the watermark); a reconnection then announces every section
+/// whose newest envelope is after the previous watermark (a catch-up:
+/// a notice is a hint to pull, so announcing one twice is harmless, and
+/// anything committed after `LISTEN` arrives as a notice).
 async fn listen_loop(
     config: tokio_postgres::Config,
     channel: String,
     tx: broadcast::Sender<Change>,
+    listening: Arc<AtomicBool>,
     mut ready: Option<oneshot::Sender<()>>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut watermark: Option<Seq> = None;
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut conn)) => {
@@ -293,21 +330,30 @@ async fn listen_loop(
                         }
                     }
                 });
-                if client
-                    .batch_execute(&format!("LISTEN {channel}"))
-                    .await
-                    .is_ok()
-                {
-                    backoff = Duration::from_millis(100);
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                    while let Some(payload) = nrx.recv().await {
-                        if let Some(change) = parse_notice(&payload) {
-                            let _ = tx.send(change);
+                let listened = client.batch_execute(&format!("LISTEN {channel}")).await;
+                let caught_up = match listened {
+                    Ok(()) => catch_up(&client, &tx, watermark).await,
+                    Err(e) => Err(e.into()),
+                };
+                match caught_up {
+                    Ok(newest) => {
+                        watermark = Some(newest);
+                        backoff = Duration::from_millis(100);
+                        listening.store(true, Ordering::Release);
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
                         }
+                        while let Some(payload) = nrx.recv().await {
+                            if let Some(change) = parse_notice(&payload) {
+                                let _ = tx.send(change);
+                            }
+                        }
+                        listening.store(false, Ordering::Release);
+                        tracing::warn!("change-notification connection lost; reconnecting");
                     }
-                    tracing::warn!("change-notification connection lost; reconnecting");
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN for change notifications");
+                    }
                 }
                 driver.abort();
             }
@@ -318,6 +364,43 @@ async fn listen_loop(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// With `LISTEN` in force: read the newest seq stored and, after a
+/// reconnection (`since` = the previous watermark), announce every section
+/// changed after `since`. Returns the new watermark.
+async fn catch_up(
+    client: &tokio_postgres::Client,
+    tx: &broadcast::Sender<Change>,
+    since: Option<Seq>,
+) -> Result<Seq> {
+    let newest: Seq = client
+        .query_one("SELECT COALESCE(max(seq), 0) FROM envelopes", &[])
+        .await?
+        .try_get(0)?;
+    if let Some(since) = since {
+        let rows = client
+            .query(
+                "SELECT record_id, section, max_seq FROM sections WHERE max_seq > $1",
+                &[&since],
+            )
+            .await?;
+        let mut announced = 0usize;
+        for row in rows {
+            let change = Change {
+                record: record_id(&row.try_get::<_, Vec<u8>>(0)?)?,
+                section: row.try_get(1)?,
+                seq: row.try_get(2)?,
+            };
+            let _ = tx.send(change);
+            announced += 1;
+        }
+        tracing::info!(
+            announced,
+            "change notifications reconnected; announced the sections changed meanwhile"
+        );
+    }
+    Ok(newest)
 }
 
 fn notice(change: &Change) -> String {
@@ -463,6 +546,14 @@ impl Storage for PostgresStorage {
         "postgres"
     }
 
+    fn schema_version(&self) -> u32 {
+        u32::try_from(SCHEMA_VERSION).unwrap_or(0)
+    }
+
+    fn notifications_live(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
     async fn health(&self) -> Result<()> {
         self.client().await?.query_one("SELECT 1", &[]).await?;
         Ok(())
@@ -502,6 +593,48 @@ impl Storage for PostgresStorage {
             ))),
             None => Ok(None),
         }
+    }
+
+    async fn revoke_sessions(&self, who: IdentityId, now_ms: i64) -> Result<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "DELETE FROM tokens WHERE identity = $1",
+                &[&&who.as_bytes()[..]],
+            )
+            .await?;
+        tx.execute(
+            "INSERT INTO session_revocations (identity, at_ms, expires_at_ms) VALUES ($1, $2, $3)",
+            &[
+                &&who.as_bytes()[..],
+                &now_ms,
+                &now_ms.saturating_add(super::REVOCATION_KEEP_MS),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT seq, identity, at_ms FROM session_revocations WHERE at_ms >= $1 ORDER BY seq",
+                &[&since_ms],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revocation {
+                    seq: r.try_get(0)?,
+                    identity: identity(&r.try_get::<_, Vec<u8>>(1)?)?,
+                    at_ms: r.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     async fn put_challenge(
@@ -1103,7 +1236,7 @@ impl Storage for PostgresStorage {
     async fn purge_expired(&self, now_ms: i64) -> Result<u64> {
         let client = self.client().await?;
         let mut n = 0;
-        for table in ["links", "tokens", "challenges"] {
+        for table in ["links", "tokens", "challenges", "session_revocations"] {
             n += client
                 .execute(
                     &format!("DELETE FROM {table} WHERE expires_at_ms <= $1"),

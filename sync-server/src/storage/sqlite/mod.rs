@@ -25,8 +25,8 @@ use tokio::sync::broadcast;
 
 use super::{
     change_of, Actor, Appended, AuditEvent, Change, Link, Member, Membership, NewEnvelope,
-    PullPage, RegisterOutcome, Result, Seq, SnapshotOutcome, StatementOutcome, StatementRow,
-    Storage, StorageError, CHANGE_CHANNEL_CAPACITY,
+    PullPage, RegisterOutcome, Result, Revocation, Seq, SnapshotOutcome, StatementOutcome,
+    StatementRow, Storage, StorageError, CHANGE_CHANNEL_CAPACITY,
 };
 use writer::Writer;
 
@@ -108,6 +108,14 @@ impl Storage for SqliteStorage {
         "sqlite"
     }
 
+    fn schema_version(&self) -> u32 {
+        u32::try_from(sql::SCHEMA_VERSION).unwrap_or(0)
+    }
+
+    fn notifications_live(&self) -> bool {
+        true
+    }
+
     async fn health(&self) -> Result<()> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await
@@ -127,6 +135,17 @@ impl Storage for SqliteStorage {
 
     async fn token(&self, hash: [u8; 32], now_ms: i64) -> Result<Option<(IdentityId, i64)>> {
         self.read(move |c| sql::token(c, &hash, now_ms)).await
+    }
+
+    async fn revoke_sessions(&self, identity: IdentityId, now_ms: i64) -> Result<u64> {
+        self.writer
+            .run(move |c| sql::revoke_sessions(c, &identity, now_ms))
+            .await
+    }
+
+    async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>> {
+        self.read(move |c| sql::revocations_since(c, since_ms))
+            .await
     }
 
     async fn put_challenge(

@@ -18,8 +18,12 @@ use crate::storage::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_sharing.sql")),
-    (3, include_str!("migrations/0003_replication.sql")),
+    (3, include_str!("migrations/0003_sessions.sql")),
+    (4, include_str!("migrations/0004_replication.sql")),
 ];
+
+/// The newest migration this relay knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Open a connection with the relay's settings (WAL, `synchronous=FULL`).
 pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection> {
@@ -44,10 +48,13 @@ pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Apply pending migrations in one transaction.
+/// Apply pending migrations in one `BEGIN IMMEDIATE` transaction (it
+/// takes the write lock first, so processes opening one file together
+/// wait for each other); refuses a file migrated by a newer relay.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    crate::storage::check_version(current, SCHEMA_VERSION)?;
     for (version, sql) in MIGRATIONS {
         if *version > current {
             tx.execute_batch(sql)?;
@@ -102,6 +109,47 @@ pub(super) fn token(
         Some((who, exp)) if exp > now => Ok(Some((identity(&who)?, exp))),
         _ => Ok(None),
     }
+}
+
+pub(super) fn revoke_sessions(c: &Connection, who: &IdentityId, now: i64) -> Result<u64> {
+    let n = c
+        .prepare_cached("DELETE FROM tokens WHERE identity = ?1")?
+        .execute(params![&who.as_bytes()[..]])?;
+    c.prepare_cached(
+        "INSERT INTO session_revocations (identity, at_ms, expires_at_ms) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        &who.as_bytes()[..],
+        now,
+        now.saturating_add(crate::storage::REVOCATION_KEEP_MS)
+    ])?;
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+pub(super) fn revocations_since(
+    c: &Connection,
+    since: i64,
+) -> Result<Vec<crate::storage::Revocation>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, identity, at_ms FROM session_revocations WHERE at_ms >= ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![since], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, who, at_ms) = row?;
+        out.push(crate::storage::Revocation {
+            seq,
+            identity: identity(&who)?,
+            at_ms,
+        });
+    }
+    Ok(out)
 }
 
 pub(super) fn put_challenge(
@@ -766,6 +814,10 @@ pub(super) fn purge_expired(c: &Connection, now: i64) -> Result<u64> {
     n += c.execute("DELETE FROM tokens WHERE expires_at_ms <= ?1", params![now])?;
     n += c.execute(
         "DELETE FROM challenges WHERE expires_at_ms <= ?1",
+        params![now],
+    )?;
+    n += c.execute(
+        "DELETE FROM session_revocations WHERE expires_at_ms <= ?1",
         params![now],
     )?;
     Ok(u64::try_from(n).unwrap_or(u64::MAX))
