@@ -307,14 +307,7 @@ async fn register_upload_pull_idempotent_feed_snapshot() {
     assert_eq!(status, 400);
 
     // Metrics saw it.
-    let text = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&c, &s).await;
     assert!(text.contains("satchel_envelopes_stored_total 7"), "{text}");
     assert!(text.contains("satchel_envelope_duplicates_total 5"));
     assert!(text.contains("satchel_rejections_total{reason=\"bad_signature\"} 1"));

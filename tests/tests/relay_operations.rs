@@ -864,18 +864,7 @@ fn cli_end_sessions_ends_a_devices_sessions() {
 
 /// `satchel_subscriber_wakeups_total` from `/metrics`.
 async fn wakeups(c: &reqwest::Client, s: &relay_common::TestServer) -> u64 {
-    let text = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("satchel_subscriber_wakeups_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("satchel_subscriber_wakeups_total in /metrics")
+    relay_common::counter(c, s, "satchel_subscriber_wakeups_total").await
 }
 
 /// 40 subscribers on record A, 2 on record B, 10 changes to B: with the

@@ -234,6 +234,26 @@ pub async fn get_public_url<T: serde::de::DeserializeOwned>(
         .unwrap()
 }
 
+/// The relay's `/metrics` text.
+pub async fn metrics_text(c: &reqwest::Client, s: &TestServer) -> String {
+    c.get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// One unlabelled counter from the relay's `/metrics`.
+pub async fn counter(c: &reqwest::Client, s: &TestServer, name: &str) -> u64 {
+    let text = metrics_text(c, s).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
 /// A PostgreSQL database URL for tests, and a fresh schema in it. `None`
 /// when unreachable (the caller decides whether to fail or skip).
 pub async fn pg_test_schema() -> Option<(String, String)> {
