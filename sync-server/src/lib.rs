@@ -19,7 +19,7 @@
 //! (header-read and body timeouts, caps on open connections overall and
 //! per client address, the file-descriptor limit) and TLS
 //! (`--tls-cert`, `--tls-key`; plain HTTP is refused off loopback unless
-//! `--insecure-plain-http`). Operating it: `docs/relay-operations.md`.
+//! `--insecure-plain-http`). Operating it: `docs/operations.md`.
 //! SIGTERM / SIGINT stop accepting, finish in-flight requests, close
 //! WebSockets with 1012 (service restart: reconnect elsewhere) and flush
 //! the SQLite writer. `/v1/health` says the process is alive, `/v1/ready`

@@ -277,7 +277,7 @@ impl Relay {
         // Every bench client connects from 127.0.0.1, as clients behind a
         // reverse proxy share its address: the per-address connection cap
         // (512 by default) is raised above the push phase's 1,000
-        // subscribers, as relay-operations.md says to behind a proxy.
+        // subscribers, as operations.md says to behind a proxy.
         let flags = [
             "--rate-per-sec",
             "0",

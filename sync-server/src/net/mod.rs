@@ -57,7 +57,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 #[derive(Debug, thiserror::Error)]
 #[error(
     "refusing to serve plain HTTP on {0}: bearer tokens, access logs and metadata would cross the network in the clear. \
-     Give --tls-cert and --tls-key (see docs/relay-operations.md), or listen on 127.0.0.1 behind a TLS reverse proxy, \
+     Give --tls-cert and --tls-key (see docs/operations.md), or listen on 127.0.0.1 behind a TLS reverse proxy, \
      or pass --insecure-plain-http if something else already encrypts this network"
 )]
 pub struct PlainHttpRefused(pub SocketAddr);
