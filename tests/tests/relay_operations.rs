@@ -648,29 +648,11 @@ async fn rolling_restart_loses_no_push() {
     for d in 0..DEVICES {
         let (owner, rid) = &owners[d % RECORDS];
         let s = relay_common::TestServer::external(lb.next());
-        let ch: satchel_protocol::wire::ChallengeResponse = c
-            .post(s.url("/v1/auth/challenge"))
-            .json(&satchel_protocol::wire::ChallengeRequest {
-                identity: owner.identity.id(),
-            })
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let tok: satchel_protocol::wire::TokenResponse = c
-            .post(s.url("/v1/auth/token"))
-            .json(&satchel_protocol::wire::TokenRequest::sign(
-                &owner.identity,
-                &ch.challenge,
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let same = satchel_protocol::crypto::Identity::from_secret_bytes(
+            &owner.identity.to_secret_bytes(),
+        )
+        .unwrap();
+        let tok = relay_common::login_url(&c, &s.base, same).await;
         let heard = std::sync::Arc::new(std::sync::Mutex::new(Heard::default()));
         let task = tokio::spawn(device(
             lb.clone(),

@@ -134,10 +134,16 @@ impl Replicator {
             tokio::select! {
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = changes.recv() => {
-                    // Let a burst of changes settle into one round.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    while changes.try_recv().is_ok() {}
+                change = changes.recv() => {
+                    if matches!(change, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        // No more change notices (storage closing): wait
+                        // as if nothing changed, never spin.
+                        tokio::time::sleep(wait).await;
+                    } else {
+                        // Let a burst of changes settle into one round.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        while changes.try_recv().is_ok() {}
+                    }
                 }
             }
             if *stop.borrow() {
@@ -292,6 +298,7 @@ impl Replicator {
     async fn pull_access(&mut self, record: RecordId) -> Result<usize, ReplicationError> {
         let mut after = self.cursor(record, "pull:access").await?;
         let mut appended = 0;
+        let mut held = self.state.storage.record_root(record).await?.is_some();
         loop {
             let page = match self
                 .upstream
@@ -310,8 +317,9 @@ impl Replicator {
                 Err(e) => return Err(e.into()),
             };
             for entry in &page.statements {
-                if self.state.storage.record_root(record).await?.is_none() {
+                if !held {
                     self.register_from(record, &entry.signed).await?;
+                    held = true;
                 }
                 let (status, _) = append_verified(&self.state, record, entry.signed.clone())
                     .await
