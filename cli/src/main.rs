@@ -103,6 +103,12 @@ enum Command {
         after_help = "Example:\n  satchel replica add https://relay.riverside-clinic.example --label \"Riverside clinic\" --server https://relay.example"
     )]
     Replica(commands::replica::Command),
+    /// The relays the record syncs with, and moving it to another relay.
+    #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  satchel relays add https://relay.example\n  satchel relays list\n  satchel relays move --to https://relay.new.example"
+    )]
+    Relays(commands::relays::Command),
     /// Take access back (all, or some sections); rotates the keys.
     Revoke(commands::share::RevokeArgs),
     /// End every relay session of a member or device at once (owner device).
@@ -184,6 +190,7 @@ fn main() -> ExitCode {
         Command::Grants(args) => commands::share::run_grants(cli.home, args),
         Command::Revoke(args) => commands::share::run_revoke(cli.home, args),
         Command::Replica(command) => commands::replica::run(cli.home, command),
+        Command::Relays(command) => commands::relays::run(cli.home, command),
         Command::EndSessions(args) => commands::sessions::run(cli.home, args),
         Command::RecoveryKey(args) => commands::share::run_recovery_key(cli.home, args),
         Command::Restore(args) => commands::share::run_restore(cli.home, args),

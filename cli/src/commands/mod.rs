@@ -9,6 +9,7 @@ pub mod init;
 pub mod list;
 pub mod nearby;
 pub mod provider;
+pub mod relays;
 pub mod replica;
 pub mod serve;
 pub mod sessions;

@@ -46,7 +46,7 @@ pub struct AddArgs {
 
 /// Fingerprints compared as people read them: case, spaces and dashes
 /// ignored.
-fn same_fingerprint(a: &str, b: &str) -> bool {
+pub(crate) fn same_fingerprint(a: &str, b: &str) -> bool {
     let norm = |s: &str| {
         s.chars()
             .filter(char::is_ascii_alphanumeric)

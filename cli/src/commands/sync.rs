@@ -1,4 +1,9 @@
 //! `satchel sync`, `satchel link-device` and `satchel join-device`.
+//!
+//! `satchel sync --server URL` syncs every record of the home with that
+//! relay; without `--server` (and SATCHEL_SERVER) each record syncs with
+//! every relay its profile lists (`satchel relays`), in order, and a relay
+//! that cannot be reached does not stop the others.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,18 +15,20 @@ use satchel_core::profile::{Profile, Unlock};
 use satchel_core::store::SqliteStore;
 use satchel_core::sync::engine::RoundReport;
 use satchel_core::sync::link::{self, LinkCode};
+use satchel_core::sync::transport::RECORD_MOVED;
 use satchel_core::sync::{RelayUrl, SyncError, TransportError};
 
 use crate::{home, output};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  satchel sync --server http://127.0.0.1:8787\n  SATCHEL_SERVER=https://relay.example satchel sync --watch\n  satchel sync --server http://127.0.0.1:8787 --json"
+    after_help = "Example:\n  satchel sync --server http://127.0.0.1:8787\n  SATCHEL_SERVER=https://relay.example satchel sync --watch\n  satchel sync --server http://127.0.0.1:8787 --json\n  satchel sync   # every relay in `satchel relays list`, in order"
 )]
 pub struct Args {
-    /// The relay, e.g. https://relay.example (plain http:// only to this machine)
+    /// The relay, e.g. https://relay.example (plain http:// only to this
+    /// machine). Without it, every relay the record lists (`satchel relays`).
     #[arg(long, env = "SATCHEL_SERVER")]
-    pub server: RelayUrl,
+    pub server: Option<RelayUrl>,
     /// Stay connected and sync whenever the relay reports a change.
     #[arg(long)]
     pub watch: bool,
@@ -139,9 +146,10 @@ fn incomplete_error() -> anyhow::Error {
 }
 
 /// Whether a sync failure is the relay refusing this identity (access
-/// revoked or expired).
+/// revoked or expired; not a record that moved to another relay).
 fn access_ended(err: &TransportError) -> bool {
     match err {
+        TransportError::Sync(SyncError::Refused { code, .. }) if code == RECORD_MOVED => false,
         TransportError::Sync(SyncError::Refused { status, code, .. }) => {
             matches!(status, 401 | 403) || code == "forbidden"
         }
@@ -153,9 +161,11 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
     let dir = home::require_home(home_dir)?;
     // Invites approved since `satchel accept` become shared records.
     super::share::finish_accepts(&dir, Duration::ZERO, args.json)?;
+    let Some(server) = args.server.clone() else {
+        return run_listed(dir, &args);
+    };
     let mut all = home::open_all(Some(dir))?;
     let several = all.len() > 1;
-    let server = args.server.clone();
     let mut client = crate::relay::client(&server)?;
     let rt = runtime()?;
     // With --json and several records, one array of reports (one per record).
@@ -287,6 +297,122 @@ pub fn run(home_dir: Option<PathBuf>, args: Args) -> Result<()> {
             }
         }
     })
+}
+
+/// How one relay's round went, for [`run_listed`].
+enum RelayOutcome {
+    Synced(RoundReport),
+    /// Not reached (offline, refused, moved): why, in one line.
+    Failed(String),
+}
+
+/// `satchel sync` without `--server`: every record of the home with every
+/// relay its profile lists, in order. Succeeds when each record reached at
+/// least one of its relays.
+fn run_listed(dir: PathBuf, args: &Args) -> Result<()> {
+    if args.watch {
+        bail!("--watch follows one relay: pass --server URL (one of `satchel relays list`)");
+    }
+    let mut all = home::open_all(Some(dir))?;
+    let several = all.len() > 1;
+    let rt = runtime()?;
+    let mut records = Vec::new();
+    let mut unreached = Vec::new();
+    let mut complete = true;
+    for profile in &mut all {
+        let relays = profile.relays()?;
+        if relays.is_empty() {
+            bail!(
+                "{}'s record lists no relay: add one with `satchel relays add URL`, or pass --server URL",
+                profile.owner_name()
+            );
+        }
+        let mut outcomes = Vec::new();
+        for relay in &relays {
+            let mut client = crate::relay::client(relay)?;
+            let spinner = output::slow_spinner(&format!("Syncing with {relay}"));
+            let result = rt.block_on(client.sync(profile));
+            spinner.finish_and_clear();
+            let outcome = match result {
+                Ok(report) => RelayOutcome::Synced(report),
+                Err(e) => RelayOutcome::Failed(output::one_line(&output::relay_error(
+                    relay,
+                    "not synced",
+                    e,
+                ))),
+            };
+            outcomes.push((relay.clone(), outcome));
+        }
+        if !outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, RelayOutcome::Synced(_)))
+        {
+            unreached.push(profile.owner_name().to_string());
+        }
+        let completeness = output::Completeness::of(profile)?;
+        for line in &completeness.lines {
+            eprintln!("{line}");
+        }
+        complete &= completeness.incomplete.is_empty();
+        if args.json {
+            let per_relay: Vec<serde_json::Value> = outcomes
+                .iter()
+                .map(|(relay, outcome)| match outcome {
+                    RelayOutcome::Synced(report) => serde_json::json!({
+                        "relay": relay.as_str(),
+                        "reachable": true,
+                        "report": report_json(report, None, &completeness),
+                    }),
+                    RelayOutcome::Failed(why) => serde_json::json!({
+                        "relay": relay.as_str(),
+                        "reachable": false,
+                        "error": why,
+                    }),
+                })
+                .collect();
+            records.push(serde_json::json!({
+                "record_id": profile.record_id().to_string(),
+                "owner": profile.owner_name(),
+                "relays": per_relay,
+                "complete": completeness.incomplete.is_empty(),
+            }));
+        } else {
+            for (relay, outcome) in &outcomes {
+                match outcome {
+                    RelayOutcome::Synced(report) => outln!(
+                        "{}{relay}: {} sent, {} new from other devices",
+                        if several {
+                            format!("{}'s record, ", profile.owner_name())
+                        } else {
+                            String::new()
+                        },
+                        report.uploaded,
+                        report.merged
+                    ),
+                    RelayOutcome::Failed(why) => eprintln!("{relay}: {why}"),
+                }
+            }
+        }
+    }
+    if args.json {
+        let out = if several {
+            serde_json::Value::Array(records)
+        } else {
+            records.pop().unwrap_or_default()
+        };
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    if !unreached.is_empty() {
+        bail!(
+            "no relay could be reached for {}'s record (see above); local changes stay queued and are sent next time",
+            unreached.join(", ")
+        );
+    }
+    if complete {
+        Ok(())
+    } else {
+        Err(incomplete_error())
+    }
 }
 
 pub fn run_link(home_dir: Option<PathBuf>, args: LinkArgs) -> Result<()> {

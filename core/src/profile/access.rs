@@ -447,6 +447,25 @@ impl<S: Store> Profile<S> {
         })
     }
 
+    /// A signed `retire-relay` statement: the record moved away from the
+    /// relay of `card` (to the relay `moved_to`, when named). Owner devices
+    /// only; the rule is the protocol's ([`crate::sharing::Members::relay_serves`]).
+    pub fn retire_relay_statement(
+        &self,
+        card: &IdentityCard,
+        moved_to: Option<IdentityId>,
+    ) -> Result<SignedStatement> {
+        if !self.is_owner_device() {
+            return Err(ProfileError::NotAllowed(
+                "only the owner's devices can move the record",
+            ));
+        }
+        self.statement(AccessChange::RetireRelay {
+            relay: card.clone(),
+            moved_to,
+        })
+    }
+
     /// A signed statement adding a recovery identity (derived from a
     /// recovery key) as an owner device, with every current key wrapped to
     /// it and `sealed` (the record's facts, sealed under the recovery key).

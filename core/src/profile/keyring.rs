@@ -129,8 +129,8 @@ pub(crate) fn learn(
             AccessChange::AddDevice { keys: w, .. } | AccessChange::AddRecovery { keys: w, .. } => {
                 wraps.extend(w)
             }
-            // A replica relay is given no key.
-            AccessChange::AddReplica { .. } => {}
+            // A replica relay is given no key; retiring a relay moves none.
+            AccessChange::AddReplica { .. } | AccessChange::RetireRelay { .. } => {}
             // A narrowed grant rotates what it takes away, as a revocation
             // does: both carry rotations to learn.
             AccessChange::Grant {

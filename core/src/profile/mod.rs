@@ -32,6 +32,7 @@ use journal::{load_section, log_bytes, read_device_seq, SectionState};
 mod keyring;
 mod parallel;
 pub(crate) mod payload;
+mod relays;
 mod replica;
 mod secret_store;
 mod vault;

@@ -20,18 +20,16 @@ use serde::{Deserialize, Serialize};
 
 use super::access::META_ACCESS_CURSOR;
 use super::payload::{self, Coverage, Payload};
+use super::relays::{META_FEED, META_REGISTERED};
 use super::{Profile, ProfileError, Result};
 use crate::crypto::{CryptoError, Envelope};
 use crate::ids::IdentityId;
-use crate::store::{envelope_hash, OutboxItem, Store, WriteBatch};
+use crate::store::{envelope_hash, OutboxItem, Owed, Store, WriteBatch};
 use crate::sync::ledger::{Incomplete, LogLedger, Refusal};
 use crate::sync::SyncState;
 use satchel_protocol::accept::{self, Expect, Kind};
 use satchel_protocol::LogName;
 
-const META_RELAY: &str = "sync/relay";
-const META_FEED: &str = "sync/feed";
-const META_REGISTERED: &str = "sync/registered";
 const META_LAST_SYNC: &str = "sync/last-sync";
 const META_ACCESS_ENDED: &str = "sync/access-ended";
 const META_SET_ASIDE: &str = "sync/set-aside";
@@ -205,29 +203,11 @@ impl<S: Store> Profile<S> {
         self.identity.sign(message)
     }
 
-    /// The sync state for `relay`. Switching to another relay resets the
-    /// cursors (everything is pulled again); changes the previous relay
-    /// acknowledged are not re-sent, so moving a record between relays is
-    /// not supported yet.
+    /// The sync state for `relay`, which becomes the current relay. Each
+    /// relay keeps its own (see [`super::relays`]): switching between
+    /// relays resets nothing.
     pub fn sync_state(&mut self, relay: &str) -> Result<SyncState> {
-        let current = self
-            .store
-            .get_meta(META_RELAY)?
-            .and_then(|b| String::from_utf8(b).ok());
-        if current.as_deref() != Some(relay) {
-            let mut batch = WriteBatch::new();
-            batch
-                .put_meta(META_RELAY, relay.as_bytes().to_vec())
-                .delete_meta(META_FEED)
-                .delete_meta(META_ACCESS_CURSOR)
-                .delete_meta(META_REGISTERED);
-            for log in LogName::all() {
-                batch
-                    .delete_meta(cursor_key(log))
-                    .delete_meta(since_snapshot_key(log));
-            }
-            self.store.commit(batch)?;
-        }
+        self.switch_relay(relay)?;
         let mut state = SyncState {
             relay: Some(relay.to_string()),
             feed_cursor: get_u64(&self.store, META_FEED)?,
@@ -312,21 +292,54 @@ impl<S: Store> Profile<S> {
         Ok(())
     }
 
-    /// Local changes not yet acknowledged by the relay.
+    /// Local changes the current relay has not acknowledged (before any
+    /// relay was used: those no relay has).
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>> {
-        Ok(self.store.outbox(limit)?)
+        match self.current_relay()? {
+            Some(relay) => Ok(self.store.owed(&relay, Owed::Outbox, limit)?),
+            None => Ok(self.store.outbox(limit)?),
+        }
     }
 
-    /// The relay acknowledged these envelopes (hash, relay sequence). (They
-    /// count towards the relay-snapshot threshold when they come back in
-    /// a pull, like everyone else's.)
+    /// How many local changes `relay` has not acknowledged yet.
+    pub fn waiting_for(&self, relay: &str) -> Result<usize> {
+        Ok(self.store.owed(relay, Owed::Outbox, usize::MAX)?.len())
+    }
+
+    /// Everything this device holds that the current relay has not
+    /// acknowledged (moving the record to it), except relay snapshots:
+    /// those are a relay's compaction, never uploaded as changes (the
+    /// device makes its own snapshot of each section instead). Returns the
+    /// envelopes and the logs whose snapshots were left out.
+    pub fn owed_everything(&self) -> Result<(Vec<OutboxItem>, Vec<LogName>)> {
+        let Some(relay) = self.current_relay()? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let mut skipped = Vec::new();
+        let mut items = self.store.owed(&relay, Owed::Everything, usize::MAX)?;
+        items.retain(|item| match Envelope::from_bytes(&item.envelope) {
+            Ok(env) if env.header.seq == 0 => {
+                if !skipped.contains(&item.section) {
+                    skipped.push(item.section);
+                }
+                false
+            }
+            _ => true,
+        });
+        Ok((items, skipped))
+    }
+
+    /// The current relay acknowledged these envelopes (hash, relay
+    /// sequence). (They count towards the relay-snapshot threshold when
+    /// they come back in a pull, like everyone else's.)
     pub fn acknowledge(&mut self, acks: &[([u8; 32], u64)]) -> Result<()> {
         if acks.is_empty() {
             return Ok(());
         }
+        let relay = self.current_relay()?;
         let mut batch = WriteBatch::new();
         for (hash, seq) in acks {
-            batch.acknowledge(*hash, *seq);
+            batch.acknowledge(relay.as_deref(), *hash, *seq);
         }
         self.store.commit(batch)?;
         Ok(())
@@ -404,6 +417,7 @@ impl<S: Store> Profile<S> {
         }
         let forward = source.forwards(&self.access.members, &self.identity.id(), log);
         let relay = matches!(source, Source::Relay { .. });
+        let current_relay = self.current_relay()?;
         let members = &self.access.members;
         let keys = &self.keys;
         let mut received = 0u64;
@@ -450,7 +464,7 @@ impl<S: Store> Profile<S> {
                 report.known += 1;
                 if relay {
                     // Records the relay sequence of our own change if unknown.
-                    batch.receive(log, bytes, seq);
+                    batch.receive(log, bytes, current_relay.as_deref(), seq);
                 }
                 continue;
             }
@@ -531,7 +545,7 @@ impl<S: Store> Profile<S> {
         let sizes: Vec<usize> = receives.iter().map(|(_, b)| b.len()).collect();
         for (seq, bytes) in receives {
             if relay {
-                batch.receive(log, bytes, seq);
+                batch.receive(log, bytes, current_relay.as_deref(), seq);
             } else {
                 batch.receive_direct(log, bytes, forward);
             }

@@ -458,6 +458,7 @@ impl<S: Store> Profile<S> {
             Source::Direct => false,
         };
         let forward = source.forwards(&members, &self.identity.id(), log);
+        let current_relay = self.current_relay()?;
         let mut received = 0u64;
         let mut new_chunks = Vec::new();
         for (seq, bytes) in snapshot.into_iter().chain(envelopes) {
@@ -491,7 +492,7 @@ impl<S: Store> Profile<S> {
             if self.store.contains(&hash)? {
                 report.known += 1;
                 if relay {
-                    batch.receive(log, bytes, seq);
+                    batch.receive(log, bytes, current_relay.as_deref(), seq);
                 }
                 continue;
             }
@@ -529,7 +530,7 @@ impl<S: Store> Profile<S> {
             }
             report.merged += 1;
             if relay {
-                batch.receive(log, bytes, seq);
+                batch.receive(log, bytes, current_relay.as_deref(), seq);
             } else {
                 batch.receive_direct(log, bytes, forward);
             }

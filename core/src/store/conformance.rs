@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::{envelope_hash, Store, StoreError, WriteBatch};
+use super::{envelope_hash, Owed, Store, StoreError, WriteBatch};
 use satchel_protocol::{LogName, Section};
 
 const LABS: LogName = LogName::Section(Section::Labs);
@@ -29,6 +29,83 @@ pub(crate) fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     set_aside_leaves_the_outbox_but_stays_stored(&mut make());
     direct_receipts_forward_once_and_are_acknowledged_by_a_pull(&mut make());
     log_hashes_and_envelopes_in_store_order(&mut make());
+    each_relay_is_owed_what_it_has_not_acknowledged(&mut make());
+    a_move_owes_everything_but_what_was_set_aside(&mut make());
+}
+
+fn owed(s: &impl Store, relay: &str, owed: Owed) -> Vec<Vec<u8>> {
+    s.owed(relay, owed, 100)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.envelope)
+        .collect()
+}
+
+fn each_relay_is_owed_what_it_has_not_acknowledged<S: Store>(s: &mut S) {
+    const A: &str = "https://a.example";
+    const B: &str = "https://b.example";
+    let mut b = WriteBatch::new();
+    b.append(LABS, vec![1]).append(NOTES, vec![2]);
+    s.commit(b).unwrap();
+    assert_eq!(owed(s, A, Owed::Outbox), vec![vec![1], vec![2]]);
+    // Relay A acknowledges 1, and serves 2 back in a pull: both leave A's
+    // outbox, not B's.
+    let mut b = WriteBatch::new();
+    b.acknowledge(Some(A), envelope_hash(&[1]), 10)
+        .receive(NOTES, vec![2], Some(A), 11)
+        .receive(LABS, vec![3], Some(A), 12);
+    s.commit(b).unwrap();
+    assert!(owed(s, A, Owed::Outbox).is_empty());
+    assert_eq!(owed(s, B, Owed::Outbox), vec![vec![1], vec![2]]);
+    // Some relay holds both: nothing is left that no relay has.
+    assert!(s.outbox(10).unwrap().is_empty());
+    // Envelopes received from a relay are not B's outbox (their authors
+    // send them), and an acknowledgement of an envelope not stored here
+    // changes nothing.
+    let mut b = WriteBatch::new();
+    b.acknowledge(Some(B), envelope_hash(&[2]), 5)
+        .acknowledge(Some(B), envelope_hash(&[9]), 6);
+    s.commit(b).unwrap();
+    assert_eq!(owed(s, B, Owed::Outbox), vec![vec![1]]);
+    assert_eq!(s.owed(B, Owed::Outbox, 0).unwrap().len(), 0);
+    // An acknowledgement without a relay only says some relay holds it.
+    let mut b = WriteBatch::new();
+    b.append(VITALS, vec![4]);
+    s.commit(b).unwrap();
+    let mut b = WriteBatch::new();
+    b.acknowledge(None, envelope_hash(&[4]), 7);
+    s.commit(b).unwrap();
+    assert!(s.outbox(10).unwrap().is_empty());
+    assert_eq!(owed(s, A, Owed::Outbox), vec![vec![4]]);
+}
+
+fn a_move_owes_everything_but_what_was_set_aside<S: Store>(s: &mut S) {
+    const NEW: &str = "https://new.example";
+    let mut b = WriteBatch::new();
+    b.append(LABS, vec![1])
+        .append(LABS, vec![2])
+        .receive(NOTES, vec![3], Some("https://old.example"), 1)
+        .receive_direct(NOTES, vec![4], false);
+    s.commit(b).unwrap();
+    let mut b = WriteBatch::new();
+    b.set_aside(envelope_hash(&[2]));
+    s.commit(b).unwrap();
+    // Everything held (made here, pulled, received directly), in store
+    // order, except the envelope a relay refused for good.
+    assert_eq!(
+        owed(s, NEW, Owed::Everything),
+        vec![vec![1], vec![3], vec![4]]
+    );
+    assert_eq!(owed(s, NEW, Owed::Outbox), vec![vec![1]]);
+    let mut b = WriteBatch::new();
+    b.acknowledge(Some(NEW), envelope_hash(&[1]), 1)
+        .acknowledge(Some(NEW), envelope_hash(&[3]), 2);
+    s.commit(b).unwrap();
+    assert_eq!(owed(s, NEW, Owed::Everything), vec![vec![4]]);
+    let mut b = WriteBatch::new();
+    b.acknowledge(Some(NEW), envelope_hash(&[4]), 3);
+    s.commit(b).unwrap();
+    assert!(owed(s, NEW, Owed::Everything).is_empty());
 }
 
 fn direct_receipts_forward_once_and_are_acknowledged_by_a_pull<S: Store>(s: &mut S) {
@@ -54,7 +131,7 @@ fn direct_receipts_forward_once_and_are_acknowledged_by_a_pull<S: Store>(s: &mut
     assert_eq!(queued, vec![vec![1], vec![2]]);
     // The relay later serves the forwarded one: acknowledged, stored once.
     let mut b = WriteBatch::new();
-    b.receive(LABS, vec![2], 40);
+    b.receive(LABS, vec![2], None, 40);
     s.commit(b).unwrap();
     let queued: Vec<Vec<u8>> = s
         .outbox(10)
@@ -71,7 +148,7 @@ fn log_hashes_and_envelopes_in_store_order<S: Store>(s: &mut S) {
     let mut b = WriteBatch::new();
     b.append(LABS, vec![9])
         .append(NOTES, vec![8])
-        .receive(LABS, vec![7], 3)
+        .receive(LABS, vec![7], None, 3)
         .receive_direct(LABS, vec![6], false);
     s.commit(b).unwrap();
     let hashes = s.log_hashes(LABS).unwrap();
@@ -100,7 +177,7 @@ fn reseal_replaces_an_unsent_envelope_in_place<S: Store>(s: &mut S) {
     b.append(LABS, vec![1]).append(LABS, vec![2]);
     s.commit(b).unwrap();
     let mut b = WriteBatch::new();
-    b.acknowledge(envelope_hash(&[2]), 7);
+    b.acknowledge(None, envelope_hash(&[2]), 7);
     s.commit(b).unwrap();
     let mut b = WriteBatch::new();
     // Only unacknowledged local envelopes are resealed.
@@ -267,8 +344,8 @@ fn outbox_until_acknowledged<S: Store>(s: &mut S) {
     assert_eq!(out[0].hash, envelope_hash(&[1]));
     assert_eq!(s.outbox(2).unwrap().len(), 2);
     let mut b = WriteBatch::new();
-    b.acknowledge(envelope_hash(&[1]), 100)
-        .acknowledge(envelope_hash(&[3]), 101);
+    b.acknowledge(None, envelope_hash(&[1]), 100)
+        .acknowledge(None, envelope_hash(&[3]), 101);
     s.commit(b).unwrap();
     let out = s.outbox(10).unwrap();
     assert_eq!(out.len(), 1);
@@ -286,9 +363,9 @@ fn received_envelopes_are_deduplicated<S: Store>(s: &mut S) {
     // Our own change echoed back by the relay: not stored twice, but now
     // acknowledged; a new one is stored and never enters the outbox.
     let mut b = WriteBatch::new();
-    b.receive(LABS, vec![1], 7)
-        .receive(LABS, vec![2], 8)
-        .receive(LABS, vec![2], 8);
+    b.receive(LABS, vec![1], None, 7)
+        .receive(LABS, vec![2], None, 8)
+        .receive(LABS, vec![2], None, 8);
     let c = s.commit(b).unwrap();
     assert_eq!(c.received.len(), 3);
     assert!(c.received[0].is_none());

@@ -1,12 +1,12 @@
 //! An in-memory [`Store`]: for tests and for throwaway profiles.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use satchel_protocol::LogName;
 
 use super::{
-    envelope_hash, Committed, LogItem, OutboxItem, Result, SectionLog, Snapshot, Store, StoreError,
-    WriteBatch, WriteOp,
+    envelope_hash, Committed, LogItem, OutboxItem, Owed, Result, SectionLog, Snapshot, Store,
+    StoreError, WriteBatch, WriteOp,
 };
 
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ struct Row {
     outbound: bool,
     /// Made here, refused by the relay for good: kept, never sent.
     set_aside: bool,
+    /// The relays that acknowledged it.
+    relays: BTreeSet<String>,
 }
 
 /// Keeps everything in maps; nothing survives the process.
@@ -51,6 +53,7 @@ impl MemoryStore {
                 server_seq,
                 outbound,
                 set_aside: false,
+                relays: BTreeSet::new(),
             },
         );
         self.last_seq
@@ -98,6 +101,27 @@ impl Store for MemoryStore {
             .log
             .iter()
             .filter(|(_, r)| r.outbound && !r.set_aside && r.server_seq.is_none())
+            .take(limit)
+            .map(|(seq, r)| OutboxItem {
+                seq: *seq,
+                section: r.section,
+                envelope: r.envelope.clone(),
+                hash: r.hash,
+            })
+            .collect())
+    }
+
+    fn owed(&self, relay: &str, owed: Owed, limit: usize) -> Result<Vec<OutboxItem>> {
+        Ok(self
+            .log
+            .iter()
+            .filter(|(_, r)| {
+                let wanted = match owed {
+                    Owed::Outbox => r.outbound,
+                    Owed::Everything => true,
+                };
+                wanted && !r.set_aside && !r.relays.contains(relay)
+            })
             .take(limit)
             .map(|(seq, r)| OutboxItem {
                 seq: *seq,
@@ -187,22 +211,34 @@ impl Store for MemoryStore {
                 WriteOp::Receive {
                     section,
                     envelope,
+                    relay,
                     server_seq,
                 } => {
                     let hash = envelope_hash(&envelope);
-                    if let Some(existing) = self.by_hash.get(&hash) {
-                        if let Some(row) = self.log.get_mut(existing) {
-                            row.server_seq.get_or_insert(server_seq);
+                    let seq = match self.by_hash.get(&hash) {
+                        Some(existing) => {
+                            committed.received.push(None);
+                            *existing
                         }
-                        committed.received.push(None);
-                    } else {
-                        let seq = self.insert(section, envelope, hash, Some(server_seq), false);
-                        committed.received.push(Some(seq));
+                        None => {
+                            let seq = self.insert(section, envelope, hash, Some(server_seq), false);
+                            committed.received.push(Some(seq));
+                            seq
+                        }
+                    };
+                    if let Some(row) = self.log.get_mut(&seq) {
+                        row.server_seq.get_or_insert(server_seq);
+                        row.relays.extend(relay);
                     }
                 }
-                WriteOp::Acknowledge { hash, server_seq } => {
+                WriteOp::Acknowledge {
+                    relay,
+                    hash,
+                    server_seq,
+                } => {
                     if let Some(row) = self.by_hash.get(&hash).and_then(|s| self.log.get_mut(s)) {
-                        row.server_seq = Some(server_seq);
+                        row.server_seq.get_or_insert(server_seq);
+                        row.relays.extend(relay);
                     }
                 }
                 WriteOp::Reseal { old, envelope } => {

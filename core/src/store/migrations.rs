@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_snapshots.sql")),
     (3, include_str!("migrations/0003_sync.sql")),
+    (4, include_str!("migrations/0004_relay_acks.sql")),
 ];
 
 /// The schema version a fully migrated database has.

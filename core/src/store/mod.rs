@@ -102,12 +102,14 @@ pub enum WriteOp {
         section: LogName,
         envelope: Vec<u8>,
     },
-    /// An envelope pulled from the relay with its relay sequence. Ignored
+    /// An envelope pulled from a relay with its relay sequence. Ignored
     /// when an envelope with the same hash is already stored (then it only
-    /// records `server_seq` if that was unknown).
+    /// records `server_seq` if that was unknown). With `relay`, that relay
+    /// is recorded as holding it (as [`WriteOp::Acknowledge`] does).
     Receive {
         section: LogName,
         envelope: Vec<u8>,
+        relay: Option<String>,
         server_seq: u64,
     },
     /// An envelope received directly from another device (edge sync), not
@@ -120,8 +122,11 @@ pub enum WriteOp {
         envelope: Vec<u8>,
         forward: bool,
     },
-    /// The relay holds the envelope with this hash under `server_seq`.
+    /// A relay holds the envelope with this hash under `server_seq`: it
+    /// leaves [`Store::outbox`] (no relay has it is no longer true) and,
+    /// with `relay`, what that relay is owed ([`Store::owed`]).
     Acknowledge {
+        relay: Option<String>,
         hash: [u8; 32],
         server_seq: u64,
     },
@@ -173,10 +178,17 @@ impl WriteBatch {
         self.ops.push(WriteOp::Append { section, envelope });
         self
     }
-    pub fn receive(&mut self, section: LogName, envelope: Vec<u8>, server_seq: u64) -> &mut Self {
+    pub fn receive(
+        &mut self,
+        section: LogName,
+        envelope: Vec<u8>,
+        relay: Option<&str>,
+        server_seq: u64,
+    ) -> &mut Self {
         self.ops.push(WriteOp::Receive {
             section,
             envelope,
+            relay: relay.map(str::to_string),
             server_seq,
         });
         self
@@ -194,8 +206,17 @@ impl WriteBatch {
         });
         self
     }
-    pub fn acknowledge(&mut self, hash: [u8; 32], server_seq: u64) -> &mut Self {
-        self.ops.push(WriteOp::Acknowledge { hash, server_seq });
+    pub fn acknowledge(
+        &mut self,
+        relay: Option<&str>,
+        hash: [u8; 32],
+        server_seq: u64,
+    ) -> &mut Self {
+        self.ops.push(WriteOp::Acknowledge {
+            relay: relay.map(str::to_string),
+            hash,
+            server_seq,
+        });
         self
     }
     pub fn reseal(&mut self, old: [u8; 32], envelope: Vec<u8>) -> &mut Self {
@@ -244,6 +265,17 @@ pub struct OutboxItem {
     pub hash: [u8; 32],
 }
 
+/// What a device owes a relay ([`Store::owed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owed {
+    /// Its outbox: changes made here (or forwarded for their author) that
+    /// the relay has not acknowledged.
+    Outbox,
+    /// Everything stored here that the relay has not acknowledged (moving
+    /// a record to that relay), except envelopes set aside as refused.
+    Everything,
+}
+
 /// SHA-256 of a stored envelope: its identity in the store and on the relay.
 pub fn envelope_hash(envelope: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, envelope);
@@ -263,8 +295,10 @@ pub trait Store: Send {
     fn load_section(&self, log: LogName) -> Result<SectionLog>;
     /// Highest sequence number ever appended (0 for an empty store).
     fn last_seq(&self) -> Result<u64>;
-    /// Local changes not yet acknowledged by the relay, oldest first.
+    /// Local changes no relay has acknowledged yet, oldest first.
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// What `relay` has not acknowledged ([`Owed`]), oldest first.
+    fn owed(&self, relay: &str, owed: Owed, limit: usize) -> Result<Vec<OutboxItem>>;
     /// Whether an envelope with this hash is stored.
     fn contains(&self, hash: &[u8; 32]) -> Result<bool>;
     /// The hash of every envelope stored in a log, in store order.
@@ -351,6 +385,43 @@ mod tests {
                 vec![2]
             );
         }
+    }
+
+    /// Acknowledgements made before 0004 were by the one relay named in
+    /// meta `sync/relay`: they stay that relay's, and no other relay's.
+    #[test]
+    fn single_relay_acknowledgements_become_that_relays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let (acked, queued) = (vec![1u8], vec![2u8]);
+        {
+            let old = SqliteStore::open_at_version(&path, 3).unwrap();
+            for (envelope, seq) in [(&acked, Some(7i64)), (&queued, None)] {
+                old.conn
+                    .execute(
+                        "INSERT INTO section_log (section, envelope, hash, server_seq, outbound) \
+                         VALUES ('labs', ?1, ?2, ?3, 1)",
+                        rusqlite::params![envelope, &envelope_hash(envelope)[..], seq],
+                    )
+                    .unwrap();
+            }
+            old.conn
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('sync/relay', ?1)",
+                    [b"https://relay.example".to_vec()],
+                )
+                .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let owed = |relay: &str| -> Vec<Vec<u8>> {
+            s.owed(relay, Owed::Outbox, 10)
+                .unwrap()
+                .into_iter()
+                .map(|o| o.envelope)
+                .collect()
+        };
+        assert_eq!(owed("https://relay.example"), vec![queued.clone()]);
+        assert_eq!(owed("https://other.example"), vec![acked, queued]);
     }
 
     #[test]

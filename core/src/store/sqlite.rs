@@ -11,8 +11,8 @@ use satchel_protocol::LogName;
 
 use super::migrations::{current_version, migrate_to, LATEST_VERSION};
 use super::{
-    envelope_hash, Committed, LogItem, OutboxItem, Result, SectionLog, Snapshot, Store, StoreError,
-    WriteBatch, WriteOp,
+    envelope_hash, Committed, LogItem, OutboxItem, Owed, Result, SectionLog, Snapshot, Store,
+    StoreError, WriteBatch, WriteOp,
 };
 
 /// A store in one SQLite file (plus its `-wal` and `-shm` while open).
@@ -99,6 +99,41 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+impl SqliteStore {
+    /// Outbox rows `sql` selects (seq, section, envelope, hash).
+    fn outbox_rows(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<OutboxItem>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt
+            .query_map(args, |r| {
+                let hash: Vec<u8> = r.get(3)?;
+                let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        3,
+                        rusqlite::types::Type::Blob,
+                        "a stored envelope hash is not 32 bytes".into(),
+                    )
+                })?;
+                let section: String = r.get(1)?;
+                // A stored log name: parsed once, here.
+                let section = section.parse().map_err(|_| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        "a stored log name is not a known log".into(),
+                    )
+                })?;
+                Ok(OutboxItem {
+                    seq: to_u64(r.get(0)?),
+                    section,
+                    envelope: r.get(2)?,
+                    hash,
+                })
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
 impl Store for SqliteStore {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
@@ -146,38 +181,28 @@ impl Store for SqliteStore {
     }
 
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxItem>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.outbox_rows(
             "SELECT seq, section, envelope, hash FROM section_log \
              WHERE outbound = 1 AND server_seq IS NULL ORDER BY seq LIMIT ?1",
-        )?;
-        let rows = stmt
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                let hash: Vec<u8> = r.get(3)?;
-                let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        3,
-                        rusqlite::types::Type::Blob,
-                        "a stored envelope hash is not 32 bytes".into(),
-                    )
-                })?;
-                let section: String = r.get(1)?;
-                // A stored log name: parsed once, here.
-                let section = section.parse().map_err(|_| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        1,
-                        rusqlite::types::Type::Text,
-                        "a stored log name is not a known log".into(),
-                    )
-                })?;
-                Ok(OutboxItem {
-                    seq: to_u64(r.get(0)?),
-                    section,
-                    envelope: r.get(2)?,
-                    hash,
-                })
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(rows)
+            params![i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    fn owed(&self, relay: &str, owed: Owed, limit: usize) -> Result<Vec<OutboxItem>> {
+        // outbound: 1 made here (or forwarded), 0 received, 2 set aside.
+        let outbound = match owed {
+            Owed::Outbox => "l.outbound = 1",
+            Owed::Everything => "l.outbound IN (0, 1)",
+        };
+        self.outbox_rows(
+            &format!(
+                "SELECT l.seq, l.section, l.envelope, l.hash FROM section_log l \
+                 WHERE {outbound} AND NOT EXISTS \
+                 (SELECT 1 FROM relay_ack a WHERE a.relay = ?2 AND a.hash = l.hash) \
+                 ORDER BY l.seq LIMIT ?1"
+            ),
+            params![i64::try_from(limit).unwrap_or(i64::MAX), relay],
+        )
     }
 
     fn contains(&self, hash: &[u8; 32]) -> Result<bool> {
@@ -289,6 +314,7 @@ impl SqliteStore {
                     WriteOp::Receive {
                         section,
                         envelope,
+                        relay,
                         server_seq,
                     } => {
                         let hash = envelope_hash(envelope);
@@ -314,6 +340,9 @@ impl SqliteStore {
                             let seq = to_u64(tx.last_insert_rowid());
                             last = Some(seq);
                             committed.received.push(Some(seq));
+                        }
+                        if let Some(relay) = relay {
+                            acknowledge_by(&tx, relay, &hash, *server_seq)?;
                         }
                     }
                     WriteOp::ReceiveDirect {
@@ -341,11 +370,19 @@ impl SqliteStore {
                             committed.received.push(Some(seq));
                         }
                     }
-                    WriteOp::Acknowledge { hash, server_seq } => {
+                    WriteOp::Acknowledge {
+                        relay,
+                        hash,
+                        server_seq,
+                    } => {
                         tx.prepare_cached(
-                            "UPDATE section_log SET server_seq = ?2 WHERE hash = ?1",
+                            "UPDATE section_log SET server_seq = ?2 \
+                             WHERE hash = ?1 AND server_seq IS NULL",
                         )?
                         .execute(params![&hash[..], to_i64(*server_seq)])?;
+                        if let Some(relay) = relay {
+                            acknowledge_by(&tx, relay, hash, *server_seq)?;
+                        }
                     }
                     WriteOp::Reseal { old, envelope } => {
                         let hash = envelope_hash(envelope);
@@ -411,4 +448,21 @@ impl SqliteStore {
 fn hash_of(bytes: &[u8]) -> Result<[u8; 32]> {
     <[u8; 32]>::try_from(bytes)
         .map_err(|_| StoreError::Backend("a stored envelope hash is not 32 bytes".into()))
+}
+
+/// Record that `relay` holds the stored envelope `hash` (nothing when no
+/// such envelope is stored).
+fn acknowledge_by(
+    tx: &rusqlite::Transaction<'_>,
+    relay: &str,
+    hash: &[u8; 32],
+    relay_seq: u64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO relay_ack (relay, hash, relay_seq) \
+         SELECT ?1, hash, ?3 FROM section_log WHERE hash = ?2 \
+         ON CONFLICT(relay, hash) DO UPDATE SET relay_seq = excluded.relay_seq",
+    )?
+    .execute(params![relay, &hash[..], to_i64(relay_seq)])?;
+    Ok(())
 }

@@ -10,6 +10,8 @@
 //! - [`ledger`]: completeness of each log on this device (change numbers
 //!   held per author, refusals, changes waiting for dependencies).
 //! - [`link`]: adding another device of the same patient with a one-time code.
+//! - [`moving`]: moving a record to another relay (name it, copy the
+//!   access log, upload everything, then retire the old relay).
 //! - [`sharing`]: invites and approval, grants and revocations on the
 //!   relay, recovery keys and restore, the relay's audit log.
 //! - [`wire`]: the JSON bodies of docs/protocol.md (from the protocol kernel).
@@ -19,13 +21,15 @@
 //!   pinned CA, shared by HTTP and the WebSocket.
 //!
 //! Durability: local changes live in the store's outbox until the relay
-//! acknowledges them, so a round that fails (offline, relay restarted) loses
+//! acknowledges them (each relay a device uses acknowledges for itself:
+//! [`crate::store::Owed`]), so a round that fails (offline, relay restarted) loses
 //! nothing; the next round sends them again and the relay de-duplicates by
 //! envelope hash.
 
 pub mod engine;
 pub mod ledger;
 pub mod link;
+pub mod moving;
 pub mod sharing;
 pub mod state;
 pub mod tls;

@@ -19,7 +19,7 @@ use super::wire::{
 };
 use crate::ids::RecordId;
 use crate::profile::{Profile, ProfileError};
-use crate::store::Store;
+use crate::store::{Owed, Store};
 
 /// Errors of a sync round as the caller sees them.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,10 @@ pub struct RelayClient {
     token: Option<String>,
     max_attempts: u32,
 }
+
+/// The error code of a relay that the record's access log retires (the
+/// record moved to another relay; docs/protocol.md).
+pub const RECORD_MOVED: &str = "record_moved";
 
 impl RelayClient {
     /// A client for the relay at `base` (e.g. `https://relay.example`, or
@@ -215,12 +219,42 @@ impl RelayClient {
         result.unwrap_or_else(Response::Failed)
     }
 
-    /// One full sync round of `profile` with this relay.
+    /// One full sync round of `profile` with this relay. A relay the
+    /// record moved away from refuses it with [`RECORD_MOVED`].
     pub async fn sync<S: Store>(
         &mut self,
         profile: &mut Profile<S>,
     ) -> Result<RoundReport, TransportError> {
-        let state = profile.sync_state(self.url.as_str())?;
+        self.round(profile, Owed::Outbox).await
+    }
+
+    /// A sync round that uploads everything `profile` holds that this
+    /// relay has not acknowledged (moving the record here), not only its
+    /// outbox. Relay snapshots the device holds are not uploaded as
+    /// changes: the round uploads this device's own snapshot of those logs
+    /// instead (where it may make one). The access log must be on the
+    /// relay first ([`super::moving`]).
+    pub async fn sync_everything<S: Store>(
+        &mut self,
+        profile: &mut Profile<S>,
+    ) -> Result<RoundReport, TransportError> {
+        self.round(profile, Owed::Everything).await
+    }
+
+    async fn round<S: Store>(
+        &mut self,
+        profile: &mut Profile<S>,
+        owed: Owed,
+    ) -> Result<RoundReport, TransportError> {
+        let mut state = profile.sync_state(self.url.as_str())?;
+        if owed == Owed::Everything {
+            for log in profile.owed_everything()?.1 {
+                // Compacted on the old relay: snapshot it here as well.
+                state
+                    .since_snapshot
+                    .insert(log, super::engine::SNAPSHOT_EVERY);
+            }
+        }
         let register = profile
             .is_creator()
             .then(|| profile.identity_card().clone());
@@ -260,7 +294,10 @@ impl RelayClient {
                             self.end_expired_grants(profile, cursor).await?;
                         }
                         Apply::ReadOutbox => {
-                            engine.outbox_read(profile.outbox(usize::MAX)?);
+                            engine.outbox_read(match owed {
+                                Owed::Outbox => profile.outbox(usize::MAX)?,
+                                Owed::Everything => profile.owed_everything()?.0,
+                            });
                             continue;
                         }
                         Apply::SetAside {
@@ -326,9 +363,14 @@ impl RelayClient {
                     });
                 }
                 Step::Failed(error) => {
-                    if let SyncError::Refused { status: 403, .. } = &error {
-                        // Revoked or expired: say so wherever this copy is shown.
-                        profile.mark_access_ended()?;
+                    match &error {
+                        // The record moved to another relay: access goes on there.
+                        SyncError::Refused { code, .. } if code == RECORD_MOVED => {}
+                        SyncError::Refused { status: 403, .. } => {
+                            // Revoked or expired: say so wherever this copy is shown.
+                            profile.mark_access_ended()?;
+                        }
+                        _ => {}
                     }
                     return Err(error.into());
                 }

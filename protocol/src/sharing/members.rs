@@ -10,6 +10,10 @@
 //!   creator cannot be revoked, and an owner device is never a grantee;
 //! - a replica is a relay (card role `relay`), never an owner device or a
 //!   grantee, and is never given a key (so its revocation rotates none);
+//! - `retire-relay` is made by an owner device and names a relay's card:
+//!   that relay refuses the record from then on ([`Members::relay_serves`],
+//!   the rule every relay applies to itself) until an `add-replica` names
+//!   it again;
 //! - key wraps name a known section at its current epoch and go only to
 //!   identities that can read that section once the statement applies;
 //! - a revocation, and a grant that replaces an earlier grant with fewer
@@ -56,6 +60,25 @@ pub struct Replica {
     pub added_at_ms: i64,
 }
 
+/// A relay the record moved away from (`retire-relay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredRelay {
+    pub card: IdentityCard,
+    /// The relay it moved to, when the statement names one.
+    pub moved_to: Option<IdentityId>,
+    pub retired_by: IdentityId,
+    pub retired_at_ms: i64,
+}
+
+/// A relay's refusal to serve a record that moved away from it: shown to
+/// the record's devices (403), and saying what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this record has moved to another relay{}: this relay no longer serves it. Sync with the relay the record moved to (ask its owner for the address: `satchel relays add URL`)", .moved_to_label.as_deref().map(|l| format!(" ({l})")).unwrap_or_default())]
+pub struct RecordMoved {
+    /// The label the log gives the relay it moved to, when it names one.
+    pub moved_to_label: Option<String>,
+}
+
 /// What one identity may do in a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
@@ -81,6 +104,8 @@ pub struct Members {
     pub grants: BTreeMap<IdentityId, Grant>,
     /// Replica relays by relay identity.
     pub replicas: BTreeMap<IdentityId, Replica>,
+    /// Relays the record moved away from, by relay identity.
+    pub retired_relays: BTreeMap<IdentityId, RetiredRelay>,
     /// Everyone who ever held access and no longer does, with their card
     /// when known (for audit views).
     pub former: BTreeMap<IdentityId, Option<IdentityCard>>,
@@ -111,6 +136,7 @@ impl Members {
             recovery: BTreeSet::new(),
             grants: BTreeMap::new(),
             replicas: BTreeMap::new(),
+            retired_relays: BTreeMap::new(),
             former: BTreeMap::new(),
             epochs: BTreeMap::new(),
             writers: BTreeMap::new(),
@@ -119,6 +145,21 @@ impl Members {
         };
         m.note_writers();
         m
+    }
+
+    /// Whether the relay with identity `relay` may serve this record: not
+    /// when the log retires it (`retire-relay`, the record moved away).
+    /// Every relay checks this for itself before serving a record.
+    pub fn relay_serves(&self, relay: &IdentityId) -> Result<(), RecordMoved> {
+        match self.retired_relays.get(relay) {
+            None => Ok(()),
+            Some(retired) => Err(RecordMoved {
+                moved_to_label: retired
+                    .moved_to
+                    .and_then(|to| self.replicas.get(&to))
+                    .map(|r| r.label.clone()),
+            }),
+        }
     }
 
     /// An identity's access, if it has any (expired grants included).
@@ -571,6 +612,7 @@ fn apply_statement(
             }
             check_label(index, &label)?;
             members.former.remove(&id);
+            members.retired_relays.remove(&id);
             members.replicas.insert(
                 id,
                 Replica {
@@ -578,6 +620,39 @@ fn apply_statement(
                     label,
                     added_by: by,
                     added_at_ms: at,
+                },
+            );
+        }
+        AccessChange::RetireRelay { relay, moved_to } => {
+            if !is_owner {
+                return Err(not_allowed);
+            }
+            relay
+                .verify()
+                .map_err(|_| SharingError::Malformed { index })?;
+            if relay.role != Role::Relay {
+                return Err(SharingError::Invalid {
+                    index,
+                    why: "only a relay's card can be retired",
+                });
+            }
+            let id = relay.id();
+            if moved_to == Some(id) {
+                return Err(SharingError::Invalid {
+                    index,
+                    why: "a record cannot move to the relay it leaves",
+                });
+            }
+            if let Some(replica) = members.replicas.remove(&id) {
+                members.former.insert(id, Some(replica.card));
+            }
+            members.retired_relays.insert(
+                id,
+                RetiredRelay {
+                    card: relay,
+                    moved_to,
+                    retired_by: by,
+                    retired_at_ms: at,
                 },
             );
         }

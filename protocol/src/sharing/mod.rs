@@ -20,7 +20,10 @@ mod statement;
 #[cfg(test)]
 mod tests;
 
-pub use members::{base_section, verify_log, verify_next, Access, Grant, Members, Replica};
+pub use members::{
+    base_section, verify_log, verify_next, Access, Grant, Members, RecordMoved, Replica,
+    RetiredRelay,
+};
 pub use rights::{MemberRole, Rights};
 pub use statement::{
     chain_aad, key_wrap_aad, statement_hash, AccessChange, AccessStatement, GrantRole, KeyWrap,

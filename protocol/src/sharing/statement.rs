@@ -140,6 +140,18 @@ pub enum AccessChange {
         /// the replica runs ("Riverside clinic"), never clinical detail.
         label: String,
     },
+    /// The record moved away from the relay of `relay` (its card, role
+    /// `relay`): that relay refuses the record's members from then on
+    /// ([`super::Members::relay_serves`]), and stops being a replica if it
+    /// was one. `moved_to` names the relay it moved to when the log names
+    /// it (an `add-replica`). Signed by an owner device only: where the
+    /// record lives is the patient's decision. An `add-replica` of the
+    /// same relay later takes it back.
+    RetireRelay {
+        relay: IdentityCard,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        moved_to: Option<IdentityId>,
+    },
     /// Take `sections` (all when `None`) from `identity` (a grantee, a
     /// replica relay, or an owner device when signed by another owner
     /// device), rotating the key of every section it could read.
@@ -158,6 +170,7 @@ impl AccessChange {
             AccessChange::AddRecovery { .. } => "add-recovery",
             AccessChange::Grant { .. } => "grant",
             AccessChange::AddReplica { .. } => "add-replica",
+            AccessChange::RetireRelay { .. } => "retire-relay",
             AccessChange::Revoke { .. } => "revoke",
         }
     }

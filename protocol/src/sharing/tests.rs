@@ -470,3 +470,64 @@ fn a_revoked_replica_loses_everything_without_a_rotation() {
     .unwrap();
     assert_eq!(replay, log.members);
 }
+
+fn retire(log: &Log, by: &Identity, relay: &Identity, to: Option<&Identity>) -> SignedStatement {
+    log.make(
+        by,
+        AccessChange::RetireRelay {
+            relay: relay.card().clone(),
+            moved_to: to.map(Identity::id),
+        },
+    )
+}
+
+#[test]
+fn a_retired_relay_refuses_the_record_and_says_where_it_moved() {
+    let mut log = Log::new();
+    let old = person("old relay", Role::Relay);
+    let new = person("new relay", Role::Relay);
+    assert!(log.members.relay_serves(&old.id()).is_ok());
+    let s = add_replica(&log, &log.creator, &new);
+    log.push(s).unwrap();
+    let s = retire(&log, &log.creator, &old, Some(&new));
+    log.push(s).unwrap();
+    let refused = log.members.relay_serves(&old.id()).unwrap_err();
+    assert_eq!(refused.moved_to_label.as_deref(), Some("clinic relay"));
+    let message = refused.to_string();
+    assert!(message.contains("moved") && message.contains("satchel relays add"));
+    // The relay it moved to, and any other relay, still serve it.
+    assert!(log.members.relay_serves(&new.id()).is_ok());
+    assert!(log.members.relay_serves(&log.creator.id()).is_ok());
+    // Moving back: naming the old relay again takes the retirement back.
+    let s = add_replica(&log, &log.creator, &old);
+    log.push(s).unwrap();
+    assert!(log.members.relay_serves(&old.id()).is_ok());
+}
+
+#[test]
+fn only_owner_devices_retire_relays_and_only_relays_can_be_retired() {
+    let mut log = Log::new();
+    let relay = person("relay", Role::Relay);
+    let manager = person("parent", Role::Manager);
+    let s = log.grant(&log.creator, &manager, GrantRole::Manager, &[], None);
+    log.push(s).unwrap();
+    let by_manager = retire(&log, &manager, &relay, None);
+    assert!(matches!(
+        log.push(by_manager),
+        Err(SharingError::NotAllowed { .. })
+    ));
+    let device = person("laptop", Role::PatientDevice);
+    let s = retire(&log, &log.creator, &device, None);
+    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
+    let s = retire(&log, &log.creator, &relay, Some(&relay));
+    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
+    assert!(log.members.relay_serves(&relay.id()).is_ok());
+    // A replica that is retired stops being one.
+    let s = add_replica(&log, &log.creator, &relay);
+    log.push(s).unwrap();
+    let s = retire(&log, &log.creator, &relay, None);
+    log.push(s).unwrap();
+    assert!(log.members.access(&relay.id()).is_none());
+    let refused = log.members.relay_serves(&relay.id()).unwrap_err();
+    assert_eq!(refused.moved_to_label, None);
+}

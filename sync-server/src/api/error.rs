@@ -18,6 +18,9 @@ pub enum ApiError {
     Unauthenticated(&'static str),
     /// 403: authenticated but not allowed.
     Forbidden(&'static str),
+    /// 403 `record_moved`: the record's access log retires this relay (the
+    /// record moved away); the message says what to do.
+    Moved(String),
     /// 404: no such record, link or route.
     NotFound(&'static str),
     /// 408: the request body did not arrive within the body timeout.
@@ -55,7 +58,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Moved(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::BadRequest(m) => ErrorBody::new("bad_request", m.as_str()),
             ApiError::Unauthenticated(m) => ErrorBody::new("unauthenticated", *m),
             ApiError::Forbidden(m) => ErrorBody::new("forbidden", *m),
+            ApiError::Moved(m) => ErrorBody::new("record_moved", m.as_str()),
             ApiError::NotFound(m) => ErrorBody::new("not_found", *m),
             ApiError::BodyTimeout => ErrorBody::new(
                 "request_timeout",

@@ -80,8 +80,32 @@ pub(super) async fn require_member(
     match state.storage.membership(record, caller).await? {
         Membership::Member(access) if access.live_at(now_ms()) => Ok(access),
         Membership::Member(_) => Err(ApiError::Forbidden("this identity's grant has expired")),
-        Membership::NotMember => Err(ApiError::Forbidden("not a member of this record")),
+        Membership::NotMember => Err(not_member(state, record).await),
         Membership::NoRecord => Err(ApiError::NotFound("no such record")),
+    }
+}
+
+/// This relay's identity, when it has one.
+fn relay_id(state: &AppState) -> Option<IdentityId> {
+    state.identity.get().map(IdentityCard::id)
+}
+
+/// Why a caller this relay lists no membership for is refused: when the
+/// record's log retires this relay (the record moved away; the protocol's
+/// rule, [`Members::relay_serves`]) the answer says so and what to do.
+/// (Only this refusal path reads the log: serving members costs nothing
+/// more, since a retired relay keeps no member rows, see [`member_rows`].)
+async fn not_member(state: &AppState, record: RecordId) -> ApiError {
+    let not_member = ApiError::Forbidden("not a member of this record");
+    let Some(me) = relay_id(state) else {
+        return not_member;
+    };
+    match verified_members(state, record).await {
+        Ok(members) => match members.relay_serves(&me) {
+            Err(moved) => ApiError::Moved(moved.to_string()),
+            Ok(()) => not_member,
+        },
+        Err(_) => not_member,
     }
 }
 
@@ -227,9 +251,14 @@ pub(crate) async fn verified_members(
 }
 
 /// The member rows a verified log establishes. The creator's card comes
-/// from registration (the log does not carry it).
-fn member_rows(members: &Members, creator_card: &[u8]) -> Vec<Member> {
+/// from registration (the log does not carry it). None when the log
+/// retires `relay` (this relay): the record moved away, and this relay
+/// serves nobody in it.
+fn member_rows(members: &Members, creator_card: &[u8], relay: Option<IdentityId>) -> Vec<Member> {
     let mut rows = Vec::new();
+    if relay.is_some_and(|me| members.relay_serves(&me).is_err()) {
+        return rows;
+    }
     for (id, card) in &members.owner_devices {
         let card = match card {
             Some(c) => c.to_bytes(),
@@ -333,7 +362,7 @@ pub(crate) async fn append_verified(
     let creator_card = stored.creator_card;
     let (head, members, outcome) = result.map_err(|e| corrupt_log(record, &e))?;
     outcome.map_err(|e| refusal(state, e))?;
-    let rows = member_rows(&members, &creator_card);
+    let rows = member_rows(&members, &creator_card, relay_id(state));
     match state
         .storage
         .append_statement(record, signed.statement, signed.signature, head, rows)
