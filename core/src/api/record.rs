@@ -28,7 +28,7 @@ use crate::sharing::{base_section, GrantRole};
 use crate::store::SqliteStore;
 use crate::sync::link::{self, LinkCode};
 use crate::sync::sharing as net;
-use crate::sync::RelayClient;
+use crate::sync::{RelayClient, RelayUrl, TransportError};
 
 /// The opened profile and the relay session it last used.
 pub(crate) struct Inner {
@@ -326,6 +326,29 @@ impl HealthRecord {
     /// it recovers by itself once the relay serves what is missing.
     pub fn completeness(&self) -> Result<Vec<IncompleteSection>> {
         lock(&self.inner)?.incomplete()
+    }
+
+    /// The relays this record syncs with, in order (addresses).
+    pub fn relays(&self) -> Result<Vec<String>> {
+        Ok(lock(&self.inner)?
+            .profile
+            .relays()?
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect())
+    }
+
+    /// Add a relay at the end of the list; false when it is listed already.
+    /// (Sync with each listed relay with [`HealthRecord::sync`].)
+    pub fn add_relay(&self, relay_url: String) -> Result<bool> {
+        let url = RelayUrl::parse(&relay_url).map_err(TransportError::from)?;
+        Ok(lock(&self.inner)?.profile.add_relay(&url)?)
+    }
+
+    /// Take a relay off the list; false when it was not listed.
+    pub fn remove_relay(&self, relay_url: String) -> Result<bool> {
+        let url = RelayUrl::parse(&relay_url).map_err(TransportError::from)?;
+        Ok(lock(&self.inner)?.profile.remove_relay(&url)?)
     }
 
     /// Who has access: the owner's devices, then grants.

@@ -375,3 +375,30 @@ fn duplicate_json_keys_refused() {
     record.add(bundle(&good_entry, ""), None).unwrap();
     assert_eq!(record.list(EntryQuery::default()).unwrap().len(), 2);
 }
+
+/// The relay list through the mobile API: in order, each once, kept across
+/// reopening the record, and held to the address rule.
+#[test]
+fn mobile_api_keeps_an_ordered_relay_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_string_lossy().to_string();
+    let keys = Arc::new(MapStore::default());
+    let home = SatchelHome::new(path.clone(), keys.clone()).unwrap();
+    let record = home.create_record("Di".into()).unwrap();
+    assert!(record.relays().unwrap().is_empty());
+    assert!(record.add_relay("https://b.example".into()).unwrap());
+    assert!(record.add_relay("https://a.example".into()).unwrap());
+    assert!(!record.add_relay("https://b.example".into()).unwrap());
+    assert!(record.add_relay("http://192.0.2.1:8787".into()).is_err());
+    assert_eq!(
+        record.relays().unwrap(),
+        ["https://b.example", "https://a.example"]
+    );
+    assert!(record.remove_relay("https://b.example".into()).unwrap());
+    assert!(!record.remove_relay("https://b.example".into()).unwrap());
+    drop(record);
+    drop(home);
+    let home = SatchelHome::new(path, keys).unwrap();
+    let record = home.open_record().unwrap();
+    assert_eq!(record.relays().unwrap(), ["https://a.example"]);
+}

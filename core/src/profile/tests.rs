@@ -221,3 +221,51 @@ fn errors_carry_no_health_data() {
     let err = p.add_resources(vec![bad], None).unwrap_err();
     assert!(!format!("{err} {err:?}").contains(canary));
 }
+
+/// Each relay keeps its own sync state and acknowledgements: switching
+/// relays resets nothing, and a change one relay acknowledged is still
+/// owed to the other. The relay list is ordered, each address once.
+#[test]
+fn sync_state_and_outbox_are_per_relay() {
+    const A: &str = "https://a.example";
+    const B: &str = "https://b.example";
+    let mut p = Profile::create(MemoryStore::new(), "Sam", pass_unlock(b"pw")).unwrap();
+    p.add_resources(vec![allergy("latex")], None).unwrap();
+    let state = p.sync_state(A).unwrap();
+    assert_eq!(state.feed_cursor, 0);
+    let owed = p.outbox(10).unwrap();
+    assert_eq!(owed.len(), 1);
+    p.acknowledge(&[(owed[0].hash, 1)]).unwrap();
+    p.set_feed_cursor(9).unwrap();
+    p.mark_registered().unwrap();
+    assert!(p.outbox(10).unwrap().is_empty());
+    // Relay B: nothing acknowledged, nothing pulled, not registered.
+    let state = p.sync_state(B).unwrap();
+    assert_eq!((state.feed_cursor, state.registered), (0, false));
+    assert_eq!(p.outbox(10).unwrap().len(), 1);
+    assert_eq!(p.waiting_for(A).unwrap(), 0);
+    assert_eq!(p.waiting_for(B).unwrap(), 1);
+    p.set_feed_cursor(4).unwrap();
+    // Back to A: its state as it was; then B's as it was.
+    let state = p.sync_state(A).unwrap();
+    assert_eq!((state.feed_cursor, state.registered), (9, true));
+    assert!(p.outbox(10).unwrap().is_empty());
+    assert_eq!(p.sync_state(B).unwrap().feed_cursor, 4);
+    assert_eq!(p.current_relay().unwrap().as_deref(), Some(B));
+
+    let (a, b) = (
+        crate::sync::RelayUrl::parse(A).unwrap(),
+        crate::sync::RelayUrl::parse(B).unwrap(),
+    );
+    assert!(p.add_relay(&a).unwrap());
+    assert!(p.add_relay(&b).unwrap());
+    assert!(!p.add_relay(&a).unwrap());
+    assert_eq!(p.relays().unwrap(), [a.clone(), b.clone()]);
+    let c = crate::sync::RelayUrl::parse("https://c.example").unwrap();
+    p.replace_relay(&a, &c).unwrap();
+    assert_eq!(p.relays().unwrap(), [c.clone(), b.clone()]);
+    p.replace_relay(&c, &b).unwrap();
+    assert_eq!(p.relays().unwrap(), [b.clone()], "listed once");
+    assert!(p.remove_relay(&b).unwrap());
+    assert!(p.relays().unwrap().is_empty());
+}
