@@ -1251,6 +1251,12 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
     func add(resourcesJson: String, sourceSystem: String?) throws  -> [AddedEntry]
     
     /**
+     * Add a relay at the end of the list; false when it is listed already.
+     * (Sync with each listed relay with [`HealthRecord::sync`].)
+     */
+    func addRelay(relayUrl: String) throws  -> Bool
+    
+    /**
      * Amend an entry with a new version of its resource (same type).
      */
     func amend(id: String, resourceJson: String) throws 
@@ -1377,6 +1383,16 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
      * The record id (hex).
      */
     func recordId() throws  -> String
+    
+    /**
+     * The relays this record syncs with, in order (addresses).
+     */
+    func relays() throws  -> [String]
+    
+    /**
+     * Take a relay off the list; false when it was not listed.
+     */
+    func removeRelay(relayUrl: String) throws  -> Bool
     
     /**
      * Owner or manager: revoke `identity` from `sections` (null: from
@@ -1650,6 +1666,20 @@ open func add(resourcesJson: String, sourceSystem: String?)throws  -> [AddedEntr
             self.uniffiCloneHandle(),
         FfiConverterString.lower(resourcesJson),
         FfiConverterOptionString.lower(sourceSystem),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Add a relay at the end of the list; false when it is listed already.
+     * (Sync with each listed relay with [`HealthRecord::sync`].)
+     */
+open func addRelay(relayUrl: String)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_add_relay(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(relayUrl),uniffiCallStatus
     )
 })
 }
@@ -1987,6 +2017,31 @@ open func recordId()throws  -> String  {
         uniffiCallStatus in
     uniffi_satchel_core_fn_method_healthrecord_record_id(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The relays this record syncs with, in order (addresses).
+     */
+open func relays()throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_relays(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Take a relay off the list; false when it was not listed.
+     */
+open func removeRelay(relayUrl: String)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_remove_relay(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(relayUrl),uniffiCallStatus
     )
 })
 }
@@ -5881,6 +5936,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_satchel_core_checksum_method_healthrecord_add() != 21878) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_satchel_core_checksum_method_healthrecord_add_relay() != 60756) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_satchel_core_checksum_method_healthrecord_amend() != 18276) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5945,6 +6003,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_record_id() != 17943) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_relays() != 9738) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_remove_relay() != 60270) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_revoke() != 42429) {

@@ -543,6 +543,11 @@ uint64_t uniffi_satchel_core_fn_method_healthrecord_sync_over_stream(uint64_t pt
 RustBuffer uniffi_satchel_core_fn_method_healthrecord_add(uint64_t ptr, RustBuffer resources_json, RustBuffer source_system, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_ADD_RELAY
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_ADD_RELAY
+int8_t uniffi_satchel_core_fn_method_healthrecord_add_relay(uint64_t ptr, RustBuffer relay_url, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_AMEND
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_AMEND
 void uniffi_satchel_core_fn_method_healthrecord_amend(uint64_t ptr, RustBuffer id, RustBuffer resource_json, RustCallStatus *_Nonnull out_status
@@ -651,6 +656,16 @@ RustBuffer uniffi_satchel_core_fn_method_healthrecord_readable_sections(uint64_t
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_RECORD_ID
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_RECORD_ID
 RustBuffer uniffi_satchel_core_fn_method_healthrecord_record_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_RELAYS
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_RELAYS
+RustBuffer uniffi_satchel_core_fn_method_healthrecord_relays(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_REMOVE_RELAY
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_REMOVE_RELAY
+int8_t uniffi_satchel_core_fn_method_healthrecord_remove_relay(uint64_t ptr, RustBuffer relay_url, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_FN_METHOD_HEALTHRECORD_REVOKE
@@ -1176,6 +1191,12 @@ uint16_t uniffi_satchel_core_checksum_method_healthrecord_add(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_ADD_RELAY
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_ADD_RELAY
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_add_relay(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_AMEND
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_AMEND
 uint16_t uniffi_satchel_core_checksum_method_healthrecord_amend(void
@@ -1305,6 +1326,18 @@ uint16_t uniffi_satchel_core_checksum_method_healthrecord_readable_sections(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_RECORD_ID
 #define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_RECORD_ID
 uint16_t uniffi_satchel_core_checksum_method_healthrecord_record_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_RELAYS
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_RELAYS
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_relays(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_REMOVE_RELAY
+#define UNIFFI_FFIDEF_UNIFFI_SATCHEL_CORE_CHECKSUM_METHOD_HEALTHRECORD_REMOVE_RELAY
+uint16_t uniffi_satchel_core_checksum_method_healthrecord_remove_relay(void
     
 );
 #endif

@@ -836,6 +836,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_add(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_add_relay(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_amend(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_approve(
@@ -879,6 +881,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_satchel_core_checksum_method_healthrecord_readable_sections(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_record_id(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_relays(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_remove_relay(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_revoke(
     ): Int
@@ -1009,6 +1015,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_add(`ptr`: Long,`resourcesJson`: RustBuffer.ByValue,`sourceSystem`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_healthrecord_add_relay(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_satchel_core_fn_method_healthrecord_amend(`ptr`: Long,`id`: RustBuffer.ByValue,`resourceJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_satchel_core_fn_method_healthrecord_approve(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`inviteId`: RustBuffer.ByValue,`identity`: RustBuffer.ByValue,
@@ -1053,6 +1061,10 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_record_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_healthrecord_relays(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_healthrecord_remove_relay(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_satchel_core_fn_method_healthrecord_revoke(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`identity`: RustBuffer.ByValue,`sections`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_subscribe(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1296,6 +1308,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_add() and 0xFFFF) != 21878) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_add_relay() and 0xFFFF) != 60756) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_amend() and 0xFFFF) != 18276) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1360,6 +1375,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_record_id() and 0xFFFF) != 17943) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_relays() and 0xFFFF) != 9738) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_remove_relay() and 0xFFFF) != 60270) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_revoke() and 0xFFFF) != 42429) {
@@ -2765,6 +2786,12 @@ public interface HealthRecordInterface {
     fun `add`(`resourcesJson`: kotlin.String, `sourceSystem`: kotlin.String?): List<AddedEntry>
     
     /**
+     * Add a relay at the end of the list; false when it is listed already.
+     * (Sync with each listed relay with [`HealthRecord::sync`].)
+     */
+    fun `addRelay`(`relayUrl`: kotlin.String): kotlin.Boolean
+    
+    /**
      * Amend an entry with a new version of its resource (same type).
      */
     fun `amend`(`id`: kotlin.String, `resourceJson`: kotlin.String)
@@ -2891,6 +2918,16 @@ public interface HealthRecordInterface {
      * The record id (hex).
      */
     fun `recordId`(): kotlin.String
+    
+    /**
+     * The relays this record syncs with, in order (addresses).
+     */
+    fun `relays`(): List<kotlin.String>
+    
+    /**
+     * Take a relay off the list; false when it was not listed.
+     */
+    fun `removeRelay`(`relayUrl`: kotlin.String): kotlin.Boolean
     
     /**
      * Owner or manager: revoke `identity` from `sections` (null: from
@@ -3272,6 +3309,25 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
         
         FfiConverterString.lower(`resourcesJson`),
         FfiConverterOptionalString.lower(`sourceSystem`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Add a relay at the end of the list; false when it is listed already.
+     * (Sync with each listed relay with [`HealthRecord::sync`].)
+     */
+    @Throws(SatchelException::class)override fun `addRelay`(`relayUrl`: kotlin.String): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_add_relay(
+        it,
+        
+        FfiConverterString.lower(`relayUrl`),_status)
 }
     }
     )
@@ -3733,6 +3789,41 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
     UniffiLib.uniffi_satchel_core_fn_method_healthrecord_record_id(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The relays this record syncs with, in order (addresses).
+     */
+    @Throws(SatchelException::class)override fun `relays`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_relays(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Take a relay off the list; false when it was not listed.
+     */
+    @Throws(SatchelException::class)override fun `removeRelay`(`relayUrl`: kotlin.String): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_remove_relay(
+        it,
+        
+        FfiConverterString.lower(`relayUrl`),_status)
 }
     }
     )
