@@ -249,7 +249,7 @@ fn run_move(home_dir: Option<PathBuf>, args: MoveArgs) -> Result<()> {
         let result = rt.block_on(moving::upload_everything(
             &mut new,
             &mut profile,
-            |done, total| {
+            &mut |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             },

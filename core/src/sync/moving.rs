@@ -112,29 +112,31 @@ pub struct Uploaded {
 
 /// Step 3: upload everything the device holds to `new` until the new
 /// relay has acknowledged every envelope (at most [`MAX_ROUNDS`] rounds).
-/// `progress(done, total)` is called before each round and at the end.
+/// `progress(done, total)` is called as batches are acknowledged.
 pub async fn upload_everything<S: Store>(
     new: &mut RelayClient,
     profile: &mut Profile<S>,
-    mut progress: impl FnMut(usize, usize),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Uploaded, LinkError> {
     profile.sync_state(new.url().as_str())?;
     let total = profile.owed_everything()?.0.len();
-    let mut done = Uploaded::default();
-    for _ in 0..MAX_ROUNDS {
-        let left = profile.owed_everything()?.0.len();
-        progress(total.saturating_sub(left), total);
-        done.left = left;
-        if left == 0 && done.rounds > 0 {
-            break;
-        }
-        let report = new.sync_everything(profile).await?;
+    let mut done = Uploaded {
+        left: total,
+        ..Uploaded::default()
+    };
+    progress(0, total);
+    while done.rounds < MAX_ROUNDS && (done.left > 0 || done.rounds == 0) {
+        let already = total.saturating_sub(done.left);
+        let mut acked = 0;
+        let report = new
+            .sync_everything(profile, &mut |n| {
+                acked += n;
+                progress((already + acked).min(total), total);
+            })
+            .await?;
         done.envelopes += report.uploaded;
         done.rounds += 1;
         done.left = profile.owed_everything()?.0.len();
-        if done.left == 0 {
-            break;
-        }
     }
     progress(total.saturating_sub(done.left), total);
     Ok(done)

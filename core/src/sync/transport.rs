@@ -225,7 +225,7 @@ impl RelayClient {
         &mut self,
         profile: &mut Profile<S>,
     ) -> Result<RoundReport, TransportError> {
-        self.round(profile, Owed::Outbox).await
+        self.round(profile, Owed::Outbox, &mut |_| {}).await
     }
 
     /// A sync round that uploads everything `profile` holds that this
@@ -233,18 +233,21 @@ impl RelayClient {
     /// outbox. Relay snapshots the device holds are not uploaded as
     /// changes: the round uploads this device's own snapshot of those logs
     /// instead (where it may make one). The access log must be on the
-    /// relay first ([`super::moving`]).
+    /// relay first ([`super::moving`]). `acknowledged(n)` is called as
+    /// each batch of `n` envelopes is acknowledged (for progress).
     pub async fn sync_everything<S: Store>(
         &mut self,
         profile: &mut Profile<S>,
+        acknowledged: &mut (dyn FnMut(usize) + Send),
     ) -> Result<RoundReport, TransportError> {
-        self.round(profile, Owed::Everything).await
+        self.round(profile, Owed::Everything, acknowledged).await
     }
 
     async fn round<S: Store>(
         &mut self,
         profile: &mut Profile<S>,
         owed: Owed,
+        acknowledged: &mut (dyn FnMut(usize) + Send),
     ) -> Result<RoundReport, TransportError> {
         let mut state = profile.sync_state(self.url.as_str())?;
         if owed == Owed::Everything {
@@ -313,7 +316,10 @@ impl RelayClient {
                             );
                             profile.set_aside(section, hash, status, &reason)?
                         }
-                        Apply::Acknowledge { acks } => profile.acknowledge(&acks)?,
+                        Apply::Acknowledge { acks } => {
+                            profile.acknowledge(&acks)?;
+                            acknowledged(acks.len());
+                        }
                         Apply::Envelopes {
                             section,
                             from,
