@@ -245,3 +245,79 @@ fn record_moves_between_relays() {
         .iter()
         .any(|g| g["name"] == "Jane" && g["label"] == "Daughter"));
 }
+
+/// `satchel sync` with no `--server` syncs with every listed relay in
+/// order; one that cannot be reached is reported and does not stop the
+/// other, and what it missed stays owed to it alone until it is back.
+#[test]
+fn sync_reaches_every_listed_relay_and_survives_an_unreachable_one() {
+    let w = world("pat");
+    let pat = w.home("pat");
+    let mut second = Relay::start(&w.home("second-relay"));
+    let (first_url, second_url) = (w.relay.url(), second.url());
+    for url in [&first_url, &second_url] {
+        run(satchel(&pat, PASS).args(["relays", "add", url]), true);
+    }
+    add_conditions(&pat, 3);
+    let unsent = |home: &Path| -> Vec<(String, u64)> {
+        json_of(home, &["relays", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["relay"].as_str().unwrap().to_string(),
+                    r["unsent"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        unsent(&pat),
+        [(first_url.clone(), 1), (second_url.clone(), 1)]
+    );
+    second.kill();
+    let report = json_of(&pat, &["sync", "--json"]);
+    let relays = report["relays"].as_array().unwrap();
+    assert_eq!(relays.len(), 2, "{report}");
+    assert_eq!(relays[0]["relay"], first_url.as_str());
+    assert_eq!(relays[0]["reachable"], true, "{report}");
+    assert_eq!(relays[0]["report"]["uploaded"], 1, "{report}");
+    assert_eq!(relays[1]["reachable"], false, "{report}");
+    assert_eq!(
+        unsent(&pat),
+        [(first_url.clone(), 0), (second_url.clone(), 1)]
+    );
+    // Back again: it gets what it missed, and the first relay nothing twice.
+    second.restart();
+    let report = json_of(&pat, &["sync", "--json"]);
+    let relays = report["relays"].as_array().unwrap();
+    assert_eq!(relays[0]["report"]["uploaded"], 0, "{report}");
+    assert_eq!(relays[1]["report"]["uploaded"], 1, "{report}");
+    assert_eq!(
+        unsent(&pat),
+        [(first_url.clone(), 0), (second_url.clone(), 0)]
+    );
+    // A statement made through the second relay (the recovery key) reaches
+    // the first with the next sync: a device restored from the first
+    // relay alone has the record.
+    let out = run(
+        satchel(&pat, PASS).args(["recovery-key", "--server", &second_url]),
+        true,
+    );
+    let key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("SATCHEL-"))
+        .expect("a recovery key")
+        .to_string();
+    run(satchel(&pat, PASS).arg("sync"), true);
+    let fresh = w.home("fresh");
+    run(
+        satchel(&fresh, PASS)
+            .args(["restore", "--server", &first_url])
+            .env("SATCHEL_RECOVERY_KEY", &key),
+        true,
+    );
+    assert_eq!(sorted_entries(&fresh), sorted_entries(&pat));
+}

@@ -24,6 +24,9 @@ use satchel_protocol::LogName;
 pub(super) const META_RELAY: &str = "sync/relay";
 pub(super) const META_FEED: &str = "sync/feed";
 pub(super) const META_REGISTERED: &str = "sync/registered";
+/// How many statements of this device's access log the current relay is
+/// known to hold (they are a prefix of the log).
+const META_ACCESS_PUSHED: &str = "sync/access-pushed";
 const META_RELAYS: &str = "relays";
 
 /// The profile's relay list as stored.
@@ -38,6 +41,7 @@ fn per_relay_keys() -> Vec<String> {
         META_FEED.to_string(),
         META_ACCESS_CURSOR.to_string(),
         META_REGISTERED.to_string(),
+        META_ACCESS_PUSHED.to_string(),
     ];
     for log in LogName::all() {
         keys.push(cursor_key(log));
@@ -115,6 +119,31 @@ impl<S: Store> Profile<S> {
         let mut seen = std::collections::BTreeSet::new();
         list.relays.retain(|r| seen.insert(r.clone()));
         self.save_relay_list(&list)
+    }
+
+    /// Statements of the access log the current relay may lack: those
+    /// after the ones it is known to hold. A device using several relays
+    /// brings each the statements made through another
+    /// ([`crate::sync::RelayClient::sync`]); a relay answers one it holds
+    /// already with `200`.
+    pub fn access_log_to_push(&self) -> Result<Vec<crate::sharing::SignedStatement>> {
+        let held = usize::try_from(super::replica::get_u64(&self.store, META_ACCESS_PUSHED)?)
+            .unwrap_or(usize::MAX);
+        Ok(self.access_log()?.into_iter().skip(held).collect())
+    }
+
+    /// The current relay holds the first `count` statements of the log.
+    pub fn access_log_pushed(&mut self, count: usize) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put_meta(
+            META_ACCESS_PUSHED,
+            u64::try_from(count)
+                .unwrap_or(u64::MAX)
+                .to_be_bytes()
+                .to_vec(),
+        );
+        self.store.commit(batch)?;
+        Ok(())
     }
 
     /// The relay this device synced with last (whose state is in the

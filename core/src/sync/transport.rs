@@ -295,6 +295,9 @@ impl RelayClient {
                             // expired are ended by cryptography, not only by
                             // the relay's clock.
                             self.end_expired_grants(profile, cursor).await?;
+                            // Before anything is uploaded: statements made
+                            // through another relay (a device using several).
+                            self.push_access_log(profile).await?;
                         }
                         Apply::ReadOutbox => {
                             engine.outbox_read(match owed {
@@ -400,6 +403,30 @@ impl RelayClient {
             self.publish(profile, statement, cursor).await?;
             tracing::info!(grantee = %identity, "expired grant ended; its sections' keys rotated");
         }
+        Ok(())
+    }
+
+    /// Append on this relay the statements of `profile`'s access log it may
+    /// lack (made through another relay), in order; one it holds already
+    /// is answered `200`. A `409` means the logs diverged: the round fails.
+    async fn push_access_log<S: Store>(
+        &mut self,
+        profile: &mut Profile<S>,
+    ) -> Result<(), TransportError> {
+        let missing = profile.access_log_to_push()?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for statement in &missing {
+            self.request::<wire::AppendStatement>(
+                &RecordPath(profile.record_id()),
+                &(),
+                Some(statement),
+            )
+            .await
+            .map_err(SyncError::from)?;
+        }
+        profile.access_log_pushed(profile.access_log()?.len())?;
         Ok(())
     }
 
