@@ -205,6 +205,9 @@ fn record_moves_between_relays() {
     assert!(grants
         .iter()
         .any(|g| g["name"] == "Jane" && g["label"] == "Daughter"));
+    assert!(grants
+        .iter()
+        .any(|g| g["role"] == "retired-relay" && g["live"] == false));
     // Running the move again changes nothing and succeeds.
     run(
         satchel(&pat, PASS).args(["relays", "move", "--from", &old_url, "--to", &new.url()]),

@@ -521,6 +521,18 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             true,
         ));
     }
+    // Relays the record moved away from: they refuse it (no access).
+    for (id, r) in &m.retired_relays {
+        rows.push((
+            *id,
+            format!("{} [{}]", r.card.display_name, r.card.fingerprint()),
+            "retired-relay".to_string(),
+            "none (the record moved away)".to_string(),
+            None,
+            String::new(),
+            false,
+        ));
+    }
     for (id, g) in &m.grants {
         rows.push((
             *id,
@@ -549,6 +561,11 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
     ]);
     output::keep_whole(&mut table, &[0, 2, 4, 6]);
     for (id, name, role, sections, exp, label, live) in rows {
+        let status = match (live, role.as_str()) {
+            (true, _) => "active",
+            (false, "retired-relay") => "retired",
+            (false, _) => "expired",
+        };
         // Wrapped, not cut: every granted section must stay visible.
         table.add_row(vec![
             id.short(),
@@ -557,11 +574,7 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             sections,
             exp.map_or("never".into(), output::format_ms),
             label,
-            if live {
-                "active".into()
-            } else {
-                "expired".into()
-            },
+            status.to_string(),
         ]);
     }
     outln!("{table}");
