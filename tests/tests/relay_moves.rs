@@ -324,3 +324,74 @@ fn sync_reaches_every_listed_relay_and_survives_an_unreachable_one() {
     );
     assert_eq!(sorted_entries(&fresh), sorted_entries(&pat));
 }
+
+/// A move interrupted after the new relay was named and given the access
+/// log (before anything was uploaded) leaves the record where it was; run
+/// again, it finishes.
+#[test]
+fn interrupted_move_finishes_when_run_again() {
+    use satchel_core::profile::{Profile, Unlock};
+    use satchel_core::store::SqliteStore;
+    use satchel_core::sync::{moving, sharing, RelayClient};
+
+    let w = world("pat");
+    let pat = w.home("pat");
+    let old_url = w.relay.url();
+    add_conditions(&pat, 50);
+    run(satchel(&pat, PASS).args(["relays", "add", &old_url]), true);
+    run(satchel(&pat, PASS).arg("sync"), true);
+    let out = run(
+        satchel(&pat, PASS).args(["recovery-key", "--server", &old_url]),
+        true,
+    );
+    let key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("SATCHEL-"))
+        .expect("a recovery key")
+        .to_string();
+    let new = Relay::start(&w.home("new-relay"));
+
+    // Steps 1 and 2 of a move, then the process "dies".
+    {
+        let store = SqliteStore::open(&pat.join("satchel.db")).unwrap();
+        let mut profile = Profile::open(
+            store,
+            Unlock::Passphrase {
+                passphrase: PASS.as_bytes(),
+                params: None,
+            },
+        )
+        .unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut old = RelayClient::new(&old_url).unwrap();
+            let mut to = RelayClient::new(&new.url()).unwrap();
+            let card = sharing::relay_identity(&mut to).await.unwrap();
+            let named = moving::name_new_relay(&mut old, &mut profile, &card, "new relay")
+                .await
+                .unwrap();
+            assert!(named);
+            moving::copy_access_log(&mut to, &mut profile)
+                .await
+                .unwrap();
+        });
+    }
+    // Nothing moved yet: the old relay still serves the record.
+    assert!(sync_with(&pat, &old_url).status.success());
+    let relays = json_of(&pat, &["relays", "list", "--json"]);
+    assert_eq!(relays[0]["relay"], old_url.as_str());
+
+    let moved = json_of(&pat, &["relays", "move", "--to", &new.url(), "--json"]);
+    assert_eq!(moved["old_relay_refuses"], true, "{moved}");
+    assert!(!sync_with(&pat, &old_url).status.success());
+    let fresh = w.home("fresh");
+    run(
+        satchel(&fresh, PASS)
+            .args(["restore", "--server", &new.url()])
+            .env("SATCHEL_RECOVERY_KEY", &key),
+        true,
+    );
+    assert_eq!(sorted_entries(&fresh), sorted_entries(&pat));
+    assert_eq!(sorted_entries(&fresh).len(), 50);
+}
