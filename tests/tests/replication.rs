@@ -110,8 +110,39 @@ async fn relay_shows_its_identity_card_and_keeps_it_across_restarts() {
     bare.stop().await.unwrap();
 }
 
+/// `POST /v1/replica/pull` for one log: the status and, on 200, the
+/// decoded batch.
+async fn replica_pull(
+    c: &reqwest::Client,
+    s: &TestServer,
+    d: &Device,
+    rid: RecordId,
+    log: &str,
+) -> (u16, Vec<satchel_protocol::wire::replica_batch::LogBatch>) {
+    let r = c
+        .post(s.url("/v1/replica/pull"))
+        .bearer_auth(&d.token)
+        .json(&json!({"logs": [{"record": rid, "log": log, "after": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    if status != 200 {
+        return (status, vec![]);
+    }
+    (
+        status,
+        satchel_protocol::wire::replica_batch::decode(&body, 1 << 20).unwrap(),
+    )
+}
+
+/// A relay the access log does not name is refused every read, batch
+/// pull, upload and audit forward of the record (403) and is listed no
+/// record; once named it reads and forwards ciphertext; once revoked it is
+/// refused again and receives no new envelope.
 #[tokio::test]
-async fn replica_relay_reads_and_forwards_only_while_named() {
+async fn unlisted_relay_refused() {
     let mut s = TestServer::start(|_| {}).await;
     let c = client();
     let owner = new_device(&c, &s, "phone").await;
@@ -140,6 +171,24 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     for path in &reads {
         assert_eq!(get_json(&c, &s, &relay, path).await.0, 403, "{path}");
     }
+    assert_eq!(replica_pull(&c, &s, &relay, rid, "vitals").await.0, 403);
+    let (_, heads) = get_json(&c, &s, &relay, "/v1/replica/heads").await;
+    assert_eq!(heads["records"], json!([]));
+    let forward = |d: &Device| {
+        c.post(s.url(&format!("/v1/replica/records/{rid}/audit")))
+            .bearer_auth(&d.token)
+            .json(
+                &json!({"events": [{"seq": 1, "at_ms": 1, "identity": owner.identity.id(),
+                                     "action": "pull", "section": "vitals", "count": 1}]}),
+            )
+            .send()
+    };
+    assert_eq!(forward(&relay).await.unwrap().status(), 403);
+    assert_eq!(
+        forward(&owner).await.unwrap().status(),
+        403,
+        "only a named replica forwards audit events"
+    );
     let forwarded = seal(&owner.identity, rid, "vitals", 2, b"y").to_bytes();
     let (st, _) = upload(
         &c,
@@ -202,6 +251,17 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     for path in &reads {
         assert_eq!(get_json(&c, &s, &relay, path).await.0, 200, "{path}");
     }
+    let (st, batch) = replica_pull(&c, &s, &relay, rid, "vitals").await;
+    assert_eq!(st, 200);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].envelopes.len(), 1);
+    let (_, heads) = get_json(&c, &s, &relay, "/v1/replica/heads").await;
+    assert_eq!(heads["records"][0]["record"], json!(rid));
+    assert_eq!(
+        heads["records"][0]["logs"]["vitals"],
+        json!(batch[0].envelopes[0].0)
+    );
+    assert_eq!(forward(&relay).await.unwrap().status(), 200);
     let (_, members) = get_json(&c, &s, &owner, &format!("/v1/records/{rid}/members")).await;
     let entry = members["members"]
         .as_array()
@@ -281,9 +341,16 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     }
     let (_, listed) = get_json(&c, &s, &relay, "/v1/replica/records").await;
     assert_eq!(listed["records"], json!([]));
+    let (_, heads) = get_json(&c, &s, &relay, "/v1/replica/heads").await;
+    assert_eq!(heads["records"], json!([]));
     let later = seal(&owner.identity, rid, "vitals", 4, b"w").to_bytes();
-    let (st, _) = upload(&c, &s, &relay, rid, "vitals", &[later]).await;
+    let (st, _) = upload(&c, &s, &relay, rid, "vitals", &[later.clone()]).await;
     assert_eq!(st, 403);
+    // A new envelope written by the owner is not served to it.
+    let (st, _) = upload(&c, &s, &owner, rid, "vitals", &[later]).await;
+    assert_eq!(st, 200);
+    assert_eq!(replica_pull(&c, &s, &relay, rid, "vitals").await.0, 403);
+    assert_eq!(forward(&relay).await.unwrap().status(), 403);
     s.stop().await.unwrap();
 }
 
@@ -638,6 +705,38 @@ async fn replicates_both_ways(mut cloud: TestServer) {
         counter(&c, &cloud, "satchel_envelope_duplicates_total").await,
         0,
         "the edge echoed envelopes back"
+    );
+
+    // The clinic's views and pushes reach the cloud's audit, tagged with
+    // the edge relay; the edge forwarding them is not a second push.
+    let edge_id = json!(edge_card.card.id());
+    let trail = eventually(20, || async {
+        let (_, a) = get_json(
+            &c,
+            &cloud,
+            &phone_at_cloud,
+            &format!("/v1/records/{rid}/audit"),
+        )
+        .await;
+        let events = a["events"].as_array()?.clone();
+        let views = events
+            .iter()
+            .any(|e| e["action"] == "pull" && e["relay"] == edge_id);
+        let pushes = events
+            .iter()
+            .any(|e| e["action"] == "push" && e["relay"] == edge_id && e["count"] == 2);
+        (views && pushes).then_some(events)
+    })
+    .await
+    .expect("the clinic's views and pushes reach the cloud's audit");
+    let pushed_at_cloud: u64 = trail
+        .iter()
+        .filter(|e| e["action"] == "push" && e["relay"].is_null())
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        pushed_at_cloud, 3,
+        "only the phone's own upload at the cloud"
     );
 
     // A statement made at the clinic reaches the cloud's log.

@@ -568,9 +568,11 @@ impl HealthRecord {
                     });
                 }
                 let rows = net::fetch_audit(client, &mut inner.profile).await?;
+                let members = inner.profile.members();
                 Ok(rows
                     .into_iter()
                     .map(|r| AuditRow {
+                        place: crate::audit::place(members, r.relay.as_ref()),
                         at_ms: r.at_ms,
                         identity: r.identity.to_hex(),
                         action: r.action,

@@ -363,6 +363,9 @@ pub struct AuditRow {
     pub action: String,
     pub section: String,
     pub count: u64,
+    /// Where it happened: "home relay", or the label of the replica relay
+    /// (a clinic's edge relay) that recorded it.
+    pub place: String,
 }
 
 /// Something a subscription noticed.
