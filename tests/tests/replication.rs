@@ -953,3 +953,111 @@ fn name_replica_card(card: &satchel_protocol::crypto::IdentityCard, label: &str)
         label: label.into(),
     }
 }
+
+/// Clinical-safety control H11 (docs/clinical-safety.md): a copy read
+/// through a clinic's edge relay says when that relay last reached the
+/// record's home relay, and is called STALE while the clinic's link is
+/// down; once the link is back it is current again.
+#[test]
+fn clinic_copy_is_labelled_stale_while_its_link_is_down() {
+    use satchel_tests::world::{add, med, world, PASS};
+    use satchel_tests::{link_devices, run, satchel, Relay};
+
+    let w = world("pat");
+    let phone = w.home("pat");
+    let tablet = w.home("tablet");
+    assert!(add(&phone, &med("metformin")).status.success());
+    let cloud_url = w.relay.url();
+    run(
+        satchel(&phone, PASS).args(["sync", "--server", &cloud_url]),
+        true,
+    );
+    let mut edge = Relay::start_on(
+        &w.home("clinic-relay"),
+        "127.0.0.1:0",
+        &["--upstream", &cloud_url, "--replication-interval", "0.2"],
+    );
+    run(
+        satchel(&phone, PASS).args([
+            "replica",
+            "add",
+            &edge.url(),
+            "--label",
+            "Riverside clinic",
+            "--server",
+            &cloud_url,
+        ]),
+        true,
+    );
+    link_devices(&phone, &tablet, PASS, &cloud_url);
+    let listing = |home: &std::path::Path| -> String {
+        let out = run(satchel(home, PASS).arg("list"), true);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The tablet, at the clinic, syncs with the edge once it holds the
+    // record (replicated from the cloud).
+    let sync_at_edge = |edge: &Relay| {
+        satchel(&tablet, PASS)
+            .args(["sync", "--server", &edge.url()])
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = sync_at_edge(&edge);
+        if out.status.success() && listing(&tablet).contains("metformin") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tablet never read the record at the edge: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            edge.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let shown = listing(&tablet);
+    assert!(shown.contains("Last synced: "), "{shown}");
+    assert!(!shown.contains("STALE COPY"), "a current copy: {shown}");
+
+    // The clinic's link to the cloud goes down (the cloud relay stops) and
+    // the clinic's relay restarts meanwhile: it cannot say the record is
+    // current, and the tablet's copy says so.
+    let mut cloud = w.relay;
+    cloud.kill();
+    edge.kill();
+    edge.restart();
+    let out = sync_at_edge(&edge);
+    assert!(
+        out.status.success(),
+        "the clinic keeps syncing while its link is down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = listing(&tablet);
+    assert!(
+        shown.contains("STALE COPY") && shown.contains("has not reached the record's home relay"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("metformin"),
+        "the copy is still shown: {shown}"
+    );
+
+    // The link returns: the edge reaches the cloud again, and the copy is
+    // current.
+    cloud.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = sync_at_edge(&edge);
+        let shown = listing(&tablet);
+        if out.status.success() && !shown.contains("STALE COPY") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy stayed stale after the link returned: {shown}\n{}",
+            edge.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

@@ -368,6 +368,19 @@ pub struct AuditRow {
     pub place: String,
 }
 
+/// How current a copy is ([`super::record::HealthRecord::copy_currency`]).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CopyCurrency {
+    /// The last sync with a relay (Unix ms); `None`: never synced.
+    pub last_synced_ms: Option<i64>,
+    /// When stale: when the replica relay it synced through last reached
+    /// the record's home relay (`None`: not since that relay started).
+    pub home_reached_ms: Option<i64>,
+    /// Synced through a replica relay cut off from the home relay: show
+    /// it as stale (changes made elsewhere are missing).
+    pub stale: bool,
+}
+
 /// Something a subscription noticed.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum ChangeEvent {

@@ -42,6 +42,7 @@ pub use auth::{
 pub use envelopes::{
     Accepted, Feed, FeedResponse, FeedSection, Pull, PullResponse, PulledEnvelope, PulledSnapshot,
     Snapshot, SnapshotRequest, SnapshotResponse, Upload, UploadRequest, UploadResponse,
+    UpstreamReach,
 };
 pub use links::{
     AcceptLink, CreateLink, CreateLinkRequest, GetLink, JoinLink, LinkAck, LinkCreated,

@@ -311,5 +311,10 @@ pub(super) async fn feed(
     Ok(Json(FeedResponse {
         sections,
         cursor: wire_seq(newest)?,
+        upstream: state.upstream_contact.get().map(|contact| {
+            satchel_protocol::wire::UpstreamReach {
+                last_reached_ms: contact.reached(&record),
+            }
+        }),
     }))
 }

@@ -83,6 +83,9 @@ pub struct Shared {
     pub revoked: tokio::sync::broadcast::Sender<IdentityId>,
     /// Subscribers indexed by record.
     pub fanout: Arc<fanout::Fanout>,
+    /// Set when this relay replicates with upstream relays: when it last
+    /// reached them, per record (told to devices in the feed).
+    pub upstream_contact: OnceLock<Arc<crate::replication::contact::UpstreamContact>>,
 }
 
 impl Deref for AppState {
@@ -112,6 +115,7 @@ impl AppState {
             identity: OnceLock::new(),
             revoked: tokio::sync::broadcast::channel(REVOKED_CHANNEL_CAPACITY).0,
             fanout: Arc::new(fanout::Fanout::new(fanout_index)),
+            upstream_contact: OnceLock::new(),
         }))
     }
 

@@ -77,6 +77,9 @@ pub struct RoundReport {
     pub audit_forwarded: usize,
     /// Records whose part of the round failed (kept for the next round).
     pub failed: usize,
+    /// Those records (and records the upstream does not hold yet): not
+    /// exchanged this round ([`super::contact::UpstreamContact`]).
+    pub missed: Vec<RecordId>,
 }
 
 /// Replicates with one upstream relay.
@@ -166,6 +169,7 @@ impl Replicator {
             self.upstream.login(&self.identity).await?;
             self.logged_in = true;
         }
+        let started = now_ms();
         let mut report = RoundReport::default();
         let mut after = None;
         loop {
@@ -198,6 +202,9 @@ impl Replicator {
                 break;
             }
         }
+        if let Some(contact) = self.state.upstream_contact.get() {
+            contact.round_done(started, &report.missed);
+        }
         Ok(report)
     }
 
@@ -221,6 +228,7 @@ impl Replicator {
             }
             Err(e) => {
                 report.failed += 1;
+                report.missed.push(record);
                 tracing::warn!(record = %record, upstream = %self.key, error = %e, "record not replicated this round");
                 Ok(())
             }
@@ -319,6 +327,7 @@ impl Replicator {
                 // read: the next round's heads leave it out.
                 Err(e) if e.status() == Some(403) => {
                     report.failed += 1;
+                    report.missed.extend(request.logs.iter().map(|w| w.record));
                     tracing::warn!(upstream = %self.key, "a record no longer names this relay; its logs wait for the next round");
                     continue;
                 }
@@ -384,6 +393,7 @@ impl Replicator {
                     }
                     Err(e) => {
                         report.failed += 1;
+                        report.missed.push(b.record);
                         tracing::warn!(record = %b.record, error = %api_error(&e), "record not replicated this round");
                     }
                 }
@@ -419,14 +429,18 @@ impl Replicator {
         let mut writes = tokio::task::JoinSet::new();
         for fetched in checked {
             let (state, key, me) = (self.state.clone(), self.key.clone(), self.identity.id());
-            writes.spawn(async move { store_fetched(state, key, me, fetched).await });
+            writes.spawn(async move {
+                let record = fetched.record;
+                (record, store_fetched(state, key, me, fetched).await)
+            });
         }
         let mut stored = 0;
         while let Some(done) = writes.join_next().await {
             match done {
-                Ok(Ok(n)) => stored += n,
-                Ok(Err(e)) => {
+                Ok((_, Ok(n))) => stored += n,
+                Ok((record, Err(e))) => {
                     report.failed += 1;
+                    report.missed.push(record);
                     tracing::warn!(upstream = %self.key, error = %e, "record not replicated this round");
                 }
                 Err(_) => report.failed += 1,
@@ -440,7 +454,13 @@ impl Replicator {
         record: RecordId,
         report: &mut RoundReport,
     ) -> Result<(), ReplicationError> {
-        report.statements_pushed += self.push_access(record).await?;
+        let (pushed, held_upstream) = self.push_access(record).await?;
+        report.statements_pushed += pushed;
+        if !held_upstream {
+            // Registered here by a device: not at the upstream until a
+            // device registers it there, so not exchanged with it.
+            report.missed.push(record);
+        }
         report.envelopes_pushed += self.push_envelopes(record).await?;
         report.audit_forwarded += self.push_audit(record).await?;
         Ok(())
@@ -541,8 +561,10 @@ impl Replicator {
         }
     }
 
-    /// Statements here after the cursor, sent up (the upstream verifies).
-    async fn push_access(&mut self, record: RecordId) -> Result<usize, ReplicationError> {
+    /// Statements here after the cursor, sent up (the upstream verifies);
+    /// and whether the upstream holds the record (`false` when it answered
+    /// 404).
+    async fn push_access(&mut self, record: RecordId) -> Result<(usize, bool), ReplicationError> {
         let mut after = self.cursor(record, "push:access").await?;
         let mut pushed = 0;
         loop {
@@ -552,7 +574,7 @@ impl Replicator {
                 .statements(record, after, STATEMENT_PAGE)
                 .await?;
             if rows.is_empty() {
-                return Ok(pushed);
+                return Ok((pushed, true));
             }
             for row in &rows {
                 let signed = SignedStatement {
@@ -567,7 +589,7 @@ impl Replicator {
                     Ok(_) => pushed += 1,
                     // The upstream has no such record yet: it is registered
                     // there by a device, not by a replica.
-                    Err(e) if e.status() == Some(404) => return Ok(pushed),
+                    Err(e) if e.status() == Some(404) => return Ok((pushed, false)),
                     Err(e) => return Err(e.into()),
                 }
                 after = row.seq;
