@@ -27,6 +27,8 @@
 //! the edge makes a handful of requests per catch-up, far under the
 //! default per-identity limit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

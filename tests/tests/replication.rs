@@ -344,7 +344,7 @@ async fn unlisted_relay_refused() {
     let (_, heads) = get_json(&c, &s, &relay, "/v1/replica/heads").await;
     assert_eq!(heads["records"], json!([]));
     let later = seal(&owner.identity, rid, "vitals", 4, b"w").to_bytes();
-    let (st, _) = upload(&c, &s, &relay, rid, "vitals", &[later.clone()]).await;
+    let (st, _) = upload(&c, &s, &relay, rid, "vitals", std::slice::from_ref(&later)).await;
     assert_eq!(st, 403);
     // A new envelope written by the owner is not served to it.
     let (st, _) = upload(&c, &s, &owner, rid, "vitals", &[later]).await;
