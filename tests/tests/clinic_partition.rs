@@ -550,7 +550,8 @@ fn clinic_partition_converges() {
     loop {
         let events = shown["events"].as_array().unwrap();
         let views = views_since_cut(events);
-        if views.iter().any(names_edge) {
+        if let Some(view) = views.iter().find(|e| names_edge(e)) {
+            println!("the clinician's view at the clinic, in the patient's audit: {view}");
             break;
         }
         assert!(
