@@ -830,19 +830,50 @@ fn copy(id: &Identity) -> Identity {
 /// with every envelope written at the clinic exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_relay_crash_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test plays 400 device logins from one address: no per-address
+    // limit on logins here.
+    let cloud = satchel_tests::Relay::start_on(
+        &dir.path().join("cloud"),
+        "127.0.0.1:0",
+        &["--auth-rate-per-sec", "0"],
+    );
+    crash_resumes(&cloud.url()).await;
+}
+
+/// [`edge_relay_crash_resumes`] with the upstream on PostgreSQL (the edge on
+/// SQLite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_relay_crash_resumes_with_a_postgres_upstream() {
+    let Some((url, schema)) = pg_test_schema().await else {
+        pg_unreachable("edge_relay_crash_resumes_with_a_postgres_upstream");
+        return;
+    };
+    let mut config = satchel_sync_server::Config {
+        storage: satchel_sync_server::StorageConfig::Postgres {
+            url: url.clone(),
+            schema: Some(schema.clone()),
+        },
+        ..satchel_sync_server::Config::sqlite("unused")
+    };
+    config.rate.auth_per_second = 0;
+    let mut cloud = TestServer::start_with(config, tempfile::tempdir().unwrap()).await;
+    crash_resumes(&cloud.base).await;
+    cloud.stop().await.unwrap();
+    pg_drop_schema(&url, &schema).await;
+}
+
+/// The edge relay is killed (SIGKILL) at random points while it pushes 200
+/// records' envelopes to the upstream at `cloud_url`; after each restart
+/// it resumes from its cursors, and the upstream ends with every envelope
+/// exactly once.
+async fn crash_resumes(cloud_url: &str) {
     use satchel_tests::Relay;
 
     const RECORDS: usize = 200;
     const PER_RECORD: u64 = 5;
     let dir = tempfile::tempdir().unwrap();
-    // The test plays 400 device logins from one address: no per-address
-    // limit on logins here.
-    let cloud = Relay::start_on(
-        &dir.path().join("cloud"),
-        "127.0.0.1:0",
-        &["--auth-rate-per-sec", "0"],
-    );
-    let cloud_url = cloud.url();
+    let cloud_url = cloud_url.to_string();
     let mut edge = Relay::start_on(
         &dir.path().join("edge"),
         "127.0.0.1:0",
