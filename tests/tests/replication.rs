@@ -261,6 +261,20 @@ async fn unlisted_relay_refused() {
         heads["records"][0]["logs"]["vitals"],
         json!(batch[0].envelopes[0].0)
     );
+    // Asked again with the page's digest: nothing moved, no records.
+    let digest = heads["digest"].as_str().unwrap().to_string();
+    let (_, again) = get_json(
+        &c,
+        &s,
+        &relay,
+        &format!("/v1/replica/heads?unless={digest}"),
+    )
+    .await;
+    assert_eq!(
+        (again["unchanged"].clone(), again["records"].clone()),
+        (json!(true), json!([]))
+    );
+    assert_eq!(again["last"], json!(rid));
     assert_eq!(forward(&relay).await.unwrap().status(), 200);
     let (_, members) = get_json(&c, &s, &owner, &format!("/v1/records/{rid}/members")).await;
     let entry = members["members"]

@@ -55,8 +55,8 @@ pub use records::{
     RegisterResponse, SeqResponse, Statements, Subscribe,
 };
 pub use replication::{
-    ForwardAudit, ForwardAuditRequest, ForwardAuditResponse, ForwardedAuditEvent, LogWant,
-    RecordHeads, RecordsPageQuery, RelayIdentity, RelayIdentityResponse, ReplicaHeads,
+    ForwardAudit, ForwardAuditRequest, ForwardAuditResponse, ForwardedAuditEvent, HeadsQuery,
+    LogWant, RecordHeads, RecordsPageQuery, RelayIdentity, RelayIdentityResponse, ReplicaHeads,
     ReplicaHeadsResponse, ReplicaPull, ReplicaPullRequest, ReplicaRecords, ReplicaRecordsResponse,
 };
 

@@ -79,11 +79,7 @@ pub fn document() -> OpenApi {
         json::<ReplicaRecordsResponse>(),
         query::<RecordsPageQuery>(),
     );
-    doc.add::<ReplicaHeads>(
-        None,
-        json::<ReplicaHeadsResponse>(),
-        query::<RecordsPageQuery>(),
-    );
+    doc.add::<ReplicaHeads>(None, json::<ReplicaHeadsResponse>(), query::<HeadsQuery>());
     doc.add::<ReplicaPull>(doc_body::<ReplicaPullRequest>(), Success::Nothing, vec![]);
     doc.add::<ForwardAudit>(
         doc_body::<ForwardAuditRequest>(),

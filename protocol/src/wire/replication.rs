@@ -126,15 +126,65 @@ pub struct RecordHeads {
     pub logs: BTreeMap<String, u64>,
 }
 
+/// `?after=RID&limit=M&unless=DIGEST`: a page of heads; when the page's
+/// digest equals `unless`, the records are left out (nothing moved since
+/// the caller last read it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct HeadsQuery {
+    /// Records whose id sorts after this one (absent: from the start).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub after: Option<RecordId>,
+    /// The most records (default and cap 1000).
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        param(minimum = 1, maximum = 1000, default = 1000)
+    )]
+    pub limit: Option<u32>,
+    /// The page's digest as the caller last read it.
+    #[serde(default)]
+    pub unless: Option<String>,
+}
+
+impl QueryArgs for HeadsQuery {
+    fn query_string(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(after) = self.after {
+            parts.push(format!("after={after}"));
+        }
+        if let Some(limit) = self.limit {
+            parts.push(format!("limit={limit}"));
+        }
+        if let Some(unless) = &self.unless {
+            parts.push(format!("unless={unless}"));
+        }
+        (!parts.is_empty()).then(|| parts.join("&"))
+    }
+}
+
 /// A page of heads of the records that name the caller a replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = ReplicaHeads))]
 pub struct ReplicaHeadsResponse {
-    /// In increasing record id order.
+    /// In increasing record id order (empty when `unchanged`).
     pub records: Vec<RecordHeads>,
-    /// More follow (ask again with `after` the last record).
+    /// More follow (ask again with `after` = `last`).
     pub more: bool,
+    /// The page's last record.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub last: Option<RecordId>,
+    /// A digest of the page (hex SHA-256 of its records as JSON), to send
+    /// back as `unless`.
+    pub digest: String,
+    /// The page's digest is the one the caller sent: nothing in it moved
+    /// and its records are left out.
+    #[serde(default)]
+    pub unchanged: bool,
 }
 
 /// `GET /v1/replica/heads`
@@ -150,7 +200,7 @@ impl Endpoint for ReplicaHeads {
     const TAG: &'static str = "replication";
     const RESPONSES: &'static [(u16, &'static str)] = &[(200, "a page of heads")];
     type Path<'a> = ();
-    type Query = RecordsPageQuery;
+    type Query = HeadsQuery;
     type Request = ();
     type Response = ReplicaHeadsResponse;
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use satchel_protocol::wire::replica_batch::{self, LogBatch};
 use satchel_protocol::wire::{
-    ForwardAuditRequest, ForwardAuditResponse, RecordHeads, RecordsPageQuery,
+    ForwardAuditRequest, ForwardAuditResponse, HeadsQuery, RecordHeads, RecordsPageQuery,
     RelayIdentityResponse, ReplicaHeadsResponse, ReplicaPullRequest, ReplicaRecordsResponse,
 };
 
@@ -62,12 +62,14 @@ pub(super) async fn replica_records(
     Ok(Json(ReplicaRecordsResponse { records, more }))
 }
 
-/// `GET /v1/replica/heads?after=RID&limit=M`: per record that names the
-/// caller a replica, its newest statement's and each log's newest seq.
+/// `GET /v1/replica/heads?after=RID&limit=M&unless=DIGEST`: per record
+/// that names the caller a replica, its newest statement's and each log's
+/// newest envelope seq; the records are left out when the page's digest is
+/// `unless` (an idle replica's round costs a few hundred bytes a page).
 pub(super) async fn replica_heads(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Q(query): Q<RecordsPageQuery>,
+    Q(query): Q<HeadsQuery>,
 ) -> ApiResult<Json<ReplicaHeadsResponse>> {
     let limit = query.limit.unwrap_or(RECORDS_PAGE).clamp(1, RECORDS_PAGE);
     let mut rows = state
@@ -90,7 +92,17 @@ pub(super) async fn replica_heads(
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(ReplicaHeadsResponse { records, more }))
+    let json = serde_json::to_vec(&records).map_err(|_| ApiError::Unavailable)?;
+    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &json));
+    let last = records.last().map(|h| h.record);
+    let unchanged = query.unless.as_deref() == Some(digest.as_str());
+    Ok(Json(ReplicaHeadsResponse {
+        records: if unchanged { Vec::new() } else { records },
+        more,
+        last,
+        digest,
+        unchanged,
+    }))
 }
 
 /// `POST /v1/replica/pull`: the logs named, each after its cursor, every

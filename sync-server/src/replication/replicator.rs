@@ -20,7 +20,7 @@
 //! Not done yet (issue 15): pushing snapshots upstream and forwarding the
 //! audit trail.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +29,8 @@ use satchel_protocol::ids::{IdentityId, RecordId};
 use satchel_protocol::sharing::{AccessStatement, SignedStatement};
 use satchel_protocol::wire::replica_batch::{self, LogBatch};
 use satchel_protocol::wire::{
-    self, AfterQuery, Base64Text, ForwardAuditRequest, ForwardedAuditEvent, LogWant, RecordHeads,
-    RecordPath, RecordsPageQuery, ReplicaPullRequest, SectionPath, UploadRequest,
+    self, AfterQuery, Base64Text, ForwardAuditRequest, ForwardedAuditEvent, HeadsQuery, LogWant,
+    RecordHeads, RecordPath, ReplicaPullRequest, SectionPath, UploadRequest,
 };
 use satchel_protocol::LogName;
 
@@ -89,6 +89,10 @@ pub struct Replicator {
     upstream: Upstream,
     key: String,
     logged_in: bool,
+    /// Per page of heads (by the record it starts after), the digest of
+    /// the page when this relay last caught all of it up: sent back, so
+    /// that a page where nothing moved comes back without its records.
+    settled: HashMap<Option<RecordId>, String>,
 }
 
 impl Replicator {
@@ -102,6 +106,7 @@ impl Replicator {
             upstream,
             key,
             logged_in: false,
+            settled: HashMap::new(),
         }
     }
 
@@ -173,13 +178,28 @@ impl Replicator {
         let mut report = RoundReport::default();
         let mut after = None;
         loop {
+            let query = HeadsQuery {
+                after,
+                limit: None,
+                unless: self.settled.get(&after).cloned(),
+            };
             let page = self
                 .upstream
-                .request::<wire::ReplicaHeads>(&(), &RecordsPageQuery { after, limit: None }, None)
+                .request::<wire::ReplicaHeads>(&(), &query, None)
                 .await?;
-            after = page.records.last().map(|h| h.record);
-            report.records += page.records.len();
-            self.pull_heads(page.records, &mut report).await?;
+            if !page.unchanged {
+                report.records += page.records.len();
+                let missed = report.missed.len();
+                self.pull_heads(page.records, &mut report).await?;
+                // Remember the page as settled only when all of it was
+                // caught up: otherwise it is looked at again next round.
+                if report.missed.len() == missed {
+                    self.settled.insert(after, page.digest);
+                } else {
+                    self.settled.remove(&after);
+                }
+            }
+            after = page.last;
             if !page.more {
                 break;
             }
