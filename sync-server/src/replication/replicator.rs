@@ -1,24 +1,29 @@
-//! The replication loop of one upstream relay (docs/adr/0011): every round,
-//! for every record whose access log names this relay a replica (as the
-//! upstream lists them, and as this relay's own member rows say), the access
-//! log, then each log's envelopes, are pulled from the upstream and pushed
-//! to it. What arrives is verified here as any upload is (the record's
-//! verified log, the shared acceptance rule) and stored through the same
-//! storage calls; envelopes keep their bytes, so their hash is their
-//! identity on both relays and a copy that already exists is recognised,
-//! never stored twice.
+//! The replication loop of one upstream relay (docs/adr/0011): every round
+//! it reads the upstream's heads of the records that name this relay a
+//! replica, a page of 1,000 at a time (a page where nothing moved since it
+//! was last caught up comes back empty), pulls the access logs that moved,
+//! fetches every log that moved in batches of many logs (one binary body
+//! each), then sends up, record by record, what was written here: the
+//! access log, envelopes and the audit events of the devices it serves.
+//! What arrives is verified here as any upload is (the record's verified
+//! log, the shared acceptance rule) and stored through the same storage
+//! calls; envelopes keep their bytes, so their hash is their identity on
+//! both relays and a copy that already exists is recognised, never stored
+//! twice.
 //!
 //! Durability: a cursor per (upstream, record, stream) is stored after what
 //! it covers, so a relay killed at any point resumes where it stopped and
-//! at worst fetches a page again (which the hash makes harmless). Memory:
-//! one page of envelopes and the list of record ids at a time. An
-//! unreachable upstream is retried with capped exponential backoff.
+//! at worst fetches a batch again (which the hash makes harmless). Memory:
+//! one page of heads and one batch (about 8 MiB) at a time, and a digest
+//! per page. An unreachable upstream is retried with capped exponential
+//! backoff.
 //!
 //! An envelope pulled from an upstream is stored with that upstream as its
-//! origin and never offered back to it (no echo).
+//! origin and never offered back to it (no echo); statements pulled are
+//! not posted back either. When a round completes, [`super::contact`]
+//! learns which records were exchanged.
 //!
-//! Not done yet (issue 15): pushing snapshots upstream and forwarding the
-//! audit trail.
+//! Not done yet (issue 15): pushing snapshots made here upstream.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
