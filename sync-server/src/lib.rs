@@ -156,6 +156,11 @@ where
     let app = api::router(state.clone());
 
     let mut replicators = Vec::new();
+    if !config.upstreams.is_empty() {
+        let _ = state
+            .upstream_contact
+            .set(Arc::new(replication::contact::UpstreamContact::default()));
+    }
     if let Some(identity) = &identity {
         for upstream in &config.upstreams {
             let client =

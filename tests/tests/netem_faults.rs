@@ -16,7 +16,8 @@
 //!
 //! Needs root and iproute2: the test fails when CI is set (or
 //! `SATCHEL_REQUIRE_FIXTURES`) and they are missing, else it is skipped
-//! with a note. It only sends traffic to the namespace it made.
+//! with a note (netns_common/mod.rs, shared with clinic_partition.rs). It
+//! only sends traffic to the namespace it made.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,12 +31,18 @@ use std::time::{Duration, Instant};
 
 use satchel_tests::pki::test_ca;
 use satchel_tests::world::{init, rand_suffix, PASS};
-use satchel_tests::{bin, link_devices_with, run, satchel, Relay};
+use satchel_tests::{link_devices_with, run, satchel, Relay};
 use serde_json::{json, Value};
 
-/// A network namespace with a veth pair to it; removed on drop.
+#[path = "netns_common/mod.rs"]
+mod netns;
+
+use netns::{must, sh, Namespace};
+
+/// A network namespace with a veth pair to it from this host; the
+/// namespace (and with it the pair) is removed on drop.
 struct NetNs {
-    name: String,
+    ns: Namespace,
     host_if: String,
     ns_if: String,
     relay_ip: String,
@@ -43,69 +50,39 @@ struct NetNs {
     host_rules: bool,
 }
 
-fn sh(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn must(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl NetNs {
     fn create() -> Option<NetNs> {
+        let ns = Namespace::create("netem")?;
         let id = std::process::id() % 100_000;
         let subnet = 20 + std::process::id() % 200;
-        let ns = NetNs {
-            name: format!("satchel-netem-{id}"),
+        let net = NetNs {
+            ns,
             host_if: format!("sn{id}h"),
             ns_if: format!("sn{id}n"),
             relay_ip: format!("10.77.{subnet}.2"),
             host_rules: false,
         };
-        if !sh(&["ip", "netns", "add", &ns.name]) {
-            assert!(
-                std::env::var_os("CI").is_none()
-                    && std::env::var_os("SATCHEL_REQUIRE_FIXTURES").is_none(),
-                "cannot create a network namespace: this test needs root and iproute2"
-            );
-            println!("note: no network namespaces here (not root?); netem test skipped");
-            return None;
-        }
         let host_ip = format!("10.77.{subnet}.1/24");
-        let relay_cidr = format!("{}/24", ns.relay_ip);
+        let relay_cidr = format!("{}/24", net.relay_ip);
         must(&[
             "ip",
             "link",
             "add",
-            &ns.host_if,
+            &net.host_if,
             "type",
             "veth",
             "peer",
             "name",
-            &ns.ns_if,
+            &net.ns_if,
+            "netns",
+            net.ns.name(),
         ]);
-        must(&["ip", "link", "set", &ns.ns_if, "netns", &ns.name]);
-        must(&["ip", "addr", "add", &host_ip, "dev", &ns.host_if]);
-        must(&["ip", "link", "set", &ns.host_if, "up"]);
-        let inside = |args: &[&str]| {
-            let mut all = vec!["ip", "netns", "exec", ns.name.as_str()];
-            all.extend_from_slice(args);
-            must(&all);
-        };
-        inside(&["ip", "addr", "add", &relay_cidr, "dev", &ns.ns_if]);
-        inside(&["ip", "link", "set", &ns.ns_if, "up"]);
-        inside(&["ip", "link", "set", "lo", "up"]);
-        Some(ns)
+        must(&["ip", "addr", "add", &host_ip, "dev", &net.host_if]);
+        must(&["ip", "link", "set", &net.host_if, "up"]);
+        net.ns
+            .must(&["ip", "addr", "add", &relay_cidr, "dev", &net.ns_if]);
+        net.ns.must(&["ip", "link", "set", &net.ns_if, "up"]);
+        Some(net)
     }
 
     /// The same netem faults on both ends of the link; false when the
@@ -128,7 +105,7 @@ impl NetNs {
             "ip",
             "netns",
             "exec",
-            &self.name,
+            self.ns.name(),
             "tc",
             "qdisc",
             "replace",
@@ -282,7 +259,7 @@ impl NetNs {
         let mut out: Vec<String> = if host {
             vec!["iptables".into()]
         } else {
-            ["ip", "netns", "exec", &self.name, "iptables"]
+            ["ip", "netns", "exec", self.ns.name(), "iptables"]
                 .map(String::from)
                 .to_vec()
         };
@@ -309,11 +286,7 @@ impl NetNs {
     }
 
     fn relay(&self, dir: &Path, extra: &[&str]) -> Relay {
-        let mut launcher = Command::new("ip");
-        launcher
-            .args(["netns", "exec", &self.name])
-            .arg(bin("satchel-sync"));
-        Relay::spawn_via(launcher, dir, &format!("{}:0", self.relay_ip), extra)
+        self.ns.relay(dir, &format!("{}:0", self.relay_ip), extra)
     }
 }
 
@@ -354,9 +327,8 @@ impl Drop for NetNs {
                 }
             }
         }
-        // Deleting the namespace removes the veth pair with it.
         sh(&["ip", "link", "del", &self.host_if]);
-        sh(&["ip", "netns", "del", &self.name]);
+        // The namespace itself is deleted when `self.ns` drops, after this.
     }
 }
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use satchel_protocol::ids::{IdentityId, RecordId};
 use satchel_sync_server::storage::{
-    Actor, AuditAction, AuditEvent, Member, MemberRole, Membership, NewEnvelope, RegisterOutcome,
-    Rights, SnapshotOutcome, StatementOutcome, Storage, StorageError,
+    Actor, AuditAction, AuditEvent, Member, MemberRole, Membership, NewEnvelope, RecordHeadsRow,
+    RegisterOutcome, Rights, SnapshotOutcome, StatementOutcome, Storage, StorageError,
 };
 
 fn env(n: u8, author: IdentityId) -> NewEnvelope {
@@ -465,6 +465,7 @@ async fn audit(s: &dyn Storage) {
             action: AuditAction::Pull,
             section: "vitals".into(),
             count: 3,
+            relay: None,
         })
         .await
         .unwrap();
@@ -1052,7 +1053,161 @@ macro_rules! on_every_backend {
 on_every_backend!(
     revoke_sessions_ends_every_token_of_the_identity,
     revocations_are_listed_from_a_time_and_purged,
+    replica_heads_list_each_records_newest_positions,
+    forwarded_audit_events_are_stored_once_tagged_with_their_relay,
+    replicated_envelopes_are_not_audited_again,
 );
+
+/// A record registered with its owner and `relay` as a replica (one
+/// statement, so its access head is that statement's seq).
+async fn replicated_record(s: &dyn Storage, relay: IdentityId) -> (RecordId, IdentityId, i64) {
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    s.register_record(rid, owner, vec![1], 1).await.unwrap();
+    let rows = vec![
+        owner_row(owner, vec![1]),
+        Member {
+            identity: relay,
+            access: Rights::replica(),
+            card: vec![9],
+        },
+    ];
+    let seq = match s
+        .append_statement(rid, rid.as_bytes().to_vec(), vec![0; 64], [0; 32], rows)
+        .await
+        .unwrap()
+    {
+        StatementOutcome::Appended(seq) => seq,
+        other => panic!("{other:?}"),
+    };
+    (rid, owner, seq)
+}
+
+async fn replica_heads_list_each_records_newest_positions(s: Arc<dyn Storage>) {
+    let relay = IdentityId::random();
+    let (a, owner_a, access_a) = replicated_record(&*s, relay).await;
+    let (b, _, access_b) = replicated_record(&*s, relay).await;
+    let (unnamed, _, _) = replicated_record(&*s, IdentityId::random()).await;
+    let va = s
+        .append_envelopes(a, "vitals", vec![env(1, owner_a), env(2, owner_a)], by())
+        .await
+        .unwrap();
+    let la = s
+        .append_envelopes(a, "labs", vec![env(3, owner_a)], by())
+        .await
+        .unwrap();
+    s.append_envelopes(unnamed, "vitals", vec![env(4, owner_a)], by())
+        .await
+        .unwrap();
+    let heads = s.replica_heads(relay, None, 100).await.unwrap();
+    let mut want = vec![
+        RecordHeadsRow {
+            record: a,
+            access: access_a,
+            logs: vec![("labs".into(), la[0].seq), ("vitals".into(), va[1].seq)],
+        },
+        RecordHeadsRow {
+            record: b,
+            access: access_b,
+            logs: vec![],
+        },
+    ];
+    want.sort_by_key(|h| h.record);
+    assert_eq!(heads, want, "one row per named record, logs by name");
+    let first = s.replica_heads(relay, None, 1).await.unwrap();
+    assert_eq!(first, want[..1]);
+    assert_eq!(
+        s.replica_heads(relay, Some(first[0].record), 10)
+            .await
+            .unwrap(),
+        want[1..]
+    );
+    assert!(s
+        .replica_heads(IdentityId::random(), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn forwarded_audit_events_are_stored_once_tagged_with_their_relay(s: Arc<dyn Storage>) {
+    let relay = IdentityId::random();
+    let (rid, _, _) = replicated_record(&*s, relay).await;
+    let clinician = IdentityId::random();
+    let event = |at_ms: i64| AuditEvent {
+        seq: 0,
+        record: rid,
+        at_ms,
+        identity: clinician,
+        action: AuditAction::Pull,
+        section: "vitals".into(),
+        count: 2,
+        relay: None,
+    };
+    let stored = s
+        .record_forwarded_audit(rid, relay, vec![(7, event(10)), (8, event(11))])
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    // Sent again (a replica that stopped before moving its cursor), and
+    // the same seq from another relay: only the other relay's is new.
+    let again = s
+        .record_forwarded_audit(rid, relay, vec![(8, event(11))])
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let other = IdentityId::random();
+    assert_eq!(
+        s.record_forwarded_audit(rid, other, vec![(8, event(12))])
+            .await
+            .unwrap(),
+        1
+    );
+    s.record_audit(event(13)).await.unwrap();
+    let trail: Vec<_> = s
+        .audit(rid, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.at_ms, e.relay))
+        .collect();
+    assert_eq!(
+        trail,
+        vec![
+            (10, Some(relay)),
+            (11, Some(relay)),
+            (12, Some(other)),
+            (13, None)
+        ]
+    );
+    assert!(matches!(
+        s.record_forwarded_audit(RecordId::random(), relay, vec![(1, event(1))])
+            .await,
+        Err(StorageError::NotFound)
+    ));
+}
+
+async fn replicated_envelopes_are_not_audited_again(s: Arc<dyn Storage>) {
+    let relay = IdentityId::random();
+    let (rid, owner, _) = replicated_record(&*s, relay).await;
+    let mut replicated = by();
+    replicated.origin = Some("https://cloud.example".into());
+    s.append_envelopes(rid, "vitals", vec![env(1, owner)], replicated)
+        .await
+        .unwrap();
+    let mut from_replica = by();
+    from_replica.origin = Some(format!("replica:{relay}"));
+    s.append_envelopes(rid, "vitals", vec![env(2, owner)], from_replica)
+        .await
+        .unwrap();
+    assert!(
+        s.audit(rid, 0, 100).await.unwrap().is_empty(),
+        "pushes written at another relay are audited there"
+    );
+    s.append_envelopes(rid, "vitals", vec![env(3, owner)], by())
+        .await
+        .unwrap();
+    assert_eq!(s.audit(rid, 0, 100).await.unwrap().len(), 1);
+}
 
 async fn revoke_sessions_ends_every_token_of_the_identity(s: Arc<dyn Storage>) {
     let who = IdentityId::random();

@@ -110,8 +110,39 @@ async fn relay_shows_its_identity_card_and_keeps_it_across_restarts() {
     bare.stop().await.unwrap();
 }
 
+/// `POST /v1/replica/pull` for one log: the status and, on 200, the
+/// decoded batch.
+async fn replica_pull(
+    c: &reqwest::Client,
+    s: &TestServer,
+    d: &Device,
+    rid: RecordId,
+    log: &str,
+) -> (u16, Vec<satchel_protocol::wire::replica_batch::LogBatch>) {
+    let r = c
+        .post(s.url("/v1/replica/pull"))
+        .bearer_auth(&d.token)
+        .json(&json!({"logs": [{"record": rid, "log": log, "after": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    if status != 200 {
+        return (status, vec![]);
+    }
+    (
+        status,
+        satchel_protocol::wire::replica_batch::decode(&body, 1 << 20).unwrap(),
+    )
+}
+
+/// A relay the access log does not name is refused every read, batch
+/// pull, upload and audit forward of the record (403) and is listed no
+/// record; once named it reads and forwards ciphertext; once revoked it is
+/// refused again and receives no new envelope.
 #[tokio::test]
-async fn replica_relay_reads_and_forwards_only_while_named() {
+async fn unlisted_relay_refused() {
     let mut s = TestServer::start(|_| {}).await;
     let c = client();
     let owner = new_device(&c, &s, "phone").await;
@@ -140,6 +171,24 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     for path in &reads {
         assert_eq!(get_json(&c, &s, &relay, path).await.0, 403, "{path}");
     }
+    assert_eq!(replica_pull(&c, &s, &relay, rid, "vitals").await.0, 403);
+    let (_, heads) = get_json(&c, &s, &relay, "/v1/replica/heads").await;
+    assert_eq!(heads["records"], json!([]));
+    let forward = |d: &Device| {
+        c.post(s.url(&format!("/v1/replica/records/{rid}/audit")))
+            .bearer_auth(&d.token)
+            .json(
+                &json!({"events": [{"seq": 1, "at_ms": 1, "identity": owner.identity.id(),
+                                     "action": "pull", "section": "vitals", "count": 1}]}),
+            )
+            .send()
+    };
+    assert_eq!(forward(&relay).await.unwrap().status(), 403);
+    assert_eq!(
+        forward(&owner).await.unwrap().status(),
+        403,
+        "only a named replica forwards audit events"
+    );
     let forwarded = seal(&owner.identity, rid, "vitals", 2, b"y").to_bytes();
     let (st, _) = upload(
         &c,
@@ -202,6 +251,31 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     for path in &reads {
         assert_eq!(get_json(&c, &s, &relay, path).await.0, 200, "{path}");
     }
+    let (st, batch) = replica_pull(&c, &s, &relay, rid, "vitals").await;
+    assert_eq!(st, 200);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].envelopes.len(), 1);
+    let (_, heads) = get_json(&c, &s, &relay, "/v1/replica/heads").await;
+    assert_eq!(heads["records"][0]["record"], json!(rid));
+    assert_eq!(
+        heads["records"][0]["logs"]["vitals"],
+        json!(batch[0].envelopes[0].0)
+    );
+    // Asked again with the page's digest: nothing moved, no records.
+    let digest = heads["digest"].as_str().unwrap().to_string();
+    let (_, again) = get_json(
+        &c,
+        &s,
+        &relay,
+        &format!("/v1/replica/heads?unless={digest}"),
+    )
+    .await;
+    assert_eq!(
+        (again["unchanged"].clone(), again["records"].clone()),
+        (json!(true), json!([]))
+    );
+    assert_eq!(again["last"], json!(rid));
+    assert_eq!(forward(&relay).await.unwrap().status(), 200);
     let (_, members) = get_json(&c, &s, &owner, &format!("/v1/records/{rid}/members")).await;
     let entry = members["members"]
         .as_array()
@@ -281,9 +355,16 @@ async fn replica_relay_reads_and_forwards_only_while_named() {
     }
     let (_, listed) = get_json(&c, &s, &relay, "/v1/replica/records").await;
     assert_eq!(listed["records"], json!([]));
+    let (_, heads) = get_json(&c, &s, &relay, "/v1/replica/heads").await;
+    assert_eq!(heads["records"], json!([]));
     let later = seal(&owner.identity, rid, "vitals", 4, b"w").to_bytes();
-    let (st, _) = upload(&c, &s, &relay, rid, "vitals", &[later]).await;
+    let (st, _) = upload(&c, &s, &relay, rid, "vitals", std::slice::from_ref(&later)).await;
     assert_eq!(st, 403);
+    // A new envelope written by the owner is not served to it.
+    let (st, _) = upload(&c, &s, &owner, rid, "vitals", &[later]).await;
+    assert_eq!(st, 200);
+    assert_eq!(replica_pull(&c, &s, &relay, rid, "vitals").await.0, 403);
+    assert_eq!(forward(&relay).await.unwrap().status(), 403);
     s.stop().await.unwrap();
 }
 
@@ -640,6 +721,38 @@ async fn replicates_both_ways(mut cloud: TestServer) {
         "the edge echoed envelopes back"
     );
 
+    // The clinic's views and pushes reach the cloud's audit, tagged with
+    // the edge relay; the edge forwarding them is not a second push.
+    let edge_id = json!(edge_card.card.id());
+    let trail = eventually(20, || async {
+        let (_, a) = get_json(
+            &c,
+            &cloud,
+            &phone_at_cloud,
+            &format!("/v1/records/{rid}/audit"),
+        )
+        .await;
+        let events = a["events"].as_array()?.clone();
+        let views = events
+            .iter()
+            .any(|e| e["action"] == "pull" && e["relay"] == edge_id);
+        let pushes = events
+            .iter()
+            .any(|e| e["action"] == "push" && e["relay"] == edge_id && e["count"] == 2);
+        (views && pushes).then_some(events)
+    })
+    .await
+    .expect("the clinic's views and pushes reach the cloud's audit");
+    let pushed_at_cloud: u64 = trail
+        .iter()
+        .filter(|e| e["action"] == "push" && e["relay"].is_null())
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        pushed_at_cloud, 3,
+        "only the phone's own upload at the cloud"
+    );
+
     // A statement made at the clinic reaches the cloud's log.
     let carer = Identity::generate("carer", Role::Carer, None).unwrap();
     let mut edge_head = head;
@@ -731,19 +844,50 @@ fn copy(id: &Identity) -> Identity {
 /// with every envelope written at the clinic exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_relay_crash_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test plays 400 device logins from one address: no per-address
+    // limit on logins here.
+    let cloud = satchel_tests::Relay::start_on(
+        &dir.path().join("cloud"),
+        "127.0.0.1:0",
+        &["--auth-rate-per-sec", "0"],
+    );
+    crash_resumes(&cloud.url()).await;
+}
+
+/// [`edge_relay_crash_resumes`] with the upstream on PostgreSQL (the edge on
+/// SQLite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_relay_crash_resumes_with_a_postgres_upstream() {
+    let Some((url, schema)) = pg_test_schema().await else {
+        pg_unreachable("edge_relay_crash_resumes_with_a_postgres_upstream");
+        return;
+    };
+    let mut config = satchel_sync_server::Config {
+        storage: satchel_sync_server::StorageConfig::Postgres {
+            url: url.clone(),
+            schema: Some(schema.clone()),
+        },
+        ..satchel_sync_server::Config::sqlite("unused")
+    };
+    config.rate.auth_per_second = 0;
+    let mut cloud = TestServer::start_with(config, tempfile::tempdir().unwrap()).await;
+    crash_resumes(&cloud.base).await;
+    cloud.stop().await.unwrap();
+    pg_drop_schema(&url, &schema).await;
+}
+
+/// The edge relay is killed (SIGKILL) at random points while it pushes 200
+/// records' envelopes to the upstream at `cloud_url`; after each restart
+/// it resumes from its cursors, and the upstream ends with every envelope
+/// exactly once.
+async fn crash_resumes(cloud_url: &str) {
     use satchel_tests::Relay;
 
     const RECORDS: usize = 200;
     const PER_RECORD: u64 = 5;
     let dir = tempfile::tempdir().unwrap();
-    // The test plays 400 device logins from one address: no per-address
-    // limit on logins here.
-    let cloud = Relay::start_on(
-        &dir.path().join("cloud"),
-        "127.0.0.1:0",
-        &["--auth-rate-per-sec", "0"],
-    );
-    let cloud_url = cloud.url();
+    let cloud_url = cloud_url.to_string();
     let mut edge = Relay::start_on(
         &dir.path().join("edge"),
         "127.0.0.1:0",
@@ -852,5 +996,113 @@ fn name_replica_card(card: &satchel_protocol::crypto::IdentityCard, label: &str)
     AccessChange::AddReplica {
         relay: card.clone(),
         label: label.into(),
+    }
+}
+
+/// Clinical-safety control H11 (docs/clinical-safety.md): a copy read
+/// through a clinic's edge relay says when that relay last reached the
+/// record's home relay, and is called STALE while the clinic's link is
+/// down; once the link is back it is current again.
+#[test]
+fn clinic_copy_is_labelled_stale_while_its_link_is_down() {
+    use satchel_tests::world::{add, med, world, PASS};
+    use satchel_tests::{link_devices, run, satchel, Relay};
+
+    let w = world("pat");
+    let phone = w.home("pat");
+    let tablet = w.home("tablet");
+    assert!(add(&phone, &med("metformin")).status.success());
+    let cloud_url = w.relay.url();
+    run(
+        satchel(&phone, PASS).args(["sync", "--server", &cloud_url]),
+        true,
+    );
+    let mut edge = Relay::start_on(
+        &w.home("clinic-relay"),
+        "127.0.0.1:0",
+        &["--upstream", &cloud_url, "--replication-interval", "0.2"],
+    );
+    run(
+        satchel(&phone, PASS).args([
+            "replica",
+            "add",
+            &edge.url(),
+            "--label",
+            "Riverside clinic",
+            "--server",
+            &cloud_url,
+        ]),
+        true,
+    );
+    link_devices(&phone, &tablet, PASS, &cloud_url);
+    let listing = |home: &std::path::Path| -> String {
+        let out = run(satchel(home, PASS).arg("list"), true);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The tablet, at the clinic, syncs with the edge once it holds the
+    // record (replicated from the cloud).
+    let sync_at_edge = |edge: &Relay| {
+        satchel(&tablet, PASS)
+            .args(["sync", "--server", &edge.url()])
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = sync_at_edge(&edge);
+        if out.status.success() && listing(&tablet).contains("metformin") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tablet never read the record at the edge: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            edge.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let shown = listing(&tablet);
+    assert!(shown.contains("Last synced: "), "{shown}");
+    assert!(!shown.contains("STALE COPY"), "a current copy: {shown}");
+
+    // The clinic's link to the cloud goes down (the cloud relay stops) and
+    // the clinic's relay restarts meanwhile: it cannot say the record is
+    // current, and the tablet's copy says so.
+    let mut cloud = w.relay;
+    cloud.kill();
+    edge.kill();
+    edge.restart();
+    let out = sync_at_edge(&edge);
+    assert!(
+        out.status.success(),
+        "the clinic keeps syncing while its link is down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = listing(&tablet);
+    assert!(
+        shown.contains("STALE COPY") && shown.contains("has not reached the record's home relay"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("metformin"),
+        "the copy is still shown: {shown}"
+    );
+
+    // The link returns: the edge reaches the cloud again, and the copy is
+    // current.
+    cloud.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = sync_at_edge(&edge);
+        let shown = listing(&tablet);
+        if out.status.success() && !shown.contains("STALE COPY") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy stayed stale after the link returned: {shown}\n{}",
+            edge.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }

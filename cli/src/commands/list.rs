@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use satchel_core::record::{Query, Section};
+use satchel_core::sync::currency::Currency;
 
 use crate::home;
 use crate::output;
@@ -142,9 +143,28 @@ fn list_one(profile: &home::HomeProfile, query: &Query, json: bool) -> Result<()
             output::format_ms(ended)
         );
     }
-    match profile.last_synced_ms()? {
-        Some(t) => outln!("Last synced: {}", output::format_ms(t)),
-        None => outln!("Never synced: this device has not exchanged changes with a relay yet"),
+    match profile.currency()? {
+        Currency::NeverSynced => {
+            outln!("Never synced: this device has not exchanged changes with a relay yet")
+        }
+        Currency::Current { synced_ms } => {
+            outln!("Last synced: {}", output::format_ms(synced_ms))
+        }
+        Currency::Stale {
+            synced_ms,
+            home_reached_ms,
+        } => {
+            outln!("Last synced: {}", output::format_ms(synced_ms));
+            match home_reached_ms {
+                Some(t) => outln!(
+                    "STALE COPY: it came through a replica relay (for example a clinic's) that last reached the record's home relay {}. Changes made elsewhere since then are not shown; check with the patient or sync with the home relay.",
+                    output::format_ms(t)
+                ),
+                None => outln!(
+                    "STALE COPY: it came through a replica relay (for example a clinic's) that has not reached the record's home relay since it started (its link may be down). Changes made elsewhere are not shown; check with the patient or sync with the home relay."
+                ),
+            }
+        }
     }
     if !profile.is_owner_device() {
         let sections: Vec<&str> = profile

@@ -826,7 +826,8 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
             .iter()
             .map(|e| {
                 json!({"at_ms": e.at_ms, "identity": e.identity, "name": name_of(&e.identity),
-                            "action": e.action, "section": e.section, "count": e.count})
+                            "action": e.action, "section": e.section, "count": e.count,
+                            "relay": e.relay, "place": audit::place(&members, e.relay.as_ref())})
             })
             .collect();
         let contribs: Vec<_> = contributions
@@ -847,12 +848,13 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
         "Who viewed and changed {}'s record (relay log)",
         profile.owner_name()
     );
-    let mut table = output::table(&["WHEN", "WHO", "ACTION", "SECTION", "ENVELOPES"]);
-    output::keep_whole(&mut table, &[0, 2, 3, 4]);
+    let mut table = output::table(&["WHEN", "WHO", "WHERE", "ACTION", "SECTION", "ENVELOPES"]);
+    output::keep_whole(&mut table, &[0, 3, 4, 5]);
     for e in &events {
         table.add_row(output::one_line_row(vec![
             output::format_ms(e.at_ms),
             name_of(&e.identity),
+            audit::place(&members, e.relay.as_ref()),
             if e.action == "pull" {
                 "viewed".into()
             } else {

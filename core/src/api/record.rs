@@ -19,8 +19,8 @@ use super::error::{Result, SatchelError};
 use super::subscription::{ChangeListener, Subscription};
 use super::types::{
     access_events, parse_entry_id, parse_identity_id, parse_sections, AccessMap, AddedEntry,
-    AuditRow, ChangeEvent, EntryInfo, EntryQuery, GrantChangeInfo, GrantInfo, IdentityInfo,
-    IncompleteSection, Invite, InviteTerms, SectionCount, SyncReport, VersionInfo,
+    AuditRow, ChangeEvent, CopyCurrency, EntryInfo, EntryQuery, GrantChangeInfo, GrantInfo,
+    IdentityInfo, IncompleteSection, Invite, InviteTerms, SectionCount, SyncReport, VersionInfo,
 };
 use crate::profile::Profile;
 use crate::record::Section;
@@ -351,6 +351,35 @@ impl HealthRecord {
         Ok(lock(&self.inner)?.profile.remove_relay(&url)?)
     }
 
+    /// How current this copy is: its last sync and, when that went through
+    /// a replica relay (a clinic's edge relay), when that relay last reached
+    /// the record's home relay. Show `stale` copies as such: changes made
+    /// elsewhere since are missing (docs/clinical-safety.md H11).
+    pub fn copy_currency(&self) -> Result<CopyCurrency> {
+        use crate::sync::currency::Currency;
+        let guard = lock(&self.inner)?;
+        Ok(match guard.profile.currency()? {
+            Currency::NeverSynced => CopyCurrency {
+                last_synced_ms: None,
+                home_reached_ms: None,
+                stale: false,
+            },
+            Currency::Current { synced_ms } => CopyCurrency {
+                last_synced_ms: Some(synced_ms),
+                home_reached_ms: None,
+                stale: false,
+            },
+            Currency::Stale {
+                synced_ms,
+                home_reached_ms,
+            } => CopyCurrency {
+                last_synced_ms: Some(synced_ms),
+                home_reached_ms,
+                stale: true,
+            },
+        })
+    }
+
     /// Who has access: the owner's devices, then grants.
     pub fn grants(&self) -> Result<Vec<GrantInfo>> {
         let guard = lock(&self.inner)?;
@@ -591,9 +620,11 @@ impl HealthRecord {
                     });
                 }
                 let rows = net::fetch_audit(client, &mut inner.profile).await?;
+                let members = inner.profile.members();
                 Ok(rows
                     .into_iter()
                     .map(|r| AuditRow {
+                        place: crate::audit::place(members, r.relay.as_ref()),
                         at_ms: r.at_ms,
                         identity: r.identity.to_hex(),
                         action: r.action,

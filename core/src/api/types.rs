@@ -363,6 +363,22 @@ pub struct AuditRow {
     pub action: String,
     pub section: String,
     pub count: u64,
+    /// Where it happened: "home relay", or the label of the replica relay
+    /// (a clinic's edge relay) that recorded it.
+    pub place: String,
+}
+
+/// How current a copy is ([`super::record::HealthRecord::copy_currency`]).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CopyCurrency {
+    /// The last sync with a relay (Unix ms); `None`: never synced.
+    pub last_synced_ms: Option<i64>,
+    /// When stale: when the replica relay it synced through last reached
+    /// the record's home relay (`None`: not since that relay started).
+    pub home_reached_ms: Option<i64>,
+    /// Synced through a replica relay cut off from the home relay: show
+    /// it as stale (changes made elsewhere are missing).
+    pub stale: bool,
 }
 
 /// Something a subscription noticed.

@@ -25,6 +25,29 @@ pub struct AuditEventRow {
     pub action: String,
     pub section: String,
     pub count: i64,
+    /// The replica relay where it happened (for example a clinic's edge
+    /// relay), which forwarded it to the relay read; `None`: at that relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<IdentityId>,
+}
+
+/// Where an event happened, for people: "home relay" for the relay the
+/// audit was read from, else the replica relay's label as the access log
+/// names it (its short id once no longer named).
+pub fn place(members: &satchel_protocol::sharing::Members, relay: Option<&IdentityId>) -> String {
+    match relay {
+        None => "home relay".to_owned(),
+        Some(id) => members.replicas.get(id).map_or_else(
+            || format!("relay {}", id.short()),
+            |r| {
+                if r.label.is_empty() {
+                    r.card.display_name.clone()
+                } else {
+                    r.label.clone()
+                }
+            },
+        ),
+    }
 }
 
 /// One version of one entry and who wrote it.
@@ -121,7 +144,10 @@ pub fn audit_event(record: RecordId, row: &AuditEventRow, who: &str) -> Value {
         }],
         "source": {
             "site": "satchel-sync",
-            "observer": {"display": "Satchel relay"},
+            "observer": {"display": match &row.relay {
+                None => "Satchel relay".to_owned(),
+                Some(id) => format!("Satchel replica relay {}", id.short()),
+            }},
             "type": [{
                 "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
                 "code": "4",

@@ -31,6 +31,10 @@ use satchel_protocol::accept::{self, Expect, Kind};
 use satchel_protocol::LogName;
 
 const META_LAST_SYNC: &str = "sync/last-sync";
+/// Set when the last sync went through a replica relay: when that relay
+/// last reached the record's home relay (8 bytes; empty: not since it
+/// started).
+const META_VIA_REPLICA: &str = "sync/via-replica";
 const META_ACCESS_ENDED: &str = "sync/access-ended";
 const META_SET_ASIDE: &str = "sync/set-aside";
 
@@ -234,15 +238,48 @@ impl<S: Store> Profile<S> {
     }
 
     /// A sync round finished: remember when (shown next to the record so
-    /// nobody takes an old copy for a current one). Clears an earlier
-    /// "access ended" mark.
-    pub fn mark_synced(&mut self) -> Result<()> {
+    /// nobody takes an old copy for a current one), and, when the relay
+    /// was a replica (`upstream` from its feed), when it last reached the
+    /// record's home relay. Clears an earlier "access ended" mark.
+    pub fn mark_synced(
+        &mut self,
+        upstream: Option<satchel_protocol::wire::UpstreamReach>,
+    ) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch
             .put_meta(META_LAST_SYNC, super::now_ms().to_be_bytes().to_vec())
             .delete_meta(META_ACCESS_ENDED);
+        match upstream {
+            None => {
+                batch.delete_meta(META_VIA_REPLICA);
+            }
+            Some(reach) => {
+                let bytes = reach
+                    .last_reached_ms
+                    .map_or_else(Vec::new, |t| t.to_be_bytes().to_vec());
+                batch.put_meta(META_VIA_REPLICA, bytes);
+            }
+        }
         self.store.commit(batch)?;
         Ok(())
+    }
+
+    /// How current this copy is ([`crate::sync::currency`]).
+    pub fn currency(&self) -> Result<crate::sync::currency::Currency> {
+        let (via_replica, reached) = match self.store.get_meta(META_VIA_REPLICA)? {
+            None => (false, None),
+            Some(b) => (
+                true,
+                <[u8; 8]>::try_from(b.as_slice())
+                    .ok()
+                    .map(i64::from_be_bytes),
+            ),
+        };
+        Ok(crate::sync::currency::currency(
+            self.last_synced_ms()?,
+            via_replica,
+            reached,
+        ))
     }
 
     /// The relay refused this identity (403): its access to the record has

@@ -170,6 +170,9 @@ pub struct RoundReport {
     pub sections_pulled: Vec<LogName>,
     pub snapshots_uploaded: usize,
     pub retries: u32,
+    /// When the relay is a replica of the record's home relay: when it
+    /// last reached it (from the feed). `None`: the relay is the home.
+    pub upstream: Option<satchel_protocol::wire::UpstreamReach>,
 }
 
 /// Why a round stopped. Local data is never lost: the outbox keeps every
@@ -530,6 +533,7 @@ impl SyncEngine {
                 Some(self.apply(Apply::Acknowledge { acks }))
             }
             (Request::Feed { .. }, Response::Feed(f)) => {
+                self.report.upstream = f.upstream;
                 for s in f.sections {
                     // The relay's log names: parsed once, here. One this
                     // device does not know is skipped (never pulled), so it
@@ -844,6 +848,7 @@ mod tests {
                 seq: 12,
             }],
             cursor: 12,
+            upstream: None,
         }));
         // The feed cursor is stored only after the pulls it listed.
         assert!(feed.is_none());
@@ -1118,6 +1123,7 @@ mod tests {
             .on_response(Response::Feed(FeedResponse {
                 sections: vec![],
                 cursor: 50,
+                upstream: None,
             }))
             .is_none());
         match e.poll() {
@@ -1157,6 +1163,7 @@ mod tests {
             .on_response(Response::Feed(FeedResponse {
                 sections: vec![listed("labs"), listed("vitals")],
                 cursor: 20,
+                upstream: None,
             }))
             .is_none());
         let page = |next| {
@@ -1206,6 +1213,7 @@ mod tests {
             .on_response(Response::Feed(FeedResponse {
                 sections: vec![listed("vitals.other"), listed("labs")],
                 cursor: 5,
+                upstream: None,
             }))
             .is_none());
         match e.poll() {
@@ -1241,6 +1249,7 @@ mod tests {
                     seq: 300,
                 }],
                 cursor: 300,
+                upstream: None,
             }))
             .is_none());
         assert!(matches!(e.poll(), Step::Send(Request::Pull { .. })));

@@ -7,6 +7,8 @@
 //! - [`state`]: [`SyncState`], what a device keeps between rounds (cursors,
 //!   the feed and access-log positions, logs to pull again); the caller owns
 //!   and persists it.
+//! - [`currency`]: how current a copy is (stale when synced through a
+//!   replica relay cut off from the record's home relay).
 //! - [`ledger`]: completeness of each log on this device (change numbers
 //!   held per author, refusals, changes waiting for dependencies).
 //! - [`link`]: adding another device of the same patient with a one-time code.
@@ -26,6 +28,7 @@
 //! nothing; the next round sends them again and the relay de-duplicates by
 //! envelope hash.
 
+pub mod currency;
 pub mod engine;
 pub mod ledger;
 pub mod link;

@@ -446,6 +446,7 @@ pub async fn fetch_audit<S: Store>(
                 action: e.action.as_str().to_owned(),
                 section: e.section,
                 count,
+                relay: e.relay,
             });
         }
         if !page.more || page.next <= after {

@@ -364,7 +364,7 @@ impl RelayClient {
                 }
                 Step::Wait(duration) => tokio::time::sleep(duration).await,
                 Step::Finished(report) => {
-                    profile.mark_synced()?;
+                    profile.mark_synced(report.upstream)?;
                     return Ok(RoundReport {
                         merged,
                         refused,

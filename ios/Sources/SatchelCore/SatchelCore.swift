@@ -1290,6 +1290,14 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
     func completeness() throws  -> [IncompleteSection]
     
     /**
+     * How current this copy is: its last sync and, when that went through
+     * a replica relay (a clinic's edge relay), when that relay last reached
+     * the record's home relay. Show `stale` copies as such: changes made
+     * elsewhere since are missing (docs/clinical-safety.md H11).
+     */
+    func copyCurrency() throws  -> CopyCurrency
+    
+    /**
      * Owner device: make a recovery key (the text to write down). Anyone
      * holding it can restore the record on a new device.
      */
@@ -1769,6 +1777,21 @@ open func completeness()throws  -> [IncompleteSection]  {
     return try  FfiConverterSequenceTypeIncompleteSection.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
         uniffiCallStatus in
     uniffi_satchel_core_fn_method_healthrecord_completeness(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * How current this copy is: its last sync and, when that went through
+     * a replica relay (a clinic's edge relay), when that relay last reached
+     * the record's home relay. Show `stale` copies as such: changes made
+     * elsewhere since are missing (docs/clinical-safety.md H11).
+     */
+open func copyCurrency()throws  -> CopyCurrency  {
+    return try  FfiConverterTypeCopyCurrency_lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_copy_currency(
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
@@ -3259,18 +3282,28 @@ public struct AuditRow: Equatable, Hashable {
     public let action: String
     public let section: String
     public let count: UInt64
+    /**
+     * Where it happened: "home relay", or the label of the replica relay
+     * (a clinic's edge relay) that recorded it.
+     */
+    public let place: String
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(atMs: Int64, identity: String, 
         /**
          * `pull` (viewed) or `push` (contributed).
-         */action: String, section: String, count: UInt64) {
+         */action: String, section: String, count: UInt64, 
+        /**
+         * Where it happened: "home relay", or the label of the replica relay
+         * (a clinic's edge relay) that recorded it.
+         */place: String) {
         self.atMs = atMs
         self.identity = identity
         self.action = action
         self.section = section
         self.count = count
+        self.place = place
     }
 
     
@@ -3293,7 +3326,8 @@ public struct FfiConverterTypeAuditRow: FfiConverterRustBuffer {
                 identity: FfiConverterString.read(from: &buf), 
                 action: FfiConverterString.read(from: &buf), 
                 section: FfiConverterString.read(from: &buf), 
-                count: FfiConverterUInt64.read(from: &buf)
+                count: FfiConverterUInt64.read(from: &buf), 
+                place: FfiConverterString.read(from: &buf)
         )
     }
 
@@ -3303,6 +3337,7 @@ public struct FfiConverterTypeAuditRow: FfiConverterRustBuffer {
         FfiConverterString.write(value.action, into: &buf)
         FfiConverterString.write(value.section, into: &buf)
         FfiConverterUInt64.write(value.count, into: &buf)
+        FfiConverterString.write(value.place, into: &buf)
     }
 }
 
@@ -3319,6 +3354,89 @@ public func FfiConverterTypeAuditRow_lift(_ buf: RustBuffer) throws -> AuditRow 
 #endif
 public func FfiConverterTypeAuditRow_lower(_ value: AuditRow) -> RustBuffer {
     return FfiConverterTypeAuditRow.lower(value)
+}
+
+
+/**
+ * How current a copy is ([`super::record::HealthRecord::copy_currency`]).
+ */
+public struct CopyCurrency: Equatable, Hashable {
+    /**
+     * The last sync with a relay (Unix ms); `None`: never synced.
+     */
+    public let lastSyncedMs: Int64?
+    /**
+     * When stale: when the replica relay it synced through last reached
+     * the record's home relay (`None`: not since that relay started).
+     */
+    public let homeReachedMs: Int64?
+    /**
+     * Synced through a replica relay cut off from the home relay: show
+     * it as stale (changes made elsewhere are missing).
+     */
+    public let stale: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The last sync with a relay (Unix ms); `None`: never synced.
+         */lastSyncedMs: Int64?, 
+        /**
+         * When stale: when the replica relay it synced through last reached
+         * the record's home relay (`None`: not since that relay started).
+         */homeReachedMs: Int64?, 
+        /**
+         * Synced through a replica relay cut off from the home relay: show
+         * it as stale (changes made elsewhere are missing).
+         */stale: Bool) {
+        self.lastSyncedMs = lastSyncedMs
+        self.homeReachedMs = homeReachedMs
+        self.stale = stale
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CopyCurrency: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCopyCurrency: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CopyCurrency {
+        return
+            try CopyCurrency(
+                lastSyncedMs: FfiConverterOptionInt64.read(from: &buf), 
+                homeReachedMs: FfiConverterOptionInt64.read(from: &buf), 
+                stale: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CopyCurrency, into buf: inout [UInt8]) {
+        FfiConverterOptionInt64.write(value.lastSyncedMs, into: &buf)
+        FfiConverterOptionInt64.write(value.homeReachedMs, into: &buf)
+        FfiConverterBool.write(value.stale, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCopyCurrency_lift(_ buf: RustBuffer) throws -> CopyCurrency {
+    return try FfiConverterTypeCopyCurrency.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCopyCurrency_lower(_ value: CopyCurrency) -> RustBuffer {
+    return FfiConverterTypeCopyCurrency.lower(value)
 }
 
 
@@ -5952,6 +6070,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_completeness() != 14200) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_copy_currency() != 20467) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key() != 18673) {

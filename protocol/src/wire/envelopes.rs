@@ -133,6 +133,22 @@ pub struct FeedResponse {
     pub sections: Vec<FeedSection>,
     /// Cursor for the next call.
     pub cursor: u64,
+    /// Present when this relay is a replica (an edge relay) of the record's
+    /// home relay: when it last exchanged the record with it. Absent: this
+    /// relay is the record's home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamReach>,
+}
+
+/// When a replica relay last exchanged a record with its upstream (the
+/// record's home relay): a copy read through it is current up to then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpstreamReach {
+    /// Unix ms of the last complete exchange; absent: none since the relay
+    /// started (its link may be down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reached_ms: Option<i64>,
 }
 
 /// `POST /v1/records/{rid}/sections/{section}/envelopes`

@@ -16,7 +16,8 @@
 //! access log, members, audit, push channel), [`envelopes`] (upload, pull,
 //! snapshot, feed), [`links`] (invite and device-link mailboxes), [`ops`]
 //! (health, readiness, metrics, the OpenAPI document), [`replication`] (the
-//! relay's own identity, for replica relays). With the `openapi` feature,
+//! relay's own identity, and what replica relays ask of their upstream),
+//! [`replica_batch`] (the binary body replicas fetch envelopes in). With the `openapi` feature,
 //! [`openapi`] builds the relay's OpenAPI 3.1 document from these types
 //! (utoipa; docs/adr/0008-protocol-crate.md).
 
@@ -27,6 +28,7 @@ pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod records;
+pub mod replica_batch;
 pub mod replication;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,7 @@ pub use auth::{
 pub use envelopes::{
     Accepted, Feed, FeedResponse, FeedSection, Pull, PullResponse, PulledEnvelope, PulledSnapshot,
     Snapshot, SnapshotRequest, SnapshotResponse, Upload, UploadRequest, UploadResponse,
+    UpstreamReach,
 };
 pub use links::{
     AcceptLink, CreateLink, CreateLinkRequest, GetLink, JoinLink, LinkAck, LinkCreated,
@@ -52,7 +55,9 @@ pub use records::{
     RegisterResponse, SeqResponse, Statements, Subscribe,
 };
 pub use replication::{
-    RecordsPageQuery, RelayIdentity, RelayIdentityResponse, ReplicaRecords, ReplicaRecordsResponse,
+    ForwardAudit, ForwardAuditRequest, ForwardAuditResponse, ForwardedAuditEvent, HeadsQuery,
+    LogWant, RecordHeads, RecordsPageQuery, RelayIdentity, RelayIdentityResponse, ReplicaHeads,
+    ReplicaHeadsResponse, ReplicaPull, ReplicaPullRequest, ReplicaRecords, ReplicaRecordsResponse,
 };
 
 /// Standard base64 with padding, as the protocol specifies.

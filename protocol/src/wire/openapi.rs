@@ -79,6 +79,13 @@ pub fn document() -> OpenApi {
         json::<ReplicaRecordsResponse>(),
         query::<RecordsPageQuery>(),
     );
+    doc.add::<ReplicaHeads>(None, json::<ReplicaHeadsResponse>(), query::<HeadsQuery>());
+    doc.add::<ReplicaPull>(doc_body::<ReplicaPullRequest>(), Success::Nothing, vec![]);
+    doc.add::<ForwardAudit>(
+        doc_body::<ForwardAuditRequest>(),
+        json::<ForwardAuditResponse>(),
+        vec![],
+    );
     doc.add::<Ready>(None, json::<ReadyResponse>(), vec![]);
     doc.add::<OpenApiDocument>(None, Success::Nothing, vec![]);
     doc.add::<Metrics>(None, Success::Nothing, vec![]);

@@ -127,6 +127,11 @@ pub struct AuditEvent {
     pub section: String,
     /// Envelopes returned (a snapshot counts one) or newly stored.
     pub count: u64,
+    /// The replica relay where it happened (its identity; the record's
+    /// access log names it with a label); absent: at this relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub relay: Option<IdentityId>,
 }
 
 /// A page of the audit trail.

@@ -55,6 +55,7 @@ pub(super) async fn audit(
                 },
                 section: e.section,
                 count: wire_seq(e.count)?,
+                relay: e.relay,
             })
         })
         .collect::<ApiResult<Vec<wire::AuditEvent>>>()?;

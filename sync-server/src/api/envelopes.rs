@@ -102,7 +102,9 @@ pub(super) async fn upload(
     let by = Actor {
         identity: caller,
         at_ms: now_ms(),
-        origin: None,
+        // A replica relay forwards what was written there: audited there
+        // and forwarded (`POST /v1/replica/records/{rid}/audit`), not again.
+        origin: mine.is_replica().then(|| format!("replica:{caller}")),
     };
     let appended = state
         .storage
@@ -182,6 +184,7 @@ pub(super) async fn pull(
                 action: AuditAction::Pull,
                 section: sec.clone(),
                 count: i64::try_from(count).unwrap_or(i64::MAX),
+                relay: None,
             })
             .await?;
     }
@@ -308,5 +311,10 @@ pub(super) async fn feed(
     Ok(Json(FeedResponse {
         sections,
         cursor: wire_seq(newest)?,
+        upstream: state.upstream_contact.get().map(|contact| {
+            satchel_protocol::wire::UpstreamReach {
+                last_reached_ms: contact.reached(&record),
+            }
+        }),
     }))
 }

@@ -10,8 +10,9 @@
 //! - [`subscribe`]: the WebSocket push channel; [`fanout`]: changes handed
 //!   to the subscribers of their record only.
 //! - [`links`]: invite / device-link mailboxes.
-//! - [`replication`]: this relay's identity card, and the records that
-//!   name a calling relay a replica.
+//! - [`replication`]: this relay's identity card, and for a calling replica
+//!   relay: the records that name it, their heads, their envelopes in
+//!   batches, and the audit events it forwards.
 //! - [`ops`]: health, metrics, the OpenAPI document (generated from
 //!   `satchel_protocol::wire`, where every route's method, path and bodies
 //!   are defined).
@@ -82,6 +83,9 @@ pub struct Shared {
     pub revoked: tokio::sync::broadcast::Sender<IdentityId>,
     /// Subscribers indexed by record.
     pub fanout: Arc<fanout::Fanout>,
+    /// Set when this relay replicates with upstream relays: when it last
+    /// reached them, per record (told to devices in the feed).
+    pub upstream_contact: OnceLock<Arc<crate::replication::contact::UpstreamContact>>,
 }
 
 impl Deref for AppState {
@@ -111,6 +115,7 @@ impl AppState {
             identity: OnceLock::new(),
             revoked: tokio::sync::broadcast::channel(REVOKED_CHANNEL_CAPACITY).0,
             fanout: Arc::new(fanout::Fanout::new(fanout_index)),
+            upstream_contact: OnceLock::new(),
         }))
     }
 
@@ -197,6 +202,9 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         route::<wire::Health, _, _>(ops::health),
         route::<wire::RelayIdentity, _, _>(replication::relay_identity),
         route::<wire::ReplicaRecords, _, _>(replication::replica_records),
+        route::<wire::ReplicaHeads, _, _>(replication::replica_heads),
+        route::<wire::ReplicaPull, _, _>(replication::replica_pull),
+        route::<wire::ForwardAudit, _, _>(replication::forward_audit),
         route::<wire::Ready, _, _>(ops::ready),
         route::<wire::OpenApiDocument, _, _>(ops::openapi),
         route::<wire::Metrics, _, _>(ops::metrics),

@@ -9,6 +9,9 @@
 //!   by the protocol's one-type-per-endpoint wire module, and its login.
 //! - [`replicator`]: the loop with one upstream: which records, the access
 //!   log and envelopes in both directions, durable cursors, backoff.
+//! - [`contact`]: when each record was last exchanged with the upstream,
+//!   which the feed tells the devices this relay serves.
 
+pub mod contact;
 pub mod replicator;
 pub mod upstream;

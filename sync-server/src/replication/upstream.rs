@@ -202,6 +202,22 @@ impl Upstream {
         query: &E::Query,
         body: Option<&E::Request>,
     ) -> Result<E::Response, UpstreamError> {
+        let body = self.request_raw::<E>(path, query, body).await?;
+        let text: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(text).map_err(|_| UpstreamError::BadResponse {
+            upstream: self.url.to_string(),
+            route: E::PATH,
+        })
+    }
+
+    /// [`Upstream::request`] for an endpoint whose success body is not
+    /// JSON (`POST /v1/replica/pull`): the body as it came.
+    pub async fn request_raw<E: Endpoint>(
+        &mut self,
+        path: &E::Path<'_>,
+        query: &E::Query,
+        body: Option<&E::Request>,
+    ) -> Result<Bytes, UpstreamError> {
         let mut attempt = 1;
         loop {
             let result =
@@ -228,7 +244,7 @@ impl Upstream {
         path: &E::Path<'_>,
         query: &E::Query,
         body: Option<&E::Request>,
-    ) -> Result<E::Response, UpstreamError> {
+    ) -> Result<Bytes, UpstreamError> {
         let route = E::PATH;
         let uri = format!("{}{}", self.url.path_prefix(), E::uri(path, query));
         let bytes = match body {
@@ -273,11 +289,7 @@ impl Upstream {
                 message: error.map(|e| e.message).unwrap_or_default(),
             });
         }
-        let text: &[u8] = if body.is_empty() { b"null" } else { &body };
-        serde_json::from_slice(text).map_err(|_| UpstreamError::BadResponse {
-            upstream: self.url.to_string(),
-            route,
-        })
+        Ok(body)
     }
 
     fn host_header(&self) -> String {

@@ -314,6 +314,19 @@ pub struct AuditEvent {
     pub section: String,
     /// Envelopes read (a snapshot counts one) or newly stored.
     pub count: i64,
+    /// The replica relay where it happened, which forwarded it here
+    /// (`None`: at this relay).
+    pub relay: Option<IdentityId>,
+}
+
+/// Where one record stands, for a replica relay ([`Storage::replica_heads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHeadsRow {
+    pub record: RecordId,
+    /// The seq of its newest statement (0: none).
+    pub access: Seq,
+    /// Per log, its newest envelope's seq, ordered by name.
+    pub logs: Vec<(String, Seq)>,
 }
 
 /// The caller of an upload, for its audit event.
@@ -323,8 +336,11 @@ pub struct Actor {
     pub identity: IdentityId,
     /// Unix ms.
     pub at_ms: i64,
-    /// The upstream relay the envelopes came from (replication), so that
-    /// they are not offered back to it; `None`: uploaded here.
+    /// Where the envelopes were written, when not here: the upstream relay
+    /// they were replicated from (its URL: they are not offered back to
+    /// it), or `replica:<identity>` for a replica relay's upload. Their
+    /// pushes are audited where they happened (and forwarded), not again
+    /// here. `None`: uploaded here by a device.
     pub origin: Option<String>,
 }
 
@@ -442,6 +458,14 @@ pub trait Storage: Send + Sync + 'static {
         after: Option<RecordId>,
         limit: u32,
     ) -> Result<Vec<RecordId>>;
+    /// [`Storage::replica_records`] with where each record stands: its
+    /// newest statement's seq and each log's newest envelope's seq.
+    async fn replica_heads(
+        &self,
+        relay: IdentityId,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<RecordHeadsRow>>;
     /// Append a verified statement, compare-and-swap: only if the hash of
     /// the log's last statement is `expected_head` (zeros for an empty
     /// log), else [`StatementOutcome::HeadMoved`] and nothing changes.
@@ -517,6 +541,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Record an event (a pull; pushes are recorded by
     /// [`Storage::append_envelopes`]). Returns its seq.
     async fn record_audit(&self, event: AuditEvent) -> Result<Seq>;
+    /// Store events that replica `relay` recorded and forwarded, each
+    /// with its seq in that relay's trail (`(relay seq, event)`); an event
+    /// already stored (same record, relay and relay seq) is skipped.
+    /// Returns how many were new. `NotFound` without the record.
+    async fn record_forwarded_audit(
+        &self,
+        record: RecordId,
+        relay: IdentityId,
+        events: Vec<(Seq, AuditEvent)>,
+    ) -> Result<u64>;
     /// The record's audit events after `after`, oldest first, at most
     /// `limit`.
     async fn audit(&self, record: RecordId, after: Seq, limit: u32) -> Result<Vec<AuditEvent>>;
@@ -588,6 +622,8 @@ pub(crate) fn change_of(record: RecordId, section: &str, appended: &[Appended]) 
 /// new envelopes (none when every envelope was a duplicate). The author,
 /// not the uploader, is the contributor: a device that forwards envelopes
 /// it received directly (edge sync) does not appear as their source.
+/// Envelopes written at another relay ([`Actor::origin`]) were audited
+/// there: none.
 pub(crate) fn push_events(
     record: RecordId,
     section: &str,
@@ -595,6 +631,9 @@ pub(crate) fn push_events(
     batch: &[NewEnvelope],
     appended: &[Appended],
 ) -> Vec<AuditEvent> {
+    if by.origin.is_some() {
+        return Vec::new();
+    }
     let mut counts: BTreeMap<IdentityId, i64> = BTreeMap::new();
     for (env, a) in batch.iter().zip(appended) {
         if !a.duplicate {
@@ -611,8 +650,31 @@ pub(crate) fn push_events(
             action: AuditAction::Push,
             section: section.to_owned(),
             count,
+            relay: None,
         })
         .collect()
+}
+
+/// Rows of the heads query (record, newest statement seq, log, its newest
+/// seq; the log absent for a record without envelopes), ordered by record
+/// then log, folded into one [`RecordHeadsRow`] per record.
+pub(crate) fn fold_heads(
+    rows: Vec<(RecordId, Seq, Option<String>, Option<Seq>)>,
+) -> Vec<RecordHeadsRow> {
+    let mut out: Vec<RecordHeadsRow> = Vec::new();
+    for (record, access, log, seq) in rows {
+        if out.last().map(|h| h.record) != Some(record) {
+            out.push(RecordHeadsRow {
+                record,
+                access,
+                logs: Vec::new(),
+            });
+        }
+        if let (Some(log), Some(seq), Some(last)) = (log, seq, out.last_mut()) {
+            last.logs.push((log, seq));
+        }
+    }
+    out
 }
 
 /// Refuse a database migrated by a newer relay (`found` > `known`).

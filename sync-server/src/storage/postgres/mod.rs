@@ -29,10 +29,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
 use super::{
-    change_of, push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
-    AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
-    RegisterOutcome, Result, Revocation, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
-    StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
+    change_of, fold_heads, push_events, sections_from_db, sections_to_db, Actor, Appended,
+    AuditAction, AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
+    RecordHeadsRow, RegisterOutcome, Result, Revocation, Rights, Seq, Snapshot, SnapshotOutcome,
+    StatementOutcome, StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
 };
 
 /// Numbered migrations, recorded in `schema_migrations`.
@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/0002_sharing.sql")),
     (3, include_str!("migrations/0003_sessions.sql")),
     (4, include_str!("migrations/0004_replication.sql")),
+    (5, include_str!("migrations/0005_federated_audit.sql")),
 ];
 
 /// Advisory lock class for migrations (first key of the two-int form).
@@ -851,6 +852,45 @@ impl Storage for PostgresStorage {
             .collect()
     }
 
+    async fn replica_heads(
+        &self,
+        relay: IdentityId,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<RecordHeadsRow>> {
+        let client = self.client().await?;
+        let after: Vec<u8> = after.map_or_else(Vec::new, |r| r.as_bytes().to_vec());
+        let rows = client
+            .query(
+                "SELECT m.record_id,
+                        (SELECT COALESCE(MAX(a.seq), 0) FROM access_log a
+                         WHERE a.record_id = m.record_id),
+                        s.section, s.max_seq
+                 FROM (SELECT record_id FROM members
+                       WHERE identity = $1 AND role = $2 AND record_id > $3
+                       ORDER BY record_id LIMIT $4) m
+                 LEFT JOIN sections s ON s.record_id = m.record_id
+                 ORDER BY m.record_id, s.section",
+                &[
+                    &&relay.as_bytes()[..],
+                    &MemberRole::Replica.as_str(),
+                    &after,
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push((
+                record_id(&row.try_get::<_, Vec<u8>>(0)?)?,
+                row.try_get::<_, Seq>(1)?,
+                row.try_get::<_, Option<String>>(2)?,
+                row.try_get::<_, Option<Seq>>(3)?,
+            ));
+        }
+        Ok(fold_heads(out))
+    }
+
     async fn append_statement(
         &self,
         record: RecordId,
@@ -1124,12 +1164,52 @@ impl Storage for PostgresStorage {
         record_audit(&self.client().await?, &event).await
     }
 
+    async fn record_forwarded_audit(
+        &self,
+        record: RecordId,
+        relay: IdentityId,
+        events: Vec<(Seq, AuditEvent)>,
+    ) -> Result<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if !record_exists(&tx, &record).await? {
+            return Err(StorageError::NotFound);
+        }
+        let stmt = tx
+            .prepare(
+                "INSERT INTO audit (record_id, at_ms, identity, action, section, count, relay, relay_seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (record_id, relay, relay_seq) WHERE relay IS NOT NULL DO NOTHING",
+            )
+            .await?;
+        let mut stored = 0;
+        for (relay_seq, e) in &events {
+            stored += tx
+                .execute(
+                    &stmt,
+                    &[
+                        &&record.as_bytes()[..],
+                        &e.at_ms,
+                        &&e.identity.as_bytes()[..],
+                        &e.action.as_str(),
+                        &e.section,
+                        &e.count,
+                        &&relay.as_bytes()[..],
+                        relay_seq,
+                    ],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
     async fn audit(&self, record: RecordId, after: Seq, limit: u32) -> Result<Vec<AuditEvent>> {
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT seq, at_ms, identity, action, section, count FROM audit
+                "SELECT seq, at_ms, identity, action, section, count, relay FROM audit
                  WHERE record_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 &[&&record.as_bytes()[..], &after, &i64::from(limit)],
             )
@@ -1145,6 +1225,11 @@ impl Storage for PostgresStorage {
                         .ok_or_else(|| StorageError::Backend("unknown audit action".into()))?,
                     section: r.try_get(4)?,
                     count: r.try_get(5)?,
+                    relay: r
+                        .try_get::<_, Option<Vec<u8>>>(6)?
+                        .as_deref()
+                        .map(identity)
+                        .transpose()?,
                 })
             })
             .collect()

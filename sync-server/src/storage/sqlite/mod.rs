@@ -25,8 +25,8 @@ use tokio::sync::broadcast;
 
 use super::{
     change_of, Actor, Appended, AuditEvent, Change, Link, Member, Membership, NewEnvelope,
-    PullPage, RegisterOutcome, Result, Revocation, Seq, SnapshotOutcome, StatementOutcome,
-    StatementRow, Storage, StorageError, CHANGE_CHANNEL_CAPACITY,
+    PullPage, RecordHeadsRow, RegisterOutcome, Result, Revocation, Seq, SnapshotOutcome,
+    StatementOutcome, StatementRow, Storage, StorageError, CHANGE_CHANNEL_CAPACITY,
 };
 use writer::Writer;
 
@@ -229,6 +229,16 @@ impl Storage for SqliteStorage {
             .await
     }
 
+    async fn replica_heads(
+        &self,
+        relay: IdentityId,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<RecordHeadsRow>> {
+        self.read(move |c| sql::replica_heads(c, &relay, after.as_ref(), limit))
+            .await
+    }
+
     async fn append_statement(
         &self,
         record: RecordId,
@@ -315,6 +325,17 @@ impl Storage for SqliteStorage {
 
     async fn record_audit(&self, event: AuditEvent) -> Result<Seq> {
         self.writer.run(move |c| sql::record_audit(c, &event)).await
+    }
+
+    async fn record_forwarded_audit(
+        &self,
+        record: RecordId,
+        relay: IdentityId,
+        events: Vec<(Seq, AuditEvent)>,
+    ) -> Result<u64> {
+        self.writer
+            .run(move |c| sql::record_forwarded_audit(c, &record, &relay, &events))
+            .await
     }
 
     async fn audit(&self, record: RecordId, after: Seq, limit: u32) -> Result<Vec<AuditEvent>> {

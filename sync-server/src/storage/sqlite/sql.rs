@@ -9,9 +9,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use satchel_protocol::ids::{IdentityId, RecordId};
 
 use crate::storage::{
-    push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction, AuditEvent, Link,
-    Member, MemberRole, Membership, NewEnvelope, PullPage, RegisterOutcome, Result, Rights, Seq,
-    Snapshot, SnapshotOutcome, StatementOutcome, StatementRow, StorageError, StoredEnvelope,
+    fold_heads, push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
+    AuditEvent, Link, Member, MemberRole, Membership, NewEnvelope, PullPage, RecordHeadsRow,
+    RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
+    StatementRow, StorageError, StoredEnvelope,
 };
 
 /// Numbered migrations; `PRAGMA user_version` is the number applied.
@@ -20,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_sharing.sql")),
     (3, include_str!("migrations/0003_sessions.sql")),
     (4, include_str!("migrations/0004_replication.sql")),
+    (5, include_str!("migrations/0005_federated_audit.sql")),
 ];
 
 /// The newest migration this relay knows.
@@ -361,6 +363,47 @@ pub(super) fn replica_records(
     Ok(out)
 }
 
+pub(super) fn replica_heads(
+    c: &Connection,
+    relay: &IdentityId,
+    after: Option<&RecordId>,
+    limit: u32,
+) -> Result<Vec<RecordHeadsRow>> {
+    let after: &[u8] = after.map_or(&[], |r| &r.as_bytes()[..]);
+    let mut stmt = c.prepare_cached(
+        "SELECT m.record_id,
+                (SELECT COALESCE(MAX(a.seq), 0) FROM access_log a WHERE a.record_id = m.record_id),
+                s.section, s.max_seq
+         FROM (SELECT record_id FROM members
+               WHERE identity = ?1 AND role = ?2 AND record_id > ?3
+               ORDER BY record_id LIMIT ?4) m
+         LEFT JOIN sections s ON s.record_id = m.record_id
+         ORDER BY m.record_id, s.section",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            &relay.as_bytes()[..],
+            MemberRole::Replica.as_str(),
+            after,
+            i64::from(limit)
+        ],
+        |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Seq>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<Seq>>(3)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (rid, access, log, seq) = row?;
+        out.push((record_id(&rid)?, access, log, seq));
+    }
+    Ok(fold_heads(out))
+}
+
 pub(super) fn members(c: &Connection, record: &RecordId) -> Result<Vec<Member>> {
     if !record_exists(c, record)? {
         return Err(StorageError::NotFound);
@@ -564,6 +607,36 @@ pub(super) fn record_audit(c: &Connection, e: &AuditEvent) -> Result<Seq> {
     )?)
 }
 
+pub(super) fn record_forwarded_audit(
+    c: &Connection,
+    record: &RecordId,
+    relay: &IdentityId,
+    events: &[(Seq, AuditEvent)],
+) -> Result<u64> {
+    if !record_exists(c, record)? {
+        return Err(StorageError::NotFound);
+    }
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO audit (record_id, at_ms, identity, action, section, count, relay, relay_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (record_id, relay, relay_seq) WHERE relay IS NOT NULL DO NOTHING",
+    )?;
+    let mut stored = 0;
+    for (relay_seq, e) in events {
+        stored += stmt.execute(params![
+            &record.as_bytes()[..],
+            e.at_ms,
+            &e.identity.as_bytes()[..],
+            e.action.as_str(),
+            &e.section,
+            e.count,
+            &relay.as_bytes()[..],
+            relay_seq
+        ])? as u64;
+    }
+    Ok(stored)
+}
+
 pub(super) fn audit(
     c: &Connection,
     record: &RecordId,
@@ -571,10 +644,10 @@ pub(super) fn audit(
     limit: u32,
 ) -> Result<Vec<AuditEvent>> {
     let mut stmt = c.prepare_cached(
-        "SELECT seq, at_ms, identity, action, section, count FROM audit
+        "SELECT seq, at_ms, identity, action, section, count, relay FROM audit
          WHERE record_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    type Row = (Seq, i64, Vec<u8>, String, String, i64);
+    type Row = (Seq, i64, Vec<u8>, String, String, i64, Option<Vec<u8>>);
     let rows = stmt.query_map(params![&record.as_bytes()[..], after, limit], |r| {
         Ok::<Row, _>((
             r.get(0)?,
@@ -583,11 +656,12 @@ pub(super) fn audit(
             r.get(3)?,
             r.get(4)?,
             r.get(5)?,
+            r.get(6)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, at_ms, who, action, section, count) = row?;
+        let (seq, at_ms, who, action, section, count, relay) = row?;
         out.push(AuditEvent {
             seq,
             record: *record,
@@ -597,6 +671,7 @@ pub(super) fn audit(
                 .ok_or_else(|| StorageError::Backend("unknown audit action".into()))?,
             section,
             count,
+            relay: relay.as_deref().map(identity).transpose()?,
         });
     }
     Ok(out)

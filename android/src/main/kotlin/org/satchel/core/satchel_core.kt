@@ -848,6 +848,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_completeness(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_copy_currency(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_device(
@@ -1026,6 +1028,8 @@ internal object UniffiLib {
     external fun uniffi_satchel_core_fn_method_healthrecord_complete_device_link(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`code`: RustBuffer.ByValue,`timeoutMs`: Long,
     ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_completeness(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_healthrecord_copy_currency(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_create_recovery_key(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
     ): Long
@@ -1324,6 +1328,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_completeness() and 0xFFFF) != 14200) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_copy_currency() and 0xFFFF) != 20467) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_create_recovery_key() and 0xFFFF) != 18673) {
@@ -2825,6 +2832,14 @@ public interface HealthRecordInterface {
     fun `completeness`(): List<IncompleteSection>
     
     /**
+     * How current this copy is: its last sync and, when that went through
+     * a replica relay (a clinic's edge relay), when that relay last reached
+     * the record's home relay. Show `stale` copies as such: changes made
+     * elsewhere since are missing (docs/clinical-safety.md H11).
+     */
+    fun `copyCurrency`(): CopyCurrency
+    
+    /**
      * Owner device: make a recovery key (the text to write down). Anyone
      * holding it can restore the record on a new device.
      */
@@ -3448,6 +3463,26 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
     callWithHandle {
     uniffiRustCallWithError(SatchelException) { _status ->
     UniffiLib.uniffi_satchel_core_fn_method_healthrecord_completeness(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * How current this copy is: its last sync and, when that went through
+     * a replica relay (a clinic's edge relay), when that relay last reached
+     * the record's home relay. Show `stale` copies as such: changes made
+     * elsewhere since are missing (docs/clinical-safety.md H11).
+     */
+    @Throws(SatchelException::class)override fun `copyCurrency`(): CopyCurrency {
+            return FfiConverterTypeCopyCurrency.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_copy_currency(
         it,
         _status)
 }
@@ -5653,6 +5688,12 @@ data class AuditRow (
     var `section`: kotlin.String
     , 
     var `count`: kotlin.ULong
+    , 
+    /**
+     * Where it happened: "home relay", or the label of the replica relay
+     * (a clinic's edge relay) that recorded it.
+     */
+    var `place`: kotlin.String
     
 ){
     
@@ -5674,6 +5715,7 @@ public object FfiConverterTypeAuditRow: FfiConverterRustBuffer<AuditRow> {
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterString.read(buf),
         )
     }
 
@@ -5682,7 +5724,8 @@ public object FfiConverterTypeAuditRow: FfiConverterRustBuffer<AuditRow> {
             FfiConverterString.allocationSize(value.`identity`) +
             FfiConverterString.allocationSize(value.`action`) +
             FfiConverterString.allocationSize(value.`section`) +
-            FfiConverterULong.allocationSize(value.`count`)
+            FfiConverterULong.allocationSize(value.`count`) +
+            FfiConverterString.allocationSize(value.`place`)
     )
 
     override fun write(value: AuditRow, buf: ByteBuffer) {
@@ -5691,6 +5734,64 @@ public object FfiConverterTypeAuditRow: FfiConverterRustBuffer<AuditRow> {
             FfiConverterString.write(value.`action`, buf)
             FfiConverterString.write(value.`section`, buf)
             FfiConverterULong.write(value.`count`, buf)
+            FfiConverterString.write(value.`place`, buf)
+    }
+}
+
+
+
+/**
+ * How current a copy is ([`super::record::HealthRecord::copy_currency`]).
+ */
+data class CopyCurrency (
+    /**
+     * The last sync with a relay (Unix ms); `None`: never synced.
+     */
+    var `lastSyncedMs`: kotlin.Long?
+    , 
+    /**
+     * When stale: when the replica relay it synced through last reached
+     * the record's home relay (`None`: not since that relay started).
+     */
+    var `homeReachedMs`: kotlin.Long?
+    , 
+    /**
+     * Synced through a replica relay cut off from the home relay: show
+     * it as stale (changes made elsewhere are missing).
+     */
+    var `stale`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCopyCurrency: FfiConverterRustBuffer<CopyCurrency> {
+    override fun read(buf: ByteBuffer): CopyCurrency {
+        return CopyCurrency(
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CopyCurrency) = (
+            FfiConverterOptionalLong.allocationSize(value.`lastSyncedMs`) +
+            FfiConverterOptionalLong.allocationSize(value.`homeReachedMs`) +
+            FfiConverterBoolean.allocationSize(value.`stale`)
+    )
+
+    override fun write(value: CopyCurrency, buf: ByteBuffer) {
+            FfiConverterOptionalLong.write(value.`lastSyncedMs`, buf)
+            FfiConverterOptionalLong.write(value.`homeReachedMs`, buf)
+            FfiConverterBoolean.write(value.`stale`, buf)
     }
 }
 
