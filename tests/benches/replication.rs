@@ -515,6 +515,9 @@ async fn memory(root: &Path, o: &Options) {
 }
 
 fn main() {
+    // reqwest is built without a crypto provider of its own (the core
+    // brings ring).
+    satchel_core::sync::tls::install_default_provider();
     let o = options();
     if std::env::args().any(|a| a == "--list") {
         return;
