@@ -67,11 +67,22 @@ impl RelayIdentityFile {
     }
 }
 
+/// The SQLite writer's page cache by default (MiB): the hot index pages of
+/// a busy cloud relay.
+pub const SQLITE_CACHE_MIB: u32 = 128;
+/// The default for an edge relay (`--upstream`): a small machine serving
+/// one site, whose resident memory stays under 100 MB replicating 10,000
+/// records (docs/benchmarks.md, "Edge relays").
+pub const EDGE_SQLITE_CACHE_MIB: u32 = 24;
+
 impl Config {
     /// Defaults (the documented protocol limits) over a SQLite file.
     pub fn sqlite(path: impl Into<PathBuf>) -> Self {
         Config {
-            storage: StorageConfig::Sqlite { path: path.into() },
+            storage: StorageConfig::Sqlite {
+                path: path.into(),
+                cache_mib: SQLITE_CACHE_MIB,
+            },
             limits: Limits::default(),
             rate: RateLimit::default(),
             connections: ConnectionLimits::default(),
@@ -145,6 +156,9 @@ pub enum StorageConfig {
     Sqlite {
         /// Database file.
         path: PathBuf,
+        /// Page cache of the writer connection (MiB); each reader keeps an
+        /// eighth (at least 2 MiB). Default [`SQLITE_CACHE_MIB`].
+        cache_mib: u32,
     },
     /// PostgreSQL (`postgres://user@host:port/db`, no TLS).
     Postgres {

@@ -78,11 +78,12 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// Open the configured storage (creating the schema if needed).
 pub async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>> {
     match config {
-        StorageConfig::Sqlite { path } => {
-            let path = path.clone();
-            let storage =
-                tokio::task::spawn_blocking(move || storage::sqlite::SqliteStorage::open(&path))
-                    .await??;
+        StorageConfig::Sqlite { path, cache_mib } => {
+            let (path, cache_mib) = (path.clone(), *cache_mib);
+            let storage = tokio::task::spawn_blocking(move || {
+                storage::sqlite::SqliteStorage::open_with_cache(&path, cache_mib)
+            })
+            .await??;
             Ok(Arc::new(storage))
         }
         StorageConfig::Postgres { url, schema } => Ok(Arc::new(

@@ -29,6 +29,11 @@ struct Args {
         conflicts_with = "database_url"
     )]
     db: PathBuf,
+    /// SQLite page cache of the writer connection, in MiB (each reader
+    /// connection keeps an eighth). Default: 128, or 24 for an edge relay
+    /// (with --upstream).
+    #[arg(long, conflicts_with = "database_url")]
+    sqlite_cache_mib: Option<u32>,
     /// Use PostgreSQL instead of SQLite (postgres://user@host:port/db).
     #[arg(long, env = "SATCHEL_DATABASE_URL")]
     database_url: Option<String>,
@@ -147,7 +152,16 @@ async fn main() -> anyhow::Result<()> {
             url,
             schema: args.pg_schema,
         },
-        None => StorageConfig::Sqlite { path: args.db },
+        None => StorageConfig::Sqlite {
+            path: args.db,
+            cache_mib: args
+                .sqlite_cache_mib
+                .unwrap_or(if args.upstream.is_empty() {
+                    satchel_sync_server::config::SQLITE_CACHE_MIB
+                } else {
+                    satchel_sync_server::config::EDGE_SQLITE_CACHE_MIB
+                }),
+        },
     };
     let config = Config {
         storage,

@@ -19,7 +19,9 @@
 //!    from the link's return, which adds the edge's backoff), the bytes on
 //!    the wire against the envelopes' own bytes.
 //! 2. `memory`: a fresh edge replicates M records (2 changes each) from
-//!    scratch; printed: its peak resident memory (VmHWM) and the time.
+//!    scratch; printed: its peak resident memory (VmHWM) and the time,
+//!    with a cloud relay's SQLite page cache (before) and an edge relay's
+//!    default (after).
 //!
 //! Set-up shortcuts (not what is measured): one phone identity owns every
 //! record, and the upstream runs with `--rate-per-sec 0 --auth-rate-per-sec
@@ -348,19 +350,17 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn start_edge(dir: &Path, upstream: &str) -> Relay {
-    Relay::start_on(
-        dir,
-        "127.0.0.1:0",
-        &[
-            "--upstream",
-            upstream,
-            "--replication-interval",
-            "0.2",
-            "--relay-name",
-            "Riverside clinic relay",
-        ],
-    )
+fn start_edge(dir: &Path, upstream: &str, extra: &[&str]) -> Relay {
+    let mut args = vec![
+        "--upstream",
+        upstream,
+        "--replication-interval",
+        "0.2",
+        "--relay-name",
+        "Riverside clinic relay",
+    ];
+    args.extend_from_slice(extra);
+    Relay::start_on(dir, "127.0.0.1:0", &args)
 }
 
 fn addr_of(url: &str) -> std::net::SocketAddr {
@@ -375,7 +375,7 @@ async fn catch_up(root: &Path, o: &Options) {
     );
     let link = Link::start(addr_of(&cloud.url())).await;
     let edge_dir = root.join("edge");
-    let edge = start_edge(&edge_dir, &link.url());
+    let edge = start_edge(&edge_dir, &link.url(), &[]);
     let card: wire::RelayIdentityResponse = reqwest::get(format!("{}/v1/relay", edge.url()))
         .await
         .unwrap()
@@ -449,6 +449,36 @@ async fn catch_up(root: &Path, o: &Options) {
     drop(cloud);
 }
 
+/// A fresh edge relay started with `extra` replicates every record at
+/// `cloud` that names it (identity in `edge_dir`): its peak memory and time.
+async fn replicate_fresh(
+    cloud: &Relay,
+    edge_dir: &Path,
+    want: u64,
+    extra: &[&str],
+) -> (Duration, u64) {
+    let _ = std::fs::remove_file(edge_dir.join("relay.db"));
+    let _ = std::fs::remove_file(edge_dir.join("relay.db-wal"));
+    let _ = std::fs::remove_file(edge_dir.join("relay.db-shm"));
+    let edge = start_edge(edge_dir, &cloud.url(), extra);
+    let start = Instant::now();
+    let pid = edge.pid();
+    let mut peak_rss = 0;
+    let db = edge_dir.join("relay.db");
+    let done = loop {
+        peak_rss = peak_rss.max(status_kib(pid, "VmRSS:"));
+        if edge_holds(&db).0 >= want {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "the edge did not replicate in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    (done, status_kib(pid, "VmHWM:").max(peak_rss))
+}
+
 async fn memory(root: &Path, o: &Options) {
     let cloud = Relay::start_on(
         &root.join("cloud-many"),
@@ -458,7 +488,7 @@ async fn memory(root: &Path, o: &Options) {
     // The edge's identity first (the records name it), then its
     // replication from scratch.
     let edge_dir = root.join("edge-many");
-    let probe = start_edge(&edge_dir, "http://127.0.0.1:9");
+    let probe = start_edge(&edge_dir, "http://127.0.0.1:9", &[]);
     let card: wire::RelayIdentityResponse = reqwest::get(format!("{}/v1/relay", probe.url()))
         .await
         .unwrap()
@@ -466,7 +496,6 @@ async fn memory(root: &Path, o: &Options) {
         .await
         .unwrap();
     drop(probe);
-    let _ = std::fs::remove_file(edge_dir.join("relay.db"));
     let phone = Identity::generate("phone", Role::PatientDevice, None).unwrap();
     let http = login(&cloud.url(), &copy(&phone)).await;
     let t = Instant::now();
@@ -477,40 +506,28 @@ async fn memory(root: &Path, o: &Options) {
         o.many,
         t.elapsed().as_secs_f64()
     );
-    let edge = start_edge(&edge_dir, &cloud.url());
-    let start = Instant::now();
-    let pid = edge.pid();
-    let mut peak_rss = 0;
-    let db = edge_dir.join("relay.db");
     let want = o.many as u64 * 2;
-    let done = loop {
-        peak_rss = peak_rss.max(status_kib(pid, "VmRSS:"));
-        if edge_holds(&db).0 >= want {
-            break start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "the edge did not replicate {} records in 10 minutes",
-            o.many
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let hwm = status_kib(pid, "VmHWM:");
+    let runs = [
+        (
+            "before: SQLite page cache of a cloud relay (--sqlite-cache-mib 128)",
+            &["--sqlite-cache-mib", "128"][..],
+        ),
+        ("after: an edge relay's default (24 MiB)", &[][..]),
+    ];
     println!(
         "\n## memory: a fresh edge replicates {} records ({want} envelopes)",
         o.many
     );
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!(
-        "| time to hold every envelope | {:.1} s |",
-        done.as_secs_f64()
-    );
-    println!(
-        "| peak resident memory (VmHWM) | {:.1} MB |",
-        hwm.max(peak_rss) as f64 / 1024.0
-    );
-    drop(edge);
+    println!("| edge relay | time to hold every envelope | peak resident memory (VmHWM) |");
+    println!("|---|---|---|");
+    for (label, extra) in runs {
+        let (time, kib) = replicate_fresh(&cloud, &edge_dir, want, extra).await;
+        println!(
+            "| {label} | {:.1} s | {:.1} MB |",
+            time.as_secs_f64(),
+            kib as f64 / 1024.0
+        );
+    }
     drop(cloud);
 }
 

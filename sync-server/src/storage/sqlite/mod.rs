@@ -42,6 +42,8 @@ pub struct SqliteStorage {
 
 struct ReadPool {
     path: PathBuf,
+    /// Each reader's page cache (KiB).
+    cache_kib: i64,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -50,7 +52,7 @@ impl ReadPool {
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         match idle {
             Some(c) => Ok(c),
-            None => sql::open(&self.path, true),
+            None => sql::open(&self.path, self.cache_kib),
         }
     }
 
@@ -65,9 +67,17 @@ impl ReadPool {
 
 impl SqliteStorage {
     /// Open (creating if missing) the database at `path` and apply
-    /// migrations.
+    /// migrations, with the default page cache.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut conn = sql::open(path, false)?;
+        Self::open_with_cache(path, crate::config::SQLITE_CACHE_MIB)
+    }
+
+    /// [`SqliteStorage::open`] with the writer's page cache `cache_mib`
+    /// MiB (each reader's an eighth of it, at least 2 MiB).
+    pub fn open_with_cache(path: &Path, cache_mib: u32) -> Result<Self> {
+        let writer_kib = i64::from(cache_mib.max(1)) * 1024;
+        let reader_kib = (writer_kib / 8).max(2048);
+        let mut conn = sql::open_writer(path, writer_kib)?;
         sql::migrate(&mut conn)?;
         let writer = Writer::start(conn)
             .map_err(|e| StorageError::Backend(format!("cannot start writer thread: {e}")))?;
@@ -76,6 +86,7 @@ impl SqliteStorage {
             writer,
             readers: Arc::new(ReadPool {
                 path: path.to_owned(),
+                cache_kib: reader_kib,
                 idle: Mutex::new(Vec::new()),
             }),
             changes,

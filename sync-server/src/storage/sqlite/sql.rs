@@ -27,8 +27,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// The newest migration this relay knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-/// Open a connection with the relay's settings (WAL, `synchronous=FULL`).
-pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection> {
+/// Open a reader connection with the relay's settings (WAL,
+/// `synchronous=FULL`, read-only) and a page cache of `cache_kib` KiB.
+pub(super) fn open(path: &Path, cache_kib: i64) -> Result<Connection> {
+    let conn = open_conn(path)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
+    Ok(conn)
+}
+
+/// Open the writer connection, with a page cache of `cache_kib` KiB: it
+/// keeps the hot index pages cached and checkpoints in larger, rarer steps
+/// (pages rewritten often are copied once).
+pub(super) fn open_writer(path: &Path, cache_kib: i64) -> Result<Connection> {
+    let conn = open_conn(path)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    Ok(conn)
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -38,15 +56,6 @@ pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection> {
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
-    if read_only {
-        conn.pragma_update(None, "query_only", true)?;
-        conn.pragma_update(None, "cache_size", -16_384)?; // 16 MiB
-    } else {
-        // The writer keeps the hot index pages cached and checkpoints in
-        // larger, rarer steps (pages rewritten often are copied once).
-        conn.pragma_update(None, "cache_size", -131_072)?; // 128 MiB
-        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
-    }
     Ok(conn)
 }
 
