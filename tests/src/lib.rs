@@ -263,11 +263,24 @@ pub fn link_devices(a: &Path, b: &Path, passphrase: &str, relay_url: &str) {
 /// [`link_devices`] with extra global flags for both commands (e.g.
 /// `--relay-ca FILE`).
 pub fn link_devices_with(a: &Path, b: &Path, passphrase: &str, relay_url: &str, extra: &[&str]) {
+    let mut offer = satchel(a, passphrase);
+    offer
+        .args(extra)
+        .args(["link-device", "--server", relay_url, "--timeout", "60"]);
+    let mut join = satchel(b, passphrase);
+    join.args(extra);
+    link_devices_via(offer, join);
+}
+
+/// Link a second device of the patient with any commands: `offer` runs
+/// `link-device` for the existing device (with the flags it needs: relay,
+/// `--timeout`, and a launcher such as `ip netns exec` around it) and
+/// prints a one-time code; `join-device CODE` is appended to `join` (a
+/// command for the new device). Both must succeed.
+pub fn link_devices_via(mut offer: Command, mut join: Command) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let mut offer = satchel(a, passphrase)
-        .args(extra)
-        .args(["link-device", "--server", relay_url, "--timeout", "60"])
+    let mut offer = offer
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -285,12 +298,11 @@ pub fn link_devices_with(a: &Path, b: &Path, passphrase: &str, relay_url: &str, 
     let code = rx
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("link-device printed a code");
-    run(
-        satchel(b, passphrase)
-            .args(extra)
-            .args(["join-device", &code, "--timeout", "60"]),
-        true,
+    run(join.args(["join-device", &code, "--timeout", "60"]), true);
+    let out = offer.wait_with_output().expect("link-device exit status");
+    assert!(
+        out.status.success(),
+        "link-device failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let status = offer.wait().expect("link-device exit status");
-    assert!(status.success(), "link-device failed");
 }

@@ -71,15 +71,24 @@ pub struct RecordsPageQuery {
 
 impl QueryArgs for RecordsPageQuery {
     fn query_string(&self) -> Option<String> {
-        let mut parts = Vec::new();
-        if let Some(after) = self.after {
-            parts.push(format!("after={after}"));
-        }
-        if let Some(limit) = self.limit {
-            parts.push(format!("limit={limit}"));
-        }
-        (!parts.is_empty()).then(|| parts.join("&"))
+        join_parts(page_parts(self.after, self.limit))
     }
+}
+
+/// `after=` and `limit=` of a page of records, as given.
+fn page_parts(after: Option<RecordId>, limit: Option<u32>) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let Some(after) = after {
+        parts.push(format!("after={after}"));
+    }
+    if let Some(limit) = limit {
+        parts.push(format!("limit={limit}"));
+    }
+    parts
+}
+
+fn join_parts(parts: Vec<String>) -> Option<String> {
+    (!parts.is_empty()).then(|| parts.join("&"))
 }
 
 /// The records whose access log names the caller a replica.
@@ -151,17 +160,11 @@ pub struct HeadsQuery {
 
 impl QueryArgs for HeadsQuery {
     fn query_string(&self) -> Option<String> {
-        let mut parts = Vec::new();
-        if let Some(after) = self.after {
-            parts.push(format!("after={after}"));
-        }
-        if let Some(limit) = self.limit {
-            parts.push(format!("limit={limit}"));
-        }
+        let mut parts = page_parts(self.after, self.limit);
         if let Some(unless) = &self.unless {
             parts.push(format!("unless={unless}"));
         }
-        (!parts.is_empty()).then(|| parts.join("&"))
+        join_parts(parts)
     }
 }
 

@@ -24,7 +24,7 @@ use crate::storage::{now_ms, AuditAction, AuditEvent};
 
 /// The most envelope bytes one `POST /v1/replica/pull` answers with; the
 /// answer stops after the log that crosses it.
-const PULL_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+const PULL_BUDGET_BYTES: usize = 2 * 1024 * 1024;
 
 /// Most records one `GET /v1/replica/records` returns.
 const RECORDS_PAGE: u32 = 1000;

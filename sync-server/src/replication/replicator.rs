@@ -14,7 +14,7 @@
 //! Durability: a cursor per (upstream, record, stream) is stored after what
 //! it covers, so a relay killed at any point resumes where it stopped and
 //! at worst fetches a batch again (which the hash makes harmless). Memory:
-//! one page of heads and one batch (about 8 MiB) at a time, and a digest
+//! one page of heads and one batch (about 2 MiB) at a time, and a digest
 //! per page. An unreachable upstream is retried with capped exponential
 //! backoff.
 //!

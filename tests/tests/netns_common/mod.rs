@@ -144,35 +144,4 @@ pub fn veth(a: &Namespace, a_if: &str, a_cidr: &str, b: &Namespace, b_if: &str, 
     }
 }
 
-/// Link a second device of the patient: `link-device` (run by `offer`, a
-/// command for the existing device with the flags it needs, e.g. the relay
-/// and `--timeout`) prints a one-time code; `join-device CODE` is appended
-/// to `join` (a command for the new device) and must succeed.
-pub fn link_devices(mut offer: Command, mut join: Command) {
-    use std::io::{BufRead, BufReader};
-    let mut offer = offer
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("link-device could not start");
-    let stdout = offer.stdout.take().expect("link-device stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep draining link-device's output so it never writes to a closed pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(pos) = line.find("satchel-link:") {
-                let _ = tx.send(line[pos..].trim().to_string());
-            }
-        }
-    });
-    let code = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("link-device printed a code");
-    satchel_tests::run(join.args(["join-device", &code, "--timeout", "60"]), true);
-    let out = offer.wait_with_output().expect("link-device exit status");
-    assert!(
-        out.status.success(),
-        "link-device failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+pub use satchel_tests::link_devices_via as link_devices;
