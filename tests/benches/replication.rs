@@ -478,10 +478,16 @@ async fn replicate_fresh(
     };
     if let Ok(dir) = std::env::var("SATCHEL_BENCH_PMAP_DIR") {
         // Where the memory is (for investigating; not printed).
-        if let Ok(out) = std::process::Command::new("pmap").args(["-x", &pid.to_string()]).output() {
+        if let Ok(out) = std::process::Command::new("pmap")
+            .args(["-x", &pid.to_string()])
+            .output()
+        {
             let _ = std::fs::write(format!("{dir}/pmap-{}.txt", extra.len()), out.stdout);
         }
-        let _ = std::fs::copy(format!("/proc/{pid}/smaps_rollup"), format!("{dir}/smaps-{}.txt", extra.len()));
+        let _ = std::fs::copy(
+            format!("/proc/{pid}/smaps_rollup"),
+            format!("{dir}/smaps-{}.txt", extra.len()),
+        );
     }
     (done, status_kib(pid, "VmHWM:").max(peak_rss))
 }

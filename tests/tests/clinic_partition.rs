@@ -41,7 +41,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use netns::{link_devices, veth, Namespace};
+use netns::{veth, Namespace};
+use satchel_tests::link_devices_via as link_devices;
 use satchel_tests::pki::test_ca;
 use satchel_tests::run;
 use satchel_tests::world::{allergy, lab, med, rand_suffix, PASS};

@@ -143,5 +143,3 @@ pub fn veth(a: &Namespace, a_if: &str, a_cidr: &str, b: &Namespace, b_if: &str, 
         ns.must(&["ip", "link", "set", iface, "up"]);
     }
 }
-
-pub use satchel_tests::link_devices_via as link_devices;
