@@ -35,6 +35,9 @@ pub struct Config {
     /// (`--fanout-scan`) is the earlier path, kept for benchmarks: every
     /// subscriber reads every change.
     pub fanout_index: bool,
+    /// How many records' verified access logs are cached; `None`: 4,096,
+    /// or 512 on an edge relay (`api::records::MembersCache`).
+    pub verified_log_cache: Option<usize>,
 }
 
 /// One upstream relay: its address and the certificates its must chain to.
@@ -91,6 +94,7 @@ impl Config {
             identity: None,
             upstreams: Vec::new(),
             fanout_index: true,
+            verified_log_cache: None,
         }
     }
 }

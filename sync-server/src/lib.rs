@@ -140,12 +140,20 @@ where
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let replicator_stop = stop_rx.clone();
+    let members = api::records::MembersCache::with_capacity(config.verified_log_cache.unwrap_or(
+        if config.upstreams.is_empty() {
+            api::records::MembersCache::CAPACITY
+        } else {
+            api::records::MembersCache::EDGE_CAPACITY
+        },
+    ));
     let state = api::AppState::new(
         Arc::clone(&storage),
         config.limits,
         config.rate,
         stop_rx,
         config.fanout_index,
+        members,
     );
     if let Some(identity) = &identity {
         state.set_identity(identity.card().clone());

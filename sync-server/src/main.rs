@@ -124,6 +124,10 @@ struct Args {
     /// WebSocket reads every change and skips other records').
     #[arg(long, hide = true)]
     fanout_scan: bool,
+    /// Records whose verified access log is cached (default 4096, 512 for
+    /// an edge relay); hidden, for the replication benchmark's comparison.
+    #[arg(long, hide = true)]
+    verified_log_cache: Option<usize>,
     /// Log filter (tracing EnvFilter syntax), e.g. `warn` for benchmarks.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -194,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
         identity,
         upstreams: Vec::new(),
         fanout_index: !args.fanout_scan,
+        verified_log_cache: args.verified_log_cache,
     };
     let mut config = config;
     if !args.upstream.is_empty() {

@@ -522,10 +522,13 @@ async fn memory(root: &Path, o: &Options) {
     let want = o.many as u64 * 2;
     let runs = [
         (
-            "before: SQLite page cache of a cloud relay (--sqlite-cache-mib 128)",
-            &["--sqlite-cache-mib", "128"][..],
+            "before: a cloud relay's caches (SQLite 128 MiB, 4,096 verified logs)",
+            &["--sqlite-cache-mib", "128", "--verified-log-cache", "4096"][..],
         ),
-        ("after: an edge relay's default (24 MiB)", &[][..]),
+        (
+            "after: an edge relay's defaults (SQLite 24 MiB, 512 verified logs)",
+            &[][..],
+        ),
     ];
     println!(
         "\n## memory: a fresh edge replicates {} records ({want} envelopes)",

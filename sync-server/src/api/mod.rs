@@ -103,6 +103,7 @@ impl AppState {
         rate: crate::config::RateLimit,
         shutdown: watch::Receiver<bool>,
         fanout_index: bool,
+        members: records::MembersCache,
     ) -> Self {
         AppState(Arc::new(Shared {
             storage,
@@ -111,7 +112,7 @@ impl AppState {
             tokens: auth::TokenCache::default(),
             limiters: auth::Limiters::new(rate),
             shutdown,
-            members: records::MembersCache::default(),
+            members,
             identity: OnceLock::new(),
             revoked: tokio::sync::broadcast::channel(REVOKED_CHANNEL_CAPACITY).0,
             fanout: Arc::new(fanout::Fanout::new(fanout_index)),

@@ -179,22 +179,46 @@ fn corrupt_log(record: RecordId, e: &SharingError) -> ApiError {
 /// Verified access logs by record, each with the position of its last
 /// statement: a request verifies only the statements appended since (one
 /// cheap query when there are none), not the whole log again. Any relay
-/// instance may append, so the store is asked every time; at most
-/// [`MembersCache::CAPACITY`] records are kept.
-#[derive(Default)]
-pub struct MembersCache(std::sync::Mutex<HashMap<RecordId, (Seq, Arc<Members>)>>);
+/// instance may append, so the store is asked every time; at most its
+/// capacity of records are kept ([`MembersCache::CAPACITY`], or
+/// [`MembersCache::EDGE_CAPACITY`] on an edge relay).
+pub struct MembersCache {
+    capacity: usize,
+    map: std::sync::Mutex<HashMap<RecordId, (Seq, Arc<Members>)>>,
+}
+
+impl Default for MembersCache {
+    fn default() -> Self {
+        Self::with_capacity(Self::CAPACITY)
+    }
+}
 
 impl MembersCache {
-    /// Records kept at most (an arbitrary one is dropped beyond).
+    /// Records kept at most by default (an arbitrary one is dropped
+    /// beyond).
     pub const CAPACITY: usize = 4096;
+    /// On an edge relay (`--upstream`): it serves one site, and its
+    /// replicator visits each record once a round, which a larger cache
+    /// would not speed up; each entry is a record's verified log (about
+    /// 10 KB), so 4,096 of them held an edge replicating 10,000 records
+    /// over 100 MB (docs/benchmarks.md, "Edge relays").
+    pub const EDGE_CAPACITY: usize = 512;
+
+    /// A cache of at most `capacity` records (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        MembersCache {
+            capacity: capacity.max(1),
+            map: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
 
     fn get(&self, record: &RecordId) -> Option<(Seq, Arc<Members>)> {
-        self.0.lock().ok()?.get(record).cloned()
+        self.map.lock().ok()?.get(record).cloned()
     }
 
     fn put(&self, record: RecordId, last: Seq, members: Arc<Members>) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() >= Self::CAPACITY && !map.contains_key(&record) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= self.capacity && !map.contains_key(&record) {
                 if let Some(any) = map.keys().next().copied() {
                     map.remove(&any);
                 }
