@@ -144,6 +144,13 @@ hex_id!(
     LinkId, 16, "link id"
 );
 
+hex_id!(
+    /// A SMART Health Link as its relay knows it: SHA-256 of the link's
+    /// secret id (`wire::share_links::ShareLinkId`), which the relay never
+    /// stores. Owners name their links by it; it admits to nothing.
+    ShareLinkHandle, 32, "share link handle"
+);
+
 impl IdentityId {
     /// A short form for tables (first 8 hex characters). Not for security
     /// decisions; compare full ids or fingerprints for that.

@@ -17,7 +17,8 @@
 //! snapshot, feed), [`links`] (invite and device-link mailboxes), [`ops`]
 //! (health, readiness, metrics, the OpenAPI document), [`replication`] (the
 //! relay's own identity, and what replica relays ask of their upstream),
-//! [`replica_batch`] (the binary body replicas fetch envelopes in). With the `openapi` feature,
+//! [`replica_batch`] (the binary body replicas fetch envelopes in),
+//! [`share_links`] (SMART Health Links hosted blind, and the viewer's files). With the `openapi` feature,
 //! [`openapi`] builds the relay's OpenAPI 3.1 document from these types
 //! (utoipa; docs/adr/0008-protocol-crate.md).
 
@@ -30,6 +31,7 @@ pub mod ops;
 pub mod records;
 pub mod replica_batch;
 pub mod replication;
+pub mod share_links;
 
 use serde::{Deserialize, Serialize};
 
@@ -339,6 +341,14 @@ pub struct ErrorBody {
     /// 429: when to retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// 401 from a share link's manifest: wrong passcodes the link still
+    /// survives (the SMART Health Links specification's name).
+    #[serde(
+        default,
+        rename = "remainingAttempts",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remaining_attempts: Option<u32>,
 }
 
 impl ErrorBody {
@@ -350,6 +360,7 @@ impl ErrorBody {
             limit: None,
             index: None,
             retry_after_ms: None,
+            remaining_attempts: None,
         }
     }
 }
