@@ -8,6 +8,7 @@
 //   node tests/browser/viewer.mjs --url <viewer url with #shlink:/...>
 //        [--recipient NAME] [--passcode PC] [--screenshot out.png]
 //        [--viewport 390x844] [--timeout-ms 20000]
+//        [--locale en-US] [--timezone UTC]
 //
 // Exit 0 when the page was driven (whatever state it ended in); non-zero on
 // a driver error (bad arguments, no browser, the page never reached a final
@@ -29,15 +30,16 @@ function die(message, code = 2) {
 }
 
 function parseArgs(argv) {
-  const opts = { recipient: 'Dr Test', viewport: '390x844', timeoutMs: 20000 };
+  const opts = { recipient: 'Dr Test', viewport: '390x844', timeoutMs: 20000, locale: 'en-US', timezone: 'UTC' };
   const valued = {
     '--url': 'url', '--recipient': 'recipient', '--passcode': 'passcode',
     '--screenshot': 'screenshot', '--viewport': 'viewport', '--timeout-ms': 'timeoutMs',
+    '--locale': 'locale', '--timezone': 'timezone',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: node tests/browser/viewer.mjs --url URL [--recipient NAME] [--passcode PC] [--screenshot out.png] [--viewport WxH] [--timeout-ms N]\n');
+      process.stdout.write('usage: node tests/browser/viewer.mjs --url URL [--recipient NAME] [--passcode PC] [--screenshot out.png] [--viewport WxH] [--timeout-ms N] [--locale en-US] [--timezone UTC]\n');
       process.exit(0);
     }
     const eq = a.indexOf('=');
@@ -81,7 +83,13 @@ async function main() {
     args: ['--no-sandbox', '--disable-dev-shm-usage'],
   });
   try {
-    const context = await browser.newContext({ viewport: opts.viewport, serviceWorkers: 'block' });
+    // Fixed locale and time zone: the page's dates read the same on every machine.
+    const context = await browser.newContext({
+      viewport: opts.viewport,
+      serviceWorkers: 'block',
+      locale: opts.locale,
+      timezoneId: opts.timezone,
+    });
     const page = await context.newPage();
     const requests = [];
     const consoleErrors = [];

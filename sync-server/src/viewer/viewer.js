@@ -185,7 +185,7 @@
       } catch (_) { /* no count */ }
       if (remaining === 0) {
         throw new ViewerError('locked',
-          'Wrong passcode. No attempts left: this link is now locked. Ask the patient for a new one.');
+          'No passcode attempts left: this link is now locked. Ask the patient for a new one.');
       }
       if (remaining === null) throw new ViewerError('wrong-passcode', 'Wrong passcode.');
       throw new ViewerError('wrong-passcode',
@@ -203,9 +203,11 @@
   // Returns a list of {contentType, jwe} (jwe null when not fetched).
   async function fetchFiles(payload, recipient, passcode) {
     if (payload.direct) {
+      // %20 rather than URLSearchParams' '+': every query decoder reads it.
       const u = new URL(payload.url);
-      u.searchParams.set('recipient', recipient);
-      const res = await fetchWithTimeout(u.href, { method: 'GET', headers: { Accept: 'application/jose' } });
+      const sep = u.search && u.search !== '?' ? '&' : (u.search === '?' ? '' : '?');
+      const target = u.origin + u.pathname + u.search + sep + 'recipient=' + encodeURIComponent(recipient);
+      const res = await fetchWithTimeout(target, { method: 'GET', headers: { Accept: 'application/jose' } });
       if (!res.ok) await failFor(res, true);
       return [{ contentType: 'application/fhir+json', jwe: (await readText(res)).trim() }];
     }
@@ -587,18 +589,32 @@
         target.present = true;
         const entries = arr(s.entry).map((ref) => model.resolve(ref)).filter(Boolean);
         for (const r of entries) {
-          if (placed.has(r) || isErroneous(r)) continue;
+          // The same resource may sit under two headings (IPS examples put
+          // one Consent under two); show it under each, once.
+          if (target.resources.includes(r) || isErroneous(r)) continue;
           placed.add(r);
           // A Composition may put a resource under an unexpected heading;
           // keep its heading, the clinician sees the Composition's layout.
           target.resources.push(r);
         }
         if (!entries.length && s.emptyReason) target.emptyReason = conceptText(s.emptyReason) || 'No information';
+        if (!entries.length && !s.emptyReason && s.text && str(s.text.div)) target.narrative = narrativeText(s.text.div);
+      }
+    }
+
+    // Resources shown inside another (a report's results, a device of a
+    // device-use statement) are not listed again on their own.
+    const shownInside = new Set();
+    for (const r of model.entries) {
+      const refs = arr(r.result).concat(arr(r.device), arr(r.medicationReference));
+      for (const ref of refs) {
+        const target = model.resolve(ref);
+        if (target && target !== r) shownInside.add(target);
       }
     }
 
     for (const r of model.entries) {
-      if (placed.has(r) || NOT_LISTED.has(r.resourceType) || isErroneous(r)) continue;
+      if (placed.has(r) || NOT_LISTED.has(r.resourceType) || isErroneous(r) || shownInside.has(r)) continue;
       placed.add(r);
       const key = classify(r);
       if (key) {
@@ -810,6 +826,17 @@
     return li;
   }
 
+  // Narrative XHTML: its text only, never inserted as markup (a parsed
+  // DOMParser document runs no script and loads nothing).
+  function narrativeText(div) {
+    try {
+      const doc = new DOMParser().parseFromString(div, 'text/html');
+      return (doc.body.textContent || '').trim().replace(/\s+/g, ' ');
+    } catch (_) {
+      return '';
+    }
+  }
+
   function genericTitle(r, model) {
     const fields = ['code', 'vaccineCode', 'type', 'category', 'medicationCodeableConcept'];
     for (const f of fields) {
@@ -825,9 +852,7 @@
     if (str(r.title)) return r.title;
     if (str(r.description)) return r.description;
     if (r.text && str(r.text.div)) {
-      // Narrative XHTML: take its text only, never insert it as markup.
-      const doc = new DOMParser().parseFromString(r.text.div, 'text/html');
-      const t = (doc.body.textContent || '').trim().replace(/\s+/g, ' ');
+      const t = narrativeText(r.text.div);
       if (t) return t.length > 200 ? t.slice(0, 200) + '…' : t;
     }
     return r.resourceType;
@@ -1043,6 +1068,10 @@
     const h = el('h2', '', sec.title);
     if (sec.resources.length) append(h, ' ', el('span', 'count', '(' + sec.resources.length + ')'));
     node.appendChild(h);
+    if (!sec.resources.length && sec.narrative) {
+      node.appendChild(el('p', 'sec-note', 'Narrative only: ' + sec.narrative.slice(0, 2000)));
+      return node;
+    }
     if (!sec.resources.length) {
       node.appendChild(el('p', 'empty', 'None recorded / not available'));
       if (sec.emptyReason) node.appendChild(el('p', 'sec-note', 'Reason: ' + sec.emptyReason));
