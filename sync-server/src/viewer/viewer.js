@@ -200,6 +200,11 @@
     throw new ViewerError('error', 'The server refused the request (HTTP ' + s + ').');
   }
 
+  // "application/fhir+json", with or without parameters (";fhirVersion=4.0.1").
+  function isFhirJson(contentType) {
+    return contentType.split(';')[0].trim().toLowerCase() === 'application/fhir+json';
+  }
+
   // Returns a list of {contentType, jwe} (jwe null when not fetched).
   async function fetchFiles(payload, recipient, passcode) {
     if (payload.direct) {
@@ -229,9 +234,10 @@
     }
     if (!manifest || !Array.isArray(manifest.files)) throw new ViewerError('error', MSG.badAnswer);
     const files = [];
+    if (manifest.status === 'no-longer-valid') files.noLongerValid = true;
     for (const f of manifest.files) {
       if (!f || typeof f.contentType !== 'string') continue;
-      if (f.contentType !== 'application/fhir+json') {
+      if (!isFhirJson(f.contentType)) {
         files.push({ contentType: f.contentType, jwe: null });
         continue;
       }
@@ -1140,8 +1146,9 @@
       const model = new Model();
       const notes = [];
       let shown = 0;
+      if (files.noLongerValid) notes.push('The patient has marked this summary as no longer valid.');
       for (const f of files) {
-        if (f.contentType !== 'application/fhir+json' || f.jwe === null) {
+        if (!isFhirJson(f.contentType) || f.jwe === null) {
           notes.push('The link also holds a file of type "' + f.contentType.slice(0, 60) + '" that this viewer does not show.');
           continue;
         }
