@@ -508,9 +508,14 @@
       if (r.resourceType === 'Patient') this.patients.push(r);
     }
 
-    resolve(ref) {
+    resolve(ref, from) {
       if (!ref || !str(ref.reference)) return null;
       const s = ref.reference;
+      if (s.startsWith('#')) {
+        // A contained resource of the referencing one.
+        const id = s.slice(1);
+        return arr(from && from.contained).find((c) => c && c.id === id) || null;
+      }
       if (this.byRef.has(s)) return this.byRef.get(s);
       // An absolute URL whose tail is Type/id.
       const m = /([A-Za-z]+\/[^/]+)$/.exec(s);
@@ -701,7 +706,7 @@
       if (t) return t;
     }
     if (r.medicationReference) {
-      const med = model.resolve(r.medicationReference);
+      const med = model.resolve(r.medicationReference, r);
       if (med && med.code) {
         const t = conceptText(med.code);
         if (t) return t;
