@@ -109,6 +109,12 @@ enum Command {
         after_help = "Example:\n  satchel relays add https://relay.example\n  satchel relays list\n  satchel relays move --to https://relay.new.example"
     )]
     Relays(commands::relays::Command),
+    /// SMART Health Links for people without the app (a QR code to the summary).
+    #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  satchel share-link create --ips --expires 24h --passcode --label \"For Dr Okafor\"\n  satchel share-link list\n  satchel share-link revoke 3f2a91c0"
+    )]
+    ShareLink(commands::share_link::Command),
     /// Take access back (all, or some sections); rotates the keys.
     Revoke(commands::share::RevokeArgs),
     /// End every relay session of a member or device at once (owner device).
@@ -191,6 +197,7 @@ fn main() -> ExitCode {
         Command::Revoke(args) => commands::share::run_revoke(cli.home, args),
         Command::Replica(command) => commands::replica::run(cli.home, command),
         Command::Relays(command) => commands::relays::run(cli.home, command),
+        Command::ShareLink(command) => commands::share_link::run(cli.home, command),
         Command::EndSessions(args) => commands::sessions::run(cli.home, args),
         Command::RecoveryKey(args) => commands::share::run_recovery_key(cli.home, args),
         Command::Restore(args) => commands::share::run_restore(cli.home, args),

@@ -36,6 +36,7 @@ pub mod home;
 pub mod nearby;
 pub mod profile;
 pub mod record;
+pub mod share_link;
 pub mod sharing;
 pub mod store;
 pub mod sync;

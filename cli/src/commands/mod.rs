@@ -14,5 +14,6 @@ pub mod replica;
 pub mod serve;
 pub mod sessions;
 pub mod share;
+pub mod share_link;
 pub mod sync;
 pub mod wearables;

@@ -50,6 +50,55 @@ pub fn place(members: &satchel_protocol::sharing::Members, relay: Option<&Identi
     }
 }
 
+/// One request for a share link's files, for the audit: "share link LABEL
+/// (recipient name)" viewed the link's sections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShareLinkView {
+    pub at_ms: i64,
+    /// The link's short id (`satchel share-link list`).
+    pub link: String,
+    /// `share link LABEL (RECIPIENT)`.
+    pub who: String,
+    /// What the link shows (`IPS` or section names).
+    pub sections: String,
+    /// `viewed`, or `wrong passcode` (nothing was served).
+    pub action: String,
+}
+
+/// The audit rows of share links: every request the relays recorded for
+/// the links this device made (`statuses`, as the relays answered), named
+/// by the label the patient gave each link. Links of other devices (not in
+/// `links`) are named by their short handle.
+pub fn share_link_views(
+    links: &[crate::profile::share_links::ShareLinkRecord],
+    statuses: &[satchel_protocol::wire::share_links::ShareLinkStatus],
+) -> Vec<ShareLinkView> {
+    use satchel_protocol::wire::share_links::ShareLinkOpenKind;
+    let mut out = Vec::new();
+    for status in statuses {
+        let mine = links.iter().find(|l| l.handle == status.handle);
+        let short = status.handle.to_hex()[..8].to_string();
+        let label = mine
+            .and_then(|l| l.label.clone())
+            .unwrap_or_else(|| short.clone());
+        let sections = mine.map_or_else(String::new, |l| l.content.describe());
+        for open in &status.opens {
+            out.push(ShareLinkView {
+                at_ms: open.at_ms,
+                link: short.clone(),
+                who: format!("share link {label} ({})", open.recipient),
+                sections: sections.clone(),
+                action: match open.kind {
+                    ShareLinkOpenKind::WrongPasscode => "wrong passcode".into(),
+                    ShareLinkOpenKind::Manifest | ShareLinkOpenKind::Direct => "viewed".into(),
+                },
+            });
+        }
+    }
+    out.sort_by_key(|v| v.at_ms);
+    out
+}
+
 /// One version of one entry and who wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Contribution {

@@ -574,7 +574,16 @@ impl<S: Store> Profile<S> {
     /// A FHIR `collection` Bundle of the visible entries of `sections` (all
     /// if None), each resource exactly as stored (see [`fhir::export`]).
     pub fn export_fhir(&self, sections: Option<&[Section]>) -> Result<Value, ImportError> {
-        let entries = self.visible_entries(sections);
+        self.export_fhir_of(self.visible_entries(sections), sections)
+    }
+
+    /// [`Profile::export_fhir`] of `entries` (the visible entries of
+    /// `sections`, possibly annotated by the caller).
+    pub(crate) fn export_fhir_of(
+        &self,
+        entries: Vec<Entry>,
+        sections: Option<&[Section]>,
+    ) -> Result<Value, ImportError> {
         let mut bundle = fhir::export::collection_bundle(
             entries,
             EntryId::random().0,
@@ -602,9 +611,14 @@ impl<S: Store> Profile<S> {
     /// The International Patient Summary as a FHIR `document` Bundle (see
     /// [`fhir::ips`]). Needs the record's Patient.
     pub fn export_ips(&self) -> Result<Value, ImportError> {
-        let patient = self.record_patient().ok_or(ImportError::NoPatient)?;
         // Only the sections the summary draws on are read.
-        let entries = self.visible_entries(Some(&fhir::ips::IpsSection::RECORD_SECTIONS));
+        self.export_ips_of(self.visible_entries(Some(&fhir::ips::IpsSection::RECORD_SECTIONS)))
+    }
+
+    /// [`Profile::export_ips`] of `entries` (the visible entries of the
+    /// summary's sections, possibly annotated by the caller).
+    pub(crate) fn export_ips_of(&self, entries: Vec<Entry>) -> Result<Value, ImportError> {
+        let patient = self.record_patient().ok_or(ImportError::NoPatient)?;
         let mut doc = fhir::ips::ips_document(
             patient,
             entries,

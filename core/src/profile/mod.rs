@@ -35,6 +35,7 @@ pub(crate) mod payload;
 mod relays;
 mod replica;
 mod secret_store;
+pub mod share_links;
 mod vault;
 mod wearables;
 

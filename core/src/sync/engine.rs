@@ -173,6 +173,12 @@ pub struct RoundReport {
     /// When the relay is a replica of the record's home relay: when it
     /// last reached it (from the feed). `None`: the relay is the home.
     pub upstream: Option<satchel_protocol::wire::UpstreamReach>,
+    /// Live share links of this device whose files were replaced after the
+    /// round (filled in by the driver).
+    pub links_refreshed: usize,
+    /// Live share links whose new files the relay did not take (they keep
+    /// the older files until a later round).
+    pub links_not_refreshed: usize,
 }
 
 /// Why a round stopped. Local data is never lost: the outbox keeps every

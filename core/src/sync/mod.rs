@@ -14,6 +14,8 @@
 //! - [`link`]: adding another device of the same patient with a one-time code.
 //! - [`moving`]: moving a record to another relay (name it, copy the
 //!   access log, upload everything, then retire the old relay).
+//! - [`share_links`]: SMART Health Links on the relay that hosts them
+//!   (create, list, revoke, live links refreshed after a round).
 //! - [`sharing`]: invites and approval, grants and revocations on the
 //!   relay, recovery keys and restore, the relay's audit log.
 //! - [`wire`]: the JSON bodies of docs/protocol.md (from the protocol kernel).
@@ -33,6 +35,7 @@ pub mod engine;
 pub mod ledger;
 pub mod link;
 pub mod moving;
+pub mod share_links;
 pub mod sharing;
 pub mod state;
 pub mod tls;

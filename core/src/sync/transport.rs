@@ -225,7 +225,14 @@ impl RelayClient {
         &mut self,
         profile: &mut Profile<S>,
     ) -> Result<RoundReport, TransportError> {
-        self.round(profile, Owed::Outbox, &mut |_| {}).await
+        let mut report = self.round(profile, Owed::Outbox, &mut |_| {}).await?;
+        // Live share links follow the record (docs/sharing-links.md).
+        let (refreshed, stale) =
+            super::share_links::refresh_live(self, profile, &report, crate::profile::now_ms())
+                .await?;
+        report.links_refreshed = refreshed;
+        report.links_not_refreshed = stale;
+        Ok(report)
     }
 
     /// A sync round that uploads everything `profile` holds that this
