@@ -115,6 +115,9 @@ enum Command {
         after_help = "Example:\n  satchel share-link create --ips --expires 24h --passcode --label \"For Dr Okafor\"\n  satchel share-link list\n  satchel share-link revoke 3f2a91c0"
     )]
     ShareLink(commands::share_link::Command),
+    /// A passcode-free link to allergies, medications, conditions, blood group
+    /// and emergency contacts, for a wallet card or lock screen.
+    EmergencyCard(commands::share_link::EmergencyArgs),
     /// Take access back (all, or some sections); rotates the keys.
     Revoke(commands::share::RevokeArgs),
     /// End every relay session of a member or device at once (owner device).
@@ -198,6 +201,7 @@ fn main() -> ExitCode {
         Command::Replica(command) => commands::replica::run(cli.home, command),
         Command::Relays(command) => commands::relays::run(cli.home, command),
         Command::ShareLink(command) => commands::share_link::run(cli.home, command),
+        Command::EmergencyCard(args) => commands::share_link::run_emergency(cli.home, args),
         Command::EndSessions(args) => commands::sessions::run(cli.home, args),
         Command::RecoveryKey(args) => commands::share::run_recovery_key(cli.home, args),
         Command::Restore(args) => commands::share::run_restore(cli.home, args),

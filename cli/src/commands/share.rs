@@ -786,6 +786,18 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
     let events = events.map_err(|e| {
         output::relay_error(&args.server, "could not read the relay's audit log", e)
     })?;
+    // Share links are audited by the relay that hosts them: every request
+    // for their files, with the name the recipient gave.
+    let spinner = output::slow_spinner("Reading who opened the record's share links");
+    let statuses = runtime()?.block_on(satchel_core::sync::share_links::status(
+        &mut client,
+        &mut profile,
+    ));
+    spinner.finish_and_clear();
+    let statuses = statuses.map_err(|e| {
+        output::relay_error(&args.server, "could not read who opened the share links", e)
+    })?;
+    let link_views = audit::share_link_views(&profile.share_links()?, &statuses);
     let contributions = audit::contributions(profile.record());
     let members = profile.members().clone();
     let name_of = |id: &IdentityId| -> String {
@@ -840,7 +852,9 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
             .collect();
         outln!(
             "{}",
-            serde_json::to_string_pretty(&json!({"events": views, "contributions": contribs}))?
+            serde_json::to_string_pretty(
+                &json!({"events": views, "share_link_views": link_views, "contributions": contribs})
+            )?
         );
         return Ok(());
     }
@@ -850,19 +864,42 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
     );
     let mut table = output::table(&["WHEN", "WHO", "WHERE", "ACTION", "SECTION", "ENVELOPES"]);
     output::keep_whole(&mut table, &[0, 3, 4, 5]);
-    for e in &events {
-        table.add_row(output::one_line_row(vec![
-            output::format_ms(e.at_ms),
-            name_of(&e.identity),
-            audit::place(&members, e.relay.as_ref()),
-            if e.action == "pull" {
-                "viewed".into()
-            } else {
-                "contributed".into()
-            },
-            e.section.clone(),
-            e.count.to_string(),
-        ]));
+    let mut rows: Vec<(i64, Vec<String>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.at_ms,
+                vec![
+                    output::format_ms(e.at_ms),
+                    name_of(&e.identity),
+                    audit::place(&members, e.relay.as_ref()),
+                    if e.action == "pull" {
+                        "viewed".into()
+                    } else {
+                        "contributed".into()
+                    },
+                    e.section.clone(),
+                    e.count.to_string(),
+                ],
+            )
+        })
+        .collect();
+    rows.extend(link_views.iter().map(|v| {
+        (
+            v.at_ms,
+            vec![
+                output::format_ms(v.at_ms),
+                v.who.clone(),
+                "home relay".into(),
+                v.action.clone(),
+                v.sections.clone(),
+                "-".into(),
+            ],
+        )
+    }));
+    rows.sort_by_key(|(at, _)| *at);
+    for (_, cells) in rows {
+        table.add_row(output::one_line_row(cells));
     }
     outln!("{table}");
     outln!("\nWho contributed each entry (verified signatures)");

@@ -29,6 +29,131 @@ pub enum ShareContent {
     Ips,
     /// These sections' entries (a `collection` Bundle).
     Sections(Vec<Section>),
+    /// The emergency card: a small `collection` Bundle of the parts the
+    /// patient chose ([`EmergencyParts`]).
+    EmergencyCard(EmergencyParts),
+}
+
+/// What an emergency card shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyParts {
+    /// Allergies and intolerances (all recorded).
+    pub allergies: bool,
+    /// Medications not stopped, completed or cancelled.
+    pub medications: bool,
+    /// Conditions not resolved, inactive or in remission.
+    pub conditions: bool,
+    /// A blood group result, when the record has one (LOINC 882-1,
+    /// 883-9, 10331-7).
+    pub blood_group: bool,
+    /// The emergency contacts of the Patient resource (`contact`).
+    pub contact: bool,
+}
+
+impl EmergencyParts {
+    /// Everything an emergency card can show.
+    pub const ALL: EmergencyParts = EmergencyParts {
+        allergies: true,
+        medications: true,
+        conditions: true,
+        blood_group: true,
+        contact: true,
+    };
+
+    fn describe(self) -> String {
+        let mut parts = Vec::new();
+        for (on, name) in [
+            (self.allergies, "allergies"),
+            (self.medications, "medications"),
+            (self.conditions, "conditions"),
+            (self.blood_group, "blood-group"),
+            (self.contact, "contact"),
+        ] {
+            if on {
+                parts.push(name);
+            }
+        }
+        format!("emergency card: {}", parts.join(","))
+    }
+}
+
+/// LOINC codes of blood group results.
+const BLOOD_GROUP_CODES: &[&str] = &["882-1", "883-9", "10331-7"];
+
+fn has_code(resource: &Value, codes: &[&str]) -> bool {
+    resource
+        .get("code")
+        .and_then(|c| c.get("coding"))
+        .and_then(Value::as_array)
+        .is_some_and(|list| {
+            list.iter().any(|c| {
+                c.get("system").and_then(Value::as_str) == Some("http://loinc.org")
+                    && c.get("code")
+                        .and_then(Value::as_str)
+                        .is_some_and(|code| codes.contains(&code))
+            })
+        })
+}
+
+/// A coded status (`status`, or the first code of `clinicalStatus`).
+fn status_of(resource: &Value) -> Option<&str> {
+    resource.get("status").and_then(Value::as_str).or_else(|| {
+        resource
+            .get("clinicalStatus")
+            .and_then(|c| c.get("coding"))
+            .and_then(Value::as_array)
+            .and_then(|l| l.first())
+            .and_then(|c| c.get("code"))
+            .and_then(Value::as_str)
+    })
+}
+
+impl EmergencyParts {
+    /// The sections an emergency card reads.
+    const SECTIONS: [Section; 5] = [
+        Section::Demographics,
+        Section::Allergies,
+        Section::Medications,
+        Section::Conditions,
+        Section::Labs,
+    ];
+
+    /// Whether `entry` belongs on the card; the Patient is cut down to
+    /// name, gender, birth date and (if chosen) contacts, as the card is
+    /// meant to be shown to strangers.
+    fn keep(self, entry: &mut crate::record::Entry) -> bool {
+        let resource = &mut entry.current.resource;
+        match entry.section {
+            Section::Demographics if entry.resource_type == "Patient" => {
+                if let Some(obj) = resource.as_object_mut() {
+                    let keep = ["resourceType", "id", "name", "gender", "birthDate", "extension"];
+                    obj.retain(|k, _| keep.contains(&k.as_str()) || (self.contact && k == "contact"));
+                }
+                true
+            }
+            Section::Allergies => self.allergies,
+            Section::Medications => {
+                self.medications
+                    && !matches!(
+                        status_of(resource),
+                        Some("stopped" | "completed" | "cancelled" | "entered-in-error")
+                    )
+            }
+            Section::Conditions => {
+                self.conditions
+                    && !matches!(
+                        status_of(resource),
+                        Some("resolved" | "inactive" | "remission" | "entered-in-error")
+                    )
+            }
+            Section::Labs => {
+                self.blood_group
+                    && entry.resource_type == "Observation"
+                    && has_code(resource, BLOOD_GROUP_CODES)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl ShareContent {
@@ -41,6 +166,7 @@ impl ShareContent {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
+            ShareContent::EmergencyCard(parts) => parts.describe(),
         }
     }
 }
@@ -238,6 +364,12 @@ impl<S: Store> Profile<S> {
             )))?,
             ShareContent::Sections(list) => {
                 self.export_fhir_of(self.contributed_entries(Some(list)), Some(list))?
+            }
+            ShareContent::EmergencyCard(parts) => {
+                let sections = EmergencyParts::SECTIONS;
+                let mut entries = self.contributed_entries(Some(&sections));
+                entries.retain_mut(|e| parts.keep(e));
+                self.export_fhir_of(entries, Some(&sections))?
             }
         };
         let json = Zeroizing::new(

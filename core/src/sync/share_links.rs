@@ -165,3 +165,47 @@ pub(crate) async fn refresh_live<S: Store>(
     }
     Ok((done, failed))
 }
+
+/// Issue the patient's emergency card: a passcode-free `U` link to the
+/// parts chosen, until revoked. A card issued before is revoked first, so
+/// one card works at a time.
+pub async fn issue_emergency_card<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+    parts: crate::profile::share_links::EmergencyParts,
+    label: Option<String>,
+    now_ms: i64,
+) -> Result<(ShareLinkRecord, ShlPayload), LinkHostError> {
+    revoke_emergency_card(client, profile, now_ms).await?;
+    let options = ShareLinkOptions {
+        content: crate::profile::share_links::ShareContent::EmergencyCard(parts),
+        expires_at_ms: None,
+        passcode: None,
+        label: Some(label.unwrap_or_else(|| "Emergency health card".to_owned())),
+        live: true,
+        once: false,
+        direct: true,
+        emergency_card: true,
+    };
+    create(client, profile, &options, now_ms).await
+}
+
+/// Revoke every active emergency card this device issued at this client's
+/// relay. Returns how many were revoked.
+pub async fn revoke_emergency_card<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+    now_ms: i64,
+) -> Result<usize, LinkHostError> {
+    let base = client.base().trim_end_matches('/').to_owned();
+    let cards: Vec<ShareLinkHandle> = profile
+        .share_links()?
+        .into_iter()
+        .filter(|l| l.emergency_card && l.is_active(now_ms) && l.relay == base)
+        .map(|l| l.handle)
+        .collect();
+    for handle in &cards {
+        revoke(client, profile, handle, now_ms).await?;
+    }
+    Ok(cards.len())
+}
