@@ -11,6 +11,8 @@
 //! - [`nearby`]: edge sync with no relay: a [`NearbyListener`] showing a
 //!   pairing code, sync with a code, mDNS discovery, and sync over a
 //!   [`ByteStream`] the app connected (Bluetooth, Multipeer, Wi-Fi Aware).
+//! - [`share_links`]: SMART Health Links and the emergency card on
+//!   [`HealthRecord`] (create, list, revoke, who opened them).
 //! - [`subscription`]: background sync with a [`ChangeListener`].
 //! - [`keystore`]: the [`SecretStore`] callback interface the app implements
 //!   over the Android Keystore or the iOS Keychain.
@@ -32,6 +34,7 @@ pub mod home;
 pub mod keystore;
 pub mod nearby;
 pub mod record;
+pub mod share_links;
 pub mod subscription;
 pub mod types;
 
@@ -45,6 +48,7 @@ pub use home::SatchelHome;
 pub use keystore::SecretStore;
 pub use nearby::{ByteStream, NearbyListener};
 pub use record::HealthRecord;
+pub use share_links::{EmergencyCardParts, ShareLinkInfo, ShareLinkOpenInfo, ShareLinkRequest};
 pub use subscription::{ChangeListener, Subscription};
 pub use types::*;
 

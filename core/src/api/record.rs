@@ -171,7 +171,7 @@ impl HealthRecord {
 
     /// Run `f` with the profile and a relay client on the library runtime,
     /// off the caller's thread; the client's session is kept afterwards.
-    async fn with_relay<T, F>(&self, relay: String, f: F) -> Result<T>
+    pub(super) async fn with_relay<T, F>(&self, relay: String, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(
