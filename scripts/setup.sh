@@ -41,3 +41,8 @@ if ! "$venv/bin/python" -c 'import fhir.resources' >/dev/null 2>&1; then
   python_venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'fhir.resources==6.4.0' 'pydantic<2'
 fi
+
+# Share links: Debian chromium driven by npm playwright-core (the viewer in
+# a real browser) and npm jose (our files decrypted by another JOSE
+# implementation), into .cache/browser.
+bash scripts/setup-browser.sh

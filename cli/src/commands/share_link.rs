@@ -54,7 +54,7 @@ pub struct CreateArgs {
     /// Only these sections (comma-separated), as a collection Bundle.
     #[arg(long, value_delimiter = ',')]
     pub sections: Option<Vec<Section>>,
-    /// How long the link works: 30m, 24h, 7d, 52w, or never.
+    /// How long the link works: 90s, 30m, 24h, 7d, 52w, or never.
     #[arg(long, default_value = "24h")]
     pub expires: String,
     /// Protect the link with a passcode (asked for; or SATCHEL_LINK_PASSCODE).
@@ -165,24 +165,23 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// `30m`, `24h`, `7d`, `52w` in milliseconds; `never` is `None`.
+/// `90s`, `30m`, `24h`, `7d`, `52w` in milliseconds; `never` is `None`.
 pub(crate) fn parse_duration(text: &str) -> Result<Option<i64>> {
     let text = text.trim();
     if text == "never" {
         return Ok(None);
     }
     let (digits, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = digits
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .with_context(|| format!("--expires {text}: use a number and a unit, e.g. 30m, 24h, 7d, 52w, or never"))?;
+    let n: i64 = digits.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("--expires {text}: use a number and a unit, e.g. 30m, 24h, 7d, 52w, or never")
+    })?;
     let unit_ms: i64 = match unit {
+        "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
-        _ => bail!("--expires {text}: the unit must be m, h, d or w (e.g. 24h), or say never"),
+        _ => bail!("--expires {text}: the unit must be s, m, h, d or w (e.g. 24h), or say never"),
     };
     Ok(Some(n.saturating_mul(unit_ms)))
 }
@@ -250,7 +249,11 @@ fn run_create(home_dir: Option<PathBuf>, args: CreateArgs) -> Result<()> {
     let made = runtime()?.block_on(host::create(&mut client, &mut profile, &options, now));
     spinner.finish_and_clear();
     let (record, payload) = made.map_err(|e| {
-        output::relay_error(&relay, "could not make the share link; nothing was shared", e)
+        output::relay_error(
+            &relay,
+            "could not make the share link; nothing was shared",
+            e,
+        )
     })?;
     present(&record, &payload, args.png.as_deref(), args.json)
 }
@@ -289,7 +292,11 @@ pub(crate) fn present(
         return Ok(());
     }
     outln!("{}", qr_text(&viewer)?);
-    outln!("Share link {} ({}):", record.short_id(), record.content.describe());
+    outln!(
+        "Share link {} ({}):",
+        record.short_id(),
+        record.content.describe()
+    );
     outln!("  open in a browser: {}", viewer.as_str());
     outln!("  SMART Health Link: {}", shlink.as_str());
     outln!(
@@ -362,7 +369,8 @@ fn run_list(home_dir: Option<PathBuf>, args: ListArgs) -> Result<()> {
                 .opens
                 .iter()
                 .filter(|o| {
-                    o.kind != satchel_core::sync::wire::share_links::ShareLinkOpenKind::WrongPasscode
+                    o.kind
+                        != satchel_core::sync::wire::share_links::ShareLinkOpenKind::WrongPasscode
                 })
                 .map(|o| o.recipient.as_str())
                 .collect();
@@ -410,11 +418,17 @@ fn run_list(home_dir: Option<PathBuf>, args: ListArgs) -> Result<()> {
     output::keep_whole(&mut table, &[0, 3, 4, 5, 6]);
     for r in &rows {
         let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-        let when = |k: &str| r[k].as_i64().map_or_else(|| "never".into(), output::format_ms);
+        let when = |k: &str| {
+            r[k].as_i64()
+                .map_or_else(|| "never".into(), output::format_ms)
+        };
         table.add_row(output::one_line_row(vec![
             text("id"),
             r["label"].as_str().unwrap_or("(no label)").to_string(),
-            r["content"].as_str().unwrap_or("(another device)").to_string(),
+            r["content"]
+                .as_str()
+                .unwrap_or("(another device)")
+                .to_string(),
             when("created_at_ms"),
             when("expires_at_ms"),
             text("state"),
@@ -534,7 +548,11 @@ pub fn run_emergency(home_dir: Option<PathBuf>, args: EmergencyArgs) -> Result<(
     ));
     spinner.finish_and_clear();
     let (card, payload) = made.map_err(|e| {
-        output::relay_error(&relay, "could not issue the emergency card; nothing changed", e)
+        output::relay_error(
+            &relay,
+            "could not issue the emergency card; nothing changed",
+            e,
+        )
     })?;
     if let Some(path) = &args.svg {
         write_wallet_card(path, &card, &payload, profile.owner_name())?;

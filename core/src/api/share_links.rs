@@ -153,9 +153,13 @@ impl HealthRecord {
         self.with_relay(relay_url, move |inner, client| {
             Box::pin(async move {
                 require_admin(inner.profile.may_administer())?;
-                let (record, payload) =
-                    host::create(client, &mut inner.profile, &options, crate::profile::now_ms())
-                        .await?;
+                let (record, payload) = host::create(
+                    client,
+                    &mut inner.profile,
+                    &options,
+                    crate::profile::now_ms(),
+                )
+                .await?;
                 info(&record, &payload)
             })
         })
@@ -178,7 +182,9 @@ impl HealthRecord {
         let record = lock(&self.inner)?
             .profile
             .find_share_link(&id)?
-            .ok_or_else(|| SatchelError::not_found("no share link made on this device has that id"))?;
+            .ok_or_else(|| {
+                SatchelError::not_found("no share link made on this device has that id")
+            })?;
         let relay = record.relay.clone();
         self.with_relay(relay, move |inner, client| {
             Box::pin(async move {

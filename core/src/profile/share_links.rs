@@ -126,8 +126,17 @@ impl EmergencyParts {
         match entry.section {
             Section::Demographics if entry.resource_type == "Patient" => {
                 if let Some(obj) = resource.as_object_mut() {
-                    let keep = ["resourceType", "id", "name", "gender", "birthDate", "extension"];
-                    obj.retain(|k, _| keep.contains(&k.as_str()) || (self.contact && k == "contact"));
+                    let keep = [
+                        "resourceType",
+                        "id",
+                        "name",
+                        "gender",
+                        "birthDate",
+                        "extension",
+                    ];
+                    obj.retain(|k, _| {
+                        keep.contains(&k.as_str()) || (self.contact && k == "contact")
+                    });
                 }
                 true
             }
@@ -359,9 +368,9 @@ impl<S: Store> Profile<S> {
         key: &[u8; 32],
     ) -> std::result::Result<ShareLinkFile, ShareLinkError> {
         let bundle = match content {
-            ShareContent::Ips => self.export_ips_of(self.contributed_entries(Some(
-                &crate::fhir::ips::IpsSection::RECORD_SECTIONS,
-            )))?,
+            ShareContent::Ips => self.export_ips_of(
+                self.contributed_entries(Some(&crate::fhir::ips::IpsSection::RECORD_SECTIONS)),
+            )?,
             ShareContent::Sections(list) => {
                 self.export_fhir_of(self.contributed_entries(Some(list)), Some(list))?
             }

@@ -254,8 +254,7 @@ mod tests {
 
     #[test]
     fn the_specifications_example_link_reads() {
-        let link =
-            ShlPayload::parse(&format!("https://viewer.example.org#{IG_SHLINK}")).unwrap();
+        let link = ShlPayload::parse(&format!("https://viewer.example.org#{IG_SHLINK}")).unwrap();
         assert_eq!(
             link.url,
             "https://ehr.example.org/qr/Y9xwkUdtmN9wwoJoN3ffJIhX2UGvCL1JnlPVNL3kDWM/m"
@@ -294,7 +293,10 @@ mod tests {
         };
         let json = link.to_json().unwrap();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert!(!json.contains(": ") && !json.contains('\n') && !json.contains(", "), "minified");
+        assert!(
+            !json.contains(": ") && !json.contains('\n') && !json.contains(", "),
+            "minified"
+        );
         assert_eq!(value["key"].as_str().unwrap().len(), 43);
         assert_eq!(value["flag"], "LP");
         assert_eq!(value["v"], 1);
@@ -306,7 +308,9 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_eq!(ShlPayload::parse(&shlink).unwrap(), link);
-        let viewer = link.to_viewer_url("https://relay.example.org/view").unwrap();
+        let viewer = link
+            .to_viewer_url("https://relay.example.org/view")
+            .unwrap();
         assert!(viewer.starts_with("https://relay.example.org/view#shlink:/"));
         assert!(!format!("{link:?}").contains("key"));
     }
@@ -353,6 +357,9 @@ mod tests {
             "shlink:/{}",
             URL_SAFE_NO_PAD.encode(r#"{"url":"https://r.example/m","key":"abc"}"#)
         );
-        assert_eq!(ShlPayload::parse(&short_key).unwrap_err(), PayloadError::Key);
+        assert_eq!(
+            ShlPayload::parse(&short_key).unwrap_err(),
+            PayloadError::Key
+        );
     }
 }
