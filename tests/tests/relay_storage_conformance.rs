@@ -17,8 +17,8 @@ use satchel_protocol::ids::{IdentityId, RecordId, ShareLinkHandle};
 use satchel_protocol::wire::share_links::ShareLinkOpenKind;
 use satchel_sync_server::storage::{
     Actor, AuditAction, AuditEvent, Member, MemberRole, Membership, NewEnvelope, NewShareLink,
-    RecordHeadsRow, RegisterOutcome, Rights, ShareFile, ShareOpen, SnapshotOutcome,
-    StatementOutcome, Storage, StorageError,
+    RecordHeadsRow, RegisterOutcome, Rights, ShareFile, ShareLinkStorage, ShareOpen,
+    SnapshotOutcome, StatementOutcome, Storage, StorageError,
 };
 
 fn env(n: u8, author: IdentityId) -> NewEnvelope {
