@@ -131,6 +131,16 @@ impl std::fmt::Debug for ShareOpen {
     }
 }
 
+/// Part of `purge_expired` (both backends; `?1` is now): the files of
+/// links that can never be served again: expired, out of passcode
+/// attempts, or used up with no `location` token left to fetch them by.
+/// (Run after the expired tokens are deleted.)
+pub(crate) const PURGE_DEAD_FILES: &str = "DELETE FROM share_link_files WHERE handle IN (
+    SELECT handle FROM share_links
+    WHERE expires_at_ms <= ?1 OR attempts_left = 0
+       OR (opens_left = 0 AND NOT EXISTS (
+           SELECT 1 FROM share_link_locations l WHERE l.handle = share_links.handle)))";
+
 /// The stored name of an open kind.
 pub fn open_kind_to_db(kind: ShareLinkOpenKind) -> &'static str {
     match kind {

@@ -1338,6 +1338,12 @@ impl Storage for PostgresStorage {
                 )
                 .await?;
         }
+        n += client
+            .execute(
+                &crate::storage::share_links::PURGE_DEAD_FILES.replace("?1", "$1"),
+                &[&now_ms],
+            )
+            .await?;
         Ok(n)
     }
 

@@ -909,5 +909,6 @@ pub(super) fn purge_expired(c: &Connection, now: i64) -> Result<u64> {
         "DELETE FROM share_link_locations WHERE expires_at_ms <= ?1",
         params![now],
     )?;
+    n += c.execute(crate::storage::share_links::PURGE_DEAD_FILES, params![now])?;
     Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
