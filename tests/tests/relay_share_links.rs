@@ -314,6 +314,7 @@ async fn share_link_manifest_follows_the_spec_on_the_relay() {
         "*",
         "CORS on the manifest"
     );
+    assert_eq!(resp.headers()["cache-control"], "no-store");
     let answer: ManifestResponse = resp.json().await.unwrap();
     assert_eq!(answer.files.len(), 2);
     assert_eq!(answer.files[0].content_type, "application/fhir+json");
@@ -830,4 +831,84 @@ async fn viewer_is_served_with_a_strict_csp() {
     let (status, ct, _) = get(&c, &s.url(ViewerStyle::PATH)).await;
     assert_eq!(status, 200);
     assert!(ct.starts_with("text/css"), "{ct}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_link_secrets_stay_out_of_the_relay_log() {
+    // The real relay binary, with its log at info level.
+    let dir = tempfile::tempdir().unwrap();
+    let relay = tokio::task::spawn_blocking({
+        let path = dir.path().join("relay");
+        move || satchel_tests::Relay::start(&path)
+    })
+    .await
+    .unwrap();
+    let s = TestServer::external(relay.addr);
+    let c = client();
+    let (owner, rid) = owner_and_record(&c, &s).await;
+    let passcode = "plum-9931-orbit";
+    let recipient = "Quinn Examplewoman";
+    let secret_file = jwe(64);
+    let id = created(
+        &c,
+        &s,
+        &owner,
+        rid,
+        &with_passcode(vec![file(secret_file.clone())], passcode, 5),
+    )
+    .await;
+    let (status, _) = manifest_status(
+        &c,
+        &s,
+        &id,
+        json!({"recipient": recipient, "passcode": "plum-9931-orbiT"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = manifest_status(
+        &c,
+        &s,
+        &id,
+        json!({"recipient": recipient, "passcode": passcode, "embeddedLengthMax": 0}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let answer: ManifestResponse = serde_json::from_value(body).unwrap();
+    let location = answer.files[0].location.clone().unwrap();
+    let token = location.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(get(&c, &location).await.0, 200);
+    let u = created(
+        &c,
+        &s,
+        &owner,
+        rid,
+        &CreateShareLinkRequest {
+            direct: true,
+            ..plain(vec![file(jwe(64))])
+        },
+    )
+    .await;
+    let query = RecipientQuery {
+        recipient: recipient.into(),
+    };
+    assert_eq!(
+        get(&c, &s.url(&DirectFile::uri(&ShlPath(&u), &query)))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(revoke(&c, &s, &owner, rid, &id).await.0, 200);
+    let log = relay.log();
+    assert!(log.contains("share link created"), "{log}");
+    for (what, secret) in [
+        ("passcode", passcode),
+        ("wrong passcode", "plum-9931-orbiT"),
+        ("recipient", "Examplewoman"),
+        ("link id", &id.to_text()),
+        ("U link id", &u.to_text()),
+        ("location token", &token),
+        ("file", &secret_file[secret_file.len() - 20..]),
+    ] {
+        assert!(!log.contains(secret), "the relay logged the {what}:\n{log}");
+    }
 }

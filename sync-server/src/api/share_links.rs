@@ -451,7 +451,7 @@ pub(super) async fn manifest(
     P(shl_id): P<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<ManifestResponse>> {
+) -> ApiResult<Response> {
     let id = public_link(&state, peer, &shl_id)?;
     let bytes = read_body(body, state.limits.small_body_bytes()).await?;
     let req: ManifestRequest = parse_json(&bytes)?;
@@ -554,7 +554,12 @@ pub(super) async fn manifest(
             .add_share_link_locations(handle, tokens, expires)
             .await?;
     }
-    Ok(Json(ManifestResponse { files: out }))
+    // The answer carries the files (or where to fetch them): never cached.
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(ManifestResponse { files: out }),
+    )
+        .into_response())
 }
 
 /// `GET /shl/{shl_id}?recipient=NAME`
