@@ -38,6 +38,10 @@ pub struct Config {
     /// How many records' verified access logs are cached; `None`: 4,096,
     /// or 512 on an edge relay (`api::records::MembersCache`).
     pub verified_log_cache: Option<usize>,
+    /// The relay's public base URL (`--public-url https://relay.example`),
+    /// from which share links' `location` URLs are made; `None`: from the
+    /// request's `Host` header, `https` when the relay serves TLS itself.
+    pub public_url: Option<String>,
 }
 
 /// One upstream relay: its address and the certificates its must chain to.
@@ -95,6 +99,7 @@ impl Config {
             upstreams: Vec::new(),
             fanout_index: true,
             verified_log_cache: None,
+            public_url: None,
         }
     }
 }
@@ -199,6 +204,14 @@ pub struct Limits {
     pub link_default_ttl_secs: u64,
     /// Longest link lifetime (seconds).
     pub link_max_ttl_secs: u64,
+    /// How long a share link's `location` URL works (ms; default
+    /// [`satchel_protocol::wire::share_links::LOCATION_LIFETIME_MS`], the
+    /// specification allows at most an hour).
+    pub share_location_lifetime_ms: i64,
+    /// Files up to this many bytes come `embedded` in a manifest answer
+    /// whose request names no `embeddedLengthMax`; larger ones by
+    /// `location`.
+    pub share_embed_default_max: u64,
 }
 
 impl Default for Limits {
@@ -215,6 +228,8 @@ impl Default for Limits {
             challenge_ttl_secs: 60,
             link_default_ttl_secs: 600,
             link_max_ttl_secs: 7 * 24 * 3600,
+            share_location_lifetime_ms: satchel_protocol::wire::share_links::LOCATION_LIFETIME_MS,
+            share_embed_default_max: MIB as u64,
         }
     }
 }
@@ -268,6 +283,16 @@ pub struct RateLimit {
     pub auth_per_second: u32,
     /// Bucket size per IP for the auth endpoints.
     pub auth_burst: u32,
+    /// Sustained requests per second to one share link (the public
+    /// `/shl/...` routes, keyed by the link's handle).
+    pub share_link_per_second: u32,
+    /// Bucket size per share link.
+    pub share_link_burst: u32,
+    /// Sustained requests per second from one client IP to the public
+    /// share-link routes (all links together).
+    pub share_ip_per_second: u32,
+    /// Bucket size per client IP for the public share-link routes.
+    pub share_ip_burst: u32,
 }
 
 impl Default for RateLimit {
@@ -277,6 +302,10 @@ impl Default for RateLimit {
             burst: 200,
             auth_per_second: 20,
             auth_burst: 200,
+            share_link_per_second: 30,
+            share_link_burst: 100,
+            share_ip_per_second: 60,
+            share_ip_burst: 300,
         }
     }
 }

@@ -158,6 +158,12 @@ where
     if let Some(identity) = &identity {
         state.set_identity(identity.card().clone());
     }
+    let _ = state.public_base.set(match &config.public_url {
+        Some(url) => api::share_links::PublicBase::Fixed(url.trim_end_matches('/').to_owned()),
+        None => api::share_links::PublicBase::FromHost {
+            tls: config.tls.is_some(),
+        },
+    });
     let fanout = tokio::spawn(api::fanout::run(
         Arc::clone(&state.fanout),
         storage.subscribe(),

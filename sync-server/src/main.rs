@@ -75,6 +75,30 @@ struct Args {
     /// Burst size of the per-IP auth token bucket.
     #[arg(long, default_value_t = RateLimit::default().auth_burst)]
     auth_rate_burst: u32,
+    /// Sustained requests per second to one share link (public `/shl/...`
+    /// routes; 0 = no limit).
+    #[arg(long, default_value_t = RateLimit::default().share_link_per_second)]
+    share_link_rate_per_sec: u32,
+    /// Burst size of the per-share-link token bucket.
+    #[arg(long, default_value_t = RateLimit::default().share_link_burst)]
+    share_link_rate_burst: u32,
+    /// Sustained requests per second from one client IP to the public
+    /// share-link routes (0 = no limit; behind a reverse proxy every
+    /// client has the proxy's address: raise this).
+    #[arg(long, default_value_t = RateLimit::default().share_ip_per_second)]
+    share_ip_rate_per_sec: u32,
+    /// Burst size of the per-IP share-link token bucket.
+    #[arg(long, default_value_t = RateLimit::default().share_ip_burst)]
+    share_ip_rate_burst: u32,
+    /// The relay's public base URL (e.g. https://relay.example), from which
+    /// share links' `location` URLs are made. Default: the request's Host
+    /// header, with https when the relay serves TLS itself (give this flag
+    /// behind a TLS reverse proxy).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<satchel_protocol::relay_url::RelayUrl>,
+    /// Tests only: how long a share link's `location` URL works (ms).
+    #[arg(long, hide = true, default_value_t = Limits::default().share_location_lifetime_ms)]
+    share_location_lifetime_ms: i64,
     /// Largest envelope, bytes.
     #[arg(long, default_value_t = Limits::default().max_envelope_bytes)]
     max_envelope_bytes: usize,
@@ -174,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
             max_batch_envelopes: args.max_batch_envelopes,
             max_batch_bytes: args.max_batch_bytes,
             max_snapshot_bytes: args.max_snapshot_bytes,
+            share_location_lifetime_ms: args.share_location_lifetime_ms,
             ..Limits::default()
         },
         rate: RateLimit {
@@ -181,6 +206,10 @@ async fn main() -> anyhow::Result<()> {
             burst: args.rate_burst,
             auth_per_second: args.auth_rate_per_sec,
             auth_burst: args.auth_rate_burst,
+            share_link_per_second: args.share_link_rate_per_sec,
+            share_link_burst: args.share_link_rate_burst,
+            share_ip_per_second: args.share_ip_rate_per_sec,
+            share_ip_burst: args.share_ip_rate_burst,
         },
         connections: ConnectionLimits {
             header_read_timeout: seconds(args.header_read_timeout, "--header-read-timeout")?,
@@ -199,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
         upstreams: Vec::new(),
         fanout_index: !args.fanout_scan,
         verified_log_cache: args.verified_log_cache,
+        public_url: args.public_url.map(|u| u.to_string()),
     };
     let mut config = config;
     if !args.upstream.is_empty() {

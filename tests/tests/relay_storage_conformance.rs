@@ -13,10 +13,12 @@ mod common;
 
 use std::sync::Arc;
 
-use satchel_protocol::ids::{IdentityId, RecordId};
+use satchel_protocol::ids::{IdentityId, RecordId, ShareLinkHandle};
+use satchel_protocol::wire::share_links::ShareLinkOpenKind;
 use satchel_sync_server::storage::{
-    Actor, AuditAction, AuditEvent, Member, MemberRole, Membership, NewEnvelope, RecordHeadsRow,
-    RegisterOutcome, Rights, SnapshotOutcome, StatementOutcome, Storage, StorageError,
+    Actor, AuditAction, AuditEvent, Member, MemberRole, Membership, NewEnvelope, NewShareLink,
+    RecordHeadsRow, RegisterOutcome, Rights, ShareFile, ShareLinkStorage, ShareOpen,
+    SnapshotOutcome, StatementOutcome, Storage, StorageError,
 };
 
 fn env(n: u8, author: IdentityId) -> NewEnvelope {
@@ -983,6 +985,10 @@ async fn storage_sqlite_upgrades_from_schema_1() {
         .await
         .unwrap();
     assert_eq!(s.audit(rid, 0, 10).await.unwrap().len(), 1);
+    // ...and the share-link tables (migration 6) are there for it.
+    let link = new_share_link(rid, owner);
+    s.create_share_link(link.clone(), 10).await.unwrap();
+    assert_eq!(s.list_share_links(rid).await.unwrap().len(), 1);
     s.close().await;
 }
 
@@ -1056,6 +1062,13 @@ on_every_backend!(
     replica_heads_list_each_records_newest_positions,
     forwarded_audit_events_are_stored_once_tagged_with_their_relay,
     replicated_envelopes_are_not_audited_again,
+    share_links_are_created_once_and_read_back,
+    share_link_files_are_replaced_on_live_links_only,
+    revoking_a_share_link_removes_its_files_and_locations,
+    share_link_attempts_never_go_below_zero_under_concurrency,
+    share_link_opens_are_recorded_in_order,
+    share_link_max_opens_ends_the_link,
+    share_link_locations_expire,
 );
 
 /// A record registered with its owner and `relay` as a replica (one
@@ -1256,4 +1269,409 @@ async fn revocations_are_listed_from_a_time_and_purged(s: Arc<dyn Storage>) {
     );
     s.purge_expired(2_000 + keep).await.unwrap();
     assert!(s.revocations_since(0).await.unwrap().is_empty());
+}
+
+// ----- share links -----
+
+fn share_file(n: u8) -> ShareFile {
+    ShareFile {
+        content_type: "application/fhir+json".into(),
+        jwe: format!("eyJhbGciOiJkaXIifQ..{n}.{n}{n}.{n}"),
+    }
+}
+
+fn new_share_link(record: RecordId, owner: IdentityId) -> NewShareLink {
+    NewShareLink {
+        handle: ShareLinkHandle::random(),
+        record,
+        created_by: owner,
+        expires_at_ms: None,
+        passcode_hash: None,
+        attempts: None,
+        max_opens: None,
+        direct: false,
+        files: vec![share_file(1), share_file(2)],
+    }
+}
+
+async fn share_record(s: &dyn Storage) -> (RecordId, IdentityId) {
+    let rid = RecordId::random();
+    let owner = IdentityId::random();
+    s.register_record(rid, owner, vec![1], 1).await.unwrap();
+    (rid, owner)
+}
+
+fn open(at_ms: i64, recipient: &str, kind: ShareLinkOpenKind) -> ShareOpen {
+    ShareOpen {
+        at_ms,
+        recipient: recipient.into(),
+        kind,
+    }
+}
+
+async fn share_links_are_created_once_and_read_back(s: Arc<dyn Storage>) {
+    let (rid, owner) = share_record(&*s).await;
+    let mut link = new_share_link(rid, owner);
+    link.expires_at_ms = Some(5_000);
+    link.passcode_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+    link.attempts = Some(3);
+    link.max_opens = Some(2);
+    s.create_share_link(link.clone(), 100).await.unwrap();
+    let row = s.share_link(rid, link.handle).await.unwrap().unwrap();
+    assert_eq!(row.handle, link.handle);
+    assert_eq!(row.record, rid);
+    assert_eq!(row.created_by, owner);
+    assert_eq!((row.created_at_ms, row.updated_at_ms), (100, 100));
+    assert_eq!(row.expires_at_ms, Some(5_000));
+    assert_eq!(row.revoked_at_ms, None);
+    assert_eq!(row.passcode_hash, link.passcode_hash);
+    assert_eq!((row.attempts_left, row.opens_left), (Some(3), Some(2)));
+    assert!(!row.direct);
+    assert!(row.live(4_999) && !row.live(5_000));
+    assert_eq!(
+        s.share_link_by_handle(link.handle).await.unwrap(),
+        Some(row)
+    );
+    assert_eq!(
+        s.share_link(RecordId::random(), link.handle).await.unwrap(),
+        None,
+        "another record's link is not this record's"
+    );
+    assert_eq!(
+        s.create_share_link(link.clone(), 200).await,
+        Err(StorageError::Conflict("share link handle in use")),
+        "a handle is used once"
+    );
+    let mut orphan = new_share_link(RecordId::random(), owner);
+    orphan.direct = true;
+    assert_eq!(
+        s.create_share_link(orphan.clone(), 200).await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(s.share_link_by_handle(orphan.handle).await.unwrap(), None);
+    let (listed, _) = s.list_share_links(rid).await.unwrap().remove(0);
+    assert_eq!(listed.handle, link.handle);
+}
+
+async fn share_link_files_are_replaced_on_live_links_only(s: Arc<dyn Storage>) {
+    let (rid, owner) = share_record(&*s).await;
+    let link = new_share_link(rid, owner);
+    s.create_share_link(link.clone(), 100).await.unwrap();
+    s.add_share_link_locations(link.handle, vec![([1; 32], 0)], 10_000)
+        .await
+        .unwrap();
+    s.replace_share_link_files(rid, link.handle, vec![share_file(7)], 150)
+        .await
+        .unwrap();
+    let row = s.share_link(rid, link.handle).await.unwrap().unwrap();
+    assert_eq!(row.updated_at_ms, 150);
+    let files = s
+        .open_share_link(link.handle, open(160, "Dr A", ShareLinkOpenKind::Manifest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(files, vec![share_file(7)]);
+    assert_eq!(
+        s.share_link_location(link.handle, [1; 32], 170)
+            .await
+            .unwrap(),
+        None,
+        "outstanding locations end with the files they named"
+    );
+    assert_eq!(
+        s.replace_share_link_files(RecordId::random(), link.handle, vec![share_file(8)], 170)
+            .await,
+        Err(StorageError::NotFound),
+        "only through its own record"
+    );
+    let mut expiring = new_share_link(rid, owner);
+    expiring.expires_at_ms = Some(200);
+    s.create_share_link(expiring.clone(), 100).await.unwrap();
+    assert_eq!(
+        s.replace_share_link_files(rid, expiring.handle, vec![share_file(8)], 200)
+            .await,
+        Err(StorageError::NotFound),
+        "an expired link takes no files"
+    );
+    s.revoke_share_link(rid, link.handle, 300).await.unwrap();
+    assert_eq!(
+        s.replace_share_link_files(rid, link.handle, vec![share_file(8)], 310)
+            .await,
+        Err(StorageError::NotFound),
+        "a revoked link takes no files"
+    );
+}
+
+async fn revoking_a_share_link_removes_its_files_and_locations(s: Arc<dyn Storage>) {
+    let (rid, owner) = share_record(&*s).await;
+    let link = new_share_link(rid, owner);
+    s.create_share_link(link.clone(), 100).await.unwrap();
+    s.add_share_link_locations(link.handle, vec![([2; 32], 1)], 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.share_link_location(link.handle, [2; 32], 200)
+            .await
+            .unwrap(),
+        Some(share_file(2))
+    );
+    assert_eq!(
+        s.share_link_location(ShareLinkHandle::random(), [2; 32], 200)
+            .await
+            .unwrap(),
+        None,
+        "a token works for its own link only"
+    );
+    assert_eq!(
+        s.revoke_share_link(RecordId::random(), link.handle, 300)
+            .await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(
+        s.revoke_share_link(rid, link.handle, 300).await.unwrap(),
+        300
+    );
+    assert_eq!(
+        s.revoke_share_link(rid, link.handle, 400).await.unwrap(),
+        300,
+        "revoking again changes nothing"
+    );
+    assert_eq!(
+        s.share_link_location(link.handle, [2; 32], 400)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.open_share_link(link.handle, open(400, "Dr A", ShareLinkOpenKind::Manifest))
+            .await
+            .unwrap(),
+        None
+    );
+    let row = s.share_link(rid, link.handle).await.unwrap().unwrap();
+    assert_eq!(row.revoked_at_ms, Some(300));
+    assert!(!row.live(400));
+    assert_eq!(
+        s.revoke_share_link(rid, ShareLinkHandle::random(), 300)
+            .await,
+        Err(StorageError::NotFound)
+    );
+    // Nothing of the files is left: a new link under another handle with
+    // the same index does not see them either.
+    s.add_share_link_locations(link.handle, vec![([3; 32], 0)], 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.share_link_location(link.handle, [3; 32], 500)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn share_link_attempts_never_go_below_zero_under_concurrency(s: Arc<dyn Storage>) {
+    let (rid, owner) = share_record(&*s).await;
+    let mut link = new_share_link(rid, owner);
+    link.passcode_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+    link.attempts = Some(10);
+    s.create_share_link(link.clone(), 100).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = Arc::clone(&s);
+        let handle = link.handle;
+        tasks.push(tokio::spawn(async move {
+            s.reserve_share_link_attempt(handle, 200).await.unwrap()
+        }));
+    }
+    let mut left = Vec::new();
+    for t in tasks {
+        if let Some(n) = t.await.unwrap() {
+            left.push(n);
+        }
+    }
+    left.sort_unstable();
+    assert_eq!(left, (0..10).collect::<Vec<u32>>(), "each count once");
+    let row = s.share_link(rid, link.handle).await.unwrap().unwrap();
+    assert_eq!(row.attempts_left, Some(0));
+    assert!(!row.live(200), "out of attempts: dead");
+    assert_eq!(
+        s.reserve_share_link_attempt(link.handle, 200)
+            .await
+            .unwrap(),
+        None
+    );
+    // A reservation given back (a right passcode) is there again.
+    let mut other = new_share_link(rid, owner);
+    other.passcode_hash = link.passcode_hash.clone();
+    other.attempts = Some(1);
+    s.create_share_link(other.clone(), 100).await.unwrap();
+    assert_eq!(
+        s.reserve_share_link_attempt(other.handle, 200)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    s.release_share_link_attempt(other.handle).await.unwrap();
+    assert_eq!(
+        s.share_link(rid, other.handle)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts_left,
+        Some(1)
+    );
+    // A link without a passcode has no attempts to reserve.
+    let plain = new_share_link(rid, owner);
+    s.create_share_link(plain.clone(), 100).await.unwrap();
+    assert_eq!(
+        s.reserve_share_link_attempt(plain.handle, 200)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn share_link_opens_are_recorded_in_order(s: Arc<dyn Storage>) {
+    let (rid, owner) = share_record(&*s).await;
+    let first = new_share_link(rid, owner);
+    s.create_share_link(first.clone(), 100).await.unwrap();
+    let second = new_share_link(rid, owner);
+    s.create_share_link(second.clone(), 101).await.unwrap();
+    s.record_share_link_open(
+        first.handle,
+        open(200, "Dr Wrong", ShareLinkOpenKind::WrongPasscode),
+    )
+    .await
+    .unwrap();
+    let files = s
+        .open_share_link(first.handle, open(300, "Dr A", ShareLinkOpenKind::Manifest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(files, vec![share_file(1), share_file(2)], "files in order");
+    s.open_share_link(
+        second.handle,
+        open(250, "Nurse B", ShareLinkOpenKind::Direct),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    s.open_share_link(first.handle, open(400, "Dr C", ShareLinkOpenKind::Manifest))
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = s.list_share_links(rid).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|(l, _)| l.handle).collect::<Vec<_>>(),
+        vec![first.handle, second.handle],
+        "links oldest first"
+    );
+    assert_eq!(
+        listed[0].1,
+        vec![
+            open(200, "Dr Wrong", ShareLinkOpenKind::WrongPasscode),
+            open(300, "Dr A", ShareLinkOpenKind::Manifest),
+            open(400, "Dr C", ShareLinkOpenKind::Manifest),
+        ]
+    );
+    assert_eq!(
+        listed[1].1,
+        vec![open(250, "Nurse B", ShareLinkOpenKind::Direct)]
+    );
+    assert!(s
+        .list_share_links(RecordId::random())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn share_link_max_opens_ends_the_link(s: Arc<dyn Storage>) {
+    let (rid, owner) = share_record(&*s).await;
+    let mut link = new_share_link(rid, owner);
+    link.max_opens = Some(2);
+    s.create_share_link(link.clone(), 100).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = Arc::clone(&s);
+        let handle = link.handle;
+        tasks.push(tokio::spawn(async move {
+            s.open_share_link(handle, open(200 + i, "Dr A", ShareLinkOpenKind::Manifest))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut served = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 2, "exactly max_opens opens are served");
+    let (row, opens) = s.list_share_links(rid).await.unwrap().remove(0);
+    assert_eq!(row.opens_left, Some(0));
+    assert!(!row.live(300));
+    assert_eq!(opens.len(), 2, "refused opens are not recorded");
+    // Locations handed out by the last open still work.
+    s.add_share_link_locations(link.handle, vec![([4; 32], 0)], 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.share_link_location(link.handle, [4; 32], 300)
+            .await
+            .unwrap(),
+        Some(share_file(1))
+    );
+}
+
+async fn share_link_locations_expire(s: Arc<dyn Storage>) {
+    let (rid, owner) = share_record(&*s).await;
+    let link = new_share_link(rid, owner);
+    s.create_share_link(link.clone(), 100).await.unwrap();
+    s.add_share_link_locations(link.handle, vec![([5; 32], 1), ([6; 32], 0)], 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.share_link_location(link.handle, [5; 32], 999)
+            .await
+            .unwrap(),
+        Some(share_file(2))
+    );
+    assert_eq!(
+        s.share_link_location(link.handle, [6; 32], 999)
+            .await
+            .unwrap(),
+        Some(share_file(1))
+    );
+    assert_eq!(
+        s.share_link_location(link.handle, [5; 32], 1_000)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert!(s.purge_expired(1_000).await.unwrap() >= 2);
+    assert_eq!(
+        s.share_link_location(link.handle, [6; 32], 500)
+            .await
+            .unwrap(),
+        None,
+        "purged"
+    );
+    // A link that expires takes its locations with it.
+    let mut expiring = new_share_link(rid, owner);
+    expiring.expires_at_ms = Some(2_000);
+    s.create_share_link(expiring.clone(), 100).await.unwrap();
+    s.add_share_link_locations(expiring.handle, vec![([7; 32], 0)], 10_000)
+        .await
+        .unwrap();
+    assert!(s
+        .share_link_location(expiring.handle, [7; 32], 1_999)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .share_link_location(expiring.handle, [7; 32], 2_000)
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -86,6 +86,33 @@ pub fn document() -> OpenApi {
         json::<ForwardAuditResponse>(),
         vec![],
     );
+    doc.add::<share_links::ListShareLinks>(None, json::<share_links::ShareLinksResponse>(), vec![]);
+    doc.add::<share_links::CreateShareLink>(
+        doc_body::<share_links::CreateShareLinkRequest>(),
+        json::<share_links::ShareLinkCreated>(),
+        vec![],
+    );
+    doc.add::<share_links::ReplaceShareLinkFiles>(
+        doc_body::<share_links::ReplaceShareLinkFilesRequest>(),
+        json::<share_links::ShareLinkChanged>(),
+        vec![],
+    );
+    doc.add::<share_links::RevokeShareLink>(None, json::<share_links::ShareLinkChanged>(), vec![]);
+    doc.add::<share_links::Manifest>(
+        doc_body::<share_links::ManifestRequest>(),
+        json::<share_links::ManifestResponse>(),
+        vec![],
+    );
+    // application/jose and HTML/script/style answers: not JSON, not described.
+    doc.add::<share_links::DirectFile>(
+        None,
+        Success::Nothing,
+        query::<share_links::RecipientQuery>(),
+    );
+    doc.add::<share_links::FileAtLocation>(None, Success::Nothing, vec![]);
+    doc.add::<share_links::ViewerPage>(None, Success::Nothing, vec![]);
+    doc.add::<share_links::ViewerScript>(None, Success::Nothing, vec![]);
+    doc.add::<share_links::ViewerStyle>(None, Success::Nothing, vec![]);
     doc.add::<Ready>(None, json::<ReadyResponse>(), vec![]);
     doc.add::<OpenApiDocument>(None, Success::Nothing, vec![]);
     doc.add::<Metrics>(None, Success::Nothing, vec![]);
@@ -254,6 +281,18 @@ fn path_parameter(name: &str) -> Parameter {
     let (schema, description) = match name {
         "rid" => (hex_string(32, None), "record id"),
         "link_id" => (hex_string(32, None), "link id"),
+        "handle" => (
+            hex_string(64, None),
+            "share link handle (SHA-256 of the link's id)",
+        ),
+        "shl_id" => (
+            base64url_string(43),
+            "share link id (32 bytes, unpadded base64url)",
+        ),
+        "token" => (
+            base64url_string(43),
+            "location token (from a manifest answer)",
+        ),
         _ => (
             ObjectBuilder::new()
                 .schema_type(Type::String)
@@ -277,6 +316,13 @@ fn hex_string(chars: usize, description: Option<&str>) -> utoipa::openapi::schem
         .schema_type(Type::String)
         .pattern(Some(format!("^[0-9a-f]{{{chars}}}$")))
         .description(description)
+        .build()
+}
+
+fn base64url_string(chars: usize) -> utoipa::openapi::schema::Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^[A-Za-z0-9_-]{{{chars}}}$")))
         .build()
 }
 

@@ -23,7 +23,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ring::rand::SecureRandom;
 use satchel_protocol::crypto::verify_signature;
-use satchel_protocol::ids::IdentityId;
+use satchel_protocol::ids::{IdentityId, ShareLinkHandle};
 use satchel_protocol::wire::auth::signing_message;
 use satchel_protocol::wire::{
     ChallengeRequest, ChallengeResponse, RevokeSessionsRequest, RevokeSessionsResponse,
@@ -309,6 +309,10 @@ impl TokenCache {
 pub struct Limiters {
     by_identity: Option<DefaultKeyedRateLimiter<IdentityId>>,
     by_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Public share-link routes, per link.
+    by_share_link: Option<DefaultKeyedRateLimiter<ShareLinkHandle>>,
+    /// Public share-link routes, per client address.
+    by_share_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl Limiters {
@@ -322,6 +326,10 @@ impl Limiters {
         Limiters {
             by_identity: quota(rate.per_second, rate.burst).map(RateLimiter::keyed),
             by_ip: quota(rate.auth_per_second, rate.auth_burst).map(RateLimiter::keyed),
+            by_share_link: quota(rate.share_link_per_second, rate.share_link_burst)
+                .map(RateLimiter::keyed),
+            by_share_ip: quota(rate.share_ip_per_second, rate.share_ip_burst)
+                .map(RateLimiter::keyed),
         }
     }
 
@@ -352,8 +360,35 @@ impl Limiters {
         }
     }
 
+    /// Take one token from the link's bucket (public share-link routes).
+    pub fn check_share_link(&self, handle: &ShareLinkHandle, state: &AppState) -> ApiResult<()> {
+        match &self.by_share_link {
+            Some(l) => l
+                .check_key(handle)
+                .map_err(|n| Self::refuse(state, n.wait_time_from(DefaultClock::default().now()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Take one token from the client's bucket for the public share-link
+    /// routes.
+    pub fn check_share_ip(&self, ip: IpAddr, state: &AppState) -> ApiResult<()> {
+        match &self.by_share_ip {
+            Some(l) => l
+                .check_key(&ip)
+                .map_err(|n| Self::refuse(state, n.wait_time_from(DefaultClock::default().now()))),
+            None => Ok(()),
+        }
+    }
+
     /// Forget idle buckets.
     pub fn prune(&self) {
+        if let Some(l) = &self.by_share_link {
+            l.retain_recent();
+        }
+        if let Some(l) = &self.by_share_ip {
+            l.retain_recent();
+        }
         if let Some(l) = &self.by_identity {
             l.retain_recent();
         }

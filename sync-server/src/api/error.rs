@@ -16,6 +16,12 @@ pub enum ApiError {
     BadRequest(String),
     /// 401: missing, unknown or expired token; failed authentication.
     Unauthenticated(&'static str),
+    /// 401: a share link's passcode was missing or wrong; so many wrong
+    /// passcodes the link still survives.
+    WrongPasscode {
+        /// The link's wrong-passcode budget left.
+        remaining_attempts: u32,
+    },
     /// 403: authenticated but not allowed.
     Forbidden(&'static str),
     /// 403 `record_moved`: the record's access log retires this relay (the
@@ -57,7 +63,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated(_) | ApiError::WrongPasscode { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden(_) | ApiError::Moved(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -75,6 +83,13 @@ impl ApiError {
         match self {
             ApiError::BadRequest(m) => ErrorBody::new("bad_request", m.as_str()),
             ApiError::Unauthenticated(m) => ErrorBody::new("unauthenticated", *m),
+            ApiError::WrongPasscode { remaining_attempts } => ErrorBody {
+                remaining_attempts: Some(*remaining_attempts),
+                ..ErrorBody::new(
+                    "unauthenticated",
+                    "a passcode is needed, and the one given (if any) is not it",
+                )
+            },
             ApiError::Forbidden(m) => ErrorBody::new("forbidden", *m),
             ApiError::Moved(m) => ErrorBody::new("record_moved", m.as_str()),
             ApiError::NotFound(m) => ErrorBody::new("not_found", *m),

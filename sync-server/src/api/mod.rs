@@ -13,6 +13,9 @@
 //! - [`replication`]: this relay's identity card, and for a calling replica
 //!   relay: the records that name it, their heads, their envelopes in
 //!   batches, and the audit events it forwards.
+//! - [`share_links`]: SMART Health Links hosted blind: the owners' routes,
+//!   the public manifest / file routes (CORS from any origin, rate-limited
+//!   per link and per client address) and the viewer's static files.
 //! - [`ops`]: health, metrics, the OpenAPI document (generated from
 //!   `satchel_protocol::wire`, where every route's method, path and bodies
 //!   are defined).
@@ -34,6 +37,7 @@ pub mod metrics;
 pub mod ops;
 pub mod records;
 pub mod replication;
+pub mod share_links;
 pub mod subscribe;
 pub mod verify;
 
@@ -50,6 +54,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use satchel_protocol::ids::IdentityId;
+use satchel_protocol::wire::share_links::{
+    CreateShareLink, DirectFile, FileAtLocation, ListShareLinks as ShareLinks, Manifest,
+    ReplaceShareLinkFiles, RevokeShareLink, ViewerPage, ViewerScript, ViewerStyle,
+};
 use satchel_protocol::wire::{self, Endpoint, ErrorBody};
 use tokio::sync::watch;
 
@@ -86,6 +94,9 @@ pub struct Shared {
     /// Set when this relay replicates with upstream relays: when it last
     /// reached them, per record (told to devices in the feed).
     pub upstream_contact: OnceLock<Arc<crate::replication::contact::UpstreamContact>>,
+    /// How share links' `location` URLs name this relay (unset: from the
+    /// `Host` header over plain HTTP).
+    pub public_base: OnceLock<share_links::PublicBase>,
 }
 
 impl Deref for AppState {
@@ -117,6 +128,7 @@ impl AppState {
             revoked: tokio::sync::broadcast::channel(REVOKED_CHANNEL_CAPACITY).0,
             fanout: Arc::new(fanout::Fanout::new(fanout_index)),
             upstream_contact: OnceLock::new(),
+            public_base: OnceLock::new(),
         }))
     }
 
@@ -206,6 +218,16 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         route::<wire::ReplicaHeads, _, _>(replication::replica_heads),
         route::<wire::ReplicaPull, _, _>(replication::replica_pull),
         route::<wire::ForwardAudit, _, _>(replication::forward_audit),
+        route::<ShareLinks, _, _>(share_links::list),
+        route::<CreateShareLink, _, _>(share_links::create),
+        route::<ReplaceShareLinkFiles, _, _>(share_links::replace_files),
+        route::<RevokeShareLink, _, _>(share_links::revoke),
+        route::<Manifest, _, _>(share_links::manifest),
+        route::<DirectFile, _, _>(share_links::direct_file),
+        route::<FileAtLocation, _, _>(share_links::file_at_location),
+        route::<ViewerPage, _, _>(share_links::viewer_page),
+        route::<ViewerScript, _, _>(share_links::viewer_script),
+        route::<ViewerStyle, _, _>(share_links::viewer_style),
         route::<wire::Ready, _, _>(ops::ready),
         route::<wire::OpenApiDocument, _, _>(ops::openapi),
         route::<wire::Metrics, _, _>(ops::metrics),
@@ -226,24 +248,50 @@ pub fn router(state: AppState) -> Router {
     }
     let mut router = Router::new();
     for (path, handler) in by_path {
+        let handler = if PUBLIC_CORS_PATHS.contains(&path) {
+            // Any origin may read a link it holds (the link is the
+            // capability). An explicit fallback first, so the preflight
+            // (OPTIONS) reaches the CORS layer, which answers it.
+            handler
+                .fallback(method_not_allowed)
+                .layer(share_link_cors())
+        } else {
+            handler
+        };
         router = router.route(path, handler);
     }
     router
         .fallback(|| async { ApiError::NotFound("no such route") })
-        .method_not_allowed_fallback(|| async {
-            (
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                axum::Json(ErrorBody::new(
-                    "method_not_allowed",
-                    "method not allowed on this route",
-                )),
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_layer,
         ))
         .with_state(state)
+}
+
+/// The public share-link routes, which answer any origin.
+const PUBLIC_CORS_PATHS: [&str; 2] = [Manifest::PATH, FileAtLocation::PATH];
+
+/// CORS for the public share-link routes: any origin, `GET`, `POST`,
+/// `OPTIONS`, the `content-type` header; no credentials.
+fn share_link_cors() -> tower_http::cors::CorsLayer {
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(ErrorBody::new(
+            "method_not_allowed",
+            "method not allowed on this route",
+        )),
+    )
+        .into_response()
 }
 
 /// Global body limit (by `Content-Length`; handlers enforce their own

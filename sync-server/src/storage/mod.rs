@@ -6,7 +6,9 @@
 //! from it, an audit trail of pulls and pushes (ids, sections and counts
 //! only), the envelope log with a
 //! relay-wide sequence number, one compaction snapshot per section, and the
-//! invite/link mailboxes. Every value it stores is either public (ids, cards,
+//! invite/link mailboxes, and the SMART Health Links hosted blind
+//! ([`share_links`]: their encrypted files, passcode hashes, counters and
+//! who opened them). Every value it stores is either public (ids, cards,
 //! signatures) or ciphertext; error messages never carry stored values.
 //!
 //! - [`sqlite`]: embedded, zero set-up. One writer thread owns the write
@@ -32,7 +34,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::broadcast;
 
 pub mod postgres;
+pub mod share_links;
 pub mod sqlite;
+
+pub use share_links::{NewShareLink, ShareFile, ShareLinkRow, ShareLinkStorage, ShareOpen};
 
 /// A relay sequence number (positive, increasing across the whole relay).
 pub type Seq = i64;
@@ -367,7 +372,7 @@ pub struct Link {
 /// Storage>`), never block the async runtime, and make every write durable
 /// before returning.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: ShareLinkStorage + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn kind(&self) -> &'static str;
 
@@ -580,7 +585,8 @@ pub trait Storage: Send + Sync + 'static {
     /// An unexpired link.
     async fn get_link(&self, link_id: &str, now_ms: i64) -> Result<Option<Link>>;
 
-    /// Delete expired links, tokens and challenges; returns how many rows.
+    /// Delete expired links, tokens, challenges and share-link `location`
+    /// tokens; returns how many rows.
     async fn purge_expired(&self, now_ms: i64) -> Result<u64>;
 
     // ----- notifications and lifecycle -----

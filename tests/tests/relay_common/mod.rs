@@ -312,3 +312,65 @@ pub fn pg_unreachable(test: &str) {
     }
     eprintln!("{test}: SKIPPED: PostgreSQL unreachable (set CI to make this a failure)");
 }
+
+/// Make `member` a member of `rid` with `role` on `sections`, as the
+/// record's first access statement (signed and posted by `owner`; the log
+/// must still be empty). A reader or writer grant carries a (test) section
+/// key wrapped to the member for each section.
+pub async fn grant_first(
+    c: &reqwest::Client,
+    s: &TestServer,
+    owner: &Device,
+    rid: RecordId,
+    member: &Device,
+    role: satchel_protocol::sharing::GrantRole,
+    sections: &[&str],
+) {
+    use satchel_protocol::sharing::{
+        key_wrap_aad, AccessChange, AccessStatement, GrantRole, KeyWrap,
+    };
+    let card = member.identity.card().clone();
+    let keys = if role == GrantRole::Manager {
+        vec![]
+    } else {
+        sections
+            .iter()
+            .map(|sec| KeyWrap {
+                section: (*sec).into(),
+                epoch: 0,
+                to: card.id(),
+                key: satchel_protocol::crypto::wrap_key(
+                    &card,
+                    &[7u8; 32],
+                    &key_wrap_aad(&rid, sec, 0, &card.id()),
+                )
+                .unwrap(),
+            })
+            .collect()
+    };
+    let signed = AccessStatement {
+        record_id: rid,
+        by: owner.identity.id(),
+        at_ms: satchel_sync_server::storage::now_ms(),
+        prev: [0; 32],
+        change: AccessChange::Grant {
+            grantee: card,
+            role,
+            sections: sections.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at_ms: None,
+            label: "test grantee".into(),
+            keys,
+            rotations: vec![],
+        },
+    }
+    .sign(&owner.identity)
+    .unwrap();
+    let resp = c
+        .post(s.url(&format!("/v1/records/{rid}/access")))
+        .bearer_auth(&owner.token)
+        .json(&json!({"statement": b64(&signed.statement), "signature": b64(&signed.signature)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+}

@@ -28,6 +28,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
+mod share_links;
+
 use super::{
     change_of, fold_heads, push_events, sections_from_db, sections_to_db, Actor, Appended,
     AuditAction, AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
@@ -42,6 +44,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("migrations/0003_sessions.sql")),
     (4, include_str!("migrations/0004_replication.sql")),
     (5, include_str!("migrations/0005_federated_audit.sql")),
+    (6, include_str!("migrations/0006_share_links.sql")),
 ];
 
 /// Advisory lock class for migrations (first key of the two-int form).
@@ -1321,7 +1324,13 @@ impl Storage for PostgresStorage {
     async fn purge_expired(&self, now_ms: i64) -> Result<u64> {
         let client = self.client().await?;
         let mut n = 0;
-        for table in ["links", "tokens", "challenges", "session_revocations"] {
+        for table in [
+            "links",
+            "tokens",
+            "challenges",
+            "session_revocations",
+            "share_link_locations",
+        ] {
             n += client
                 .execute(
                     &format!("DELETE FROM {table} WHERE expires_at_ms <= $1"),
@@ -1329,6 +1338,12 @@ impl Storage for PostgresStorage {
                 )
                 .await?;
         }
+        n += client
+            .execute(
+                &crate::storage::share_links::PURGE_DEAD_FILES.replace("?1", "$1"),
+                &[&now_ms],
+            )
+            .await?;
         Ok(n)
     }
 

@@ -12,6 +12,7 @@
 //!
 //! The SQL itself lives in [`sql`]; migrations in `migrations/NNNN_*.sql`.
 
+mod share_links;
 mod sql;
 mod writer;
 

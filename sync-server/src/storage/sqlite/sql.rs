@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_sessions.sql")),
     (4, include_str!("migrations/0004_replication.sql")),
     (5, include_str!("migrations/0005_federated_audit.sql")),
+    (6, include_str!("migrations/0006_share_links.sql")),
 ];
 
 /// The newest migration this relay knows.
@@ -904,5 +905,10 @@ pub(super) fn purge_expired(c: &Connection, now: i64) -> Result<u64> {
         "DELETE FROM session_revocations WHERE expires_at_ms <= ?1",
         params![now],
     )?;
+    n += c.execute(
+        "DELETE FROM share_link_locations WHERE expires_at_ms <= ?1",
+        params![now],
+    )?;
+    n += c.execute(crate::storage::share_links::PURGE_DEAD_FILES, params![now])?;
     Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
