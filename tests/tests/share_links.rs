@@ -69,6 +69,13 @@ fn payload_json(shlink: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(b64).expect("base64url")).unwrap()
 }
 
+/// An HTTP client; reqwest brings no crypto provider of its own (the core
+/// brings ring), so install it first.
+fn http() -> reqwest::Client {
+    satchel_core::sync::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,7 +86,7 @@ fn rt() -> tokio::runtime::Runtime {
 /// POST the manifest as a recipient: (status, body).
 fn manifest(url: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
     rt().block_on(async {
-        let resp = reqwest::Client::new()
+        let resp = http()
             .post(url)
             .header("origin", "https://viewer.example.org")
             .json(&body)
@@ -99,7 +106,7 @@ fn manifest(url: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) 
 
 fn get(url: &str) -> (u16, String, String) {
     rt().block_on(async {
-        let resp = reqwest::Client::new().get(url).send().await.unwrap();
+        let resp = http().get(url).send().await.unwrap();
         let status = resp.status().as_u16();
         let ct = resp
             .headers()

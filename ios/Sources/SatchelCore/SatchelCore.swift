@@ -1425,6 +1425,45 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
      */
     func sync(relayUrl: String) async throws  -> SyncReport
     
+    /**
+     * Owner or manager: make a SMART Health Link hosted at `relay_url`.
+     */
+    func createShareLink(relayUrl: String, request: ShareLinkRequest) async throws  -> ShareLinkInfo
+    
+    /**
+     * The emergency card in force, if one was issued on this device (for
+     * the lock-screen widget).
+     */
+    func emergencyCard() throws  -> ShareLinkInfo?
+    
+    /**
+     * Issue the emergency card (revoking the one issued before): a live,
+     * passcode-free link for a wallet card or a lock-screen widget.
+     */
+    func issueEmergencyCard(relayUrl: String, parts: EmergencyCardParts) async throws  -> ShareLinkInfo
+    
+    /**
+     * Revoke the emergency card at `relay_url`. Returns whether one was
+     * in force.
+     */
+    func revokeEmergencyCard(relayUrl: String) async throws  -> Bool
+    
+    /**
+     * Revoke the link `id` (its short id): it stops working at once.
+     */
+    func revokeShareLink(id: String) async throws 
+    
+    /**
+     * Every request the relay at `relay_url` recorded for the record's
+     * links, oldest first (for the audit screen).
+     */
+    func shareLinkOpens(relayUrl: String) async throws  -> [ShareLinkOpenInfo]
+    
+    /**
+     * The links made on this device, oldest first (revoked ones too).
+     */
+    func shareLinks() throws  -> [ShareLinkInfo]
+    
 }
 /**
  * One opened record.
@@ -2134,6 +2173,129 @@ open func sync(relayUrl: String)async throws  -> SyncReport  {
             liftFunc: FfiConverterTypeSyncReport_lift,
             errorHandler: FfiConverterTypeSatchelError_lift
         )
+}
+    
+    /**
+     * Owner or manager: make a SMART Health Link hosted at `relay_url`.
+     */
+open func createShareLink(relayUrl: String, request: ShareLinkRequest)async throws  -> ShareLinkInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_create_share_link(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(relayUrl),FfiConverterTypeShareLinkRequest_lower(request)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeShareLinkInfo_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * The emergency card in force, if one was issued on this device (for
+     * the lock-screen widget).
+     */
+open func emergencyCard()throws  -> ShareLinkInfo?  {
+    return try  FfiConverterOptionTypeShareLinkInfo.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_emergency_card(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Issue the emergency card (revoking the one issued before): a live,
+     * passcode-free link for a wallet card or a lock-screen widget.
+     */
+open func issueEmergencyCard(relayUrl: String, parts: EmergencyCardParts)async throws  -> ShareLinkInfo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_issue_emergency_card(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(relayUrl),FfiConverterTypeEmergencyCardParts_lower(parts)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeShareLinkInfo_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * Revoke the emergency card at `relay_url`. Returns whether one was
+     * in force.
+     */
+open func revokeEmergencyCard(relayUrl: String)async throws  -> Bool  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_revoke_emergency_card(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(relayUrl)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_i8,
+            completeFunc: ffi_satchel_core_rust_future_complete_i8,
+            freeFunc: ffi_satchel_core_rust_future_free_i8,
+            liftFunc: FfiConverterBool.lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * Revoke the link `id` (its short id): it stops working at once.
+     */
+open func revokeShareLink(id: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_revoke_share_link(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_void,
+            completeFunc: ffi_satchel_core_rust_future_complete_void,
+            freeFunc: ffi_satchel_core_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * Every request the relay at `relay_url` recorded for the record's
+     * links, oldest first (for the audit screen).
+     */
+open func shareLinkOpens(relayUrl: String)async throws  -> [ShareLinkOpenInfo]  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_share_link_opens(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(relayUrl)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceTypeShareLinkOpenInfo.lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * The links made on this device, oldest first (revoked ones too).
+     */
+open func shareLinks()throws  -> [ShareLinkInfo]  {
+    return try  FfiConverterSequenceTypeShareLinkInfo.lift(try rustCallWithError(FfiConverterTypeSatchelError_lift) {
+        uniffiCallStatus in
+    uniffi_satchel_core_fn_method_healthrecord_share_links(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
 
@@ -3576,6 +3738,75 @@ public func FfiConverterTypeDirectSyncReport_lower(_ value: DirectSyncReport) ->
 
 
 /**
+ * What an emergency card shows.
+ */
+public struct EmergencyCardParts: Equatable, Hashable {
+    public let allergies: Bool
+    public let medications: Bool
+    public let conditions: Bool
+    public let bloodGroup: Bool
+    public let contact: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(allergies: Bool, medications: Bool, conditions: Bool, bloodGroup: Bool, contact: Bool) {
+        self.allergies = allergies
+        self.medications = medications
+        self.conditions = conditions
+        self.bloodGroup = bloodGroup
+        self.contact = contact
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension EmergencyCardParts: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEmergencyCardParts: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EmergencyCardParts {
+        return
+            try EmergencyCardParts(
+                allergies: FfiConverterBool.read(from: &buf), 
+                medications: FfiConverterBool.read(from: &buf), 
+                conditions: FfiConverterBool.read(from: &buf), 
+                bloodGroup: FfiConverterBool.read(from: &buf), 
+                contact: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: EmergencyCardParts, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.allergies, into: &buf)
+        FfiConverterBool.write(value.medications, into: &buf)
+        FfiConverterBool.write(value.conditions, into: &buf)
+        FfiConverterBool.write(value.bloodGroup, into: &buf)
+        FfiConverterBool.write(value.contact, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmergencyCardParts_lift(_ buf: RustBuffer) throws -> EmergencyCardParts {
+    return try FfiConverterTypeEmergencyCardParts.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmergencyCardParts_lower(_ value: EmergencyCardParts) -> RustBuffer {
+    return FfiConverterTypeEmergencyCardParts.lower(value)
+}
+
+
+/**
  * An entry of the record with its current version.
  */
 public struct EntryInfo: Equatable, Hashable {
@@ -4524,6 +4755,317 @@ public func FfiConverterTypeSectionCount_lift(_ buf: RustBuffer) throws -> Secti
 #endif
 public func FfiConverterTypeSectionCount_lower(_ value: SectionCount) -> RustBuffer {
     return FfiConverterTypeSectionCount.lower(value)
+}
+
+
+/**
+ * A link made on this device.
+ */
+public struct ShareLinkInfo: Equatable, Hashable {
+    /**
+     * Short id (`satchel share-link list`): what revoke takes.
+     */
+    public let id: String
+    public let label: String?
+    /**
+     * `IPS`, section names, or `emergency card: ...`.
+     */
+    public let shows: String
+    public let createdAtMs: Int64
+    public let expiresAtMs: Int64?
+    public let revokedAtMs: Int64?
+    public let live: Bool
+    public let passcode: Bool
+    public let emergencyCard: Bool
+    /**
+     * The bare `shlink:/...` (holds the key).
+     */
+    public let shlink: String
+    /**
+     * The relay's viewer with the link in the fragment (holds the key):
+     * what the QR code encodes.
+     */
+    public let viewerUrl: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Short id (`satchel share-link list`): what revoke takes.
+         */id: String, label: String?, 
+        /**
+         * `IPS`, section names, or `emergency card: ...`.
+         */shows: String, createdAtMs: Int64, expiresAtMs: Int64?, revokedAtMs: Int64?, live: Bool, passcode: Bool, emergencyCard: Bool, 
+        /**
+         * The bare `shlink:/...` (holds the key).
+         */shlink: String, 
+        /**
+         * The relay's viewer with the link in the fragment (holds the key):
+         * what the QR code encodes.
+         */viewerUrl: String) {
+        self.id = id
+        self.label = label
+        self.shows = shows
+        self.createdAtMs = createdAtMs
+        self.expiresAtMs = expiresAtMs
+        self.revokedAtMs = revokedAtMs
+        self.live = live
+        self.passcode = passcode
+        self.emergencyCard = emergencyCard
+        self.shlink = shlink
+        self.viewerUrl = viewerUrl
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ShareLinkInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeShareLinkInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ShareLinkInfo {
+        return
+            try ShareLinkInfo(
+                id: FfiConverterString.read(from: &buf), 
+                label: FfiConverterOptionString.read(from: &buf), 
+                shows: FfiConverterString.read(from: &buf), 
+                createdAtMs: FfiConverterInt64.read(from: &buf), 
+                expiresAtMs: FfiConverterOptionInt64.read(from: &buf), 
+                revokedAtMs: FfiConverterOptionInt64.read(from: &buf), 
+                live: FfiConverterBool.read(from: &buf), 
+                passcode: FfiConverterBool.read(from: &buf), 
+                emergencyCard: FfiConverterBool.read(from: &buf), 
+                shlink: FfiConverterString.read(from: &buf), 
+                viewerUrl: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ShareLinkInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterOptionString.write(value.label, into: &buf)
+        FfiConverterString.write(value.shows, into: &buf)
+        FfiConverterInt64.write(value.createdAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.expiresAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.revokedAtMs, into: &buf)
+        FfiConverterBool.write(value.live, into: &buf)
+        FfiConverterBool.write(value.passcode, into: &buf)
+        FfiConverterBool.write(value.emergencyCard, into: &buf)
+        FfiConverterString.write(value.shlink, into: &buf)
+        FfiConverterString.write(value.viewerUrl, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShareLinkInfo_lift(_ buf: RustBuffer) throws -> ShareLinkInfo {
+    return try FfiConverterTypeShareLinkInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShareLinkInfo_lower(_ value: ShareLinkInfo) -> RustBuffer {
+    return FfiConverterTypeShareLinkInfo.lower(value)
+}
+
+
+/**
+ * One request for a link's files, as the relay recorded it.
+ */
+public struct ShareLinkOpenInfo: Equatable, Hashable {
+    /**
+     * The link's short id.
+     */
+    public let link: String
+    public let atMs: Int64
+    /**
+     * `share link LABEL (RECIPIENT)`.
+     */
+    public let who: String
+    /**
+     * `viewed` or `wrong passcode`.
+     */
+    public let action: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The link's short id.
+         */link: String, atMs: Int64, 
+        /**
+         * `share link LABEL (RECIPIENT)`.
+         */who: String, 
+        /**
+         * `viewed` or `wrong passcode`.
+         */action: String) {
+        self.link = link
+        self.atMs = atMs
+        self.who = who
+        self.action = action
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ShareLinkOpenInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeShareLinkOpenInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ShareLinkOpenInfo {
+        return
+            try ShareLinkOpenInfo(
+                link: FfiConverterString.read(from: &buf), 
+                atMs: FfiConverterInt64.read(from: &buf), 
+                who: FfiConverterString.read(from: &buf), 
+                action: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ShareLinkOpenInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.link, into: &buf)
+        FfiConverterInt64.write(value.atMs, into: &buf)
+        FfiConverterString.write(value.who, into: &buf)
+        FfiConverterString.write(value.action, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShareLinkOpenInfo_lift(_ buf: RustBuffer) throws -> ShareLinkOpenInfo {
+    return try FfiConverterTypeShareLinkOpenInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShareLinkOpenInfo_lower(_ value: ShareLinkOpenInfo) -> RustBuffer {
+    return FfiConverterTypeShareLinkOpenInfo.lower(value)
+}
+
+
+/**
+ * What a new link shows and how it may be opened.
+ */
+public struct ShareLinkRequest: Equatable, Hashable {
+    /**
+     * Section names; `None`: the International Patient Summary.
+     */
+    public let sections: [String]?
+    /**
+     * Unix ms after which it stops working; `None`: until revoked.
+     */
+    public let expiresAtMs: Int64?
+    /**
+     * A passcode the recipient must type (tell it to them separately).
+     */
+    public let passcode: String?
+    /**
+     * Shown to the recipient before opening (at most 80 characters).
+     */
+    public let label: String?
+    /**
+     * The files follow the record at every sync.
+     */
+    public let live: Bool
+    /**
+     * Works for one successful open only.
+     */
+    public let once: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Section names; `None`: the International Patient Summary.
+         */sections: [String]?, 
+        /**
+         * Unix ms after which it stops working; `None`: until revoked.
+         */expiresAtMs: Int64?, 
+        /**
+         * A passcode the recipient must type (tell it to them separately).
+         */passcode: String?, 
+        /**
+         * Shown to the recipient before opening (at most 80 characters).
+         */label: String?, 
+        /**
+         * The files follow the record at every sync.
+         */live: Bool, 
+        /**
+         * Works for one successful open only.
+         */once: Bool) {
+        self.sections = sections
+        self.expiresAtMs = expiresAtMs
+        self.passcode = passcode
+        self.label = label
+        self.live = live
+        self.once = once
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ShareLinkRequest: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeShareLinkRequest: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ShareLinkRequest {
+        return
+            try ShareLinkRequest(
+                sections: FfiConverterOptionSequenceString.read(from: &buf), 
+                expiresAtMs: FfiConverterOptionInt64.read(from: &buf), 
+                passcode: FfiConverterOptionString.read(from: &buf), 
+                label: FfiConverterOptionString.read(from: &buf), 
+                live: FfiConverterBool.read(from: &buf), 
+                once: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ShareLinkRequest, into buf: inout [UInt8]) {
+        FfiConverterOptionSequenceString.write(value.sections, into: &buf)
+        FfiConverterOptionInt64.write(value.expiresAtMs, into: &buf)
+        FfiConverterOptionString.write(value.passcode, into: &buf)
+        FfiConverterOptionString.write(value.label, into: &buf)
+        FfiConverterBool.write(value.live, into: &buf)
+        FfiConverterBool.write(value.once, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShareLinkRequest_lift(_ buf: RustBuffer) throws -> ShareLinkRequest {
+    return try FfiConverterTypeShareLinkRequest.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShareLinkRequest_lower(_ value: ShareLinkRequest) -> RustBuffer {
+    return FfiConverterTypeShareLinkRequest.lower(value)
 }
 
 
@@ -5540,6 +6082,30 @@ fileprivate struct FfiConverterOptionTypeIdentityInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeShareLinkInfo: FfiConverterRustBuffer {
+    typealias SwiftType = ShareLinkInfo?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeShareLinkInfo.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeShareLinkInfo.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeAccessRole: FfiConverterRustBuffer {
     typealias SwiftType = AccessRole?
 
@@ -5805,6 +6371,56 @@ fileprivate struct FfiConverterSequenceTypeSectionCount: FfiConverterRustBuffer 
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeSectionCount.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeShareLinkInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [ShareLinkInfo]
+
+    public static func write(_ value: [ShareLinkInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeShareLinkInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ShareLinkInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ShareLinkInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeShareLinkInfo.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeShareLinkOpenInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [ShareLinkOpenInfo]
+
+    public static func write(_ value: [ShareLinkOpenInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeShareLinkOpenInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ShareLinkOpenInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ShareLinkOpenInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeShareLinkOpenInfo.read(from: &buf))
         }
         return seq
     }
@@ -6142,6 +6758,27 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_sync() != 45237) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_create_share_link() != 34013) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_emergency_card() != 7017) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_issue_emergency_card() != 2024) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_revoke_emergency_card() != 8301) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_revoke_share_link() != 51769) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_share_link_opens() != 31456) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_share_links() != 58279) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_changelistener_on_change() != 28908) {

@@ -896,6 +896,20 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_sync(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_create_share_link(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_emergency_card(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_issue_emergency_card(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_revoke_emergency_card(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_revoke_share_link(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_share_link_opens(
+    ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_share_links(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_changelistener_on_change(
     ): Int
     external fun uniffi_satchel_core_checksum_method_changelistener_on_stopped(
@@ -1077,6 +1091,20 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_sync(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_create_share_link(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`request`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_emergency_card(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_satchel_core_fn_method_healthrecord_issue_emergency_card(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`parts`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_revoke_emergency_card(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_revoke_share_link(`ptr`: Long,`id`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_share_link_opens(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_share_links(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_clone_changelistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_satchel_core_fn_free_changelistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1400,6 +1428,27 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_sync() and 0xFFFF) != 45237) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_create_share_link() and 0xFFFF) != 34013) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_emergency_card() and 0xFFFF) != 7017) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_issue_emergency_card() and 0xFFFF) != 2024) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_revoke_emergency_card() and 0xFFFF) != 8301) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_revoke_share_link() and 0xFFFF) != 51769) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_share_link_opens() and 0xFFFF) != 31456) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_share_links() and 0xFFFF) != 58279) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_changelistener_on_change() and 0xFFFF) != 28908) {
@@ -2967,6 +3016,45 @@ public interface HealthRecordInterface {
      */
     suspend fun `sync`(`relayUrl`: kotlin.String): SyncReport
     
+    /**
+     * Owner or manager: make a SMART Health Link hosted at `relay_url`.
+     */
+    suspend fun `createShareLink`(`relayUrl`: kotlin.String, `request`: ShareLinkRequest): ShareLinkInfo
+    
+    /**
+     * The emergency card in force, if one was issued on this device (for
+     * the lock-screen widget).
+     */
+    fun `emergencyCard`(): ShareLinkInfo?
+    
+    /**
+     * Issue the emergency card (revoking the one issued before): a live,
+     * passcode-free link for a wallet card or a lock-screen widget.
+     */
+    suspend fun `issueEmergencyCard`(`relayUrl`: kotlin.String, `parts`: EmergencyCardParts): ShareLinkInfo
+    
+    /**
+     * Revoke the emergency card at `relay_url`. Returns whether one was
+     * in force.
+     */
+    suspend fun `revokeEmergencyCard`(`relayUrl`: kotlin.String): kotlin.Boolean
+    
+    /**
+     * Revoke the link `id` (its short id): it stops working at once.
+     */
+    suspend fun `revokeShareLink`(`id`: kotlin.String)
+    
+    /**
+     * Every request the relay at `relay_url` recorded for the record's
+     * links, oldest first (for the audit screen).
+     */
+    suspend fun `shareLinkOpens`(`relayUrl`: kotlin.String): List<ShareLinkOpenInfo>
+    
+    /**
+     * The links made on this device, oldest first (revoked ones too).
+     */
+    fun `shareLinks`(): List<ShareLinkInfo>
+    
     companion object
 }
 
@@ -3956,6 +4044,172 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
         SatchelException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * Owner or manager: make a SMART Health Link hosted at `relay_url`.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `createShareLink`(`relayUrl`: kotlin.String, `request`: ShareLinkRequest) : ShareLinkInfo {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_create_share_link(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`relayUrl`),
+        FfiConverterTypeShareLinkRequest.lower(`request`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeShareLinkInfo.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The emergency card in force, if one was issued on this device (for
+     * the lock-screen widget).
+     */
+    @Throws(SatchelException::class)override fun `emergencyCard`(): ShareLinkInfo? {
+            return FfiConverterOptionalTypeShareLinkInfo.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_emergency_card(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Issue the emergency card (revoking the one issued before): a live,
+     * passcode-free link for a wallet card or a lock-screen widget.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `issueEmergencyCard`(`relayUrl`: kotlin.String, `parts`: EmergencyCardParts) : ShareLinkInfo {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_issue_emergency_card(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`relayUrl`),
+        FfiConverterTypeEmergencyCardParts.lower(`parts`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeShareLinkInfo.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Revoke the emergency card at `relay_url`. Returns whether one was
+     * in force.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `revokeEmergencyCard`(`relayUrl`: kotlin.String) : kotlin.Boolean {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_revoke_emergency_card(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`relayUrl`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_i8(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_i8(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_i8(future) },
+        // lift function
+        { FfiConverterBoolean.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Revoke the link `id` (its short id): it stops working at once.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `revokeShareLink`(`id`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_revoke_share_link(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Every request the relay at `relay_url` recorded for the record's
+     * links, oldest first (for the audit screen).
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `shareLinkOpens`(`relayUrl`: kotlin.String) : List<ShareLinkOpenInfo> {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_share_link_opens(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`relayUrl`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterSequenceTypeShareLinkOpenInfo.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The links made on this device, oldest first (revoked ones too).
+     */
+    @Throws(SatchelException::class)override fun `shareLinks`(): List<ShareLinkInfo> {
+            return FfiConverterSequenceTypeShareLinkInfo.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SatchelException) { _status ->
+    UniffiLib.uniffi_satchel_core_fn_method_healthrecord_share_links(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
 
     
 
@@ -5905,6 +6159,62 @@ public object FfiConverterTypeDirectSyncReport: FfiConverterRustBuffer<DirectSyn
 
 
 /**
+ * What an emergency card shows.
+ */
+data class EmergencyCardParts (
+    var `allergies`: kotlin.Boolean
+    , 
+    var `medications`: kotlin.Boolean
+    , 
+    var `conditions`: kotlin.Boolean
+    , 
+    var `bloodGroup`: kotlin.Boolean
+    , 
+    var `contact`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEmergencyCardParts: FfiConverterRustBuffer<EmergencyCardParts> {
+    override fun read(buf: ByteBuffer): EmergencyCardParts {
+        return EmergencyCardParts(
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: EmergencyCardParts) = (
+            FfiConverterBoolean.allocationSize(value.`allergies`) +
+            FfiConverterBoolean.allocationSize(value.`medications`) +
+            FfiConverterBoolean.allocationSize(value.`conditions`) +
+            FfiConverterBoolean.allocationSize(value.`bloodGroup`) +
+            FfiConverterBoolean.allocationSize(value.`contact`)
+    )
+
+    override fun write(value: EmergencyCardParts, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`allergies`, buf)
+            FfiConverterBoolean.write(value.`medications`, buf)
+            FfiConverterBoolean.write(value.`conditions`, buf)
+            FfiConverterBoolean.write(value.`bloodGroup`, buf)
+            FfiConverterBoolean.write(value.`contact`, buf)
+    }
+}
+
+
+
+/**
  * An entry of the record with its current version.
  */
 data class EntryInfo (
@@ -6623,6 +6933,244 @@ public object FfiConverterTypeSectionCount: FfiConverterRustBuffer<SectionCount>
             FfiConverterUInt.write(value.`enteredInError`, buf)
             FfiConverterOptionalLong.write(value.`latestDateMs`, buf)
             FfiConverterBoolean.write(value.`incomplete`, buf)
+    }
+}
+
+
+
+/**
+ * A link made on this device.
+ */
+data class ShareLinkInfo (
+    /**
+     * Short id (`satchel share-link list`): what revoke takes.
+     */
+    var `id`: kotlin.String
+    , 
+    var `label`: kotlin.String?
+    , 
+    /**
+     * `IPS`, section names, or `emergency card: ...`.
+     */
+    var `shows`: kotlin.String
+    , 
+    var `createdAtMs`: kotlin.Long
+    , 
+    var `expiresAtMs`: kotlin.Long?
+    , 
+    var `revokedAtMs`: kotlin.Long?
+    , 
+    var `live`: kotlin.Boolean
+    , 
+    var `passcode`: kotlin.Boolean
+    , 
+    var `emergencyCard`: kotlin.Boolean
+    , 
+    /**
+     * The bare `shlink:/...` (holds the key).
+     */
+    var `shlink`: kotlin.String
+    , 
+    /**
+     * The relay's viewer with the link in the fragment (holds the key):
+     * what the QR code encodes.
+     */
+    var `viewerUrl`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeShareLinkInfo: FfiConverterRustBuffer<ShareLinkInfo> {
+    override fun read(buf: ByteBuffer): ShareLinkInfo {
+        return ShareLinkInfo(
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ShareLinkInfo) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterOptionalString.allocationSize(value.`label`) +
+            FfiConverterString.allocationSize(value.`shows`) +
+            FfiConverterLong.allocationSize(value.`createdAtMs`) +
+            FfiConverterOptionalLong.allocationSize(value.`expiresAtMs`) +
+            FfiConverterOptionalLong.allocationSize(value.`revokedAtMs`) +
+            FfiConverterBoolean.allocationSize(value.`live`) +
+            FfiConverterBoolean.allocationSize(value.`passcode`) +
+            FfiConverterBoolean.allocationSize(value.`emergencyCard`) +
+            FfiConverterString.allocationSize(value.`shlink`) +
+            FfiConverterString.allocationSize(value.`viewerUrl`)
+    )
+
+    override fun write(value: ShareLinkInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterOptionalString.write(value.`label`, buf)
+            FfiConverterString.write(value.`shows`, buf)
+            FfiConverterLong.write(value.`createdAtMs`, buf)
+            FfiConverterOptionalLong.write(value.`expiresAtMs`, buf)
+            FfiConverterOptionalLong.write(value.`revokedAtMs`, buf)
+            FfiConverterBoolean.write(value.`live`, buf)
+            FfiConverterBoolean.write(value.`passcode`, buf)
+            FfiConverterBoolean.write(value.`emergencyCard`, buf)
+            FfiConverterString.write(value.`shlink`, buf)
+            FfiConverterString.write(value.`viewerUrl`, buf)
+    }
+}
+
+
+
+/**
+ * One request for a link's files, as the relay recorded it.
+ */
+data class ShareLinkOpenInfo (
+    /**
+     * The link's short id.
+     */
+    var `link`: kotlin.String
+    , 
+    var `atMs`: kotlin.Long
+    , 
+    /**
+     * `share link LABEL (RECIPIENT)`.
+     */
+    var `who`: kotlin.String
+    , 
+    /**
+     * `viewed` or `wrong passcode`.
+     */
+    var `action`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeShareLinkOpenInfo: FfiConverterRustBuffer<ShareLinkOpenInfo> {
+    override fun read(buf: ByteBuffer): ShareLinkOpenInfo {
+        return ShareLinkOpenInfo(
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ShareLinkOpenInfo) = (
+            FfiConverterString.allocationSize(value.`link`) +
+            FfiConverterLong.allocationSize(value.`atMs`) +
+            FfiConverterString.allocationSize(value.`who`) +
+            FfiConverterString.allocationSize(value.`action`)
+    )
+
+    override fun write(value: ShareLinkOpenInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`link`, buf)
+            FfiConverterLong.write(value.`atMs`, buf)
+            FfiConverterString.write(value.`who`, buf)
+            FfiConverterString.write(value.`action`, buf)
+    }
+}
+
+
+
+/**
+ * What a new link shows and how it may be opened.
+ */
+data class ShareLinkRequest (
+    /**
+     * Section names; `None`: the International Patient Summary.
+     */
+    var `sections`: List<kotlin.String>?
+    , 
+    /**
+     * Unix ms after which it stops working; `None`: until revoked.
+     */
+    var `expiresAtMs`: kotlin.Long?
+    , 
+    /**
+     * A passcode the recipient must type (tell it to them separately).
+     */
+    var `passcode`: kotlin.String?
+    , 
+    /**
+     * Shown to the recipient before opening (at most 80 characters).
+     */
+    var `label`: kotlin.String?
+    , 
+    /**
+     * The files follow the record at every sync.
+     */
+    var `live`: kotlin.Boolean
+    , 
+    /**
+     * Works for one successful open only.
+     */
+    var `once`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeShareLinkRequest: FfiConverterRustBuffer<ShareLinkRequest> {
+    override fun read(buf: ByteBuffer): ShareLinkRequest {
+        return ShareLinkRequest(
+            FfiConverterOptionalSequenceString.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ShareLinkRequest) = (
+            FfiConverterOptionalSequenceString.allocationSize(value.`sections`) +
+            FfiConverterOptionalLong.allocationSize(value.`expiresAtMs`) +
+            FfiConverterOptionalString.allocationSize(value.`passcode`) +
+            FfiConverterOptionalString.allocationSize(value.`label`) +
+            FfiConverterBoolean.allocationSize(value.`live`) +
+            FfiConverterBoolean.allocationSize(value.`once`)
+    )
+
+    override fun write(value: ShareLinkRequest, buf: ByteBuffer) {
+            FfiConverterOptionalSequenceString.write(value.`sections`, buf)
+            FfiConverterOptionalLong.write(value.`expiresAtMs`, buf)
+            FfiConverterOptionalString.write(value.`passcode`, buf)
+            FfiConverterOptionalString.write(value.`label`, buf)
+            FfiConverterBoolean.write(value.`live`, buf)
+            FfiConverterBoolean.write(value.`once`, buf)
     }
 }
 
@@ -7609,6 +8157,38 @@ public object FfiConverterOptionalTypeIdentityInfo: FfiConverterRustBuffer<Ident
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeShareLinkInfo: FfiConverterRustBuffer<ShareLinkInfo?> {
+    override fun read(buf: ByteBuffer): ShareLinkInfo? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeShareLinkInfo.read(buf)
+    }
+
+    override fun allocationSize(value: ShareLinkInfo?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeShareLinkInfo.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ShareLinkInfo?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeShareLinkInfo.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeAccessRole: FfiConverterRustBuffer<AccessRole?> {
     override fun read(buf: ByteBuffer): AccessRole? {
         if (buf.get().toInt() == 0) {
@@ -7915,6 +8495,62 @@ public object FfiConverterSequenceTypeSectionCount: FfiConverterRustBuffer<List<
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeSectionCount.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeShareLinkInfo: FfiConverterRustBuffer<List<ShareLinkInfo>> {
+    override fun read(buf: ByteBuffer): List<ShareLinkInfo> {
+        val len = buf.getInt()
+        return List<ShareLinkInfo>(len) {
+            FfiConverterTypeShareLinkInfo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ShareLinkInfo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeShareLinkInfo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ShareLinkInfo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeShareLinkInfo.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeShareLinkOpenInfo: FfiConverterRustBuffer<List<ShareLinkOpenInfo>> {
+    override fun read(buf: ByteBuffer): List<ShareLinkOpenInfo> {
+        val len = buf.getInt()
+        return List<ShareLinkOpenInfo>(len) {
+            FfiConverterTypeShareLinkOpenInfo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ShareLinkOpenInfo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeShareLinkOpenInfo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ShareLinkOpenInfo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeShareLinkOpenInfo.write(it, buf)
         }
     }
 }

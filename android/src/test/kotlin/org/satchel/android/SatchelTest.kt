@@ -28,6 +28,8 @@ import org.junit.Assert.fail
 import org.junit.BeforeClass
 import org.junit.Test
 import org.satchel.core.WearableSample
+import org.satchel.core.EmergencyCardParts
+import org.satchel.core.ShareLinkRequest
 import org.satchel.core.AccessRole
 import org.satchel.core.ByteStream
 import org.satchel.core.HealthRecord
@@ -290,6 +292,78 @@ class SatchelTest {
         assertFalse(tablet.listAsync().single().conflict)
         phone.close()
         tablet.close()
+    }
+
+    /** The manifest URL inside a `shlink:/` payload. */
+    private fun manifestUrl(shlink: String): String {
+        val json = String(java.util.Base64.getUrlDecoder().decode(shlink.removePrefix("shlink:/")))
+        return Regex("\"url\":\"([^\"]+)\"").find(json)!!.groupValues[1]
+    }
+
+    private fun http(method: String, url: String, body: String?): Int {
+        val builder = java.net.http.HttpRequest.newBuilder(java.net.URI.create(url))
+        if (body != null) {
+            builder.header("content-type", "application/json")
+                .method(method, java.net.http.HttpRequest.BodyPublishers.ofString(body))
+        } else {
+            builder.method(method, java.net.http.HttpRequest.BodyPublishers.noBody())
+        }
+        return java.net.http.HttpClient.newHttpClient()
+            .send(builder.build(), java.net.http.HttpResponse.BodyHandlers.discarding())
+            .statusCode()
+    }
+
+    @Test
+    fun shareLinksAndTheEmergencyCardAcrossTheFfi() = runBlocking {
+        val owner = home("links").createRecord("Gus")
+        owner.addAsync(
+            """[{"resourceType":"Patient","id":"p","name":[{"family":"Gus","given":["Ann"]}],"birthDate":"1950-01-02"},
+               ${allergy("latex")}, ${med("warfarin")}]""",
+        )
+        owner.sync(relayUrl)
+
+        val link = owner.createShareLink(
+            relayUrl,
+            ShareLinkRequest(
+                sections = null,
+                expiresAtMs = System.currentTimeMillis() + 3_600_000,
+                passcode = "1234-9876",
+                label = "For the clinic",
+                live = false,
+                once = false,
+            ),
+        )
+        assertTrue(link.shlink.startsWith("shlink:/"))
+        assertTrue(link.viewerUrl.startsWith("$relayUrl/view#shlink:/"))
+        assertEquals("IPS", link.shows)
+        assertTrue(link.passcode)
+        assertEquals(listOf(link.id), owner.shareLinks().map { it.id })
+        val url = manifestUrl(link.shlink)
+        assertEquals(401, http("POST", url, """{"recipient":"Dr K","passcode":"wrong"}"""))
+        assertEquals(200, http("POST", url, """{"recipient":"Dr K","passcode":"1234-9876"}"""))
+        val opens = owner.shareLinkOpens(relayUrl)
+        assertTrue(opens.any { it.who == "share link For the clinic (Dr K)" && it.action == "viewed" })
+        assertTrue(opens.any { it.action == "wrong passcode" })
+        owner.revokeShareLink(link.id)
+        assertEquals(404, http("POST", url, """{"recipient":"Dr K","passcode":"1234-9876"}"""))
+        assertNotNull(owner.shareLinks().single().revokedAtMs)
+
+        // The emergency card: a passcode-free U link, one at a time.
+        assertNull(owner.emergencyCard())
+        val parts = EmergencyCardParts(
+            allergies = true, medications = true, conditions = true, bloodGroup = true, contact = false,
+        )
+        val card = owner.issueEmergencyCard(relayUrl, parts)
+        assertTrue(card.emergencyCard)
+        assertFalse(card.passcode)
+        val cardUrl = manifestUrl(card.shlink)
+        assertEquals(200, http("GET", "$cardUrl?recipient=Paramedic", null))
+        val again = owner.issueEmergencyCard(relayUrl, parts)
+        assertEquals(again.id, owner.emergencyCard()!!.id)
+        assertEquals(404, http("GET", "$cardUrl?recipient=Paramedic", null))
+        assertTrue(owner.revokeEmergencyCard(relayUrl))
+        assertNull(owner.emergencyCard())
+        owner.close()
     }
 
     @Test
