@@ -217,64 +217,6 @@ async fn relay_refuses_a_newer_schema() {
     pg_drop_schema(&url, &schema).await;
 }
 
-/// Grant `to` read access to `sections` of `rid` (signed by `owner`, the
-/// log's first statement), posted through `s`.
-async fn grant_reader(
-    c: &reqwest::Client,
-    s: &relay_common::TestServer,
-    owner: &relay_common::Device,
-    rid: satchel_protocol::ids::RecordId,
-    to: &relay_common::Device,
-    sections: &[&str],
-) {
-    use satchel_protocol::sharing::{
-        key_wrap_aad, AccessChange, AccessStatement, GrantRole, KeyWrap,
-    };
-    let card = to.identity.card().clone();
-    let keys = sections
-        .iter()
-        .map(|sec| KeyWrap {
-            section: (*sec).into(),
-            epoch: 0,
-            to: card.id(),
-            key: satchel_protocol::crypto::wrap_key(
-                &card,
-                &[7u8; 32],
-                &key_wrap_aad(&rid, sec, 0, &card.id()),
-            )
-            .unwrap(),
-        })
-        .collect();
-    let signed = AccessStatement {
-        record_id: rid,
-        by: owner.identity.id(),
-        at_ms: satchel_sync_server::storage::now_ms(),
-        prev: [0u8; 32],
-        change: AccessChange::Grant {
-            grantee: card,
-            role: GrantRole::Reader,
-            sections: sections.iter().map(|s| (*s).to_owned()).collect(),
-            expires_at_ms: None,
-            label: "carer".into(),
-            keys,
-            rotations: vec![],
-        },
-    }
-    .sign(&owner.identity)
-    .unwrap();
-    let r = c
-        .post(s.url(&format!("/v1/records/{rid}/access")))
-        .bearer_auth(&owner.token)
-        .json(&serde_json::json!({
-            "statement": relay_common::b64(&signed.statement),
-            "signature": relay_common::b64(&signed.signature),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_token_refused_on_every_instance() {
     use futures_util::StreamExt;
@@ -298,7 +240,16 @@ async fn revoked_token_refused_on_every_instance() {
     let carer = relay_common::new_device(&c, &servers[1], "carer").await;
     let bystander = relay_common::new_device(&c, &servers[2], "bystander").await;
     let rid = relay_common::register(&c, &servers[0], &owner).await;
-    grant_reader(&c, &servers[0], &owner, rid, &carer, &["vitals"]).await;
+    relay_common::grant_first(
+        &c,
+        &servers[0],
+        &owner,
+        rid,
+        &carer,
+        satchel_protocol::sharing::GrantRole::Reader,
+        &["vitals"],
+    )
+    .await;
     let feed = format!("/v1/records/{rid}/feed");
     // The carer's token works on every instance (and is cached there), and
     // it holds a WebSocket on the third.
