@@ -42,6 +42,14 @@ if ! "$venv/bin/python" -c 'import fhir.resources' >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check 'fhir.resources==6.4.0' 'pydantic<2'
 fi
 
+# The printed emergency card, read back (scripts/read_wallet_card.py):
+# PyPI pypdf, zxing-cpp and pillow in the same venv, Debian poppler-utils.
+if ! "$venv/bin/python" -c 'import pypdf, zxingcpp, PIL' >/dev/null 2>&1; then
+  echo "setup: installing PyPI pypdf, zxing-cpp, pillow into .cache/venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'pypdf==5.4.0' 'zxing-cpp==2.3.0' 'pillow==11.2.1'
+fi
+command -v pdftoppm >/dev/null || { apt-get update -qq && apt-get install -y -qq poppler-utils; }
+
 # Share links: Debian chromium driven by npm playwright-core (the viewer in
 # a real browser) and npm jose (our files decrypted by another JOSE
 # implementation), into .cache/browser.

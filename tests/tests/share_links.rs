@@ -609,3 +609,91 @@ fn relay_never_sees_link_plaintext() {
     // The log is searched with the rest: make sure there is one.
     assert!(w.relay.dir.join("relay.log").exists());
 }
+
+/// The card reader (`scripts/read_wallet_card.py`, its tools installed by
+/// `scripts/setup.sh`): present, or a failure under CI and a skip otherwise.
+fn card_reader() -> Option<Command> {
+    let python = repo().join(".cache/venv/bin/python");
+    let ok = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import pypdf, zxingcpp, PIL"])
+            .status()
+            .is_ok_and(|s| s.success())
+        && Command::new("pdftoppm").arg("-v").output().is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("SATCHEL_REQUIRE_FIXTURES").is_none() && std::env::var_os("CI").is_none(),
+            "pypdf, zxing-cpp, pillow or pdftoppm missing: run bash scripts/setup.sh (scripts/test.sh does)"
+        );
+        println!("note: card reader missing; run bash scripts/setup.sh");
+        return None;
+    }
+    let mut cmd = Command::new(python);
+    cmd.arg(repo().join("scripts/read_wallet_card.py"));
+    Some(cmd)
+}
+
+#[test]
+fn emergency_card_prints_as_a_wallet_card() {
+    let Some(mut reader) = card_reader() else {
+        return;
+    };
+    let (w, pat) = patient_world();
+    let (pdf, svg, png) = (
+        w.root.join("card.pdf"),
+        w.root.join("card.svg"),
+        w.root.join("card-qr.png"),
+    );
+    let made = run(
+        satchel(&pat, PASS)
+            .args(["emergency-card", "--server", &w.relay.url(), "--json"])
+            .arg("--pdf")
+            .arg(&pdf)
+            .arg("--svg")
+            .arg(&svg)
+            .arg("--png")
+            .arg(&png),
+        true,
+    );
+    let made: Value = serde_json::from_slice(&made.stdout).unwrap();
+    let viewer = made["viewer_url"].as_str().unwrap();
+    assert!(viewer.contains("/view#shlink:/"), "{viewer}");
+
+    // Read back as a person would: the printed card's size and words, and
+    // the QR code scanned off the rasterized page and off the PNG.
+    let out = run(reader.arg(&pdf).arg(&png), true);
+    let card: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(card["pages"], 1);
+    assert_eq!(
+        (card["width_mm"].as_f64(), card["height_mm"].as_f64()),
+        (Some(85.6), Some(54.0))
+    );
+    let text = card["text"].as_str().unwrap();
+    for words in [
+        "EMERGENCY HEALTH CARD",
+        "Pat Example",
+        "no passcode",
+        "May be incomplete",
+    ] {
+        assert!(text.contains(words), "{words:?} not on the card: {text}");
+    }
+    assert_eq!(
+        card["card_qr"],
+        json!([viewer]),
+        "the printed QR opens the viewer"
+    );
+    assert_eq!(card["png_qr"], json!([viewer]));
+    // The SVG carries the same card.
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("Pat Example") && svg.contains(r#"width="85.6mm""#)
+    );
+
+    // Scanning it reads the card's parts, with no passcode.
+    let p = payload_json(made["shlink"].as_str().unwrap());
+    let (status, ct, _) = get(&format!(
+        "{}?recipient=Paramedic",
+        p["url"].as_str().unwrap()
+    ));
+    assert_eq!((status, ct.as_str()), (200, "application/jose"));
+}

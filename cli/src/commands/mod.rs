@@ -16,4 +16,5 @@ pub mod sessions;
 pub mod share;
 pub mod share_link;
 pub mod sync;
+pub(crate) mod wallet_card;
 pub mod wearables;

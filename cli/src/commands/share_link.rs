@@ -20,6 +20,7 @@ use satchel_core::sync::{share_links as host, RelayUrl};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::wallet_card;
 use crate::home::{self, HomeProfile};
 use crate::output;
 
@@ -114,7 +115,7 @@ pub struct RevokeArgs {
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  satchel emergency-card --png card-qr.png --svg wallet-card.svg\n  satchel emergency-card --include allergies,medications,blood-group\n  satchel emergency-card --show\n  satchel emergency-card --revoke\n\nThe card is a passcode-free SMART Health Link (flag U) that works until revoked: anyone who scans it reads what it shows. Issuing a new card revokes the old one."
+    after_help = "Example:\n  satchel emergency-card --png card-qr.png --pdf wallet-card.pdf --svg wallet-card.svg\n  satchel emergency-card --include allergies,medications,blood-group\n  satchel emergency-card --show\n  satchel emergency-card --revoke\n\nThe card is a passcode-free SMART Health Link (flag U) that works until revoked: anyone who scans it reads what it shows. Issuing a new card revokes the old one."
 )]
 pub struct EmergencyArgs {
     /// What the card shows (comma-separated): allergies, medications,
@@ -133,6 +134,9 @@ pub struct EmergencyArgs {
     /// Also write a printable wallet card (85.6 x 54 mm, SVG) with the QR code.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Also write the wallet card as a one-page PDF of the card's size.
+    #[arg(long)]
+    pub pdf: Option<PathBuf>,
     #[command(flatten)]
     pub relay: RelayArg,
     /// Print JSON on stdout (for scripts) instead of text and a QR code.
@@ -508,9 +512,7 @@ pub fn run_emergency(home_dir: Option<PathBuf>, args: EmergencyArgs) -> Result<(
             .rfind(|l| l.emergency_card && l.is_active(now))
             .context("no emergency card has been issued on this device (issue one with `satchel emergency-card`)")?;
         let payload = card.payload()?;
-        if let Some(path) = &args.svg {
-            write_wallet_card(path, &card, &payload, profile.owner_name())?;
-        }
+        write_wallet_cards(&args, &card, &payload, profile.owner_name())?;
         return present(&card, &payload, args.png.as_deref(), args.json);
     }
     let relay = hosting_relay(&profile, &args.relay)?;
@@ -554,64 +556,24 @@ pub fn run_emergency(home_dir: Option<PathBuf>, args: EmergencyArgs) -> Result<(
             e,
         )
     })?;
-    if let Some(path) = &args.svg {
-        write_wallet_card(path, &card, &payload, profile.owner_name())?;
-    }
+    write_wallet_cards(&args, &card, &payload, profile.owner_name())?;
     present(&card, &payload, args.png.as_deref(), args.json)
 }
 
-/// A wallet card (ISO/IEC 7810 ID-1, 85.6 x 54 mm) as SVG: who it is for,
-/// what scanning it shows, and the QR code (error correction M).
-fn write_wallet_card(
-    path: &Path,
+/// The wallet cards asked for (`--svg`, `--pdf`).
+fn write_wallet_cards(
+    args: &EmergencyArgs,
     card: &ShareLinkRecord,
     payload: &ShlPayload,
     owner: &str,
 ) -> Result<()> {
-    let viewer = payload.to_viewer_url(&viewer_url(&card.relay))?;
-    let qr = qrcode::QrCode::with_error_correction_level(viewer.as_bytes(), qrcode::EcLevel::M)
-        .context("the link is too long for a QR code")?;
-    let width = qr.width();
-    let mut modules = String::new();
-    for (i, color) in qr.to_colors().iter().enumerate() {
-        if *color == qrcode::Color::Dark {
-            let (x, y) = (i % width + 4, i / width + 4);
-            modules.push_str(&format!("M{x} {y}h1v1h-1z"));
+    for (path, format) in [
+        (&args.svg, wallet_card::Format::Svg),
+        (&args.pdf, wallet_card::Format::Pdf),
+    ] {
+        if let Some(path) = path {
+            wallet_card::write(path, format, card, payload, owner)?;
         }
     }
-    let side = width + 8;
-    let escape = |t: &str| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let svg = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="85.6mm" height="54mm" viewBox="0 0 856 540">
-<rect x="1" y="1" width="854" height="538" rx="32" fill="#fff" stroke="#b00020" stroke-width="2"/>
-<rect x="1" y="1" width="854" height="90" rx="32" fill="#b00020"/>
-<rect x="1" y="60" width="854" height="31" fill="#b00020"/>
-<text x="36" y="60" font-family="Helvetica, Arial, sans-serif" font-size="38" font-weight="bold" fill="#fff">EMERGENCY HEALTH CARD</text>
-<text x="36" y="160" font-family="Helvetica, Arial, sans-serif" font-size="34" font-weight="bold" fill="#000">{name}</text>
-<text x="36" y="215" font-family="Helvetica, Arial, sans-serif" font-size="24" fill="#000">Scan for: {shows}</text>
-<text x="36" y="255" font-family="Helvetica, Arial, sans-serif" font-size="24" fill="#000">Any phone camera; no app, no passcode.</text>
-<text x="36" y="295" font-family="Helvetica, Arial, sans-serif" font-size="24" fill="#000">Issued {issued}. May be incomplete.</text>
-<text x="36" y="500" font-family="Helvetica, Arial, sans-serif" font-size="18" fill="#555">SMART Health Link · card {id}</text>
-<svg x="500" y="150" width="330" height="330" viewBox="0 0 {side} {side}" shape-rendering="crispEdges"><rect width="{side}" height="{side}" fill="#fff"/><path d="{modules}" fill="#000"/></svg>
-</svg>
-"##,
-        name = escape(owner),
-        shows = escape(
-            card.content
-                .describe()
-                .trim_start_matches("emergency card: ")
-        ),
-        issued = output::format_ms(card.created_at_ms)
-            .split('T')
-            .next()
-            .unwrap_or_default(),
-        id = card.short_id(),
-    );
-    std::fs::write(path, svg)
-        .with_context(|| format!("cannot write the wallet card to {}", path.display()))
+    Ok(())
 }
