@@ -697,3 +697,82 @@ fn emergency_card_prints_as_a_wallet_card() {
     ));
     assert_eq!((status, ct.as_str()), (200, "application/jose"));
 }
+
+#[test]
+fn links_of_a_lost_phone_are_revoked_from_another_device() {
+    let (w, phone) = patient_world();
+    let laptop = w.home("laptop");
+    satchel_tests::link_devices(&phone, &laptop, PASS, &w.relay.url());
+    let one = create_link(&phone, &w.relay, &["--ips", "--label", "Dentist"]);
+    let two = create_link(&phone, &w.relay, &["--sections", "allergies"]);
+    let card = run(
+        satchel(&phone, PASS).args(["emergency-card", "--server", &w.relay.url(), "--json"]),
+        true,
+    );
+    let card: Value = serde_json::from_slice(&card.stdout).unwrap();
+    let urls: Vec<String> = [&one, &two, &card]
+        .iter()
+        .map(|m| {
+            payload_json(m["shlink"].as_str().unwrap())["url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+
+    // The laptop lists the phone's links (it never had their keys) ...
+    let out = run(
+        satchel(&laptop, PASS).args(["share-link", "list", "--server", &w.relay.url(), "--json"]),
+        true,
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r["made_here"] == false && r["state"] == "active"));
+    // ... revokes one by its id ...
+    let out = run(
+        satchel(&laptop, PASS).args([
+            "share-link",
+            "revoke",
+            one["id"].as_str().unwrap(),
+            "--server",
+            &w.relay.url(),
+            "--json",
+        ]),
+        true,
+    );
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["revoked"], json!([one["id"]]));
+    assert_eq!(manifest(&urls[0], json!({"recipient": "x"})).0, 404);
+    assert_eq!(manifest(&urls[1], json!({"recipient": "x"})).0, 200);
+    // ... an id that matches nothing changes nothing ...
+    let out = run(
+        satchel(&laptop, PASS).args([
+            "share-link",
+            "revoke",
+            "ffffffff",
+            "--server",
+            &w.relay.url(),
+        ]),
+        false,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was revoked"));
+    assert_eq!(manifest(&urls[1], json!({"recipient": "x"})).0, 200);
+    // ... and the rest at once.
+    let out = run(
+        satchel(&laptop, PASS).args([
+            "share-link",
+            "revoke",
+            "--all",
+            "--server",
+            &w.relay.url(),
+            "--json",
+        ]),
+        true,
+    );
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["revoked"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(manifest(&urls[1], json!({"recipient": "x"})).0, 404);
+    assert_eq!(get(&format!("{}?recipient=x", urls[2])).0, 404);
+}

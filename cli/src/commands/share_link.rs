@@ -104,10 +104,18 @@ pub struct ShowArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  satchel share-link revoke 3f2a91c0")]
+#[command(
+    after_help = "Example:\n  satchel share-link revoke 3f2a91c0\n  satchel share-link revoke --all    # e.g. after losing a phone\n\nAny owner or manager device revokes any of the record's links: the ids are those of `satchel share-link list`, which lists links made on other devices too."
+)]
 pub struct RevokeArgs {
     /// The link's id (`satchel share-link list`; 4 or more characters).
-    pub id: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Every link of the record the relay still serves, made on any device.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub relay: RelayArg,
     /// Print JSON on stdout (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -472,28 +480,67 @@ fn run_show(home_dir: Option<PathBuf>, args: ShowArgs) -> Result<()> {
 
 fn run_revoke(home_dir: Option<PathBuf>, args: RevokeArgs) -> Result<()> {
     let mut profile = home::open(home_dir)?;
-    let record = profile.find_share_link(&args.id)?.with_context(|| {
-        format!(
-            "no share link made on this device has id {} (see `satchel share-link list`); nothing was revoked",
-            args.id
-        )
-    })?;
-    let relay = RelayUrl::parse(&record.relay)
-        .with_context(|| "the link names a relay that cannot be used".to_string())?;
+    if !profile.may_administer() {
+        bail!("only the record's owner and managers may revoke its share links (run this in the owner's home)");
+    }
+    let now = now_ms();
+    // A link made here is revoked at the relay that hosts it; any other
+    // (made on another device) at the relay of `--server`, found in its list.
+    let local = match &args.id {
+        Some(id) => profile.find_share_link(id)?,
+        None => None,
+    };
+    let relay = match &local {
+        Some(record) => RelayUrl::parse(&record.relay)
+            .with_context(|| "the link names a relay that cannot be used".to_string())?,
+        None => hosting_relay(&profile, &args.relay)?,
+    };
     let mut client = crate::relay::client(&relay)?;
-    let done = runtime()?.block_on(host::revoke(
-        &mut client,
-        &mut profile,
-        &record.handle,
-        now_ms(),
-    ));
-    done.map_err(|e| output::relay_error(&relay, "could not revoke the share link", e))?;
+    let rt = runtime()?;
+    let revoked: Vec<String> = if let Some(record) = &local {
+        rt.block_on(host::revoke(&mut client, &mut profile, &record.handle, now))
+            .map_err(|e| output::relay_error(&relay, "could not revoke the share link", e))?;
+        vec![record.short_id()]
+    } else if let Some(id) = &args.id {
+        let prefix = id.trim().to_ascii_lowercase();
+        let listed = rt
+            .block_on(host::status(&mut client, &mut profile))
+            .map_err(|e| {
+                output::relay_error(&relay, "could not read the record's share links", e)
+            })?;
+        let hits: Vec<_> = listed
+            .iter()
+            .filter(|s| prefix.len() >= 4 && s.handle.to_hex().starts_with(&prefix))
+            .collect();
+        let [hit] = hits.as_slice() else {
+            bail!(
+                "{} share links of this record have id {id} at {relay} (see `satchel share-link list`; give 4 or more characters of one); nothing was revoked",
+                hits.len()
+            );
+        };
+        let handle = hit.handle;
+        rt.block_on(host::revoke(&mut client, &mut profile, &handle, now))
+            .map_err(|e| output::relay_error(&relay, "could not revoke the share link", e))?;
+        vec![handle.to_hex()[..8].to_string()]
+    } else {
+        let spinner = output::slow_spinner("Revoking every share link");
+        let done = rt.block_on(host::revoke_all(&mut client, &mut profile, now));
+        spinner.finish_and_clear();
+        done.map_err(|e| output::relay_error(&relay, "could not revoke every share link", e))?
+            .iter()
+            .map(|h| h.to_hex()[..8].to_string())
+            .collect()
+    };
     if args.json {
-        outln!("{}", json!({"id": record.short_id(), "revoked": true}));
+        outln!("{}", json!({"revoked": revoked}));
+    } else if revoked.is_empty() {
+        outln!("No share link was active at {relay}; nothing changed.");
     } else {
         outln!(
-            "Revoked share link {}: it no longer opens, and its files are gone from the relay. Anyone who opened it before may have kept what they saw.",
-            record.short_id()
+            "Revoked {} ({}): {} no longer open, and the files are gone from the relay. Anyone who opened a link before may have kept what they saw.",
+            if revoked.len() == 1 { "share link" } else { "share links" },
+            revoked.join(", "),
+            if revoked.len() == 1 { "it does" } else { "they do" },
         );
     }
     Ok(())

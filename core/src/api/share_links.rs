@@ -201,6 +201,24 @@ impl HealthRecord {
         .await
     }
 
+    /// Revoke every link of the record the relay at `relay_url` still
+    /// serves, made on any device (after losing a phone). Returns the short
+    /// ids revoked.
+    pub async fn revoke_all_share_links(&self, relay_url: String) -> Result<Vec<String>> {
+        self.with_relay(relay_url, move |inner, client| {
+            Box::pin(async move {
+                require_admin(inner.profile.may_administer())?;
+                let revoked =
+                    host::revoke_all(client, &mut inner.profile, crate::profile::now_ms()).await?;
+                Ok(revoked
+                    .iter()
+                    .map(|h| h.to_hex()[..8].to_string())
+                    .collect())
+            })
+        })
+        .await
+    }
+
     /// Every request the relay at `relay_url` recorded for the record's
     /// links, oldest first (for the audit screen).
     pub async fn share_link_opens(&self, relay_url: String) -> Result<Vec<ShareLinkOpenInfo>> {

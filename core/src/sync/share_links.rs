@@ -209,3 +209,23 @@ pub async fn revoke_emergency_card<S: Store>(
     }
     Ok(cards.len())
 }
+
+/// Revoke every link of the record the relay still serves, whichever
+/// device made it (a lost phone's links too: the relay knows them by
+/// handle, no key needed). Returns the handles revoked.
+pub async fn revoke_all<S: Store>(
+    client: &mut RelayClient,
+    profile: &mut Profile<S>,
+    now_ms: i64,
+) -> Result<Vec<ShareLinkHandle>, LinkHostError> {
+    let live: Vec<ShareLinkHandle> = status(client, profile)
+        .await?
+        .into_iter()
+        .filter(|s| s.revoked_at_ms.is_none() && s.expires_at_ms.is_none_or(|e| e > now_ms))
+        .map(|s| s.handle)
+        .collect();
+    for handle in &live {
+        revoke(client, profile, handle, now_ms).await?;
+    }
+    Ok(live)
+}

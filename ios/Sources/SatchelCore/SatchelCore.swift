@@ -1443,6 +1443,13 @@ public protocol HealthRecordProtocol: AnyObject, Sendable {
     func issueEmergencyCard(relayUrl: String, parts: EmergencyCardParts) async throws  -> ShareLinkInfo
     
     /**
+     * Revoke every link of the record the relay at `relay_url` still
+     * serves, made on any device (after losing a phone). Returns the short
+     * ids revoked.
+     */
+    func revokeAllShareLinks(relayUrl: String) async throws  -> [String]
+    
+    /**
      * Revoke the emergency card at `relay_url`. Returns whether one was
      * in force.
      */
@@ -2223,6 +2230,27 @@ open func issueEmergencyCard(relayUrl: String, parts: EmergencyCardParts)async t
             completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
             freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
             liftFunc: FfiConverterTypeShareLinkInfo_lift,
+            errorHandler: FfiConverterTypeSatchelError_lift
+        )
+}
+    
+    /**
+     * Revoke every link of the record the relay at `relay_url` still
+     * serves, made on any device (after losing a phone). Returns the short
+     * ids revoked.
+     */
+open func revokeAllShareLinks(relayUrl: String)async throws  -> [String]  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_satchel_core_fn_method_healthrecord_revoke_all_share_links(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(relayUrl)
+                )
+            },
+            pollFunc: ffi_satchel_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_satchel_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_satchel_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceString.lift,
             errorHandler: FfiConverterTypeSatchelError_lift
         )
 }
@@ -6767,6 +6795,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_issue_emergency_card() != 2024) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_satchel_core_checksum_method_healthrecord_revoke_all_share_links() != 38799) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_satchel_core_checksum_method_healthrecord_revoke_emergency_card() != 8301) {

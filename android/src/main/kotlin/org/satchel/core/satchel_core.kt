@@ -902,6 +902,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_issue_emergency_card(
     ): Int
+    external fun uniffi_satchel_core_checksum_method_healthrecord_revoke_all_share_links(
+    ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_revoke_emergency_card(
     ): Int
     external fun uniffi_satchel_core_checksum_method_healthrecord_revoke_share_link(
@@ -1096,6 +1098,8 @@ internal object UniffiLib {
     external fun uniffi_satchel_core_fn_method_healthrecord_emergency_card(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_satchel_core_fn_method_healthrecord_issue_emergency_card(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,`parts`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_satchel_core_fn_method_healthrecord_revoke_all_share_links(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_satchel_core_fn_method_healthrecord_revoke_emergency_card(`ptr`: Long,`relayUrl`: RustBuffer.ByValue,
     ): Long
@@ -1437,6 +1441,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_issue_emergency_card() and 0xFFFF) != 2024) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_satchel_core_checksum_method_healthrecord_revoke_all_share_links() and 0xFFFF) != 38799) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_satchel_core_checksum_method_healthrecord_revoke_emergency_card() and 0xFFFF) != 8301) {
@@ -3034,6 +3041,13 @@ public interface HealthRecordInterface {
     suspend fun `issueEmergencyCard`(`relayUrl`: kotlin.String, `parts`: EmergencyCardParts): ShareLinkInfo
     
     /**
+     * Revoke every link of the record the relay at `relay_url` still
+     * serves, made on any device (after losing a phone). Returns the short
+     * ids revoked.
+     */
+    suspend fun `revokeAllShareLinks`(`relayUrl`: kotlin.String): List<kotlin.String>
+    
+    /**
      * Revoke the emergency card at `relay_url`. Returns whether one was
      * in force.
      */
@@ -4111,6 +4125,33 @@ open class HealthRecord: Disposable, AutoCloseable, HealthRecordInterface
         { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterTypeShareLinkInfo.lift(it) },
+        // Error FFI converter
+        SatchelException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Revoke every link of the record the relay at `relay_url` still
+     * serves, made on any device (after losing a phone). Returns the short
+     * ids revoked.
+     */
+    @Throws(SatchelException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `revokeAllShareLinks`(`relayUrl`: kotlin.String) : List<kotlin.String> {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_satchel_core_fn_method_healthrecord_revoke_all_share_links(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`relayUrl`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_satchel_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_satchel_core_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_satchel_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterSequenceString.lift(it) },
         // Error FFI converter
         SatchelException.ErrorHandler,
     )

@@ -363,6 +363,13 @@ class SatchelTest {
         assertEquals(404, http("GET", "$cardUrl?recipient=Paramedic", null))
         assertTrue(owner.revokeEmergencyCard(relayUrl))
         assertNull(owner.emergencyCard())
+
+        // Every link still served, at once (after losing a phone).
+        val a = owner.createShareLink(relayUrl, ShareLinkRequest(null, null, null, "A", false, false))
+        val b = owner.issueEmergencyCard(relayUrl, parts)
+        assertEquals(setOf(a.id, b.id), owner.revokeAllShareLinks(relayUrl).toSet())
+        assertEquals(404, http("POST", manifestUrl(a.shlink), """{"recipient":"x"}"""))
+        assertEquals(emptyList<String>(), owner.revokeAllShareLinks(relayUrl))
         owner.close()
     }
 
