@@ -1,0 +1,1 @@
+//! SMART Backend Services for the gateway (being written).
