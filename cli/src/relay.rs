@@ -39,6 +39,12 @@ pub fn init(ca: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// This run's trust (for long-running services that make their own
+/// clients, e.g. the provider gateway).
+pub fn trust() -> RelayTrust {
+    TRUST.get().cloned().unwrap_or_default()
+}
+
 /// A client for `url` with this run's trust.
 pub fn client(url: &RelayUrl) -> Result<RelayClient> {
     let trust = TRUST.get().cloned().unwrap_or_default();

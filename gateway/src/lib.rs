@@ -10,5 +10,20 @@
 //! - [`auth`]: SMART Backend Services: registered clients and their JWKS,
 //!   the token endpoint (signed JWT assertions, `jti` replay refused),
 //!   short-lived access tokens, scopes.
+//! - [`fhir`]: the FHIR side, I/O-free: `OperationOutcome`, the
+//!   CapabilityStatement, reading and routing writes, ids and searches.
+//! - [`records`]: the records shared with this provider, opened on demand,
+//!   and the sealed index of their patients' identifiers.
+//! - [`service`]: what each interaction does with the records.
+//! - [`upload`]: the background upload worker and `GET /$status`.
+//! - [`http`]: the routes; [`server`]: running it all.
 
 pub mod auth;
+pub mod fhir;
+pub mod http;
+pub mod records;
+pub mod server;
+pub mod service;
+pub mod upload;
+
+pub use server::{clients_file, Gateway, GatewayConfig};

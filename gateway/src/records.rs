@@ -1,0 +1,277 @@
+//! The records shared with this provider, as the gateway sees them: which
+//! record a patient identifier belongs to ([`PatientIndex`]) and the open
+//! records themselves ([`RecordPool`]: opened on demand, at most
+//! `capacity` at once, the least recently used closed first).
+//!
+//! The index of patient identifiers is identifying data: it is kept
+//! sealed in the provider's identity vault (private value
+//! `gateway-patients`), never in a plain file, and rebuilt for records it
+//! lacks by opening them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use satchel_core::home::HomeLayout;
+use satchel_core::ids::RecordId;
+use satchel_core::profile::{IdentityVault, Profile, ProfileError, Unlock};
+use satchel_core::store::SqliteStore;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+/// One record shared with this provider, opened.
+pub type Record = Profile<SqliteStore>;
+/// A record in the pool: one user at a time.
+pub type SharedRecord = Arc<tokio::sync::Mutex<Record>>;
+
+const INDEX_NAME: &str = "gateway-patients";
+
+/// Errors of opening records.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    #[error("the provider home at {0} has no identity (run `satchel accept` there first)")]
+    NoIdentity(PathBuf),
+    #[error("record {0} is not shared with this provider")]
+    NotShared(RecordId),
+    #[error("cannot list the records of the provider home: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error("the sealed patient index is damaged; remove nothing, report it")]
+    Index,
+    #[error("the record pool's lock was poisoned by an earlier panic")]
+    Poisoned,
+}
+
+/// `(system, value)` of a patient identifier.
+pub type PatientKey = (String, String);
+
+/// Which record each patient identifier belongs to.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PatientIndex {
+    /// Record id (hex) -> its Patient's identifiers.
+    records: BTreeMap<String, Vec<PatientKey>>,
+}
+
+impl PatientIndex {
+    /// The records whose Patient carries `key` (normally one).
+    pub fn lookup(&self, key: &PatientKey) -> Vec<RecordId> {
+        self.records
+            .iter()
+            .filter(|(_, keys)| keys.contains(key))
+            .filter_map(|(rid, _)| rid.parse::<RecordId>().ok())
+            .collect()
+    }
+
+    /// Whether `record` is indexed.
+    pub fn contains(&self, record: &RecordId) -> bool {
+        self.records.contains_key(&record.to_hex())
+    }
+
+    /// Set the identifiers of `record`.
+    pub fn set(&mut self, record: RecordId, keys: Vec<PatientKey>) {
+        self.records.insert(record.to_hex(), keys);
+    }
+
+    /// How many records are indexed.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// `(system, value)` of each `identifier[]` of a Patient resource.
+pub fn patient_keys(patient: &Value) -> Vec<PatientKey> {
+    patient
+        .get("identifier")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|i| {
+                    Some((
+                        i.get("system")?.as_str()?.to_owned(),
+                        i.get("value")?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The open records, at most `capacity` at once.
+pub struct RecordPool {
+    layout: HomeLayout,
+    passphrase: Zeroizing<String>,
+    capacity: usize,
+    state: Mutex<PoolState>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    open: HashMap<RecordId, (SharedRecord, u64)>,
+    clock: u64,
+    index: PatientIndex,
+}
+
+impl RecordPool {
+    /// The pool of the provider home at `dir`, unlocked with `passphrase`;
+    /// builds the patient index of records it does not know yet (opening
+    /// each once).
+    pub fn open(
+        dir: PathBuf,
+        passphrase: Zeroizing<String>,
+        capacity: usize,
+    ) -> Result<Self, RecordsError> {
+        let layout = HomeLayout::new(dir);
+        if !layout.identity_db().exists() {
+            return Err(RecordsError::NoIdentity(layout.dir().to_path_buf()));
+        }
+        let pool = Self {
+            layout,
+            passphrase,
+            capacity: capacity.max(1),
+            state: Mutex::new(PoolState::default()),
+        };
+        pool.refresh_index()?;
+        Ok(pool)
+    }
+
+    fn unlock(&self) -> Unlock<'_> {
+        Unlock::Passphrase {
+            passphrase: self.passphrase.as_bytes(),
+            params: None,
+        }
+    }
+
+    fn vault(&self) -> Result<IdentityVault<SqliteStore>, RecordsError> {
+        let store = SqliteStore::open(&self.layout.identity_db()).map_err(ProfileError::from)?;
+        Ok(IdentityVault::open(store, self.unlock())?)
+    }
+
+    /// Index the records shared since the index was last saved (and the
+    /// ones whose Patient was not yet known).
+    pub fn refresh_index(&self) -> Result<usize, RecordsError> {
+        let mut vault = self.vault()?;
+        let mut index: PatientIndex = match vault.get_private(INDEX_NAME)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| RecordsError::Index)?,
+            None => PatientIndex::default(),
+        };
+        let mut changed = false;
+        for rid in self.layout.shared_records()? {
+            let known = index
+                .records
+                .get(&rid.to_hex())
+                .is_some_and(|k| !k.is_empty());
+            if known {
+                continue;
+            }
+            let profile = self.open_profile(rid)?;
+            let keys = profile
+                .record_patient()
+                .map(|p| patient_keys(&p.current.resource))
+                .unwrap_or_default();
+            index.set(rid, keys);
+            changed = true;
+        }
+        if changed {
+            let bytes = Zeroizing::new(serde_json::to_vec(&index).map_err(|_| RecordsError::Index)?);
+            vault.put_private(INDEX_NAME, &bytes)?;
+        }
+        let n = index.len();
+        self.state.lock().map_err(|_| RecordsError::Poisoned)?.index = index;
+        Ok(n)
+    }
+
+    /// The records whose Patient carries `key`.
+    pub fn lookup(&self, key: &PatientKey) -> Result<Vec<RecordId>, RecordsError> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| RecordsError::Poisoned)?
+            .index
+            .lookup(key))
+    }
+
+    /// Whether `record` is shared with this provider.
+    pub fn is_shared(&self, record: &RecordId) -> Result<bool, RecordsError> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| RecordsError::Poisoned)?
+            .index
+            .contains(record))
+    }
+
+    /// Every record shared with this provider.
+    pub fn records(&self) -> Result<Vec<RecordId>, RecordsError> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| RecordsError::Poisoned)?
+            .index
+            .records
+            .keys()
+            .filter_map(|h| h.parse::<RecordId>().ok())
+            .collect())
+    }
+
+    fn open_profile(&self, rid: RecordId) -> Result<Record, RecordsError> {
+        let path = self.layout.shared_db(&rid);
+        if !path.exists() {
+            return Err(RecordsError::NotShared(rid));
+        }
+        let store = SqliteStore::open(&path).map_err(ProfileError::from)?;
+        Ok(Profile::open(store, self.unlock())?)
+    }
+
+    /// The record `rid`, opened if it is not (blocking: opening derives the
+    /// vault key; call from a blocking thread).
+    pub fn get(&self, rid: RecordId) -> Result<SharedRecord, RecordsError> {
+        {
+            let mut state = self.state.lock().map_err(|_| RecordsError::Poisoned)?;
+            state.clock += 1;
+            let now = state.clock;
+            if let Some((record, used)) = state.open.get_mut(&rid) {
+                *used = now;
+                return Ok(record.clone());
+            }
+            if !state.index.contains(&rid) {
+                return Err(RecordsError::NotShared(rid));
+            }
+        }
+        let record: SharedRecord = Arc::new(tokio::sync::Mutex::new(self.open_profile(rid)?));
+        let mut state = self.state.lock().map_err(|_| RecordsError::Poisoned)?;
+        state.clock += 1;
+        let now = state.clock;
+        // Another request may have opened it meanwhile: keep the first.
+        let record = state
+            .open
+            .entry(rid)
+            .or_insert((record, now))
+            .0
+            .clone();
+        while state.open.len() > self.capacity {
+            let Some(oldest) = state
+                .open
+                .iter()
+                .filter(|(id, _)| **id != rid)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            // Closed when its last user is done with it.
+            state.open.remove(&oldest);
+        }
+        Ok(record)
+    }
+
+    /// How many records are open now.
+    pub fn open_count(&self) -> usize {
+        self.state.lock().map(|s| s.open.len()).unwrap_or(0)
+    }
+}

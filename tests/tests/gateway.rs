@@ -1,0 +1,460 @@
+//! The provider gateway end to end (issue 17, docs/provider-gateway.md):
+//! a real relay, patients sharing their records with a GP practice, the
+//! practice's `satchel provider serve` as a child process, and an
+//! integration engine played by this test with SMART Backend Services
+//! (ES384 assertions signed here with `jsonwebtoken` over ring).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+use satchel_tests::world::*;
+use satchel_tests::{run, satchel, validate_fhir};
+use serde_json::{json, Value};
+
+const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
+const CANARY: &str = "CANARY-Glucose-88231";
+
+fn patient(family: &str, birth: &str, nhs: &str) -> Value {
+    json!({"resourceType": "Patient", "id": format!("p-{nhs}"),
+           "identifier": [{"system": NHS, "value": nhs}],
+           "name": [{"family": family, "given": ["Pat"]}], "birthDate": birth})
+}
+
+fn observation(id: &str, subject: Value, date: &str, value: f64) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+           "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+           "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0", "display": "Glucose"}], "text": CANARY},
+           "subject": subject, "effectiveDateTime": date,
+           "valueQuantity": {"value": value, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}})
+}
+
+fn post_entry(full_url: &str, resource: Value) -> Value {
+    let rt = resource["resourceType"].as_str().unwrap().to_owned();
+    json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": rt}})
+}
+
+fn transaction(entries: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+/// A patient with a record, shared with the GP practice `gp` (write and
+/// read labs, read demographics and the summary's sections).
+fn patient_sharing(w: &World, home: &str, family: &str, birth: &str, nhs: &str, gp: &Path) {
+    let pat = w.home(home);
+    if !pat.join("satchel.db").exists() {
+        init(&pat, &format!("{family} Patient"));
+    }
+    assert!(add(&pat, &patient(family, birth, nhs)).status.success());
+    assert!(add(&pat, &allergy("Penicillin")).status.success());
+    assert!(sync(&pat, &w.relay).status.success());
+    let url = w.relay.url();
+    let out = run(
+        satchel(&pat, PASS).args([
+            "invite", "--server", &url, "--json", "--role", "provider", "--sections",
+            "labs,demographics,allergies,medications,conditions", "--write", "--label", "GP",
+        ]),
+        true,
+    );
+    let invite: Value = serde_json::from_slice(&out.stdout).unwrap();
+    run(
+        satchel(gp, PASS).args([
+            "accept", invite["code"].as_str().unwrap(), "--name", "Dr Okafor", "--role",
+            "provider", "--organisation", "Riverside Medical Practice",
+        ]),
+        true,
+    );
+    run(
+        satchel(&pat, PASS).args([
+            "approve", invite["invite"].as_str().unwrap(), "--server", &url, "--yes",
+        ]),
+        true,
+    );
+    assert!(sync(gp, &w.relay).status.success());
+}
+
+/// An integration engine's key (ES384) and its JWKS.
+struct Engine {
+    id: String,
+    kid: String,
+    pkcs8: Vec<u8>,
+}
+
+impl Engine {
+    fn new(id: &str) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
+            .unwrap()
+            .as_ref()
+            .to_vec();
+        Self {
+            id: id.into(),
+            kid: format!("{id}-key-1"),
+            pkcs8,
+        }
+    }
+
+    fn jwks(&self) -> Value {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &self.pkcs8, &SystemRandom::new()).unwrap();
+        let point = pair.public_key().as_ref();
+        assert_eq!(point.len(), 97);
+        json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": self.kid, "alg": "ES384", "use": "sig",
+                         "x": URL_SAFE_NO_PAD.encode(&point[1..49]), "y": URL_SAFE_NO_PAD.encode(&point[49..])}]})
+    }
+
+    fn assertion(&self, aud: &str, jti: &str, exp_in_secs: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        let claims = json!({"iss": self.id, "sub": self.id, "aud": aud, "jti": jti, "exp": now + exp_in_secs});
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8)).unwrap()
+    }
+
+    fn register(&self, gp: &Path, scope: &str) {
+        let file = gp.join(format!("{}.jwks.json", self.id));
+        std::fs::write(&file, self.jwks().to_string()).unwrap();
+        run(
+            satchel(gp, PASS)
+                .args(["provider", "clients", "add", &self.id, "--scope", scope, "--jwks"])
+                .arg(&file),
+            true,
+        );
+    }
+}
+
+/// `satchel provider serve` as a child process, killed on drop.
+struct Gateway {
+    child: Child,
+    base: String,
+}
+
+impl Gateway {
+    fn start(gp: &Path, relay: &str, extra: &[&str]) -> Self {
+        let mut child = satchel(gp, PASS)
+            .args(["provider", "serve", "--server", relay, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("satchel provider gateway at ") {
+                    let _ = tx.send(rest.split(' ').next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the gateway printed its address");
+        Self { child, base }
+    }
+
+    fn token_url(&self) -> String {
+        format!("{}/auth/token", self.base)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn http() -> reqwest::Client {
+    satchel_core::sync::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
+/// (status, JSON body) of a request.
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+    rt().block_on(async {
+        let mut req = http().request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/fhir+json").body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    })
+}
+
+/// The token endpoint: (status, body).
+fn token_call(g: &Gateway, assertion: &str, scope: &str) -> (u16, Value) {
+    rt().block_on(async {
+        let resp = http()
+            .post(g.token_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&scope={}&client_assertion_type={}&client_assertion={assertion}",
+                url_encode(scope),
+                url_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn token(g: &Gateway, engine: &Engine, scope: &str) -> String {
+    let jti = format!("jti-{}", rand_suffix());
+    let (status, body) = token_call(g, &engine.assertion(&g.token_url(), &jti, 120), scope);
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+fn statuses(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A practice with two patients sharing, one patient not sharing, the
+/// gateway running, and an engine registered for read and write.
+struct Practice {
+    w: World,
+    gp: PathBuf,
+    gateway: Gateway,
+    engine: Engine,
+}
+
+fn practice() -> Practice {
+    let w = world("pat");
+    let gp = w.home("gp");
+    patient_sharing(&w, "pat", "Example", "1970-01-01", "9000000009", &gp);
+    patient_sharing(&w, "ann", "Jones", "1955-02-03", "9000000017", &gp);
+    // Someone whose record is not shared with the practice.
+    let other = w.home("other");
+    init(&other, "Other Person");
+    assert!(add(&other, &patient("Stranger", "1990-09-09", "9000000025")).status.success());
+    assert!(sync(&other, &w.relay).status.success());
+    let engine = Engine::new("mirth-riverside");
+    engine.register(&gp, "system/*.read system/*.write");
+    let gateway = Gateway::start(&gp, &w.relay.url(), &[]);
+    Practice { w, gp, gateway, engine }
+}
+
+#[test]
+fn gateway_refuses_wrong_patient_and_unshared_records() {
+    let p = practice();
+    let t = token(&p.gateway, &p.engine, "system/*.write system/*.read");
+    let base = &p.gateway.base;
+    let post = |b: &Value| call("POST", &format!("{base}/"), Some(&t), Some(b));
+
+    // The identifier of a shared record, but another person's name and
+    // birth date: the record's wrong-patient check refuses both entries.
+    let (status, wrong) = post(&transaction(vec![
+        post_entry("urn:uuid:a1", patient("Other", "1980-05-05", "9000000009")),
+        post_entry("urn:uuid:a2", observation("w1", json!({"reference": "urn:uuid:a1"}), "2026-03-04", 7.7)),
+    ]));
+    assert_eq!(status, 200, "{wrong}");
+    assert_eq!(statuses(&wrong), ["422 Unprocessable Entity", "422 Unprocessable Entity"]);
+    assert_eq!(wrong["entry"][1]["response"]["outcome"]["issue"][0]["code"], "business-rule");
+    // No record for this identifier; a record not shared with the practice.
+    let (_, unknown) = post(&transaction(vec![post_entry(
+        "urn:uuid:b1",
+        observation("u1", json!({"reference": format!("Patient?identifier={NHS}|9999999999")}), "2026-03-04", 7.7),
+    )]));
+    assert_eq!(statuses(&unknown), ["422 Unprocessable Entity"]);
+    assert_eq!(unknown["entry"][0]["response"]["outcome"]["issue"][0]["code"], "not-found");
+    let (_, unshared) = post(&transaction(vec![post_entry(
+        "urn:uuid:c1",
+        observation("s1", json!({"identifier": {"system": NHS, "value": "9000000025"}}), "2026-03-04", 7.7),
+    )]));
+    assert_eq!(statuses(&unshared), ["422 Unprocessable Entity"]);
+    // A resource about nobody.
+    let (_, nobody) = post(&transaction(vec![post_entry(
+        "urn:uuid:d1",
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": CANARY}}),
+    )]));
+    assert_eq!(statuses(&nobody), ["422 Unprocessable Entity"]);
+    // A section this provider may not write (immunizations).
+    let (_, section) = post(&transaction(vec![post_entry(
+        "urn:uuid:e1",
+        json!({"resourceType": "Immunization", "status": "completed", "vaccineCode": {"text": CANARY},
+               "patient": {"identifier": {"system": NHS, "value": "9000000009"}}, "occurrenceDateTime": "2026-01-01"}),
+    )]));
+    assert_eq!(statuses(&section), ["403 Forbidden"]);
+    // Messages carry no clinical value, name or identifier.
+    for answer in [&wrong, &unknown, &unshared, &nobody, &section] {
+        let text = answer.to_string();
+        for secret in [CANARY, "Other", "9999999999", "9000000025", "7.7", "1980-05-05"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    // The same Bundle shape, right patient: written, and only that.
+    let (_, ok) = post(&transaction(vec![
+        post_entry("urn:uuid:f1", patient("Example", "1970-01-01", "9000000009")),
+        post_entry("urn:uuid:f2", observation("g1", json!({"reference": "urn:uuid:f1"}), "2026-03-04", 5.4)),
+    ]));
+    assert_eq!(statuses(&ok), ["200 OK", "201 Created"], "{ok}");
+    let pat = p.w.home("pat");
+    // The gateway uploads in the background; the patient's device sees
+    // exactly one glucose result, contributed by the practice.
+    let mut labs = Vec::new();
+    for _ in 0..100 {
+        assert!(sync(&pat, &p.w.relay).status.success());
+        labs = list(&pat).into_iter().filter(|e| e["section"] == "labs").collect();
+        if !labs.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(labs.len(), 1, "{labs:?}");
+    // Nothing reached the other patients.
+    for home in ["ann", "other"] {
+        let h = p.w.home(home);
+        assert!(sync(&h, &p.w.relay).status.success());
+        assert!(list(&h).iter().all(|e| e["section"] != "labs"), "{home}");
+    }
+    let _ = &p.gp;
+}
+
+#[test]
+fn gateway_auth_is_enforced() {
+    let p = practice();
+    let g = &p.gateway;
+    let search = format!("{}/Observation?patient=Patient/0000", g.base);
+    // No token; a made-up token.
+    assert_eq!(call("GET", &search, None, None).0, 401);
+    assert_eq!(call("GET", &search, Some("not-a-token"), None).0, 401);
+    // A replayed jti is refused at the token endpoint.
+    let a = p.engine.assertion(&g.token_url(), "jti-once", 120);
+    assert_eq!(token_call(g, &a, "system/*.read").0, 200);
+    let (status, body) = token_call(g, &a, "system/*.read");
+    assert!(status == 400 || status == 401, "{status} {body}");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    // An expired assertion; one for another audience.
+    let (status, _) = token_call(g, &p.engine.assertion(&g.token_url(), "jti-old", -30), "system/*.read");
+    assert!(status == 400 || status == 401);
+    let (status, _) = token_call(g, &p.engine.assertion("https://elsewhere/token", "jti-aud", 120), "system/*.read");
+    assert!(status == 400 || status == 401);
+    // A key the gateway never registered, claiming the registered client.
+    let impostor = Engine {
+        id: p.engine.id.clone(),
+        ..Engine::new("impostor")
+    };
+    let impostor = Engine { kid: p.engine.kid.clone(), ..impostor };
+    let (status, body) = token_call(g, &impostor.assertion(&g.token_url(), "jti-imp", 120), "system/*.read");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    // A read scope used for a write.
+    let read_only = token(g, &p.engine, "system/*.read");
+    let (status, body) = call(
+        "POST",
+        &format!("{}/", g.base),
+        Some(&read_only),
+        Some(&transaction(vec![post_entry(
+            "urn:uuid:x",
+            observation("r1", json!({"identifier": {"system": NHS, "value": "9000000009"}}), "2026-03-04", 5.0),
+        )])),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    // The metadata is open, and says how to get a token.
+    let (status, cap) = call("GET", &format!("{}/metadata", g.base), None, None);
+    assert_eq!(status, 200);
+    assert_eq!(cap["resourceType"], "CapabilityStatement");
+    assert_eq!(cap["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"], g.token_url());
+}
+
+#[test]
+fn gateway_exports_validate() {
+    let p = practice();
+    let g = &p.gateway;
+    let t = token(g, &p.engine, "system/*.read system/*.write");
+    let (_, written) = call(
+        "POST",
+        &format!("{}/", g.base),
+        Some(&t),
+        Some(&transaction(vec![
+            post_entry("urn:uuid:p", patient("Example", "1970-01-01", "9000000009")),
+            post_entry("urn:uuid:o1", observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.4)),
+            post_entry("urn:uuid:o2", observation("v2", json!({"reference": "urn:uuid:p"}), "2025-01-10", 6.2)),
+        ])),
+    );
+    assert_eq!(statuses(&written), ["200 OK", "201 Created", "201 Created"], "{written}");
+    // Re-sending is an update of the same entries, never a duplicate.
+    let (_, again) = call(
+        "POST",
+        &format!("{}/", g.base),
+        Some(&t),
+        Some(&transaction(vec![
+            post_entry("urn:uuid:p", patient("Example", "1970-01-01", "9000000009")),
+            post_entry("urn:uuid:o1", observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.5)),
+        ])),
+    );
+    assert_eq!(statuses(&again), ["200 OK", "200 OK"], "{again}");
+    assert!(again["entry"][1]["response"]["location"].as_str().unwrap().ends_with("/_history/2"));
+
+    // Find the patient by identifier, then search and summarise.
+    let (status, found) = call("GET", &format!("{}/Patient?identifier={NHS}|9000000009", g.base), Some(&t), None);
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1);
+    let pid = found["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+    let (status, page) = call(
+        "GET",
+        &format!("{}/Observation?patient=Patient/{pid}&code=http://loinc.org|2339-0&date=ge2026-01-01", g.base),
+        Some(&t),
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["type"], "searchset");
+    assert_eq!(page["total"], 1, "the date bound keeps 2026 only");
+    let obs = &page["entry"][0]["resource"];
+    assert_eq!(obs["valueQuantity"]["value"].as_f64(), Some(5.5), "the current version");
+    assert_eq!(obs["subject"]["reference"], format!("Patient/{pid}"));
+    let id = obs["id"].as_str().unwrap();
+    let (status, one) = call("GET", &format!("{}/Observation/{id}", g.base), Some(&t), None);
+    assert_eq!((status, &one["id"]), (200, &obs["id"]));
+    // Paging: one per page, a next link.
+    let (_, first) = call("GET", &format!("{}/Observation?patient={pid}&_count=1", g.base), Some(&t), None);
+    assert_eq!(first["total"], 2);
+    let next = first["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap();
+    let (_, second) = call("GET", next["url"].as_str().unwrap(), Some(&t), None);
+    assert_eq!(second["entry"].as_array().unwrap().len(), 1);
+    assert_ne!(second["entry"][0]["resource"]["id"], first["entry"][0]["resource"]["id"]);
+    let (status, ips) = call("GET", &format!("{}/Patient/{pid}/$summary", g.base), Some(&t), None);
+    assert_eq!(status, 200, "{ips}");
+    assert_eq!(ips["type"], "document");
+    assert!(ips.to_string().contains("Penicillin"));
+    // Unknown ids and parameters are refused clearly.
+    assert_eq!(call("GET", &format!("{}/Observation/{}", g.base, "0".repeat(64)), Some(&t), None).0, 404);
+    assert_eq!(call("GET", &format!("{}/Observation?patient={pid}&name=x", g.base), Some(&t), None).0, 400);
+
+    validate_fhir(&[ips, page, first, found]);
+}
