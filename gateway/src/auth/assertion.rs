@@ -86,7 +86,7 @@ pub(crate) fn verify_assertion(
     // Who claims to have signed it, read before the signature is checked
     // only to pick the key; nothing else is trusted until it verifies.
     let unverified: Claims = decode_part(payload_b64).ok_or(AuthError::MalformedAssertion(
-        "the claims are not base64url JSON",
+        "the claims are not base64url JSON with string iss and sub",
     ))?;
     let client_id = match (unverified.iss, unverified.sub) {
         (Some(iss), Some(sub)) if iss == sub => iss,

@@ -112,6 +112,15 @@ pub struct TokenIssuer {
     state: Mutex<State>,
 }
 
+impl fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("token_url", &self.token_url)
+            .field("clients", &self.registry.clients().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl TokenIssuer {
     /// An issuer for these clients, at `token_url` (the `aud` assertions
     /// must carry, e.g. `https://gateway.example/auth/token`).

@@ -22,7 +22,7 @@
 
 mod assertion;
 mod error;
-pub mod http;
+mod http;
 mod issuer;
 mod jwks;
 mod registry;
@@ -36,7 +36,7 @@ mod test_support;
 mod tests;
 
 pub use error::AuthError;
-pub use http::{error_response, now_ms, routes};
+pub use http::{error_response, now_ms, routes, SMART_CONFIGURATION_PATH, TOKEN_PATH};
 pub use issuer::{Grant, TokenIssuer, TokenRequest, TokenResponse, ASSERTION_TYPE, GRANT_TYPE};
 pub use registry::{ClientRegistry, RegisteredClient};
 pub use scopes::{Access, Scopes};

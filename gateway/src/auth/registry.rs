@@ -41,6 +41,14 @@ pub struct ClientRegistry {
     keys: Vec<Vec<ClientKey>>,
 }
 
+impl std::fmt::Debug for ClientRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRegistry")
+            .field("clients", &self.clients)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ClientRegistry {
     /// Reads the registry file; a missing file is a registry with no
     /// clients. Every client is checked as by [`ClientRegistry::add`].

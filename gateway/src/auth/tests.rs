@@ -143,7 +143,7 @@ fn exp_five_minutes_ahead_is_accepted() {
 }
 
 #[test]
-fn nbf_in_the_future_beyond_clock_skew_is_refused() {
+fn nbf_beyond_clock_skew_is_refused() {
     let key = es384_key("k");
     let issuer = issuer(vec![client("hospital", &[&key], ALL)]);
     let mut c = claims("hospital");
@@ -152,7 +152,27 @@ fn nbf_in_the_future_beyond_clock_skew_is_refused() {
         .token(&request(&sign(&key, &c), ALL), NOW_MS)
         .unwrap_err();
     assert!(matches!(err, AuthError::AssertionNotYetValid), "{err}");
+}
+
+#[test]
+fn iat_beyond_clock_skew_is_refused() {
+    let key = es384_key("k");
+    let issuer = issuer(vec![client("hospital", &[&key], ALL)]);
+    let mut c = claims("hospital");
+    c["iat"] = json!(NOW_MS / 1000 + 120);
+    let err = issuer
+        .token(&request(&sign(&key, &c), ALL), NOW_MS)
+        .unwrap_err();
+    assert!(matches!(err, AuthError::AssertionNotYetValid), "{err}");
+}
+
+#[test]
+fn nbf_and_iat_within_clock_skew_are_accepted() {
+    let key = es384_key("k");
+    let issuer = issuer(vec![client("hospital", &[&key], ALL)]);
+    let mut c = claims("hospital");
     c["nbf"] = json!(NOW_MS / 1000 + 30);
+    c["iat"] = json!(NOW_MS / 1000 + 30);
     issuer
         .token(&request(&sign(&key, &c), ALL), NOW_MS)
         .unwrap();
@@ -262,9 +282,9 @@ fn alg_not_matching_the_key_is_refused() {
 }
 
 #[test]
-fn key_registered_for_another_client_is_refused() {
-    let theirs = es384_key("shared-kid");
+fn key_of_another_client_under_the_same_kid_is_refused() {
     let ours = es384_key("shared-kid");
+    let theirs = es384_key("shared-kid");
     let issuer = issuer(vec![
         client("hospital", &[&ours], ALL),
         client("lab", &[&theirs], ALL),
@@ -274,16 +294,18 @@ fn key_registered_for_another_client_is_refused() {
         .token(&request(&sign(&theirs, &claims("hospital")), ALL), NOW_MS)
         .unwrap_err();
     assert!(matches!(err, AuthError::BadSignature { .. }), "{err}");
-    let other_kid = es384_key("lab-only");
-    let issuer = super::test_support::issuer(vec![
+}
+
+#[test]
+fn kid_registered_only_for_another_client_is_refused() {
+    let ours = es384_key("hospital-key");
+    let theirs = es384_key("lab-key");
+    let issuer = issuer(vec![
         client("hospital", &[&ours], ALL),
-        client("lab", &[&other_kid], ALL),
+        client("lab", &[&theirs], ALL),
     ]);
     let err = issuer
-        .token(
-            &request(&sign(&other_kid, &claims("hospital")), ALL),
-            NOW_MS,
-        )
+        .token(&request(&sign(&theirs, &claims("hospital")), ALL), NOW_MS)
         .unwrap_err();
     assert!(matches!(err, AuthError::UnknownKey { .. }), "{err}");
 }

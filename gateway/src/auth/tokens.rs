@@ -89,3 +89,22 @@ fn hash(token: &str) -> [u8; 32] {
     out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_tokens_are_dropped_and_only_hashes_are_kept() {
+        let rng = SystemRandom::new();
+        let mut tokens = AccessTokens::default();
+        let first = tokens.issue(&rng, "gp", Scopes::default(), 0).unwrap();
+        tokens
+            .issue(&rng, "gp", Scopes::default(), 200_000)
+            .unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert!(tokens.lookup(&first, TOKEN_LIFETIME_MS).is_none());
+        assert_eq!(tokens.len(), 1, "the first token expired and was dropped");
+        assert!(!format!("{tokens:?}").contains(&first));
+    }
+}
