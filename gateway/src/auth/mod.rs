@@ -3,7 +3,7 @@
 //! (client credentials grant, signed JWT assertion, `jti` replay refused),
 //! short-lived opaque access tokens, and `system/` scopes.
 //!
-//! Everything but [`http`] is I/O-free and clock-free (times come in as
+//! Everything but `http.rs` is I/O-free and clock-free (times come in as
 //! `now_ms`); the registry file is read and written only by
 //! [`ClientRegistry::load`] and [`ClientRegistry::save`].
 //!
