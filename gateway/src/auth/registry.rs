@@ -91,14 +91,24 @@ impl ClientRegistry {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let mut temp = tempfile_in(dir).map_err(io)?;
-        temp.1.write_all(&json).map_err(io)?;
-        temp.1.sync_all().map_err(io)?;
-        drop(temp.1);
-        fs::rename(&temp.0, path).map_err(|e| {
-            let _ = fs::remove_file(&temp.0);
-            io(e)
-        })
+        let (temp_path, mut temp) = tempfile_in(dir).map_err(io)?;
+        let written = temp
+            .write_all(&json)
+            .and_then(|()| temp.sync_all())
+            .and_then(|()| {
+                drop(temp);
+                fs::rename(&temp_path, path)
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp_path);
+            return Err(io(e));
+        }
+        // Make the rename itself durable (best effort: not every platform
+        // can open a folder).
+        if let Ok(folder) = fs::File::open(dir) {
+            let _ = folder.sync_all();
+        }
+        Ok(())
     }
 
     /// Registers a client after checking its id and JWK Set: every key RSA
