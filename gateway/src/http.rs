@@ -47,7 +47,10 @@ fn fhir_json(status: u16, body: &Value) -> Response {
     )
         .into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -72,10 +75,17 @@ fn grant(state: &AppState, headers: &HeaderMap) -> Result<Grant, Outcome> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    state
-        .auth
-        .authorize(value, now_ms())
-        .map_err(|e| Outcome::new(e.status(), if e.status() == 403 { "forbidden" } else { "login" }, e.to_string()))
+    state.auth.authorize(value, now_ms()).map_err(|e| {
+        Outcome::new(
+            e.status(),
+            if e.status() == 403 {
+                "forbidden"
+            } else {
+                "login"
+            },
+            e.to_string(),
+        )
+    })
 }
 
 fn require(grant: &Grant, resource_type: &str, access: Access) -> Result<(), Outcome> {
@@ -93,7 +103,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 fn parse_body(body: &Bytes) -> Result<Value, Outcome> {
     satchel_core::fhir::json::from_slice(body).map_err(|_| {
-        Outcome::invalid("the body is not FHIR JSON (one JSON object, no key twice); nothing was written")
+        Outcome::invalid(
+            "the body is not FHIR JSON (one JSON object, no key twice); nothing was written",
+        )
     })
 }
 
@@ -120,7 +132,10 @@ fn check_type(resource_type: &str) -> Result<(), Outcome> {
 
 async fn metadata(State(s): State<AppState>) -> Response {
     let token = format!("{}/auth/token", s.base);
-    fhir_json(200, &capability_statement(&s.base, &token, env!("CARGO_PKG_VERSION")))
+    fhir_json(
+        200,
+        &capability_statement(&s.base, &token, env!("CARGO_PKG_VERSION")),
+    )
 }
 
 async fn health() -> Response {
@@ -134,7 +149,12 @@ async fn status(State(s): State<AppState>, headers: HeaderMap) -> Answer {
     Ok(fhir_json(200, &body))
 }
 
-async fn write_entries(s: &AppState, headers: &HeaderMap, kind: BundleKind, entries: Vec<write::WriteEntry>) -> Answer {
+async fn write_entries(
+    s: &AppState,
+    headers: &HeaderMap,
+    kind: BundleKind,
+    entries: Vec<write::WriteEntry>,
+) -> Answer {
     let grant = grant(s, headers)?;
     for e in &entries {
         require(&grant, e.resource_type(), Access::Write)?;
@@ -150,7 +170,12 @@ async fn post_root(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
     write_entries(&s, &headers, kind, entries).await
 }
 
-async fn post_type(State(s): State<AppState>, Path(rt): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
+async fn post_type(
+    State(s): State<AppState>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
     check_type(&rt)?;
     let entry = write::single(parse_body(&body)?, &rt, None)?;
     single_answer(&s, &headers, entry).await
@@ -223,7 +248,10 @@ async fn search_type(
         .ok_or_else(|| Outcome::invalid("a Patient search takes identifier=system|value (only)"))?;
         let found = blocking(move || service.find_patients(&key)).await??;
         let url = format!("{}/Patient?identifier={}", s.base, url_escape(&params[0].1));
-        return Ok(fhir_json(200, &read::searchset(&url, found.len(), found, 0, read::MAX_COUNT)));
+        return Ok(fhir_json(
+            200,
+            &read::searchset(&url, found.len(), found, 0, read::MAX_COUNT),
+        ));
     }
     let search = read::parse_search(&rt, &params)?;
     let (offset, count) = (search.offset, search.count);
@@ -236,7 +264,10 @@ async fn search_type(
         format!("{}/{rt}?{}", s.base, kept.join("&"))
     };
     let (total, page) = blocking(move || service.search(&search)).await??;
-    Ok(fhir_json(200, &read::searchset(&self_url, total, page, offset, count)))
+    Ok(fhir_json(
+        200,
+        &read::searchset(&self_url, total, page, offset, count),
+    ))
 }
 
 fn url_escape(s: &str) -> String {
@@ -258,10 +289,16 @@ async fn read_one(
 
 async fn summary(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Answer {
     let grant = grant(&s, &headers)?;
-    for t in ["Patient", "AllergyIntolerance", "MedicationStatement", "Condition"] {
+    for t in [
+        "Patient",
+        "AllergyIntolerance",
+        "MedicationStatement",
+        "Condition",
+    ] {
         require(&grant, t, Access::Read)?;
     }
-    let rid = read::parse_patient(&id).ok_or_else(|| Outcome::not_found("no Patient with that id is readable here"))?;
+    let rid = read::parse_patient(&id)
+        .ok_or_else(|| Outcome::not_found("no Patient with that id is readable here"))?;
     let service = s.service.clone();
     let doc = blocking(move || service.summary(rid)).await??;
     Ok(fhir_json(200, &doc))

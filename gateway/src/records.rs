@@ -178,7 +178,8 @@ impl RecordPool {
             changed = true;
         }
         if changed {
-            let bytes = Zeroizing::new(serde_json::to_vec(&index).map_err(|_| RecordsError::Index)?);
+            let bytes =
+                Zeroizing::new(serde_json::to_vec(&index).map_err(|_| RecordsError::Index)?);
             vault.put_private(INDEX_NAME, &bytes)?;
         }
         let n = index.len();
@@ -248,12 +249,7 @@ impl RecordPool {
         state.clock += 1;
         let now = state.clock;
         // Another request may have opened it meanwhile: keep the first.
-        let record = state
-            .open
-            .entry(rid)
-            .or_insert((record, now))
-            .0
-            .clone();
+        let record = state.open.entry(rid).or_insert((record, now)).0.clone();
         while state.open.len() > self.capacity {
             let Some(oldest) = state
                 .open

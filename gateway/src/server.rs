@@ -127,7 +127,9 @@ impl Gateway {
             tokio::spawn(async move {
                 match tls {
                     Some(acceptor) => {
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                        {
                             Ok(Ok(s)) => connection(s, router, peer).await,
                             _ => tracing::debug!("TLS handshake failed or timed out"),
                         }

@@ -27,9 +27,9 @@ fn records_outcome(e: RecordsError) -> Outcome {
         RecordsError::NotShared(_) => {
             Outcome::not_found("no record with that id is shared with this provider")
         }
-        RecordsError::Profile(ProfileError::WrongKey) => {
-            Outcome::internal("a record of this provider home does not open with the gateway's passphrase")
-        }
+        RecordsError::Profile(ProfileError::WrongKey) => Outcome::internal(
+            "a record of this provider home does not open with the gateway's passphrase",
+        ),
         other => {
             tracing::error!(error = %other, "opening a record failed");
             Outcome::internal("a record could not be opened; the gateway's log says why")
@@ -75,7 +75,12 @@ impl Service {
     /// one) for the client `source`: routed per entry, committed per record
     /// (a transaction: all of a record's entries or none; a batch: each
     /// entry on its own), then queued for upload.
-    pub fn write(&self, kind: BundleKind, entries: &[WriteEntry], source: &str) -> Vec<EntryResult> {
+    pub fn write(
+        &self,
+        kind: BundleKind,
+        entries: &[WriteEntry],
+        source: &str,
+    ) -> Vec<EntryResult> {
         let pool = &self.pool;
         let lookup = |k: &PatientKey| pool.lookup(k).unwrap_or_default();
         let shared = |r: &RecordId| pool.is_shared(r).unwrap_or(false);
@@ -128,7 +133,9 @@ impl Service {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| EntryResult::Failed(Outcome::internal("entry not processed"))))
+            .map(|r| {
+                r.unwrap_or_else(|| EntryResult::Failed(Outcome::internal("entry not processed")))
+            })
             .collect()
     }
 
@@ -176,7 +183,9 @@ impl Service {
                         ),
                     }
                 } else {
-                    EntryResult::Failed(Outcome::internal("the import did not account for this entry"))
+                    EntryResult::Failed(Outcome::internal(
+                        "the import did not account for this entry",
+                    ))
                 }
             })
             .collect();
@@ -206,7 +215,8 @@ impl Service {
 
     /// `GET /{type}/{id}`.
     pub fn read(&self, resource_type: &str, id: &str) -> Result<Value, Outcome> {
-        let gone = || Outcome::not_found(format!("no {resource_type} with that id is readable here"));
+        let gone =
+            || Outcome::not_found(format!("no {resource_type} with that id is readable here"));
         if resource_type == "Patient" {
             let rid: RecordId = id.parse().map_err(|_| gone())?;
             return self.patient(rid)?.ok_or_else(gone);
@@ -219,7 +229,10 @@ impl Service {
         let profile = record.blocking_lock();
         let entry = profile
             .entry(&eid)
-            .filter(|e| e.resource_type == resource_type && !e.status.is_hidden())
+            .filter(|e| {
+                e.resource_type == resource_type
+                    && e.status == satchel_core::record::EntryStatus::Active
+            })
             .ok_or_else(gone)?;
         Ok(read::present(&rid, &entry))
     }

@@ -64,7 +64,12 @@ fn now_ms() -> i64 {
 }
 
 impl Uploader {
-    pub fn new(relay: RelayUrl, trust: RelayTrust, pool: Arc<RecordPool>, refresh: Duration) -> Self {
+    pub fn new(
+        relay: RelayUrl,
+        trust: RelayTrust,
+        pool: Arc<RecordPool>,
+        refresh: Duration,
+    ) -> Self {
         Self {
             relay,
             trust,
@@ -84,15 +89,19 @@ impl Uploader {
     }
 
     pub fn status(&self) -> UploadStatus {
-        let (queue_depth, consecutive_failures, uploaded_total, last_upload) = match self.state.lock() {
-            Ok(s) => (
-                s.dirty.len(),
-                s.failures,
-                s.uploaded_total,
-                s.last.iter().map(|(k, v)| (k.to_hex(), v.clone())).collect(),
-            ),
-            Err(_) => (0, 0, 0, Default::default()),
-        };
+        let (queue_depth, consecutive_failures, uploaded_total, last_upload) =
+            match self.state.lock() {
+                Ok(s) => (
+                    s.dirty.len(),
+                    s.failures,
+                    s.uploaded_total,
+                    s.last
+                        .iter()
+                        .map(|(k, v)| (k.to_hex(), v.clone()))
+                        .collect(),
+                ),
+                Err(_) => (0, 0, 0, Default::default()),
+            };
         UploadStatus {
             relay: self.relay.as_str().to_owned(),
             queue_depth,
@@ -145,14 +154,23 @@ impl Uploader {
                 .state
                 .lock()
                 .map(|mut s| {
-                    s.failures = if failed { s.failures.saturating_add(1) } else { 0 };
+                    s.failures = if failed {
+                        s.failures.saturating_add(1)
+                    } else {
+                        0
+                    };
                     s.failures
                 })
                 .unwrap_or(0);
             if failures > 0 {
                 // 250 ms, doubling, at most 30 s.
-                let backoff = Duration::from_millis(250u64 << failures.min(7)).min(Duration::from_secs(30));
-                tracing::warn!(failures, backoff_ms = backoff.as_millis() as u64, "relay sync failing; backing off");
+                let backoff =
+                    Duration::from_millis(250u64 << failures.min(7)).min(Duration::from_secs(30));
+                tracing::warn!(
+                    failures,
+                    backoff_ms = backoff.as_millis() as u64,
+                    "relay sync failing; backing off"
+                );
                 tokio::time::sleep(backoff).await;
             }
         }
@@ -170,13 +188,15 @@ impl Uploader {
         };
         let client = match clients.entry(rid) {
             std::collections::hash_map::Entry::Occupied(c) => c.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => match RelayClient::connect(&self.relay, &self.trust) {
-                Ok(c) => v.insert(c.with_max_attempts(2)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set up the relay client");
-                    return false;
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match RelayClient::connect(&self.relay, &self.trust) {
+                    Ok(c) => v.insert(c.with_max_attempts(2)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot set up the relay client");
+                        return false;
+                    }
                 }
-            },
+            }
         };
         let mut profile = record.lock().await;
         let result = client.sync(&mut profile).await;
@@ -191,7 +211,15 @@ impl Uploader {
         };
         if let Ok(mut s) = self.state.lock() {
             s.uploaded_total += uploaded as u64;
-            s.last.insert(rid, LastUpload { at_ms, ok, uploaded, pulled });
+            s.last.insert(
+                rid,
+                LastUpload {
+                    at_ms,
+                    ok,
+                    uploaded,
+                    pulled,
+                },
+            );
         }
         ok
     }

@@ -55,22 +55,41 @@ fn patient_sharing(w: &World, home: &str, family: &str, birth: &str, nhs: &str, 
     let url = w.relay.url();
     let out = run(
         satchel(&pat, PASS).args([
-            "invite", "--server", &url, "--json", "--role", "provider", "--sections",
-            "labs,demographics,allergies,medications,conditions", "--write", "--label", "GP",
+            "invite",
+            "--server",
+            &url,
+            "--json",
+            "--role",
+            "provider",
+            "--sections",
+            "labs,demographics,allergies,medications,conditions",
+            "--write",
+            "--label",
+            "GP",
         ]),
         true,
     );
     let invite: Value = serde_json::from_slice(&out.stdout).unwrap();
     run(
         satchel(gp, PASS).args([
-            "accept", invite["code"].as_str().unwrap(), "--name", "Dr Okafor", "--role",
-            "provider", "--organisation", "Riverside Medical Practice",
+            "accept",
+            invite["code"].as_str().unwrap(),
+            "--name",
+            "Dr Okafor",
+            "--role",
+            "provider",
+            "--organisation",
+            "Riverside Medical Practice",
         ]),
         true,
     );
     run(
         satchel(&pat, PASS).args([
-            "approve", invite["invite"].as_str().unwrap(), "--server", &url, "--yes",
+            "approve",
+            invite["invite"].as_str().unwrap(),
+            "--server",
+            &url,
+            "--yes",
         ]),
         true,
     );
@@ -99,7 +118,12 @@ impl Engine {
     }
 
     fn jwks(&self) -> Value {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &self.pkcs8, &SystemRandom::new()).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P384_SHA384_FIXED_SIGNING,
+            &self.pkcs8,
+            &SystemRandom::new(),
+        )
+        .unwrap();
         let point = pair.public_key().as_ref();
         assert_eq!(point.len(), 97);
         json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": self.kid, "alg": "ES384", "use": "sig",
@@ -115,7 +139,12 @@ impl Engine {
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());
         let claims = json!({"iss": self.id, "sub": self.id, "aud": aud, "jti": jti, "exp": now + exp_in_secs});
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8)).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8),
+        )
+        .unwrap()
     }
 
     fn register(&self, gp: &Path, scope: &str) {
@@ -123,7 +152,9 @@ impl Engine {
         std::fs::write(&file, self.jwks().to_string()).unwrap();
         run(
             satchel(gp, PASS)
-                .args(["provider", "clients", "add", &self.id, "--scope", scope, "--jwks"])
+                .args([
+                    "provider", "clients", "add", &self.id, "--scope", scope, "--jwks",
+                ])
                 .arg(&file),
             true,
         );
@@ -139,7 +170,14 @@ struct Gateway {
 impl Gateway {
     fn start(gp: &Path, relay: &str, extra: &[&str]) -> Self {
         let mut child = satchel(gp, PASS)
-            .args(["provider", "serve", "--server", relay, "--listen", "127.0.0.1:0"])
+            .args([
+                "provider",
+                "serve",
+                "--server",
+                relay,
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -173,7 +211,10 @@ impl Drop for Gateway {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn http() -> reqwest::Client {
@@ -189,12 +230,17 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> (
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/fhir+json").body(b.to_string());
+            req = req
+                .header("content-type", "application/fhir+json")
+                .body(b.to_string());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     })
 }
 
@@ -220,7 +266,9 @@ fn token_call(g: &Gateway, assertion: &str, scope: &str) -> (u16, Value) {
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -259,12 +307,21 @@ fn practice() -> Practice {
     // Someone whose record is not shared with the practice.
     let other = w.home("other");
     init(&other, "Other Person");
-    assert!(add(&other, &patient("Stranger", "1990-09-09", "9000000025")).status.success());
+    assert!(
+        add(&other, &patient("Stranger", "1990-09-09", "9000000025"))
+            .status
+            .success()
+    );
     assert!(sync(&other, &w.relay).status.success());
     let engine = Engine::new("mirth-riverside");
     engine.register(&gp, "system/*.read system/*.write");
     let gateway = Gateway::start(&gp, &w.relay.url(), &[]);
-    Practice { w, gp, gateway, engine }
+    Practice {
+        w,
+        gp,
+        gateway,
+        engine,
+    }
 }
 
 #[test]
@@ -278,21 +335,43 @@ fn gateway_refuses_wrong_patient_and_unshared_records() {
     // birth date: the record's wrong-patient check refuses both entries.
     let (status, wrong) = post(&transaction(vec![
         post_entry("urn:uuid:a1", patient("Other", "1980-05-05", "9000000009")),
-        post_entry("urn:uuid:a2", observation("w1", json!({"reference": "urn:uuid:a1"}), "2026-03-04", 7.7)),
+        post_entry(
+            "urn:uuid:a2",
+            observation("w1", json!({"reference": "urn:uuid:a1"}), "2026-03-04", 7.7),
+        ),
     ]));
     assert_eq!(status, 200, "{wrong}");
-    assert_eq!(statuses(&wrong), ["422 Unprocessable Entity", "422 Unprocessable Entity"]);
-    assert_eq!(wrong["entry"][1]["response"]["outcome"]["issue"][0]["code"], "business-rule");
+    assert_eq!(
+        statuses(&wrong),
+        ["422 Unprocessable Entity", "422 Unprocessable Entity"]
+    );
+    assert_eq!(
+        wrong["entry"][1]["response"]["outcome"]["issue"][0]["code"],
+        "business-rule"
+    );
     // No record for this identifier; a record not shared with the practice.
     let (_, unknown) = post(&transaction(vec![post_entry(
         "urn:uuid:b1",
-        observation("u1", json!({"reference": format!("Patient?identifier={NHS}|9999999999")}), "2026-03-04", 7.7),
+        observation(
+            "u1",
+            json!({"reference": format!("Patient?identifier={NHS}|9999999999")}),
+            "2026-03-04",
+            7.7,
+        ),
     )]));
     assert_eq!(statuses(&unknown), ["422 Unprocessable Entity"]);
-    assert_eq!(unknown["entry"][0]["response"]["outcome"]["issue"][0]["code"], "not-found");
+    assert_eq!(
+        unknown["entry"][0]["response"]["outcome"]["issue"][0]["code"],
+        "not-found"
+    );
     let (_, unshared) = post(&transaction(vec![post_entry(
         "urn:uuid:c1",
-        observation("s1", json!({"identifier": {"system": NHS, "value": "9000000025"}}), "2026-03-04", 7.7),
+        observation(
+            "s1",
+            json!({"identifier": {"system": NHS, "value": "9000000025"}}),
+            "2026-03-04",
+            7.7,
+        ),
     )]));
     assert_eq!(statuses(&unshared), ["422 Unprocessable Entity"]);
     // A resource about nobody.
@@ -311,15 +390,28 @@ fn gateway_refuses_wrong_patient_and_unshared_records() {
     // Messages carry no clinical value, name or identifier.
     for answer in [&wrong, &unknown, &unshared, &nobody, &section] {
         let text = answer.to_string();
-        for secret in [CANARY, "Other", "9999999999", "9000000025", "7.7", "1980-05-05"] {
+        for secret in [
+            CANARY,
+            "Other",
+            "9999999999",
+            "9000000025",
+            "7.7",
+            "1980-05-05",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
 
     // The same Bundle shape, right patient: written, and only that.
     let (_, ok) = post(&transaction(vec![
-        post_entry("urn:uuid:f1", patient("Example", "1970-01-01", "9000000009")),
-        post_entry("urn:uuid:f2", observation("g1", json!({"reference": "urn:uuid:f1"}), "2026-03-04", 5.4)),
+        post_entry(
+            "urn:uuid:f1",
+            patient("Example", "1970-01-01", "9000000009"),
+        ),
+        post_entry(
+            "urn:uuid:f2",
+            observation("g1", json!({"reference": "urn:uuid:f1"}), "2026-03-04", 5.4),
+        ),
     ]));
     assert_eq!(statuses(&ok), ["200 OK", "201 Created"], "{ok}");
     let pat = p.w.home("pat");
@@ -328,7 +420,10 @@ fn gateway_refuses_wrong_patient_and_unshared_records() {
     let mut labs = Vec::new();
     for _ in 0..100 {
         assert!(sync(&pat, &p.w.relay).status.success());
-        labs = list(&pat).into_iter().filter(|e| e["section"] == "labs").collect();
+        labs = list(&pat)
+            .into_iter()
+            .filter(|e| e["section"] == "labs")
+            .collect();
         if !labs.is_empty() {
             break;
         }
@@ -359,17 +454,33 @@ fn gateway_auth_is_enforced() {
     assert!(status == 400 || status == 401, "{status} {body}");
     assert_eq!(body["error"], "invalid_grant", "{body}");
     // An expired assertion; one for another audience.
-    let (status, _) = token_call(g, &p.engine.assertion(&g.token_url(), "jti-old", -30), "system/*.read");
+    let (status, _) = token_call(
+        g,
+        &p.engine.assertion(&g.token_url(), "jti-old", -30),
+        "system/*.read",
+    );
     assert!(status == 400 || status == 401);
-    let (status, _) = token_call(g, &p.engine.assertion("https://elsewhere/token", "jti-aud", 120), "system/*.read");
+    let (status, _) = token_call(
+        g,
+        &p.engine
+            .assertion("https://elsewhere/token", "jti-aud", 120),
+        "system/*.read",
+    );
     assert!(status == 400 || status == 401);
     // A key the gateway never registered, claiming the registered client.
     let impostor = Engine {
         id: p.engine.id.clone(),
         ..Engine::new("impostor")
     };
-    let impostor = Engine { kid: p.engine.kid.clone(), ..impostor };
-    let (status, body) = token_call(g, &impostor.assertion(&g.token_url(), "jti-imp", 120), "system/*.read");
+    let impostor = Engine {
+        kid: p.engine.kid.clone(),
+        ..impostor
+    };
+    let (status, body) = token_call(
+        g,
+        &impostor.assertion(&g.token_url(), "jti-imp", 120),
+        "system/*.read",
+    );
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "invalid_client");
     // A read scope used for a write.
@@ -380,7 +491,12 @@ fn gateway_auth_is_enforced() {
         Some(&read_only),
         Some(&transaction(vec![post_entry(
             "urn:uuid:x",
-            observation("r1", json!({"identifier": {"system": NHS, "value": "9000000009"}}), "2026-03-04", 5.0),
+            observation(
+                "r1",
+                json!({"identifier": {"system": NHS, "value": "9000000009"}}),
+                "2026-03-04",
+                5.0,
+            ),
         )])),
     );
     assert_eq!(status, 403, "{body}");
@@ -389,7 +505,10 @@ fn gateway_auth_is_enforced() {
     let (status, cap) = call("GET", &format!("{}/metadata", g.base), None, None);
     assert_eq!(status, 200);
     assert_eq!(cap["resourceType"], "CapabilityStatement");
-    assert_eq!(cap["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"], g.token_url());
+    assert_eq!(
+        cap["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"],
+        g.token_url()
+    );
 }
 
 #[test]
@@ -403,11 +522,21 @@ fn gateway_exports_validate() {
         Some(&t),
         Some(&transaction(vec![
             post_entry("urn:uuid:p", patient("Example", "1970-01-01", "9000000009")),
-            post_entry("urn:uuid:o1", observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.4)),
-            post_entry("urn:uuid:o2", observation("v2", json!({"reference": "urn:uuid:p"}), "2025-01-10", 6.2)),
+            post_entry(
+                "urn:uuid:o1",
+                observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.4),
+            ),
+            post_entry(
+                "urn:uuid:o2",
+                observation("v2", json!({"reference": "urn:uuid:p"}), "2025-01-10", 6.2),
+            ),
         ])),
     );
-    assert_eq!(statuses(&written), ["200 OK", "201 Created", "201 Created"], "{written}");
+    assert_eq!(
+        statuses(&written),
+        ["200 OK", "201 Created", "201 Created"],
+        "{written}"
+    );
     // Re-sending is an update of the same entries, never a duplicate.
     let (_, again) = call(
         "POST",
@@ -415,20 +544,37 @@ fn gateway_exports_validate() {
         Some(&t),
         Some(&transaction(vec![
             post_entry("urn:uuid:p", patient("Example", "1970-01-01", "9000000009")),
-            post_entry("urn:uuid:o1", observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.5)),
+            post_entry(
+                "urn:uuid:o1",
+                observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.5),
+            ),
         ])),
     );
     assert_eq!(statuses(&again), ["200 OK", "200 OK"], "{again}");
-    assert!(again["entry"][1]["response"]["location"].as_str().unwrap().ends_with("/_history/2"));
+    assert!(again["entry"][1]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .ends_with("/_history/2"));
 
     // Find the patient by identifier, then search and summarise.
-    let (status, found) = call("GET", &format!("{}/Patient?identifier={NHS}|9000000009", g.base), Some(&t), None);
+    let (status, found) = call(
+        "GET",
+        &format!("{}/Patient?identifier={NHS}|9000000009", g.base),
+        Some(&t),
+        None,
+    );
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["total"], 1);
-    let pid = found["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+    let pid = found["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, page) = call(
         "GET",
-        &format!("{}/Observation?patient=Patient/{pid}&code=http://loinc.org|2339-0&date=ge2026-01-01", g.base),
+        &format!(
+            "{}/Observation?patient=Patient/{pid}&code=http://loinc.org|2339-0&date=ge2026-01-01",
+            g.base
+        ),
         Some(&t),
         None,
     );
@@ -436,25 +582,70 @@ fn gateway_exports_validate() {
     assert_eq!(page["type"], "searchset");
     assert_eq!(page["total"], 1, "the date bound keeps 2026 only");
     let obs = &page["entry"][0]["resource"];
-    assert_eq!(obs["valueQuantity"]["value"].as_f64(), Some(5.5), "the current version");
+    assert_eq!(
+        obs["valueQuantity"]["value"].as_f64(),
+        Some(5.5),
+        "the current version"
+    );
     assert_eq!(obs["subject"]["reference"], format!("Patient/{pid}"));
     let id = obs["id"].as_str().unwrap();
-    let (status, one) = call("GET", &format!("{}/Observation/{id}", g.base), Some(&t), None);
+    let (status, one) = call(
+        "GET",
+        &format!("{}/Observation/{id}", g.base),
+        Some(&t),
+        None,
+    );
     assert_eq!((status, &one["id"]), (200, &obs["id"]));
     // Paging: one per page, a next link.
-    let (_, first) = call("GET", &format!("{}/Observation?patient={pid}&_count=1", g.base), Some(&t), None);
+    let (_, first) = call(
+        "GET",
+        &format!("{}/Observation?patient={pid}&_count=1", g.base),
+        Some(&t),
+        None,
+    );
     assert_eq!(first["total"], 2);
-    let next = first["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap();
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap();
     let (_, second) = call("GET", next["url"].as_str().unwrap(), Some(&t), None);
     assert_eq!(second["entry"].as_array().unwrap().len(), 1);
-    assert_ne!(second["entry"][0]["resource"]["id"], first["entry"][0]["resource"]["id"]);
-    let (status, ips) = call("GET", &format!("{}/Patient/{pid}/$summary", g.base), Some(&t), None);
+    assert_ne!(
+        second["entry"][0]["resource"]["id"],
+        first["entry"][0]["resource"]["id"]
+    );
+    let (status, ips) = call(
+        "GET",
+        &format!("{}/Patient/{pid}/$summary", g.base),
+        Some(&t),
+        None,
+    );
     assert_eq!(status, 200, "{ips}");
     assert_eq!(ips["type"], "document");
     assert!(ips.to_string().contains("Penicillin"));
     // Unknown ids and parameters are refused clearly.
-    assert_eq!(call("GET", &format!("{}/Observation/{}", g.base, "0".repeat(64)), Some(&t), None).0, 404);
-    assert_eq!(call("GET", &format!("{}/Observation?patient={pid}&name=x", g.base), Some(&t), None).0, 400);
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{}/Observation/{}", g.base, "0".repeat(64)),
+            Some(&t),
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{}/Observation?patient={pid}&name=x", g.base),
+            Some(&t),
+            None
+        )
+        .0,
+        400
+    );
 
     validate_fhir(&[ips, page, first, found]);
 }

@@ -215,7 +215,10 @@ fn run_clients(home_dir: Option<PathBuf>, command: ClientsCommand) -> Result<()>
             let text = std::fs::read(&jwks)
                 .with_context(|| format!("cannot read the JWKS file {}", jwks.display()))?;
             let jwks: serde_json::Value = serde_json::from_slice(&text).with_context(|| {
-                format!("{} is not JSON (a JSON Web Key Set: {{\"keys\": [...]}})", jwks.display())
+                format!(
+                    "{} is not JSON (a JSON Web Key Set: {{\"keys\": [...]}})",
+                    jwks.display()
+                )
             })?;
             let scopes = Scopes::parse(&scope)?;
             registry.add(RegisteredClient {
@@ -259,7 +262,9 @@ fn run_clients(home_dir: Option<PathBuf>, command: ClientsCommand) -> Result<()>
                 bail!("no client {client_id} is registered; nothing changed (see `satchel provider clients list`)");
             }
             registry.save(&path)?;
-            outln!("Removed client {client_id}; restart the gateway for its tokens to stop working.");
+            outln!(
+                "Removed client {client_id}; restart the gateway for its tokens to stop working."
+            );
         }
     }
     Ok(())

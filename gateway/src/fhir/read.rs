@@ -139,11 +139,7 @@ fn date_bound(value: &str, parts: &mut QueryParts) -> Result<(), Outcome> {
         Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &value[2..]),
         _ => ("eq", value),
     };
-    let bad = || {
-        Outcome::invalid(
-            "date must be [eq|ge|gt|le|lt]YYYY[-MM[-DD[Thh:mm:ss+zz:zz]]]",
-        )
-    };
+    let bad = || Outcome::invalid("date must be [eq|ge|gt|le|lt]YYYY[-MM[-DD[Thh:mm:ss+zz:zz]]]");
     let start = ClinicalDate::parse(text).ok_or_else(bad)?.start_ms;
     let end = period_end(text, start).ok_or_else(bad)?;
     let (from, to) = match prefix {
@@ -235,9 +231,9 @@ impl Search {
                 .flatten()
                 .any(|coding| {
                     coding.get("code").and_then(Value::as_str) == Some(code)
-                        && system.as_deref().is_none_or(|s| {
-                            coding.get("system").and_then(Value::as_str) == Some(s)
-                        })
+                        && system
+                            .as_deref()
+                            .is_none_or(|s| coding.get("system").and_then(Value::as_str) == Some(s))
                 })
         })
     }
@@ -246,9 +242,16 @@ impl Search {
 /// A `searchset` Bundle: `total` matches, this page's resources, and a
 /// `next` link when there are more. `self_url` is the request URL without
 /// `_offset`.
-pub fn searchset(self_url: &str, total: usize, page: Vec<Value>, offset: usize, count: usize) -> Value {
+pub fn searchset(
+    self_url: &str,
+    total: usize,
+    page: Vec<Value>,
+    offset: usize,
+    count: usize,
+) -> Value {
     let sep = if self_url.contains('?') { '&' } else { '?' };
-    let mut links = vec![json!({"relation": "self", "url": format!("{self_url}{sep}_offset={offset}")})];
+    let mut links =
+        vec![json!({"relation": "self", "url": format!("{self_url}{sep}_offset={offset}")})];
     if offset + page.len() < total {
         links.push(json!({"relation": "next", "url": format!("{self_url}{sep}_offset={}", offset + count)}));
     }
@@ -304,25 +307,45 @@ mod tests {
         let from = ClinicalDate::parse("2024-01").unwrap().start_ms;
         let to = ClinicalDate::parse("2025").unwrap().start_ms - 1;
         assert_eq!((s.query.from_ms, s.query.to_ms), (Some(from), Some(to)));
-        assert_eq!(s.query.code, Some((Some("http://loinc.org".into()), "2339-0".into())));
+        assert_eq!(
+            s.query.code,
+            Some((Some("http://loinc.org".into()), "2339-0".into()))
+        );
         assert_eq!(s.category, Some((None, "laboratory".into())));
         // eq of a day is the whole day.
-        let s = parse_search("Observation", &params(&[("patient", &r.to_hex()), ("date", "2024-05-31")])).unwrap();
+        let s = parse_search(
+            "Observation",
+            &params(&[("patient", &r.to_hex()), ("date", "2024-05-31")]),
+        )
+        .unwrap();
         let d = ClinicalDate::parse("2024-05-31").unwrap().start_ms;
-        assert_eq!((s.query.from_ms, s.query.to_ms), (Some(d), Some(d + 86_400_000 - 1)));
+        assert_eq!(
+            (s.query.from_ms, s.query.to_ms),
+            (Some(d), Some(d + 86_400_000 - 1))
+        );
         for bad in [
             params(&[("patient", &r.to_hex()), ("name", "x")]),
             params(&[("date", "ge2024")]),
             params(&[("patient", "Patient/12")]),
             params(&[("patient", &r.to_hex()), ("date", "ge2024-13")]),
         ] {
-            assert_eq!(parse_search("Observation", &bad).unwrap_err().status, 400, "{bad:?}");
+            assert_eq!(
+                parse_search("Observation", &bad).unwrap_err().status,
+                400,
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn searchset_pages_with_a_next_link() {
-        let b = searchset("https://gw/Observation?patient=x", 3, vec![json!({}), json!({})], 0, 2);
+        let b = searchset(
+            "https://gw/Observation?patient=x",
+            3,
+            vec![json!({}), json!({})],
+            0,
+            2,
+        );
         assert_eq!(b["total"], 3);
         assert_eq!(b["link"][1]["relation"], "next");
         assert!(b["link"][1]["url"].as_str().unwrap().ends_with("_offset=2"));

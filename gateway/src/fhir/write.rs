@@ -115,7 +115,8 @@ pub fn parse_bundle(body: Value) -> Result<(BundleKind, Vec<WriteEntry>), Outcom
             .pointer("/request/url")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        check_request(&entry, method, url).map_err(|m| Outcome::invalid(format!("entry {index}: {m}")))?;
+        check_request(&entry, method, url)
+            .map_err(|m| Outcome::invalid(format!("entry {index}: {m}")))?;
         if kind == BundleKind::Transaction {
             for name in entry.names() {
                 if !seen.insert(name) {
@@ -131,7 +132,11 @@ pub fn parse_bundle(body: Value) -> Result<(BundleKind, Vec<WriteEntry>), Outcom
 }
 
 /// One resource posted or put on its own: `POST /Type` or `PUT /Type/id`.
-pub fn single(resource: Value, path_type: &str, path_id: Option<&str>) -> Result<WriteEntry, Outcome> {
+pub fn single(
+    resource: Value,
+    path_type: &str,
+    path_id: Option<&str>,
+) -> Result<WriteEntry, Outcome> {
     let entry = WriteEntry {
         index: 0,
         full_url: None,
@@ -237,7 +242,7 @@ pub fn route(
                 format!("{what} has no identifier (system and value) to match a record by; nothing was written for it"),
             ));
         }
-        one_record(keys.iter().flat_map(|k| lookup(k)).collect(), what)
+        one_record(keys.iter().flat_map(lookup).collect(), what)
     };
     // Patients first.
     let mut routes: Vec<Option<Route>> = vec![None; entries.len()];
@@ -348,7 +353,9 @@ pub enum EntryResult {
     },
     /// A Patient matched to its record (not written: the patient's own
     /// demographics stay theirs).
-    Matched { location: String },
+    Matched {
+        location: String,
+    },
     /// Accepted but not kept (no section of a record holds its type).
     NotKept,
     Failed(Outcome),
@@ -429,9 +436,18 @@ mod tests {
             vec![
                 post("urn:uuid:p1", patient("A")),
                 post("urn:uuid:o1", obs(json!({"reference": "urn:uuid:p1"}))),
-                post("urn:uuid:o2", obs(json!({"reference": "Patient?identifier=urn:mrn|B"}))),
-                post("urn:uuid:o3", obs(json!({"identifier": {"system": "urn:mrn", "value": "A"}}))),
-                post("urn:uuid:o4", obs(json!({"reference": format!("Patient/{}", rid(2))}))),
+                post(
+                    "urn:uuid:o2",
+                    obs(json!({"reference": "Patient?identifier=urn:mrn|B"})),
+                ),
+                post(
+                    "urn:uuid:o3",
+                    obs(json!({"identifier": {"system": "urn:mrn", "value": "A"}})),
+                ),
+                post(
+                    "urn:uuid:o4",
+                    obs(json!({"reference": format!("Patient/{}", rid(2))})),
+                ),
             ],
         ))
         .unwrap();
@@ -456,7 +472,10 @@ mod tests {
             vec![
                 post("urn:uuid:p9", patient("NOBODY")),
                 post("urn:uuid:o1", obs(json!({"reference": "urn:uuid:p9"}))),
-                post("urn:uuid:o2", obs(json!({"reference": "Patient?identifier=urn:mrn|TWICE"}))),
+                post(
+                    "urn:uuid:o2",
+                    obs(json!({"reference": "Patient?identifier=urn:mrn|TWICE"})),
+                ),
                 post("urn:uuid:o3", obs(json!({"reference": "Patient/123"}))),
                 post("urn:uuid:m", json!({"resourceType": "Medication"})),
             ],
@@ -472,7 +491,13 @@ mod tests {
             .collect();
         assert_eq!(
             codes,
-            vec!["not-found", "not-found", "multiple-matches", "not-found", "required"]
+            vec![
+                "not-found",
+                "not-found",
+                "multiple-matches",
+                "not-found",
+                "required"
+            ]
         );
     }
 
@@ -481,7 +506,10 @@ mod tests {
         let (_, entries) = parse_bundle(bundle(
             "transaction",
             vec![
-                post("urn:uuid:med", json!({"resourceType": "Medication", "code": {"text": "m"}})),
+                post(
+                    "urn:uuid:med",
+                    json!({"resourceType": "Medication", "code": {"text": "m"}}),
+                ),
                 post(
                     "urn:uuid:ms",
                     json!({"resourceType": "MedicationStatement", "status": "active",
@@ -502,18 +530,46 @@ mod tests {
         let bad = [
             json!({"resourceType": "Observation"}),
             json!({"resourceType": "Bundle", "type": "collection"}),
-            bundle("transaction", vec![json!({"request": {"method": "POST", "url": "Observation"}})]),
-            bundle("transaction", vec![json!({"resource": obs(json!({})), "request": {"method": "DELETE", "url": "Observation/1"}})]),
-            bundle("transaction", vec![json!({"resource": obs(json!({})), "request": {"method": "POST", "url": "Patient"}})]),
-            bundle("transaction", vec![post("urn:uuid:x", obs(json!({}))), post("urn:uuid:x", obs(json!({})))]),
+            bundle(
+                "transaction",
+                vec![json!({"request": {"method": "POST", "url": "Observation"}})],
+            ),
+            bundle(
+                "transaction",
+                vec![
+                    json!({"resource": obs(json!({})), "request": {"method": "DELETE", "url": "Observation/1"}}),
+                ],
+            ),
+            bundle(
+                "transaction",
+                vec![
+                    json!({"resource": obs(json!({})), "request": {"method": "POST", "url": "Patient"}}),
+                ],
+            ),
+            bundle(
+                "transaction",
+                vec![
+                    post("urn:uuid:x", obs(json!({}))),
+                    post("urn:uuid:x", obs(json!({}))),
+                ],
+            ),
         ];
         for b in bad {
             let e = parse_bundle(b.clone()).unwrap_err();
             assert_eq!(e.status, 400, "{b}");
             assert_eq!(e.code, "invalid");
         }
-        let put = single(json!({"resourceType": "Observation", "id": "o1"}), "Observation", Some("o2"));
+        let put = single(
+            json!({"resourceType": "Observation", "id": "o1"}),
+            "Observation",
+            Some("o2"),
+        );
         assert!(put.is_err(), "PUT names another id");
-        assert!(single(json!({"resourceType": "Observation", "id": "o1"}), "Observation", Some("o1")).is_ok());
+        assert!(single(
+            json!({"resourceType": "Observation", "id": "o1"}),
+            "Observation",
+            Some("o1")
+        )
+        .is_ok());
     }
 }
