@@ -6,10 +6,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 use satchel_tests::world::*;
@@ -50,7 +50,9 @@ fn patient_sharing(w: &World, home: &str, family: &str, birth: &str, nhs: &str, 
         init(&pat, &format!("{family} Patient"));
     }
     assert!(add(&pat, &patient(family, birth, nhs)).status.success());
-    assert!(add(&pat, &allergy("Penicillin")).status.success());
+    let allergy = json!({"resourceType": "AllergyIntolerance", "code": {"text": "Penicillin"},
+                         "criticality": "high", "patient": {"reference": format!("Patient/p-{nhs}")}});
+    assert!(add(&pat, &allergy).status.success());
     assert!(sync(&pat, &w.relay).status.success());
     let url = w.relay.url();
     let out = run(
@@ -331,10 +333,15 @@ fn gateway_refuses_wrong_patient_and_unshared_records() {
     let base = &p.gateway.base;
     let post = |b: &Value| call("POST", &format!("{base}/"), Some(&t), Some(b));
 
-    // The identifier of a shared record, but another person's name and
-    // birth date: the record's wrong-patient check refuses both entries.
+    // A Patient whose identifiers name two different shared records (a
+    // merged or mistyped registration): matched to neither, nothing written.
+    let mut two = patient("Other", "1980-05-05", "9000000009");
+    two["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": NHS, "value": "9000000017"}));
     let (status, wrong) = post(&transaction(vec![
-        post_entry("urn:uuid:a1", patient("Other", "1980-05-05", "9000000009")),
+        post_entry("urn:uuid:a1", two),
         post_entry(
             "urn:uuid:a2",
             observation("w1", json!({"reference": "urn:uuid:a1"}), "2026-03-04", 7.7),
@@ -347,7 +354,26 @@ fn gateway_refuses_wrong_patient_and_unshared_records() {
     );
     assert_eq!(
         wrong["entry"][1]["response"]["outcome"]["issue"][0]["code"],
-        "business-rule"
+        "multiple-matches"
+    );
+    // A Patient with a name and birth date but no identifier to match by.
+    let (_, anonymous) = post(&transaction(vec![
+        post_entry(
+            "urn:uuid:n1",
+            json!({"resourceType": "Patient", "name": [{"family": "Other"}], "birthDate": "1980-05-05"}),
+        ),
+        post_entry(
+            "urn:uuid:n2",
+            observation("w2", json!({"reference": "urn:uuid:n1"}), "2026-03-04", 7.7),
+        ),
+    ]));
+    assert_eq!(
+        statuses(&anonymous),
+        ["422 Unprocessable Entity", "422 Unprocessable Entity"]
+    );
+    assert_eq!(
+        anonymous["entry"][0]["response"]["outcome"]["issue"][0]["code"],
+        "required"
     );
     // No record for this identifier; a record not shared with the practice.
     let (_, unknown) = post(&transaction(vec![post_entry(
@@ -388,7 +414,7 @@ fn gateway_refuses_wrong_patient_and_unshared_records() {
     )]));
     assert_eq!(statuses(&section), ["403 Forbidden"]);
     // Messages carry no clinical value, name or identifier.
-    for answer in [&wrong, &unknown, &unshared, &nobody, &section] {
+    for answer in [&wrong, &anonymous, &unknown, &unshared, &nobody, &section] {
         let text = answer.to_string();
         for secret in [
             CANARY,
@@ -452,7 +478,7 @@ fn gateway_auth_is_enforced() {
     assert_eq!(token_call(g, &a, "system/*.read").0, 200);
     let (status, body) = token_call(g, &a, "system/*.read");
     assert!(status == 400 || status == 401, "{status} {body}");
-    assert_eq!(body["error"], "invalid_grant", "{body}");
+    assert_eq!(body["error"], "invalid_client", "{body}");
     // An expired assertion; one for another audience.
     let (status, _) = token_call(
         g,
