@@ -43,6 +43,8 @@ pub struct GatewayConfig {
     pub max_open_records: usize,
     /// How often every record is synced even with nothing written.
     pub refresh: Duration,
+    /// How long access tokens live (SMART: short; default five minutes).
+    pub token_lifetime: Duration,
 }
 
 /// Where the registered clients of a provider home are kept.
@@ -80,7 +82,11 @@ impl Gateway {
             config.max_open_records,
         )?);
         let registry = ClientRegistry::load(&config.clients_file)?;
-        let issuer = Arc::new(TokenIssuer::new(registry, format!("{base}/auth/token")));
+        let issuer = Arc::new(
+            TokenIssuer::new(registry, format!("{base}/auth/token")).with_token_lifetime_ms(
+                i64::try_from(config.token_lifetime.as_millis()).unwrap_or(i64::MAX),
+            ),
+        );
         let uploads = Arc::new(Uploader::new(
             config.relay,
             config.trust,

@@ -192,6 +192,15 @@ fn gateway_auth_is_enforced() {
     );
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "invalid_client");
+    // An access token past its lifetime (a gateway whose tokens live 1 s).
+    let short = Gateway::start(&p.gp, &p.w.relay.url(), &["--token-lifetime-secs", "1"]);
+    let t = token(&short, &p.engine, "system/*.read");
+    let patients = format!("{}/Patient?identifier={NHS}|9000000009", short.base);
+    assert_eq!(call("GET", &patients, Some(&t), None).0, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let (status, body) = call("GET", &patients, Some(&t), None);
+    assert_eq!(status, 401, "{body}");
+    drop(short);
     // A read scope used for a write.
     let read_only = token(g, &p.engine, "system/*.read");
     let (status, body) = call(

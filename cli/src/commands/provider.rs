@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// Seconds between syncs of every record (reads see what patients wrote).
     #[arg(long, default_value_t = 300)]
     pub refresh_secs: u64,
+    /// Access token lifetime in seconds (tests of expiry).
+    #[arg(long, default_value_t = 300, hide = true)]
+    pub token_lifetime_secs: u64,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -183,6 +186,7 @@ fn run_serve(home_dir: Option<PathBuf>, args: ServeArgs) -> Result<()> {
             .map(|(cert, key)| satchel_sync_server::TlsFiles { cert, key }),
         max_open_records: args.max_open_records,
         refresh: std::time::Duration::from_secs(args.refresh_secs.max(1)),
+        token_lifetime: std::time::Duration::from_secs(args.token_lifetime_secs.clamp(1, 3600)),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

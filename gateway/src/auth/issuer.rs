@@ -108,6 +108,7 @@ struct State {
 pub struct TokenIssuer {
     registry: ClientRegistry,
     token_url: String,
+    lifetime_ms: i64,
     rng: SystemRandom,
     state: Mutex<State>,
 }
@@ -124,10 +125,18 @@ impl fmt::Debug for TokenIssuer {
 impl TokenIssuer {
     /// An issuer for these clients, at `token_url` (the `aud` assertions
     /// must carry, e.g. `https://gateway.example/auth/token`).
+    /// Access tokens live `ms` (at least one second) instead of five
+    /// minutes (tests of expiry; operators keep the default).
+    pub fn with_token_lifetime_ms(mut self, ms: i64) -> Self {
+        self.lifetime_ms = ms.max(1_000);
+        self
+    }
+
     pub fn new(registry: ClientRegistry, token_url: String) -> Self {
         Self {
             registry,
             token_url,
+            lifetime_ms: TOKEN_LIFETIME_MS,
             rng: SystemRandom::new(),
             state: Mutex::new(State::default()),
         }
@@ -194,7 +203,13 @@ impl TokenIssuer {
         }
         let access_token = state
             .tokens
-            .issue(&self.rng, &verified.client_id, granted.clone(), now_ms)
+            .issue(
+                &self.rng,
+                &verified.client_id,
+                granted.clone(),
+                now_ms,
+                self.lifetime_ms,
+            )
             .map_err(|e| match e {
                 IssueError::Random => AuthError::Random,
                 IssueError::Full => AuthError::Overloaded,
@@ -202,7 +217,7 @@ impl TokenIssuer {
         Ok(TokenResponse {
             access_token,
             token_type: "bearer",
-            expires_in: (TOKEN_LIFETIME_MS / 1000).unsigned_abs(),
+            expires_in: (self.lifetime_ms / 1000).unsigned_abs(),
             scope: granted.to_string(),
         })
     }

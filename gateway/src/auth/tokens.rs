@@ -39,14 +39,15 @@ pub(crate) enum IssueError {
 }
 
 impl AccessTokens {
-    /// A new token for `client_id` with `scopes`, expiring
-    /// [`TOKEN_LIFETIME_MS`] after `now_ms`.
+    /// A new token for `client_id` with `scopes`, expiring `lifetime_ms`
+    /// (normally [`TOKEN_LIFETIME_MS`]) after `now_ms`.
     pub fn issue(
         &mut self,
         rng: &SystemRandom,
         client_id: &str,
         scopes: Scopes,
         now_ms: i64,
+        lifetime_ms: i64,
     ) -> Result<String, IssueError> {
         self.drop_expired(now_ms);
         if self.0.len() >= MAX_TOKENS {
@@ -60,7 +61,7 @@ impl AccessTokens {
             TokenRecord {
                 client_id: client_id.to_owned(),
                 scopes,
-                expires_ms: now_ms + TOKEN_LIFETIME_MS,
+                expires_ms: now_ms + lifetime_ms,
             },
         );
         Ok(token)
@@ -98,9 +99,11 @@ mod tests {
     fn expired_tokens_are_dropped_and_only_hashes_are_kept() {
         let rng = SystemRandom::new();
         let mut tokens = AccessTokens::default();
-        let first = tokens.issue(&rng, "gp", Scopes::default(), 0).unwrap();
+        let first = tokens
+            .issue(&rng, "gp", Scopes::default(), 0, TOKEN_LIFETIME_MS)
+            .unwrap();
         tokens
-            .issue(&rng, "gp", Scopes::default(), 200_000)
+            .issue(&rng, "gp", Scopes::default(), 200_000, TOKEN_LIFETIME_MS)
             .unwrap();
         assert_eq!(tokens.len(), 2);
         assert!(tokens.lookup(&first, TOKEN_LIFETIME_MS).is_none());
