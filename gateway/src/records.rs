@@ -112,7 +112,7 @@ pub struct RecordPool {
 
 #[derive(Default)]
 struct PoolState {
-    open: HashMap<RecordId, (SharedRecord, u64)>,
+    open: HashMap<RecordId, (SharedRecord, u64, std::time::Instant)>,
     clock: u64,
     index: PatientIndex,
 }
@@ -236,8 +236,9 @@ impl RecordPool {
             let mut state = self.state.lock().map_err(|_| RecordsError::Poisoned)?;
             state.clock += 1;
             let now = state.clock;
-            if let Some((record, used)) = state.open.get_mut(&rid) {
+            if let Some((record, used, at)) = state.open.get_mut(&rid) {
                 *used = now;
+                *at = std::time::Instant::now();
                 return Ok(record.clone());
             }
             if !state.index.contains(&rid) {
@@ -255,7 +256,7 @@ impl RecordPool {
                 .open
                 .iter()
                 .filter(|(id, _)| **id != rid)
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, (_, used, _))| *used)
                 .map(|(id, _)| *id)
             else {
                 break;
@@ -264,6 +265,17 @@ impl RecordPool {
             state.open.remove(&oldest);
         }
         Ok(record)
+    }
+
+    /// Close the records no request has used for `idle` (each closes
+    /// when its last user is done with it). Returns how many.
+    pub fn close_idle(&self, idle: std::time::Duration) -> usize {
+        let Ok(mut state) = self.state.lock() else {
+            return 0;
+        };
+        let before = state.open.len();
+        state.open.retain(|_, (_, _, at)| at.elapsed() < idle);
+        before - state.open.len()
     }
 
     /// How many records are open now.

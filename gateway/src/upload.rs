@@ -16,6 +16,9 @@ use tokio::sync::Notify;
 
 use crate::records::RecordPool;
 
+/// Records unused this long are closed.
+const IDLE_CLOSE: Duration = Duration::from_secs(120);
+
 /// The last sync of one record.
 #[derive(Debug, Clone, Serialize)]
 pub struct LastUpload {
@@ -129,6 +132,9 @@ impl Uploader {
         let mut clients: HashMap<RecordId, RelayClient> = HashMap::new();
         let mut last_refresh = tokio::time::Instant::now();
         loop {
+            // Records no request or upload used for a while are closed:
+            // memory stays bounded however many patients share.
+            self.pool.close_idle(IDLE_CLOSE);
             if last_refresh.elapsed() >= self.refresh {
                 last_refresh = tokio::time::Instant::now();
                 for rid in self.pool.records().unwrap_or_default() {
@@ -137,7 +143,8 @@ impl Uploader {
             }
             let due = self.take_dirty();
             if due.is_empty() {
-                let _ = tokio::time::timeout(self.refresh, self.wake.notified()).await;
+                let wait = self.refresh.min(IDLE_CLOSE);
+                let _ = tokio::time::timeout(wait, self.wake.notified()).await;
                 continue;
             }
             let mut failed = false;
