@@ -250,7 +250,12 @@ impl RecordPool {
         state.clock += 1;
         let now = state.clock;
         // Another request may have opened it meanwhile: keep the first.
-        let record = state.open.entry(rid).or_insert((record, now)).0.clone();
+        let record = state
+            .open
+            .entry(rid)
+            .or_insert((record, now, std::time::Instant::now()))
+            .0
+            .clone();
         while state.open.len() > self.capacity {
             let Some(oldest) = state
                 .open
