@@ -33,13 +33,6 @@ pub struct AppState {
     pub base: String,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn fhir_json(status: u16, body: &Value) -> Response {
     let mut resp = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -75,17 +68,20 @@ fn grant(state: &AppState, headers: &HeaderMap) -> Result<Grant, Outcome> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    state.auth.authorize(value, now_ms()).map_err(|e| {
-        Outcome::new(
-            e.status(),
-            if e.status() == 403 {
-                "forbidden"
-            } else {
-                "login"
-            },
-            e.to_string(),
-        )
-    })
+    state
+        .auth
+        .authorize(value, crate::auth::now_ms())
+        .map_err(|e| {
+            Outcome::new(
+                e.status(),
+                if e.status() == 403 {
+                    "forbidden"
+                } else {
+                    "login"
+                },
+                e.to_string(),
+            )
+        })
 }
 
 fn require(grant: &Grant, resource_type: &str, access: Access) -> Result<(), Outcome> {

@@ -59,13 +59,6 @@ pub struct UploadStatus {
     pub last_upload: std::collections::BTreeMap<String, LastUpload>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 impl Uploader {
     pub fn new(
         relay: RelayUrl,
@@ -208,7 +201,7 @@ impl Uploader {
         let mut profile = record.lock().await;
         let result = client.sync(&mut profile).await;
         drop(profile);
-        let at_ms = now_ms();
+        let at_ms = crate::auth::now_ms();
         let (ok, uploaded, pulled) = match &result {
             Ok(r) => (true, r.uploaded, r.pulled),
             Err(e) => {
