@@ -54,3 +54,7 @@ command -v pdftoppm >/dev/null || { apt-get update -qq && apt-get install -y -qq
 # a real browser) and npm jose (our files decrypted by another JOSE
 # implementation), into .cache/browser.
 bash scripts/setup-browser.sh
+
+# The gateway spoken to by a third-party FHIR client: npm fhir-kit-client and
+# jose into .cache/gateway-client (tests/tests/gateway_third_party.rs).
+bash scripts/setup-gateway-client.sh
