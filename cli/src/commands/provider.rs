@@ -29,6 +29,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// The backend clients (integration engines) allowed to call the gateway.
     #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  satchel --home ~/gp provider clients add mirth --jwks mirth.jwks.json --scope 'system/*.write'\n  satchel --home ~/gp provider clients list"
+    )]
     Clients(ClientsCommand),
 }
 
@@ -77,11 +80,13 @@ pub enum ClientsCommand {
         scope: String,
     },
     /// The registered clients.
+    #[command(after_help = "Example:\n  satchel --home ~/gp provider clients list --json")]
     List {
         #[arg(long)]
         json: bool,
     },
     /// Remove a client: its tokens stop working when the gateway restarts.
+    #[command(after_help = "Example:\n  satchel --home ~/gp provider clients remove mirth")]
     Remove { client_id: String },
 }
 
