@@ -485,9 +485,11 @@ fn genesis(section: Section) -> Result<(Automerge, ChangeHash), RecordError> {
 }
 
 /// The genesis document and change hash of a section (made once per
-/// section and process).
+/// section and process). Boxed: an empty cell of a document is kilobytes
+/// of initialised data in the library file, an empty cell of a box is a
+/// pointer's worth (docs/mobile.md "Size").
 fn genesis_cached(section: Section) -> Result<&'static (Automerge, ChangeHash), RecordError> {
-    static CACHE: [OnceLock<(Automerge, ChangeHash)>; Section::ALL.len()] =
+    static CACHE: [OnceLock<Box<(Automerge, ChangeHash)>>; Section::ALL.len()] =
         [const { OnceLock::new() }; Section::ALL.len()];
     let cell = CACHE
         .get(section as usize)
@@ -495,7 +497,7 @@ fn genesis_cached(section: Section) -> Result<&'static (Automerge, ChangeHash), 
     if let Some(cached) = cell.get() {
         return Ok(cached);
     }
-    let made = genesis(section)?;
+    let made = Box::new(genesis(section)?);
     Ok(cell.get_or_init(|| made))
 }
 

@@ -105,7 +105,8 @@ impl ChunkEntry {
 }
 
 fn genesis() -> Result<&'static (Automerge, ChangeHash), WearablesError> {
-    static CACHE: OnceLock<(Automerge, ChangeHash)> = OnceLock::new();
+    // Boxed, as record::doc's genesis cache: a pointer in the library file.
+    static CACHE: OnceLock<Box<(Automerge, ChangeHash)>> = OnceLock::new();
     if let Some(cached) = CACHE.get() {
         return Ok(cached);
     }
@@ -122,7 +123,7 @@ fn genesis() -> Result<&'static (Automerge, ChangeHash), WearablesError> {
     let hash = made
         .hash
         .ok_or(WearablesError::Index("could not create the document"))?;
-    Ok(CACHE.get_or_init(|| (doc, hash)))
+    Ok(CACHE.get_or_init(|| Box::new((doc, hash))))
 }
 
 fn random_actor() -> ActorId {
