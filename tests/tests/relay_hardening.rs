@@ -658,7 +658,8 @@ fn schemathesis() -> Option<PathBuf> {
 
 /// PyPI schemathesis against the relay's own OpenAPI (`GET
 /// /v1/openapi.json`): generated requests for every operation, at most
-/// three minutes, and not one 5xx answer.
+/// six minutes (44 s on an idle 2-core machine; the rest of the suite
+/// runs beside it in CI), and not one 5xx answer.
 #[test]
 fn relay_survives_schemathesis() {
     let Some(exe) = schemathesis() else {
@@ -692,12 +693,14 @@ fn relay_survives_schemathesis() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("schemathesis could not start");
-    // Bounded: three minutes at most, whatever schemathesis decides.
-    let deadline = started + Duration::from_secs(180);
+    // Bounded: six minutes at most, whatever schemathesis decides (the
+    // share-link routes added ten operations; under CI's parallel load
+    // the run took over three).
+    let deadline = started + Duration::from_secs(360);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("schemathesis ran past the 3-minute bound");
+            panic!("schemathesis ran past the 6-minute bound");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
