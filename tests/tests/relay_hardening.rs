@@ -658,8 +658,8 @@ fn schemathesis() -> Option<PathBuf> {
 
 /// PyPI schemathesis against the relay's own OpenAPI (`GET
 /// /v1/openapi.json`): generated requests for every operation, at most
-/// six minutes (44 s on an idle 2-core machine; the rest of the suite
-/// runs beside it in CI), and not one 5xx answer.
+/// five minutes (about 45 s on this 2-core machine), and not one 5xx
+/// answer.
 #[test]
 fn relay_survives_schemathesis() {
     let Some(exe) = schemathesis() else {
@@ -687,20 +687,22 @@ fn relay_survives_schemathesis() {
         .args(["--request-timeout", "30"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--generation-database", "none", "--no-color"])
+        // Hypothesis (under schemathesis) switches to its CI settings when
+        // CI is set, which made the run take over six minutes instead of
+        // under one; the relay under test is the same either way.
+        .env_remove("CI")
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("schemathesis could not start");
-    // Bounded: six minutes at most, whatever schemathesis decides (the
-    // share-link routes added ten operations; under CI's parallel load
-    // the run took over three).
-    let deadline = started + Duration::from_secs(360);
+    // Bounded: five minutes at most, whatever schemathesis decides.
+    let deadline = started + Duration::from_secs(300);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("schemathesis ran past the 6-minute bound");
+            panic!("schemathesis ran past the 5-minute bound");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
