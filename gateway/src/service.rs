@@ -121,11 +121,7 @@ impl Service {
                 let outcome = self.write_group(rid, &group, source);
                 for (&i, r) in batch.iter().zip(outcome) {
                     // In a batch a Patient is in every batch: keep a failure.
-                    let keep = match (&results[i], &r) {
-                        (Some(EntryResult::Failed(_)), _) => false,
-                        (_, _) => true,
-                    };
-                    if keep {
+                    if !matches!(results[i], Some(EntryResult::Failed(_))) {
                         results[i] = Some(r);
                     }
                 }
