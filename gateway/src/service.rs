@@ -8,12 +8,13 @@ use std::sync::Arc;
 use satchel_core::fhir::import::IncomingResource;
 use satchel_core::ids::RecordId;
 use satchel_core::profile::{ImportError, ProfileError};
+use satchel_core::sync::views;
 use serde_json::Value;
 
 use crate::fhir::outcome::Outcome;
 use crate::fhir::read::{self, Search};
 use crate::fhir::write::{self, BundleKind, EntryResult, Route, WriteEntry};
-use crate::records::{PatientKey, RecordPool, RecordsError};
+use crate::records::{PatientKey, Record, RecordPool, RecordsError};
 use crate::upload::Uploader;
 
 /// The gateway's records and their uploads.
@@ -191,6 +192,26 @@ impl Service {
         results
     }
 
+    /// Note in the patient's audit trail what a read of record `rid` shows
+    /// (`shown`: section, entries), before it is shown: committed to the
+    /// record's store, reported to the relay by the uploader. A read whose
+    /// view cannot be noted shows nothing.
+    fn note_shown(
+        &self,
+        rid: RecordId,
+        profile: &mut Record,
+        shown: &[(String, u64)],
+    ) -> Result<(), Outcome> {
+        views::note_views(profile, shown, crate::auth::now_ms()).map_err(|e| {
+            tracing::error!(record = %rid, error = %e, "noting a view for the audit failed");
+            Outcome::internal(
+                "the read could not be noted in the patient's audit trail, so nothing was shown; the gateway's log says why",
+            )
+        })?;
+        self.uploads.mark(rid);
+        Ok(())
+    }
+
     /// `GET /Patient?identifier=system|value`: the matching patients.
     pub fn find_patients(&self, key: &PatientKey) -> Result<Vec<Value>, Outcome> {
         let mut out = Vec::new();
@@ -205,8 +226,16 @@ impl Service {
     /// The Patient of record `rid`, if this provider may read it.
     pub fn patient(&self, rid: RecordId) -> Result<Option<Value>, Outcome> {
         let record = self.pool.get(rid).map_err(records_outcome)?;
-        let profile = record.blocking_lock();
-        Ok(profile.record_patient().map(|p| read::present(&rid, &p)))
+        let mut profile = record.blocking_lock();
+        let Some(patient) = profile.record_patient() else {
+            return Ok(None);
+        };
+        self.note_shown(
+            rid,
+            &mut profile,
+            &[(patient.section.as_str().to_owned(), 1)],
+        )?;
+        Ok(Some(read::present(&rid, &patient)))
     }
 
     /// `GET /{type}/{id}`.
@@ -222,7 +251,7 @@ impl Service {
             RecordsError::NotShared(_) => gone(),
             other => records_outcome(other),
         })?;
-        let profile = record.blocking_lock();
+        let mut profile = record.blocking_lock();
         let entry = profile
             .entry(&eid)
             .filter(|e| {
@@ -230,13 +259,14 @@ impl Service {
                     && e.status == satchel_core::record::EntryStatus::Active
             })
             .ok_or_else(gone)?;
+        self.note_shown(rid, &mut profile, &[(entry.section.as_str().to_owned(), 1)])?;
         Ok(read::present(&rid, &entry))
     }
 
     /// `GET /{type}?...`: (total, this page).
     pub fn search(&self, search: &Search) -> Result<(usize, Vec<Value>), Outcome> {
         let record = self.pool.get(search.patient).map_err(records_outcome)?;
-        let profile = record.blocking_lock();
+        let mut profile = record.blocking_lock();
         let mut found: Vec<_> = profile
             .query(&search.query.query())
             .into_iter()
@@ -245,10 +275,19 @@ impl Service {
         // Newest first, as clinicians read.
         found.sort_by_key(|e| std::cmp::Reverse((e.current.date, e.created_at_ms)));
         let total = found.len();
-        let page = found
+        let page: Vec<_> = found
             .iter()
             .skip(search.offset)
             .take(search.count)
+            .collect();
+        let mut shown: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &page {
+            *shown.entry(e.section.as_str().to_owned()).or_default() += 1;
+        }
+        let shown: Vec<(String, u64)> = shown.into_iter().collect();
+        self.note_shown(search.patient, &mut profile, &shown)?;
+        let page = page
+            .into_iter()
             .map(|e| read::present(&search.patient, e))
             .collect();
         Ok((total, page))
@@ -257,12 +296,30 @@ impl Service {
     /// `GET /Patient/{id}/$summary`: the International Patient Summary.
     pub fn summary(&self, rid: RecordId) -> Result<Value, Outcome> {
         let record = self.pool.get(rid).map_err(records_outcome)?;
-        let profile = record.blocking_lock();
-        profile.export_ips().map_err(|e| match e {
+        let mut profile = record.blocking_lock();
+        let summary = profile.export_ips().map_err(|e| match e {
             ImportError::NoPatient => Outcome::not_found(
                 "this provider cannot read the record's Patient, so no summary can be made",
             ),
             other => import_outcome(other, &[]),
-        })
+        })?;
+        // Every resource of the document but its Composition (made for
+        // the answer) is an entry of the record.
+        let mut shown: BTreeMap<String, u64> = BTreeMap::new();
+        for resource in summary
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("resource"))
+            .filter(|r| r.get("resourceType").and_then(Value::as_str) != Some("Composition"))
+        {
+            if let Ok(section) = satchel_core::fhir::section_for(resource) {
+                *shown.entry(section.as_str().to_owned()).or_default() += 1;
+            }
+        }
+        let shown: Vec<(String, u64)> = shown.into_iter().collect();
+        self.note_shown(rid, &mut profile, &shown)?;
+        Ok(summary)
     }
 }

@@ -200,10 +200,20 @@ impl Uploader {
         };
         let mut profile = record.lock().await;
         let result = client.sync(&mut profile).await;
+        // Reads answered from this copy, for the patient's audit trail.
+        let views = match &result {
+            Ok(_) => satchel_core::sync::views::report_views(client, &mut profile)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(record = %rid, error = %e, "reporting views to the relay failed; they stay queued");
+                })
+                .is_ok(),
+            Err(_) => false,
+        };
         drop(profile);
         let at_ms = crate::auth::now_ms();
         let (ok, uploaded, pulled) = match &result {
-            Ok(r) => (true, r.uploaded, r.pulled),
+            Ok(r) => (views, r.uploaded, r.pulled),
             Err(e) => {
                 tracing::warn!(record = %rid, error = %e, "sync with the relay failed; it stays queued");
                 (false, 0, 0)

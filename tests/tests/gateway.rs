@@ -5,8 +5,8 @@
 mod gateway_common;
 
 use gateway_common::*;
-use satchel_tests::validate_fhir;
 use satchel_tests::world::*;
+use satchel_tests::{run, satchel, validate_fhir};
 use serde_json::{json, Value};
 
 #[test]
@@ -366,4 +366,104 @@ fn gateway_exports_validate() {
     );
 
     validate_fhir(&[ips, page, first, found]);
+}
+
+/// The patient's audit trail as `satchel audit --json` prints it.
+fn audit_events(p: &Practice, home: &str) -> Vec<Value> {
+    let out = run(
+        satchel(&p.w.home(home), PASS).args(["audit", "--server", &p.w.relay.url(), "--json"]),
+        true,
+    );
+    let audit: Value = serde_json::from_slice(&out.stdout).unwrap();
+    audit["events"].as_array().unwrap().clone()
+}
+
+/// Views by the practice, by section: (section, entries shown).
+fn practice_views(events: &[Value]) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for e in events.iter().filter(|e| e["action"] == "view") {
+        assert_eq!(e["name"], "Dr Okafor (GP)", "{e}");
+        let section = e["section"].as_str().unwrap().to_owned();
+        let count = e["count"].as_u64().unwrap();
+        match out.iter_mut().find(|(s, _)| *s == section) {
+            Some((_, n)) => *n += count,
+            None => out.push((section, count)),
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn gateway_reads_show_in_the_patients_audit() {
+    let p = practice();
+    let g = &p.gateway;
+    let t = token(g, &p.engine, "system/*.read system/*.write");
+    let (_, written) = call(
+        "POST",
+        &format!("{}/", g.base),
+        Some(&t),
+        Some(&transaction(vec![
+            post_entry("urn:uuid:p", patient("Example", "1970-01-01", "9000000009")),
+            post_entry(
+                "urn:uuid:o1",
+                observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.4),
+            ),
+        ])),
+    );
+    assert_eq!(statuses(&written), ["200 OK", "201 Created"], "{written}");
+    // Writing is a contribution, not a view.
+    assert_eq!(practice_views(&audit_events(&p, "pat")), []);
+
+    let (_, found) = call(
+        "GET",
+        &format!("{}/Patient?identifier={NHS}|9000000009", g.base),
+        Some(&t),
+        None,
+    );
+    let pid = found["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, page) = call(
+        "GET",
+        &format!("{}/Observation?patient={pid}", g.base),
+        Some(&t),
+        None,
+    );
+    assert_eq!((status, &page["total"]), (200, &json!(1)), "{page}");
+    let (status, _) = call(
+        "GET",
+        &format!("{}/Patient/{pid}/$summary", g.base),
+        Some(&t),
+        None,
+    );
+    assert_eq!(status, 200);
+
+    // The gateway reports what it showed; the patient's audit lists it
+    // as views by the practice: the Patient twice (lookup and summary),
+    // the result twice (search and summary), the allergy once (summary).
+    let want = vec![
+        ("allergies".to_owned(), 1),
+        ("demographics".to_owned(), 2),
+        ("labs".to_owned(), 2),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let views = loop {
+        let views = practice_views(&audit_events(&p, "pat"));
+        if views == want || std::time::Instant::now() > deadline {
+            break views;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(views, want);
+    // Nothing of the other patient's record was shown.
+    assert_eq!(practice_views(&audit_events(&p, "ann")), []);
+    // The table says where: the practice's own copy.
+    let table = run(
+        satchel(&p.w.home("pat"), PASS).args(["audit", "--server", &p.w.relay.url()]),
+        true,
+    );
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("their own copy"), "{table}");
 }

@@ -862,7 +862,7 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
         "Who viewed and changed {}'s record (relay log)",
         profile.owner_name()
     );
-    let mut table = output::table(&["WHEN", "WHO", "WHERE", "ACTION", "SECTION", "ENVELOPES"]);
+    let mut table = output::table(&["WHEN", "WHO", "WHERE", "ACTION", "SECTION", "COUNT"]);
     output::keep_whole(&mut table, &[0, 3, 4, 5]);
     let mut rows: Vec<(i64, Vec<String>)> = events
         .iter()
@@ -872,11 +872,15 @@ pub fn run_audit(home_dir: Option<PathBuf>, args: AuditArgs) -> Result<()> {
                 vec![
                     output::format_ms(e.at_ms),
                     name_of(&e.identity),
-                    audit::place(&members, e.relay.as_ref()),
-                    if e.action == "pull" {
-                        "viewed".into()
+                    if e.action == "view" {
+                        "their own copy".into()
                     } else {
-                        "contributed".into()
+                        audit::place(&members, e.relay.as_ref())
+                    },
+                    match e.action.as_str() {
+                        "pull" => "viewed".into(),
+                        "view" => "viewed (entries)".into(),
+                        _ => "contributed".into(),
                     },
                     e.section.clone(),
                     e.count.to_string(),

@@ -21,7 +21,9 @@ pub struct AuditEventRow {
     pub seq: i64,
     pub at_ms: i64,
     pub identity: IdentityId,
-    /// `pull` (viewed) or `push` (contributed).
+    /// `pull` (viewed: envelopes served by a relay), `push` (contributed)
+    /// or `view` (entries a member showed from its own copy, as it
+    /// reported: a provider's FHIR gateway answering a read).
     pub action: String,
     pub section: String,
     pub count: i64,
@@ -167,10 +169,11 @@ fn identity_reference(id: &IdentityId, display: &str) -> Value {
 }
 
 /// A relay event as a FHIR R4 `AuditEvent` (DICOM "Query"/"Patient Record"
-/// type; `R` read for pulls, `C` create for pushes). `who` is the display
-/// name of the identity (from its card).
+/// type; `R` read for pulls and reported views, `C` create for pushes).
+/// `who` is the display name of the identity (from its card).
 pub fn audit_event(record: RecordId, row: &AuditEventRow, who: &str) -> Value {
     let pushed = row.action == "push";
+    let viewed = row.action == "view";
     json!({
         "resourceType": "AuditEvent",
         "id": format!("relay-{}", row.seq),
@@ -194,6 +197,7 @@ pub fn audit_event(record: RecordId, row: &AuditEventRow, who: &str) -> Value {
         "source": {
             "site": "satchel-sync",
             "observer": {"display": match &row.relay {
+                _ if viewed => "the member's own copy (reported to the Satchel relay)".to_owned(),
                 None => "Satchel relay".to_owned(),
                 Some(id) => format!("Satchel replica relay {}", id.short()),
             }},
@@ -208,7 +212,11 @@ pub fn audit_event(record: RecordId, row: &AuditEventRow, who: &str) -> Value {
                 "identifier": {"system": "urn:satchel:record", "value": record.to_hex()}
             },
             "name": row.section,
-            "description": format!("{} envelope(s) of section {}", row.count, row.section)
+            "description": if viewed {
+                format!("{} entry(ies) of section {} shown", row.count, row.section)
+            } else {
+                format!("{} envelope(s) of section {}", row.count, row.section)
+            }
         }]
     })
 }
@@ -257,5 +265,133 @@ mod tests {
     fn instants_are_fhir_instants() {
         assert_eq!(instant(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(instant(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}
+
+/// Views a member made from its own copy, not yet reported to the relay
+/// (`POST .../audit/views`). Kept sealed in the record's store (private
+/// value [`PendingViews::PRIVATE_NAME`]) from the moment of the read until
+/// the relay stores them, so a crash loses none. Views of a section in the
+/// same minute are merged (their counts add up, the first time is kept);
+/// at most [`PendingViews::MAX`] are pending, then a section's views merge
+/// into its newest pending one whatever its minute: counts are never
+/// dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingViews {
+    views: Vec<PendingView>,
+}
+
+/// One pending view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingView {
+    pub section: String,
+    pub count: u64,
+    pub at_ms: i64,
+}
+
+impl PendingViews {
+    /// The private value that holds them.
+    pub const PRIVATE_NAME: &'static str = "pending-views";
+    /// The most pending views kept apart.
+    pub const MAX: usize = 10_000;
+
+    /// Add `count` entries of `section` shown at `at_ms`.
+    pub fn note(&mut self, section: &str, count: u64, at_ms: i64) {
+        if count == 0 {
+            return;
+        }
+        let minute = at_ms.div_euclid(60_000);
+        let full = self.views.len() >= Self::MAX;
+        let merge = self
+            .views
+            .iter_mut()
+            .rev()
+            .find(|v| v.section == section && (full || v.at_ms.div_euclid(60_000) == minute));
+        match merge {
+            Some(v) => v.count = v.count.saturating_add(count),
+            None => self.views.push(PendingView {
+                section: section.to_owned(),
+                count,
+                at_ms,
+            }),
+        }
+    }
+
+    /// The oldest `n` pending views (the next report).
+    pub fn first(&self, n: usize) -> &[PendingView] {
+        &self.views[..n.min(self.views.len())]
+    }
+
+    /// Forget the oldest `n` (the relay stored them).
+    pub fn reported(&mut self, n: usize) {
+        self.views.drain(..n.min(self.views.len()));
+    }
+
+    /// How many are pending.
+    pub fn len(&self) -> usize {
+        self.views.len()
+    }
+
+    /// Whether none is pending.
+    pub fn is_empty(&self) -> bool {
+        self.views.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod pending_views_tests {
+    use super::PendingViews;
+
+    #[test]
+    fn views_of_a_section_in_one_minute_merge() {
+        let mut p = PendingViews::default();
+        p.note("vitals", 3, 60_000);
+        p.note("vitals", 2, 119_999);
+        p.note("labs", 1, 61_000);
+        p.note("vitals", 1, 120_000);
+        assert_eq!(p.len(), 3);
+        assert_eq!(
+            p.first(10)
+                .iter()
+                .map(|v| (v.section.as_str(), v.count, v.at_ms))
+                .collect::<Vec<_>>(),
+            [
+                ("vitals", 5, 60_000),
+                ("labs", 1, 61_000),
+                ("vitals", 1, 120_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_counts_are_not_views() {
+        let mut p = PendingViews::default();
+        p.note("vitals", 0, 1);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_merges_but_never_drops_a_count() {
+        let mut p = PendingViews::default();
+        for i in 0..PendingViews::MAX as i64 {
+            p.note("vitals", 1, i * 60_000);
+        }
+        p.note("vitals", 7, i64::MAX / 2);
+        p.note("labs", 2, 0);
+        assert_eq!(p.len(), PendingViews::MAX + 1);
+        let total: u64 = p.first(usize::MAX).iter().map(|v| v.count).sum();
+        assert_eq!(total, PendingViews::MAX as u64 + 7 + 2);
+    }
+
+    #[test]
+    fn reported_views_leave_the_queue_oldest_first() {
+        let mut p = PendingViews::default();
+        p.note("a", 1, 0);
+        p.note("b", 1, 0);
+        p.note("c", 1, 0);
+        p.reported(2);
+        assert_eq!(p.first(5)[0].section, "c");
+        p.reported(5);
+        assert!(p.is_empty());
     }
 }

@@ -18,6 +18,8 @@
 //!   (create, list, revoke, live links refreshed after a round).
 //! - [`sharing`]: invites and approval, grants and revocations on the
 //!   relay, recovery keys and restore, the relay's audit log.
+//! - [`views`]: reads a member answers from its own copy (a provider's
+//!   FHIR gateway), noted durably and reported to the relay's audit trail.
 //! - [`wire`]: the JSON bodies of docs/protocol.md (from the protocol kernel).
 //! - [`relay_url`]: the rule for relay addresses (`https://`, or plain
 //!   `http://` to loopback only), applied wherever an address comes in.
@@ -40,6 +42,7 @@ pub mod sharing;
 pub mod state;
 pub mod tls;
 pub mod transport;
+pub mod views;
 pub use satchel_protocol::relay_url;
 pub use satchel_protocol::wire;
 

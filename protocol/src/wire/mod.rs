@@ -54,7 +54,8 @@ pub use ops::{Health, HealthResponse, Metrics, OpenApiDocument, Ready, ReadyResp
 pub use records::{
     AccessEntry, AccessResponse, AppendStatement, Audit, AuditAction, AuditEvent, AuditResponse,
     MemberEntry, MemberRole, Members, MembersResponse, PushMessage, Register, RegisterRequest,
-    RegisterResponse, SeqResponse, Statements, Subscribe,
+    RegisterResponse, ReportViews, ReportViewsRequest, ReportViewsResponse, SeqResponse,
+    Statements, Subscribe, ViewReport,
 };
 pub use replication::{
     ForwardAudit, ForwardAuditRequest, ForwardAuditResponse, ForwardedAuditEvent, HeadsQuery,

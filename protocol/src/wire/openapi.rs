@@ -63,6 +63,11 @@ pub fn document() -> OpenApi {
     );
     doc.add::<Feed>(None, json::<FeedResponse>(), query::<AfterQuery>());
     doc.add::<Audit>(None, json::<AuditResponse>(), query::<PageQuery>());
+    doc.add::<ReportViews>(
+        doc_body::<ReportViewsRequest>(),
+        json::<ReportViewsResponse>(),
+        vec![],
+    );
     doc.add::<Subscribe>(None, Success::Nothing, query::<TokenQuery>());
     doc.add::<CreateLink>(
         doc_body::<CreateLinkRequest>(),

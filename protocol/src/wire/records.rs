@@ -99,19 +99,63 @@ pub enum AuditAction {
     Pull,
     /// Envelopes were stored.
     Push,
+    /// Entries were shown from a member's own decrypted copy (for example a
+    /// provider's FHIR gateway answering a read), as that member reported
+    /// with [`ReportViews`]: the relay cannot see such reads itself.
+    View,
 }
 
 impl AuditAction {
-    /// `pull` or `push`.
+    /// `pull`, `push` or `view`.
     pub const fn as_str(self) -> &'static str {
         match self {
             AuditAction::Pull => "pull",
             AuditAction::Push => "push",
+            AuditAction::View => "view",
         }
     }
 }
 
-/// One pull or push.
+/// Entries of one section a member showed from its own copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ViewReport {
+    /// The section (views of sections the caller may not read are refused).
+    pub section: String,
+    /// How many entries were shown (at least 1).
+    pub count: u64,
+    /// Unix ms of the (first) showing, by the member's clock; at most
+    /// [`ReportViewsRequest::MAX_CLOCK_AHEAD_MS`] ahead of the relay's.
+    pub at_ms: i64,
+}
+
+/// Local views to add to the record's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportViewsRequest {
+    /// At most [`ReportViewsRequest::MAX_VIEWS`].
+    pub views: Vec<ViewReport>,
+}
+
+impl ReportViewsRequest {
+    /// The most views one request carries.
+    pub const MAX_VIEWS: usize = 500;
+    /// How far ahead of the relay's clock a view's time may be.
+    pub const MAX_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
+}
+
+/// How many views were stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportViewsResponse {
+    /// Views stored.
+    pub stored: u64,
+    /// Views of sections the caller may not read now (its grant changed
+    /// since): not stored.
+    pub refused: u64,
+}
+
+/// One pull, push or reported view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
@@ -275,6 +319,33 @@ impl Endpoint for Audit {
     type Query = PageQuery;
     type Request = ();
     type Response = AuditResponse;
+}
+
+/// `POST /v1/records/{rid}/audit/views`
+pub struct ReportViews;
+
+impl Endpoint for ReportViews {
+    const METHOD: Method = Method::Post;
+    const PATH: &'static str = "/v1/records/{rid}/audit/views";
+    const SUMMARY: &'static str = "Report entries shown from the caller's own copy";
+    const DESCRIPTION: &'static str =
+        "For a live member: reads the relay cannot see (a provider's \
+        FHIR gateway answering from its synced copy) are added to the audit trail as `view` \
+        events of the caller; views of sections it may not read now are counted as refused and \
+        not stored. A report retried after a lost answer may be stored twice: a view is never \
+        under-reported.";
+    const TAG: &'static str = "records";
+    const RESPONSES: &'static [(u16, &'static str)] = &[
+        (200, "stored"),
+        (400, "a section, count or time is malformed"),
+        (403, "not a live member"),
+        (404, "no such record"),
+        (413, "more views than one request may carry"),
+    ];
+    type Path<'a> = RecordPath;
+    type Query = ();
+    type Request = ReportViewsRequest;
+    type Response = ReportViewsResponse;
 }
 
 /// `GET /v1/records/{rid}/subscribe?token=TOKEN` (WebSocket upgrade; the

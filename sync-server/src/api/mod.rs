@@ -207,6 +207,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         route::<wire::Snapshot, _, _>(envelopes::snapshot),
         route::<wire::Feed, _, _>(envelopes::feed),
         route::<wire::Audit, _, _>(audit::audit),
+        route::<wire::ReportViews, _, _>(audit::report_views),
         route::<wire::Subscribe, _, _>(subscribe::subscribe),
         route::<wire::CreateLink, _, _>(links::create),
         route::<wire::GetLink, _, _>(links::get),

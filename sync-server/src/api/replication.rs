@@ -233,10 +233,7 @@ pub(super) async fn forward_audit(
                 record,
                 at_ms: e.at_ms,
                 identity: e.identity,
-                action: match e.action {
-                    satchel_protocol::wire::AuditAction::Pull => AuditAction::Pull,
-                    satchel_protocol::wire::AuditAction::Push => AuditAction::Push,
-                },
+                action: e.action.into(),
                 section: e.section,
                 count: i64::try_from(e.count)
                     .map_err(|_| ApiError::bad("an audit count is out of range"))?,

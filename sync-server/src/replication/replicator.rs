@@ -43,7 +43,7 @@ use super::upstream::{Upstream, UpstreamError};
 use crate::api::records::{append_verified, verified_members};
 use crate::api::verify::check_envelopes;
 use crate::api::AppState;
-use crate::storage::{now_ms, Actor, AuditAction, Seq, StorageError};
+use crate::storage::{now_ms, Actor, Seq, StorageError};
 
 /// Envelopes per upload to the upstream (its limit is 1,000).
 const PUSH_BATCH: u32 = 500;
@@ -643,10 +643,7 @@ impl Replicator {
                             seq: wire_u64(e.seq),
                             at_ms: e.at_ms,
                             identity: e.identity,
-                            action: match e.action {
-                                AuditAction::Pull => wire::AuditAction::Pull,
-                                AuditAction::Push => wire::AuditAction::Push,
-                            },
+                            action: e.action.into(),
                             section: e.section.clone(),
                             count: u64::try_from(e.count)
                                 .map_err(|_| Self::refused(record, "a negative audit count"))?,

@@ -281,6 +281,8 @@ pub enum AuditAction {
     Pull,
     /// New envelopes were stored.
     Push,
+    /// A member reported entries it showed from its own copy.
+    View,
 }
 
 impl AuditAction {
@@ -289,6 +291,7 @@ impl AuditAction {
         match self {
             AuditAction::Pull => "pull",
             AuditAction::Push => "push",
+            AuditAction::View => "view",
         }
     }
 
@@ -297,7 +300,29 @@ impl AuditAction {
         match s {
             "pull" => Some(AuditAction::Pull),
             "push" => Some(AuditAction::Push),
+            "view" => Some(AuditAction::View),
             _ => None,
+        }
+    }
+}
+
+impl From<satchel_protocol::wire::AuditAction> for AuditAction {
+    fn from(action: satchel_protocol::wire::AuditAction) -> Self {
+        use satchel_protocol::wire::AuditAction as Wire;
+        match action {
+            Wire::Pull => AuditAction::Pull,
+            Wire::Push => AuditAction::Push,
+            Wire::View => AuditAction::View,
+        }
+    }
+}
+
+impl From<AuditAction> for satchel_protocol::wire::AuditAction {
+    fn from(action: AuditAction) -> Self {
+        match action {
+            AuditAction::Pull => Self::Pull,
+            AuditAction::Push => Self::Push,
+            AuditAction::View => Self::View,
         }
     }
 }
