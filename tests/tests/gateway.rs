@@ -1,6 +1,7 @@
 //! The provider gateway end to end (issue 17, docs/provider-gateway.md):
 //! writes routed to the right patient or refused, SMART Backend Services
 //! enforced, reads and the summary validated.
+#![allow(clippy::unwrap_used)]
 
 mod gateway_common;
 

@@ -735,3 +735,122 @@ async fn narrowing_without_rotation_is_refused_by_the_relay() {
     let vitals = format!("/v1/records/{rid}/sections/vitals/envelopes");
     assert_eq!(status_of(&c, &s, &reader, &vitals).await, 200);
 }
+
+/// POST a view report as `d`.
+async fn report(
+    c: &reqwest::Client,
+    s: &TestServer,
+    d: &Device,
+    rid: RecordId,
+    views: Value,
+) -> (u16, Value) {
+    let r = c
+        .post(s.url(&format!("/v1/records/{rid}/audit/views")))
+        .bearer_auth(&d.token)
+        .json(&json!({ "views": views }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn members_report_views_of_what_they_may_read() {
+    let mut s = TestServer::start(|_| {}).await;
+    let c = client();
+    let owner = new_device(&c, &s, "phone").await;
+    let clinic = new_device(&c, &s, "clinic").await;
+    let stranger = new_device(&c, &s, "stranger").await;
+    let rid = register(&c, &s, &owner).await;
+    let mut log = Log::new(rid);
+    let (st, _) = log
+        .apply(
+            &c,
+            &s,
+            &owner,
+            grant(
+                rid,
+                &clinic,
+                GrantRole::Reader,
+                &["labs", "allergies"],
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let at = now_ms() - 60_000;
+
+    // Readable sections are stored; another section is refused, not stored.
+    let (st, body) = report(
+        &c,
+        &s,
+        &clinic,
+        rid,
+        json!([{"section": "labs", "count": 3, "at_ms": at},
+               {"section": "allergies", "count": 1, "at_ms": at},
+               {"section": "conditions", "count": 1, "at_ms": at}]),
+    )
+    .await;
+    assert_eq!(
+        (st, body.clone()),
+        (200, json!({"stored": 2, "refused": 1}))
+    );
+    let (_, audit) = get_json(&c, &s, &owner, &format!("/v1/records/{rid}/audit")).await;
+    let views: Vec<_> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "view")
+        .map(|e| {
+            (
+                e["identity"].as_str().unwrap().to_owned(),
+                e["section"].as_str().unwrap().to_owned(),
+                e["count"].as_u64().unwrap(),
+                e["at_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let clinic_id = clinic.identity.id().to_hex();
+    assert_eq!(
+        views,
+        [
+            (clinic_id.clone(), "labs".to_owned(), 3, at),
+            (clinic_id, "allergies".to_owned(), 1, at)
+        ]
+    );
+
+    // Malformed reports change nothing.
+    let future = now_ms() + 10 * 60_000;
+    for (bad, want) in [
+        (json!([{"section": "labs", "count": 0, "at_ms": at}]), 400),
+        (json!([{"section": "labs", "count": 1, "at_ms": -1}]), 400),
+        (
+            json!([{"section": "labs", "count": 1, "at_ms": future}]),
+            400,
+        ),
+        (
+            json!([{"section": "../labs", "count": 1, "at_ms": at}]),
+            400,
+        ),
+        (
+            Value::Array(vec![
+                json!({"section": "labs", "count": 1, "at_ms": at});
+                501
+            ]),
+            413,
+        ),
+    ] {
+        assert_eq!(
+            report(&c, &s, &clinic, rid, bad.clone()).await.0,
+            want,
+            "{bad}"
+        );
+    }
+    // Not a member: refused.
+    let one = json!([{"section": "labs", "count": 1, "at_ms": at}]);
+    assert_eq!(report(&c, &s, &stranger, rid, one.clone()).await.0, 403);
+    let (_, after) = get_json(&c, &s, &owner, &format!("/v1/records/{rid}/audit")).await;
+    assert_eq!(after["events"], audit["events"], "nothing was added");
+    s.stop().await.unwrap();
+}

@@ -471,6 +471,19 @@ async fn audit(s: &dyn Storage) {
         })
         .await
         .unwrap();
+    // A view a member reported (shown from its own copy).
+    s.record_audit(AuditEvent {
+        seq: 0,
+        record: rid,
+        at_ms: 1_500,
+        identity: reader,
+        action: AuditAction::View,
+        section: "vitals".into(),
+        count: 4,
+        relay: None,
+    })
+    .await
+    .unwrap();
     let events = s.audit(rid, 0, 100).await.unwrap();
     let summary: Vec<_> = events
         .iter()
@@ -482,6 +495,7 @@ async fn audit(s: &dyn Storage) {
             (owner, AuditAction::Push, "vitals", 2, 1_234),
             (owner, AuditAction::Push, "vitals", 1, 1_234),
             (reader, AuditAction::Pull, "vitals", 3, 2_000),
+            (reader, AuditAction::View, "vitals", 4, 1_500),
         ]
     );
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
