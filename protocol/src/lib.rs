@@ -7,6 +7,8 @@
 //! - [`crypto`]: identities and cards, envelope sealing and signatures, key
 //!   wrapping (HPKE), the symmetric at-rest layer.
 //! - [`section`]: the sections of a record (the unit of sharing and keys).
+//! - [`label`]: the privacy labels of sensitive entries and their HL7
+//!   sensitivity codes.
 //! - [`sharing`]: the signed access log, its verification and [`sharing::Members`],
 //!   the one authorization rule (who may read, write, administer, snapshot).
 //! - [`wire`]: the relay protocol (docs/protocol.md): one type per endpoint,
@@ -31,9 +33,11 @@ pub mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
+pub mod label;
 pub mod relay_url;
 pub mod section;
 pub mod sharing;
 pub mod wire;
 
+pub use label::{ParseLabelError, PrivacyLabel};
 pub use section::{LogName, ParseLogNameError, ParseSectionError, Section};

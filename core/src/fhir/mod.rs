@@ -18,7 +18,8 @@
 //! - [`refs`]: resolving references between entries (`Type/id`, absolute
 //!   URLs, `urn:uuid:` full URLs);
 //! - [`export`] and [`ips`]: the collection Bundle export and the
-//!   International Patient Summary document (see `docs/fhir.md`).
+//!   International Patient Summary document (see `docs/fhir.md`);
+//! - [`labels`]: privacy labels in `meta.security` (HL7 sensitivity codes).
 //!
 //! A resource is never rewritten: everything outside the indexed paths is
 //! passed through untouched. Errors ([`FhirError`]) name resource types, field
@@ -29,6 +30,7 @@ pub mod export;
 pub mod import;
 pub mod ips;
 pub mod json;
+pub mod labels;
 pub mod model;
 pub mod refs;
 mod resource_types;
