@@ -2,7 +2,8 @@
 # Installs what the browser tests need, idempotently:
 #   - Debian's chromium at /usr/bin/chromium (apt-get; no browser download);
 #   - npm playwright-core (drives that chromium) and jose (JWE for tests)
-#     into <repo>/.cache/browser, where tests/browser/viewer.mjs finds them.
+#     into <repo>/.cache/browser (scripts/npm-pinned.sh), where
+#     tests/browser/viewer.mjs finds them.
 # Pinned versions: playwright-core 1.65.2 drives Debian 12's chromium
 # (156.x when written); jose 6.2.19.
 set -euo pipefail
@@ -11,7 +12,6 @@ PLAYWRIGHT_CORE_VERSION=1.65.2
 JOSE_VERSION=6.2.19
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-prefix="$repo_root/.cache/browser"
 
 fail() {
   echo "setup-browser: $*" >&2
@@ -32,31 +32,7 @@ if [ ! -x /usr/bin/chromium ]; then
   [ -x /usr/bin/chromium ] || fail "chromium installed but /usr/bin/chromium is missing"
 fi
 
-command -v node >/dev/null || fail "node is missing (apt-get install nodejs npm)"
-command -v npm >/dev/null || fail "npm is missing (apt-get install npm)"
-
-installed_version() {
-  # prints the version of an npm package installed under $prefix, or nothing
-  local pkg_json="$prefix/node_modules/$1/package.json"
-  [ -f "$pkg_json" ] || return 0
-  node -e 'process.stdout.write(require(process.argv[1]).version)' "$pkg_json" 2>/dev/null || true
-}
-
-if [ "$(installed_version playwright-core)" != "$PLAYWRIGHT_CORE_VERSION" ] \
-  || [ "$(installed_version jose)" != "$JOSE_VERSION" ]; then
-  echo "setup-browser: installing playwright-core@$PLAYWRIGHT_CORE_VERSION and jose@$JOSE_VERSION into $prefix"
-  mkdir -p "$prefix"
-  [ -f "$prefix/package.json" ] || echo '{"private": true}' > "$prefix/package.json"
-  # playwright-core never downloads a browser; this keeps any other
-  # package from trying.
-  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$prefix" --no-audit --no-fund \
-    --save-exact "playwright-core@$PLAYWRIGHT_CORE_VERSION" "jose@$JOSE_VERSION" \
-    || fail "npm install of playwright-core/jose failed"
-fi
-
-[ "$(installed_version playwright-core)" = "$PLAYWRIGHT_CORE_VERSION" ] \
-  || fail "playwright-core $PLAYWRIGHT_CORE_VERSION is not in $prefix after install"
-[ "$(installed_version jose)" = "$JOSE_VERSION" ] \
-  || fail "jose $JOSE_VERSION is not in $prefix after install"
+bash "$repo_root/scripts/npm-pinned.sh" browser \
+  "playwright-core@$PLAYWRIGHT_CORE_VERSION" "jose@$JOSE_VERSION"
 
 echo "setup-browser: ok ($(/usr/bin/chromium --version 2>/dev/null | head -n1); playwright-core $PLAYWRIGHT_CORE_VERSION; jose $JOSE_VERSION)"
