@@ -235,11 +235,10 @@ fn gateway_exports_validate() {
     let p = practice();
     let g = &p.gateway;
     let t = token(g, &p.engine, "system/*.read system/*.write");
-    let (_, written) = call(
-        "POST",
-        &format!("{}/", g.base),
-        Some(&t),
-        Some(&transaction(vec![
+    let (_, written) = post_transaction(
+        g,
+        &t,
+        vec![
             post_entry("urn:uuid:p", patient("Example", "1970-01-01", "9000000009")),
             post_entry(
                 "urn:uuid:o1",
@@ -249,7 +248,7 @@ fn gateway_exports_validate() {
                 "urn:uuid:o2",
                 observation("v2", json!({"reference": "urn:uuid:p"}), "2025-01-10", 6.2),
             ),
-        ])),
+        ],
     );
     assert_eq!(
         statuses(&written),
@@ -257,17 +256,16 @@ fn gateway_exports_validate() {
         "{written}"
     );
     // Re-sending is an update of the same entries, never a duplicate.
-    let (_, again) = call(
-        "POST",
-        &format!("{}/", g.base),
-        Some(&t),
-        Some(&transaction(vec![
+    let (_, again) = post_transaction(
+        g,
+        &t,
+        vec![
             post_entry("urn:uuid:p", patient("Example", "1970-01-01", "9000000009")),
             post_entry(
                 "urn:uuid:o1",
                 observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.5),
             ),
-        ])),
+        ],
     );
     assert_eq!(statuses(&again), ["200 OK", "200 OK"], "{again}");
     assert!(again["entry"][1]["response"]["location"]
@@ -400,17 +398,16 @@ fn gateway_reads_show_in_the_patients_audit() {
     let p = practice();
     let g = &p.gateway;
     let t = token(g, &p.engine, "system/*.read system/*.write");
-    let (_, written) = call(
-        "POST",
-        &format!("{}/", g.base),
-        Some(&t),
-        Some(&transaction(vec![
+    let (_, written) = post_transaction(
+        g,
+        &t,
+        vec![
             post_entry("urn:uuid:p", patient("Example", "1970-01-01", "9000000009")),
             post_entry(
                 "urn:uuid:o1",
                 observation("v1", json!({"reference": "urn:uuid:p"}), "2026-03-04", 5.4),
             ),
-        ])),
+        ],
     );
     assert_eq!(statuses(&written), ["200 OK", "201 Created"], "{written}");
     // Writing is a contribution, not a view.

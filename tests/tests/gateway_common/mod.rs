@@ -247,6 +247,16 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) 
 }
 
 /// The token endpoint: (status, body).
+/// POST a transaction Bundle of `entries` to the gateway's base with token `t`.
+pub fn post_transaction(g: &Gateway, t: &str, entries: Vec<Value>) -> (u16, Value) {
+    call(
+        "POST",
+        &format!("{}/", g.base),
+        Some(t),
+        Some(&transaction(entries)),
+    )
+}
+
 pub fn token_call(g: &Gateway, assertion: &str, scope: &str) -> (u16, Value) {
     rt().block_on(async {
         let resp = http()
