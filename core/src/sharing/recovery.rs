@@ -211,8 +211,10 @@ mod tests {
         assert_eq!(*base32_decode(text.as_bytes()).unwrap(), raw);
         // The same as a general codec, on every byte value in every place.
         for seed in 0..=255u8 {
-            let raw: [u8; RAW_LEN] =
-                std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add(i as u8 * 97));
+            let raw: [u8; RAW_LEN] = std::array::from_fn(|i| {
+                seed.wrapping_mul(31)
+                    .wrapping_add((i as u8).wrapping_mul(97))
+            });
             let text = base32_encode(&raw);
             assert_eq!(&text[..], BASE32_NOPAD.encode(&raw));
             assert_eq!(*base32_decode(text.as_bytes()).unwrap(), raw);
