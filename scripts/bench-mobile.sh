@@ -19,4 +19,4 @@ cp="$kotlin/lib/kotlin-stdlib.jar:$kotlin/lib/kotlinx-coroutines-core-jvm.jar:$j
 [ -f target/kotlin-tests/tests.jar ] || { echo "run scripts/test-mobile.sh first (builds the Kotlin jar)" >&2; exit 1; }
 java -Djna.library.path="$lib_dir" -cp "$cp:target/kotlin-tests/tests.jar" org.satchel.android.ListBenchKt
 
-cargo bench -q -p satchel-core --bench mobile
+cargo bench -q -p satchel-core --features mobile --bench mobile

@@ -2,8 +2,8 @@
 # Builds ios/SatchelCoreFFI.xcframework (static libsatchel_core for
 # aarch64-apple-ios, aarch64-apple-ios-sim and x86_64-apple-ios, with the
 # generated header and module map). Runs on a Mac with Xcode and rustup;
-# not on this project's Linux CI. Profile `mobile` (workspace Cargo.toml),
-# as for Android.
+# not on this project's Linux CI. Profile `mobile` (workspace Cargo.toml)
+# and feature `mobile` (core/Cargo.toml), as for Android.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(uname)" = Darwin ] || { echo "build-ios: needs macOS with Xcode" >&2; exit 1; }
@@ -11,7 +11,7 @@ target_dir=${CARGO_TARGET_DIR:-target}
 targets=(aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios)
 rustup target add "${targets[@]}"
 for t in "${targets[@]}"; do
-  cargo build -p satchel-core --lib --profile mobile --target "$t"
+  cargo build -p satchel-core --lib --profile mobile --features mobile --target "$t"
 done
 headers=$(mktemp -d)
 cp ios/Sources/SatchelCoreFFI/include/SatchelCoreFFI.h ios/Sources/SatchelCoreFFI/include/module.modulemap "$headers/"

@@ -8,24 +8,61 @@
 
 use std::fmt;
 
+use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
 use super::FhirError;
 
+// Deserialisation is written out (`from_map`) rather than derived: the
+// derive with `#[serde(flatten)]` buffers every object and was instantiated
+// for each of the 29 types and each input, the largest serde code in the
+// phone library (docs/mobile.md "Size"). Here each type takes its typed
+// elements out of a JSON object and keeps the rest, as the derive did: an
+// absent or `null` element is `None`, a typed element of another JSON form
+// is an error, every other element stays in `other` in its order.
+// (Serialisation stays derived: written out it was no smaller.)
+
+/// Element `key` of `object`, removed from it and read as a `T`.
+fn take<T: DeserializeOwned>(
+    object: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>, serde_json::Error> {
+    match object.shift_remove(key) {
+        None => Ok(None),
+        Some(value) => serde_json::from_value(value),
+    }
+}
+
 macro_rules! element {
     ($(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty = $json:literal ),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[derive(Clone, Default, PartialEq, Serialize)]
         pub struct $name {
             $(
                 $(#[$fdoc])*
-                #[serde(rename = $json, default, skip_serializing_if = "Option::is_none")]
+                #[serde(rename = $json, skip_serializing_if = "Option::is_none")]
                 pub $field: Option<$ty>,
             )*
             /// Every other element, as given.
             #[serde(flatten)]
             pub other: Map<String, Value>,
+        }
+
+        impl $name {
+            /// The typed elements taken out of `other`, the rest kept.
+            fn from_map(mut other: Map<String, Value>) -> Result<Self, serde_json::Error> {
+                Ok(Self {
+                    $( $field: take(&mut other, $json)?, )*
+                    other,
+                })
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::from_map(Map::deserialize(d)?).map_err(de::Error::custom)
+            }
         }
 
         impl fmt::Debug for $name {
@@ -138,19 +175,36 @@ macro_rules! resources {
     ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty = $json:literal ),* $(,)? } )*) => {
         $(
             $(#[$doc])*
-            #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+            #[derive(Clone, Default, PartialEq, Serialize)]
             pub struct $name {
                 /// `id`: the logical id in the system that sent it.
-                #[serde(default, skip_serializing_if = "Option::is_none")]
+                #[serde(skip_serializing_if = "Option::is_none")]
                 pub id: Option<String>,
                 $(
                     $(#[$fdoc])*
-                    #[serde(rename = $json, default, skip_serializing_if = "Option::is_none")]
+                    #[serde(rename = $json, skip_serializing_if = "Option::is_none")]
                     pub $field: Option<$ty>,
                 )*
                 /// Every other element (`meta`, `text`, extensions, ...), as given.
                 #[serde(flatten)]
                 pub other: Map<String, Value>,
+            }
+
+            impl $name {
+                /// The typed elements taken out of `other`, the rest kept.
+                fn from_map(mut other: Map<String, Value>) -> Result<Self, serde_json::Error> {
+                    Ok(Self {
+                        id: take(&mut other, "id")?,
+                        $( $field: take(&mut other, $json)?, )*
+                        other,
+                    })
+                }
+            }
+
+            impl<'de> Deserialize<'de> for $name {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    Self::from_map(Map::deserialize(d)?).map_err(de::Error::custom)
+                }
             }
 
             impl fmt::Debug for $name {
@@ -197,7 +251,7 @@ macro_rules! resources {
                     $(
                         stringify!($name) => {
                             obj.shift_remove("resourceType");
-                            serde_json::from_value::<$name>(Value::Object(obj))
+                            $name::from_map(obj)
                                 .map(Resource::$name)
                                 .map_err(|_| typed(&rt))
                         }

@@ -9,8 +9,12 @@
 //! `record id (16) || secret (32) || SHA-256(record id || secret)[..2]`,
 //! in groups of four; the checksum catches typing mistakes before any
 //! network call.
+//!
+//! The base32 codec is the few lines below rather than a crate's: a key
+//! is always 50 bytes, 80 characters, and a general codec (data-encoding,
+//! every alphabet and bit width) cost the phone library 37 KB (docs/mobile.md
+//! "Size"). The tests check it against data-encoding.
 
-use data_encoding::BASE32_NOPAD;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::kdf::hkdf_sha256;
@@ -18,6 +22,52 @@ use crate::crypto::{CryptoError, Identity, Role, SymmetricKey};
 use crate::ids::RecordId;
 
 const PREFIX: &str = "SATCHEL-";
+
+/// RFC 4648 base32 alphabet (upper case, no padding needed: 50 bytes are
+/// 80 characters exactly).
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// Bytes of the printed key, and its base32 length.
+const RAW_LEN: usize = 50;
+const TEXT_LEN: usize = RAW_LEN / 5 * 8;
+
+/// Base32 of `raw` (every 5 bytes give 8 characters).
+fn base32_encode(raw: &[u8; RAW_LEN]) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(TEXT_LEN));
+    for block in raw.chunks_exact(5) {
+        let mut bits = 0u64;
+        for byte in block {
+            bits = (bits << 8) | u64::from(*byte);
+        }
+        for i in (0..8).rev() {
+            let index = (bits >> (i * 5)) & 31;
+            out.push(char::from(BASE32[index as usize]));
+        }
+        bits.zeroize();
+    }
+    out
+}
+
+/// The bytes of an 80-character upper-case base32 text (`None`: another
+/// length, or a character outside the alphabet).
+fn base32_decode(text: &[u8]) -> Option<Zeroizing<[u8; RAW_LEN]>> {
+    if text.len() != TEXT_LEN {
+        return None;
+    }
+    let mut raw = Zeroizing::new([0u8; RAW_LEN]);
+    for (block, out) in text.chunks_exact(8).zip(raw.chunks_exact_mut(5)) {
+        let mut bits = 0u64;
+        for c in block {
+            let value = BASE32.iter().position(|a| a == c)?;
+            bits = (bits << 5) | value as u64;
+        }
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = (bits >> (32 - 8 * i)) as u8;
+        }
+        bits.zeroize();
+    }
+    Some(raw)
+}
 
 /// Why a recovery key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,19 +116,17 @@ impl RecoveryKey {
 
     /// The printed form (groups of four characters).
     pub fn to_printable(&self) -> Zeroizing<String> {
-        let mut raw = Zeroizing::new(Vec::with_capacity(50));
-        raw.extend_from_slice(self.record_id.as_bytes());
-        raw.extend_from_slice(self.secret.as_ref());
-        raw.extend_from_slice(&checksum(&self.record_id, &self.secret));
-        let mut body = BASE32_NOPAD.encode(&raw);
+        let mut raw = Zeroizing::new([0u8; RAW_LEN]);
+        raw[..16].copy_from_slice(self.record_id.as_bytes());
+        raw[16..48].copy_from_slice(self.secret.as_ref());
+        raw[48..].copy_from_slice(&checksum(&self.record_id, &self.secret));
+        let body = base32_encode(&raw);
         let grouped: Vec<&str> = body
             .as_bytes()
             .chunks(4)
             .filter_map(|c| std::str::from_utf8(c).ok())
             .collect();
-        let out = Zeroizing::new(format!("{PREFIX}{}", grouped.join("-")));
-        body.zeroize();
-        out
+        Zeroizing::new(format!("{PREFIX}{}", grouped.join("-")))
     }
 
     /// Read a printed key (case, spaces and dashes are forgiven).
@@ -92,14 +140,7 @@ impl RecoveryKey {
                 .filter(|c| !matches!(c, '-' | ' ' | '\n' | '\t'))
                 .collect(),
         );
-        let raw = Zeroizing::new(
-            BASE32_NOPAD
-                .decode(compact.as_bytes())
-                .map_err(|_| RecoveryKeyError::Format)?,
-        );
-        if raw.len() != 50 {
-            return Err(RecoveryKeyError::Format);
-        }
+        let raw = base32_decode(compact.as_bytes()).ok_or(RecoveryKeyError::Format)?;
         let record_id = RecordId::from_slice(&raw[..16]).map_err(|_| RecoveryKeyError::Format)?;
         let mut secret = Zeroizing::new([0u8; 32]);
         secret.copy_from_slice(&raw[16..48]);
@@ -159,6 +200,34 @@ impl RecoveryKey {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use data_encoding::BASE32_NOPAD;
+
+    #[test]
+    fn base32_is_rfc_4648() {
+        // RFC 4648 section 10 ("fooba" -> "MZXW6YTB"), ten times over.
+        let raw: [u8; RAW_LEN] = *b"foobafoobafoobafoobafoobafoobafoobafoobafoobafooba";
+        let text = base32_encode(&raw);
+        assert_eq!(&text[..], "MZXW6YTB".repeat(10));
+        assert_eq!(*base32_decode(text.as_bytes()).unwrap(), raw);
+        // The same as a general codec, on every byte value in every place.
+        for seed in 0..=255u8 {
+            let raw: [u8; RAW_LEN] = std::array::from_fn(|i| {
+                seed.wrapping_mul(31)
+                    .wrapping_add((i as u8).wrapping_mul(97))
+            });
+            let text = base32_encode(&raw);
+            assert_eq!(&text[..], BASE32_NOPAD.encode(&raw));
+            assert_eq!(*base32_decode(text.as_bytes()).unwrap(), raw);
+        }
+        // Another length, lower case, padding or a letter outside the alphabet: refused.
+        assert!(base32_decode(&text.as_bytes()[..72]).is_none());
+        assert!(base32_decode(text.to_lowercase().as_bytes()).is_none());
+        let mut bad = text.as_bytes().to_vec();
+        bad[79] = b'=';
+        assert!(base32_decode(&bad).is_none());
+        bad[79] = b'1';
+        assert!(base32_decode(&bad).is_none());
+    }
 
     #[test]
     fn printable_round_trip_checksum_and_determinism() {
