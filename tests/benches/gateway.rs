@@ -525,11 +525,15 @@ impl Gateway {
         if let Some(n) = max_open {
             cmd.args(["--max-open-records", &n.to_string()]);
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        // Killed and waited for on drop, also when it never starts.
+        let mut gateway = Gateway {
+            child: cmd
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+            base: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(1800);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -537,8 +541,8 @@ impl Gateway {
                 .lines()
                 .find_map(|l| l.strip_prefix("satchel provider gateway at "))
             {
-                let base = rest.split(' ').next().unwrap().to_owned();
-                return Gateway { child, base };
+                gateway.base = rest.split(' ').next().unwrap().to_owned();
+                return gateway;
             }
             assert!(
                 Instant::now() < deadline,
