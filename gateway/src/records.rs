@@ -7,6 +7,12 @@
 //! sealed in the provider's identity vault (private value
 //! `gateway-patients`), never in a plain file, and rebuilt for records it
 //! lacks by opening them.
+//!
+//! Each record's store has its own Argon2id salt, so unlocking one with the
+//! passphrase costs a full key derivation (19 MiB, about 50 ms). The pool
+//! derives each record's vault key once and keeps it (in memory only,
+//! zeroized on drop, as the passphrase itself is kept): reopening a record
+//! closed for room costs a SQLite open and the record's load, not Argon2.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use satchel_core::home::HomeLayout;
 use satchel_core::ids::RecordId;
-use satchel_core::profile::{IdentityVault, Profile, ProfileError, Unlock};
+use satchel_core::profile::{vault_key, IdentityVault, Profile, ProfileError, Unlock, VaultKey};
 use satchel_core::store::SqliteStore;
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -115,6 +121,8 @@ struct PoolState {
     open: HashMap<RecordId, (SharedRecord, u64, std::time::Instant)>,
     clock: u64,
     index: PatientIndex,
+    /// Each record's vault key, derived once (32 bytes a record).
+    keys: HashMap<RecordId, Arc<VaultKey>>,
 }
 
 impl RecordPool {
@@ -225,12 +233,44 @@ impl RecordPool {
         if !path.exists() {
             return Err(RecordsError::NotShared(rid));
         }
+        let cached = self
+            .state
+            .lock()
+            .map_err(|_| RecordsError::Poisoned)?
+            .keys
+            .get(&rid)
+            .cloned();
+        if let Some(key) = cached {
+            let store = SqliteStore::open(&path).map_err(ProfileError::from)?;
+            match Profile::open(store, Unlock::Key(&key)) {
+                Ok(profile) => return Ok(profile),
+                // The store was replaced since (a record shared anew):
+                // derive its key again.
+                Err(ProfileError::WrongKey) => {
+                    self.state
+                        .lock()
+                        .map_err(|_| RecordsError::Poisoned)?
+                        .keys
+                        .remove(&rid);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let store = SqliteStore::open(&path).map_err(ProfileError::from)?;
-        Ok(Profile::open(store, self.unlock())?)
+        // Argon2id, outside the pool's lock.
+        let key = Arc::new(vault_key(&store, self.unlock())?);
+        let profile = Profile::open(store, Unlock::Key(&key))?;
+        self.state
+            .lock()
+            .map_err(|_| RecordsError::Poisoned)?
+            .keys
+            .insert(rid, key);
+        Ok(profile)
     }
 
-    /// The record `rid`, opened if it is not (blocking: opening derives the
-    /// vault key; call from a blocking thread).
+    /// The record `rid`, opened if it is not (blocking: opening reads the
+    /// store, and the first open derives the vault key; call from a
+    /// blocking thread).
     pub fn get(&self, rid: RecordId) -> Result<SharedRecord, RecordsError> {
         {
             let mut state = self.state.lock().map_err(|_| RecordsError::Poisoned)?;

@@ -62,7 +62,7 @@ pub use home::{AnswerError, IdentityVault, MemberInfo};
 pub use import::ImportError;
 pub use replica::{ApplyReport, Rejected, SetAside};
 pub use secret_store::{MemorySecretStore, SecretStore, SecretStoreError};
-pub use vault::{Unlock, VaultHeader, VaultKind};
+pub use vault::{vault_key, Unlock, VaultHeader, VaultKey, VaultKind};
 pub use wearables::{IngestReport, CHUNKS_LOG};
 
 /// After this many stored changes past its snapshot, a section is compacted

@@ -69,6 +69,35 @@ fn wrong_passphrase_is_wrong_key() {
 }
 
 #[test]
+fn a_derived_vault_key_opens_its_own_store_only() {
+    let a = Profile::create(MemoryStore::new(), "Sam", pass_unlock(b"right")).unwrap();
+    let rid = a.record_id();
+    let a = a.into_store();
+    let b = Profile::create(MemoryStore::new(), "Kim", pass_unlock(b"right"))
+        .unwrap()
+        .into_store();
+    let key = vault_key(&a, pass_unlock(b"right")).unwrap();
+    assert_eq!(format!("{key:?}"), "VaultKey(<redacted>)");
+    let opened = Profile::open(a.clone(), Unlock::Key(&key)).unwrap();
+    assert_eq!(opened.record_id(), rid);
+    // Another store (its own salt), a key from a wrong passphrase, and a
+    // new vault: refused.
+    assert!(matches!(
+        Profile::open(b, Unlock::Key(&key)),
+        Err(ProfileError::WrongKey)
+    ));
+    let wrong = vault_key(&a, pass_unlock(b"wrong")).unwrap();
+    assert!(matches!(
+        Profile::open(a, Unlock::Key(&wrong)),
+        Err(ProfileError::WrongKey)
+    ));
+    assert!(matches!(
+        Profile::create(MemoryStore::new(), "Sam", Unlock::Key(&key)),
+        Err(ProfileError::WrongKey)
+    ));
+}
+
+#[test]
 fn secret_store_unlock_and_missing_key() {
     let keystore = MemorySecretStore::new();
     let p = Profile::create(MemoryStore::new(), "Sam", Unlock::SecretStore(&keystore)).unwrap();

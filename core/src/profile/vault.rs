@@ -27,6 +27,36 @@ pub enum Unlock<'a> {
     },
     /// Phones: a random vault key held by the platform keystore.
     SecretStore(&'a dyn SecretStore),
+    /// A vault key obtained earlier for this very store with
+    /// [`vault_key`] (a long-running process that reopens many stores
+    /// unlocked by one passphrase runs Argon2 once per store, not once per
+    /// open). Opens only; a key that does not open the master key is
+    /// [`ProfileError::WrongKey`]. Never creates a vault.
+    Key(&'a VaultKey),
+}
+
+/// A vault key, derived from a passphrase (or read from a keystore) for one
+/// store's header: see [`Unlock::Key`]. Zeroized on drop; `Debug` is
+/// redacted. It opens that store as the passphrase does: keep it only in
+/// memory, and only where the passphrase itself is kept.
+pub struct VaultKey(SymmetricKey);
+
+impl std::fmt::Debug for VaultKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VaultKey(<redacted>)")
+    }
+}
+
+/// The vault key of the profile or identity store `store`, as `how`
+/// gives it (a passphrase: Argon2id with the store's own parameters and
+/// salt). Not checked here: opening with [`Unlock::Key`] checks it.
+pub fn vault_key<S: Store>(store: &S, how: Unlock<'_>) -> Result<VaultKey> {
+    let header = VaultHeader::from_bytes(
+        &store
+            .get_meta(META_VAULT)?
+            .ok_or(ProfileError::NotInitialised)?,
+    )?;
+    Ok(VaultKey(unlock(&header, how)?))
 }
 
 impl std::fmt::Debug for Unlock<'_> {
@@ -34,6 +64,7 @@ impl std::fmt::Debug for Unlock<'_> {
         match self {
             Unlock::Passphrase { .. } => f.write_str("Unlock::Passphrase(..)"),
             Unlock::SecretStore(_) => f.write_str("Unlock::SecretStore(..)"),
+            Unlock::Key(_) => f.write_str("Unlock::Key(..)"),
         }
     }
 }
@@ -111,6 +142,9 @@ pub(super) fn create(record: &RecordId, unlock: Unlock<'_>) -> Result<(VaultHead
             };
             Ok((header, key))
         }
+        // A derived key is bound to an existing header's salt: a new vault
+        // needs a passphrase or a keystore.
+        Unlock::Key(_) => Err(ProfileError::WrongKey),
     }
 }
 
@@ -125,6 +159,8 @@ pub(super) fn unlock(header: &VaultHeader, unlock: Unlock<'_>) -> Result<Symmetr
             let bytes = store.get(item)?.ok_or(ProfileError::MissingVaultKey)?;
             SymmetricKey::from_slice(&bytes).map_err(|_| ProfileError::WrongKey)
         }
+        // Whatever gave it: it opens the master key or it is the wrong key.
+        (_, Unlock::Key(key)) => Ok(key.0.clone()),
         // A passphrase for a keystore profile, or the reverse: the caller
         // has the wrong kind of key.
         _ => Err(ProfileError::WrongKey),
