@@ -8,6 +8,7 @@ use std::sync::Arc;
 use satchel_core::fhir::import::IncomingResource;
 use satchel_core::ids::RecordId;
 use satchel_core::profile::{ImportError, ProfileError};
+use satchel_core::record::Section;
 use satchel_core::sync::views;
 use serde_json::Value;
 
@@ -36,6 +37,19 @@ fn records_outcome(e: RecordsError) -> Outcome {
             Outcome::internal("a record could not be opened; the gateway's log says why")
         }
     }
+}
+
+/// How many of `sections` are in each section: what a read shows, for
+/// the patient's audit.
+fn per_section(sections: impl Iterator<Item = Section>) -> Vec<(String, u64)> {
+    let mut shown: BTreeMap<Section, u64> = BTreeMap::new();
+    for s in sections {
+        *shown.entry(s).or_default() += 1;
+    }
+    shown
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_owned(), n))
+        .collect()
 }
 
 /// The outcome of a refused import, for the entries of `group` (messages
@@ -280,11 +294,7 @@ impl Service {
             .skip(search.offset)
             .take(search.count)
             .collect();
-        let mut shown: BTreeMap<String, u64> = BTreeMap::new();
-        for e in &page {
-            *shown.entry(e.section.as_str().to_owned()).or_default() += 1;
-        }
-        let shown: Vec<(String, u64)> = shown.into_iter().collect();
+        let shown = per_section(page.iter().map(|e| e.section));
         self.note_shown(search.patient, &mut profile, &shown)?;
         let page = page
             .into_iter()
@@ -305,20 +315,16 @@ impl Service {
         })?;
         // Every resource of the document but its Composition (made for
         // the answer) is an entry of the record.
-        let mut shown: BTreeMap<String, u64> = BTreeMap::new();
-        for resource in summary
-            .get("entry")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.get("resource"))
-            .filter(|r| r.get("resourceType").and_then(Value::as_str) != Some("Composition"))
-        {
-            if let Ok(section) = satchel_core::fhir::section_for(resource) {
-                *shown.entry(section.as_str().to_owned()).or_default() += 1;
-            }
-        }
-        let shown: Vec<(String, u64)> = shown.into_iter().collect();
+        let shown = per_section(
+            summary
+                .get("entry")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.get("resource"))
+                .filter(|r| r.get("resourceType").and_then(Value::as_str) != Some("Composition"))
+                .filter_map(|r| satchel_core::fhir::section_for(r).ok()),
+        );
         self.note_shown(rid, &mut profile, &shown)?;
         Ok(summary)
     }

@@ -51,12 +51,7 @@ impl std::fmt::Debug for VaultKey {
 /// gives it (a passphrase: Argon2id with the store's own parameters and
 /// salt). Not checked here: opening with [`Unlock::Key`] checks it.
 pub fn vault_key<S: Store>(store: &S, how: Unlock<'_>) -> Result<VaultKey> {
-    let header = VaultHeader::from_bytes(
-        &store
-            .get_meta(META_VAULT)?
-            .ok_or(ProfileError::NotInitialised)?,
-    )?;
-    Ok(VaultKey(unlock(&header, how)?))
+    Ok(VaultKey(unlock(&VaultHeader::stored(store)?, how)?))
 }
 
 impl std::fmt::Debug for Unlock<'_> {
@@ -99,6 +94,15 @@ impl VaultHeader {
 
     pub(super) fn to_bytes(&self) -> Result<Vec<u8>> {
         serde_json::to_vec(self).map_err(|_| ProfileError::Corrupt("vault header"))
+    }
+
+    /// The header of `store` (none: [`ProfileError::NotInitialised`]).
+    fn stored<S: Store>(store: &S) -> Result<Self> {
+        Self::from_bytes(
+            &store
+                .get_meta(META_VAULT)?
+                .ok_or(ProfileError::NotInitialised)?,
+        )
     }
 
     pub(super) fn from_bytes(bytes: &[u8]) -> Result<Self> {
@@ -194,11 +198,7 @@ impl Vault {
     /// [`ProfileError::NotInitialised`]; a key that does not open it:
     /// [`ProfileError::WrongKey`], before anything is written.
     pub(crate) fn unlock<S: Store>(store: &S, binding: RecordId, how: Unlock<'_>) -> Result<Vault> {
-        let header = VaultHeader::from_bytes(
-            &store
-                .get_meta(META_VAULT)?
-                .ok_or(ProfileError::NotInitialised)?,
-        )?;
+        let header = VaultHeader::stored(store)?;
         let vault_key = unlock(&header, how)?;
         let master_bytes = vault_key
             .open(&super::aad(&binding, META_VAULT), &header.wrapped_master()?)
