@@ -119,6 +119,11 @@ pub struct RecordPool {
 #[derive(Default)]
 struct PoolState {
     open: HashMap<RecordId, (SharedRecord, u64, std::time::Instant)>,
+    /// Records closed for room or idleness that a request or an upload
+    /// may still hold: a record is never open twice at once (two copies of
+    /// one store in memory would each miss the other's changes), so
+    /// [`RecordPool::get`] hands back one of these while it lives.
+    closing: HashMap<RecordId, std::sync::Weak<tokio::sync::Mutex<Record>>>,
     clock: u64,
     index: PatientIndex,
     /// Each record's vault key, derived once (32 bytes a record).
@@ -281,6 +286,12 @@ impl RecordPool {
                 *at = std::time::Instant::now();
                 return Ok(record.clone());
             }
+            if let Some(record) = state.closing.remove(&rid).and_then(|w| w.upgrade()) {
+                state
+                    .open
+                    .insert(rid, (record.clone(), now, std::time::Instant::now()));
+                return Ok(record);
+            }
             if !state.index.contains(&rid) {
                 return Err(RecordsError::NotShared(rid));
             }
@@ -307,7 +318,9 @@ impl RecordPool {
                 break;
             };
             // Closed when its last user is done with it.
-            state.open.remove(&oldest);
+            if let Some((record, _, _)) = state.open.remove(&oldest) {
+                state.closing.insert(oldest, Arc::downgrade(&record));
+            }
         }
         Ok(record)
     }
@@ -319,7 +332,18 @@ impl RecordPool {
             return 0;
         };
         let before = state.open.len();
-        state.open.retain(|_, (_, _, at)| at.elapsed() < idle);
+        let idle: Vec<RecordId> = state
+            .open
+            .iter()
+            .filter(|(_, (_, _, at))| at.elapsed() >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        for rid in idle {
+            if let Some((record, _, _)) = state.open.remove(&rid) {
+                state.closing.insert(rid, Arc::downgrade(&record));
+            }
+        }
+        state.closing.retain(|_, w| w.strong_count() > 0);
         before - state.open.len()
     }
 

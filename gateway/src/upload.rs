@@ -13,11 +13,17 @@ use satchel_core::ids::RecordId;
 use satchel_core::sync::{RelayClient, RelayTrust, RelayUrl};
 use serde::Serialize;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use crate::records::RecordPool;
 
 /// Records unused this long are closed.
 const IDLE_CLOSE: Duration = Duration::from_secs(120);
+
+/// How many records sync with the relay at once. Each sync is a few relay
+/// round trips; one at a time bounds the gateway at one record's round
+/// (about 20 ms) however many records are queued.
+pub const CONCURRENT_SYNCS: usize = 8;
 
 /// The last sync of one record.
 #[derive(Debug, Clone, Serialize)]
@@ -109,21 +115,48 @@ impl Uploader {
         }
     }
 
-    fn take_dirty(&self) -> Vec<RecordId> {
-        self.state
-            .lock()
-            .map(|mut s| std::mem::take(&mut s.dirty).into_iter().collect())
-            .unwrap_or_default()
+    /// Up to `room` queued records that are not syncing now, taken off
+    /// the queue.
+    fn take_dirty(&self, room: usize, in_flight: &BTreeSet<RecordId>) -> Vec<RecordId> {
+        let Ok(mut s) = self.state.lock() else {
+            return Vec::new();
+        };
+        let due: Vec<RecordId> = s
+            .dirty
+            .iter()
+            .filter(|rid| !in_flight.contains(rid))
+            .take(room)
+            .copied()
+            .collect();
+        for rid in &due {
+            s.dirty.remove(rid);
+        }
+        due
     }
 
-    /// The worker: runs until the task is dropped.
+    /// The worker: runs until the task is dropped. Up to
+    /// [`CONCURRENT_SYNCS`] records sync at once, each at most once at a
+    /// time; a record written while it syncs goes again after.
     pub async fn run(self: Arc<Self>) {
         // Everything queued before a restart goes out first.
         for rid in self.pool.records().unwrap_or_default() {
             self.mark(rid);
         }
+        // One connection pool for every record; a session per record.
+        let base = match RelayClient::connect(&self.relay, &self.trust) {
+            Ok(c) => c.with_max_attempts(2),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the relay client; nothing is uploaded");
+                return;
+            }
+        };
         let mut clients: HashMap<RecordId, RelayClient> = HashMap::new();
+        let mut running: JoinSet<(RecordId, bool, RelayClient)> = JoinSet::new();
+        let mut in_flight: BTreeSet<RecordId> = BTreeSet::new();
+        let mut tasks: HashMap<tokio::task::Id, RecordId> = HashMap::new();
         let mut last_refresh = tokio::time::Instant::now();
+        // While syncs fail: when to try again.
+        let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
             // Records no request or upload used for a while are closed:
             // memory stays bounded however many patients share.
@@ -134,75 +167,97 @@ impl Uploader {
                     self.mark(rid);
                 }
             }
-            let due = self.take_dirty();
-            if due.is_empty() {
-                let wait = self.refresh.min(IDLE_CLOSE);
-                let _ = tokio::time::timeout(wait, self.wake.notified()).await;
-                continue;
-            }
-            let mut failed = false;
-            for rid in due {
-                let ok = self.sync_one(rid, &mut clients).await;
-                if !ok {
-                    failed = true;
-                    if let Ok(mut s) = self.state.lock() {
-                        s.dirty.insert(rid);
-                    }
+            let backing_off = retry_at.is_some_and(|at| tokio::time::Instant::now() < at);
+            if !backing_off {
+                retry_at = None;
+                let room = CONCURRENT_SYNCS.saturating_sub(in_flight.len());
+                for rid in self.take_dirty(room, &in_flight) {
+                    let client = clients.remove(&rid).unwrap_or_else(|| base.sibling());
+                    in_flight.insert(rid);
+                    let this = self.clone();
+                    let task = running.spawn(async move { this.sync_one(rid, client).await });
+                    tasks.insert(task.id(), rid);
                 }
             }
-            let failures = self
-                .state
-                .lock()
-                .map(|mut s| {
-                    s.failures = if failed {
-                        s.failures.saturating_add(1)
-                    } else {
-                        0
+            let wait = match retry_at {
+                Some(at) => at.saturating_duration_since(tokio::time::Instant::now()),
+                None => self.refresh.min(IDLE_CLOSE),
+            };
+            tokio::select! {
+                done = running.join_next_with_id(), if !running.is_empty() => {
+                    let (ok, rid) = match done {
+                        None => continue,
+                        Some(Ok((id, (rid, ok, client)))) => {
+                            tasks.remove(&id);
+                            clients.insert(rid, client);
+                            (ok, rid)
+                        }
+                        // A sync task that panicked: its record is queued
+                        // again (its client, and session, are gone).
+                        Some(Err(e)) => match tasks.remove(&e.id()) {
+                            Some(rid) => (false, rid),
+                            None => continue,
+                        },
                     };
-                    s.failures
-                })
-                .unwrap_or(0);
-            if failures > 0 {
-                // 250 ms, doubling, at most 30 s.
-                let backoff =
-                    Duration::from_millis(250u64 << failures.min(7)).min(Duration::from_secs(30));
-                tracing::warn!(
-                    failures,
-                    backoff_ms = backoff.as_millis() as u64,
-                    "relay sync failing; backing off"
-                );
-                tokio::time::sleep(backoff).await;
+                    in_flight.remove(&rid);
+                    if ok {
+                        if let Ok(mut s) = self.state.lock() {
+                            s.failures = 0;
+                        }
+                    } else {
+                        if let Ok(mut s) = self.state.lock() {
+                            s.dirty.insert(rid);
+                        }
+                        // The first failure since the backoff ended counts;
+                        // the others of the same moment join its wait.
+                        if retry_at.is_none() {
+                            let failures = self
+                                .state
+                                .lock()
+                                .map(|mut s| {
+                                    s.failures = s.failures.saturating_add(1);
+                                    s.failures
+                                })
+                                .unwrap_or(1);
+                            // 250 ms, doubling, at most 30 s.
+                            let backoff = Duration::from_millis(250u64 << failures.min(7))
+                                .min(Duration::from_secs(30));
+                            tracing::warn!(
+                                failures,
+                                backoff_ms = backoff.as_millis() as u64,
+                                "relay sync failing; backing off"
+                            );
+                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                        }
+                    }
+                }
+                _ = self.wake.notified(), if !backing_off => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    async fn sync_one(&self, rid: RecordId, clients: &mut HashMap<RecordId, RelayClient>) -> bool {
+    async fn sync_one(
+        self: Arc<Self>,
+        rid: RecordId,
+        client: RelayClient,
+    ) -> (RecordId, bool, RelayClient) {
+        let mut client = client;
         let pool = self.pool.clone();
         let record = match tokio::task::spawn_blocking(move || pool.get(rid)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 tracing::error!(record = %rid, error = %e, "cannot open a record to upload it");
-                return false;
+                return (rid, false, client);
             }
-            Err(_) => return false,
+            Err(_) => return (rid, false, client),
         };
-        let client = match clients.entry(rid) {
-            std::collections::hash_map::Entry::Occupied(c) => c.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                match RelayClient::connect(&self.relay, &self.trust) {
-                    Ok(c) => v.insert(c.with_max_attempts(2)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot set up the relay client");
-                        return false;
-                    }
-                }
-            }
-        };
+        let client_ref = &mut client;
         let mut profile = record.lock().await;
-        let result = client.sync(&mut profile).await;
+        let result = client_ref.sync(&mut profile).await;
         // Reads answered from this copy, for the patient's audit trail.
         let views = match &result {
-            Ok(_) => satchel_core::sync::views::report_views(client, &mut profile)
+            Ok(_) => satchel_core::sync::views::report_views(client_ref, &mut profile)
                 .await
                 .map_err(|e| {
                     tracing::warn!(record = %rid, error = %e, "reporting views to the relay failed; they stay queued");
@@ -231,6 +286,6 @@ impl Uploader {
                 },
             );
         }
-        ok
+        (rid, ok, client)
     }
 }

@@ -75,6 +75,20 @@ impl RelayClient {
         })
     }
 
+    /// A client for the same relay that shares this one's connection
+    /// pool and TLS set-up but not its session: one per record when a
+    /// process syncs many records (the provider gateway), so they do not
+    /// each open their own connections.
+    pub fn sibling(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            tls: self.tls.clone(),
+            token: None,
+            max_attempts: self.max_attempts,
+        }
+    }
+
     /// How often a failing request is tried within a round.
     pub fn with_max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
