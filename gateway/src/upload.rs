@@ -1,9 +1,14 @@
 //! Background uploads: records written through the gateway are synced
-//! with the relay by one task, through each record's outbox (durable in
-//! the record's store: a write answered 2xx is committed there before the
-//! answer, and a crash before the upload only delays it: on start every
-//! record is synced once). A failing relay is retried with backoff; a
-//! periodic pass also brings what patients and others wrote (the reads).
+//! with the relay through each record's outbox (durable in the record's
+//! store: a write answered 2xx is committed there before the answer, and a
+//! crash before the upload only delays it: on start every record is synced
+//! once). Up to [`CONCURRENT_SYNCS`] records sync at once over one
+//! connection pool, each record by one round at a time; a round holds the
+//! record only for its steps, not across relay requests
+//! ([`satchel_core::sync::RelayClient::sync_held`]), so a transaction for a
+//! record being synced waits for a step, not a round trip. A failing relay
+//! is retried with backoff; a periodic pass also brings what patients and
+//! others wrote (the reads).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};

@@ -383,7 +383,7 @@ fn setup(rt: &tokio::runtime::Runtime, relay: &Relay, records: usize) -> Setup {
 
     // Each patient approves the provider's card.
     let t = Instant::now();
-    let (patients, codes): (Vec<Patient>, Vec<String>) = rt.block_on(async {
+    let approved = rt.block_on(async {
         let sem = Arc::new(tokio::sync::Semaphore::new(SETUP_CONCURRENCY));
         let tasks: Vec<_> = invited
             .into_iter()
@@ -393,8 +393,7 @@ fn setup(rt: &tokio::runtime::Runtime, relay: &Relay, records: usize) -> Setup {
                     let _permit = sem.acquire_owned().await.unwrap();
                     sharing::approve(&mut client, &mut profile, &link, &provider)
                         .await
-                        .unwrap();
-                    (patient, code)
+                        .map(|_| (patient, code))
                 })
             })
             .collect();
@@ -402,8 +401,22 @@ fn setup(rt: &tokio::runtime::Runtime, relay: &Relay, records: usize) -> Setup {
         for t in tasks {
             out.push(t.await.unwrap());
         }
-        out.into_iter().unzip()
+        out
     });
+    let approved: Result<Vec<(Patient, String)>, _> = approved.into_iter().collect();
+    let (patients, codes): (Vec<Patient>, Vec<String>) = match approved {
+        Ok(a) => a.into_iter().unzip(),
+        Err(e) => {
+            let log = relay.inner.log();
+            let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+            let state = std::fs::read_to_string(format!("/proc/{}/status", relay.inner.pid()))
+                .ok()
+                .and_then(|s| s.lines().find(|l| l.starts_with("State:")).map(str::to_owned))
+                .unwrap_or_else(|| "gone".into());
+            let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+            panic!("a patient's approval failed: {e}\nrelay process {state}; this process has {fds} open files\nrelay log, last lines (newest first):\n{tail}")
+        }
+    };
     let t_approve = t.elapsed();
 
     // The provider joins each record (`satchel sync` after `accept`): a

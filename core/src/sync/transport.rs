@@ -45,6 +45,10 @@ pub struct RelayClient {
     max_attempts: u32,
 }
 
+/// How long an idle connection to the relay is kept for reuse: under the
+/// relay's own idle bound (`ConnectionLimits::header_read_timeout`, 10 s).
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 /// The error code of a relay that the record's access log retires (the
 /// record moved to another relay; docs/protocol.md).
 pub const RECORD_MOVED: &str = "record_moved";
@@ -64,6 +68,10 @@ impl RelayClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
+            // Below the relay's idle keep-alive bound (10 s, its header read
+            // timeout): a connection the relay may be closing is never
+            // reused, which failed requests as "connection failed".
+            .pool_idle_timeout(POOL_IDLE)
             .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
             .build()
             .map_err(|e| TlsError::Setup(e.to_string()))?;
