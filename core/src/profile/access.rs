@@ -290,6 +290,7 @@ impl<S: Store> Profile<S> {
             role,
             sections: names,
             expires_at_ms,
+            labels: vec![],
             label: label.to_string(),
             keys,
             rotations,
