@@ -256,7 +256,9 @@ impl FromStr for LogName {
         }
         if let Some((section, label)) = s.split_once(LABEL_SEPARATOR) {
             let section = section.parse::<Section>().map_err(|_| ParseLogNameError)?;
-            let label = label.parse::<PrivacyLabel>().map_err(|_| ParseLogNameError)?;
+            let label = label
+                .parse::<PrivacyLabel>()
+                .map_err(|_| ParseLogNameError)?;
             return Ok(LogName::Labelled(section, label));
         }
         s.parse::<Section>()

@@ -13,9 +13,9 @@ mod common;
 
 use std::sync::Arc;
 
-use satchel_protocol::PrivacyLabel;
 use satchel_protocol::ids::{IdentityId, RecordId, ShareLinkHandle};
 use satchel_protocol::wire::share_links::ShareLinkOpenKind;
+use satchel_protocol::PrivacyLabel;
 use satchel_sync_server::storage::{
     Actor, AuditAction, AuditEvent, Member, MemberRole, Membership, NewEnvelope, NewShareLink,
     RecordHeadsRow, RegisterOutcome, Rights, ShareFile, ShareLinkStorage, ShareOpen,
@@ -219,7 +219,10 @@ async fn records_and_access(s: &dyn Storage) {
     assert!(got.may_read("labs~mental-health", 1) && !got.may_read("labs~genetic", 1));
     let listed = s.members(rid).await.unwrap();
     assert_eq!(
-        listed.iter().find(|m| m.identity == reader).map(|m| &m.access),
+        listed
+            .iter()
+            .find(|m| m.identity == reader)
+            .map(|m| &m.access),
         Some(&grant),
         "members() reads the labels back too"
     );

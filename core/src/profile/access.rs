@@ -291,12 +291,12 @@ impl<S: Store> Profile<S> {
         }
         let names: Vec<String> = sections.iter().map(|s| s.as_str().to_string()).collect();
         let id = grantee.id();
-        let reads = |m: &Members, log: &LogName| {
-            m.readers(log.as_str()).iter().any(|(who, _)| *who == id)
-        };
+        let reads =
+            |m: &Members, log: &LogName| m.readers(log.as_str()).iter().any(|(who, _)| *who == id);
         // Members once the grant applies: who keeps each dropped log.
         let mut after = self.access.members.clone();
         if let Some(g) = after.grants.get_mut(&id) {
+            g.role = role;
             g.sections = names.iter().cloned().collect();
             g.labels = labels.iter().copied().collect();
         }

@@ -65,7 +65,10 @@ impl DeviceBundle {
                     .map_err(|_| ProfileError::Corrupt("device bundle"))?,
             );
         }
-        if Section::ALL.iter().any(|s| !keys.contains_key(&((*s).into(), 0))) {
+        if Section::ALL
+            .iter()
+            .any(|s| !keys.contains_key(&((*s).into(), 0)))
+        {
             return Err(ProfileError::Corrupt(
                 "device bundle: a section key is missing",
             ));

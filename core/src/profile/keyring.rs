@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use crate::crypto::{unwrap_key, wrap_key, Identity, IdentityCard, SectionKey, SymmetricKey};
 use crate::ids::RecordId;
 use crate::record::Section;
-use satchel_protocol::LogName;
 use crate::sharing::{
     chain_aad, key_wrap_aad, AccessChange, AccessStatement, KeyWrap, Members, SignedStatement,
 };
 use crate::store::Store;
+use satchel_protocol::LogName;
 
 use super::vault::Vault;
 use super::{legacy_section_key_meta, ProfileError, Result, META_KEYRING};
@@ -52,9 +52,7 @@ pub(crate) fn wrap_current(
 /// of (a record made before labels has none: its keys are the sections').
 pub(crate) fn held_logs(keys: &Keyring, members: &Members) -> Vec<LogName> {
     LogName::keyed()
-        .filter(|l| {
-            l.label().is_none() || keys.contains_key(&(*l, members.epoch(l.as_str())))
-        })
+        .filter(|l| l.label().is_none() || keys.contains_key(&(*l, members.epoch(l.as_str()))))
         .collect()
 }
 

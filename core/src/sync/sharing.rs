@@ -29,9 +29,9 @@ use crate::profile::{
     learn, now_ms, sign_change, wrap_current, Keyring, MemberInfo, Profile, ProfileError, Unlock,
 };
 use crate::record::Section;
-use satchel_protocol::PrivacyLabel;
 use crate::sharing::{AccessChange, AccessStatement, GrantRole, RecoveryKey, SignedStatement};
 use crate::store::Store;
+use satchel_protocol::PrivacyLabel;
 
 const INVITE_PREFIX: &str = "satchel-invite:";
 const PENDING: &str = "pending-invites";

@@ -196,12 +196,10 @@ impl Members {
         if self.replicas.contains_key(id) {
             return Some(Rights::replica());
         }
-        self.grants
-            .get(id)
-            .map(|g| {
-                Rights::granted(g.role, g.sections.clone(), g.expires_at_ms)
-                    .with_labels(g.labels.clone())
-            })
+        self.grants.get(id).map(|g| {
+            Rights::granted(g.role, g.sections.clone(), g.expires_at_ms)
+                .with_labels(g.labels.clone())
+        })
     }
 
     /// Role, held sections, labels and expiry of `id`, borrowed (owner
@@ -240,7 +238,8 @@ impl Members {
     /// Whether `id` may upload envelopes to `section`'s log at `now_ms`
     /// ([`Rights::may_upload`]).
     pub fn may_upload(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
-        self.parts(id).is_some_and(|p| p.may_upload(section, now_ms))
+        self.parts(id)
+            .is_some_and(|p| p.may_upload(section, now_ms))
     }
 
     /// Whether `id` may write `section` at `now_ms` ([`Rights::may_write`]).
@@ -441,8 +440,7 @@ fn grant_reads(g: &Grant, name: &str) -> bool {
 
 /// A log with its own key chain: a section's, or a labelled log's.
 fn known_section(name: &str) -> bool {
-    name.parse::<LogName>()
-        .is_ok_and(|l| l.key_log() == l)
+    name.parse::<LogName>().is_ok_and(|l| l.key_log() == l)
 }
 
 /// Verify a record's log in order, starting from its creator device.

@@ -314,7 +314,10 @@ mod tests {
             .with_labels([PrivacyLabel::MentalHealth].into());
         for r in [&plain, &psy] {
             assert!(r.may_read("conditions", 0));
-            assert!(r.may_write("conditions~mental-health", 0), "writers write labels");
+            assert!(
+                r.may_write("conditions~mental-health", 0),
+                "writers write labels"
+            );
             assert!(r.may_write("conditions~private", 0));
             assert!(!r.may_write("demographics~genetic", 0));
             assert!(!r.may_write("labs~genetic", 0));

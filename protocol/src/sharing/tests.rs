@@ -579,7 +579,14 @@ fn labelled_logs_are_keyed_and_read_only_with_the_label() {
     let s = labelled_grant(&log, &physio, &["conditions"], &[], &["conditions"], vec![]);
     log.push(s).unwrap();
     // A grant naming private: refused whatever it wraps.
-    let s = labelled_grant(&log, &carer, &["conditions"], &[Private], &["conditions"], vec![]);
+    let s = labelled_grant(
+        &log,
+        &carer,
+        &["conditions"],
+        &[Private],
+        &["conditions"],
+        vec![],
+    );
     assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
     // A grant naming mental-health: its labelled log of conditions only.
     let s = labelled_grant(
@@ -601,9 +608,8 @@ fn labelled_logs_are_keyed_and_read_only_with_the_label() {
     assert!(!m.may_read(&carer.id(), "conditions~private", 1));
     assert!(!m.may_read(&carer.id(), "labs~mental-health", 1));
     assert!(m.may_read(&log.creator.id(), "conditions~private", 1));
-    let readers = |name: &str| -> Vec<IdentityId> {
-        m.readers(name).into_iter().map(|(id, _)| id).collect()
-    };
+    let readers =
+        |name: &str| -> Vec<IdentityId> { m.readers(name).into_iter().map(|(id, _)| id).collect() };
     let psy = readers("conditions~mental-health");
     assert!(psy.len() == 2 && psy.contains(&log.creator.id()) && psy.contains(&carer.id()));
     assert!(!readers("conditions~mental-health").contains(&physio.id()));
@@ -612,11 +618,22 @@ fn labelled_logs_are_keyed_and_read_only_with_the_label() {
     let s = labelled_grant(&log, &carer, &["conditions"], &[], &["conditions"], vec![]);
     assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
     let rot = log.rotation("conditions~mental-health", &[&log.creator]);
-    let s = labelled_grant(&log, &carer, &["conditions"], &[], &["conditions"], vec![rot]);
+    let s = labelled_grant(
+        &log,
+        &carer,
+        &["conditions"],
+        &[],
+        &["conditions"],
+        vec![rot],
+    );
     log.push(s).unwrap();
     assert_eq!(log.members.epoch("conditions~mental-health"), 1);
     assert_eq!(log.members.epoch("conditions"), 0, "epochs per log");
-    assert!(!log.members.may_read(&carer.id(), "conditions~mental-health", 1));
+    assert!(!log
+        .members
+        .may_read(&carer.id(), "conditions~mental-health", 1));
     // Writers of the section wrote the labelled log at its epoch.
-    assert!(log.members.wrote_with(&log.creator.id(), "conditions~mental-health", 1));
+    assert!(log
+        .members
+        .wrote_with(&log.creator.id(), "conditions~mental-health", 1));
 }

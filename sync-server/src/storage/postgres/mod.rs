@@ -31,10 +31,11 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 mod share_links;
 
 use super::{
-    change_of, fold_heads, labels_from_db, labels_to_db, push_events, sections_from_db, sections_to_db, Actor, Appended,
-    AuditAction, AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
-    RecordHeadsRow, RegisterOutcome, Result, Revocation, Rights, Seq, Snapshot, SnapshotOutcome,
-    StatementOutcome, StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
+    change_of, fold_heads, labels_from_db, labels_to_db, push_events, sections_from_db,
+    sections_to_db, Actor, Appended, AuditAction, AuditEvent, Change, Link, Member, MemberRole,
+    Membership, NewEnvelope, PullPage, RecordHeadsRow, RegisterOutcome, Result, Revocation, Rights,
+    Seq, Snapshot, SnapshotOutcome, StatementOutcome, StatementRow, Storage, StorageError,
+    StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
 };
 
 /// Numbered migrations, recorded in `schema_migrations`.

@@ -9,10 +9,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use satchel_protocol::ids::{IdentityId, RecordId};
 
 use crate::storage::{
-    fold_heads, labels_from_db, labels_to_db, push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
-    AuditEvent, Link, Member, MemberRole, Membership, NewEnvelope, PullPage, RecordHeadsRow,
-    RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
-    StatementRow, StorageError, StoredEnvelope,
+    fold_heads, labels_from_db, labels_to_db, push_events, sections_from_db, sections_to_db, Actor,
+    Appended, AuditAction, AuditEvent, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
+    RecordHeadsRow, RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome,
+    StatementOutcome, StatementRow, StorageError, StoredEnvelope,
 };
 
 /// Numbered migrations; `PRAGMA user_version` is the number applied.
