@@ -522,6 +522,7 @@ impl HealthRecord {
         let core_terms = net::InviteTerms {
             role,
             sections,
+            labels: Vec::new(),
             expires_at_ms: terms.expires_at_ms,
             label: terms.label,
         };

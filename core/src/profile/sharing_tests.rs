@@ -601,3 +601,91 @@ fn narrowed_grant_rotation_reaches_remaining_readers() {
     relay.deliver_all(&mut narrowed);
     assert!(!sections_seen(&narrowed).contains(&Section::Labs));
 }
+
+#[test]
+fn labelled_keys_go_only_to_grants_naming_the_label() {
+    use crate::protocol::{LogName, PrivacyLabel};
+    let psy = LogName::Labelled(Section::Conditions, PrivacyLabel::MentalHealth);
+    let hiv = LogName::Labelled(Section::Conditions, PrivacyLabel::HivSti);
+    let private = LogName::Labelled(Section::Conditions, PrivacyLabel::Private);
+    let has = |p: &Profile<MemoryStore>, log: LogName| {
+        p.keys
+            .contains_key(&(log, p.access.members.epoch(log.as_str())))
+    };
+    let mut relay = Relay::default();
+    let mut pat = owner();
+    assert!(has(&pat, psy) && has(&pat, private), "made with the record");
+    let mut carer = member(&pat, "daughter", Role::Carer);
+    let mut physio = member(&pat, "physio", Role::Provider);
+    grant(
+        &mut relay,
+        &mut pat,
+        &physio,
+        GrantRole::Writer,
+        &[Section::Conditions],
+        "physio",
+    );
+    let s = pat
+        .grant_statement_labelled(
+            carer.identity_card(),
+            GrantRole::Reader,
+            &[Section::Conditions],
+            &[PrivacyLabel::MentalHealth],
+            None,
+            "daughter",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    // No grant names private.
+    assert!(matches!(
+        pat.grant_statement_labelled(
+            carer.identity_card(),
+            GrantRole::Reader,
+            &[Section::Conditions],
+            &[PrivacyLabel::Private],
+            None,
+            "daughter",
+        ),
+        Err(ProfileError::NotAllowed(_))
+    ));
+    carer.apply_access(relay.statements.clone(), 0).unwrap();
+    physio.apply_access(relay.statements.clone(), 0).unwrap();
+    assert!(has(&carer, LogName::Section(Section::Conditions)) && has(&carer, psy));
+    assert!(!has(&carer, hiv) && !has(&carer, private));
+    assert!(has(&physio, LogName::Section(Section::Conditions)));
+    assert!(
+        !has(&physio, psy) && !has(&physio, private),
+        "no label, no key"
+    );
+    // The owner's other device gets every key, labelled ones included.
+    let mut tablet = member(&pat, "tablet", Role::PatientDevice);
+    let s = pat.add_device_statement(tablet.identity_card()).unwrap();
+    relay.statement(&mut pat, s);
+    tablet.apply_access(relay.statements.clone(), 0).unwrap();
+    assert!(LogName::keyed().all(|l| has(&tablet, l)));
+    // Dropping the label rotates the labelled log, not the section.
+    let s = pat
+        .grant_statement(
+            carer.identity_card(),
+            GrantRole::Reader,
+            &[Section::Conditions],
+            None,
+            "daughter",
+        )
+        .unwrap();
+    relay.statement(&mut pat, s);
+    carer.apply_access(relay.statements.clone(), 0).unwrap();
+    assert_eq!(pat.members().epoch(psy.as_str()), 1);
+    assert_eq!(pat.members().epoch("conditions"), 0);
+    assert!(!has(&carer, psy), "the new epoch's key is not the carer's");
+    assert!(has(&pat, psy));
+    // Revoking the physio from conditions rotates the section only (its
+    // grant named no label).
+    let s = pat
+        .revoke_statement(&physio.device_id(), Some(&[Section::Conditions]))
+        .unwrap();
+    relay.statement(&mut pat, s);
+    assert_eq!(pat.members().epoch("conditions"), 1);
+    assert_eq!(pat.members().epoch(psy.as_str()), 1);
+    assert_eq!(pat.members().epoch(hiv.as_str()), 0);
+}

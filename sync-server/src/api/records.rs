@@ -304,7 +304,8 @@ fn member_rows(members: &Members, creator_card: &[u8], relay: Option<IdentityId>
     for (id, grant) in &members.grants {
         rows.push(Member {
             identity: *id,
-            access: Rights::granted(grant.role, grant.sections.clone(), grant.expires_at_ms),
+            access: Rights::granted(grant.role, grant.sections.clone(), grant.expires_at_ms)
+                .with_labels(grant.labels.clone()),
             card: grant.card.to_bytes(),
         });
     }
