@@ -244,7 +244,6 @@ fn statements(i: &Inputs, wrap: &WrappedKey) -> (SignedStatement, SignedStatemen
             role: GrantRole::Reader,
             sections: vec![SECTION.to_owned()],
             expires_at_ms: Some(1_700_604_800_000),
-            labels: vec![],
             label: "Test carer".to_owned(),
             keys: vec![KeyWrap {
                 section: SECTION.to_owned(),

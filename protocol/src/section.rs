@@ -5,8 +5,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::label::PrivacyLabel;
-
 /// A section of a record: its own automerge document, the unit of sharing
 /// and of encryption. Serialises as its name (e.g. `"care-plan"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -106,84 +104,28 @@ impl FromStr for Section {
     }
 }
 
-/// The names of the labelled logs, `[section][label]` in declaration order
-/// (`conditions~mental-health`).
-macro_rules! labelled_names {
-    ($($s:literal),*) => {
-        [$([
-            concat!($s, "~sexual-health"),
-            concat!($s, "~hiv-sti"),
-            concat!($s, "~mental-health"),
-            concat!($s, "~substance-use"),
-            concat!($s, "~genetic"),
-            concat!($s, "~domestic-violence"),
-            concat!($s, "~private"),
-        ]),*]
-    };
-}
-
-const LABELLED_NAMES: [[&str; PrivacyLabel::ALL.len()]; Section::ALL.len()] = labelled_names!(
-    "demographics",
-    "allergies",
-    "medications",
-    "conditions",
-    "immunizations",
-    "procedures",
-    "encounters",
-    "vitals",
-    "labs",
-    "documents",
-    "care-plan",
-    "wearables",
-    "notes"
-);
-
-/// The separator of a labelled log's name (`conditions~mental-health`).
-pub const LABEL_SEPARATOR: char = '~';
-
 /// A log of a record: the ordered envelopes a relay keeps under one name.
 /// Every section has its log; the wearables section has a second one for
-/// its sealed sample chunks, which follows the section for keys and rights
-/// (`wearables.chunks` → `wearables`). Each section also has one log per
-/// privacy label (`conditions~mental-health`, docs/adr/0016): its own key
-/// chain and epochs, readable only with the label.
+/// its sealed sample chunks. Log names follow their base section for keys
+/// and rights (`wearables.chunks` → `wearables`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogName {
     /// The section's own log (its automerge changes and snapshots).
     Section(Section),
     /// The wearables section's chunk log (`wearables.chunks`).
     WearableChunks,
-    /// The section's entries carrying a privacy label (`SECTION~LABEL`).
-    Labelled(Section, PrivacyLabel),
 }
 
 impl LogName {
     /// The name of the wearables chunk log.
     pub const WEARABLE_CHUNKS: &'static str = "wearables.chunks";
 
-    /// Every log, in order: the sections' own, the chunk log, then the
-    /// labelled logs (section by section, labels in their order).
+    /// Every log, in order: the sections' own, then the chunk log.
     pub fn all() -> impl Iterator<Item = LogName> {
         Section::ALL
             .into_iter()
             .map(LogName::Section)
             .chain(std::iter::once(LogName::WearableChunks))
-            .chain(Self::labelled())
-    }
-
-    /// Every log with a key chain of its own (sections and labelled logs),
-    /// in [`LogName::all`] order.
-    pub fn keyed() -> impl Iterator<Item = LogName> {
-        Self::all().filter(|l| l.key_log() == *l)
-    }
-
-    /// Every labelled log.
-    pub fn labelled() -> impl Iterator<Item = LogName> {
-        Section::ALL.into_iter().flat_map(|s| {
-            PrivacyLabel::ALL
-                .into_iter()
-                .map(move |l| LogName::Labelled(s, l))
-        })
     }
 
     /// The log's name, as used on the wire, in envelope headers and paths.
@@ -191,34 +133,14 @@ impl LogName {
         match self {
             LogName::Section(s) => s.as_str(),
             LogName::WearableChunks => Self::WEARABLE_CHUNKS,
-            LogName::Labelled(s, l) => LABELLED_NAMES[s as usize][l as usize],
         }
     }
 
-    /// The section whose rights the log follows (a labelled log: with its
-    /// label as well).
+    /// The section whose keys and rights the log follows.
     pub const fn section(self) -> Section {
         match self {
-            LogName::Section(s) | LogName::Labelled(s, _) => s,
+            LogName::Section(s) => s,
             LogName::WearableChunks => Section::Wearables,
-        }
-    }
-
-    /// The privacy label of a labelled log.
-    pub const fn label(self) -> Option<PrivacyLabel> {
-        match self {
-            LogName::Labelled(_, l) => Some(l),
-            _ => None,
-        }
-    }
-
-    /// The log whose key chain (and epochs) this log is sealed under: its
-    /// own for sections and labelled logs, the section's for
-    /// `wearables.chunks`.
-    pub const fn key_log(self) -> LogName {
-        match self {
-            LogName::WearableChunks => LogName::Section(Section::Wearables),
-            other => other,
         }
     }
 }
@@ -244,7 +166,7 @@ impl fmt::Display for LogName {
 
 /// A string that is not a log name. Does not echo the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown log; valid logs are the section names, wearables.chunks and SECTION~LABEL (a privacy label)")]
+#[error("unknown log; valid logs are the section names and wearables.chunks")]
 pub struct ParseLogNameError;
 
 impl FromStr for LogName {
@@ -253,13 +175,6 @@ impl FromStr for LogName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == Self::WEARABLE_CHUNKS {
             return Ok(LogName::WearableChunks);
-        }
-        if let Some((section, label)) = s.split_once(LABEL_SEPARATOR) {
-            let section = section.parse::<Section>().map_err(|_| ParseLogNameError)?;
-            let label = label
-                .parse::<PrivacyLabel>()
-                .map_err(|_| ParseLogNameError)?;
-            return Ok(LogName::Labelled(section, label));
         }
         s.parse::<Section>()
             .map(LogName::Section)
@@ -278,21 +193,6 @@ mod log_name_tests {
             assert!(log.as_str().len() <= crate::crypto::envelope::MAX_SECTION_LEN);
         }
         assert_eq!(LogName::WearableChunks.section(), Section::Wearables);
-        assert_eq!(LogName::all().count(), 13 + 1 + 13 * 7);
-        assert_eq!(LogName::keyed().count(), 13 + 13 * 7);
-        for s in Section::ALL {
-            for l in PrivacyLabel::ALL {
-                let log = LogName::Labelled(s, l);
-                assert_eq!(log.as_str(), format!("{s}~{l}"), "the name table");
-                assert_eq!((log.section(), log.label()), (s, Some(l)));
-                assert_eq!(log.key_log(), log, "its own key chain");
-                assert_eq!(crate::sharing::base_section(log.as_str()), s.as_str());
-            }
-        }
-        assert_eq!(
-            LogName::WearableChunks.key_log(),
-            LogName::Section(Section::Wearables)
-        );
         assert_eq!(
             serde_json::to_string(&LogName::WearableChunks)
                 .ok()
@@ -316,12 +216,6 @@ mod log_name_tests {
             "wearables.",
             "wearables.other",
             "vitals.chunks",
-            "conditions~",
-            "~private",
-            "conditions~Private",
-            "conditions~mental-health~private",
-            "wearables.chunks~private",
-            "meds~private",
         ] {
             assert_eq!(bad.parse::<LogName>(), Err(ParseLogNameError), "{bad}");
         }

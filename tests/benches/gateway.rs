@@ -292,7 +292,6 @@ async fn patient_invites(
     client.sync(&mut profile).await.unwrap();
     let terms = InviteTerms {
         role: GrantRole::Writer,
-        labels: Vec::new(),
         sections: vec![
             Section::Labs,
             Section::Demographics,

@@ -112,7 +112,6 @@ fn grant(
         role,
         sections: sections.iter().map(|s| (*s).to_owned()).collect(),
         expires_at_ms,
-        labels: vec![],
         label: "test grantee".into(),
         keys,
         rotations: vec![],

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use satchel_protocol::ids::{IdentityId, RecordId, ShareLinkHandle};
 use satchel_protocol::wire::share_links::ShareLinkOpenKind;
-use satchel_protocol::PrivacyLabel;
 use satchel_sync_server::storage::{
     Actor, AuditAction, AuditEvent, Member, MemberRole, Membership, NewEnvelope, NewShareLink,
     RecordHeadsRow, RegisterOutcome, Rights, ShareFile, ShareLinkStorage, ShareOpen,
@@ -126,11 +125,9 @@ async fn records_and_access(s: &dyn Storage) {
             .unwrap()
     };
     let reader = IdentityId::random();
-    // A grant naming privacy labels: stored and read back with them.
     let grant = Rights {
         role: MemberRole::Reader,
         sections: ["vitals".into(), "labs".into()].into(),
-        labels: [PrivacyLabel::MentalHealth, PrivacyLabel::HivSti].into(),
         expires_at_ms: Some(5_000),
     };
     let rows1 = vec![
@@ -216,16 +213,6 @@ async fn records_and_access(s: &dyn Storage) {
         panic!("reader is a member");
     };
     assert_eq!(got, grant);
-    assert!(got.may_read("labs~mental-health", 1) && !got.may_read("labs~genetic", 1));
-    let listed = s.members(rid).await.unwrap();
-    assert_eq!(
-        listed
-            .iter()
-            .find(|m| m.identity == reader)
-            .map(|m| &m.access),
-        Some(&grant),
-        "members() reads the labels back too"
-    );
     assert!(got.may_read("vitals", 4_999) && got.may_read("labs.chunks", 0));
     assert!(!got.may_read("vitals", 5_000), "expired at expires_at_ms");
     assert!(!got.may_read("notes", 0) && !got.may_write("vitals", 0));
@@ -314,7 +301,6 @@ async fn replica_records(s: &dyn Storage) {
                 access: Rights {
                     role: MemberRole::Reader,
                     sections: ["vitals".into()].into(),
-                    labels: Default::default(),
                     expires_at_ms: None,
                 },
                 card: vec![9],

@@ -10,7 +10,6 @@ use satchel_core::audit;
 use satchel_core::crypto::Role;
 use satchel_core::ids::IdentityId;
 use satchel_core::profile::{AnswerError, Profile, Unlock};
-use satchel_core::protocol::PrivacyLabel;
 use satchel_core::record::Section;
 use satchel_core::sharing::{Access, GrantRole, RecoveryKey};
 use satchel_core::store::{SqliteStore, Store};
@@ -53,21 +52,6 @@ fn parse_duration_ms(text: &str) -> Result<i64> {
     Ok(ms)
 }
 
-fn parse_labels(list: &str) -> Result<Vec<PrivacyLabel>> {
-    let mut labels = list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<PrivacyLabel>()
-                .map_err(|e| anyhow::anyhow!("unknown privacy label {s:?}: {e}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    labels.sort();
-    labels.dedup();
-    Ok(labels)
-}
-
 fn parse_sections(list: &str) -> Result<Vec<Section>> {
     list.split(',')
         .map(str::trim)
@@ -103,12 +87,6 @@ pub struct InviteArgs {
     /// Comma-separated sections (ignored for managers: they get every section).
     #[arg(long, default_value = "")]
     pub sections: String,
-    /// Comma-separated privacy labels the grant covers (sexual-health,
-    /// hiv-sti, mental-health, substance-use, genetic, domestic-violence):
-    /// the invitee reads the entries of its sections carrying them.
-    /// Without it, only unlabelled entries. `private` is never shared.
-    #[arg(long, default_value = "")]
-    pub labels: String,
     /// Let the invitee add entries to those sections (providers contributing).
     #[arg(long)]
     pub write: bool,
@@ -134,13 +112,6 @@ pub fn run_invite(home_dir: Option<PathBuf>, args: InviteArgs) -> Result<()> {
         (_, false) => GrantRole::Reader,
     };
     let sections = parse_sections(&args.sections)?;
-    let labels = parse_labels(&args.labels)?;
-    if labels.contains(&PrivacyLabel::Private) {
-        bail!("private entries are for your own devices and managers only: no grant can name the private label");
-    }
-    if role == GrantRole::Manager && !labels.is_empty() {
-        eprintln!("note: a manager reads every labelled entry; --labels changes nothing for one");
-    }
     if sections.is_empty() && role != GrantRole::Manager {
         bail!("name the sections to share with --sections (e.g. --sections medications,allergies)");
     }
@@ -163,7 +134,6 @@ pub fn run_invite(home_dir: Option<PathBuf>, args: InviteArgs) -> Result<()> {
     let terms = InviteTerms {
         role,
         sections,
-        labels,
         expires_at_ms,
         label,
     };
@@ -535,7 +505,6 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             name,
             role.to_string(),
             "all".to_string(),
-            "all".to_string(),
             None,
             String::new(),
             true,
@@ -547,7 +516,6 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             format!("{} [{}]", r.card.display_name, r.card.fingerprint()),
             "replica-relay".to_string(),
             "all (ciphertext only)".to_string(),
-            String::new(),
             None,
             r.label.clone(),
             true,
@@ -560,7 +528,6 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             format!("{} [{}]", r.card.display_name, r.card.fingerprint()),
             "retired-relay".to_string(),
             "none (the record moved away)".to_string(),
-            String::new(),
             None,
             String::new(),
             false,
@@ -572,15 +539,6 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             g.card.display_name.clone(),
             g.role.as_str().to_string(),
             g.sections.iter().cloned().collect::<Vec<_>>().join(","),
-            if g.role == GrantRole::Manager {
-                "all".to_string()
-            } else {
-                g.labels
-                    .iter()
-                    .map(|l| l.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            },
             g.expires_at_ms,
             g.label.clone(),
             g.live_at(now),
@@ -589,9 +547,8 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
     if args.json {
         let out: Vec<_> = rows
             .iter()
-            .map(|(id, name, role, sections, labels, exp, label, live)| {
+            .map(|(id, name, role, sections, exp, label, live)| {
                 json!({"identity": id, "name": name, "role": role, "sections": sections,
-                       "privacy_labels": labels,
                        "expires_at_ms": exp, "label": label, "live": live})
             })
             .collect();
@@ -600,10 +557,10 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
     }
     outln!("Who has access to {}'s record", profile.owner_name());
     let mut table = output::table(&[
-        "IDENTITY", "NAME", "ROLE", "SECTIONS", "PRIVACY", "EXPIRES", "LABEL", "STATUS",
+        "IDENTITY", "NAME", "ROLE", "SECTIONS", "EXPIRES", "LABEL", "STATUS",
     ]);
-    output::keep_whole(&mut table, &[0, 2, 5, 7]);
-    for (id, name, role, sections, labels, exp, label, live) in rows {
+    output::keep_whole(&mut table, &[0, 2, 4, 6]);
+    for (id, name, role, sections, exp, label, live) in rows {
         let status = match (live, role.as_str()) {
             (true, _) => "active",
             (false, "retired-relay") => "retired",
@@ -615,11 +572,6 @@ pub fn run_grants(home_dir: Option<PathBuf>, args: GrantsArgs) -> Result<()> {
             name,
             role,
             sections,
-            if labels.is_empty() {
-                "-".to_string()
-            } else {
-                labels
-            },
             exp.map_or("never".into(), output::format_ms),
             label,
             status.to_string(),

@@ -524,7 +524,6 @@ impl HealthRecord {
         let core_terms = net::InviteTerms {
             role,
             sections,
-            labels: Vec::new(),
             expires_at_ms: terms.expires_at_ms,
             label: terms.label,
         };

@@ -105,7 +105,6 @@ fn build() -> Fixture {
             role: GrantRole::Reader,
             sections: vec!["medications".into()],
             expires_at_ms: Some(1_700_604_800_000),
-            labels: vec![],
             label: "Test carer".into(),
             keys: vec![wrap],
             rotations: Vec::new(),

@@ -19,9 +19,6 @@ use crate::sharing::{
     Members, Rotation, SignedStatement,
 };
 use crate::store::{Store, WriteBatch};
-use satchel_protocol::{LogName, PrivacyLabel};
-
-use super::keyring::held_logs;
 
 pub(super) const META_ACCESS_LOG: &str = "access-log";
 pub(super) const META_ACCESS_CURSOR: &str = "sync/access";
@@ -199,7 +196,7 @@ impl<S: Store> Profile<S> {
     }
 
     /// Wrap the current key of each of `sections` to `card`.
-    fn wrap_current(&self, card: &IdentityCard, sections: &[LogName]) -> Result<Vec<KeyWrap>> {
+    fn wrap_current(&self, card: &IdentityCard, sections: &[Section]) -> Result<Vec<KeyWrap>> {
         super::keyring::wrap_current(&self.keys, &self.access.members, card, sections)
     }
 
@@ -221,7 +218,7 @@ impl<S: Store> Profile<S> {
                 "only the owner's devices may add devices",
             ));
         }
-        let keys = self.wrap_current(device, &held_logs(&self.keys, &self.access.members))?;
+        let keys = self.wrap_current(device, &Section::ALL)?;
         self.statement(AccessChange::AddDevice {
             device: device.clone(),
             keys,
@@ -241,30 +238,6 @@ impl<S: Store> Profile<S> {
         expires_at_ms: Option<i64>,
         label: &str,
     ) -> Result<SignedStatement> {
-        self.grant_statement_labelled(grantee, role, sections, &[], expires_at_ms, label)
-    }
-
-    /// [`Profile::grant_statement`] naming privacy `labels` (ADR 0016):
-    /// the grantee also gets the keys of its sections' labelled logs for
-    /// those labels. `private` can be named by no grant; a manager reads
-    /// every labelled log whatever the grant names.
-    pub fn grant_statement_labelled(
-        &mut self,
-        grantee: &IdentityCard,
-        role: GrantRole,
-        sections: &[Section],
-        labels: &[PrivacyLabel],
-        expires_at_ms: Option<i64>,
-        label: &str,
-    ) -> Result<SignedStatement> {
-        if labels.contains(&PrivacyLabel::Private) {
-            return Err(ProfileError::NotAllowed(
-                "the private label is for the owner's devices and managers only: no grant can name it",
-            ));
-        }
-        let mut labels = labels.to_vec();
-        labels.sort();
-        labels.dedup();
         self.require_admin()?;
         if self
             .access
@@ -291,50 +264,32 @@ impl<S: Store> Profile<S> {
         }
         let names: Vec<String> = sections.iter().map(|s| s.as_str().to_string()).collect();
         let id = grantee.id();
-        let reads =
-            |m: &Members, log: &LogName| m.readers(log.as_str()).iter().any(|(who, _)| *who == id);
-        // Members once the grant applies: who keeps each dropped log.
+        let dropped: Vec<Section> = self
+            .access
+            .members
+            .grants
+            .get(&id)
+            .map(|g| {
+                Section::ALL
+                    .into_iter()
+                    .filter(|s| g.sections.contains(s.as_str()) && !sections.contains(s))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Members once the grant applies: who keeps each dropped section.
         let mut after = self.access.members.clone();
         if let Some(g) = after.grants.get_mut(&id) {
-            g.role = role;
             g.sections = names.iter().cloned().collect();
-            g.labels = labels.iter().copied().collect();
         }
-        // Every keyed log (sections and labelled logs) the earlier grant
-        // read and this one does not: rotated, as a revocation does.
-        let dropped: Vec<LogName> = if self.access.members.grants.contains_key(&id) {
-            LogName::keyed()
-                .filter(|l| reads(&self.access.members, l) && !reads(&after, l))
-                .collect()
-        } else {
-            Vec::new()
-        };
         let rotations = self.rotate(&dropped, &after)?;
-        // Wraps of the kept logs name their current epochs (unchanged by
-        // the rotations, which touch only dropped logs). A labelled log
-        // this device holds no key for (a record made before labels) is
-        // not wrapped: nothing can be sealed in it either.
-        let mut wrapped: Vec<LogName> = sections.iter().map(|s| LogName::Section(*s)).collect();
-        let granted: std::collections::BTreeSet<PrivacyLabel> = if role == GrantRole::Manager {
-            PrivacyLabel::ALL.into_iter().collect()
-        } else {
-            labels.iter().copied().collect()
-        };
-        wrapped.extend(
-            held_logs(&self.keys, &self.access.members)
-                .into_iter()
-                .filter(|l| {
-                    l.label().is_some_and(|lab| granted.contains(&lab))
-                        && sections.contains(&l.section())
-                }),
-        );
-        let keys = self.wrap_current(grantee, &wrapped)?;
+        // Wraps of the kept sections name their current epochs (unchanged
+        // by the rotations, which touch only dropped sections).
+        let keys = self.wrap_current(grantee, &sections)?;
         self.statement(AccessChange::Grant {
             grantee: grantee.clone(),
             role,
             sections: names,
             expires_at_ms,
-            labels,
             label: label.to_string(),
             keys,
             rotations,
@@ -374,7 +329,7 @@ impl<S: Store> Profile<S> {
     /// every identity that reads the section in `after`, with the old key
     /// chained under the new one. The keys are stored now and used once
     /// the statement carrying the rotations is applied.
-    fn rotate(&mut self, lost: &[LogName], after: &Members) -> Result<Vec<Rotation>> {
+    fn rotate(&mut self, lost: &[Section], after: &Members) -> Result<Vec<Rotation>> {
         if lost.is_empty() {
             return Ok(Vec::new());
         }
@@ -444,14 +399,14 @@ impl<S: Store> Profile<S> {
                 rotations: Vec::new(),
             });
         }
-        // Every keyed log it reads: sections and the labelled logs its
-        // grant names (an owner device: all).
-        let readable: Vec<LogName> = LogName::keyed()
-            .filter(|l| {
-                members
-                    .readers(l.as_str())
-                    .iter()
-                    .any(|(who, _)| who == identity)
+        let readable: Vec<Section> = Section::ALL
+            .into_iter()
+            .filter(|s| {
+                members.owner_devices.contains_key(identity)
+                    || members
+                        .grants
+                        .get(identity)
+                        .is_some_and(|g| g.sections.contains(s.as_str()))
             })
             .collect();
         if readable.is_empty() {
@@ -459,12 +414,9 @@ impl<S: Store> Profile<S> {
                 "that identity has no access to revoke",
             ));
         }
-        let lost: Vec<LogName> = match sections {
+        let lost: Vec<Section> = match sections {
             None => readable,
-            Some(list) => readable
-                .into_iter()
-                .filter(|l| list.contains(&l.section()))
-                .collect(),
+            Some(list) => readable.into_iter().filter(|s| list.contains(s)).collect(),
         };
         // Members after the revocation, to know who keeps each section.
         let mut after = members.clone();
@@ -527,7 +479,7 @@ impl<S: Store> Profile<S> {
                 "only the owner's devices may make a recovery key",
             ));
         }
-        let keys = self.wrap_current(recovery, &held_logs(&self.keys, &self.access.members))?;
+        let keys = self.wrap_current(recovery, &Section::ALL)?;
         self.statement(AccessChange::AddRecovery {
             recovery: recovery.clone(),
             sealed,

@@ -53,7 +53,7 @@ impl DeviceBundle {
         let mut keys = super::Keyring::new();
         for (name, encoded) in &self.section_keys {
             let id = super::parse_key_name(name)
-                .or_else(|| name.parse::<Section>().ok().map(|s| (s.into(), 0)))
+                .or_else(|| name.parse::<Section>().ok().map(|s| (s, 0)))
                 .ok_or(ProfileError::Corrupt("device bundle"))?;
             let bytes = zeroize::Zeroizing::new(
                 B64.decode(encoded)
@@ -65,10 +65,7 @@ impl DeviceBundle {
                     .map_err(|_| ProfileError::Corrupt("device bundle"))?,
             );
         }
-        if Section::ALL
-            .iter()
-            .any(|s| !keys.contains_key(&((*s).into(), 0)))
-        {
+        if Section::ALL.iter().any(|s| !keys.contains_key(&(*s, 0))) {
             return Err(ProfileError::Corrupt(
                 "device bundle: a section key is missing",
             ));

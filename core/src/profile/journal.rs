@@ -67,7 +67,7 @@ impl<S: Store> Profile<S> {
     /// Seal an already framed payload (see [`payload`]) under the current
     /// key of `log`'s section into an envelope of the log `log`.
     pub(super) fn seal_framed(&self, log: LogName, seq: u64, framed: &[u8]) -> Result<Vec<u8>> {
-        let (epoch, key) = self.section_key(log)?;
+        let (epoch, key) = self.section_key(log.section())?;
         let header = EnvelopeHeader {
             record_id: self.record.id,
             section: log.as_str().to_string(),
@@ -225,7 +225,7 @@ pub(super) fn open_envelope(
         return Err(ProfileError::Corrupt("envelope header"));
     }
     let key = keys
-        .get(&(section.into(), env.header.epoch))
+        .get(&(section, env.header.epoch))
         .ok_or(ProfileError::Corrupt("section key"))?;
     let plain = env
         .open(key)

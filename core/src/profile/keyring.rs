@@ -1,5 +1,4 @@
-//! The device's keys by (keyed log, epoch): a section's, or a labelled
-//! log's (`conditions~mental-health`, docs/adr/0016): how they are sealed at
+//! The device's section keys by (section, epoch): how they are sealed at
 //! rest under the master key ([`seal_keyring`], [`load_keyring`]) and how a
 //! device learns them from the verified access log ([`learn`], a pure
 //! function of the log and the device's identity).
@@ -13,19 +12,18 @@ use crate::sharing::{
     chain_aad, key_wrap_aad, AccessChange, AccessStatement, KeyWrap, Members, SignedStatement,
 };
 use crate::store::Store;
-use satchel_protocol::LogName;
 
 use super::vault::Vault;
 use super::{legacy_section_key_meta, ProfileError, Result, META_KEYRING};
 
-/// The current key of each of the keyed logs `sections` (per the verified
-/// log's epochs), wrapped to `card`. A log without its current key here is
+/// The current key of each of `sections` (per the verified log's epochs),
+/// wrapped to `card`. A section without its current key here is
 /// [`ProfileError::NoKey`].
 pub(crate) fn wrap_current(
     keys: &Keyring,
     members: &Members,
     card: &IdentityCard,
-    sections: &[LogName],
+    sections: &[Section],
 ) -> Result<Vec<KeyWrap>> {
     let mut out = Vec::with_capacity(sections.len());
     for section in sections {
@@ -48,17 +46,8 @@ pub(crate) fn wrap_current(
     Ok(out)
 }
 
-/// Every section, then the labelled logs this device holds the current key
-/// of (a record made before labels has none: its keys are the sections').
-pub(crate) fn held_logs(keys: &Keyring, members: &Members) -> Vec<LogName> {
-    LogName::keyed()
-        .filter(|l| l.label().is_none() || keys.contains_key(&(*l, members.epoch(l.as_str()))))
-        .collect()
-}
-
-/// A device's keys by (keyed log, epoch): sections and labelled logs
-/// (never `wearables.chunks`, which is sealed under the wearables key).
-pub(crate) type Keyring = BTreeMap<(LogName, u32), SectionKey>;
+/// A device's section keys by (section, epoch).
+pub(crate) type Keyring = BTreeMap<(Section, u32), SectionKey>;
 
 /// Seal the keyring under the master key.
 pub(crate) fn seal_keyring(vault: &Vault, keys: &Keyring) -> Result<Vec<u8>> {
@@ -78,12 +67,10 @@ pub(crate) fn seal_keyring(vault: &Vault, keys: &Keyring) -> Result<Vec<u8>> {
     vault.seal(META_KEYRING, &json)
 }
 
-/// Parse `"log/epoch"` (a section's or a labelled log's key).
-pub(crate) fn parse_key_name(name: &str) -> Option<(LogName, u32)> {
+/// Parse `"section/epoch"`.
+pub(crate) fn parse_key_name(name: &str) -> Option<(Section, u32)> {
     let (s, e) = name.split_once('/')?;
-    let log: LogName = s.parse().ok()?;
-    (log.key_log() == log).then_some(())?;
-    Some((log, e.parse().ok()?))
+    Some((s.parse().ok()?, e.parse().ok()?))
 }
 
 /// Load the keyring (or, from a profile made before key epochs, every
@@ -97,7 +84,7 @@ pub(crate) fn load_keyring<S: Store>(store: &S, vault: &Vault) -> Result<Keyring
             let bytes = vault.open_meta(store, &what, "section key")?;
             let key =
                 SectionKey::from_slice(&bytes).map_err(|_| ProfileError::Corrupt("section key"))?;
-            keys.insert((section.into(), 0), key);
+            keys.insert((section, 0), key);
         }
         return Ok(keys);
     }
@@ -132,7 +119,7 @@ pub(crate) fn learn(
 ) -> usize {
     let me = identity.id();
     let start = keys.len();
-    let mut chains: BTreeMap<(LogName, u32), Vec<u8>> = BTreeMap::new();
+    let mut chains: BTreeMap<(Section, u32), Vec<u8>> = BTreeMap::new();
     let mut wraps: Vec<KeyWrap> = Vec::new();
     for signed in log {
         let Ok(statement) = serde_json::from_slice::<AccessStatement>(&signed.statement) else {
@@ -151,7 +138,7 @@ pub(crate) fn learn(
             } => {
                 wraps.extend(w);
                 for r in rotations {
-                    if let Some(section) = keyed(&r.section) {
+                    if let Ok(section) = r.section.parse::<Section>() {
                         chains.insert((section, r.epoch), r.chain);
                     }
                     wraps.extend(r.keys);
@@ -159,7 +146,7 @@ pub(crate) fn learn(
             }
             AccessChange::Revoke { rotations, .. } => {
                 for r in rotations {
-                    if let Some(section) = keyed(&r.section) {
+                    if let Ok(section) = r.section.parse::<Section>() {
                         chains.insert((section, r.epoch), r.chain);
                     }
                     wraps.extend(r.keys);
@@ -168,7 +155,7 @@ pub(crate) fn learn(
         }
     }
     for w in wraps.iter().filter(|w| w.to == me) {
-        let Some(section) = keyed(&w.section) else {
+        let Ok(section) = w.section.parse::<Section>() else {
             continue;
         };
         if keys.contains_key(&(section, w.epoch)) {
@@ -182,7 +169,7 @@ pub(crate) fn learn(
         }
     }
     // Older epochs from newer ones.
-    for section in LogName::keyed() {
+    for section in Section::ALL {
         let mut epoch = keys
             .keys()
             .filter(|(s, _)| *s == section)
@@ -208,11 +195,6 @@ pub(crate) fn learn(
         }
     }
     keys.len() - start
-}
-
-/// A keyed log's name (a section or a labelled log), parsed.
-fn keyed(name: &str) -> Option<LogName> {
-    name.parse::<LogName>().ok().filter(|l| l.key_log() == *l)
 }
 
 #[cfg(test)]
@@ -276,7 +258,6 @@ mod tests {
                 role: GrantRole::Reader,
                 sections: vec!["labs".into(), "vitals".into()],
                 expires_at_ms: None,
-                labels: vec![],
                 label: String::new(),
                 keys: vec![wrap(record, Section::Vitals, 0, &vitals0, &other), bad],
                 rotations: Vec::new(),
@@ -303,9 +284,9 @@ mod tests {
         let log = vec![grant, revoke];
         let mut keys = Keyring::new();
         assert_eq!(learn(&mut keys, &me, record, &log), 2);
-        assert_eq!(keys[&(Section::Labs.into(), 1)].expose(), labs1.expose());
-        assert_eq!(keys[&(Section::Labs.into(), 0)].expose(), labs0.expose());
-        assert!(!keys.contains_key(&(Section::Vitals.into(), 0)));
+        assert_eq!(keys[&(Section::Labs, 1)].expose(), labs1.expose());
+        assert_eq!(keys[&(Section::Labs, 0)].expose(), labs0.expose());
+        assert!(!keys.contains_key(&(Section::Vitals, 0)));
         assert_eq!(learn(&mut keys, &me, record, &log), 0);
         // Another identity learns nothing from wraps that are not its own.
         let mut theirs = Keyring::new();

@@ -150,7 +150,7 @@ pub(crate) fn legacy_section_key_meta(section: Section) -> String {
 
 pub(crate) use access::sign_change;
 pub(crate) use keyring::{
-    held_logs, learn, load_keyring, parse_key_name, seal_keyring, wrap_current, Keyring,
+    learn, load_keyring, parse_key_name, seal_keyring, wrap_current, Keyring,
 };
 
 pub(crate) fn aad(record: &RecordId, what: &str) -> Vec<u8> {
@@ -221,14 +221,14 @@ impl<S: Store> std::fmt::Debug for Profile<S> {
 
 impl<S: Store> Profile<S> {
     /// Create a new record and this device's identity in an empty store.
-    /// Every section, and every labelled log (section × privacy label,
-    /// docs/adr/0016), gets its key now, so devices that join later receive
+    /// Every section gets its key now, so devices that join later receive
     /// all keys at once.
     pub fn create(store: S, owner_name: &str, unlock: Unlock<'_>) -> Result<Self> {
         // The card is public (the relay keeps it): it names the device, not the patient.
         let identity = Identity::generate("Patient device", Role::PatientDevice, None)?;
-        let keys = LogName::keyed()
-            .map(|s| Ok(((s, 0), SectionKey::generate()?)))
+        let keys = Section::ALL
+            .iter()
+            .map(|s| Ok(((*s, 0), SectionKey::generate()?)))
             .collect::<Result<Keyring>>()?;
         let details = ProfileDetails {
             owner_name: owner_name.to_string(),
@@ -400,13 +400,12 @@ impl<S: Store> Profile<S> {
 
     /// A section's key for its current epoch: what new changes are sealed
     /// with. A member without a grant for the section has none.
-    fn section_key(&self, section: impl Into<LogName>) -> Result<(u32, &SectionKey)> {
-        let log = section.into().key_log();
-        let epoch = self.access.members.epoch(log.as_str());
+    fn section_key(&self, section: Section) -> Result<(u32, &SectionKey)> {
+        let epoch = self.access.members.epoch(section.as_str());
         self.keys
-            .get(&(log, epoch))
+            .get(&(section, epoch))
             .map(|k| (epoch, k))
-            .ok_or(ProfileError::NoKey(log.as_str()))
+            .ok_or(ProfileError::NoKey(section.as_str()))
     }
 
     /// The record's id.

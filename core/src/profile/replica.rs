@@ -434,14 +434,6 @@ impl<S: Store> Profile<S> {
         if super::wearables::handles(log) {
             return self.apply_remote_wearables(log, source, snapshot, envelopes);
         }
-        if log.label().is_some() {
-            // A labelled log (ADR 0016) is its own document; this device
-            // does not hold labelled documents yet (issue 18, a later
-            // step), and must never merge one into its section's document
-            // (whose snapshots members without the label read): left on
-            // the relay, untouched.
-            return Ok(ApplyReport::default());
-        }
         // Not a wearables log: a section's own log.
         let section = log.section();
         self.check_writable()?;
@@ -518,7 +510,7 @@ impl<S: Store> Profile<S> {
                 continue;
             }
             let epoch = env.header.epoch;
-            let Some(key) = keys.get(&(log.key_log(), epoch)) else {
+            let Some(key) = keys.get(&(section, epoch)) else {
                 report.rejected.push(reject(
                     "no key for this section epoch on this device",
                     author,
@@ -734,7 +726,7 @@ impl<S: Store> Profile<S> {
             let Ok(log) = env.header.section.parse::<LogName>() else {
                 continue;
             };
-            let section = log.key_log();
+            let section = log.section();
             let current = self.access.members.epoch(section.as_str());
             if env.header.epoch == current || !self.keys.contains_key(&(section, current)) {
                 continue;

@@ -91,7 +91,7 @@ impl<S: Store> Profile<S> {
         }
         let key = self
             .keys
-            .get(&(Section::Wearables.into(), env.header.epoch))
+            .get(&(Section::Wearables, env.header.epoch))
             .ok_or(ProfileError::NoKey(Section::Wearables.as_str()))?;
         let plain = env
             .open(key)

@@ -31,7 +31,6 @@ use crate::profile::{
 use crate::record::Section;
 use crate::sharing::{AccessChange, AccessStatement, GrantRole, RecoveryKey, SignedStatement};
 use crate::store::Store;
-use satchel_protocol::PrivacyLabel;
 
 const INVITE_PREFIX: &str = "satchel-invite:";
 const PENDING: &str = "pending-invites";
@@ -41,10 +40,6 @@ const PENDING: &str = "pending-invites";
 pub struct InviteTerms {
     pub role: GrantRole,
     pub sections: Vec<Section>,
-    /// The privacy labels the grant will name (ADR 0016; never
-    /// `private`). Absent in invites made before labels: none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<PrivacyLabel>,
     pub expires_at_ms: Option<i64>,
     pub label: String,
 }
@@ -169,11 +164,10 @@ pub async fn approve<S: Store>(
     let code = LinkCode::parse_as(&pending[index].code, INVITE_PREFIX)?;
     // Up to date first, so the grant chains onto the relay's head.
     client.sync(profile).await?;
-    let statement = profile.grant_statement_labelled(
+    let statement = profile.grant_statement(
         &card,
         terms.role,
         &terms.sections,
-        &terms.labels,
         terms.expires_at_ms,
         &terms.label,
     )?;
@@ -400,12 +394,7 @@ pub async fn restore<S: Store>(
     learn(&mut keys, &recovery, key.record_id, &log);
     let device = Identity::generate("Patient device", Role::PatientDevice, None)
         .map_err(ProfileError::from)?;
-    let wraps = wrap_current(
-        &keys,
-        &members,
-        device.card(),
-        &crate::profile::held_logs(&keys, &members),
-    )?;
+    let wraps = wrap_current(&keys, &members, device.card(), &Section::ALL)?;
     let statement = sign_change(
         &recovery,
         &members,

@@ -25,10 +25,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crypto::{IdentityCard, Role};
 use crate::ids::{IdentityId, RecordId};
-use crate::label::{ParseLabelError, PrivacyLabel};
-use crate::section::{LogName, Section, LABEL_SEPARATOR};
+use crate::section::Section;
 
-use super::rights::{self, MemberRole, Parts, Rights};
+use super::rights::{self, MemberRole, Rights};
 use super::statement::{AccessChange, GrantRole, KeyWrap, SignedStatement};
 use super::SharingError;
 
@@ -40,10 +39,6 @@ pub struct Grant {
     /// Section names (every section for a manager).
     pub sections: BTreeSet<String>,
     pub expires_at_ms: Option<i64>,
-    /// The privacy labels the grant names: the labelled logs of its
-    /// sections it reads (never `private`; unused for a manager, who reads
-    /// every log).
-    pub labels: BTreeSet<PrivacyLabel>,
     pub label: String,
     pub granted_by: IdentityId,
     pub granted_at_ms: i64,
@@ -181,8 +176,7 @@ impl Members {
             .map(|g| Access::Granted(Box::new(g)))
     }
 
-    /// The current epoch of a keyed log's key (a section's or a labelled
-    /// log's).
+    /// The current epoch of a section's key.
     pub fn epoch(&self, section: &str) -> u32 {
         self.epochs.get(section).copied().unwrap_or(0)
     }
@@ -196,62 +190,52 @@ impl Members {
         if self.replicas.contains_key(id) {
             return Some(Rights::replica());
         }
-        self.grants.get(id).map(|g| {
-            Rights::granted(g.role, g.sections.clone(), g.expires_at_ms)
-                .with_labels(g.labels.clone())
-        })
+        self.grants
+            .get(id)
+            .map(|g| Rights::granted(g.role, g.sections.clone(), g.expires_at_ms))
     }
 
-    /// Role, held sections, labels and expiry of `id`, borrowed (owner
-    /// devices hold no listed sections: they hold every one).
-    fn parts(&self, id: &IdentityId) -> Option<Parts<'_>> {
+    /// Role, held sections and expiry of `id`, borrowed (owner devices
+    /// hold no listed sections: they hold every one).
+    fn parts(&self, id: &IdentityId) -> Option<(MemberRole, &BTreeSet<String>, Option<i64>)> {
         static NONE: BTreeSet<String> = BTreeSet::new();
-        static NO_LABELS: BTreeSet<PrivacyLabel> = BTreeSet::new();
-        let bare = |role| Parts {
-            role,
-            sections: &NONE,
-            labels: &NO_LABELS,
-            expires_at_ms: None,
-        };
         if self.owner_devices.contains_key(id) {
-            return Some(bare(MemberRole::OwnerDevice));
+            return Some((MemberRole::OwnerDevice, &NONE, None));
         }
         if self.replicas.contains_key(id) {
-            return Some(bare(MemberRole::Replica));
+            return Some((MemberRole::Replica, &NONE, None));
         }
-        self.grants.get(id).map(|g| Parts {
-            role: MemberRole::of_grant(g.role),
-            sections: &g.sections,
-            labels: &g.labels,
-            expires_at_ms: g.expires_at_ms,
-        })
+        self.grants
+            .get(id)
+            .map(|g| (MemberRole::of_grant(g.role), &g.sections, g.expires_at_ms))
     }
 
     /// Whether `id` may read `section` at `now_ms` ([`Rights::may_read`]).
     /// Log names with a `.` suffix (`wearables.chunks`) follow their base
-    /// section; labelled logs (`conditions~mental-health`) need the label
-    /// as well.
+    /// section.
     pub fn may_read(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
-        self.parts(id).is_some_and(|p| p.may_read(section, now_ms))
+        self.parts(id)
+            .is_some_and(|(r, s, e)| rights::may_read(r, s, e, section, now_ms))
     }
 
     /// Whether `id` may upload envelopes to `section`'s log at `now_ms`
     /// ([`Rights::may_upload`]).
     pub fn may_upload(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
         self.parts(id)
-            .is_some_and(|p| p.may_upload(section, now_ms))
+            .is_some_and(|(r, s, e)| rights::may_upload(r, s, e, section, now_ms))
     }
 
     /// Whether `id` may write `section` at `now_ms` ([`Rights::may_write`]).
     pub fn may_write(&self, id: &IdentityId, section: &str, now_ms: i64) -> bool {
-        self.parts(id).is_some_and(|p| p.may_write(section, now_ms))
+        self.parts(id)
+            .is_some_and(|(r, s, e)| rights::may_write(r, s, e, section, now_ms))
     }
 
     /// Whether `id` may grant and revoke (owner devices, live managers;
     /// [`Rights::may_administer`]).
     pub fn may_administer(&self, id: &IdentityId, now_ms: i64) -> bool {
         self.parts(id)
-            .is_some_and(|p| rights::may_administer(p.role, p.expires_at_ms, now_ms))
+            .is_some_and(|(r, _, e)| rights::may_administer(r, e, now_ms))
     }
 
     /// Whether `id` could write `section` while key epoch `epoch` was
@@ -259,7 +243,7 @@ impl Members {
     /// revoked since then still wrote legitimately before).
     pub fn wrote_with(&self, id: &IdentityId, section: &str, epoch: u32) -> bool {
         self.writers
-            .get(&(key_log(section).to_string(), epoch))
+            .get(&(base_section(section).to_string(), epoch))
             .is_some_and(|w| w.contains(id))
     }
 
@@ -280,8 +264,8 @@ impl Members {
                 .is_some_and(|g| g.role == GrantRole::Manager)
     }
 
-    /// Who can read keyed log `section` (a section, or a labelled log) now,
-    /// ignoring expiry: the identities its key must be wrapped to.
+    /// Who can read `section` now, ignoring expiry: the identities a rotated
+    /// key must be wrapped to.
     pub fn readers(&self, section: &str) -> Vec<(IdentityId, Option<&IdentityCard>)> {
         let mut out: Vec<_> = self
             .owner_devices
@@ -289,7 +273,7 @@ impl Members {
             .map(|(id, card)| (*id, card.as_ref()))
             .collect();
         for (id, g) in &self.grants {
-            if grant_reads(g, section) {
+            if g.sections.contains(section) {
                 out.push((*id, Some(&g.card)));
             }
         }
@@ -308,7 +292,10 @@ impl Members {
 
     fn could_read_ignoring_expiry(&self, id: &IdentityId, section: &str) -> bool {
         self.owner_devices.contains_key(id)
-            || self.grants.get(id).is_some_and(|g| grant_reads(g, section))
+            || self
+                .grants
+                .get(id)
+                .is_some_and(|g| g.sections.contains(section))
     }
 
     /// Take `sections` (all when `None`) from `identity`: an owner device
@@ -341,32 +328,22 @@ impl Members {
         }
     }
 
-    /// Record, for every keyed log's current epoch, who may write now (a
-    /// labelled log: the writers of its section, with or without the
-    /// label).
+    /// Record, for every section's current epoch, who may write now.
     fn note_writers(&mut self) {
         for section in Section::ALL {
-            let base = section.as_str();
+            let name = section.as_str();
+            let epoch = self.epoch(name);
             let mut ids: BTreeSet<IdentityId> = self.owner_devices.keys().copied().collect();
             ids.extend(
                 self.grants
                     .iter()
-                    .filter(|(_, g)| g.role.writes_section(base) && g.sections.contains(base))
+                    .filter(|(_, g)| g.role.writes_section(name) && g.sections.contains(name))
                     .map(|(id, _)| *id),
             );
-            let logs = std::iter::once(LogName::Section(section)).chain(
-                PrivacyLabel::ALL
-                    .into_iter()
-                    .map(move |l| LogName::Labelled(section, l)),
-            );
-            for log in logs {
-                let name = log.as_str();
-                let epoch = self.epoch(name);
-                self.writers
-                    .entry((name.to_string(), epoch))
-                    .or_default()
-                    .extend(ids.iter().copied());
-            }
+            self.writers
+                .entry((name.to_string(), epoch))
+                .or_default()
+                .extend(ids);
         }
     }
 }
@@ -403,44 +380,13 @@ fn check_label(index: usize, label: &str) -> Result<(), SharingError> {
     Ok(())
 }
 
-/// `wearables.chunks` → `wearables`, `conditions~mental-health` →
-/// `conditions`.
+/// `wearables.chunks` → `wearables`.
 pub fn base_section(section: &str) -> &str {
-    section
-        .split(['.', LABEL_SEPARATOR])
-        .next()
-        .unwrap_or(section)
+    section.split('.').next().unwrap_or(section)
 }
 
-/// The privacy label of a labelled log's name (`conditions~mental-health`
-/// → mental-health), `None` for a log without one, an error for an
-/// unknown label.
-pub fn log_label(name: &str) -> Option<Result<PrivacyLabel, ParseLabelError>> {
-    name.split_once(LABEL_SEPARATOR).map(|(_, l)| l.parse())
-}
-
-/// The name of the keyed log whose key and epochs `log` follows:
-/// `wearables.chunks` → `wearables`; sections and labelled logs are their
-/// own.
-pub fn key_log(log: &str) -> &str {
-    if log.contains(LABEL_SEPARATOR) {
-        log
-    } else {
-        base_section(log)
-    }
-}
-
-/// Whether a grant (expiry ignored) reads keyed log `name`: it holds its
-/// section and, for a labelled log, its grant names the label (a manager
-/// reads every label; `private` no grantee but a manager).
-fn grant_reads(g: &Grant, name: &str) -> bool {
-    g.sections.contains(base_section(name))
-        && rights::reads_label(MemberRole::of_grant(g.role), &g.labels, name)
-}
-
-/// A log with its own key chain: a section's, or a labelled log's.
 fn known_section(name: &str) -> bool {
-    name.parse::<LogName>().is_ok_and(|l| l.key_log() == l)
+    name.parse::<Section>().is_ok()
 }
 
 /// Verify a record's log in order, starting from its creator device.
@@ -495,13 +441,12 @@ fn check_wraps(
     Ok(())
 }
 
-/// The keyed logs (sections and labelled logs) `id` can read (expiry
-/// ignored).
+/// The sections `id` can read (expiry ignored).
 fn readable_by(members: &Members, id: &IdentityId) -> BTreeSet<String> {
-    LogName::keyed()
-        .map(|l| l.as_str())
+    Section::ALL
+        .iter()
+        .map(|s| s.as_str().to_string())
         .filter(|s| members.could_read_ignoring_expiry(id, s))
-        .map(str::to_string)
         .collect()
 }
 
@@ -593,7 +538,6 @@ fn apply_statement(
             role,
             sections,
             expires_at_ms,
-            labels,
             label,
             keys,
             rotations,
@@ -626,13 +570,6 @@ fn apply_statement(
                     why: "a grant must name known sections",
                 });
             }
-            let labels: BTreeSet<PrivacyLabel> = labels.into_iter().collect();
-            if labels.contains(&PrivacyLabel::Private) {
-                return Err(SharingError::Invalid {
-                    index,
-                    why: "no grant can name the private label",
-                });
-            }
             let before = readable_by(members, &id);
             members.former.remove(&id);
             members.grants.insert(
@@ -642,7 +579,6 @@ fn apply_statement(
                     role,
                     sections,
                     expires_at_ms,
-                    labels,
                     label,
                     granted_by: by,
                     granted_at_ms: at,

@@ -21,8 +21,8 @@ mod statement;
 mod tests;
 
 pub use members::{
-    base_section, key_log, log_label, verify_log, verify_next, Access, Grant, Members, RecordMoved,
-    Replica, RetiredRelay,
+    base_section, verify_log, verify_next, Access, Grant, Members, RecordMoved, Replica,
+    RetiredRelay,
 };
 pub use rights::{MemberRole, Rights};
 pub use statement::{

@@ -6,9 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use super::members::{base_section, log_label};
+use super::members::base_section;
 use super::statement::GrantRole;
-use crate::label::PrivacyLabel;
 
 /// A member's role, as the verified access log establishes it. Serialises
 /// as its wire name (`owner-device`, `manager`, `writer`, `reader`).
@@ -86,8 +85,8 @@ impl MemberRole {
 }
 
 /// What one identity may do in a record: its role, the sections it holds
-/// (unused for owner devices, who hold every section), the privacy labels
-/// its grant names and when its grant stops being in force.
+/// (unused for owner devices, who hold every section) and when its grant
+/// stops being in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rights {
     /// The role.
@@ -95,10 +94,6 @@ pub struct Rights {
     /// Granted base-section names (empty for owner devices; every section
     /// for a manager).
     pub sections: BTreeSet<String>,
-    /// The privacy labels the grant names (docs/adr/0016): which labelled
-    /// logs (`SECTION~LABEL`) of its sections it reads. Unused for owner
-    /// devices and managers, who read every log; never `private`.
-    pub labels: BTreeSet<PrivacyLabel>,
     /// When the grant stops being in force (Unix ms; `None`: never).
     pub expires_at_ms: Option<i64>,
 }
@@ -109,7 +104,6 @@ impl Rights {
         Rights {
             role: MemberRole::Replica,
             sections: BTreeSet::new(),
-            labels: BTreeSet::new(),
             expires_at_ms: None,
         }
     }
@@ -119,12 +113,11 @@ impl Rights {
         Rights {
             role: MemberRole::OwnerDevice,
             sections: BTreeSet::new(),
-            labels: BTreeSet::new(),
             expires_at_ms: None,
         }
     }
 
-    /// A grantee's rights (naming no label: [`Rights::with_labels`]).
+    /// A grantee's rights.
     pub fn granted(
         role: GrantRole,
         sections: BTreeSet<String>,
@@ -133,23 +126,7 @@ impl Rights {
         Rights {
             role: MemberRole::of_grant(role),
             sections,
-            labels: BTreeSet::new(),
             expires_at_ms,
-        }
-    }
-
-    /// These rights with the grant naming `labels`.
-    pub fn with_labels(mut self, labels: BTreeSet<PrivacyLabel>) -> Self {
-        self.labels = labels;
-        self
-    }
-
-    fn parts(&self) -> Parts<'_> {
-        Parts {
-            role: self.role,
-            sections: &self.sections,
-            labels: &self.labels,
-            expires_at_ms: self.expires_at_ms,
         }
     }
 
@@ -158,22 +135,39 @@ impl Rights {
         live(self.role, self.expires_at_ms, now_ms)
     }
 
-    /// May read `section` (or a `section.suffix` log, or a labelled
-    /// `section~label` log) at `now_ms`.
+    /// May read `section` (or a `section.suffix` log) at `now_ms`.
     pub fn may_read(&self, section: &str, now_ms: i64) -> bool {
-        self.parts().may_read(section, now_ms)
+        may_read(
+            self.role,
+            &self.sections,
+            self.expires_at_ms,
+            section,
+            now_ms,
+        )
     }
 
     /// May upload envelopes to `section`'s log at `now_ms`: its writers,
     /// and replica relays forwarding what others wrote (each envelope's
     /// author is checked by the acceptance rule, whoever uploads it).
     pub fn may_upload(&self, section: &str, now_ms: i64) -> bool {
-        self.parts().may_upload(section, now_ms)
+        may_upload(
+            self.role,
+            &self.sections,
+            self.expires_at_ms,
+            section,
+            now_ms,
+        )
     }
 
     /// May write `section` (or a `section.suffix` log) at `now_ms`.
     pub fn may_write(&self, section: &str, now_ms: i64) -> bool {
-        self.parts().may_write(section, now_ms)
+        may_write(
+            self.role,
+            &self.sections,
+            self.expires_at_ms,
+            section,
+            now_ms,
+        )
     }
 
     /// May grant, revoke, open invite links and read the audit trail
@@ -203,15 +197,6 @@ impl Rights {
 // The rule itself, over borrowed parts, so that `Members` answers without
 // building a `Rights` for every question.
 
-/// A member's rights, borrowed.
-#[derive(Clone, Copy)]
-pub(super) struct Parts<'a> {
-    pub role: MemberRole,
-    pub sections: &'a BTreeSet<String>,
-    pub labels: &'a BTreeSet<PrivacyLabel>,
-    pub expires_at_ms: Option<i64>,
-}
-
 pub(super) fn live(role: MemberRole, expires_at_ms: Option<i64>, now_ms: i64) -> bool {
     matches!(role, MemberRole::OwnerDevice | MemberRole::Replica)
         || expires_at_ms.is_none_or(|t| now_ms < t)
@@ -221,44 +206,35 @@ fn holds(role: MemberRole, sections: &BTreeSet<String>, base: &str) -> bool {
     matches!(role, MemberRole::OwnerDevice | MemberRole::Replica) || sections.contains(base)
 }
 
-/// Whether a member reads the entries of log `log` that its label (if any)
-/// covers, its section aside: every member reads unlabelled logs; owner
-/// devices, managers (and replicas, ciphertext only) every labelled log;
-/// a grantee a labelled log whose label its grant names, never `private`.
-/// An unknown label is nobody's.
-pub(super) fn reads_label(role: MemberRole, labels: &BTreeSet<PrivacyLabel>, log: &str) -> bool {
-    match log_label(log) {
-        None => true,
-        Some(Err(_)) => false,
-        Some(Ok(label)) => {
-            matches!(
-                role,
-                MemberRole::OwnerDevice | MemberRole::Manager | MemberRole::Replica
-            ) || (label != PrivacyLabel::Private && labels.contains(&label))
-        }
-    }
+pub(super) fn may_upload(
+    role: MemberRole,
+    sections: &BTreeSet<String>,
+    expires_at_ms: Option<i64>,
+    section: &str,
+    now_ms: i64,
+) -> bool {
+    role == MemberRole::Replica || may_write(role, sections, expires_at_ms, section, now_ms)
 }
 
-impl Parts<'_> {
-    pub(super) fn may_upload(self, section: &str, now_ms: i64) -> bool {
-        self.role == MemberRole::Replica || self.may_write(section, now_ms)
-    }
+pub(super) fn may_read(
+    role: MemberRole,
+    sections: &BTreeSet<String>,
+    expires_at_ms: Option<i64>,
+    section: &str,
+    now_ms: i64,
+) -> bool {
+    live(role, expires_at_ms, now_ms) && holds(role, sections, base_section(section))
+}
 
-    pub(super) fn may_read(self, section: &str, now_ms: i64) -> bool {
-        live(self.role, self.expires_at_ms, now_ms)
-            && holds(self.role, self.sections, base_section(section))
-            && reads_label(self.role, self.labels, section)
-    }
-
-    /// Writers of a section write its labelled logs too, with or without
-    /// the label (the label travels with the write; ADR 0016).
-    pub(super) fn may_write(self, section: &str, now_ms: i64) -> bool {
-        let base = base_section(section);
-        live(self.role, self.expires_at_ms, now_ms)
-            && self.role.writes_section(base)
-            && holds(self.role, self.sections, base)
-            && !matches!(log_label(section), Some(Err(_)))
-    }
+pub(super) fn may_write(
+    role: MemberRole,
+    sections: &BTreeSet<String>,
+    expires_at_ms: Option<i64>,
+    section: &str,
+    now_ms: i64,
+) -> bool {
+    let base = base_section(section);
+    live(role, expires_at_ms, now_ms) && role.writes_section(base) && holds(role, sections, base)
 }
 
 pub(super) fn may_administer(role: MemberRole, expires_at_ms: Option<i64>, now_ms: i64) -> bool {
@@ -304,38 +280,5 @@ mod tests {
         assert!(!m.may_administer(1_000));
         assert!(!m.may_read("wearables", 1_000));
         assert!(!m.live_at(1_000));
-    }
-
-    #[test]
-    fn labelled_logs_need_the_label_to_read_and_the_section_to_write() {
-        let sections: BTreeSet<String> = ["conditions", "demographics"].map(String::from).into();
-        let plain = Rights::granted(GrantRole::Writer, sections.clone(), None);
-        let psy = Rights::granted(GrantRole::Writer, sections.clone(), None)
-            .with_labels([PrivacyLabel::MentalHealth].into());
-        for r in [&plain, &psy] {
-            assert!(r.may_read("conditions", 0));
-            assert!(
-                r.may_write("conditions~mental-health", 0),
-                "writers write labels"
-            );
-            assert!(r.may_write("conditions~private", 0));
-            assert!(!r.may_write("demographics~genetic", 0));
-            assert!(!r.may_write("labs~genetic", 0));
-            assert!(!r.may_read("conditions~private", 0));
-            assert!(!r.may_read("conditions~hiv-sti", 0));
-            assert!(!r.may_read("conditions~bogus", 0) && !r.may_write("conditions~bogus", 0));
-        }
-        assert!(!plain.may_read("conditions~mental-health", 0));
-        assert!(psy.may_read("conditions~mental-health", 0));
-        assert!(!psy.may_read("labs~mental-health", 0), "only its sections");
-        // A grant naming private (which the log refuses) still reads nothing.
-        let private = Rights::granted(GrantRole::Reader, sections.clone(), None)
-            .with_labels([PrivacyLabel::Private].into());
-        assert!(!private.may_read("conditions~private", 0));
-        let manager = Rights::granted(GrantRole::Manager, sections, None);
-        assert!(manager.may_read("conditions~private", 0));
-        assert!(Rights::owner_device().may_read("labs~private", 0));
-        assert!(Rights::owner_device().may_write("labs~genetic", 0));
-        assert!(!Rights::owner_device().may_read("labs~nope", 0));
     }
 }

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{verify_signature, IdentityCard, Signer, WrappedKey};
 use crate::ids::{IdentityId, RecordId};
-use crate::label::PrivacyLabel;
 use crate::section::Section;
 
 use super::SharingError;
@@ -123,12 +122,6 @@ pub enum AccessChange {
         role: GrantRole,
         sections: Vec<String>,
         expires_at_ms: Option<i64>,
-        /// The privacy labels the grant covers (docs/adr/0016): the
-        /// grantee reads the labelled logs (`SECTION~LABEL`) of its
-        /// sections for these labels only. Never `private`. Absent (the
-        /// encoding of statements made before labels): none.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        labels: Vec<PrivacyLabel>,
         /// Shown to the owner and managers, and visible to the relay: a
         /// name, never clinical detail.
         label: String,

@@ -74,7 +74,6 @@ impl Log {
                 role,
                 sections: sections.iter().map(|s| s.to_string()).collect(),
                 expires_at_ms: expires,
-                labels: vec![],
                 label: "test".into(),
                 keys,
                 rotations: vec![],
@@ -300,7 +299,6 @@ fn narrowing_a_grant_rotates_exactly_the_dropped_sections() {
                 role: GrantRole::Reader,
                 sections: vec!["medications".into()],
                 expires_at_ms: None,
-                labels: vec![],
                 label: "test".into(),
                 keys,
                 rotations,
@@ -532,108 +530,4 @@ fn only_owner_devices_retire_relays_and_only_relays_can_be_retired() {
     assert!(log.members.access(&relay.id()).is_none());
     let refused = log.members.relay_serves(&relay.id()).unwrap_err();
     assert_eq!(refused.moved_to_label, None);
-}
-
-fn labelled_grant(
-    log: &Log,
-    to: &Identity,
-    sections: &[&str],
-    labels: &[crate::label::PrivacyLabel],
-    keys: &[&str],
-    rotations: Vec<Rotation>,
-) -> SignedStatement {
-    log.make(
-        &log.creator,
-        AccessChange::Grant {
-            grantee: to.card().clone(),
-            role: GrantRole::Reader,
-            sections: sections.iter().map(|s| s.to_string()).collect(),
-            expires_at_ms: None,
-            labels: labels.to_vec(),
-            label: "test".into(),
-            keys: keys
-                .iter()
-                .map(|s| log.wrap(to, s, log.members.epoch(s)))
-                .collect(),
-            rotations,
-        },
-    )
-}
-
-#[test]
-fn labelled_logs_are_keyed_and_read_only_with_the_label() {
-    use crate::label::PrivacyLabel::{MentalHealth, Private};
-    let mut log = Log::new();
-    let physio = person("physio", Role::Provider);
-    let carer = person("carer", Role::Carer);
-    // A grant without labels: no key wrap for a labelled log.
-    let s = labelled_grant(
-        &log,
-        &physio,
-        &["conditions"],
-        &[],
-        &["conditions", "conditions~mental-health"],
-        vec![],
-    );
-    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
-    let s = labelled_grant(&log, &physio, &["conditions"], &[], &["conditions"], vec![]);
-    log.push(s).unwrap();
-    // A grant naming private: refused whatever it wraps.
-    let s = labelled_grant(
-        &log,
-        &carer,
-        &["conditions"],
-        &[Private],
-        &["conditions"],
-        vec![],
-    );
-    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
-    // A grant naming mental-health: its labelled log of conditions only.
-    let s = labelled_grant(
-        &log,
-        &carer,
-        &["conditions"],
-        &[MentalHealth],
-        &["conditions", "conditions~mental-health"],
-        vec![],
-    );
-    // Made without labels, a statement's bytes carry no `labels` key (old
-    // statements verify as before); made with them, they do.
-    assert!(!String::from_utf8_lossy(&log.statements[0].statement).contains("labels"));
-    assert!(String::from_utf8_lossy(&s.statement).contains("\"labels\":[\"mental-health\"]"));
-    log.push(s).unwrap();
-    let m = &log.members;
-    assert!(m.may_read(&carer.id(), "conditions~mental-health", 1));
-    assert!(!m.may_read(&physio.id(), "conditions~mental-health", 1));
-    assert!(!m.may_read(&carer.id(), "conditions~private", 1));
-    assert!(!m.may_read(&carer.id(), "labs~mental-health", 1));
-    assert!(m.may_read(&log.creator.id(), "conditions~private", 1));
-    let readers =
-        |name: &str| -> Vec<IdentityId> { m.readers(name).into_iter().map(|(id, _)| id).collect() };
-    let psy = readers("conditions~mental-health");
-    assert!(psy.len() == 2 && psy.contains(&log.creator.id()) && psy.contains(&carer.id()));
-    assert!(!readers("conditions~mental-health").contains(&physio.id()));
-    assert_eq!(readers("conditions~private"), vec![log.creator.id()]);
-    // Dropping the label takes the labelled log away: it must rotate.
-    let s = labelled_grant(&log, &carer, &["conditions"], &[], &["conditions"], vec![]);
-    assert!(matches!(log.push(s), Err(SharingError::Invalid { .. })));
-    let rot = log.rotation("conditions~mental-health", &[&log.creator]);
-    let s = labelled_grant(
-        &log,
-        &carer,
-        &["conditions"],
-        &[],
-        &["conditions"],
-        vec![rot],
-    );
-    log.push(s).unwrap();
-    assert_eq!(log.members.epoch("conditions~mental-health"), 1);
-    assert_eq!(log.members.epoch("conditions"), 0, "epochs per log");
-    assert!(!log
-        .members
-        .may_read(&carer.id(), "conditions~mental-health", 1));
-    // Writers of the section wrote the labelled log at its epoch.
-    assert!(log
-        .members
-        .wrote_with(&log.creator.id(), "conditions~mental-health", 1));
 }

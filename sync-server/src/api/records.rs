@@ -304,8 +304,7 @@ fn member_rows(members: &Members, creator_card: &[u8], relay: Option<IdentityId>
     for (id, grant) in &members.grants {
         rows.push(Member {
             identity: *id,
-            access: Rights::granted(grant.role, grant.sections.clone(), grant.expires_at_ms)
-                .with_labels(grant.labels.clone()),
+            access: Rights::granted(grant.role, grant.sections.clone(), grant.expires_at_ms),
             card: grant.card.to_bytes(),
         });
     }

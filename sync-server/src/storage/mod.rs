@@ -30,7 +30,6 @@
 
 use async_trait::async_trait;
 use satchel_protocol::ids::{IdentityId, RecordId};
-use satchel_protocol::PrivacyLabel;
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::broadcast;
 
@@ -729,15 +728,4 @@ pub(crate) fn sections_to_db(sections: &BTreeSet<String>) -> Result<String> {
 /// Parse a member row's sections.
 pub(crate) fn sections_from_db(text: &str) -> Result<BTreeSet<String>> {
     serde_json::from_str(text).map_err(|_| StorageError::Backend("corrupt member sections".into()))
-}
-
-/// Privacy labels as stored in a member row (a JSON array of names).
-pub(crate) fn labels_to_db(labels: &BTreeSet<PrivacyLabel>) -> Result<String> {
-    serde_json::to_string(labels)
-        .map_err(|_| StorageError::Backend("member labels do not serialise".into()))
-}
-
-/// Parse a member row's privacy labels.
-pub(crate) fn labels_from_db(text: &str) -> Result<BTreeSet<PrivacyLabel>> {
-    serde_json::from_str(text).map_err(|_| StorageError::Backend("corrupt member labels".into()))
 }

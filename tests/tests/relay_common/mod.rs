@@ -358,7 +358,6 @@ pub async fn grant_first(
             role,
             sections: sections.iter().map(|s| (*s).to_owned()).collect(),
             expires_at_ms: None,
-            labels: vec![],
             label: "test grantee".into(),
             keys,
             rotations: vec![],

@@ -31,11 +31,10 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 mod share_links;
 
 use super::{
-    change_of, fold_heads, labels_from_db, labels_to_db, push_events, sections_from_db,
-    sections_to_db, Actor, Appended, AuditAction, AuditEvent, Change, Link, Member, MemberRole,
-    Membership, NewEnvelope, PullPage, RecordHeadsRow, RegisterOutcome, Result, Revocation, Rights,
-    Seq, Snapshot, SnapshotOutcome, StatementOutcome, StatementRow, Storage, StorageError,
-    StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
+    change_of, fold_heads, push_events, sections_from_db, sections_to_db, Actor, Appended,
+    AuditAction, AuditEvent, Change, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
+    RecordHeadsRow, RegisterOutcome, Result, Revocation, Rights, Seq, Snapshot, SnapshotOutcome,
+    StatementOutcome, StatementRow, Storage, StorageError, StoredEnvelope, CHANGE_CHANNEL_CAPACITY,
 };
 
 /// Numbered migrations, recorded in `schema_migrations`.
@@ -46,7 +45,6 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("migrations/0004_replication.sql")),
     (5, include_str!("migrations/0005_federated_audit.sql")),
     (6, include_str!("migrations/0006_share_links.sql")),
-    (7, include_str!("migrations/0007_labels.sql")),
 ];
 
 /// Advisory lock class for migrations (first key of the two-int form).
@@ -452,8 +450,8 @@ async fn insert_member(
     m: &Member,
 ) -> Result<()> {
     c.execute(
-        "INSERT INTO members (record_id, identity, role, card, sections, can_write, expires_at_ms, labels)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO members (record_id, identity, role, card, sections, can_write, expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             &&record.as_bytes()[..],
             &&m.identity.as_bytes()[..],
@@ -462,7 +460,6 @@ async fn insert_member(
             &sections_to_db(&m.access.sections)?,
             &m.access.role.writes(),
             &m.access.expires_at_ms,
-            &labels_to_db(&m.access.labels)?,
         ],
     )
     .await?;
@@ -483,7 +480,6 @@ fn access_of(row: &tokio_postgres::Row, first: usize) -> Result<Rights> {
     Ok(Rights {
         role,
         sections: sections_from_db(&sections)?,
-        labels: labels_from_db(&row.try_get::<_, String>(first + 4)?)?,
         expires_at_ms: row.try_get(first + 3)?,
     })
 }
@@ -751,7 +747,7 @@ impl Storage for PostgresStorage {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT r.record_id IS NOT NULL, m.role, m.sections, m.can_write, m.expires_at_ms, m.labels
+                "SELECT r.record_id IS NOT NULL, m.role, m.sections, m.can_write, m.expires_at_ms
                  FROM (SELECT 1) AS one
                  LEFT JOIN records r ON r.record_id = $1
                  LEFT JOIN members m ON m.record_id = $1 AND m.identity = $2",
@@ -777,7 +773,7 @@ impl Storage for PostgresStorage {
         }
         let rows = client
             .query(
-                "SELECT identity, role, sections, can_write, expires_at_ms, labels, card FROM members
+                "SELECT identity, role, sections, can_write, expires_at_ms, card FROM members
                  WHERE record_id = $1 ORDER BY identity",
                 &[&&record.as_bytes()[..]],
             )
@@ -787,7 +783,7 @@ impl Storage for PostgresStorage {
                 Ok(Member {
                     identity: identity(&row.try_get::<_, Vec<u8>>(0)?)?,
                     access: access_of(row, 1)?,
-                    card: row.try_get(6)?,
+                    card: row.try_get(5)?,
                 })
             })
             .collect()

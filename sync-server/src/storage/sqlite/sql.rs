@@ -9,10 +9,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use satchel_protocol::ids::{IdentityId, RecordId};
 
 use crate::storage::{
-    fold_heads, labels_from_db, labels_to_db, push_events, sections_from_db, sections_to_db, Actor,
-    Appended, AuditAction, AuditEvent, Link, Member, MemberRole, Membership, NewEnvelope, PullPage,
-    RecordHeadsRow, RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome,
-    StatementOutcome, StatementRow, StorageError, StoredEnvelope,
+    fold_heads, push_events, sections_from_db, sections_to_db, Actor, Appended, AuditAction,
+    AuditEvent, Link, Member, MemberRole, Membership, NewEnvelope, PullPage, RecordHeadsRow,
+    RegisterOutcome, Result, Rights, Seq, Snapshot, SnapshotOutcome, StatementOutcome,
+    StatementRow, StorageError, StoredEnvelope,
 };
 
 /// Numbered migrations; `PRAGMA user_version` is the number applied.
@@ -23,7 +23,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_replication.sql")),
     (5, include_str!("migrations/0005_federated_audit.sql")),
     (6, include_str!("migrations/0006_share_links.sql")),
-    (7, include_str!("migrations/0007_labels.sql")),
 ];
 
 /// The newest migration this relay knows.
@@ -236,8 +235,8 @@ pub(super) fn register_record(
 
 fn insert_member(c: &Connection, record: &RecordId, m: &Member) -> Result<()> {
     c.prepare_cached(
-        "INSERT INTO members (record_id, identity, role, card, sections, can_write, expires_at_ms, labels)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO members (record_id, identity, role, card, sections, can_write, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         &record.as_bytes()[..],
@@ -246,19 +245,12 @@ fn insert_member(c: &Connection, record: &RecordId, m: &Member) -> Result<()> {
         &m.card,
         sections_to_db(&m.access.sections)?,
         m.access.role.writes(),
-        m.access.expires_at_ms,
-        labels_to_db(&m.access.labels)?
+        m.access.expires_at_ms
     ])?;
     Ok(())
 }
 
-fn access_of(
-    role: &str,
-    sections: &str,
-    write: bool,
-    expires: Option<i64>,
-    labels: &str,
-) -> Result<Rights> {
+fn access_of(role: &str, sections: &str, write: bool, expires: Option<i64>) -> Result<Rights> {
     let role = MemberRole::parse(role)
         .ok_or_else(|| StorageError::Backend("unknown member role".into()))?;
     if write != role.writes() {
@@ -269,7 +261,6 @@ fn access_of(
     Ok(Rights {
         role,
         sections: sections_from_db(sections)?,
-        labels: labels_from_db(labels)?,
         expires_at_ms: expires,
     })
 }
@@ -302,18 +293,18 @@ pub(super) fn membership(
     record: &RecordId,
     who: &IdentityId,
 ) -> Result<Membership> {
-    let row: Option<(String, String, bool, Option<i64>, String)> = c
+    let row: Option<(String, String, bool, Option<i64>)> = c
         .prepare_cached(
-            "SELECT role, sections, can_write, expires_at_ms, labels FROM members
+            "SELECT role, sections, can_write, expires_at_ms FROM members
              WHERE record_id = ?1 AND identity = ?2",
         )?
         .query_row(params![&record.as_bytes()[..], &who.as_bytes()[..]], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
     match row {
-        Some((role, sections, write, expires, labels)) => Ok(Membership::Member(access_of(
-            &role, &sections, write, expires, &labels,
+        Some((role, sections, write, expires)) => Ok(Membership::Member(access_of(
+            &role, &sections, write, expires,
         )?)),
         None if record_exists(c, record)? => Ok(Membership::NotMember),
         None => Ok(Membership::NoRecord),
@@ -428,10 +419,10 @@ pub(super) fn members(c: &Connection, record: &RecordId) -> Result<Vec<Member>> 
         return Err(StorageError::NotFound);
     }
     let mut stmt = c.prepare_cached(
-        "SELECT identity, role, sections, can_write, expires_at_ms, card, labels FROM members
+        "SELECT identity, role, sections, can_write, expires_at_ms, card FROM members
          WHERE record_id = ?1 ORDER BY identity",
     )?;
-    type Row = (Vec<u8>, String, String, bool, Option<i64>, Vec<u8>, String);
+    type Row = (Vec<u8>, String, String, bool, Option<i64>, Vec<u8>);
     let rows = stmt.query_map(params![&record.as_bytes()[..]], |r| {
         Ok::<Row, _>((
             r.get(0)?,
@@ -440,15 +431,14 @@ pub(super) fn members(c: &Connection, record: &RecordId) -> Result<Vec<Member>> 
             r.get(3)?,
             r.get(4)?,
             r.get(5)?,
-            r.get(6)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (who, role, sections, write, expires, card, labels) = row?;
+        let (who, role, sections, write, expires, card) = row?;
         out.push(Member {
             identity: identity(&who)?,
-            access: access_of(&role, &sections, write, expires, &labels)?,
+            access: access_of(&role, &sections, write, expires)?,
             card,
         });
     }
