@@ -23,7 +23,7 @@ use super::types::{
     IdentityInfo, IncompleteSection, Invite, InviteTerms, SectionCount, SyncReport, VersionInfo,
 };
 use crate::profile::Profile;
-use crate::record::{JsonText, Section};
+use crate::record::Section;
 use crate::sharing::{base_section, GrantRole};
 use crate::store::SqliteStore;
 use crate::sync::link::{self, LinkCode};
@@ -264,11 +264,9 @@ impl HealthRecord {
     /// Entries matching `query`, newest clinical date first.
     pub fn list(&self, query: EntryQuery) -> Result<Vec<EntryInfo>> {
         let query = query.to_core()?;
-        // The resources as stored JSON text: no parse and re-serialisation
-        // per entry (the FFI list benchmark, docs/mobile.md).
         Ok(lock(&self.inner)?
             .profile
-            .query_as::<JsonText>(&query)
+            .query(&query)
             .iter()
             .map(EntryInfo::from)
             .collect())

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::record::{
-    Entry, EntryStatus, EntryVersion, JsonText, Query, Section, SectionSummary,
-};
+use crate::record::{Entry, EntryStatus, EntryVersion, Query, Section, SectionSummary};
 use crate::sharing::GrantRole;
 
 use super::error::{Result, SatchelError};
@@ -54,30 +52,13 @@ pub struct VersionInfo {
     pub concurrent: bool,
 }
 
-/// A resource as the JSON text the mobile API hands over.
-pub(crate) trait ResourceText {
-    fn json_text(&self) -> String;
-}
-
-impl ResourceText for serde_json::Value {
-    fn json_text(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl ResourceText for JsonText {
-    fn json_text(&self) -> String {
-        self.0.clone()
-    }
-}
-
-impl<R: ResourceText> From<&EntryVersion<R>> for VersionInfo {
-    fn from(v: &EntryVersion<R>) -> Self {
+impl From<&EntryVersion> for VersionInfo {
+    fn from(v: &EntryVersion) -> Self {
         VersionInfo {
             author: v.author.to_hex(),
             recorded_at_ms: v.recorded_at_ms,
             active: v.status == EntryStatus::Active,
-            resource_json: v.resource.json_text(),
+            resource_json: v.resource.to_string(),
             date_ms: v.date,
             displays: v.displays.clone(),
             concurrent: v.concurrent,
@@ -106,8 +87,8 @@ pub struct EntryInfo {
     pub current: VersionInfo,
 }
 
-impl<R: ResourceText> From<&Entry<R>> for EntryInfo {
-    fn from(e: &Entry<R>) -> Self {
+impl From<&Entry> for EntryInfo {
+    fn from(e: &Entry) -> Self {
         EntryInfo {
             id: e.id.to_string(),
             section: e.section.as_str().to_string(),

@@ -499,12 +499,6 @@ impl<S: Store> Profile<S> {
         self.record.query(query)
     }
 
-    /// [`Self::query`] with the resources in the form `R` (the mobile API
-    /// lists them as their stored JSON text, [`crate::record::JsonText`]).
-    pub fn query_as<R: crate::record::ResourceForm>(&self, query: &Query) -> Vec<Entry<R>> {
-        self.record.query_as(query)
-    }
-
     /// Per-section counts and latest dates, from the index fields only.
     pub fn summary(&self) -> Vec<SectionSummary> {
         self.record.summary()

@@ -78,38 +78,9 @@ impl fmt::Debug for NewEntry {
     }
 }
 
-/// How a version's resource is handed out: parsed ([`Value`], the
-/// default) or as its stored JSON text ([`JsonText`]).
-pub trait ResourceForm: Sized {
-    /// The resource stored as `json`; `None` when it is not JSON (such a
-    /// version is left out, as an unreadable one).
-    fn read(json: &[u8]) -> Option<Self>;
-}
-
-impl ResourceForm for Value {
-    fn read(json: &[u8]) -> Option<Self> {
-        serde_json::from_slice(json).ok()
-    }
-}
-
-/// A resource as the JSON text its version stores (checked to be JSON),
-/// for callers that pass it on as text (the mobile API's lists): no parse
-/// into a [`Value`] and serialisation back. Versions are stored as
-/// `serde_json` writes a [`Value`], so the text is the same.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JsonText(pub String);
-
-impl ResourceForm for JsonText {
-    fn read(json: &[u8]) -> Option<Self> {
-        serde_json::from_slice::<serde::de::IgnoredAny>(json).ok()?;
-        String::from_utf8(json.to_vec()).ok().map(JsonText)
-    }
-}
-
 /// One immutable version of an entry.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct EntryVersion<R = Value> {
+pub struct EntryVersion {
     /// Who wrote this version.
     pub author: IdentityId,
     /// When it was written, unix milliseconds (author's clock).
@@ -121,7 +92,7 @@ pub struct EntryVersion<R = Value> {
     #[serde(default)]
     pub concurrent: bool,
     /// The resource of this version.
-    pub resource: R,
+    pub resource: Value,
     /// Clinical date (start, unix ms UTC), from the index.
     pub date: Option<i64>,
     /// Clinical date as written in the resource, from the index.
@@ -132,7 +103,7 @@ pub struct EntryVersion<R = Value> {
     pub displays: Vec<String>,
 }
 
-impl<R> fmt::Debug for EntryVersion<R> {
+impl fmt::Debug for EntryVersion {
     // Health data stays out of debug output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EntryVersion")
@@ -146,7 +117,7 @@ impl<R> fmt::Debug for EntryVersion<R> {
 
 /// An entry as read: metadata, the current version and the sticky status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry<R = Value> {
+pub struct Entry {
     /// Entry id.
     pub id: EntryId,
     /// Section holding it.
@@ -162,7 +133,7 @@ pub struct Entry<R = Value> {
     /// `recorded_at_ms` of the first version.
     pub created_at_ms: i64,
     /// The greatest version by (recorded_at_ms, author, list position).
-    pub current: EntryVersion<R>,
+    pub current: EntryVersion,
     /// Number of versions.
     pub version_count: usize,
     /// `EnteredInError` iff any version has that status (sticky).
@@ -1041,11 +1012,11 @@ impl SectionDoc {
     }
 
     /// A version as returned: its header decoded, its resource parsed.
-    fn full_version<R: ResourceForm>(&self, v: &IndexedVersion) -> Option<EntryVersion<R>> {
+    fn full_version(&self, v: &IndexedVersion) -> Option<EntryVersion> {
         self.with_version_bytes(v.key.pos, |bytes| {
             let (header, resource) = layout::split_version(bytes)?;
             let h = VersionHeader::decode(header)?;
-            let resource = R::read(resource)?;
+            let resource: Value = serde_json::from_slice(resource).ok()?;
             Some(EntryVersion {
                 author: h.author,
                 recorded_at_ms: h.recorded_at,
@@ -1067,7 +1038,7 @@ impl SectionDoc {
         })
     }
 
-    fn build_entry<R: ResourceForm>(&self, id: EntryId, e: &IndexedEntry) -> Option<Entry<R>> {
+    fn build_entry(&self, id: EntryId, e: &IndexedEntry) -> Option<Entry> {
         let contested = e.contested_bases();
         let newest = e.current()?;
         let mut current = self.full_version(newest)?;
@@ -1152,16 +1123,11 @@ impl SectionDoc {
     /// Entries matching `query` (index fields of the current version only),
     /// sorted by clinical date descending (undated last), then id.
     pub fn query(&self, query: &Query) -> Vec<Entry> {
-        self.query_as(query)
-    }
-
-    /// [`Self::query`] with the resources in the form `R`.
-    pub fn query_as<R: ResourceForm>(&self, query: &Query) -> Vec<Entry<R>> {
         if query.section.is_some_and(|s| s != self.section) {
             return Vec::new();
         }
         let text = query.text.as_ref().map(|t| t.to_lowercase());
-        let mut out: Vec<Entry<R>> = self
+        let mut out: Vec<Entry> = self
             .index
             .entries
             .iter()
@@ -1240,7 +1206,7 @@ impl SectionDoc {
 }
 
 /// Clinical date descending (undated last), then id ascending.
-pub(crate) fn sort_for_listing<R>(entries: &mut [Entry<R>]) {
+pub(crate) fn sort_for_listing(entries: &mut [Entry]) {
     entries.sort_by(|a, b| {
         b.current
             .date
@@ -1270,33 +1236,6 @@ mod tests {
             source_system: None,
             source_id: None,
         }
-    }
-
-    #[test]
-    fn json_text_lists_the_same_resources_as_values() {
-        let mut a = SectionDoc::new(Section::Conditions);
-        let odd: Value = serde_json::from_str(
-            r#"{"resourceType": "Condition", "z": 1.50, "a": [1e400, -0.0, "\u00e9\n"], "onsetDateTime": "2013"}"#,
-        )
-        .unwrap();
-        a.add_entry(new_entry("1")).unwrap();
-        a.add_entry(NewEntry {
-            resource: odd,
-            ..new_entry("2")
-        })
-        .unwrap();
-        let query = Query::default();
-        let values = a.query(&query);
-        let texts = a.query_as::<JsonText>(&query);
-        assert_eq!(values.len(), 2);
-        assert_eq!(texts.len(), values.len());
-        for (v, t) in values.iter().zip(&texts) {
-            assert_eq!(v.id, t.id);
-            assert_eq!(t.current.resource.0, v.current.resource.to_string());
-        }
-        // Not JSON: left out, as a Value reading leaves it out.
-        assert!(JsonText::read(b"{\"a\":").is_none());
-        assert!(JsonText::read(&[0xff, 0xfe]).is_none());
     }
 
     #[test]

@@ -101,10 +101,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use automerge::ChangeHash;
-pub use doc::{
-    Entry, EntryStatus, EntryVersion, JsonText, NewEntry, Query, ResourceForm, SectionDoc,
-    SectionSummary,
-};
+pub use doc::{Entry, EntryStatus, EntryVersion, NewEntry, Query, SectionDoc, SectionSummary};
 pub use satchel_protocol::section::{ParseSectionError, Section};
 pub use wire::versions_authored_by;
 
@@ -330,16 +327,11 @@ impl Record {
     /// Entries matching `query` across sections, sorted by clinical date
     /// descending (undated last), then id.
     pub fn query(&self, query: &Query) -> Vec<Entry> {
-        self.query_as(query)
-    }
-
-    /// [`Self::query`] with the resources in the form `R`.
-    pub fn query_as<R: ResourceForm>(&self, query: &Query) -> Vec<Entry<R>> {
-        let mut out: Vec<Entry<R>> = self
+        let mut out: Vec<Entry> = self
             .sections
             .values()
             .filter(|d| query.section.is_none_or(|s| s == d.section()))
-            .flat_map(|d| d.query_as(query))
+            .flat_map(|d| d.query(query))
             .collect();
         doc::sort_for_listing(&mut out);
         out
