@@ -3,7 +3,6 @@
 //! a profile. Both go over TLS ([`super::tls`]) except to a loopback relay
 //! ([`RelayUrl`]).
 
-use std::borrow::BorrowMut;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,8 @@ use super::wire::{
 use crate::ids::RecordId;
 use crate::profile::{Profile, ProfileError};
 use crate::store::{Owed, Store};
+
+use super::held::{HeldProfile, Lent};
 
 /// Errors of a sync round as the caller sees them.
 #[derive(Debug, thiserror::Error)]
@@ -248,29 +249,22 @@ impl RelayClient {
         &mut self,
         profile: &mut Profile<S>,
     ) -> Result<RoundReport, TransportError> {
-        self.sync_held(&tokio::sync::Mutex::new(profile)).await
+        self.sync_held(&Lent::new(profile)).await
     }
 
-    /// [`Self::sync`] of a profile others use as well (a process that
-    /// writes to the record while it syncs: the provider gateway): the
-    /// round holds it only while a step uses it (reading the outbox,
-    /// applying what was pulled, signing), never while a request is on its
-    /// way to the relay. One round at a time per profile.
-    pub async fn sync_held<S: Store, P: BorrowMut<Profile<S>> + Send>(
+    /// [`Self::sync`] of a profile others use as well: held only while a
+    /// step of the round uses it, not while a request is on its way
+    /// ([`HeldProfile`]). One round at a time per profile.
+    pub async fn sync_held<S: Store, P: HeldProfile<S>>(
         &mut self,
-        profile: &tokio::sync::Mutex<P>,
+        profile: &P,
     ) -> Result<RoundReport, TransportError> {
         let mut report = self.round(profile, Owed::Outbox, &mut |_| {}).await?;
         // Live share links follow the record (docs/sharing-links.md).
         let (refreshed, stale) = {
-            let mut held = profile.lock().await;
-            super::share_links::refresh_live(
-                self,
-                (*held).borrow_mut(),
-                &report,
-                crate::profile::now_ms(),
-            )
-            .await?
+            let mut held = profile.hold().await;
+            super::share_links::refresh_live(self, &mut held, &report, crate::profile::now_ms())
+                .await?
         };
         report.links_refreshed = refreshed;
         report.links_not_refreshed = stale;
@@ -289,25 +283,20 @@ impl RelayClient {
         profile: &mut Profile<S>,
         acknowledged: &mut (dyn FnMut(usize) + Send),
     ) -> Result<RoundReport, TransportError> {
-        self.round(
-            &tokio::sync::Mutex::new(profile),
-            Owed::Everything,
-            acknowledged,
-        )
-        .await
+        self.round(&Lent::new(profile), Owed::Everything, acknowledged)
+            .await
     }
 
     /// One round: the engine's steps, the profile held for each step that
     /// uses it and released while a request is out.
-    async fn round<S: Store, P: BorrowMut<Profile<S>> + Send>(
+    async fn round<S: Store, P: HeldProfile<S>>(
         &mut self,
-        shared: &tokio::sync::Mutex<P>,
+        shared: &P,
         owed: Owed,
         acknowledged: &mut (dyn FnMut(usize) + Send),
     ) -> Result<RoundReport, TransportError> {
         let mut engine = {
-            let mut held = shared.lock().await;
-            let profile: &mut Profile<S> = (*held).borrow_mut();
+            let mut profile = shared.hold().await;
             let mut state = profile.sync_state(self.url.as_str())?;
             if owed == Owed::Everything {
                 for log in profile.owed_everything()?.1 {
@@ -346,14 +335,10 @@ impl RelayClient {
                     pending = engine.on_response(response);
                     self.token = engine.token().map(str::to_string);
                 }
-                Step::Sign(message) => {
-                    let mut held = shared.lock().await;
-                    let profile: &mut Profile<S> = (*held).borrow_mut();
-                    engine.signed(profile.sign(&message))
-                }
+                Step::Sign(message) => engine.signed(shared.hold().await.sign(&message)),
                 Step::Apply(apply) => {
-                    let mut held = shared.lock().await;
-                    let profile: &mut Profile<S> = (*held).borrow_mut();
+                    let mut held = shared.hold().await;
+                    let profile = &mut *held;
                     match apply {
                         Apply::Access { statements, cursor } => {
                             profile.apply_access(statements, cursor)?;
@@ -430,9 +415,7 @@ impl RelayClient {
                 }
                 Step::Wait(duration) => tokio::time::sleep(duration).await,
                 Step::Finished(report) => {
-                    let mut held = shared.lock().await;
-                    let profile: &mut Profile<S> = (*held).borrow_mut();
-                    profile.mark_synced(report.upstream)?;
+                    shared.hold().await.mark_synced(report.upstream)?;
                     return Ok(RoundReport {
                         merged,
                         refused,
@@ -445,9 +428,7 @@ impl RelayClient {
                         SyncError::Refused { code, .. } if code == RECORD_MOVED => {}
                         SyncError::Refused { status: 403, .. } => {
                             // Revoked or expired: say so wherever this copy is shown.
-                            let mut held = shared.lock().await;
-                            let profile: &mut Profile<S> = (*held).borrow_mut();
-                            profile.mark_access_ended()?;
+                            shared.hold().await.mark_access_ended()?;
                         }
                         _ => {}
                     }
