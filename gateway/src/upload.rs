@@ -257,22 +257,20 @@ impl Uploader {
             }
             Err(_) => return (rid, false, client),
         };
-        // The record is held step by step: a transaction for it waits for
-        // a step of the round, not for the relay.
-        let result = client.sync_held(&*record).await;
+        let client_ref = &mut client;
+        let mut profile = record.lock().await;
+        let result = client_ref.sync(&mut profile).await;
         // Reads answered from this copy, for the patient's audit trail.
         let views = match &result {
-            Ok(_) => {
-                let mut profile = record.lock().await;
-                satchel_core::sync::views::report_views(&mut client, &mut profile)
-                    .await
-                    .map_err(|e| {
-                        tracing::warn!(record = %rid, error = %e, "reporting views to the relay failed; they stay queued");
-                    })
-                    .is_ok()
-            }
+            Ok(_) => satchel_core::sync::views::report_views(client_ref, &mut profile)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(record = %rid, error = %e, "reporting views to the relay failed; they stay queued");
+                })
+                .is_ok(),
             Err(_) => false,
         };
+        drop(profile);
         let at_ms = crate::auth::now_ms();
         let (ok, uploaded, pulled) = match &result {
             Ok(r) => (views, r.uploaded, r.pulled),

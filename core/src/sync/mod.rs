@@ -4,9 +4,6 @@
 //!   what to apply, retries with backoff, re-authentication.
 //! - [`transport`]: the shell: HTTP requests, the WebSocket push channel, and
 //!   the loop that drives the engine against a [`crate::profile::Profile`].
-//! - [`held`]: how a round holds the profile it syncs (step by step, never
-//!   across a request), for processes that share a record between a round
-//!   and their own writes.
 //! - [`state`]: [`SyncState`], what a device keeps between rounds (cursors,
 //!   the feed and access-log positions, logs to pull again); the caller owns
 //!   and persists it.
@@ -37,7 +34,6 @@
 
 pub mod currency;
 pub mod engine;
-pub mod held;
 pub mod ledger;
 pub mod link;
 pub mod moving;
@@ -51,7 +47,6 @@ pub use satchel_protocol::relay_url;
 pub use satchel_protocol::wire;
 
 pub use engine::{RoundReport, SyncEngine, SyncError};
-pub use held::HeldProfile;
 pub use relay_url::{RelayUrl, RelayUrlError};
 pub use state::SyncState;
 pub use tls::{PinnedRoots, RelayTrust, TlsError};

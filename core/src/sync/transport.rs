@@ -21,8 +21,6 @@ use crate::ids::RecordId;
 use crate::profile::{Profile, ProfileError};
 use crate::store::{Owed, Store};
 
-use super::held::{HeldProfile, Lent};
-
 /// Errors of a sync round as the caller sees them.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -249,23 +247,11 @@ impl RelayClient {
         &mut self,
         profile: &mut Profile<S>,
     ) -> Result<RoundReport, TransportError> {
-        self.sync_held(&Lent::new(profile)).await
-    }
-
-    /// [`Self::sync`] of a profile others use as well: held only while a
-    /// step of the round uses it, not while a request is on its way
-    /// ([`HeldProfile`]). One round at a time per profile.
-    pub async fn sync_held<S: Store, P: HeldProfile<S>>(
-        &mut self,
-        profile: &P,
-    ) -> Result<RoundReport, TransportError> {
         let mut report = self.round(profile, Owed::Outbox, &mut |_| {}).await?;
         // Live share links follow the record (docs/sharing-links.md).
-        let (refreshed, stale) = {
-            let mut held = profile.hold().await;
-            super::share_links::refresh_live(self, &mut held, &report, crate::profile::now_ms())
-                .await?
-        };
+        let (refreshed, stale) =
+            super::share_links::refresh_live(self, profile, &report, crate::profile::now_ms())
+                .await?;
         report.links_refreshed = refreshed;
         report.links_not_refreshed = stale;
         Ok(report)
@@ -283,42 +269,36 @@ impl RelayClient {
         profile: &mut Profile<S>,
         acknowledged: &mut (dyn FnMut(usize) + Send),
     ) -> Result<RoundReport, TransportError> {
-        self.round(&Lent::new(profile), Owed::Everything, acknowledged)
-            .await
+        self.round(profile, Owed::Everything, acknowledged).await
     }
 
-    /// One round: the engine's steps, the profile held for each step that
-    /// uses it and released while a request is out.
-    async fn round<S: Store, P: HeldProfile<S>>(
+    async fn round<S: Store>(
         &mut self,
-        shared: &P,
+        profile: &mut Profile<S>,
         owed: Owed,
         acknowledged: &mut (dyn FnMut(usize) + Send),
     ) -> Result<RoundReport, TransportError> {
-        let mut engine = {
-            let mut profile = shared.hold().await;
-            let mut state = profile.sync_state(self.url.as_str())?;
-            if owed == Owed::Everything {
-                for log in profile.owed_everything()?.1 {
-                    // Compacted on the old relay: snapshot it here as well.
-                    state
-                        .since_snapshot
-                        .insert(log, super::engine::SNAPSHOT_EVERY);
-                }
+        let mut state = profile.sync_state(self.url.as_str())?;
+        if owed == Owed::Everything {
+            for log in profile.owed_everything()?.1 {
+                // Compacted on the old relay: snapshot it here as well.
+                state
+                    .since_snapshot
+                    .insert(log, super::engine::SNAPSHOT_EVERY);
             }
-            let register = profile
-                .is_creator()
-                .then(|| profile.identity_card().clone());
-            SyncEngine::new(
-                profile.record_id(),
-                profile.device_id(),
-                register,
-                self.token.clone(),
-                state,
-            )
-            .with_max_attempts(self.max_attempts)
-        };
-        let record = engine.record();
+        }
+        let register = profile
+            .is_creator()
+            .then(|| profile.identity_card().clone());
+        let mut engine = SyncEngine::new(
+            profile.record_id(),
+            profile.device_id(),
+            register,
+            self.token.clone(),
+            state,
+        )
+        .with_max_attempts(self.max_attempts);
+        let record = profile.record_id();
         let mut pending: Option<Step> = None;
         let (mut merged, mut refused) = (0, 0);
         loop {
@@ -335,10 +315,8 @@ impl RelayClient {
                     pending = engine.on_response(response);
                     self.token = engine.token().map(str::to_string);
                 }
-                Step::Sign(message) => engine.signed(shared.hold().await.sign(&message)),
+                Step::Sign(message) => engine.signed(profile.sign(&message)),
                 Step::Apply(apply) => {
-                    let mut held = shared.hold().await;
-                    let profile = &mut *held;
                     match apply {
                         Apply::Access { statements, cursor } => {
                             profile.apply_access(statements, cursor)?;
@@ -415,7 +393,7 @@ impl RelayClient {
                 }
                 Step::Wait(duration) => tokio::time::sleep(duration).await,
                 Step::Finished(report) => {
-                    shared.hold().await.mark_synced(report.upstream)?;
+                    profile.mark_synced(report.upstream)?;
                     return Ok(RoundReport {
                         merged,
                         refused,
@@ -428,7 +406,7 @@ impl RelayClient {
                         SyncError::Refused { code, .. } if code == RECORD_MOVED => {}
                         SyncError::Refused { status: 403, .. } => {
                             // Revoked or expired: say so wherever this copy is shown.
-                            shared.hold().await.mark_access_ended()?;
+                            profile.mark_access_ended()?;
                         }
                         _ => {}
                     }
