@@ -3,10 +3,8 @@
 //! store: a write answered 2xx is committed there before the answer, and a
 //! crash before the upload only delays it: on start every record is synced
 //! once). Up to [`CONCURRENT_SYNCS`] records sync at once over one
-//! connection pool, each record by one round at a time; a round holds the
-//! record only for its steps, not across relay requests
-//! ([`satchel_core::sync::RelayClient::sync_held`]), so a transaction for a
-//! record being synced waits for a step, not a round trip. A failing relay
+//! connection pool, each record by one round at a time (holding the
+//! record for the round: a transaction for it waits). A failing relay
 //! is retried with backoff; a periodic pass also brings what patients and
 //! others wrote (the reads).
 

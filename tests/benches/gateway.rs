@@ -411,9 +411,15 @@ fn setup(rt: &tokio::runtime::Runtime, relay: &Relay, records: usize) -> Setup {
             let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
             let state = std::fs::read_to_string(format!("/proc/{}/status", relay.inner.pid()))
                 .ok()
-                .and_then(|s| s.lines().find(|l| l.starts_with("State:")).map(str::to_owned))
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("State:"))
+                        .map(str::to_owned)
+                })
                 .unwrap_or_else(|| "gone".into());
-            let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+            let fds = std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.count())
+                .unwrap_or(0);
             panic!("a patient's approval failed: {e}\nrelay process {state}; this process has {fds} open files\nrelay log, last lines (newest first):\n{tail}")
         }
     };
