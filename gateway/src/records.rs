@@ -130,6 +130,16 @@ struct PoolState {
     keys: HashMap<RecordId, Arc<VaultKey>>,
 }
 
+impl PoolState {
+    /// Take `rid` out of the open records: closed when its last user is
+    /// done with it, and handed back by [`RecordPool::get`] until then.
+    fn close(&mut self, rid: RecordId) {
+        if let Some((record, _, _)) = self.open.remove(&rid) {
+            self.closing.insert(rid, Arc::downgrade(&record));
+        }
+    }
+}
+
 impl RecordPool {
     /// The pool of the provider home at `dir`, unlocked with `passphrase`;
     /// builds the patient index of records it does not know yet (opening
@@ -317,10 +327,7 @@ impl RecordPool {
             else {
                 break;
             };
-            // Closed when its last user is done with it.
-            if let Some((record, _, _)) = state.open.remove(&oldest) {
-                state.closing.insert(oldest, Arc::downgrade(&record));
-            }
+            state.close(oldest);
         }
         Ok(record)
     }
@@ -339,9 +346,7 @@ impl RecordPool {
             .map(|(id, _)| *id)
             .collect();
         for rid in idle {
-            if let Some((record, _, _)) = state.open.remove(&rid) {
-                state.closing.insert(rid, Arc::downgrade(&record));
-            }
+            state.close(rid);
         }
         state.closing.retain(|_, w| w.strong_count() > 0);
         before - state.open.len()

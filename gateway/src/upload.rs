@@ -120,14 +120,18 @@ impl Uploader {
 
     /// Up to `room` queued records that are not syncing now, taken off
     /// the queue.
-    fn take_dirty(&self, room: usize, in_flight: &BTreeSet<RecordId>) -> Vec<RecordId> {
+    fn take_dirty(
+        &self,
+        room: usize,
+        syncing: &HashMap<tokio::task::Id, RecordId>,
+    ) -> Vec<RecordId> {
         let Ok(mut s) = self.state.lock() else {
             return Vec::new();
         };
         let due: Vec<RecordId> = s
             .dirty
             .iter()
-            .filter(|rid| !in_flight.contains(rid))
+            .filter(|rid| !syncing.values().any(|r| r == *rid))
             .take(room)
             .copied()
             .collect();
@@ -155,7 +159,7 @@ impl Uploader {
         };
         let mut clients: HashMap<RecordId, RelayClient> = HashMap::new();
         let mut running: JoinSet<(RecordId, bool, RelayClient)> = JoinSet::new();
-        let mut in_flight: BTreeSet<RecordId> = BTreeSet::new();
+        // The record each running sync task syncs.
         let mut tasks: HashMap<tokio::task::Id, RecordId> = HashMap::new();
         let mut last_refresh = tokio::time::Instant::now();
         // While syncs fail: when to try again.
@@ -173,10 +177,9 @@ impl Uploader {
             let backing_off = retry_at.is_some_and(|at| tokio::time::Instant::now() < at);
             if !backing_off {
                 retry_at = None;
-                let room = CONCURRENT_SYNCS.saturating_sub(in_flight.len());
-                for rid in self.take_dirty(room, &in_flight) {
+                let room = CONCURRENT_SYNCS.saturating_sub(tasks.len());
+                for rid in self.take_dirty(room, &tasks) {
                     let client = clients.remove(&rid).unwrap_or_else(|| base.sibling());
-                    in_flight.insert(rid);
                     let this = self.clone();
                     let task = running.spawn(async move { this.sync_one(rid, client).await });
                     tasks.insert(task.id(), rid);
@@ -202,7 +205,6 @@ impl Uploader {
                             None => continue,
                         },
                     };
-                    in_flight.remove(&rid);
                     if ok {
                         if let Ok(mut s) = self.state.lock() {
                             s.failures = 0;
@@ -243,9 +245,8 @@ impl Uploader {
     async fn sync_one(
         self: Arc<Self>,
         rid: RecordId,
-        client: RelayClient,
+        mut client: RelayClient,
     ) -> (RecordId, bool, RelayClient) {
-        let mut client = client;
         let pool = self.pool.clone();
         let record = match tokio::task::spawn_blocking(move || pool.get(rid)).await {
             Ok(Ok(r)) => r,
@@ -255,12 +256,11 @@ impl Uploader {
             }
             Err(_) => return (rid, false, client),
         };
-        let client_ref = &mut client;
         let mut profile = record.lock().await;
-        let result = client_ref.sync(&mut profile).await;
+        let result = client.sync(&mut profile).await;
         // Reads answered from this copy, for the patient's audit trail.
         let views = match &result {
-            Ok(_) => satchel_core::sync::views::report_views(client_ref, &mut profile)
+            Ok(_) => satchel_core::sync::views::report_views(&mut client, &mut profile)
                 .await
                 .map_err(|e| {
                     tracing::warn!(record = %rid, error = %e, "reporting views to the relay failed; they stay queued");
